@@ -1,1 +1,125 @@
-fn main() {}
+//! Compiles `flic-aggregator` for `wasm32-unknown-unknown` with a nested cargo and embeds
+//! the module, so `cargo test` and `cargo run -p flic-client` need no separate build step.
+//!
+//! Set `FLIC_AGGREGATOR_WASM=/path/to/aggregator.wasm` to embed a prebuilt module instead,
+//! and `FLIC_CANISTER_RUSTFLAGS` (e.g. `-C target-feature=+simd128`) to change codegen.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest_dir.parent().expect("crate lives in the workspace").to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
+    let dest = out_dir.join("aggregator.wasm");
+
+    for path in [
+        "aggregator-canister/src",
+        "aggregator-canister/Cargo.toml",
+        "protocol/src",
+        "protocol/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=FLIC_AGGREGATOR_WASM");
+    println!("cargo:rerun-if-env-changed=FLIC_CANISTER_RUSTFLAGS");
+
+    if let Some(prebuilt) = env::var_os("FLIC_AGGREGATOR_WASM") {
+        std::fs::copy(&prebuilt, &dest).unwrap_or_else(|e| {
+            panic!("FLIC_AGGREGATOR_WASM={}: cannot copy: {e}", Path::new(&prebuilt).display())
+        });
+        return;
+    }
+
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    ensure_wasm_target(&rustc);
+
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: keep the nested build inside
+    // the same target directory (so it is cached with it) but in a folder of its own, so
+    // the two cargo invocations never wait on each other's lock.
+    let target_root = out_dir.ancestors().nth(4).expect("OUT_DIR has the usual depth");
+    let nested_target = target_root.join("canister-wasm");
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--release", "--target", TARGET, "-p", "flic-aggregator"])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&nested_target);
+    // Variables cargo sets for this build script describe the host build; they must not
+    // leak into the wasm build.
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let host_only = key.starts_with("CARGO_CFG_")
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_FEATURE_")
+            || key.starts_with("DEP_")
+            || matches!(
+                key.as_str(),
+                "CARGO_ENCODED_RUSTFLAGS"
+                    | "RUSTFLAGS"
+                    | "CARGO_TARGET_DIR"
+                    | "CARGO_BUILD_TARGET"
+                    | "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_CRATE_NAME"
+                    | "TARGET"
+                    | "HOST"
+                    | "OUT_DIR"
+                    | "PROFILE"
+                    | "OPT_LEVEL"
+                    | "DEBUG"
+                    | "NUM_JOBS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "RUSTDOC"
+                    | "RUSTC_LINKER"
+            );
+        if host_only {
+            cmd.env_remove(&key);
+        }
+    }
+    if let Ok(flags) = env::var("FLIC_CANISTER_RUSTFLAGS") {
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.split_whitespace().collect::<Vec<_>>().join("\x1f"));
+    }
+
+    let status = cmd.status().expect("failed to spawn the nested cargo build of the canister");
+    if !status.success() {
+        panic!(
+            "building the aggregator canister for {TARGET} failed (see the output above); \
+             reproduce with: cargo build --release --target {TARGET} -p flic-aggregator"
+        );
+    }
+    let built = nested_target.join(TARGET).join("release").join("flic_aggregator.wasm");
+    std::fs::copy(&built, &dest)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), dest.display()));
+}
+
+/// The toolchain file names the target, but rustup only installs it with a new toolchain:
+/// add it here when it is missing, or fail with the command that fixes it.
+fn ensure_wasm_target(rustc: &str) {
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = |root: &Path| root.join("lib/rustlib").join(TARGET).exists();
+    if sysroot.as_deref().is_some_and(installed) {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup");
+    let added = Command::new("rustup").args(["target", "add", TARGET]).status();
+    if !matches!(added, Ok(s) if s.success()) {
+        panic!("the {TARGET} target is missing; install it with: rustup target add {TARGET}");
+    }
+}
