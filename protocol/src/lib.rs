@@ -1,6 +1,25 @@
 //! Types and pure logic shared by the flic aggregator canister and its clients.
 //! Compiles for `wasm32-unknown-unknown` and native; no I/O.
+//!
+//! - [`model`]: model spec, spec id and model versions.
+//! - [`submission`]: the signed submission header, Ed25519 helpers, caller principals.
+//! - [`encoding`]: `f32` and int8-block delta encodings and their validation.
+//! - [`chunking`]: payload chunks and their Merkle root.
+//! - [`merkle`]: RFC 6962 trees, inclusion proofs, an append-only frontier.
+//! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
+//! - [`api`]: every Candid type of the canister interface.
 
+pub mod api;
+pub mod chunking;
+pub mod encoding;
+pub mod fedavg;
+pub mod merkle;
 pub mod model;
+pub mod submission;
 
+/// A 32-byte digest on the wire (Candid `blob`; decoding rejects other lengths).
+pub type Hash = serde_bytes::ByteArray<32>;
+
+pub use encoding::{DeltaEncoding, DeltaError};
 pub use model::{model_version, ModelSpec, ModelVersionHasher, SpecError, TensorSpec};
+pub use submission::SubmissionHeader;

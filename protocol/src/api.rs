@@ -1,0 +1,541 @@
+//! Candid types of the aggregator canister API: arguments, replies and typed errors.
+//! The canister, the client and the tests all use these very types.
+
+use candid::{CandidType, Principal};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::chunking::{chunk_count, DEFAULT_CHUNK_SIZE, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use crate::encoding::{DeltaEncoding, DeltaError};
+use crate::fedavg::AggregationLimits;
+use crate::model::ModelSpec;
+use crate::submission::{SignatureError, SubmissionHeader};
+use crate::Hash;
+
+/// Largest model a job may configure (weights 4 B + accumulator 8 B per parameter).
+pub const MAX_PARAMS: u64 = 100_000_000;
+/// Largest `max_clients`.
+pub const MAX_CLIENTS: u32 = 10_000;
+pub const MIN_ROUND_DURATION_NS: u64 = 1_000_000_000;
+pub const MAX_ROUND_DURATION_NS: u64 = 366 * 24 * 3600 * 1_000_000_000;
+/// Largest page any paginated query returns.
+pub const MAX_PAGE_LEN: u32 = 100;
+pub const MAX_DATASET_NAME_LEN: usize = 128;
+pub const MAX_LICENSE_LEN: usize = 128;
+pub const MAX_DESCRIPTION_LEN: usize = 4096;
+pub const MAX_DATASETS_PER_OWNER: u64 = 64;
+
+fn hx(h: &Hash) -> String {
+    hex::encode(h.as_slice())
+}
+
+// ---------------------------------------------------------------- job configuration
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    Sgd,
+    Adam,
+}
+
+/// Local training settings every client must use.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClientHyperparameters {
+    pub learning_rate: f32,
+    pub batch_size: u32,
+    pub local_epochs: u32,
+    pub optimizer: Optimizer,
+    pub seed: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct JobConfig {
+    pub model_spec: ModelSpec,
+    pub client: ClientHyperparameters,
+    /// Contributions needed to close a round at its deadline.
+    pub min_clients: u32,
+    /// A round closes as soon as this many contributions are committed.
+    pub max_clients: u32,
+    /// Round length; a round short of `min_clients` at its deadline is extended by this.
+    pub round_duration_ns: u64,
+    pub allowed_encodings: Vec<DeltaEncoding>,
+    /// L2 bound every delta must respect.
+    pub clip_norm: f32,
+    /// Cap on a contribution's weight (its sample count).
+    pub max_weight: u64,
+    pub server_lr: f32,
+    /// Bytes per upload/download chunk; default [`DEFAULT_CHUNK_SIZE`].
+    pub chunk_size: Option<u32>,
+    /// Keep committed deltas in stable memory so anyone can download and re-check them.
+    pub retain_contributions: bool,
+}
+
+impl JobConfig {
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE)
+    }
+
+    pub fn limits(&self) -> AggregationLimits {
+        AggregationLimits { max_clients: self.max_clients as u64, max_weight: self.max_weight, clip_norm: self.clip_norm }
+    }
+
+    /// Checks every field; returns the accumulator's fractional bits.
+    pub fn validate(&self) -> Result<u32, AdminError> {
+        let bad = |reason: String| Err(AdminError::InvalidConfig { reason });
+        if let Err(e) = self.model_spec.validate(MAX_PARAMS) {
+            return bad(format!("model spec: {e}"));
+        }
+        let c = &self.client;
+        if !(c.learning_rate.is_finite() && c.learning_rate > 0.0) {
+            return bad(format!("client learning_rate must be finite and positive, got {}", c.learning_rate));
+        }
+        if c.batch_size == 0 || c.local_epochs == 0 {
+            return bad("client batch_size and local_epochs must be at least 1".into());
+        }
+        if self.min_clients == 0 || self.min_clients > self.max_clients || self.max_clients > MAX_CLIENTS {
+            return bad(format!(
+                "need 1 <= min_clients ({}) <= max_clients ({}) <= {MAX_CLIENTS}",
+                self.min_clients, self.max_clients
+            ));
+        }
+        if !(MIN_ROUND_DURATION_NS..=MAX_ROUND_DURATION_NS).contains(&self.round_duration_ns) {
+            return bad(format!(
+                "round_duration_ns {} is outside [{MIN_ROUND_DURATION_NS}, {MAX_ROUND_DURATION_NS}]",
+                self.round_duration_ns
+            ));
+        }
+        if self.allowed_encodings.is_empty() {
+            return bad("allowed_encodings is empty".into());
+        }
+        let mut encodings = self.allowed_encodings.clone();
+        encodings.sort();
+        encodings.dedup();
+        if encodings.len() != self.allowed_encodings.len() {
+            return bad("allowed_encodings lists an encoding twice".into());
+        }
+        if !(self.server_lr.is_finite() && self.server_lr > 0.0) {
+            return bad(format!("server_lr must be finite and positive, got {}", self.server_lr));
+        }
+        let cs = self.chunk_size();
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&cs) {
+            return bad(format!("chunk_size {cs} is outside [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"));
+        }
+        // The f32 encoding (4 bytes per parameter) is the largest payload: model and deltas.
+        let chunks = chunk_count(DeltaEncoding::F32.encoded_len(self.model_spec.param_count()), cs);
+        if chunks > MAX_CHUNKS as u64 {
+            return bad(format!("the model needs {chunks} chunks of {cs} bytes, above {MAX_CHUNKS}: raise chunk_size"));
+        }
+        self.limits().safe_frac_bits().map_err(|e| AdminError::InvalidConfig { reason: e.to_string() })
+    }
+}
+
+/// The canister's single install argument.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum InitArg {
+    Init(InitArgs),
+    Upgrade(Option<UpgradeArgs>),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct InitArgs {
+    /// Configure the job at install time (the installer is a controller).
+    pub job: Option<JobConfig>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct UpgradeArgs {
+    /// New round duration for the rounds to come (the current deadline is kept).
+    pub round_duration_ns: Option<u64>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// No job configured yet.
+    Unconfigured,
+    /// Configured; the initial model is being uploaded.
+    AwaitingModel,
+    /// Initial model complete; waiting for `start`.
+    Ready,
+    Running,
+    Paused,
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+// ---------------------------------------------------------------- errors
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AdminError {
+    #[error("caller {caller} is not a controller of this canister")]
+    NotController { caller: Principal },
+    #[error("invalid job configuration: {reason}")]
+    InvalidConfig { reason: String },
+    #[error("no job is configured: call configure_job first")]
+    NotConfigured,
+    #[error("the job is {state}; this action needs it to be {needed}")]
+    WrongState { state: JobState, needed: String },
+    #[error("model chunk {index} is out of range: the model has {chunk_count} chunks")]
+    ModelChunkOutOfRange { index: u32, chunk_count: u32 },
+    #[error("model chunk {index} is {got} bytes, expected {expected}")]
+    ModelChunkLength { index: u32, expected: u64, got: u64 },
+    #[error("the initial model is incomplete: {missing} chunks missing, the first is {first_missing}")]
+    ModelIncomplete { missing: u32, first_missing: u32 },
+    #[error("initial weight {index} is NaN or infinite")]
+    NonFiniteWeight { index: u64 },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the anonymous principal cannot submit")]
+    AnonymousCaller,
+    #[error("the job is {state}, not running: no submissions are accepted")]
+    JobNotRunning { state: JobState },
+    #[error("{0}")]
+    Signature(SignatureError),
+    #[error("caller {caller} is not the principal {key_principal} of the signing key")]
+    CallerMismatch { caller: Principal, key_principal: Principal },
+    #[error("header names canister {got}, this is {expected}")]
+    WrongCanister { expected: Principal, got: Principal },
+    #[error("header names job {got}, the current job is {expected}")]
+    WrongJob { expected: u64, got: u64 },
+    #[error("header is for round {got}, which is closed; the open round is {current}")]
+    StaleRound { current: u64, got: u64 },
+    #[error("header is for round {got}, which is not open yet; the open round is {current}")]
+    FutureRound { current: u64, got: u64 },
+    #[error("header's base model version is {}, the round is on {}: download the current model", hx(got), hx(expected))]
+    WrongBaseVersion { expected: Hash, got: Hash },
+    #[error("dataset {dataset_id} is not registered")]
+    UnknownDataset { dataset_id: u64 },
+    #[error("dataset {dataset_id} belongs to {owner}, not the caller")]
+    DatasetNotOwned { dataset_id: u64, owner: Principal },
+    #[error("dataset {dataset_id} was revoked and takes no further submissions")]
+    DatasetRevoked { dataset_id: u64 },
+    #[error("sample count {claimed} exceeds the {registered} samples registered for the dataset")]
+    SampleCountExceedsDataset { claimed: u64, registered: u64 },
+    #[error("sample count is zero")]
+    ZeroSampleCount,
+    #[error("encoding {encoding} is not allowed by this job")]
+    EncodingNotAllowed { encoding: DeltaEncoding },
+    #[error("header has {got} parameters, the model has {expected}")]
+    WrongParamCount { expected: u64, got: u64 },
+    #[error("header has {got} chunks, a {encoding} delta of this model in chunks of the job's size has {expected}")]
+    WrongChunkCount { encoding: DeltaEncoding, expected: u32, got: u32 },
+    #[error("{got} chunk hashes were sent, the header has {expected} chunks")]
+    WrongChunkHashCount { expected: u32, got: u32 },
+    #[error("the chunk hashes' Merkle root {} differs from the header's chunk root {}", hx(computed), hx(header))]
+    ChunkRootMismatch { computed: Hash, header: Hash },
+    #[error("the caller already has submission {submission_id} in round {round}{}", if *committed { " (committed)" } else { " with a different header" })]
+    DuplicateSubmission { round: u64, submission_id: u64, committed: bool },
+    #[error("submission {submission_id} does not exist (a submission not committed before its round closed is discarded)")]
+    UnknownSubmission { submission_id: u64 },
+    #[error("submission {submission_id} belongs to another principal")]
+    NotSubmissionOwner { submission_id: u64 },
+    #[error("submission {submission_id} is already committed")]
+    AlreadyCommitted { submission_id: u64 },
+    #[error("chunk {index} is out of range: the submission has {chunk_count} chunks")]
+    ChunkIndexOutOfRange { index: u32, chunk_count: u32 },
+    #[error("chunk {index} is {got} bytes, expected {expected}")]
+    ChunkLengthMismatch { index: u32, expected: u64, got: u64 },
+    #[error("chunk {index} hashes to {}, the submission declared {}", hx(got), hx(expected))]
+    ChunkHashMismatch { index: u32, expected: Hash, got: Hash },
+    #[error("{missing} chunks are missing (first: {first_missing}); upload them before committing")]
+    MissingChunks { missing: u32, first_missing: u32 },
+    #[error("invalid delta: {0}")]
+    InvalidDelta(DeltaError),
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DatasetError {
+    #[error("the anonymous principal cannot own datasets")]
+    AnonymousCaller,
+    #[error("dataset name is empty")]
+    EmptyName,
+    #[error("{field} is {len} bytes, the limit is {max}")]
+    FieldTooLong { field: String, len: u64, max: u64 },
+    #[error("sample count is zero")]
+    ZeroSampleCount,
+    #[error("the caller already owns {max} datasets, the limit")]
+    TooManyDatasets { max: u64 },
+    #[error("dataset {dataset_id} is not registered")]
+    UnknownDataset { dataset_id: u64 },
+    #[error("dataset {dataset_id} belongs to {owner}, not the caller")]
+    NotOwner { dataset_id: u64, owner: Principal },
+    #[error("dataset {dataset_id} is already revoked")]
+    AlreadyRevoked { dataset_id: u64 },
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("no model yet: the job is not configured or its initial model is incomplete")]
+    NoModel,
+    #[error("chunk {index} is out of range: there are {chunk_count} chunks")]
+    ChunkIndexOutOfRange { index: u32, chunk_count: u32 },
+    #[error("model version {} is not known to this canister", hx(version))]
+    UnknownModelVersion { version: Hash },
+    #[error("submission {submission_id} does not exist")]
+    UnknownSubmission { submission_id: u64 },
+    #[error("contribution {index} does not exist")]
+    UnknownContribution { index: u64 },
+    #[error("contribution {index}'s delta was not retained (retain_contributions is off)")]
+    NotRetained { index: u64 },
+}
+
+// ---------------------------------------------------------------- registry
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RegisterDatasetArgs {
+    pub name: String,
+    /// Merkle root over per-sample hashes, computed by the owner.
+    pub commitment: Hash,
+    pub sample_count: u64,
+    pub license: String,
+    pub description: String,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    pub id: u64,
+    pub owner: Principal,
+    pub name: String,
+    pub commitment: Hash,
+    pub sample_count: u64,
+    pub license: String,
+    pub description: String,
+    pub registered_at_ns: u64,
+    pub revoked_at_ns: Option<u64>,
+}
+
+// ---------------------------------------------------------------- submissions
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BeginSubmissionArgs {
+    pub header: SubmissionHeader,
+    /// Raw 32-byte Ed25519 public key; the caller must be its self-authenticating principal.
+    pub public_key: ByteBuf,
+    /// Ed25519 signature (64 bytes) over `header.signing_bytes()`.
+    pub signature: ByteBuf,
+    /// Leaf hash of every chunk, in order; their Merkle root must be `header.chunk_root`.
+    pub chunk_hashes: Vec<Hash>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PutChunkArgs {
+    pub submission_id: u64,
+    pub index: u32,
+    pub bytes: ByteBuf,
+}
+
+/// Where an upload stands; what a resuming client asks for.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SubmissionStatus {
+    pub submission_id: u64,
+    pub round: u64,
+    pub contributor: Principal,
+    pub header_hash: Hash,
+    pub chunk_count: u32,
+    /// Indices of the chunks already stored, ascending.
+    pub stored_chunks: Vec<u32>,
+    pub committed: bool,
+}
+
+/// Returned by `commit_submission`: enough to later prove the contribution's inclusion.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CommitReceipt {
+    pub submission_id: u64,
+    pub round: u64,
+    /// Global contribution index.
+    pub contribution_index: u64,
+    /// Position in the round's contributions root.
+    pub index_in_round: u32,
+    pub header_hash: Hash,
+    pub weight: u64,
+    /// Whether this commit closed the round (max_clients reached).
+    pub round_closed: bool,
+}
+
+// ---------------------------------------------------------------- queries
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RoundInfo {
+    pub job_id: u64,
+    pub state: JobState,
+    pub round: u64,
+    /// Current model version (the base of the open round).
+    pub model_version: Option<Hash>,
+    pub spec_id: Option<Hash>,
+    pub param_count: u64,
+    pub opened_at_ns: u64,
+    /// 0 when no round is open.
+    pub deadline_ns: u64,
+    pub committed: u32,
+    pub pending: u32,
+    pub frac_bits: u32,
+    pub config: Option<JobConfig>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub version: Hash,
+    pub spec_id: Hash,
+    /// Round whose base this version is.
+    pub round: u64,
+    pub param_count: u64,
+    pub byte_len: u64,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModelChunk {
+    pub version: Hash,
+    pub index: u32,
+    pub chunk_count: u32,
+    pub bytes: ByteBuf,
+}
+
+/// A committed contribution, with everything needed to verify it offline.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Contribution {
+    pub index: u64,
+    pub round: u64,
+    pub index_in_round: u32,
+    pub contributor: Principal,
+    pub dataset_id: u64,
+    pub header: SubmissionHeader,
+    pub header_hash: Hash,
+    pub public_key: ByteBuf,
+    pub signature: ByteBuf,
+    pub weight: u64,
+    pub committed_at_ns: u64,
+    pub retained: bool,
+}
+
+/// One closed round.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RoundRecord {
+    pub round: u64,
+    pub base_version: Hash,
+    pub new_version: Hash,
+    /// RFC 6962 root over the header hashes of the round's contributions, in commit order.
+    pub contributions_root: Hash,
+    pub first_contribution: u64,
+    pub contribution_count: u32,
+    pub total_weight: u64,
+    pub contributors: Vec<Principal>,
+    pub frac_bits: u32,
+    pub server_lr: f32,
+    pub opened_at_ns: u64,
+    pub closed_at_ns: u64,
+    /// How many times the deadline passed without quorum.
+    pub extensions: u32,
+}
+
+impl RoundRecord {
+    /// Canonical bytes hashed into the history root: domain tag, then fixed-width LE fields,
+    /// contributors as u32 count and length-prefixed principal bytes.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"flic/round/v1");
+        out.extend_from_slice(&self.round.to_le_bytes());
+        out.extend_from_slice(self.base_version.as_slice());
+        out.extend_from_slice(self.new_version.as_slice());
+        out.extend_from_slice(self.contributions_root.as_slice());
+        out.extend_from_slice(&self.first_contribution.to_le_bytes());
+        out.extend_from_slice(&self.contribution_count.to_le_bytes());
+        out.extend_from_slice(&self.total_weight.to_le_bytes());
+        out.extend_from_slice(&(self.contributors.len() as u32).to_le_bytes());
+        for p in &self.contributors {
+            out.push(p.as_slice().len() as u8);
+            out.extend_from_slice(p.as_slice());
+        }
+        out.extend_from_slice(&self.frac_bits.to_le_bytes());
+        out.extend_from_slice(&self.server_lr.to_le_bytes());
+        out.extend_from_slice(&self.opened_at_ns.to_le_bytes());
+        out.extend_from_slice(&self.closed_at_ns.to_le_bytes());
+        out.extend_from_slice(&self.extensions.to_le_bytes());
+        out
+    }
+
+    /// Leaf of the history tree: `leaf_hash(canonical_bytes)`.
+    pub fn history_leaf(&self) -> [u8; 32] {
+        crate::merkle::leaf_hash(&self.canonical_bytes())
+    }
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageArgs {
+    /// First item (index or cursor) to return.
+    pub start: u64,
+    /// At most this many items; capped at [`MAX_PAGE_LEN`].
+    pub limit: u32,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ContributionPage {
+    pub items: Vec<Contribution>,
+    /// Pass as `start` to get the next page; `None` at the end.
+    pub next: Option<u64>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RoundPage {
+    pub items: Vec<RoundRecord>,
+    pub next: Option<u64>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DatasetPage {
+    pub items: Vec<Dataset>,
+    pub next: Option<u64>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LineageArgs {
+    pub model_version: Hash,
+    pub page: PageArgs,
+}
+
+/// Every contribution that shaped a model version: those of all rounds before it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Lineage {
+    pub model_version: Hash,
+    /// The round whose base this version is (0 for the initial model).
+    pub round: u64,
+    /// Number of contributions in the lineage (global indices `0..total`).
+    pub total: u64,
+    pub contributions: ContributionPage,
+}
+
+/// What certified data commits to; `certified_data = sha256(canonical_bytes)`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CertifiedState {
+    pub job_id: u64,
+    pub round: u64,
+    pub model_version: Hash,
+    pub history_root: Hash,
+}
+
+impl CertifiedState {
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(13 + 16 + 64);
+        out.extend_from_slice(b"flic/state/v1");
+        out.extend_from_slice(&self.job_id.to_le_bytes());
+        out.extend_from_slice(&self.round.to_le_bytes());
+        out.extend_from_slice(self.model_version.as_slice());
+        out.extend_from_slice(self.history_root.as_slice());
+        out
+    }
+
+    pub fn certified_data(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.canonical_bytes()).into()
+    }
+}
+
+/// Caps a page request.
+pub fn page_limit(limit: u32) -> usize {
+    limit.clamp(1, MAX_PAGE_LEN) as usize
+}

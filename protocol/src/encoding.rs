@@ -1,0 +1,456 @@
+//! Delta encodings and their validation.
+//!
+//! - [`DeltaEncoding::F32`]: `param_count` little-endian `f32`, 4 bytes each.
+//! - [`DeltaEncoding::Int8Blocks`]: the parameters in blocks of [`INT8_BLOCK_LEN`] (the
+//!   last block may be shorter). Each block is its `f32` LE scale followed by one `i8` per
+//!   element: `scale = max|x| / 127` (an `f32` division), `q = round_half_away(x / scale)`
+//!   clamped to `[-127, 127]` (`q = 0` everywhere when `scale = 0`); decoding is `q * scale`.
+//!
+//! Decoders take untrusted bytes: lengths are checked exactly, non-finite values, negative
+//! or oversized scales and `q = -128` are rejected with a [`DeltaError`], never a panic.
+//! Validation is streaming ([`DeltaCheck`] over [`Window`]s) so a canister can check a
+//! delta held in stable memory without loading it whole.
+
+use candid::CandidType;
+use serde::{Deserialize, Serialize};
+
+/// Elements per int8 block.
+pub const INT8_BLOCK_LEN: usize = 256;
+/// Bytes per full int8 block: the `f32` scale plus one byte per element.
+pub const INT8_BLOCK_BYTES: usize = 4 + INT8_BLOCK_LEN;
+/// Relative tolerance on the clipping bound. The client clips in `f64` and rounds to `f32`
+/// (relative error 2^-24 per element), and the int8 scale is an `f32` division (2^-24
+/// again); 1e-5 is about 80 times that, and far below anything that matters for the
+/// aggregate.
+pub const CLIP_TOLERANCE: f64 = 1e-5;
+
+/// How a delta is encoded on the wire. The header carries it as a one-byte tag.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeltaEncoding {
+    F32,
+    Int8Blocks,
+}
+
+impl DeltaEncoding {
+    /// Tag byte in the signed header.
+    pub fn tag(self) -> u8 {
+        match self {
+            DeltaEncoding::F32 => 1,
+            DeltaEncoding::Int8Blocks => 2,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        match tag {
+            1 => Some(DeltaEncoding::F32),
+            2 => Some(DeltaEncoding::Int8Blocks),
+            _ => None,
+        }
+    }
+
+    /// Exact encoded length in bytes of a delta of `param_count` parameters.
+    pub fn encoded_len(self, param_count: u64) -> u64 {
+        match self {
+            DeltaEncoding::F32 => param_count * 4,
+            DeltaEncoding::Int8Blocks => param_count + 4 * param_count.div_ceil(INT8_BLOCK_LEN as u64),
+        }
+    }
+
+    /// Parameters per window are rounded to this multiple so windows never split a block.
+    pub fn window_align(self) -> u64 {
+        match self {
+            DeltaEncoding::F32 => 1,
+            DeltaEncoding::Int8Blocks => INT8_BLOCK_LEN as u64,
+        }
+    }
+
+    /// Byte offset of parameter `first` (block-aligned for int8).
+    pub fn byte_offset(self, first: u64) -> u64 {
+        match self {
+            DeltaEncoding::F32 => first * 4,
+            DeltaEncoding::Int8Blocks => first / INT8_BLOCK_LEN as u64 * INT8_BLOCK_BYTES as u64,
+        }
+    }
+
+    /// Splits `param_count` parameters into windows of about `window_params` parameters.
+    pub fn windows(self, param_count: u64, window_params: u64) -> impl Iterator<Item = Window> {
+        let align = self.window_align();
+        let step = window_params.max(align) / align * align;
+        let mut first = 0u64;
+        std::iter::from_fn(move || {
+            if first >= param_count {
+                return None;
+            }
+            let count = step.min(param_count - first);
+            let w = Window {
+                first_param: first,
+                param_count: count,
+                byte_offset: self.byte_offset(first),
+                byte_len: self.encoded_len(count),
+            };
+            first += count;
+            Some(w)
+        })
+    }
+}
+
+impl std::fmt::Display for DeltaEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeltaEncoding::F32 => "f32",
+            DeltaEncoding::Int8Blocks => "int8 blocks",
+        })
+    }
+}
+
+/// A contiguous range of parameters and the bytes that encode them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub first_param: u64,
+    pub param_count: u64,
+    pub byte_offset: u64,
+    pub byte_len: u64,
+}
+
+/// Why a delta was rejected. Indices are parameter indices (or block indices) in the flat
+/// vector.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DeltaError {
+    #[error("delta is {got} bytes, a {encoding} delta of {param_count} parameters is exactly {expected} bytes")]
+    WrongLength { encoding: DeltaEncoding, param_count: u64, expected: u64, got: u64 },
+    #[error("delta value at parameter {index} is NaN or infinite")]
+    NonFiniteValue { index: u64 },
+    #[error("int8 block {block} has scale {scale}, which is NaN, infinite, negative or above the clip bound / 127")]
+    BadScale { block: u64, scale: f32 },
+    #[error("int8 value -128 at parameter {index}: quantised values lie in [-127, 127]")]
+    QuantOutOfRange { index: u64 },
+    #[error("delta value {value} at parameter {index} exceeds the clip bound {bound}")]
+    ElementAboveClip { index: u64, value: f32, bound: f64 },
+    #[error("delta L2 norm {norm} exceeds the clip bound {bound} (clip_norm plus tolerance); clip before encoding")]
+    NormAboveClip { norm: f64, bound: f64 },
+}
+
+/// Encodes a delta. Rejects non-finite inputs.
+pub fn encode(encoding: DeltaEncoding, delta: &[f32]) -> Result<Vec<u8>, DeltaError> {
+    if let Some(i) = delta.iter().position(|x| !x.is_finite()) {
+        return Err(DeltaError::NonFiniteValue { index: i as u64 });
+    }
+    let mut out = Vec::with_capacity(encoding.encoded_len(delta.len() as u64) as usize);
+    match encoding {
+        DeltaEncoding::F32 => delta.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        DeltaEncoding::Int8Blocks => {
+            for block in delta.chunks(INT8_BLOCK_LEN) {
+                let (scale, q) = quantize_block(block);
+                out.extend_from_slice(&scale.to_le_bytes());
+                out.extend(q.iter().map(|&v| v as u8));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Int8 quantisation of one block: `(scale, q)`.
+pub fn quantize_block(block: &[f32]) -> (f32, Vec<i8>) {
+    let max_abs = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = max_abs / 127.0;
+    let q = block
+        .iter()
+        .map(|&x| if scale == 0.0 { 0 } else { (x / scale).round().clamp(-127.0, 127.0) as i8 })
+        .collect();
+    (scale, q)
+}
+
+/// Decodes a whole delta (for clients and verifiers; the canister streams windows).
+pub fn decode(encoding: DeltaEncoding, bytes: &[u8], param_count: u64) -> Result<Vec<f32>, DeltaError> {
+    check_length(encoding, bytes.len() as u64, param_count)?;
+    let mut out = Vec::with_capacity(param_count as usize);
+    match encoding {
+        DeltaEncoding::F32 => {
+            for (i, c) in bytes.chunks_exact(4).enumerate() {
+                let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                if !x.is_finite() {
+                    return Err(DeltaError::NonFiniteValue { index: i as u64 });
+                }
+                out.push(x);
+            }
+        }
+        DeltaEncoding::Int8Blocks => {
+            for (b, block) in bytes.chunks(INT8_BLOCK_BYTES).enumerate() {
+                let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+                if !scale.is_finite() || scale < 0.0 {
+                    return Err(DeltaError::BadScale { block: b as u64, scale });
+                }
+                for (j, &byte) in block[4..].iter().enumerate() {
+                    let q = byte as i8;
+                    if q == i8::MIN {
+                        return Err(DeltaError::QuantOutOfRange { index: (b * INT8_BLOCK_LEN + j) as u64 });
+                    }
+                    out.push(q as f32 * scale);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the exact encoded length.
+pub fn check_length(encoding: DeltaEncoding, len: u64, param_count: u64) -> Result<(), DeltaError> {
+    let expected = encoding.encoded_len(param_count);
+    if len != expected {
+        return Err(DeltaError::WrongLength { encoding, param_count, expected, got: len });
+    }
+    Ok(())
+}
+
+/// Summary of a validated delta.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeltaStats {
+    /// L2 norm of the decoded delta (`f64`, summed in parameter order).
+    pub norm: f64,
+    /// The bound it was checked against.
+    pub bound: f64,
+}
+
+/// Streaming validation of an encoded delta against the job's clip bound.
+///
+/// Per element: finite, `|x| <= clip_norm * (1 + CLIP_TOLERANCE)` (for int8 this is checked
+/// on the scale: `127 * scale <= bound`, so every `|q * scale|` is within it). On the whole
+/// delta: `||x||_2 <= clip_norm * (1 + CLIP_TOLERANCE) + Q` where `Q = 0` for `f32` and, for
+/// int8, `Q = sqrt(sum over blocks of len_b * (scale_b / 2)^2)`, the largest norm the
+/// quantisation error of those blocks can have: a delta clipped to `clip_norm` before
+/// encoding always passes. The norm uses the exact `f64` product `q * scale`.
+#[derive(Clone, Debug)]
+pub struct DeltaCheck {
+    encoding: DeltaEncoding,
+    param_count: u64,
+    element_bound: f64,
+    norm_bound: f64,
+    sum_sq: f64,
+    quant_err_sq: f64,
+    next_param: u64,
+}
+
+impl DeltaCheck {
+    pub fn new(encoding: DeltaEncoding, param_count: u64, clip_norm: f32) -> Self {
+        let bound = clip_norm as f64 * (1.0 + CLIP_TOLERANCE);
+        Self {
+            encoding,
+            param_count,
+            element_bound: bound,
+            norm_bound: bound,
+            sum_sq: 0.0,
+            quant_err_sq: 0.0,
+            next_param: 0,
+        }
+    }
+
+    /// Largest magnitude any decoded element may have.
+    pub fn element_bound(&self) -> f64 {
+        self.element_bound
+    }
+
+    /// Checks the bytes of `window`. Windows must be fed in order, each exactly once.
+    pub fn feed(&mut self, window: &Window, bytes: &[u8]) -> Result<(), DeltaError> {
+        assert_eq!(window.first_param, self.next_param, "windows must be fed in order");
+        assert_eq!(bytes.len() as u64, window.byte_len, "window bytes must match the window");
+        let base = window.first_param;
+        match self.encoding {
+            DeltaEncoding::F32 => {
+                for (i, c) in bytes.chunks_exact(4).enumerate() {
+                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    let index = base + i as u64;
+                    if !x.is_finite() {
+                        return Err(DeltaError::NonFiniteValue { index });
+                    }
+                    let v = x as f64;
+                    if v.abs() > self.element_bound {
+                        return Err(DeltaError::ElementAboveClip { index, value: x, bound: self.element_bound });
+                    }
+                    self.sum_sq += v * v;
+                }
+            }
+            DeltaEncoding::Int8Blocks => {
+                for (b, block) in bytes.chunks(INT8_BLOCK_BYTES).enumerate() {
+                    let first = base + (b * INT8_BLOCK_LEN) as u64;
+                    let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+                    let s = scale as f64;
+                    if !scale.is_finite() || scale < 0.0 || 127.0 * s > self.element_bound {
+                        return Err(DeltaError::BadScale { block: first / INT8_BLOCK_LEN as u64, scale });
+                    }
+                    let mut block_sq = 0i64;
+                    for (j, &byte) in block[4..].iter().enumerate() {
+                        let q = byte as i8;
+                        if q == i8::MIN {
+                            return Err(DeltaError::QuantOutOfRange { index: first + j as u64 });
+                        }
+                        block_sq += q as i64 * q as i64;
+                    }
+                    // sum (q_i * s)^2 = s^2 * sum q_i^2; sum q_i^2 <= 256 * 127^2 is exact.
+                    self.sum_sq += (block_sq as f64) * s * s;
+                    let n = (block.len() - 4) as f64;
+                    self.quant_err_sq += n * (s * 0.5) * (s * 0.5);
+                }
+            }
+        }
+        self.next_param += window.param_count;
+        Ok(())
+    }
+
+    /// Final norm check once every window was fed.
+    pub fn finish(self) -> Result<DeltaStats, DeltaError> {
+        assert_eq!(self.next_param, self.param_count, "every window must be fed before finish");
+        let norm = self.sum_sq.sqrt();
+        let bound = self.norm_bound + self.quant_err_sq.sqrt();
+        if norm > bound {
+            return Err(DeltaError::NormAboveClip { norm, bound });
+        }
+        Ok(DeltaStats { norm, bound })
+    }
+}
+
+/// Validates a whole encoded delta held in memory.
+pub fn validate(encoding: DeltaEncoding, bytes: &[u8], param_count: u64, clip_norm: f32) -> Result<DeltaStats, DeltaError> {
+    check_length(encoding, bytes.len() as u64, param_count)?;
+    let mut check = DeltaCheck::new(encoding, param_count, clip_norm);
+    for w in encoding.windows(param_count, 1 << 16) {
+        check.feed(&w, &bytes[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize])?;
+    }
+    check.finish()
+}
+
+/// Scales `delta` in place so its L2 norm (computed in `f64`) is at most `clip_norm`.
+/// Returns the norm before clipping. This is the clipping clients are expected to use.
+pub fn clip_l2(delta: &mut [f32], clip_norm: f32) -> f64 {
+    let norm = delta.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let c = clip_norm as f64;
+    if norm > c && norm > 0.0 {
+        let factor = c / norm;
+        delta.iter_mut().for_each(|x| *x = (*x as f64 * factor) as f32);
+    }
+    norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lengths_and_windows_cover_every_parameter_once() {
+        assert_eq!(DeltaEncoding::F32.encoded_len(10), 40);
+        assert_eq!(DeltaEncoding::Int8Blocks.encoded_len(256), 260);
+        assert_eq!(DeltaEncoding::Int8Blocks.encoded_len(257), 265);
+        for enc in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
+            for n in [1u64, 255, 256, 257, 1000, 70_000] {
+                let ws: Vec<_> = enc.windows(n, 300).collect();
+                assert_eq!(ws.iter().map(|w| w.param_count).sum::<u64>(), n);
+                assert_eq!(ws.iter().map(|w| w.byte_len).sum::<u64>(), enc.encoded_len(n));
+                let mut next = 0;
+                for w in &ws {
+                    assert_eq!(w.first_param, next);
+                    assert_eq!(w.byte_offset, enc.byte_offset(w.first_param));
+                    next += w.param_count;
+                }
+            }
+        }
+        for t in [1u8, 2] {
+            assert_eq!(DeltaEncoding::from_tag(t).unwrap().tag(), t);
+        }
+        assert_eq!(DeltaEncoding::from_tag(0), None);
+    }
+
+    #[test]
+    fn int8_vector_is_the_documented_layout() {
+        let x = [1.0f32, -0.5, 0.25, 0.0, -1.0];
+        let bytes = encode(DeltaEncoding::Int8Blocks, &x).unwrap();
+        let scale = 1.0f32 / 127.0;
+        let mut expected = scale.to_le_bytes().to_vec();
+        // -0.5 / (1/127) = -63.5 -> -64 (half away from zero); 0.25*127 = 31.75 -> 32.
+        expected.extend([127i8, -64, 32, 0, -127].map(|v| v as u8));
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn decoders_reject_malformed_bytes() {
+        let good = encode(DeltaEncoding::F32, &[0.5, -0.25]).unwrap();
+        assert!(matches!(decode(DeltaEncoding::F32, &good[..7], 2), Err(DeltaError::WrongLength { expected: 8, got: 7, .. })));
+        let mut nan = good.clone();
+        nan[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert_eq!(decode(DeltaEncoding::F32, &nan, 2), Err(DeltaError::NonFiniteValue { index: 1 }));
+        assert_eq!(validate(DeltaEncoding::F32, &nan, 2, 1.0), Err(DeltaError::NonFiniteValue { index: 1 }));
+        let mut inf = good.clone();
+        inf[0..4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
+        assert_eq!(validate(DeltaEncoding::F32, &inf, 2, 1.0), Err(DeltaError::NonFiniteValue { index: 0 }));
+
+        let q = encode(DeltaEncoding::Int8Blocks, &[0.5, -0.25]).unwrap();
+        let mut bad_scale = q.clone();
+        bad_scale[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        assert!(matches!(decode(DeltaEncoding::Int8Blocks, &bad_scale, 2), Err(DeltaError::BadScale { block: 0, .. })));
+        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &bad_scale, 2, 1.0), Err(DeltaError::BadScale { block: 0, .. })));
+        let mut neg = q.clone();
+        neg[0..4].copy_from_slice(&(-0.1f32).to_le_bytes());
+        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &neg, 2, 1.0), Err(DeltaError::BadScale { .. })));
+        let mut m128 = q.clone();
+        m128[5] = 0x80;
+        assert_eq!(validate(DeltaEncoding::Int8Blocks, &m128, 2, 1.0), Err(DeltaError::QuantOutOfRange { index: 1 }));
+        assert_eq!(decode(DeltaEncoding::Int8Blocks, &m128, 2), Err(DeltaError::QuantOutOfRange { index: 1 }));
+        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &q, 3, 1.0), Err(DeltaError::WrongLength { .. })));
+    }
+
+    #[test]
+    fn clip_checks_elements_and_norm() {
+        // Each element below the bound but the norm above it.
+        let x = vec![0.8f32; 4]; // norm 1.6
+        let b = encode(DeltaEncoding::F32, &x).unwrap();
+        assert!(matches!(validate(DeltaEncoding::F32, &b, 4, 1.0), Err(DeltaError::NormAboveClip { .. })));
+        assert!(validate(DeltaEncoding::F32, &b, 4, 1.6).is_ok());
+        let big = encode(DeltaEncoding::F32, &[2.0, 0.0]).unwrap();
+        assert!(matches!(validate(DeltaEncoding::F32, &big, 2, 1.0), Err(DeltaError::ElementAboveClip { index: 0, .. })));
+        // A scale that would let |q * scale| exceed the bound is rejected even if q is small.
+        let mut sneaky = encode(DeltaEncoding::Int8Blocks, &[0.5, 0.0]).unwrap();
+        sneaky[0..4].copy_from_slice(&1.0f32.to_le_bytes());
+        sneaky[4] = 1;
+        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &sneaky, 2, 1.0), Err(DeltaError::BadScale { .. })));
+    }
+
+    fn delta_strategy() -> impl Strategy<Value = Vec<f32>> {
+        prop::collection::vec(prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32], 1..1200)
+    }
+
+    proptest! {
+        /// |x - decode(encode(x))| <= scale / 2 + slack. The slack covers three f32 roundings
+        /// on values of magnitude <= 127 * scale: the scale division, x / scale, and q * scale,
+        /// each within 2^-24 relative, so 127 * scale * 3 * 2^-24 < scale * 2^-15. The
+        /// absolute MIN_POSITIVE term covers subnormal scales, where f32 precision is absolute.
+        #[test]
+        fn int8_error_bound_per_element(x in delta_strategy()) {
+            let bytes = encode(DeltaEncoding::Int8Blocks, &x).unwrap();
+            let y = decode(DeltaEncoding::Int8Blocks, &bytes, x.len() as u64).unwrap();
+            for (b, (xb, yb)) in x.chunks(INT8_BLOCK_LEN).zip(y.chunks(INT8_BLOCK_LEN)).enumerate() {
+                let scale = f32::from_le_bytes(bytes[b * INT8_BLOCK_BYTES..][..4].try_into().unwrap()) as f64;
+                let slack = scale * 2f64.powi(-15) + f32::MIN_POSITIVE as f64;
+                for (xi, yi) in xb.iter().zip(yb) {
+                    let err = (*xi as f64 - *yi as f64).abs();
+                    prop_assert!(err <= scale / 2.0 + slack, "x={} y={} scale={}", xi, yi, scale);
+                }
+            }
+        }
+
+        #[test]
+        fn f32_roundtrip_is_exact(x in delta_strategy()) {
+            let bytes = encode(DeltaEncoding::F32, &x).unwrap();
+            prop_assert_eq!(decode(DeltaEncoding::F32, &bytes, x.len() as u64).unwrap(), x);
+        }
+
+        /// A delta clipped by `clip_l2` always passes validation in both encodings.
+        #[test]
+        fn clipped_deltas_pass(mut x in delta_strategy(), clip in 1e-3f32..100f32) {
+            clip_l2(&mut x, clip);
+            for enc in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
+                let bytes = encode(enc, &x).unwrap();
+                let stats = validate(enc, &bytes, x.len() as u64, clip);
+                prop_assert!(stats.is_ok(), "{:?} {:?}", enc, stats);
+            }
+        }
+    }
+}
