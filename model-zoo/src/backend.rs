@@ -27,11 +27,19 @@ pub enum BackendError {
     #[error("unknown backend `{0}` (expected ndarray, flex, wgpu or cuda)")]
     Unknown(String),
     #[error("backend `{backend}` is not compiled in: rebuild with `--features {feature}`")]
-    NotCompiled { backend: Backend, feature: &'static str },
+    NotCompiled {
+        backend: Backend,
+        feature: &'static str,
+    },
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [Backend::NdArray, Backend::Flex, Backend::Wgpu, Backend::Cuda];
+    pub const ALL: [Backend; 4] = [
+        Backend::NdArray,
+        Backend::Flex,
+        Backend::Wgpu,
+        Backend::Cuda,
+    ];
 
     /// The id used on the command line.
     pub fn as_str(self) -> &'static str {
@@ -55,7 +63,10 @@ impl Backend {
 
     /// Backends this build can run.
     pub fn compiled() -> Vec<Backend> {
-        Backend::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+        Backend::ALL
+            .into_iter()
+            .filter(|b| b.is_compiled())
+            .collect()
     }
 
     /// The (non-autodiff) device of this backend. Creating a GPU device is lazy: a missing GPU
@@ -106,7 +117,10 @@ mod tests {
     fn parses_and_reports_missing_features() {
         assert_eq!("ndarray".parse::<Backend>(), Ok(Backend::NdArray));
         assert_eq!("CUDA".parse::<Backend>(), Ok(Backend::Cuda));
-        assert!(matches!("tpu".parse::<Backend>(), Err(BackendError::Unknown(_))));
+        assert!(matches!(
+            "tpu".parse::<Backend>(),
+            Err(BackendError::Unknown(_))
+        ));
         assert!(Backend::NdArray.device().is_ok());
         for b in Backend::ALL {
             match b.device() {

@@ -154,7 +154,11 @@ impl ModuleMapper for LoadMapper<'_> {
 
 /// Builds the model of `config` on `device` with exactly `weights` (layout order). On an
 /// autodiff device the parameters require gradients.
-pub fn unflatten(config: &ModelConfig, weights: &[f32], device: &Device) -> Result<Model, ModelError> {
+pub fn unflatten(
+    config: &ModelConfig,
+    weights: &[f32],
+    device: &Device,
+) -> Result<Model, ModelError> {
     let expected = model_spec(config)?.param_count() as usize;
     if weights.len() != expected {
         return Err(ModelError::WrongLength {
@@ -170,7 +174,11 @@ pub fn unflatten(config: &ModelConfig, weights: &[f32], device: &Device) -> Resu
 }
 
 /// Builds a model from a spec alone (see [`config_from_spec`]) and a weight vector.
-pub fn model_from_spec(spec: &ModelSpec, weights: &[f32], device: &Device) -> Result<(ModelConfig, Model), ModelError> {
+pub fn model_from_spec(
+    spec: &ModelSpec,
+    weights: &[f32],
+    device: &Device,
+) -> Result<(ModelConfig, Model), ModelError> {
     let config = config_from_spec(spec)?;
     let model = unflatten(&config, weights, device)?;
     Ok((config, model))
@@ -211,8 +219,17 @@ mod tests {
     fn zoo() -> Vec<ModelConfig> {
         vec![
             ModelConfig::Linear(LinearModelConfig::new(6).with_num_classes(3)),
-            ModelConfig::Mlp(MlpConfig::new(5).with_hidden(vec![7, 4]).with_num_classes(3)),
-            ModelConfig::LeNet(LeNetConfig::new(10, 14).with_num_classes(4).with_fc1(12).with_fc2(8)),
+            ModelConfig::Mlp(
+                MlpConfig::new(5)
+                    .with_hidden(vec![7, 4])
+                    .with_num_classes(3),
+            ),
+            ModelConfig::LeNet(
+                LeNetConfig::new(10, 14)
+                    .with_num_classes(4)
+                    .with_fc1(12)
+                    .with_fc2(8),
+            ),
             ModelConfig::CifarCnn(
                 CifarCnnConfig::new()
                     .with_conv1_channels(4)
@@ -244,7 +261,10 @@ mod tests {
             .iter()
             .map(|t| (t.name.as_str(), t.shape.clone(), t.offset))
             .collect();
-        assert_eq!(layout, vec![("fc.weight", vec![6, 3], 0), ("fc.bias", vec![3], 18)]);
+        assert_eq!(
+            layout,
+            vec![("fc.weight", vec![6, 3], 0), ("fc.bias", vec![3], 18)]
+        );
         assert_eq!(linear.architecture, "linear");
         let mlp = model_spec(&zoo()[1]).unwrap();
         let names: Vec<&str> = mlp.tensors.iter().map(|t| t.name.as_str()).collect();
@@ -261,7 +281,11 @@ mod tests {
         );
         let lenet = model_spec(&zoo()[2]).unwrap();
         // 10×14 → ⌊10/4⌋ × ⌊14/4⌋ = 2 × 3 positions of 16 channels.
-        let fc1 = lenet.tensors.iter().find(|t| t.name == "fc1.weight").unwrap();
+        let fc1 = lenet
+            .tensors
+            .iter()
+            .find(|t| t.name == "fc1.weight")
+            .unwrap();
         assert_eq!(fc1.shape, vec![16 * 2 * 3, 12]);
         assert_eq!(lenet.tensors[0].name, "conv1.weight");
         assert_eq!(lenet.tensors[0].shape, vec![6, 1, 5, 5]);
@@ -315,19 +339,34 @@ mod tests {
         let x = Tensor::<2>::ones([2, 6], &cpu().autodiff());
         let loss = model.forward(x).sum();
         let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
-        assert_eq!(grads.len(), 2, "both tensors require gradients after unflatten");
+        assert_eq!(
+            grads.len(),
+            2,
+            "both tensors require gradients after unflatten"
+        );
     }
 
     #[test]
     fn layout_means_weight_in_by_out() {
         // W[i][j] = i*10 + j, b[j] = 100 + j: logits_j = Σ_i x_i W[i][j] + b_j.
         let config = ModelConfig::Linear(LinearModelConfig::new(2).with_num_classes(3));
-        let mut w: Vec<f32> = (0..2).flat_map(|i| (0..3).map(move |j| (i * 10 + j) as f32)).collect();
+        let mut w: Vec<f32> = (0..2)
+            .flat_map(|i| (0..3).map(move |j| (i * 10 + j) as f32))
+            .collect();
         w.extend([100.0, 101.0, 102.0]);
         let model = unflatten(&config, &w, &cpu()).unwrap();
         let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0], [1, 2]), &cpu());
-        let y = model.forward(x).into_data().convert::<f32>().to_vec::<f32>().unwrap();
-        assert_eq!(y, vec![100.0 + 20.0, 101.0 + 1.0 + 22.0, 102.0 + 2.0 + 24.0]);
+        let y = model
+            .forward(x)
+            .into_data()
+            .convert::<f32>()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec();
+        assert_eq!(
+            y,
+            vec![100.0 + 20.0, 101.0 + 1.0 + 22.0, 102.0 + 2.0 + 24.0]
+        );
     }
 
     #[test]
@@ -358,10 +397,16 @@ mod tests {
         let spec = model_spec(&zoo()[1]).unwrap();
         let mut bad = spec.clone();
         bad.tensors[1].shape = vec![8];
-        assert!(matches!(config_from_spec(&bad), Err(ModelError::SpecMismatch(_))));
+        assert!(matches!(
+            config_from_spec(&bad),
+            Err(ModelError::SpecMismatch(_))
+        ));
         let mut bad = spec.clone();
         bad.tensors.pop();
-        assert!(matches!(config_from_spec(&bad), Err(ModelError::SpecMismatch(_))));
+        assert!(matches!(
+            config_from_spec(&bad),
+            Err(ModelError::SpecMismatch(_))
+        ));
         let mut bad = spec.clone();
         bad.architecture = "linear".into();
         assert!(matches!(
@@ -370,10 +415,17 @@ mod tests {
         ));
         let mut bad = spec.clone();
         bad.config_json = "{\"architecture\":\"transformer\"}".into();
-        assert!(matches!(config_from_spec(&bad), Err(ModelError::ConfigJson(_))));
+        assert!(matches!(
+            config_from_spec(&bad),
+            Err(ModelError::ConfigJson(_))
+        ));
         let mut bad = spec.clone();
-        bad.config_json = "{\"architecture\":\"mlp\",\"inputs\":0,\"hidden\":[],\"num_classes\":3}".into();
-        assert!(matches!(config_from_spec(&bad), Err(ModelError::InvalidConfig { .. })));
+        bad.config_json =
+            "{\"architecture\":\"mlp\",\"inputs\":0,\"hidden\":[],\"num_classes\":3}".into();
+        assert!(matches!(
+            config_from_spec(&bad),
+            Err(ModelError::InvalidConfig { .. })
+        ));
         assert!(matches!(
             unflatten(&zoo()[1], &[0.0; 3], &cpu()),
             Err(ModelError::WrongLength { actual: 3, .. })
@@ -408,8 +460,14 @@ mod tests {
             "too many parameters"
         );
         assert!(c.check_data(&[32], 10).is_ok());
-        assert!(matches!(c.check_data(&[31], 10), Err(ModelError::InputMismatch { .. })));
-        assert!(matches!(c.check_data(&[32], 11), Err(ModelError::ClassMismatch { .. })));
+        assert!(matches!(
+            c.check_data(&[31], 10),
+            Err(ModelError::InputMismatch { .. })
+        ));
+        assert!(matches!(
+            c.check_data(&[32], 11),
+            Err(ModelError::ClassMismatch { .. })
+        ));
     }
 
     #[test]

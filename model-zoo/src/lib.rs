@@ -23,12 +23,17 @@ pub mod train;
 
 pub use backend::{Backend, BackendError};
 pub use dataset::{Dataset, DatasetError};
-pub use flat::{config_from_spec, flatten, init_weights, model_from_spec, model_spec, param_count, unflatten};
+pub use flat::{
+    config_from_spec, flatten, init_weights, model_from_spec, model_spec, param_count, unflatten,
+};
 pub use model::{Model, ModelConfig, ModelError, ARCHITECTURES};
 pub use partition::{PartitionError, Partitioner};
-pub use safetensors_io::{export_safetensors, import_safetensors, read_safetensors, SafetensorsError};
+pub use safetensors_io::{
+    export_safetensors, import_safetensors, read_safetensors, SafetensorsError,
+};
 pub use train::{
-    evaluate, evaluate_model, train_local, Eval, OptimizerKind, TrainError, TrainOutcome, TrainParams, TrainProgress,
+    evaluate, evaluate_model, train_local, Eval, OptimizerKind, TrainError, TrainOutcome,
+    TrainParams, TrainProgress,
 };
 
 /// Re-exported so callers need no direct burn dependency to hold a device.

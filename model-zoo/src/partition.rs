@@ -66,13 +66,17 @@ impl FromStr for Partitioner {
             ("iid", None) => Ok(Partitioner::Iid),
             ("iid", Some(_)) => Err(bad("iid takes no parameter")),
             ("dirichlet", Some(a)) => match a.parse::<f64>() {
-                Ok(alpha) if alpha.is_finite() && alpha > 0.0 => Ok(Partitioner::Dirichlet { alpha }),
+                Ok(alpha) if alpha.is_finite() && alpha > 0.0 => {
+                    Ok(Partitioner::Dirichlet { alpha })
+                }
                 _ => Err(bad("ALPHA must be a positive number, e.g. dirichlet:0.5")),
             },
             ("dirichlet", None) => Err(bad("missing ALPHA, e.g. dirichlet:0.5")),
             ("shards", Some(k)) => match k.parse::<usize>() {
                 Ok(per_client) if per_client >= 1 => Ok(Partitioner::Shards { per_client }),
-                _ => Err(bad("K must be a whole number of shards per client ≥ 1, e.g. shards:2")),
+                _ => Err(bad(
+                    "K must be a whole number of shards per client ≥ 1, e.g. shards:2",
+                )),
             },
             ("shards", None) => Err(bad("missing K, e.g. shards:2")),
             _ => Err(PartitionError::Unknown(spec.to_string())),
@@ -112,12 +116,13 @@ impl Partitioner {
                 dirichlet(labels, num_classes, clients, alpha, &mut rng)
             }
             Partitioner::Shards { per_client } => {
-                let shards = clients.checked_mul(per_client).filter(|&s| s >= 1).ok_or_else(|| {
-                    PartitionError::BadParameter {
+                let shards = clients
+                    .checked_mul(per_client)
+                    .filter(|&s| s >= 1)
+                    .ok_or_else(|| PartitionError::BadParameter {
                         spec: self.to_string(),
                         problem: "K must be at least 1".into(),
-                    }
-                })?;
+                    })?;
                 if n < shards {
                     return Err(PartitionError::TooFewSamples {
                         samples: n,
@@ -135,7 +140,12 @@ impl Partitioner {
     }
 
     /// Splits a dataset over `clients` (see [`partition_indices`](Self::partition_indices)).
-    pub fn partition(&self, data: &Dataset, clients: usize, seed: u64) -> Result<Vec<Dataset>, PartitionError> {
+    pub fn partition(
+        &self,
+        data: &Dataset,
+        clients: usize,
+        seed: u64,
+    ) -> Result<Vec<Dataset>, PartitionError> {
         let parts = self.partition_indices(&data.labels, data.num_classes, clients, seed)?;
         Ok(parts.iter().map(|idx| data.subset(idx)).collect())
     }
@@ -155,7 +165,13 @@ fn iid(n: usize, clients: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
     parts
 }
 
-fn dirichlet(labels: &[u32], num_classes: usize, clients: usize, alpha: f64, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+fn dirichlet(
+    labels: &[u32],
+    num_classes: usize,
+    clients: usize,
+    alpha: f64,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<usize>> {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes.max(1)];
     for (i, &l) in labels.iter().enumerate() {
         let c = (l as usize).min(by_class.len() - 1);
@@ -196,7 +212,12 @@ fn dirichlet(labels: &[u32], num_classes: usize, clients: usize, alpha: f64, rng
     parts
 }
 
-fn shards_by_label(labels: &[u32], clients: usize, per_client: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<usize>> {
+fn shards_by_label(
+    labels: &[u32],
+    clients: usize,
+    per_client: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<usize>> {
     let n = labels.len();
     let mut order: Vec<usize> = (0..n).collect();
     // Shuffle first so that, within a label, which samples share a shard is random.
@@ -221,7 +242,9 @@ fn give_every_client_a_sample(parts: &mut [Vec<usize>]) {
         if parts[largest].len() < 2 {
             return; // fewer samples than clients: checked by the caller
         }
-        let moved = parts[largest].pop().expect("largest client has at least two samples");
+        let moved = parts[largest]
+            .pop()
+            .expect("largest client has at least two samples");
         parts[empty].push(moved);
     }
 }
@@ -239,14 +262,23 @@ mod tests {
             (0..n).collect::<Vec<_>>(),
             "partition must be disjoint and cover the data"
         );
-        assert!(parts.iter().all(|p| !p.is_empty()), "every client gets a sample");
+        assert!(
+            parts.iter().all(|p| !p.is_empty()),
+            "every client gets a sample"
+        );
     }
 
     #[test]
     fn parses_specs_with_typed_errors() {
         assert_eq!("iid".parse(), Ok(Partitioner::Iid));
-        assert_eq!("dirichlet:0.5".parse(), Ok(Partitioner::Dirichlet { alpha: 0.5 }));
-        assert_eq!(" Shards:2 ".parse(), Ok(Partitioner::Shards { per_client: 2 }));
+        assert_eq!(
+            "dirichlet:0.5".parse(),
+            Ok(Partitioner::Dirichlet { alpha: 0.5 })
+        );
+        assert_eq!(
+            " Shards:2 ".parse(),
+            Ok(Partitioner::Shards { per_client: 2 })
+        );
         for bad in [
             "dirichlet",
             "dirichlet:0",
@@ -258,7 +290,10 @@ mod tests {
             "iid:3",
         ] {
             assert!(
-                matches!(bad.parse::<Partitioner>(), Err(PartitionError::BadParameter { .. })),
+                matches!(
+                    bad.parse::<Partitioner>(),
+                    Err(PartitionError::BadParameter { .. })
+                ),
                 "{bad}"
             );
         }
@@ -286,12 +321,15 @@ mod tests {
             let p: Partitioner = spec.parse().unwrap();
             for clients in [1, 2, 7, 50] {
                 for seed in 0..3 {
-                    let parts = p.partition_indices(&data.labels, 10, clients, seed).unwrap();
+                    let parts = p
+                        .partition_indices(&data.labels, 10, clients, seed)
+                        .unwrap();
                     assert_eq!(parts.len(), clients);
                     check_cover(&parts, data.len());
                     assert_eq!(
                         parts,
-                        p.partition_indices(&data.labels, 10, clients, seed).unwrap(),
+                        p.partition_indices(&data.labels, 10, clients, seed)
+                            .unwrap(),
                         "seeded"
                     );
                 }
@@ -327,7 +365,9 @@ mod tests {
         }
         // Small alpha concentrates each client on few classes; large alpha spreads them.
         let distinct = |alpha: f64| -> f64 {
-            let parts = Partitioner::Dirichlet { alpha }.partition(&data, 10, 3).unwrap();
+            let parts = Partitioner::Dirichlet { alpha }
+                .partition(&data, 10, 3)
+                .unwrap();
             parts
                 .iter()
                 .map(|p| p.class_counts().iter().filter(|&&c| c > 0).count() as f64)
@@ -335,7 +375,10 @@ mod tests {
                 / 10.0
         };
         let (skewed, spread) = (distinct(0.1), distinct(100.0));
-        assert!(skewed < 5.0 && spread > 9.0, "skewed {skewed}, spread {spread}");
+        assert!(
+            skewed < 5.0 && spread > 9.0,
+            "skewed {skewed}, spread {spread}"
+        );
     }
 
     #[test]

@@ -74,14 +74,16 @@ pub fn export_safetensors(spec: &ModelSpec, weights: &[f32]) -> Result<Vec<u8>, 
         (META_CONFIG.to_string(), spec.config_json.clone()),
         (META_SPEC_ID.to_string(), hex(&spec.spec_id())),
     ]);
-    safetensors::serialize(views, Some(metadata)).map_err(|e| SafetensorsError::Format(e.to_string()))
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| SafetensorsError::Format(e.to_string()))
 }
 
 /// Reads safetensors bytes into a flat weight vector laid out by `spec`, checking that the file
 /// has exactly the spec's tensor names, with the spec's shapes, in `F32`.
 pub fn import_safetensors(bytes: &[u8], spec: &ModelSpec) -> Result<Vec<f32>, SafetensorsError> {
     spec.validate(MAX_PARAMS)?;
-    let file = SafeTensors::deserialize(bytes).map_err(|e| SafetensorsError::Format(e.to_string()))?;
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| SafetensorsError::Format(e.to_string()))?;
     let wanted: HashSet<&str> = spec.tensors.iter().map(|t| t.name.as_str()).collect();
     let mut names = file.names();
     names.sort_unstable();
@@ -119,8 +121,12 @@ pub fn import_safetensors(bytes: &[u8], spec: &ModelSpec) -> Result<Vec<f32>, Sa
 /// Reads a file written by [`export_safetensors`] with no spec at hand: rebuilds the spec from
 /// the file's `flic.config` metadata (checking it against the zoo) and imports against it.
 pub fn read_safetensors(bytes: &[u8]) -> Result<(ModelSpec, Vec<f32>), SafetensorsError> {
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| SafetensorsError::Format(e.to_string()))?;
-    let meta = metadata.metadata().as_ref().ok_or(SafetensorsError::NoMetadata)?;
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| SafetensorsError::Format(e.to_string()))?;
+    let meta = metadata
+        .metadata()
+        .as_ref()
+        .ok_or(SafetensorsError::NoMetadata)?;
     let config_json = meta.get(META_CONFIG).ok_or(SafetensorsError::NoMetadata)?;
     let config = crate::model::ModelConfig::from_json(config_json)?;
     let spec = model_spec(&config)?;
@@ -164,7 +170,9 @@ mod tests {
         let (spec, w) = mlp();
         let bytes = export_safetensors(&spec, &w).unwrap();
         let back = import_safetensors(&bytes, &spec).unwrap();
-        assert!(back.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()) && back.len() == w.len());
+        assert!(
+            back.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()) && back.len() == w.len()
+        );
         let (spec2, back2) = read_safetensors(&bytes).unwrap();
         assert_eq!(spec2, spec);
         assert_eq!(spec2.spec_id(), spec.spec_id());
@@ -201,7 +209,10 @@ mod tests {
         assert!(
             matches!(import_safetensors(&partial, &spec), Err(SafetensorsError::MissingTensor(n)) if n == "hidden.0.bias")
         );
-        assert!(matches!(read_safetensors(&partial), Err(SafetensorsError::NoMetadata)));
+        assert!(matches!(
+            read_safetensors(&partial),
+            Err(SafetensorsError::NoMetadata)
+        ));
         // Wrong dtype: same bytes declared as I32.
         let views: Vec<(String, TensorView)> = spec
             .tensors
@@ -215,7 +226,12 @@ mod tests {
                 };
                 (
                     t.name.clone(),
-                    TensorView::new(dtype, t.shape.iter().map(|&d| d as usize).collect(), &data[s..s + l]).unwrap(),
+                    TensorView::new(
+                        dtype,
+                        t.shape.iter().map(|&d| d as usize).collect(),
+                        &data[s..s + l],
+                    )
+                    .unwrap(),
                 )
             })
             .collect();

@@ -101,10 +101,14 @@ impl TrainParams {
             )));
         }
         if self.batch_size == 0 {
-            return Err(TrainError::BadParams("batch size must be at least 1".into()));
+            return Err(TrainError::BadParams(
+                "batch size must be at least 1".into(),
+            ));
         }
         if self.local_epochs == 0 {
-            return Err(TrainError::BadParams("local epochs must be at least 1".into()));
+            return Err(TrainError::BadParams(
+                "local epochs must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -164,7 +168,11 @@ pub enum TrainError {
     #[error("invalid training parameters: {0}")]
     BadParams(String),
     #[error("training diverged: loss became {loss} at epoch {epoch}, batch {batch} (lower the learning rate)")]
-    Diverged { epoch: usize, batch: usize, loss: f32 },
+    Diverged {
+        epoch: usize,
+        batch: usize,
+        loss: f32,
+    },
 }
 
 /// Mean cross-entropy of `logits` `[batch, classes]` against `targets` `[batch]`.
@@ -271,7 +279,12 @@ pub fn train_local(
 const EVAL_BATCH: usize = 512;
 
 /// Accuracy and mean cross-entropy of the model `config` + `weights` on `data`.
-pub fn evaluate(config: &ModelConfig, weights: &[f32], data: &Dataset, device: &Device) -> Result<Eval, TrainError> {
+pub fn evaluate(
+    config: &ModelConfig,
+    weights: &[f32],
+    data: &Dataset,
+    device: &Device,
+) -> Result<Eval, TrainError> {
     if data.is_empty() {
         return Err(TrainError::EmptyData);
     }
@@ -354,7 +367,11 @@ mod tests {
             after.loss
         );
         assert!(out.last_epoch_loss < out.mean_loss || params.local_epochs == 1);
-        assert!(before.accuracy < 0.3, "untrained accuracy {}", before.accuracy);
+        assert!(
+            before.accuracy < 0.3,
+            "untrained accuracy {}",
+            before.accuracy
+        );
         assert!(
             after.accuracy > min_accuracy,
             "{}: accuracy {}",
@@ -472,7 +489,10 @@ mod tests {
             Err(TrainError::Model(ModelError::WrongLength { .. }))
         ));
         for bad in [
-            TrainParams { lr: 0.0, ..p.clone() },
+            TrainParams {
+                lr: 0.0,
+                ..p.clone()
+            },
             TrainParams {
                 batch_size: 0,
                 ..p.clone()
@@ -492,12 +512,18 @@ mod tests {
             evaluate(&config, &w0, &empty, &cpu()),
             Err(TrainError::EmptyData)
         ));
-        let huge = TrainParams { lr: 1e300, ..p.clone() };
+        let huge = TrainParams {
+            lr: 1e300,
+            ..p.clone()
+        };
         assert!(matches!(
             train_local(&config, &w0, &train, &huge, &cpu(), &mut |_| {}),
             Err(TrainError::Diverged { .. })
         ));
-        assert_eq!("ADAM".parse::<OptimizerKind>().unwrap(), OptimizerKind::Adam);
+        assert_eq!(
+            "ADAM".parse::<OptimizerKind>().unwrap(),
+            OptimizerKind::Adam
+        );
         assert!("rmsprop".parse::<OptimizerKind>().is_err());
     }
 }

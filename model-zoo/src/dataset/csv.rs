@@ -22,7 +22,10 @@ pub fn load_csv(path: &Path) -> Result<Dataset, DatasetError> {
         problem: format!("not UTF-8 text ({e})"),
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines.next().ok_or_else(|| DatasetError::Empty {
         path: path.to_path_buf(),
     })?;
@@ -30,7 +33,10 @@ pub fn load_csv(path: &Path) -> Result<Dataset, DatasetError> {
     if !columns[0].eq_ignore_ascii_case("label") {
         return Err(DatasetError::BadHeader {
             path: path.to_path_buf(),
-            problem: format!("the first header column must be `label`, found `{}`", columns[0]),
+            problem: format!(
+                "the first header column must be `label`, found `{}`",
+                columns[0]
+            ),
         });
     }
     if columns.len() < 2 {
@@ -156,9 +162,15 @@ mod tests {
             "label,x\n-1,0\n",
             &|e| matches!(e, DatasetError::BadCell { column, .. } if column == "label"),
         );
-        check("label,x\n1.5,0\n", &|e| matches!(e, DatasetError::BadCell { .. }));
-        check("x,label\n1,0\n", &|e| matches!(e, DatasetError::BadHeader { .. }));
-        check("label\n1\n", &|e| matches!(e, DatasetError::BadHeader { .. }));
+        check("label,x\n1.5,0\n", &|e| {
+            matches!(e, DatasetError::BadCell { .. })
+        });
+        check("x,label\n1,0\n", &|e| {
+            matches!(e, DatasetError::BadHeader { .. })
+        });
+        check("label\n1\n", &|e| {
+            matches!(e, DatasetError::BadHeader { .. })
+        });
         check("label,x,y\n1,2\n", &|e| {
             matches!(
                 e,

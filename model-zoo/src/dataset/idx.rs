@@ -19,7 +19,12 @@ pub fn labels_path_for_images(images: &Path) -> Option<PathBuf> {
 }
 
 /// Parses the IDX header; returns the dimensions and the payload.
-fn parse_idx<'a>(path: &Path, bytes: &'a [u8], ndims: u8, what: &str) -> Result<(Vec<usize>, &'a [u8]), DatasetError> {
+fn parse_idx<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    ndims: u8,
+    what: &str,
+) -> Result<(Vec<usize>, &'a [u8]), DatasetError> {
     let expected_magic = format!("0x000008{ndims:02x} ({what} IDX, unsigned bytes)");
     if bytes.len() < 4 {
         return Err(DatasetError::Truncated {
@@ -33,7 +38,10 @@ fn parse_idx<'a>(path: &Path, bytes: &'a [u8], ndims: u8, what: &str) -> Result<
         return Err(DatasetError::BadMagic {
             path: path.to_path_buf(),
             expected: expected_magic,
-            found: format!("0x{:02x}{:02x}{:02x}{:02x}", bytes[0], bytes[1], bytes[2], bytes[3]),
+            found: format!(
+                "0x{:02x}{:02x}{:02x}{:02x}",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
         });
     }
     let header_len = 4 + 4 * ndims as usize;

@@ -140,7 +140,10 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 /// Loads an image folder (see the module docs). Every image must have the same channels and
 /// size; samples are `[channels, height, width]` in `[0, 1]`.
 pub fn load_image_folder(root: &Path) -> Result<ImageFolder, DatasetError> {
-    let class_dirs: Vec<PathBuf> = sorted_entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
+    let class_dirs: Vec<PathBuf> = sorted_entries(root)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
     if class_dirs.is_empty() {
         return Err(DatasetError::Empty {
             path: root.to_path_buf(),
@@ -227,7 +230,10 @@ mod tests {
         let ppm = b"P6 2 1 255 \x01\x02\x03\x04\x05\x06";
         let img = decode_pnm(ppm).unwrap();
         assert_eq!(img.shape, [3, 1, 2]);
-        let want: Vec<f32> = [1u8, 4, 2, 5, 3, 6].iter().map(|&v| v as f32 / 255.0).collect();
+        let want: Vec<f32> = [1u8, 4, 2, 5, 3, 6]
+            .iter()
+            .map(|&v| v as f32 / 255.0)
+            .collect();
         assert_eq!(img.pixels, want);
         let wide = b"P5 1 1 1000 \x03\xe8";
         assert_eq!(decode_pnm(wide).unwrap().pixels, vec![1.0]);
@@ -239,11 +245,17 @@ mod tests {
     fn rejects_malformed_images() {
         assert!(decode_pnm(b"P2 1 1 255 1").unwrap_err().contains("magic"));
         assert!(decode_pnm(b"\x89PNG").unwrap_err().contains("magic"));
-        assert!(decode_pnm(b"P5 2 2 255 \x00").unwrap_err().contains("truncated"));
-        assert!(decode_pnm(b"P5 2 x 255 \x00").unwrap_err().contains("height"));
+        assert!(decode_pnm(b"P5 2 2 255 \x00")
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(decode_pnm(b"P5 2 x 255 \x00")
+            .unwrap_err()
+            .contains("height"));
         assert!(decode_pnm(b"P5 0 2 255 ").is_err());
         assert!(decode_pnm(b"P5 1 1 70000 \x00\x00").is_err());
-        assert!(decode_pnm(b"P5 1 1 10 \x0b").unwrap_err().contains("exceeds"));
+        assert!(decode_pnm(b"P5 1 1 10 \x0b")
+            .unwrap_err()
+            .contains("exceeds"));
         assert!(decode_pnm(b"P5 1 1 99999999999999999999999 ").is_err());
         assert!(decode_pnm(b"").is_err());
     }
@@ -251,7 +263,10 @@ mod tests {
     #[test]
     fn loads_a_folder_per_class_and_names_bad_files() {
         let dir = tempfile::tempdir().unwrap();
-        for (class, values) in [("cat", [0.0f32, 1.0, 0.2, 0.4]), ("dog", [1.0, 0.0, 0.6, 0.8])] {
+        for (class, values) in [
+            ("cat", [0.0f32, 1.0, 0.2, 0.4]),
+            ("dog", [1.0, 0.0, 0.6, 0.8]),
+        ] {
             std::fs::create_dir(dir.path().join(class)).unwrap();
             for k in 0..2 {
                 let p = dir.path().join(class).join(format!("{k}.pgm"));
@@ -268,7 +283,10 @@ mod tests {
         let bad = dir.path().join("dog").join("2.pgm");
         std::fs::write(&bad, encode_pnm([1, 3, 2], &[0.0; 6])).unwrap();
         let err = load_image_folder(dir.path()).unwrap_err();
-        assert!(matches!(err, DatasetError::ImageShapeMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, DatasetError::ImageShapeMismatch { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("2.pgm"), "{err}");
         std::fs::write(&bad, b"P5 2 2 255 \x00").unwrap();
         let err = load_image_folder(dir.path()).unwrap_err();

@@ -49,9 +49,15 @@ impl fmt::Debug for Dataset {
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: gzip stream is corrupt: {source}", path.display())]
-    Gzip { path: PathBuf, source: std::io::Error },
+    Gzip {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: bad magic number: expected {expected}, found {found}", path.display())]
     BadMagic {
         path: PathBuf,
@@ -66,7 +72,11 @@ pub enum DatasetError {
         actual: u64,
     },
     #[error("{}: {extra} unexpected bytes after the last {what}", path.display())]
-    TrailingBytes { path: PathBuf, what: String, extra: u64 },
+    TrailingBytes {
+        path: PathBuf,
+        what: String,
+        extra: u64,
+    },
     #[error("{}: {problem}", path.display())]
     BadHeader { path: PathBuf, problem: String },
     #[error("{} has {images} images but {} has {labels} labels", images_path.display(), labels_path.display())]
@@ -145,7 +155,11 @@ impl Dataset {
                 labels.len()
             )));
         }
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= num_classes)
+        {
             return Err(DatasetError::Invalid(format!(
                 "sample {i} has label {l}, outside 0..{num_classes}"
             )));
@@ -190,7 +204,12 @@ impl Dataset {
     /// Widens (or checks) the class count, e.g. to give every client of a federation the same
     /// number of classes although one partition lacks the highest label.
     pub fn with_num_classes(mut self, num_classes: usize) -> Result<Self, DatasetError> {
-        if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
+        if let Some((i, &l)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= num_classes)
+        {
             return Err(DatasetError::Invalid(format!(
                 "sample {i} has label {l}, outside 0..{num_classes}"
             )));
@@ -218,18 +237,26 @@ impl Dataset {
 
     /// Seeded random split into `(train, test)`, with `round(len * test_fraction)` test samples,
     /// at least one on each side.
-    pub fn train_test_split(&self, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), DatasetError> {
+    pub fn train_test_split(
+        &self,
+        test_fraction: f64,
+        seed: u64,
+    ) -> Result<(Dataset, Dataset), DatasetError> {
         if !(test_fraction > 0.0 && test_fraction < 1.0) {
             return Err(DatasetError::Invalid(format!(
                 "test fraction {test_fraction} is not in (0, 1)"
             )));
         }
         if self.len() < 2 {
-            return Err(DatasetError::Invalid(format!("cannot split {} samples", self.len())));
+            return Err(DatasetError::Invalid(format!(
+                "cannot split {} samples",
+                self.len()
+            )));
         }
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let n_test = ((self.len() as f64 * test_fraction).round() as usize).clamp(1, self.len() - 1);
+        let n_test =
+            ((self.len() as f64 * test_fraction).round() as usize).clamp(1, self.len() - 1);
         let (test, train) = order.split_at(n_test);
         Ok((self.subset(train), self.subset(test)))
     }

@@ -161,7 +161,13 @@ pub fn synthetic_clusters(samples: usize, dims: usize, classes: usize, seed: u64
 }
 
 /// Shorthand for [`SyntheticImages`] with default noise.
-pub fn synthetic_images(samples: usize, height: usize, width: usize, classes: usize, seed: u64) -> Dataset {
+pub fn synthetic_images(
+    samples: usize,
+    height: usize,
+    width: usize,
+    classes: usize,
+    seed: u64,
+) -> Dataset {
     SyntheticImages {
         samples,
         height,
@@ -202,12 +208,21 @@ mod tests {
         };
         let d = cfg.generate();
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let means: Vec<f32> = (0..10 * 32).map(|_| cfg.separation * normal(&mut rng)).collect();
+        let means: Vec<f32> = (0..10 * 32)
+            .map(|_| cfg.separation * normal(&mut rng))
+            .collect();
         let correct = (0..d.len())
             .filter(|&i| {
                 let x = d.sample(i);
-                let dist = |c: usize| -> f32 { x.iter().zip(&means[c * 32..]).map(|(a, b)| (a - b) * (a - b)).sum() };
-                let best = (0..10).min_by(|&a, &b| dist(a).total_cmp(&dist(b))).unwrap();
+                let dist = |c: usize| -> f32 {
+                    x.iter()
+                        .zip(&means[c * 32..])
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum()
+                };
+                let best = (0..10)
+                    .min_by(|&a, &b| dist(a).total_cmp(&dist(b)))
+                    .unwrap();
                 best as u32 == d.labels[i]
             })
             .count();

@@ -93,7 +93,12 @@ impl Model {
             }
             Model::CifarCnn(m) => {
                 let [batch, _] = x.dims();
-                m.forward(x.reshape([batch, cifar::CIFAR_CHANNELS, cifar::CIFAR_SIDE, cifar::CIFAR_SIDE]))
+                m.forward(x.reshape([
+                    batch,
+                    cifar::CIFAR_CHANNELS,
+                    cifar::CIFAR_SIDE,
+                    cifar::CIFAR_SIDE,
+                ]))
             }
         }
     }
@@ -124,17 +129,20 @@ impl ModelConfig {
         hidden: &[usize],
     ) -> Result<Self, ModelError> {
         let inputs: usize = feature_shape.iter().product();
-        let invalid = |architecture, problem: String| ModelError::InvalidConfig { architecture, problem };
-        if !hidden.is_empty() && architecture != "mlp" {
-            if ARCHITECTURES.contains(&architecture) {
-                return Err(invalid(
-                    arch_static(architecture),
-                    "hidden sizes apply to `mlp` only".into(),
-                ));
-            }
+        let invalid = |architecture, problem: String| ModelError::InvalidConfig {
+            architecture,
+            problem,
+        };
+        if !hidden.is_empty() && architecture != "mlp" && ARCHITECTURES.contains(&architecture) {
+            return Err(invalid(
+                arch_static(architecture),
+                "hidden sizes apply to `mlp` only".into(),
+            ));
         }
         let config = match architecture {
-            "linear" => ModelConfig::Linear(LinearModelConfig::new(inputs).with_num_classes(num_classes)),
+            "linear" => {
+                ModelConfig::Linear(LinearModelConfig::new(inputs).with_num_classes(num_classes))
+            }
             "mlp" => {
                 let mut c = MlpConfig::new(inputs).with_num_classes(num_classes);
                 if !hidden.is_empty() {
@@ -143,32 +151,35 @@ impl ModelConfig {
                 ModelConfig::Mlp(c)
             }
             "lenet" => {
-                let (h, w) = match feature_shape {
-                    [1, h, w] | [h, w] => (*h, *w),
-                    [n] => {
-                        let side = (*n as f64).sqrt().round() as usize;
-                        if side * side != *n {
-                            return Err(invalid(
-                                "lenet",
-                                format!("{n} features are not a square single-channel image"),
-                            ));
+                let (h, w) =
+                    match feature_shape {
+                        [1, h, w] | [h, w] => (*h, *w),
+                        [n] => {
+                            let side = (*n as f64).sqrt().round() as usize;
+                            if side * side != *n {
+                                return Err(invalid(
+                                    "lenet",
+                                    format!("{n} features are not a square single-channel image"),
+                                ));
+                            }
+                            (side, side)
                         }
-                        (side, side)
-                    }
-                    other => {
-                        return Err(invalid(
+                        other => return Err(invalid(
                             "lenet",
-                            format!("needs single-channel images [1, h, w], data has shape {other:?}"),
-                        ))
-                    }
-                };
+                            format!(
+                                "needs single-channel images [1, h, w], data has shape {other:?}"
+                            ),
+                        )),
+                    };
                 ModelConfig::LeNet(LeNetConfig::new(h, w).with_num_classes(num_classes))
             }
             "cifar-cnn" => {
                 if inputs != 3 * 32 * 32 || !matches!(feature_shape, [3, 32, 32] | [3072]) {
                     return Err(invalid(
                         "cifar-cnn",
-                        format!("needs 32×32 RGB images [3, 32, 32], data has shape {feature_shape:?}"),
+                        format!(
+                            "needs 32×32 RGB images [3, 32, 32], data has shape {feature_shape:?}"
+                        ),
                     ));
                 }
                 ModelConfig::CifarCnn(CifarCnnConfig::new().with_num_classes(num_classes))
@@ -252,7 +263,9 @@ impl ModelConfig {
             .param_count_checked()
             .ok_or_else(|| invalid("parameter count overflows".into()))?;
         if params > MAX_PARAMS {
-            return Err(invalid(format!("{params} parameters, above the limit of {MAX_PARAMS}")));
+            return Err(invalid(format!(
+                "{params} parameters, above the limit of {MAX_PARAMS}"
+            )));
         }
         Ok(())
     }
@@ -268,7 +281,8 @@ impl ModelConfig {
                 .checked_mul(k * k)?
                 .checked_add(o as u64)
         }
-        let sum = |parts: Vec<Option<u64>>| parts.into_iter().try_fold(0u64, |a, p| a.checked_add(p?));
+        let sum =
+            |parts: Vec<Option<u64>>| parts.into_iter().try_fold(0u64, |a, p| a.checked_add(p?));
         match self {
             ModelConfig::Linear(c) => dense(c.inputs, c.num_classes),
             ModelConfig::Mlp(c) => {
@@ -334,7 +348,11 @@ impl ModelConfig {
 
     /// Checks that data of `feature_shape` with `num_classes` classes fits this model: same
     /// number of features per sample, and no more classes than the model outputs.
-    pub fn check_data(&self, feature_shape: &[usize], num_classes: usize) -> Result<(), ModelError> {
+    pub fn check_data(
+        &self,
+        feature_shape: &[usize],
+        num_classes: usize,
+    ) -> Result<(), ModelError> {
         let actual: usize = feature_shape.iter().product();
         if actual != self.input_len() {
             return Err(ModelError::InputMismatch {
@@ -360,5 +378,9 @@ impl PartialEq for ModelConfig {
 }
 
 fn arch_static(id: &str) -> &'static str {
-    ARCHITECTURES.iter().find(|a| **a == id).copied().unwrap_or("model")
+    ARCHITECTURES
+        .iter()
+        .find(|a| **a == id)
+        .copied()
+        .unwrap_or("model")
 }
