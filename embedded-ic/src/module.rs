@@ -1,0 +1,321 @@
+//! Loading a canister module: check its imports, expose its mutable state, compile once.
+//!
+//! Rollback must restore every mutable global, but Rust's `__stack_pointer` (and any
+//! other global the toolchain keeps private) is not exported, and wasmtime only lets
+//! the host read exported globals. So, as the IC's own instrumentation does, the
+//! module is rewritten at load: each mutable global it defines is additionally
+//! exported as `__flic_global_<index>`, and its memory as `__flic_memory`. Only the
+//! export section changes; code and data are copied byte for byte, so the
+//! instruction counts are those of the module as deployed. Re-instantiating from a
+//! snapshot instead would not help: a fresh instance starts from the globals'
+//! initial values, not from the committed ones.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+use wasmparser::{Encoding, ExternalKind, Imports, Parser, Payload, TypeRef};
+
+use crate::error::CallError;
+use crate::system_api::{self, Host};
+
+/// Name under which the rewritten module exports its memory.
+pub(crate) const MEMORY_EXPORT: &str = "__flic_memory";
+const GLOBAL_EXPORT_PREFIX: &str = "__flic_global_";
+
+/// A module ready to instantiate: compiled, with what the host needs to know of it.
+pub(crate) struct Prepared {
+    pub hash: [u8; 32],
+    /// The module exactly as given (what `save` writes and a hash identifies).
+    pub wasm: Arc<Vec<u8>>,
+    pub module: wasmtime::Module,
+    /// Names of exported functions of the original module.
+    pub exports: BTreeSet<String>,
+    /// Export names of the mutable globals, in index order.
+    pub global_exports: Vec<String>,
+}
+
+impl Prepared {
+    pub fn exports(&self, name: &str) -> bool {
+        self.exports.contains(name)
+    }
+}
+
+/// The engine and the System API linker, shared by every host in the process.
+pub(crate) struct Runtime {
+    pub engine: wasmtime::Engine,
+    pub linker: wasmtime::Linker<Host>,
+    modules: Mutex<HashMap<[u8; 32], Arc<Prepared>>>,
+}
+
+/// The process-wide runtime: one engine, one linker, one compiled-module cache, so a
+/// module (the canister wasm of a test suite, say) is compiled once per process.
+pub(crate) fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let engine = wasmtime::Engine::new(&engine_config()).expect("the wasmtime configuration is valid");
+        let linker = system_api::linker(&engine);
+        Runtime {
+            engine,
+            linker,
+            modules: Mutex::new(HashMap::new()),
+        }
+    })
+}
+
+/// Wasm features as on the IC: deterministic SIMD yes, relaxed SIMD and threads no
+/// (threads are not compiled into this wasmtime build), canonical NaNs, wasm32 only.
+fn engine_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config
+        .consume_fuel(true)
+        .wasm_simd(true)
+        .wasm_relaxed_simd(false)
+        .wasm_memory64(false)
+        .wasm_multi_memory(false)
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true)
+        .cranelift_nan_canonicalization(true);
+    config
+}
+
+/// SHA-256 of a module, the key of the compile cache and of saved state.
+pub fn wasm_hash(wasm: &[u8]) -> [u8; 32] {
+    Sha256::digest(wasm).into()
+}
+
+impl Runtime {
+    /// Checks, rewrites and compiles `wasm`, or returns the cached result.
+    pub fn prepare(&self, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Arc<Prepared>, CallError> {
+        let hash = wasm_hash(wasm);
+        if let Some(p) = self.modules.lock().expect("module cache lock").get(&hash) {
+            return Ok(p.clone());
+        }
+        let scan = scan(wasm)?;
+        check_imports(&scan.imports)?;
+        let rewritten = rewrite_exports(wasm, &scan);
+        let module = self.compile(&rewritten, &hash, cache_dir)?;
+        let prepared = Arc::new(Prepared {
+            hash,
+            wasm: Arc::new(wasm.to_vec()),
+            module,
+            exports: scan.function_exports,
+            global_exports: scan
+                .mutable_globals
+                .iter()
+                .map(|i| format!("{GLOBAL_EXPORT_PREFIX}{i}"))
+                .collect(),
+        });
+        self.modules
+            .lock()
+            .expect("module cache lock")
+            .insert(hash, prepared.clone());
+        Ok(prepared)
+    }
+
+    fn compile(&self, wasm: &[u8], hash: &[u8; 32], cache_dir: Option<&Path>) -> Result<wasmtime::Module, CallError> {
+        let file = cache_dir.map(|dir| cache_file(&self.engine, dir, hash));
+        if let Some(file) = &file {
+            if file.exists() {
+                // SAFETY: the file was written by `Module::serialize` of this same
+                // engine configuration (its name carries the engine's compatibility
+                // hash, and wasmtime checks it again); the cache directory is the
+                // caller's own.
+                if let Ok(module) = unsafe { wasmtime::Module::deserialize_file(&self.engine, file) } {
+                    return Ok(module);
+                }
+            }
+        }
+        let module = wasmtime::Module::new(&self.engine, wasm).map_err(|e| CallError::InvalidWasm(format!("{e:#}")))?;
+        if let Some(file) = &file {
+            // The disk cache is an optimisation: failing to write it is not an error.
+            if let Ok(bytes) = module.serialize() {
+                let _ = std::fs::create_dir_all(file.parent().expect("cache file has a parent"));
+                let _ = std::fs::write(file, bytes);
+            }
+        }
+        Ok(module)
+    }
+}
+
+fn cache_file(engine: &wasmtime::Engine, dir: &Path, hash: &[u8; 32]) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    dir.join(format!("{}-{:016x}.cwasm", hex::encode(hash), h.finish()))
+}
+
+#[derive(Default)]
+struct Scan {
+    imports: Vec<(String, String, bool)>,
+    function_exports: BTreeSet<String>,
+    mutable_globals: Vec<u32>,
+    memories: u32,
+    /// (section id, header start, body range) of every section, in order.
+    sections: Vec<(u8, usize, std::ops::Range<usize>)>,
+    export_section: Option<usize>,
+}
+
+fn invalid(e: impl std::fmt::Display) -> CallError {
+    CallError::InvalidWasm(e.to_string())
+}
+
+fn scan(wasm: &[u8]) -> Result<Scan, CallError> {
+    let mut scan = Scan::default();
+    let mut imported_globals = 0u32;
+    let mut previous_end = 8usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(invalid)?;
+        if let Some((id, range)) = payload.as_section() {
+            if id == 7 {
+                scan.export_section = Some(scan.sections.len());
+            }
+            scan.sections.push((id, previous_end, range.clone()));
+            previous_end = range.end;
+        }
+        match payload {
+            Payload::Version { encoding, .. } => {
+                if encoding != Encoding::Module {
+                    return Err(invalid("a component, not a core wasm module"));
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for group in reader {
+                    let mut push = |module: &str, name: &str, ty: TypeRef| {
+                        if matches!(ty, TypeRef::Global(_)) {
+                            imported_globals += 1;
+                        }
+                        scan.imports
+                            .push((module.to_string(), name.to_string(), matches!(ty, TypeRef::Func(_))));
+                    };
+                    match group.map_err(invalid)? {
+                        Imports::Single(_, import) => push(import.module, import.name, import.ty),
+                        Imports::Compact1 { module, items } => {
+                            for item in items {
+                                let item = item.map_err(invalid)?;
+                                push(module, item.name, item.ty);
+                            }
+                        }
+                        Imports::Compact2 { module, ty, names } => {
+                            for name in names {
+                                push(module, name.map_err(invalid)?, ty);
+                            }
+                        }
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => scan.memories = reader.count(),
+            Payload::GlobalSection(reader) => {
+                for (i, global) in reader.into_iter().enumerate() {
+                    if global.map_err(invalid)?.ty.mutable {
+                        scan.mutable_globals.push(imported_globals + i as u32);
+                    }
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export.map_err(invalid)?;
+                    if export.kind == ExternalKind::Func {
+                        scan.function_exports.insert(export.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(scan)
+}
+
+/// Fails with every import this host cannot satisfy, by name.
+fn check_imports(imports: &[(String, String, bool)]) -> Result<(), CallError> {
+    let mut unknown = Vec::new();
+    let mut not_modelled = Vec::new();
+    for (module, name, is_func) in imports {
+        let full = format!("{module}.{name}");
+        if module == "ic0" && *is_func && system_api::PROVIDED.contains(&name.as_str()) {
+            continue;
+        }
+        if module == "ic0" && system_api::NOT_MODELLED.contains(&name.as_str()) {
+            not_modelled.push(full);
+        } else {
+            unknown.push(full);
+        }
+    }
+    if unknown.is_empty() && not_modelled.is_empty() {
+        Ok(())
+    } else {
+        Err(CallError::MissingImports { unknown, not_modelled })
+    }
+}
+
+fn write_leb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn read_leb(bytes: &[u8]) -> (u64, usize) {
+    let (mut v, mut shift) = (0u64, 0);
+    for (i, b) in bytes.iter().enumerate() {
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return (v, i + 1);
+        }
+        shift += 7;
+    }
+    (v, bytes.len())
+}
+
+/// Returns `wasm` with the memory and the mutable globals also exported. The new
+/// entries are appended to the export section (created if absent).
+fn rewrite_exports(wasm: &[u8], scan: &Scan) -> Vec<u8> {
+    let mut extra: Vec<(String, u8, u32)> = scan
+        .mutable_globals
+        .iter()
+        .map(|i| (format!("{GLOBAL_EXPORT_PREFIX}{i}"), 0x03, *i))
+        .collect();
+    if scan.memories > 0 {
+        extra.push((MEMORY_EXPORT.to_string(), 0x02, 0));
+    }
+    let mut entries = Vec::new();
+    for (name, kind, index) in &extra {
+        write_leb(&mut entries, name.len() as u64);
+        entries.extend_from_slice(name.as_bytes());
+        entries.push(*kind);
+        write_leb(&mut entries, u64::from(*index));
+    }
+    let (old_count, old_entries, replace) = match scan.export_section {
+        Some(i) => {
+            let (_, header, range) = &scan.sections[i];
+            let (count, len) = read_leb(&wasm[range.clone()]);
+            (count, &wasm[range.start + len..range.end], *header..range.end)
+        }
+        None => {
+            // The export section goes before start, element, data count, code, data.
+            let at = scan
+                .sections
+                .iter()
+                .find(|(id, _, _)| matches!(id, 8 | 9 | 10 | 11 | 12))
+                .map_or(wasm.len(), |(_, header, _)| *header);
+            (0, &[][..], at..at)
+        }
+    };
+    let mut body = Vec::new();
+    write_leb(&mut body, old_count + extra.len() as u64);
+    body.extend_from_slice(old_entries);
+    body.extend_from_slice(&entries);
+    let mut out = Vec::with_capacity(wasm.len() + body.len() + 8);
+    out.extend_from_slice(&wasm[..replace.start]);
+    out.push(7);
+    write_leb(&mut out, body.len() as u64);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&wasm[replace.end..]);
+    out
+}

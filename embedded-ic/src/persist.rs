@@ -1,0 +1,241 @@
+//! Saving a host to a directory and restarting it from there.
+//!
+//! Saving is the first half of an upgrade and loading the second: `save` runs
+//! `canister_pre_upgrade` (so the canister moves what it must keep into stable
+//! memory), writes stable memory as it is then, and rolls the live canister back so
+//! the saved host carries on undisturbed. `load` creates a fresh instance of the
+//! same module, restores stable memory and system state, and runs
+//! `canister_post_upgrade` with the canister's restart argument. The heap is never
+//! saved: a canister that survives an upgrade survives a save and load, and one
+//! that does not is caught here just as on the IC. As with an upgrade, the global
+//! timer is cleared before `canister_post_upgrade`, which re-arms it (the value at
+//! save is recorded in the manifest for inspection only).
+//!
+//! Layout of the directory:
+//! - `manifest.json`: time, canister ids, controllers, cycles, certified data, timer,
+//!   version, restart argument, environment variables, module hash, stable size;
+//! - `wasm/<sha256>.wasm`: each module once;
+//! - `stable/<canister id>.bin`: the pages of stable memory that hold data, each as
+//!   an 8-byte little-endian page index followed by the 65,536 bytes of the page.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use candid::Principal;
+use serde::{Deserialize, Serialize};
+
+use crate::canister::LiveInstance;
+use crate::error::{CallError, PersistError};
+use crate::module::{runtime, wasm_hash};
+use crate::stable::{StableMemory, PAGE_SIZE};
+use crate::system_api::{pages_for, MessageContext, MessageKind, SystemState};
+use crate::world::{Canister, Config, EmbeddedIc};
+
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    time_ns: u64,
+    next_index: u64,
+    canisters: Vec<SavedCanister>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedCanister {
+    id: String,
+    controllers: Vec<String>,
+    /// Decimal: a u128 does not fit a JSON number.
+    cycles: String,
+    module_hash: Option<String>,
+    certified_data: String,
+    global_timer_at_save: u64,
+    version: u64,
+    restart_arg: String,
+    env_vars: BTreeMap<String, String>,
+    stable_pages: u64,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
+    move |source| PersistError::Io { path: path.to_path_buf(), source }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> PersistError {
+    PersistError::Corrupt(what.to_string())
+}
+
+impl EmbeddedIc {
+    /// Writes every canister's module, stable memory (after `canister_pre_upgrade`)
+    /// and system state, and the clock, to `dir` (created if needed).
+    pub fn save(&mut self, dir: impl AsRef<Path>) -> Result<(), PersistError> {
+        let dir = dir.as_ref();
+        for sub in ["wasm", "stable"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io_err(&path))?;
+        }
+        let limit = self.config.limits.install;
+        let mut saved = Vec::new();
+        for (&id, canister) in self.canisters.iter_mut() {
+            canister.sys.time = self.time;
+            let stable_path = dir.join("stable").join(format!("{}.bin", id.to_text()));
+            let sys = &mut canister.sys;
+            let (module_hash, stable_pages) = match canister.live.as_mut() {
+                None => (None, write_stable(&stable_path, &sys.stable)?),
+                Some(live) => {
+                    let wasm_path = dir.join("wasm").join(format!("{}.wasm", hex::encode(live.prepared.hash)));
+                    if !wasm_path.exists() {
+                        std::fs::write(&wasm_path, live.prepared.wasm.as_slice()).map_err(io_err(&wasm_path))?;
+                    }
+                    let snapshot = live.snapshot(sys);
+                    let mut failure = None;
+                    if live.exports("canister_pre_upgrade") {
+                        let sender = sys.controllers.first().copied().unwrap_or_else(Principal::anonymous);
+                        let ctx = MessageContext::new(MessageKind::PreUpgrade, sender, "", Vec::new());
+                        let exec = live.call(sys, "canister_pre_upgrade", ctx, limit);
+                        if let Err(stop) = exec.outcome {
+                            failure = Some(stop_to_error(id, stop, limit, exec.instructions));
+                        }
+                    }
+                    let written = if failure.is_none() { Some(write_stable(&stable_path, &sys.stable)) } else { None };
+                    live.rollback(sys, snapshot);
+                    if let Some(error) = failure {
+                        return Err(PersistError::Canister { canister: id, stage: "run canister_pre_upgrade for save", error });
+                    }
+                    let pages = written.expect("written when pre_upgrade succeeded")?;
+                    (Some(hex::encode(live.prepared.hash)), pages)
+                }
+            };
+            saved.push(SavedCanister {
+                id: id.to_text(),
+                controllers: sys.controllers.iter().map(Principal::to_text).collect(),
+                cycles: sys.cycles.to_string(),
+                module_hash,
+                certified_data: hex::encode(&sys.certified_data),
+                global_timer_at_save: sys.global_timer,
+                version: sys.version,
+                restart_arg: hex::encode(&canister.restart_arg),
+                env_vars: sys.env_vars.clone(),
+                // The size after pre_upgrade: what the stable file holds.
+                stable_pages,
+            });
+        }
+        let manifest = Manifest { format: FORMAT, time_ns: self.time, next_index: self.next_index, canisters: saved };
+        let path = dir.join("manifest.json");
+        let json = serde_json::to_vec_pretty(&manifest).map_err(corrupt)?;
+        std::fs::write(&path, json).map_err(io_err(&path))
+    }
+
+    /// Restarts a saved host with the default [`Config`]; see [`load_with_config`](Self::load_with_config).
+    pub fn load(dir: impl AsRef<Path>) -> Result<EmbeddedIc, PersistError> {
+        Self::load_with_config(dir, Config::default())
+    }
+
+    /// Restarts a saved host: each canister gets a fresh instance of its module, its
+    /// stable memory and system state back, and `canister_post_upgrade` with its
+    /// restart argument (the heap starts afresh, as after an upgrade).
+    pub fn load_with_config(dir: impl AsRef<Path>, config: Config) -> Result<EmbeddedIc, PersistError> {
+        let dir = dir.as_ref();
+        let path = dir.join("manifest.json");
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        if manifest.format != FORMAT {
+            return Err(corrupt(format!("format {} is not {FORMAT}", manifest.format)));
+        }
+        let mut ic = EmbeddedIc::with_config(config);
+        ic.time = manifest.time_ns;
+        ic.next_index = manifest.next_index;
+        let limit = ic.config.limits.install;
+        for saved in manifest.canisters {
+            let principal = |text: &str| Principal::from_text(text).map_err(|e| corrupt(format!("principal {text}: {e}")));
+            let id = principal(&saved.id)?;
+            let stable_path = dir.join("stable").join(format!("{}.bin", saved.id));
+            let stable = read_stable(&stable_path, saved.stable_pages)?;
+            let sys = SystemState {
+                id,
+                controllers: saved.controllers.iter().map(|c| principal(c)).collect::<Result<_, _>>()?,
+                cycles: saved.cycles.parse().map_err(corrupt)?,
+                stable,
+                stable_max_pages: pages_for(ic.config.stable_memory_max_bytes),
+                certified_data: hex::decode(&saved.certified_data).map_err(corrupt)?,
+                global_timer: 0,
+                version: saved.version,
+                logs: Vec::new(),
+                env_vars: saved.env_vars,
+                time: ic.time,
+                root_key: ic.issuer.root_key(),
+            };
+            let restart_arg = hex::decode(&saved.restart_arg).map_err(corrupt)?;
+            let mut canister = Canister { sys, live: None, restart_arg: restart_arg.clone() };
+            if let Some(hash) = saved.module_hash {
+                let wasm_path = dir.join("wasm").join(format!("{hash}.wasm"));
+                let wasm = std::fs::read(&wasm_path).map_err(io_err(&wasm_path))?;
+                if hex::encode(wasm_hash(&wasm)) != hash {
+                    return Err(corrupt(format!("{} does not hash to its name", wasm_path.display())));
+                }
+                let prepared = runtime()
+                    .prepare(&wasm, ic.config.module_cache_dir.as_deref())
+                    .map_err(|error| PersistError::Canister { canister: id, stage: "load its module", error })?;
+                let fail = |error| PersistError::Canister { canister: id, stage: "restart through canister_post_upgrade", error };
+                let (mut live, used) = LiveInstance::new(prepared, limit)
+                    .map_err(|stop| fail(stop_to_error(id, stop, limit, 0)))?;
+                if live.exports("canister_post_upgrade") {
+                    let sender = canister.sys.controllers.first().copied().unwrap_or_else(Principal::anonymous);
+                    let ctx = MessageContext::new(MessageKind::PostUpgrade, sender, "", restart_arg);
+                    let exec = live.call(&mut canister.sys, "canister_post_upgrade", ctx, limit - used);
+                    if let Err(stop) = exec.outcome {
+                        return Err(fail(stop_to_error(id, stop, limit, used + exec.instructions)));
+                    }
+                }
+                canister.sys.version += 1;
+                canister.live = Some(live);
+            }
+            ic.canisters.insert(id, canister);
+        }
+        Ok(ic)
+    }
+}
+
+fn stop_to_error(id: Principal, stop: crate::canister::Stop, limit: u64, instructions: u64) -> CallError {
+    match stop {
+        crate::canister::Stop::Trap(message) => CallError::Trap { canister: id, message, instructions },
+        crate::canister::Stop::OutOfInstructions => {
+            CallError::InstructionLimit { canister: id, kind: "upgrade", limit, instructions }
+        }
+    }
+}
+
+/// File layout: 8-byte little-endian size in pages, then (index, page) records.
+/// Returns the size in pages.
+fn write_stable(path: &PathBuf, stable: &StableMemory) -> Result<u64, PersistError> {
+    let file = std::fs::File::create(path).map_err(io_err(path))?;
+    let mut out = BufWriter::new(file);
+    out.write_all(&stable.size_pages().to_le_bytes()).map_err(io_err(path))?;
+    for (index, page) in stable.allocated_pages() {
+        out.write_all(&index.to_le_bytes()).map_err(io_err(path))?;
+        out.write_all(page).map_err(io_err(path))?;
+    }
+    out.flush().map_err(io_err(path))?;
+    Ok(stable.size_pages())
+}
+
+fn read_stable(path: &PathBuf, expected_pages: u64) -> Result<StableMemory, PersistError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let (size, mut rest) = bytes.split_at_checked(8).ok_or_else(|| corrupt(format!("{} is truncated", path.display())))?;
+    let size = u64::from_le_bytes(size.try_into().expect("8 bytes"));
+    if size != expected_pages {
+        return Err(corrupt(format!("{} holds {size} pages, the manifest says {expected_pages}", path.display())));
+    }
+    let record = 8 + PAGE_SIZE as usize;
+    if rest.len() % record != 0 {
+        return Err(corrupt(format!("{} is truncated", path.display())));
+    }
+    let mut pages = Vec::with_capacity(rest.len() / record);
+    while !rest.is_empty() {
+        let (head, tail) = rest.split_at(record);
+        let index = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        pages.push((index, head[8..].to_vec()));
+        rest = tail;
+    }
+    StableMemory::from_pages(size, pages).ok_or_else(|| corrupt(format!("{} has a page out of range", path.display())))
+}

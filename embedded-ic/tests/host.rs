@@ -1,0 +1,537 @@
+//! Host tests on tiny hand-written canisters: one behaviour per test.
+
+use std::time::Duration;
+
+use flic_embedded_ic::{
+    CallError, CallOutcome, Config, EmbeddedIc, HostCertificate, InstallMode, InstructionLimits, Principal,
+    SystemTask,
+};
+
+const COUNTER: &str = include_str!("canisters/counter.wat");
+
+fn admin() -> Principal {
+    Principal::from_slice(&[0xad])
+}
+
+fn user() -> Principal {
+    Principal::from_slice(&[0x05, 0xe5])
+}
+
+fn counter_wasm() -> Vec<u8> {
+    wat::parse_str(COUNTER).expect("counter.wat parses")
+}
+
+fn setup_with(config: Config) -> (EmbeddedIc, Principal) {
+    let mut ic = EmbeddedIc::with_config(config);
+    let id = ic.create_canister(vec![admin()]);
+    ic.install_code(id, &counter_wasm(), b"init-arg".to_vec(), InstallMode::Install, admin())
+        .expect("install succeeds");
+    (ic, id)
+}
+
+fn setup() -> (EmbeddedIc, Principal) {
+    setup_with(Config::default())
+}
+
+fn u64s(bytes: &[u8]) -> Vec<u64> {
+    bytes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// (heap counter, global counter, stable copy of the counter).
+fn state(ic: &mut EmbeddedIc, id: Principal) -> (u64, u64, u64) {
+    let v = u64s(&ic.query(id, user(), "get", vec![]).unwrap().reply);
+    (v[0], v[1], v[2])
+}
+
+fn call(ic: &mut EmbeddedIc, id: Principal, method: &str, arg: Vec<u8>) -> Result<CallOutcome, CallError> {
+    ic.update(id, user(), method, arg)
+}
+
+// --- install, update, query ------------------------------------------------------------
+
+#[test]
+fn init_receives_the_install_argument() {
+    let (mut ic, id) = setup();
+    let v = ic.query(id, user(), "init_arg", vec![]).unwrap().reply;
+    assert_eq!(u64s(&v[..8]), vec![8]);
+    assert_eq!(&v[8..16], b"init-arg");
+}
+
+#[test]
+fn update_commits_heap_global_and_stable() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    assert_eq!(state(&mut ic, id), (2, 2, 2));
+}
+
+#[test]
+fn trap_rolls_back_heap_global_and_stable() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    let err = call(&mut ic, id, "inc_then_trap", vec![]).unwrap_err();
+    match err {
+        CallError::Trap { message, instructions, .. } => {
+            assert_eq!(message, "boom");
+            assert!(instructions > 0);
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(state(&mut ic, id), (1, 1, 1));
+}
+
+#[test]
+fn trap_after_heap_growth_restores_size_and_globals() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    assert_eq!(ic.heap_size(id), Some(65536));
+    assert!(matches!(call(&mut ic, id, "grow_then_trap", vec![]), Err(CallError::Trap { .. })));
+    assert_eq!(ic.heap_size(id), Some(65536));
+    assert_eq!(state(&mut ic, id), (1, 1, 1));
+    // The rebuilt instance keeps working and committing.
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    assert_eq!(state(&mut ic, id), (2, 2, 2));
+}
+
+#[test]
+fn query_changes_are_discarded() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    let seen = ic.query(id, user(), "inc_in_query", vec![]).unwrap();
+    assert_eq!(u64s(&seen.reply), vec![2], "the query saw its own write");
+    assert_eq!(state(&mut ic, id), (1, 1, 1));
+}
+
+#[test]
+fn query_method_called_as_update_is_not_committed() {
+    let (mut ic, id) = setup();
+    let out = call(&mut ic, id, "inc_in_query", vec![]).unwrap();
+    assert_eq!(u64s(&out.reply), vec![1]);
+    assert_eq!(state(&mut ic, id), (0, 0, 0));
+}
+
+#[test]
+fn reject_is_a_typed_error_and_keeps_state_as_on_the_ic() {
+    let (mut ic, id) = setup();
+    match call(&mut ic, id, "inc_then_reject", vec![]).unwrap_err() {
+        CallError::Reject { message, instructions, .. } => {
+            assert_eq!(message, "nope");
+            assert!(instructions > 0);
+        }
+        other => panic!("expected a reject, got {other:?}"),
+    }
+    assert_eq!(state(&mut ic, id), (1, 1, 1));
+}
+
+#[test]
+fn method_without_reply_is_reported_and_committed() {
+    let (mut ic, id) = setup();
+    assert!(matches!(call(&mut ic, id, "inc_silently", vec![]), Err(CallError::DidNotReply { .. })));
+    assert_eq!(state(&mut ic, id), (1, 1, 1));
+}
+
+#[test]
+fn unknown_methods_are_method_not_found() {
+    let (mut ic, id) = setup();
+    assert!(matches!(
+        call(&mut ic, id, "missing", vec![]),
+        Err(CallError::MethodNotFound { kind: "update", .. })
+    ));
+    // An update method is not a query.
+    assert!(matches!(
+        ic.query(id, user(), "inc", vec![]),
+        Err(CallError::MethodNotFound { kind: "query", .. })
+    ));
+}
+
+#[test]
+fn inspect_message_can_refuse_an_update() {
+    let (mut ic, id) = setup();
+    match call(&mut ic, id, "forbidden", vec![]).unwrap_err() {
+        CallError::InspectRejected { message, instructions, .. } => {
+            assert!(message.contains("accept_message"), "{message}");
+            assert!(instructions > 0);
+        }
+        other => panic!("expected an inspect rejection, got {other:?}"),
+    }
+    assert_eq!(state(&mut ic, id), (0, 0, 0), "the method never ran");
+}
+
+#[test]
+fn argument_and_reply_bytes_round_trip() {
+    let (mut ic, id) = setup();
+    let out = call(&mut ic, id, "echo", b"hello".to_vec()).unwrap();
+    assert_eq!(out.reply, b"hello");
+}
+
+// --- errors at load ------------------------------------------------------------------------
+
+#[test]
+fn missing_imports_are_listed_by_name_at_load() {
+    let wasm = wat::parse_str(
+        r#"(module
+            (import "ic0" "call_new" (func (param i32 i32 i32 i32 i32 i32 i32 i32)))
+            (import "ic0" "call_perform" (func (result i32)))
+            (import "ic0" "msg_reply" (func))
+            (import "ic0" "no_such_function" (func))
+            (import "env" "foo" (func))
+            (memory 1))"#,
+    )
+    .unwrap();
+    let mut ic = EmbeddedIc::new();
+    let id = ic.create_canister(vec![admin()]);
+    match ic.install_code(id, &wasm, vec![], InstallMode::Install, admin()).unwrap_err() {
+        CallError::MissingImports { unknown, not_modelled } => {
+            assert_eq!(unknown, vec!["ic0.no_such_function", "env.foo"]);
+            assert_eq!(not_modelled, vec!["ic0.call_new", "ic0.call_perform"]);
+        }
+        other => panic!("expected missing imports, got {other:?}"),
+    }
+    assert_eq!(ic.module_hash(id), None, "nothing was installed");
+}
+
+#[test]
+fn invalid_wasm_is_rejected_at_load() {
+    let mut ic = EmbeddedIc::new();
+    let id = ic.create_canister(vec![admin()]);
+    let err = ic.install_code(id, b"\0asm\x01\0\0\0garbage", vec![], InstallMode::Install, admin());
+    assert!(matches!(err, Err(CallError::InvalidWasm(_))), "{err:?}");
+}
+
+#[test]
+fn relaxed_simd_is_not_available() {
+    let wasm = wat::parse_str(
+        r#"(module (func (export "canister_update f")
+              (drop (i32x4.relaxed_trunc_f32x4_s (v128.const i32x4 0 0 0 0)))))"#,
+    )
+    .unwrap();
+    let mut ic = EmbeddedIc::new();
+    let id = ic.create_canister(vec![admin()]);
+    let err = ic.install_code(id, &wasm, vec![], InstallMode::Install, admin());
+    assert!(matches!(err, Err(CallError::InvalidWasm(_))), "{err:?}");
+}
+
+#[test]
+fn install_code_requires_a_controller_and_an_empty_canister() {
+    let mut ic = EmbeddedIc::new();
+    let id = ic.create_canister(vec![admin()]);
+    assert!(matches!(
+        ic.install_code(id, &counter_wasm(), vec![], InstallMode::Install, user()),
+        Err(CallError::NotController { .. })
+    ));
+    ic.install_code(id, &counter_wasm(), vec![], InstallMode::Install, admin()).unwrap();
+    assert!(matches!(
+        ic.install_code(id, &counter_wasm(), vec![], InstallMode::Install, admin()),
+        Err(CallError::CodeAlreadyInstalled(_))
+    ));
+}
+
+// --- upgrades ----------------------------------------------------------------------------
+
+#[test]
+fn upgrade_keeps_stable_memory_and_resets_the_heap() {
+    let (mut ic, id) = setup();
+    for _ in 0..3 {
+        call(&mut ic, id, "inc", vec![]).unwrap();
+    }
+    let out = ic.install_code(id, &counter_wasm(), b"up".to_vec(), InstallMode::Upgrade, admin()).unwrap();
+    assert!(out.instructions > 0);
+    // Heap and global start afresh; stable memory still holds the counter copy.
+    assert_eq!(state(&mut ic, id), (0, 0, 3));
+    // post_upgrade got its argument and read what pre_upgrade saved.
+    let info = u64s(&ic.query(id, user(), "upgrade_info", vec![]).unwrap().reply);
+    assert_eq!(info, vec![2, 3]);
+}
+
+#[test]
+fn failed_upgrade_leaves_the_canister_as_it_was() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    let hash = ic.module_hash(id);
+    let bad = wat::parse_str(
+        r#"(module
+            (import "ic0" "trap" (func $trap (param i32 i32)))
+            (memory 1)
+            (func (export "canister_post_upgrade") (call $trap (i32.const 0) (i32.const 3))))"#,
+    )
+    .unwrap();
+    let err = ic.install_code(id, &bad, vec![], InstallMode::Upgrade, admin()).unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
+    assert_eq!(ic.module_hash(id), hash);
+    assert_eq!(state(&mut ic, id), (1, 1, 1));
+    // pre_upgrade's write to stable[8..16] was rolled back too.
+    assert_eq!(ic.read_stable_memory(id, 8, 8), Some(vec![0; 8]));
+}
+
+#[test]
+fn reinstall_wipes_stable_memory_and_heap() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    ic.install_code(id, &counter_wasm(), b"again".to_vec(), InstallMode::Reinstall, admin()).unwrap();
+    assert_eq!(ic.stable_memory_size(id), Some(0));
+    assert_eq!(state(&mut ic, id), (0, 0, 0));
+    let v = ic.query(id, user(), "init_arg", vec![]).unwrap().reply;
+    assert_eq!(&v[8..13], b"again");
+}
+
+// --- time and timers -------------------------------------------------------------------------
+
+#[test]
+fn time_is_set_by_the_host() {
+    let (mut ic, id) = setup();
+    let t0 = ic.time();
+    assert_eq!(u64s(&ic.query(id, user(), "now", vec![]).unwrap().reply), vec![t0]);
+    ic.advance_time(Duration::from_secs(5));
+    assert_eq!(u64s(&ic.query(id, user(), "now", vec![]).unwrap().reply), vec![t0 + 5_000_000_000]);
+}
+
+#[test]
+#[should_panic(expected = "time must not go backwards")]
+fn time_cannot_go_backwards() {
+    let mut ic = EmbeddedIc::new();
+    let t = ic.time();
+    ic.set_time(t - 1);
+}
+
+#[test]
+fn global_timer_fires_once_time_passes_it() {
+    let (mut ic, id) = setup();
+    let due = ic.time() + 10_000_000_000;
+    let previous = call(&mut ic, id, "set_timer_at", due.to_le_bytes().to_vec()).unwrap();
+    assert_eq!(u64s(&previous.reply), vec![0], "no timer was set before");
+    assert!(ic.advance_time(Duration::from_secs(5)).is_empty());
+    assert_eq!(u64s(&ic.query(id, user(), "fired", vec![]).unwrap().reply), vec![0]);
+    let outcomes = ic.advance_time(Duration::from_secs(6));
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].task, SystemTask::GlobalTimer);
+    assert!(outcomes[0].result.as_ref().unwrap().instructions > 0);
+    assert_eq!(u64s(&ic.query(id, user(), "fired", vec![]).unwrap().reply), vec![1]);
+    assert_eq!(ic.global_timer(id), Some(0), "a timer fires once");
+    assert!(ic.tick().is_empty());
+}
+
+#[test]
+fn global_timer_set_returns_the_previous_value() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "set_timer_at", 77u64.to_le_bytes().to_vec()).unwrap();
+    let previous = call(&mut ic, id, "set_timer_at", 0u64.to_le_bytes().to_vec()).unwrap();
+    assert_eq!(u64s(&previous.reply), vec![77]);
+    assert_eq!(ic.global_timer(id), Some(0));
+}
+
+#[test]
+fn upgrade_clears_the_global_timer() {
+    let (mut ic, id) = setup();
+    let due = ic.time() + 1_000;
+    call(&mut ic, id, "set_timer_at", due.to_le_bytes().to_vec()).unwrap();
+    ic.install_code(id, &counter_wasm(), vec![], InstallMode::Upgrade, admin()).unwrap();
+    assert_eq!(ic.global_timer(id), Some(0));
+    assert!(ic.advance_time(Duration::from_secs(1)).is_empty());
+}
+
+#[test]
+fn global_timer_cannot_be_set_in_a_query() {
+    let (mut ic, id) = setup();
+    match ic.query(id, user(), "set_timer_in_query", vec![]).unwrap_err() {
+        CallError::Trap { message, .. } => assert!(message.contains("cannot be executed in query mode"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn heartbeat_runs_every_tick_and_commits() {
+    let wasm = wat::parse_str(
+        r#"(module
+            (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
+            (import "ic0" "msg_reply" (func $reply))
+            (memory 1)
+            (func (export "canister_heartbeat")
+              (i64.store (i32.const 0) (i64.add (i64.load (i32.const 0)) (i64.const 1))))
+            (func (export "canister_query beats") (call $append (i32.const 0) (i32.const 8)) (call $reply)))"#,
+    )
+    .unwrap();
+    let mut ic = EmbeddedIc::new();
+    let id = ic.create_canister(vec![admin()]);
+    ic.install_code(id, &wasm, vec![], InstallMode::Install, admin()).unwrap();
+    assert_eq!(ic.tick().len(), 1);
+    assert_eq!(ic.advance_time(Duration::from_secs(1))[0].task, SystemTask::Heartbeat);
+    assert_eq!(u64s(&ic.query(id, user(), "beats", vec![]).unwrap().reply), vec![2]);
+}
+
+// --- identity and balance --------------------------------------------------------------------
+
+#[test]
+fn caller_is_the_sender_of_each_call() {
+    let (mut ic, id) = setup();
+    assert_eq!(ic.update(id, user(), "whoami", vec![]).unwrap().reply, user().as_slice());
+    assert_eq!(ic.update(id, admin(), "whoami", vec![]).unwrap().reply, admin().as_slice());
+}
+
+#[test]
+fn canister_sees_its_own_id() {
+    let (mut ic, id) = setup();
+    assert_eq!(ic.query(id, user(), "self", vec![]).unwrap().reply, id.as_slice());
+}
+
+#[test]
+fn is_controller_reflects_the_controllers() {
+    let (mut ic, id) = setup();
+    assert_eq!(ic.query(id, admin(), "caller_is_controller", vec![]).unwrap().reply, vec![1]);
+    assert_eq!(ic.query(id, user(), "caller_is_controller", vec![]).unwrap().reply, vec![0]);
+    ic.set_controllers(id, vec![user()]).unwrap();
+    assert_eq!(ic.query(id, user(), "caller_is_controller", vec![]).unwrap().reply, vec![1]);
+}
+
+#[test]
+fn cycle_balance_is_settable() {
+    let (mut ic, id) = setup();
+    ic.set_cycle_balance(id, (1u128 << 70) + 5).unwrap();
+    let reply = ic.query(id, user(), "balance", vec![]).unwrap().reply;
+    assert_eq!(u128::from_le_bytes(reply.try_into().unwrap()), (1u128 << 70) + 5);
+}
+
+// --- certification ---------------------------------------------------------------------------
+
+#[test]
+fn certified_data_is_stored_and_certified_in_queries_only() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "certify", b"root-hash".to_vec()).unwrap();
+    assert_eq!(ic.certified_data(id), Some(&b"root-hash"[..]));
+
+    let reply = ic.query(id, user(), "certificate", vec![]).unwrap().reply;
+    assert_eq!(reply[0], 1, "present in a query");
+    let cert = HostCertificate::parse(&reply[1..]).expect("a host certificate");
+    assert_eq!(cert.certified_data, b"root-hash");
+    assert_eq!(cert.canister, id);
+    assert_eq!(cert.time_ns, ic.time());
+
+    let reply = call(&mut ic, id, "certificate_in_update", vec![]).unwrap().reply;
+    assert_eq!(reply, vec![0], "absent in an update");
+    match call(&mut ic, id, "certificate_size_in_update", vec![]).unwrap_err() {
+        CallError::Trap { message, .. } => assert!(message.contains("data_certificate_size"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn certified_data_is_at_most_32_bytes() {
+    let (mut ic, id) = setup();
+    assert!(matches!(call(&mut ic, id, "certify", vec![7; 33]), Err(CallError::Trap { .. })));
+    assert_eq!(ic.certified_data(id), Some(&[][..]));
+}
+
+#[test]
+fn failed_reinstall_keeps_certified_data_and_stable_memory() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    call(&mut ic, id, "certify", b"first".to_vec()).unwrap();
+    // Reinstalling with a module whose init traps must not touch certified data.
+    let bad = wat::parse_str(
+        r#"(module (memory 1) (func (export "canister_init") unreachable))"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        ic.install_code(id, &bad, vec![], InstallMode::Reinstall, admin()),
+        Err(CallError::Trap { .. })
+    ));
+    assert_eq!(ic.certified_data(id), Some(&b"first"[..]));
+    assert_eq!(ic.stable_memory_size(id), Some(65536));
+}
+
+// --- instructions ---------------------------------------------------------------------------
+
+#[test]
+fn every_result_carries_its_instruction_count() {
+    let (mut ic, id) = setup();
+    let small = call(&mut ic, id, "spin", 10u64.to_le_bytes().to_vec()).unwrap();
+    let large = call(&mut ic, id, "spin", 10_000u64.to_le_bytes().to_vec()).unwrap();
+    assert!(large.instructions > small.instructions + 9_990 * 3, "{small:?} {large:?}");
+    // performance_counter(0) sees the instructions so far, fewer than the total.
+    let counted = u64s(&large.reply)[0];
+    assert!(counted > 10_000 && counted < large.instructions, "{counted} vs {}", large.instructions);
+    assert!(ic.query(id, user(), "get", vec![]).unwrap().instructions > 0);
+}
+
+#[test]
+fn system_calls_are_charged_per_byte() {
+    let (mut ic, id) = setup();
+    let empty = call(&mut ic, id, "echo", vec![]).unwrap().instructions;
+    let hundred = call(&mut ic, id, "echo", vec![1; 100]).unwrap().instructions;
+    // Same wasm instructions; 100 bytes copied in (msg_arg_data_copy) and out
+    // (msg_reply_data_append) at one instruction per byte.
+    assert_eq!(hundred - empty, 200);
+}
+
+#[test]
+fn instruction_limit_is_a_typed_error_and_rolls_back() {
+    let limits = InstructionLimits { update: 1_000_000, ..InstructionLimits::default() };
+    let (mut ic, id) = setup_with(Config { limits, ..Config::default() });
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    match call(&mut ic, id, "inc_then_loop", vec![]).unwrap_err() {
+        CallError::InstructionLimit { limit, instructions, .. } => {
+            assert_eq!(limit, 1_000_000);
+            assert_eq!(instructions, 1_000_000);
+        }
+        other => panic!("expected the instruction limit, got {other:?}"),
+    }
+    assert_eq!(state(&mut ic, id), (1, 1, 1));
+}
+
+#[test]
+fn default_limits_are_the_ics() {
+    let l = InstructionLimits::default();
+    assert_eq!((l.update, l.query, l.install, l.inspect_message), (40_000_000_000, 5_000_000_000, 300_000_000_000, 200_000_000));
+}
+
+// --- stable memory and logs -------------------------------------------------------------------
+
+#[test]
+fn stable_memory_is_capped_by_the_configuration() {
+    let config = Config { stable_memory_max_bytes: 3 * 65536, ..Config::default() };
+    let (mut ic, id) = setup_with(config);
+    let grow = |ic: &mut EmbeddedIc, n: u64| u64s(&call(ic, id, "grow_stable", n.to_le_bytes().to_vec()).unwrap().reply)[0];
+    assert_eq!(grow(&mut ic, 2), 0);
+    assert_eq!(grow(&mut ic, 2), u64::MAX, "over the cap: -1");
+    assert_eq!(grow(&mut ic, 1), 2);
+    assert_eq!(ic.stable_memory_size(id), Some(3 * 65536));
+}
+
+#[test]
+fn debug_print_and_traps_are_logged() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "print", b"hello log".to_vec()).unwrap();
+    let _ = call(&mut ic, id, "inc_then_trap", vec![]);
+    assert_eq!(ic.logs(id), ["hello log".to_string(), "[TRAP]: boom".to_string()]);
+}
+
+// --- persistence ------------------------------------------------------------------------------
+
+#[test]
+fn save_and_load_restart_through_post_upgrade() {
+    let (mut ic, id) = setup();
+    for _ in 0..3 {
+        call(&mut ic, id, "inc", vec![]).unwrap();
+    }
+    call(&mut ic, id, "certify", b"cert".to_vec()).unwrap();
+    ic.advance_time(Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    ic.save(dir.path()).unwrap();
+
+    // Saving ran pre_upgrade but left the live host untouched.
+    assert_eq!(state(&mut ic, id), (3, 3, 3));
+    assert_eq!(ic.read_stable_memory(id, 8, 8), Some(vec![0; 8]));
+
+    let mut loaded = EmbeddedIc::load(dir.path()).unwrap();
+    assert_eq!(loaded.time(), ic.time());
+    assert_eq!(loaded.canister_ids(), vec![id]);
+    assert_eq!(loaded.controllers(id), Some(&[admin()][..]));
+    assert_eq!(loaded.certified_data(id), Some(&b"cert"[..]));
+    assert_eq!(loaded.module_hash(id), ic.module_hash(id));
+    // Heap reset as after an upgrade; stable memory kept; post_upgrade read what
+    // pre_upgrade saved (restart argument: empty Candid, 6 bytes).
+    assert_eq!(state(&mut loaded, id), (0, 0, 3));
+    let info = u64s(&loaded.query(id, user(), "upgrade_info", vec![]).unwrap().reply);
+    assert_eq!(info, vec![6, 3]);
+    // New canisters get fresh ids.
+    assert_ne!(loaded.create_canister(vec![]), id);
+}
