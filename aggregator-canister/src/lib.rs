@@ -1,1 +1,20 @@
-//! placeholder
+//! The flic aggregator canister.
+//!
+//! A pure core ([`state::State`] and its modules) that takes the caller and the time as
+//! arguments, behind one thin `ic-cdk` boundary ([`canister`]).
+//!
+//! - [`storage`]: stable-memory layout (one `MemoryManager`, named `MemoryId`s, flat arrays);
+//! - [`state`]: the state, job administration, invariants;
+//! - [`registry`]: datasets and contribution indexes;
+//! - [`rounds`]: submissions, round closing, round and model queries;
+//! - [`aggregation`]: streaming FedAvg over stable memory.
+
+pub mod aggregation;
+pub mod canister;
+pub mod registry;
+pub mod rounds;
+pub mod state;
+pub mod storage;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,88 @@
+//! Streaming FedAvg over stable memory: validation, accumulation and finalisation read and
+//! write windows of [`WINDOW_PARAMS`] parameters, so heap use is bounded whatever the model
+//! size. The arithmetic is `flic_protocol::fedavg`'s, so any verifier gets the same bits.
+
+use flic_protocol::api::AdminError;
+use flic_protocol::encoding::{DeltaCheck, DeltaEncoding, DeltaError, DeltaStats};
+use flic_protocol::fedavg::{accumulate_window, apply_update, finalize_factor};
+use flic_protocol::ModelVersionHasher;
+
+use crate::storage::{read_bytes, read_f32s, read_i64s, write_f32s, write_i64s, Mem};
+
+/// Parameters per window (a multiple of the int8 block length).
+pub const WINDOW_PARAMS: u64 = 1 << 16;
+
+/// Checks every initial weight is finite and returns the model version.
+pub fn check_and_hash_weights(weights: &Mem, param_count: u64, spec_id: &[u8; 32]) -> Result<[u8; 32], AdminError> {
+    let mut hasher = ModelVersionHasher::new(spec_id);
+    for w in DeltaEncoding::F32.windows(param_count, WINDOW_PARAMS) {
+        let bytes = read_bytes(weights, w.byte_offset, w.byte_len);
+        for (i, c) in bytes.chunks_exact(4).enumerate() {
+            if !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite() {
+                return Err(AdminError::NonFiniteWeight { index: w.first_param + i as u64 });
+            }
+        }
+        hasher.update(&bytes);
+    }
+    Ok(hasher.finish())
+}
+
+/// Validates a staged delta (lengths were fixed at `begin_submission`).
+pub fn validate_staged(
+    staging: &Mem,
+    offset: u64,
+    encoding: DeltaEncoding,
+    param_count: u64,
+    clip_norm: f32,
+) -> Result<DeltaStats, DeltaError> {
+    let mut check = DeltaCheck::new(encoding, param_count, clip_norm);
+    for w in encoding.windows(param_count, WINDOW_PARAMS) {
+        check.feed(&w, &read_bytes(staging, offset + w.byte_offset, w.byte_len))?;
+    }
+    check.finish()
+}
+
+/// Adds a validated staged delta, times `weight`, into the accumulator.
+pub fn accumulate_staged(
+    staging: &Mem,
+    accumulator: &Mem,
+    offset: u64,
+    encoding: DeltaEncoding,
+    param_count: u64,
+    weight: u64,
+    frac_bits: u32,
+) {
+    for w in encoding.windows(param_count, WINDOW_PARAMS) {
+        let bytes = read_bytes(staging, offset + w.byte_offset, w.byte_len);
+        let mut acc = read_i64s(accumulator, w.first_param, w.param_count as usize);
+        accumulate_window(&mut acc, encoding, &bytes, weight, frac_bits);
+        write_i64s(accumulator, w.first_param, &acc);
+    }
+}
+
+/// `w <- w + server_lr * acc / (total_weight * 2^f)`, zeroes the accumulator, and returns
+/// the new model version.
+pub fn finalize(
+    weights: &Mem,
+    accumulator: &Mem,
+    param_count: u64,
+    total_weight: u64,
+    frac_bits: u32,
+    server_lr: f32,
+    spec_id: &[u8; 32],
+) -> [u8; 32] {
+    let inv = finalize_factor(total_weight, frac_bits);
+    let mut hasher = ModelVersionHasher::new(spec_id);
+    let mut zeros = Vec::new();
+    for w in DeltaEncoding::F32.windows(param_count, WINDOW_PARAMS) {
+        let n = w.param_count as usize;
+        let mut ws = read_f32s(weights, w.first_param, n);
+        let acc = read_i64s(accumulator, w.first_param, n);
+        apply_update(&mut ws, &acc, inv, server_lr);
+        write_f32s(weights, w.first_param, &ws);
+        hasher.update(&flic_protocol::model::weights_to_le_bytes(&ws));
+        zeros.resize(n, 0i64);
+        write_i64s(accumulator, w.first_param, &zeros);
+    }
+    hasher.finish()
+}

@@ -1,0 +1,247 @@
+//! The `ic-cdk` boundary: decode, call the core, encode. After every update the certified
+//! data and the deadline timer are brought in line with the state.
+
+use std::cell::RefCell;
+
+use candid::Principal;
+use flic_protocol::api::{
+    AdminError, BeginSubmissionArgs, CertifiedState, CommitReceipt, Contribution, ContributionPage, Dataset,
+    DatasetError, DatasetPage, InitArg, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs,
+    PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
+};
+use ic_stable_structures::DefaultMemoryImpl;
+use serde_bytes::ByteBuf;
+
+use crate::state::{CallContext, State};
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
+    STATE.with_borrow(|s| f(s.as_ref().expect("state is initialised in init/post_upgrade")))
+}
+
+/// Runs an update on the core, then syncs certified data and the timer.
+fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
+    let ctx = context();
+    STATE.with_borrow_mut(|s| {
+        let state = s.as_mut().expect("state is initialised in init/post_upgrade");
+        let out = f(state, &ctx);
+        sync_runtime(state);
+        out
+    })
+}
+
+fn context() -> CallContext {
+    let caller = ic_cdk::api::msg_caller();
+    CallContext {
+        caller,
+        now: ic_cdk::api::time(),
+        canister_id: ic_cdk::api::canister_self(),
+        is_controller: ic_cdk::api::is_controller(&caller),
+    }
+}
+
+fn sync_runtime(state: &State) {
+    ic_cdk::api::certified_data_set(state.certified_state().certified_data());
+    ic_cdk::api::global_timer_set(state.timer_deadline());
+}
+
+fn load() {
+    STATE.with_borrow_mut(|s| *s = Some(State::load(DefaultMemoryImpl::default())));
+}
+
+#[ic_cdk::init]
+fn init(arg: InitArg) {
+    load();
+    match arg {
+        InitArg::Init(args) => {
+            if let Some(job) = args.job {
+                // The installer is a controller by definition.
+                mutate_state(|s, ctx| s.configure_job(&CallContext { is_controller: true, ..*ctx }, job))
+                    .unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
+            } else {
+                mutate_state(|_, _| ());
+            }
+        }
+        InitArg::Upgrade(_) => ic_cdk::trap("install needs InitArg::Init, not Upgrade"),
+    }
+}
+
+#[ic_cdk::pre_upgrade]
+fn pre_upgrade() {
+    // Nothing to do: all state already lives in stable memory.
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade(arg: Option<InitArg>) {
+    load();
+    match arg {
+        None | Some(InitArg::Upgrade(None)) => {}
+        Some(InitArg::Upgrade(Some(args))) => {
+            mutate_state(|s, _| s.apply_upgrade(&args)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()))
+        }
+        Some(InitArg::Init(_)) => ic_cdk::trap("upgrade needs InitArg::Upgrade, not Init"),
+    }
+    // Timers are cleared by an upgrade: re-arm from the stored deadline.
+    read_state(sync_runtime);
+}
+
+/// The deadline timer. The raw system export (not `ic-cdk-timers`, whose self-calls need
+/// inter-canister calls): the IC calls it at or after the time given to `global_timer_set`.
+#[cfg(target_family = "wasm")]
+#[unsafe(export_name = "canister_global_timer")]
+extern "C" fn canister_global_timer() {
+    ic_cdk::futures::internals::in_executor_context(|| {
+        let now = ic_cdk::api::time();
+        STATE.with_borrow_mut(|s| {
+            let state = s.as_mut().expect("state is initialised");
+            state.on_timer(now);
+            sync_runtime(state);
+        });
+    });
+}
+
+// ---------------------------------------------------------------- admin
+
+#[ic_cdk::update]
+fn configure_job(config: JobConfig) -> Result<u64, AdminError> {
+    mutate_state(|s, ctx| s.configure_job(ctx, config))
+}
+
+#[ic_cdk::update]
+fn upload_model_chunk(index: u32, bytes: ByteBuf) -> Result<u32, AdminError> {
+    mutate_state(|s, ctx| s.upload_model_chunk(ctx, index, &bytes))
+}
+
+#[ic_cdk::update]
+fn start_job() -> Result<(), AdminError> {
+    mutate_state(|s, ctx| s.start_job(ctx))
+}
+
+#[ic_cdk::update]
+fn pause_job() -> Result<(), AdminError> {
+    mutate_state(|s, ctx| s.pause_job(ctx))
+}
+
+#[ic_cdk::update]
+fn resume_job() -> Result<(), AdminError> {
+    mutate_state(|s, ctx| s.resume_job(ctx))
+}
+
+// ---------------------------------------------------------------- registry
+
+#[ic_cdk::update]
+fn register_dataset(args: RegisterDatasetArgs) -> Result<u64, DatasetError> {
+    mutate_state(|s, ctx| s.register_dataset(ctx, args))
+}
+
+#[ic_cdk::update]
+fn revoke_dataset(dataset_id: u64) -> Result<(), DatasetError> {
+    mutate_state(|s, ctx| s.revoke_dataset(ctx, dataset_id))
+}
+
+#[ic_cdk::query]
+fn get_dataset(dataset_id: u64) -> Option<Dataset> {
+    read_state(|s| s.dataset(dataset_id))
+}
+
+#[ic_cdk::query]
+fn list_datasets(page: PageArgs) -> DatasetPage {
+    read_state(|s| s.list_datasets(page))
+}
+
+#[ic_cdk::query]
+fn get_contribution(index: u64) -> Option<Contribution> {
+    read_state(|s| s.contribution(index))
+}
+
+#[ic_cdk::query]
+fn contributions_by_contributor(contributor: Principal, page: PageArgs) -> ContributionPage {
+    read_state(|s| s.contributions_by_contributor(contributor, page))
+}
+
+#[ic_cdk::query]
+fn contributions_by_dataset(dataset_id: u64, page: PageArgs) -> ContributionPage {
+    read_state(|s| s.contributions_by_dataset(dataset_id, page))
+}
+
+#[ic_cdk::query]
+fn lineage(args: LineageArgs) -> Result<Lineage, QueryError> {
+    read_state(|s| s.lineage(args))
+}
+
+// ---------------------------------------------------------------- submissions
+
+#[ic_cdk::update]
+fn begin_submission(args: BeginSubmissionArgs) -> Result<SubmissionStatus, SubmitError> {
+    mutate_state(|s, ctx| s.begin_submission(ctx, args))
+}
+
+#[ic_cdk::update]
+fn put_chunk(args: PutChunkArgs) -> Result<u32, SubmitError> {
+    mutate_state(|s, ctx| s.put_chunk(ctx, args))
+}
+
+#[ic_cdk::update]
+fn commit_submission(submission_id: u64) -> Result<CommitReceipt, SubmitError> {
+    mutate_state(|s, ctx| s.commit_submission(ctx, submission_id))
+}
+
+#[ic_cdk::query]
+fn submission_status(submission_id: u64) -> Result<SubmissionStatus, QueryError> {
+    read_state(|s| s.submission_status(submission_id))
+}
+
+#[ic_cdk::query]
+fn contribution_chunk(index: u64, chunk: u32) -> Result<ByteBuf, QueryError> {
+    read_state(|s| s.contribution_chunk(index, chunk))
+}
+
+// ---------------------------------------------------------------- rounds and model
+
+#[ic_cdk::query]
+fn round_info() -> RoundInfo {
+    read_state(|s| s.round_info())
+}
+
+#[ic_cdk::query]
+fn model_info() -> Result<ModelInfo, QueryError> {
+    read_state(|s| s.model_info())
+}
+
+#[ic_cdk::query]
+fn model_chunk(index: u32) -> Result<ModelChunk, QueryError> {
+    read_state(|s| s.model_chunk(index))
+}
+
+#[ic_cdk::query]
+fn round_history(page: PageArgs) -> RoundPage {
+    read_state(|s| s.round_history(page))
+}
+
+#[ic_cdk::query]
+fn certified_state() -> CertifiedState {
+    read_state(|s| s.certified_state())
+}
+
+ic_cdk::export_candid!();
+
+#[cfg(test)]
+mod tests {
+    /// The interface `export_candid!` produces must equal the checked-in `aggregator.did`.
+    /// Regenerate after an intended interface change with
+    /// `FLIC_UPDATE_DID=1 cargo test --release -p flic-aggregator candid_interface`.
+    #[test]
+    fn candid_interface_matches_aggregator_did() {
+        use candid_parser::utils::{service_equal, CandidSource};
+        let exported = super::__export_service();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("aggregator.did");
+        if std::env::var_os("FLIC_UPDATE_DID").is_some() {
+            std::fs::write(&path, &exported).unwrap();
+        }
+        service_equal(CandidSource::Text(&exported), CandidSource::File(&path))
+            .unwrap_or_else(|e| panic!("the exported interface differs from {}: {e:?}", path.display()));
+    }
+}

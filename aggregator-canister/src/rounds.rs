@@ -1,0 +1,432 @@
+//! The round lifecycle: submissions (begin, chunks, commit), closing rounds by quorum or
+//! deadline, and the round/model queries.
+
+use candid::Principal;
+use flic_protocol::api::{
+    page_limit, BeginSubmissionArgs, CommitReceipt, Contribution, JobState, Lineage, LineageArgs, ModelChunk,
+    ModelInfo, PageArgs, PutChunkArgs, QueryError, RoundInfo, RoundPage, RoundRecord, SubmissionStatus, SubmitError,
+};
+use flic_protocol::chunking::{chunk_count, chunk_range};
+use flic_protocol::fedavg::capped_weight;
+use flic_protocol::merkle::{self, leaf_hash};
+use flic_protocol::submission::{principal_of_ed25519, verify_signature};
+use flic_protocol::Hash;
+use serde_bytes::ByteBuf;
+
+use crate::aggregation;
+use crate::state::{CallContext, State, StoredContribution, Submission};
+use crate::storage::{read_bytes, write_bytes, Stored};
+
+impl State {
+    fn require_running(&self) -> Result<(), SubmitError> {
+        let state = self.meta().job_state();
+        if state != JobState::Running {
+            return Err(SubmitError::JobNotRunning { state });
+        }
+        Ok(())
+    }
+
+    fn status_of(s: &Submission) -> SubmissionStatus {
+        SubmissionStatus {
+            submission_id: s.id,
+            round: s.round,
+            contributor: s.contributor,
+            header_hash: s.header_hash,
+            chunk_count: s.header.chunk_count,
+            stored_chunks: s.stored.iter().enumerate().filter(|(_, &b)| b == 1).map(|(i, _)| i as u32).collect(),
+            committed: s.contribution.is_some(),
+        }
+    }
+
+    /// Verifies a signed header at once and opens an upload. Calling it again with the same
+    /// header resumes the upload (same id, chunks kept).
+    pub fn begin_submission(&mut self, ctx: &CallContext, args: BeginSubmissionArgs) -> Result<SubmissionStatus, SubmitError> {
+        if ctx.caller == Principal::anonymous() {
+            return Err(SubmitError::AnonymousCaller);
+        }
+        self.require_running()?;
+        let h = &args.header;
+        let signing_bytes = h.signing_bytes();
+        verify_signature(&args.public_key, &signing_bytes, &args.signature).map_err(SubmitError::Signature)?;
+        let pk: [u8; 32] = args.public_key.as_slice().try_into().expect("length checked by verify_signature");
+        let key_principal = principal_of_ed25519(&pk);
+        if key_principal != ctx.caller {
+            return Err(SubmitError::CallerMismatch { caller: ctx.caller, key_principal });
+        }
+        let m = self.meta();
+        if h.canister_id != ctx.canister_id {
+            return Err(SubmitError::WrongCanister { expected: ctx.canister_id, got: h.canister_id });
+        }
+        if h.job_id != m.job_id {
+            return Err(SubmitError::WrongJob { expected: m.job_id, got: h.job_id });
+        }
+        if h.round < m.round {
+            return Err(SubmitError::StaleRound { current: m.round, got: h.round });
+        }
+        if h.round > m.round {
+            return Err(SubmitError::FutureRound { current: m.round, got: h.round });
+        }
+        let current = m.model_version.expect("a running job has a model");
+        if h.base_model_version != current {
+            return Err(SubmitError::WrongBaseVersion { expected: current, got: h.base_model_version });
+        }
+        let dataset = self.dataset(h.dataset_id).ok_or(SubmitError::UnknownDataset { dataset_id: h.dataset_id })?;
+        if dataset.owner != ctx.caller {
+            return Err(SubmitError::DatasetNotOwned { dataset_id: h.dataset_id, owner: dataset.owner });
+        }
+        if dataset.revoked_at_ns.is_some() {
+            return Err(SubmitError::DatasetRevoked { dataset_id: h.dataset_id });
+        }
+        if h.sample_count == 0 {
+            return Err(SubmitError::ZeroSampleCount);
+        }
+        if h.sample_count > dataset.sample_count {
+            return Err(SubmitError::SampleCountExceedsDataset { claimed: h.sample_count, registered: dataset.sample_count });
+        }
+        let config = m.config();
+        if !config.allowed_encodings.contains(&h.encoding) {
+            return Err(SubmitError::EncodingNotAllowed { encoding: h.encoding });
+        }
+        if h.param_count != m.param_count {
+            return Err(SubmitError::WrongParamCount { expected: m.param_count, got: h.param_count });
+        }
+        let byte_len = h.encoding.encoded_len(m.param_count);
+        let expected_chunks = chunk_count(byte_len, config.chunk_size()) as u32;
+        if h.chunk_count != expected_chunks {
+            return Err(SubmitError::WrongChunkCount { encoding: h.encoding, expected: expected_chunks, got: h.chunk_count });
+        }
+        if args.chunk_hashes.len() as u64 != expected_chunks as u64 {
+            return Err(SubmitError::WrongChunkHashCount { expected: expected_chunks, got: args.chunk_hashes.len() as u32 });
+        }
+        let leaves: Vec<[u8; 32]> = args.chunk_hashes.iter().map(|x| x.into_array()).collect();
+        let computed = Hash::new(merkle::root(&leaves));
+        if computed != h.chunk_root {
+            return Err(SubmitError::ChunkRootMismatch { computed, header: h.chunk_root });
+        }
+        let header_hash = Hash::new(sha256(&signing_bytes));
+        if let Some(existing_id) = self.submitters.get(&ctx.caller) {
+            let existing = self.submissions.get(&existing_id).expect("indexed submission").0;
+            if existing.header_hash == header_hash && existing.contribution.is_none() {
+                return Ok(Self::status_of(&existing));
+            }
+            return Err(SubmitError::DuplicateSubmission {
+                round: m.round,
+                submission_id: existing_id,
+                committed: existing.contribution.is_some(),
+            });
+        }
+        // Everything checked: allocate the staging region and record the upload.
+        let weight = capped_weight(h.sample_count, config.max_weight);
+        let mut m = m.clone();
+        let id = m.next_submission_id;
+        m.next_submission_id += 1;
+        let staging_offset = m.staging_top;
+        m.staging_top += byte_len;
+        let submission = Submission {
+            id,
+            round: m.round,
+            contributor: ctx.caller,
+            header: args.header,
+            header_hash,
+            public_key: args.public_key,
+            signature: args.signature,
+            chunk_hashes: args.chunk_hashes,
+            stored: ByteBuf::from(vec![0u8; expected_chunks as usize]),
+            stored_count: 0,
+            staging_offset,
+            byte_len,
+            weight,
+            contribution: None,
+        };
+        let status = Self::status_of(&submission);
+        self.submissions.insert(id, Stored(submission));
+        self.submitters.insert(ctx.caller, id);
+        self.set_meta(m);
+        Ok(status)
+    }
+
+    fn own_open_submission(&self, ctx: &CallContext, submission_id: u64) -> Result<Submission, SubmitError> {
+        self.require_running()?;
+        let s = self.submissions.get(&submission_id).ok_or(SubmitError::UnknownSubmission { submission_id })?.0;
+        if s.contributor != ctx.caller {
+            return Err(SubmitError::NotSubmissionOwner { submission_id });
+        }
+        if s.contribution.is_some() {
+            return Err(SubmitError::AlreadyCommitted { submission_id });
+        }
+        Ok(s)
+    }
+
+    /// Stores one chunk after checking it against its declared hash. Idempotent; any order.
+    /// Returns the number of chunks still missing.
+    pub fn put_chunk(&mut self, ctx: &CallContext, args: PutChunkArgs) -> Result<u32, SubmitError> {
+        let mut s = self.own_open_submission(ctx, args.submission_id)?;
+        let chunk_size = self.meta().config().chunk_size();
+        let chunk_count = s.header.chunk_count;
+        let index = args.index;
+        let (offset, len) = chunk_range(s.byte_len, chunk_size, index as u64)
+            .ok_or(SubmitError::ChunkIndexOutOfRange { index, chunk_count })?;
+        if args.bytes.len() as u64 != len {
+            return Err(SubmitError::ChunkLengthMismatch { index, expected: len, got: args.bytes.len() as u64 });
+        }
+        let got = Hash::new(leaf_hash(&args.bytes));
+        let expected = s.chunk_hashes[index as usize];
+        if got != expected {
+            return Err(SubmitError::ChunkHashMismatch { index, expected, got });
+        }
+        let missing = chunk_count - s.stored_count;
+        if s.stored[index as usize] == 1 {
+            return Ok(missing);
+        }
+        write_bytes(&self.staging, s.staging_offset + offset, &args.bytes);
+        s.stored[index as usize] = 1;
+        s.stored_count += 1;
+        self.submissions.insert(s.id, Stored(s));
+        Ok(missing - 1)
+    }
+
+    /// Checks that every chunk is present, validates the delta, accumulates it, and closes
+    /// the round when `max_clients` have committed.
+    pub fn commit_submission(&mut self, ctx: &CallContext, submission_id: u64) -> Result<CommitReceipt, SubmitError> {
+        let mut s = self.own_open_submission(ctx, submission_id)?;
+        if s.stored_count < s.header.chunk_count {
+            let first_missing = s.stored.iter().position(|&b| b == 0).unwrap_or(0) as u32;
+            return Err(SubmitError::MissingChunks { missing: s.header.chunk_count - s.stored_count, first_missing });
+        }
+        let m = self.meta().clone();
+        let config = m.config().clone();
+        aggregation::validate_staged(&self.staging, s.staging_offset, s.header.encoding, m.param_count, config.clip_norm)
+            .map_err(SubmitError::InvalidDelta)?;
+        // Validated: from here on nothing can fail.
+        aggregation::accumulate_staged(
+            &self.staging,
+            &self.accumulator,
+            s.staging_offset,
+            s.header.encoding,
+            m.param_count,
+            s.weight,
+            m.frac_bits,
+        );
+        let mut m = m;
+        let index = m.next_contribution;
+        let index_in_round = (index - m.first_contribution_of_round) as u32;
+        m.next_contribution += 1;
+        m.committed += 1;
+        m.total_weight += s.weight;
+        let contribution = Contribution {
+            index,
+            round: m.round,
+            index_in_round,
+            contributor: s.contributor,
+            dataset_id: s.header.dataset_id,
+            header: s.header.clone(),
+            header_hash: s.header_hash,
+            public_key: s.public_key.clone(),
+            signature: s.signature.clone(),
+            weight: s.weight,
+            committed_at_ns: ctx.now,
+            retained: config.retain_contributions,
+        };
+        self.contributions.insert(
+            index,
+            Stored(StoredContribution {
+                contribution,
+                retained_offset: config.retain_contributions.then_some(s.staging_offset),
+                byte_len: s.byte_len,
+            }),
+        );
+        self.by_contributor.insert((s.contributor, index), ());
+        self.by_dataset.insert((s.header.dataset_id, index), ());
+        s.contribution = Some(index);
+        let receipt_base = (s.id, s.round, s.header_hash, s.weight);
+        self.submissions.insert(s.id, Stored(s));
+        let close = m.committed >= config.max_clients;
+        self.set_meta(m);
+        if close {
+            self.close_round(ctx.now);
+        }
+        Ok(CommitReceipt {
+            submission_id: receipt_base.0,
+            round: receipt_base.1,
+            contribution_index: index,
+            index_in_round,
+            header_hash: receipt_base.2,
+            weight: receipt_base.3,
+            round_closed: close,
+        })
+    }
+
+    /// Closes the open round: computes `w_{r+1}`, records the round, discards uncommitted
+    /// uploads, and opens round `r + 1`. Needs at least one commit.
+    fn close_round(&mut self, now: u64) {
+        let mut m = self.meta().clone();
+        let config = m.config().clone();
+        let spec_id = m.spec_id.expect("configured").into_array();
+        let new_version = aggregation::finalize(
+            &self.weights,
+            &self.accumulator,
+            m.param_count,
+            m.total_weight,
+            m.frac_bits,
+            config.server_lr,
+            &spec_id,
+        );
+        let contributions: Vec<Contribution> = (m.first_contribution_of_round..m.next_contribution)
+            .map(|i| self.contribution(i).expect("round contribution"))
+            .collect();
+        let leaves: Vec<[u8; 32]> = contributions.iter().map(|c| leaf_hash(c.header_hash.as_slice())).collect();
+        let record = RoundRecord {
+            round: m.round,
+            base_version: m.model_version.expect("running"),
+            new_version: Hash::new(new_version),
+            contributions_root: Hash::new(merkle::root(&leaves)),
+            first_contribution: m.first_contribution_of_round,
+            contribution_count: contributions.len() as u32,
+            total_weight: m.total_weight,
+            contributors: contributions.iter().map(|c| c.contributor).collect(),
+            frac_bits: m.frac_bits,
+            server_lr: config.server_lr,
+            opened_at_ns: m.round_opened_at_ns,
+            closed_at_ns: now,
+            extensions: m.extensions,
+        };
+        let mut history = m.history();
+        history.push(record.history_leaf());
+        m.set_history(&history);
+        self.rounds.insert(m.round, Stored(record));
+        self.versions.insert(new_version, m.round + 1);
+        // Stale uploads of the closed round are discarded.
+        let ids: Vec<u64> = self.submissions.keys().collect();
+        for id in ids {
+            self.submissions.remove(&id);
+        }
+        let who: Vec<Principal> = self.submitters.keys().collect();
+        for p in who {
+            self.submitters.remove(&p);
+        }
+        if !config.retain_contributions {
+            m.staging_top = 0;
+        }
+        m.round += 1;
+        m.model_version = Some(Hash::new(new_version));
+        m.round_opened_at_ns = now;
+        m.deadline_ns = now + config.round_duration_ns;
+        m.extensions = 0;
+        m.committed = 0;
+        m.total_weight = 0;
+        m.first_contribution_of_round = m.next_contribution;
+        self.set_meta(m);
+    }
+
+    /// The deadline timer: close the round if it has `min_clients`, else extend it by one
+    /// round duration from now. Does nothing before the deadline or when not running.
+    pub fn on_timer(&mut self, now: u64) {
+        let m = self.meta();
+        if m.job_state() != JobState::Running || m.deadline_ns == 0 || now < m.deadline_ns {
+            return;
+        }
+        if m.committed >= m.config().min_clients {
+            self.close_round(now);
+        } else {
+            let mut m = m.clone();
+            m.deadline_ns = now + m.config().round_duration_ns;
+            m.extensions += 1;
+            self.set_meta(m);
+        }
+    }
+
+    // ------------------------------------------------------------ queries
+
+    pub fn round_info(&self) -> RoundInfo {
+        let m = self.meta();
+        RoundInfo {
+            job_id: m.job_id,
+            state: m.job_state(),
+            round: m.round,
+            model_version: m.model_version,
+            spec_id: m.spec_id,
+            param_count: m.param_count,
+            opened_at_ns: m.round_opened_at_ns,
+            deadline_ns: self.timer_deadline(),
+            committed: m.committed,
+            pending: self.submissions.len() as u32 - m.committed,
+            frac_bits: m.frac_bits,
+            config: m.config.clone(),
+        }
+    }
+
+    pub fn submission_status(&self, submission_id: u64) -> Result<SubmissionStatus, QueryError> {
+        self.submissions
+            .get(&submission_id)
+            .map(|s| Self::status_of(&s.0))
+            .ok_or(QueryError::UnknownSubmission { submission_id })
+    }
+
+    pub fn model_info(&self) -> Result<ModelInfo, QueryError> {
+        let m = self.meta();
+        let version = m.model_version.ok_or(QueryError::NoModel)?;
+        let chunk_size = m.config().chunk_size();
+        Ok(ModelInfo {
+            version,
+            spec_id: m.spec_id.expect("configured"),
+            round: m.round,
+            param_count: m.param_count,
+            byte_len: m.param_count * 4,
+            chunk_size,
+            chunk_count: chunk_count(m.param_count * 4, chunk_size) as u32,
+        })
+    }
+
+    pub fn model_chunk(&self, index: u32) -> Result<ModelChunk, QueryError> {
+        let info = self.model_info()?;
+        let (offset, len) = chunk_range(info.byte_len, info.chunk_size, index as u64)
+            .ok_or(QueryError::ChunkIndexOutOfRange { index, chunk_count: info.chunk_count })?;
+        Ok(ModelChunk {
+            version: info.version,
+            index,
+            chunk_count: info.chunk_count,
+            bytes: ByteBuf::from(read_bytes(&self.weights, offset, len)),
+        })
+    }
+
+    /// Closed rounds with number `>= page.start`, oldest first.
+    pub fn round_history(&self, page: PageArgs) -> RoundPage {
+        let limit = page_limit(page.limit);
+        let mut items: Vec<RoundRecord> = self.rounds.range(page.start..).take(limit + 1).map(|e| e.value().0).collect();
+        let next = (items.len() > limit).then(|| items.pop().expect("limit + 1 items").round);
+        RoundPage { items, next }
+    }
+
+    /// Every contribution that shaped `model_version`: all contributions of the rounds
+    /// before the round it is the base of (transitively, each round builds on the last).
+    pub fn lineage(&self, args: LineageArgs) -> Result<Lineage, QueryError> {
+        let round = self
+            .versions
+            .get(&args.model_version.into_array())
+            .ok_or(QueryError::UnknownModelVersion { version: args.model_version })?;
+        let total = if round == 0 {
+            0
+        } else {
+            let r = self.rounds.get(&(round - 1)).expect("closed round").0;
+            r.first_contribution + r.contribution_count as u64
+        };
+        Ok(Lineage { model_version: args.model_version, round, total, contributions: self.contributions_range(total, args.page) })
+    }
+
+    /// Chunk `chunk` (job chunk size) of a retained contribution's encoded delta.
+    pub fn contribution_chunk(&self, index: u64, chunk: u32) -> Result<ByteBuf, QueryError> {
+        let c = self.contributions.get(&index).ok_or(QueryError::UnknownContribution { index })?.0;
+        let offset = c.retained_offset.ok_or(QueryError::NotRetained { index })?;
+        let chunk_size = self.meta().config().chunk_size();
+        let (o, len) = chunk_range(c.byte_len, chunk_size, chunk as u64).ok_or(QueryError::ChunkIndexOutOfRange {
+            index: chunk,
+            chunk_count: chunk_count(c.byte_len, chunk_size) as u32,
+        })?;
+        Ok(ByteBuf::from(read_bytes(&self.staging, offset + o, len)))
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}

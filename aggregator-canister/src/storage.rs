@@ -1,0 +1,149 @@
+//! Stable-memory layout: one `MemoryManager`, one named `MemoryId` per structure.
+//!
+//! Everything that must survive an upgrade lives here, so `pre_upgrade` has nothing to do.
+//! Weights, the accumulator and staged uploads are flat little-endian arrays in dedicated
+//! virtual memories, read and written in large contiguous ranges (never one map entry per
+//! parameter). The same code runs on real stable memory in wasm and on a `VectorMemory`
+//! in native tests.
+
+use std::borrow::Cow;
+
+use candid::{CandidType, Decode, Encode};
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{DefaultMemoryImpl, Memory, Storable};
+use serde::de::DeserializeOwned;
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("flat arrays are stored as the host's in-memory representation: little-endian only");
+
+pub type Mem = VirtualMemory<DefaultMemoryImpl>;
+
+/// `StableCell<Meta>`: configuration and round scalars.
+pub const MEMORY_META: MemoryId = MemoryId::new(0);
+/// Flat `f32` LE: the current model weights.
+pub const MEMORY_WEIGHTS: MemoryId = MemoryId::new(1);
+/// Flat `i64` LE: the round's FedAvg accumulator.
+pub const MEMORY_ACCUMULATOR: MemoryId = MemoryId::new(2);
+/// Byte arena of staged (and, if retained, committed) encoded deltas.
+pub const MEMORY_STAGING: MemoryId = MemoryId::new(3);
+/// `dataset id -> Dataset`.
+pub const MEMORY_DATASETS: MemoryId = MemoryId::new(4);
+/// `(owner, dataset id) -> ()`.
+pub const MEMORY_DATASETS_BY_OWNER: MemoryId = MemoryId::new(5);
+/// `submission id -> Submission` (the open round's uploads only).
+pub const MEMORY_SUBMISSIONS: MemoryId = MemoryId::new(6);
+/// `contributor -> submission id` (the open round only).
+pub const MEMORY_SUBMITTERS: MemoryId = MemoryId::new(7);
+/// `contribution index -> StoredContribution` (append-only).
+pub const MEMORY_CONTRIBUTIONS: MemoryId = MemoryId::new(8);
+/// `(contributor, contribution index) -> ()`.
+pub const MEMORY_BY_CONTRIBUTOR: MemoryId = MemoryId::new(9);
+/// `(dataset id, contribution index) -> ()`.
+pub const MEMORY_BY_DATASET: MemoryId = MemoryId::new(10);
+/// `round -> RoundRecord` (append-only history).
+pub const MEMORY_ROUNDS: MemoryId = MemoryId::new(11);
+/// `model version -> round whose base it is`.
+pub const MEMORY_VERSIONS: MemoryId = MemoryId::new(12);
+
+const WASM_PAGE: u64 = 65536;
+
+/// A value stored Candid-encoded. Stored data was written by this canister, so decoding it
+/// cannot fail short of a bug or memory corruption, which must trap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored<T>(pub T);
+
+impl<T: CandidType + DeserializeOwned> Storable for Stored<T> {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(Encode!(&self.0).expect("Candid encoding of a stored value"))
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        Encode!(&self.0).expect("Candid encoding of a stored value")
+    }
+    fn from_bytes(bytes: Cow<[u8]>) -> Self {
+        Stored(Decode!(bytes.as_ref(), T).expect("stored value decodes"))
+    }
+    const BOUND: Bound = Bound::Unbounded;
+}
+
+/// Grows `mem` so that `[0, len)` is addressable.
+pub fn ensure_capacity(mem: &Mem, len: u64) {
+    let pages = len.div_ceil(WASM_PAGE);
+    let have = mem.size();
+    if pages > have && mem.grow(pages - have) < 0 {
+        panic!("out of stable memory: cannot grow to {len} bytes");
+    }
+}
+
+pub fn read_bytes(mem: &Mem, offset: u64, len: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; len as usize];
+    mem.read(offset, &mut buf);
+    buf
+}
+
+pub fn write_bytes(mem: &Mem, offset: u64, bytes: &[u8]) {
+    ensure_capacity(mem, offset + bytes.len() as u64);
+    mem.write(offset, bytes);
+}
+
+/// Reads `count` `i64` starting at element `first`, in one contiguous read.
+pub fn read_i64s(mem: &Mem, first: u64, count: usize) -> Vec<i64> {
+    let mut out = vec![0i64; count];
+    // SAFETY: any bit pattern is a valid i64, u8 has alignment 1, and the slice covers
+    // exactly the vector's initialised storage. Little-endian host (checked above).
+    let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, count * 8) };
+    mem.read(first * 8, bytes);
+    out
+}
+
+pub fn write_i64s(mem: &Mem, first: u64, values: &[i64]) {
+    // SAFETY: as in `read_i64s`.
+    let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, values.len() * 8) };
+    write_bytes(mem, first * 8, bytes);
+}
+
+pub fn read_f32s(mem: &Mem, first: u64, count: usize) -> Vec<f32> {
+    let mut out = vec![0f32; count];
+    // SAFETY: any bit pattern is a valid f32; see `read_i64s`.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, count * 4) };
+    mem.read(first * 4, bytes);
+    out
+}
+
+pub fn write_f32s(mem: &Mem, first: u64, values: &[f32]) {
+    // SAFETY: as in `read_f32s`.
+    let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, values.len() * 4) };
+    write_bytes(mem, first * 4, bytes);
+}
+
+/// All virtual memories of the canister.
+pub struct Memories {
+    manager: MemoryManager<DefaultMemoryImpl>,
+}
+
+impl Memories {
+    pub fn init(memory: DefaultMemoryImpl) -> Self {
+        Self { manager: MemoryManager::init(memory) }
+    }
+    pub fn get(&self, id: MemoryId) -> Mem {
+        self.manager.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_arrays_round_trip_little_endian() {
+        let mems = Memories::init(DefaultMemoryImpl::default());
+        let m = mems.get(MEMORY_ACCUMULATOR);
+        write_i64s(&m, 3, &[-1, 2, i64::MAX]);
+        assert_eq!(read_i64s(&m, 3, 3), vec![-1, 2, i64::MAX]);
+        assert_eq!(read_bytes(&m, 32, 8), 2i64.to_le_bytes().to_vec());
+        let w = mems.get(MEMORY_WEIGHTS);
+        write_f32s(&w, 0, &[1.5, -0.25]);
+        assert_eq!(read_bytes(&w, 4, 4), (-0.25f32).to_le_bytes().to_vec());
+        assert_eq!(read_f32s(&w, 0, 2), vec![1.5, -0.25]);
+    }
+}
