@@ -49,13 +49,22 @@ impl LiveInstance {
     pub fn new(prepared: Arc<Prepared>, fuel: u64) -> Result<(LiveInstance, u64), Stop> {
         let rt = runtime();
         let mut store = Store::new(&rt.engine, Host::default());
-        store.set_fuel(fuel).map_err(|e| Stop::Trap(format!("{e:#}")))?;
-        let instance = match rt.linker.instantiate(&mut store, &prepared.module) {
+        store
+            .set_fuel(fuel)
+            .map_err(|e| Stop::Trap(format!("{e:#}")))?;
+        let instance = match prepared.pre.instantiate(&mut store) {
             Ok(instance) => instance,
             Err(e) => return Err(classify(e)),
         };
         let used = fuel - store.get_fuel().unwrap_or(0);
-        Ok((LiveInstance { prepared, store, instance }, used))
+        Ok((
+            LiveInstance {
+                prepared,
+                store,
+                instance,
+            },
+            used,
+        ))
     }
 
     pub fn exports(&self, name: &str) -> bool {
@@ -68,12 +77,23 @@ impl LiveInstance {
 
     /// Runs the exported function `export` with `ctx`, given `fuel` instructions.
     /// `sys` moves into the store for the call and back out after.
-    pub fn call(&mut self, sys: &mut SystemState, export: &str, mut ctx: MessageContext, fuel: u64) -> Exec {
-        let func = match self.instance.get_typed_func::<(), ()>(&mut self.store, export) {
+    pub fn call(
+        &mut self,
+        sys: &mut SystemState,
+        export: &str,
+        mut ctx: MessageContext,
+        fuel: u64,
+    ) -> Exec {
+        let func = match self
+            .instance
+            .get_typed_func::<(), ()>(&mut self.store, export)
+        {
             Ok(f) => f,
             Err(e) => {
                 return Exec {
-                    outcome: Err(Stop::Trap(format!("export `{export}` is not a function of no arguments: {e:#}"))),
+                    outcome: Err(Stop::Trap(format!(
+                        "export `{export}` is not a function of no arguments: {e:#}"
+                    ))),
                     ctx,
                     instructions: 0,
                 }
@@ -88,7 +108,10 @@ impl LiveInstance {
         let left = self.store.get_fuel().expect("fuel is enabled");
         let host = self.store.data_mut();
         *sys = std::mem::take(&mut host.sys);
-        let ctx = host.msg.take().expect("the message context stays in the store during a call");
+        let ctx = host
+            .msg
+            .take()
+            .expect("the message context stays in the store during a call");
         Exec {
             outcome: result.map_err(classify),
             ctx,
@@ -129,10 +152,14 @@ impl LiveInstance {
     /// then the instance is rebuilt and the snapshot copied into it.
     pub fn rollback(&mut self, sys: &mut SystemState, snapshot: Snapshot) {
         restore_system(sys, &snapshot);
-        let grew = self.memory().is_some_and(|m| m.data_size(&self.store) != snapshot.heap.len());
+        let grew = self
+            .memory()
+            .is_some_and(|m| m.data_size(&self.store) != snapshot.heap.len());
         if grew {
-            let (fresh, _) = LiveInstance::new(self.prepared.clone(), u64::MAX / 2)
-                .unwrap_or_else(|e| panic!("re-instantiating a module that instantiated before failed: {e:?}"));
+            let (fresh, _) =
+                LiveInstance::new(self.prepared.clone(), u64::MAX / 2).unwrap_or_else(|e| {
+                    panic!("re-instantiating a module that instantiated before failed: {e:?}")
+                });
             *self = fresh;
             let memory = self.memory().expect("the module has a memory");
             let have = memory.data_size(&self.store) as u64;
@@ -144,9 +171,17 @@ impl LiveInstance {
             }
         }
         if let Some(memory) = self.memory() {
-            memory.data_mut(&mut self.store).copy_from_slice(&snapshot.heap);
+            memory
+                .data_mut(&mut self.store)
+                .copy_from_slice(&snapshot.heap);
         }
-        for (name, value) in self.prepared.global_exports.clone().iter().zip(snapshot.globals) {
+        for (name, value) in self
+            .prepared
+            .global_exports
+            .clone()
+            .iter()
+            .zip(snapshot.globals)
+        {
             self.instance
                 .get_global(&mut self.store, name)
                 .expect("mutable globals are exported at load")

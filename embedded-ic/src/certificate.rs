@@ -73,7 +73,9 @@ impl HostCertificate {
         if Sha256::digest(body).as_slice() != digest {
             return None;
         }
-        let rest = body.strip_prefix(HOST_CERTIFICATE_MAGIC)?.strip_prefix(&[1])?;
+        let rest = body
+            .strip_prefix(HOST_CERTIFICATE_MAGIC)?
+            .strip_prefix(&[1])?;
         let (time, rest) = rest.split_at_checked(8)?;
         let (&id_len, rest) = rest.split_first()?;
         let (id, rest) = rest.split_at_checked(id_len as usize)?;
@@ -99,7 +101,14 @@ mod tests {
         let id = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 1, 1]);
         let mut cert = HostCertificateIssuer.certificate(id, b"root", 42);
         let parsed = HostCertificate::parse(&cert).unwrap();
-        assert_eq!(parsed, HostCertificate { time_ns: 42, canister: id, certified_data: b"root".to_vec() });
+        assert_eq!(
+            parsed,
+            HostCertificate {
+                time_ns: 42,
+                canister: id,
+                certified_data: b"root".to_vec()
+            }
+        );
         cert[12] ^= 1;
         assert_eq!(HostCertificate::parse(&cert), None);
     }

@@ -29,11 +29,15 @@ mod system_api;
 mod world;
 
 pub use candid::Principal;
-pub use certificate::{CertificateIssuer, HostCertificate, HostCertificateIssuer, HOST_CERTIFICATE_MAGIC};
+pub use certificate::{
+    CertificateIssuer, HostCertificate, HostCertificateIssuer, HOST_CERTIFICATE_MAGIC,
+};
 pub use error::{CallError, PersistError};
 pub use module::wasm_hash;
 pub use stable::PAGE_SIZE as STABLE_PAGE_SIZE;
-pub use world::{CallOutcome, Config, EmbeddedIc, InstallMode, InstructionLimits, SystemTask, TimerOutcome};
+pub use world::{
+    CallOutcome, Config, EmbeddedIc, InstallMode, InstructionLimits, SystemTask, TimerOutcome,
+};
 
 /// The `ic0` functions this host provides; importing any other fails at load.
 pub fn provided_system_api() -> &'static [&'static str] {

@@ -29,7 +29,8 @@ pub(crate) struct Prepared {
     pub hash: [u8; 32],
     /// The module exactly as given (what `save` writes and a hash identifies).
     pub wasm: Arc<Vec<u8>>,
-    pub module: wasmtime::Module,
+    /// The module linked against the System API, types checked: instantiating is cheap.
+    pub pre: wasmtime::InstancePre<Host>,
     /// Names of exported functions of the original module.
     pub exports: BTreeSet<String>,
     /// Export names of the mutable globals, in index order.
@@ -54,7 +55,8 @@ pub(crate) struct Runtime {
 pub(crate) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let engine = wasmtime::Engine::new(&engine_config()).expect("the wasmtime configuration is valid");
+        let engine =
+            wasmtime::Engine::new(&engine_config()).expect("the wasmtime configuration is valid");
         let linker = system_api::linker(&engine);
         Runtime {
             engine,
@@ -87,7 +89,11 @@ pub fn wasm_hash(wasm: &[u8]) -> [u8; 32] {
 
 impl Runtime {
     /// Checks, rewrites and compiles `wasm`, or returns the cached result.
-    pub fn prepare(&self, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Arc<Prepared>, CallError> {
+    pub fn prepare(
+        &self,
+        wasm: &[u8],
+        cache_dir: Option<&Path>,
+    ) -> Result<Arc<Prepared>, CallError> {
         let hash = wasm_hash(wasm);
         if let Some(p) = self.modules.lock().expect("module cache lock").get(&hash) {
             return Ok(p.clone());
@@ -96,10 +102,15 @@ impl Runtime {
         check_imports(&scan.imports)?;
         let rewritten = rewrite_exports(wasm, &scan);
         let module = self.compile(&rewritten, &hash, cache_dir)?;
+        // Every import is provided (checked above); this checks their types.
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| CallError::InvalidWasm(format!("{e:#}")))?;
         let prepared = Arc::new(Prepared {
             hash,
             wasm: Arc::new(wasm.to_vec()),
-            module,
+            pre,
             exports: scan.function_exports,
             global_exports: scan
                 .mutable_globals
@@ -114,7 +125,12 @@ impl Runtime {
         Ok(prepared)
     }
 
-    fn compile(&self, wasm: &[u8], hash: &[u8; 32], cache_dir: Option<&Path>) -> Result<wasmtime::Module, CallError> {
+    pub(crate) fn compile(
+        &self,
+        wasm: &[u8],
+        hash: &[u8; 32],
+        cache_dir: Option<&Path>,
+    ) -> Result<wasmtime::Module, CallError> {
         let file = cache_dir.map(|dir| cache_file(&self.engine, dir, hash));
         if let Some(file) = &file {
             if file.exists() {
@@ -122,12 +138,15 @@ impl Runtime {
                 // engine configuration (its name carries the engine's compatibility
                 // hash, and wasmtime checks it again); the cache directory is the
                 // caller's own.
-                if let Ok(module) = unsafe { wasmtime::Module::deserialize_file(&self.engine, file) } {
+                if let Ok(module) =
+                    unsafe { wasmtime::Module::deserialize_file(&self.engine, file) }
+                {
                     return Ok(module);
                 }
             }
         }
-        let module = wasmtime::Module::new(&self.engine, wasm).map_err(|e| CallError::InvalidWasm(format!("{e:#}")))?;
+        let module = wasmtime::Module::new(&self.engine, wasm)
+            .map_err(|e| CallError::InvalidWasm(format!("{e:#}")))?;
         if let Some(file) = &file {
             // The disk cache is an optimisation: failing to write it is not an error.
             if let Ok(bytes) = module.serialize() {
@@ -186,8 +205,11 @@ fn scan(wasm: &[u8]) -> Result<Scan, CallError> {
                         if matches!(ty, TypeRef::Global(_)) {
                             imported_globals += 1;
                         }
-                        scan.imports
-                            .push((module.to_string(), name.to_string(), matches!(ty, TypeRef::Func(_))));
+                        scan.imports.push((
+                            module.to_string(),
+                            name.to_string(),
+                            matches!(ty, TypeRef::Func(_)),
+                        ));
                     };
                     match group.map_err(invalid)? {
                         Imports::Single(_, import) => push(import.module, import.name, import.ty),
@@ -245,7 +267,10 @@ fn check_imports(imports: &[(String, String, bool)]) -> Result<(), CallError> {
     if unknown.is_empty() && not_modelled.is_empty() {
         Ok(())
     } else {
-        Err(CallError::MissingImports { unknown, not_modelled })
+        Err(CallError::MissingImports {
+            unknown,
+            not_modelled,
+        })
     }
 }
 
@@ -295,7 +320,11 @@ fn rewrite_exports(wasm: &[u8], scan: &Scan) -> Vec<u8> {
         Some(i) => {
             let (_, header, range) = &scan.sections[i];
             let (count, len) = read_leb(&wasm[range.clone()]);
-            (count, &wasm[range.start + len..range.end], *header..range.end)
+            (
+                count,
+                &wasm[range.start + len..range.end],
+                *header..range.end,
+            )
         }
         None => {
             // The export section goes before start, element, data count, code, data.
@@ -318,4 +347,86 @@ fn rewrite_exports(wasm: &[u8], scan: &Scan) -> Vec<u8> {
     out.extend_from_slice(&body);
     out.extend_from_slice(&wasm[replace.end..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fuelled_store() -> wasmtime::Store<()> {
+        let mut store = wasmtime::Store::new(&runtime().engine, ());
+        store.set_fuel(1_000_000).unwrap();
+        store
+    }
+
+    #[test]
+    fn mutable_globals_and_memory_are_exported_when_there_is_no_export_section() {
+        let wasm = wat::parse_str(
+            r#"(module
+                (memory 1)
+                (global (mut i32) (i32.const 5))
+                (global i32 (i32.const 1))
+                (global (mut i64) (i64.const 2))
+                (func (result i32) i32.const 0)
+                (data (i32.const 0) "x"))"#,
+        )
+        .unwrap();
+        let scan = scan(&wasm).unwrap();
+        assert_eq!(scan.mutable_globals, vec![0, 2]);
+        let rewritten = rewrite_exports(&wasm, &scan);
+        let module = wasmtime::Module::new(&runtime().engine, &rewritten).unwrap();
+        let mut store = fuelled_store();
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let g0 = instance.get_global(&mut store, "__flic_global_0").unwrap();
+        let g2 = instance.get_global(&mut store, "__flic_global_2").unwrap();
+        assert_eq!(g0.get(&mut store).i32(), Some(5));
+        assert_eq!(g2.get(&mut store).i64(), Some(2));
+        assert!(
+            instance.get_global(&mut store, "__flic_global_1").is_none(),
+            "immutable: not exported"
+        );
+        let memory = instance.get_memory(&mut store, MEMORY_EXPORT).unwrap();
+        assert_eq!(memory.data(&store)[0], b'x');
+    }
+
+    #[test]
+    fn existing_exports_are_kept() {
+        let wasm = wat::parse_str(
+            r#"(module (global $g (mut i32) (i32.const 3)) (memory 1)
+                (func (export "f") (result i32) global.get $g) (export "g" (global $g)))"#,
+        )
+        .unwrap();
+        let rewritten = rewrite_exports(&wasm, &scan(&wasm).unwrap());
+        let module = wasmtime::Module::new(&runtime().engine, &rewritten).unwrap();
+        let names: Vec<_> = module.exports().map(|e| e.name().to_string()).collect();
+        assert_eq!(names, ["f", "g", "__flic_global_0", MEMORY_EXPORT]);
+    }
+
+    #[test]
+    fn modules_are_compiled_once_per_process() {
+        let wasm = wat::parse_str(r#"(module (memory 1) (func (export "canister_update once")))"#)
+            .unwrap();
+        let a = runtime().prepare(&wasm, None).unwrap();
+        let b = runtime().prepare(&wasm, None).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn compiled_modules_round_trip_through_the_disk_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm =
+            wat::parse_str(r#"(module (func (export "x") (result i32) i32.const 9))"#).unwrap();
+        let hash = wasm_hash(&wasm);
+        runtime().compile(&wasm, &hash, Some(dir.path())).unwrap();
+        let file = cache_file(&runtime().engine, dir.path(), &hash);
+        assert!(file.exists());
+        // A second compile loads the file; a corrupt file falls back to compiling.
+        let module = runtime().compile(&wasm, &hash, Some(dir.path())).unwrap();
+        let mut store = fuelled_store();
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let x = instance.get_typed_func::<(), i32>(&mut store, "x").unwrap();
+        assert_eq!(x.call(&mut store, ()).unwrap(), 9);
+        std::fs::write(&file, b"not a module").unwrap();
+        assert!(runtime().compile(&wasm, &hash, Some(dir.path())).is_ok());
+    }
 }

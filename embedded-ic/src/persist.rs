@@ -58,7 +58,10 @@ struct SavedCanister {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
-    move |source| PersistError::Io { path: path.to_path_buf(), source }
+    move |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn corrupt(what: impl std::fmt::Display) -> PersistError {
@@ -83,24 +86,40 @@ impl EmbeddedIc {
             let (module_hash, stable_pages) = match canister.live.as_mut() {
                 None => (None, write_stable(&stable_path, &sys.stable)?),
                 Some(live) => {
-                    let wasm_path = dir.join("wasm").join(format!("{}.wasm", hex::encode(live.prepared.hash)));
+                    let wasm_path = dir
+                        .join("wasm")
+                        .join(format!("{}.wasm", hex::encode(live.prepared.hash)));
                     if !wasm_path.exists() {
-                        std::fs::write(&wasm_path, live.prepared.wasm.as_slice()).map_err(io_err(&wasm_path))?;
+                        std::fs::write(&wasm_path, live.prepared.wasm.as_slice())
+                            .map_err(io_err(&wasm_path))?;
                     }
                     let snapshot = live.snapshot(sys);
                     let mut failure = None;
                     if live.exports("canister_pre_upgrade") {
-                        let sender = sys.controllers.first().copied().unwrap_or_else(Principal::anonymous);
-                        let ctx = MessageContext::new(MessageKind::PreUpgrade, sender, "", Vec::new());
+                        let sender = sys
+                            .controllers
+                            .first()
+                            .copied()
+                            .unwrap_or_else(Principal::anonymous);
+                        let ctx =
+                            MessageContext::new(MessageKind::PreUpgrade, sender, "", Vec::new());
                         let exec = live.call(sys, "canister_pre_upgrade", ctx, limit);
                         if let Err(stop) = exec.outcome {
                             failure = Some(stop_to_error(id, stop, limit, exec.instructions));
                         }
                     }
-                    let written = if failure.is_none() { Some(write_stable(&stable_path, &sys.stable)) } else { None };
+                    let written = if failure.is_none() {
+                        Some(write_stable(&stable_path, &sys.stable))
+                    } else {
+                        None
+                    };
                     live.rollback(sys, snapshot);
                     if let Some(error) = failure {
-                        return Err(PersistError::Canister { canister: id, stage: "run canister_pre_upgrade for save", error });
+                        return Err(PersistError::Canister {
+                            canister: id,
+                            stage: "run canister_pre_upgrade for save",
+                            error,
+                        });
                     }
                     let pages = written.expect("written when pre_upgrade succeeded")?;
                     (Some(hex::encode(live.prepared.hash)), pages)
@@ -120,7 +139,12 @@ impl EmbeddedIc {
                 stable_pages,
             });
         }
-        let manifest = Manifest { format: FORMAT, time_ns: self.time, next_index: self.next_index, canisters: saved };
+        let manifest = Manifest {
+            format: FORMAT,
+            time_ns: self.time,
+            next_index: self.next_index,
+            canisters: saved,
+        };
         let path = dir.join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).map_err(corrupt)?;
         std::fs::write(&path, json).map_err(io_err(&path))
@@ -134,26 +158,38 @@ impl EmbeddedIc {
     /// Restarts a saved host: each canister gets a fresh instance of its module, its
     /// stable memory and system state back, and `canister_post_upgrade` with its
     /// restart argument (the heap starts afresh, as after an upgrade).
-    pub fn load_with_config(dir: impl AsRef<Path>, config: Config) -> Result<EmbeddedIc, PersistError> {
+    pub fn load_with_config(
+        dir: impl AsRef<Path>,
+        config: Config,
+    ) -> Result<EmbeddedIc, PersistError> {
         let dir = dir.as_ref();
         let path = dir.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(corrupt)?;
         if manifest.format != FORMAT {
-            return Err(corrupt(format!("format {} is not {FORMAT}", manifest.format)));
+            return Err(corrupt(format!(
+                "format {} is not {FORMAT}",
+                manifest.format
+            )));
         }
         let mut ic = EmbeddedIc::with_config(config);
         ic.time = manifest.time_ns;
         ic.next_index = manifest.next_index;
         let limit = ic.config.limits.install;
         for saved in manifest.canisters {
-            let principal = |text: &str| Principal::from_text(text).map_err(|e| corrupt(format!("principal {text}: {e}")));
+            let principal = |text: &str| {
+                Principal::from_text(text).map_err(|e| corrupt(format!("principal {text}: {e}")))
+            };
             let id = principal(&saved.id)?;
             let stable_path = dir.join("stable").join(format!("{}.bin", saved.id));
             let stable = read_stable(&stable_path, saved.stable_pages)?;
             let sys = SystemState {
                 id,
-                controllers: saved.controllers.iter().map(|c| principal(c)).collect::<Result<_, _>>()?,
+                controllers: saved
+                    .controllers
+                    .iter()
+                    .map(|c| principal(c))
+                    .collect::<Result<_, _>>()?,
                 cycles: saved.cycles.parse().map_err(corrupt)?,
                 stable,
                 stable_max_pages: pages_for(ic.config.stable_memory_max_bytes),
@@ -166,25 +202,56 @@ impl EmbeddedIc {
                 root_key: ic.issuer.root_key(),
             };
             let restart_arg = hex::decode(&saved.restart_arg).map_err(corrupt)?;
-            let mut canister = Canister { sys, live: None, restart_arg: restart_arg.clone() };
+            let mut canister = Canister {
+                sys,
+                live: None,
+                restart_arg: restart_arg.clone(),
+            };
             if let Some(hash) = saved.module_hash {
                 let wasm_path = dir.join("wasm").join(format!("{hash}.wasm"));
                 let wasm = std::fs::read(&wasm_path).map_err(io_err(&wasm_path))?;
                 if hex::encode(wasm_hash(&wasm)) != hash {
-                    return Err(corrupt(format!("{} does not hash to its name", wasm_path.display())));
+                    return Err(corrupt(format!(
+                        "{} does not hash to its name",
+                        wasm_path.display()
+                    )));
                 }
                 let prepared = runtime()
                     .prepare(&wasm, ic.config.module_cache_dir.as_deref())
-                    .map_err(|error| PersistError::Canister { canister: id, stage: "load its module", error })?;
-                let fail = |error| PersistError::Canister { canister: id, stage: "restart through canister_post_upgrade", error };
+                    .map_err(|error| PersistError::Canister {
+                        canister: id,
+                        stage: "load its module",
+                        error,
+                    })?;
+                let fail = |error| PersistError::Canister {
+                    canister: id,
+                    stage: "restart through canister_post_upgrade",
+                    error,
+                };
                 let (mut live, used) = LiveInstance::new(prepared, limit)
                     .map_err(|stop| fail(stop_to_error(id, stop, limit, 0)))?;
                 if live.exports("canister_post_upgrade") {
-                    let sender = canister.sys.controllers.first().copied().unwrap_or_else(Principal::anonymous);
-                    let ctx = MessageContext::new(MessageKind::PostUpgrade, sender, "", restart_arg);
-                    let exec = live.call(&mut canister.sys, "canister_post_upgrade", ctx, limit - used);
+                    let sender = canister
+                        .sys
+                        .controllers
+                        .first()
+                        .copied()
+                        .unwrap_or_else(Principal::anonymous);
+                    let ctx =
+                        MessageContext::new(MessageKind::PostUpgrade, sender, "", restart_arg);
+                    let exec = live.call(
+                        &mut canister.sys,
+                        "canister_post_upgrade",
+                        ctx,
+                        limit - used,
+                    );
                     if let Err(stop) = exec.outcome {
-                        return Err(fail(stop_to_error(id, stop, limit, used + exec.instructions)));
+                        return Err(fail(stop_to_error(
+                            id,
+                            stop,
+                            limit,
+                            used + exec.instructions,
+                        )));
                     }
                 }
                 canister.sys.version += 1;
@@ -196,12 +263,24 @@ impl EmbeddedIc {
     }
 }
 
-fn stop_to_error(id: Principal, stop: crate::canister::Stop, limit: u64, instructions: u64) -> CallError {
+fn stop_to_error(
+    id: Principal,
+    stop: crate::canister::Stop,
+    limit: u64,
+    instructions: u64,
+) -> CallError {
     match stop {
-        crate::canister::Stop::Trap(message) => CallError::Trap { canister: id, message, instructions },
-        crate::canister::Stop::OutOfInstructions => {
-            CallError::InstructionLimit { canister: id, kind: "upgrade", limit, instructions }
-        }
+        crate::canister::Stop::Trap(message) => CallError::Trap {
+            canister: id,
+            message,
+            instructions,
+        },
+        crate::canister::Stop::OutOfInstructions => CallError::InstructionLimit {
+            canister: id,
+            kind: "upgrade",
+            limit,
+            instructions,
+        },
     }
 }
 
@@ -210,7 +289,8 @@ fn stop_to_error(id: Principal, stop: crate::canister::Stop, limit: u64, instruc
 fn write_stable(path: &PathBuf, stable: &StableMemory) -> Result<u64, PersistError> {
     let file = std::fs::File::create(path).map_err(io_err(path))?;
     let mut out = BufWriter::new(file);
-    out.write_all(&stable.size_pages().to_le_bytes()).map_err(io_err(path))?;
+    out.write_all(&stable.size_pages().to_le_bytes())
+        .map_err(io_err(path))?;
     for (index, page) in stable.allocated_pages() {
         out.write_all(&index.to_le_bytes()).map_err(io_err(path))?;
         out.write_all(page).map_err(io_err(path))?;
@@ -221,10 +301,15 @@ fn write_stable(path: &PathBuf, stable: &StableMemory) -> Result<u64, PersistErr
 
 fn read_stable(path: &PathBuf, expected_pages: u64) -> Result<StableMemory, PersistError> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let (size, mut rest) = bytes.split_at_checked(8).ok_or_else(|| corrupt(format!("{} is truncated", path.display())))?;
+    let (size, mut rest) = bytes
+        .split_at_checked(8)
+        .ok_or_else(|| corrupt(format!("{} is truncated", path.display())))?;
     let size = u64::from_le_bytes(size.try_into().expect("8 bytes"));
     if size != expected_pages {
-        return Err(corrupt(format!("{} holds {size} pages, the manifest says {expected_pages}", path.display())));
+        return Err(corrupt(format!(
+            "{} holds {size} pages, the manifest says {expected_pages}",
+            path.display()
+        )));
     }
     let record = 8 + PAGE_SIZE as usize;
     if rest.len() % record != 0 {
@@ -237,5 +322,6 @@ fn read_stable(path: &PathBuf, expected_pages: u64) -> Result<StableMemory, Pers
         pages.push((index, head[8..].to_vec()));
         rest = tail;
     }
-    StableMemory::from_pages(size, pages).ok_or_else(|| corrupt(format!("{} has a page out of range", path.display())))
+    StableMemory::from_pages(size, pages)
+        .ok_or_else(|| corrupt(format!("{} has a page out of range", path.display())))
 }

@@ -183,7 +183,11 @@ impl EmbeddedIc {
     /// # Panics
     /// If `ns` is before the current time: the IC's clock is monotone.
     pub fn set_time(&mut self, ns: u64) -> Vec<TimerOutcome> {
-        assert!(ns >= self.time, "time must not go backwards ({ns} < {})", self.time);
+        assert!(
+            ns >= self.time,
+            "time must not go backwards ({ns} < {})",
+            self.time
+        );
         self.time = ns;
         self.tick()
     }
@@ -191,7 +195,11 @@ impl EmbeddedIc {
     /// Moves the clock forward by `by`, then runs due timers.
     pub fn advance_time(&mut self, by: Duration) -> Vec<TimerOutcome> {
         let by = u64::try_from(by.as_nanos()).expect("a duration that fits in u64 nanoseconds");
-        self.set_time(self.time.checked_add(by).expect("time overflows u64 nanoseconds"))
+        self.set_time(
+            self.time
+                .checked_add(by)
+                .expect("time overflows u64 nanoseconds"),
+        )
     }
 
     /// One round: each canister whose global timer is due has it deactivated and
@@ -202,19 +210,36 @@ impl EmbeddedIc {
         let time = self.time;
         let limit = self.config.limits.update;
         for (&id, canister) in self.canisters.iter_mut() {
-            let Some(live) = canister.live.as_mut() else { continue };
+            let Some(live) = canister.live.as_mut() else {
+                continue;
+            };
             canister.sys.time = time;
             let timer = canister.sys.global_timer;
             if timer != 0 && timer <= time {
                 canister.sys.global_timer = 0;
                 if live.exports("canister_global_timer") {
-                    let result = run_system_task(id, live, &mut canister.sys, MessageKind::GlobalTimer, limit);
-                    outcomes.push(TimerOutcome { canister: id, task: SystemTask::GlobalTimer, result });
+                    let result = run_system_task(
+                        id,
+                        live,
+                        &mut canister.sys,
+                        MessageKind::GlobalTimer,
+                        limit,
+                    );
+                    outcomes.push(TimerOutcome {
+                        canister: id,
+                        task: SystemTask::GlobalTimer,
+                        result,
+                    });
                 }
             }
             if live.exports("canister_heartbeat") {
-                let result = run_system_task(id, live, &mut canister.sys, MessageKind::Heartbeat, limit);
-                outcomes.push(TimerOutcome { canister: id, task: SystemTask::Heartbeat, result });
+                let result =
+                    run_system_task(id, live, &mut canister.sys, MessageKind::Heartbeat, limit);
+                outcomes.push(TimerOutcome {
+                    canister: id,
+                    task: SystemTask::Heartbeat,
+                    result,
+                });
             }
         }
         outcomes
@@ -234,13 +259,23 @@ impl EmbeddedIc {
             root_key: self.issuer.root_key(),
             ..SystemState::default()
         };
-        self.canisters.insert(id, Canister { sys, live: None, restart_arg: empty_candid() });
+        self.canisters.insert(
+            id,
+            Canister {
+                sys,
+                live: None,
+                restart_arg: empty_candid(),
+            },
+        );
         id
     }
 
     fn canister_mut(&mut self, id: Principal) -> Result<&mut Canister, CallError> {
         let time = self.time;
-        let canister = self.canisters.get_mut(&id).ok_or(CallError::CanisterNotFound(id))?;
+        let canister = self
+            .canisters
+            .get_mut(&id)
+            .ok_or(CallError::CanisterNotFound(id))?;
         canister.sys.time = time;
         Ok(canister)
     }
@@ -261,7 +296,10 @@ impl EmbeddedIc {
         let cache_dir = self.config.module_cache_dir.clone();
         let canister = self.canister_mut(id)?;
         if !canister.sys.controllers.contains(&sender) {
-            return Err(CallError::NotController { canister: id, sender });
+            return Err(CallError::NotController {
+                canister: id,
+                sender,
+            });
         }
         match (mode, canister.live.is_some()) {
             (InstallMode::Install, true) => return Err(CallError::CodeAlreadyInstalled(id)),
@@ -270,7 +308,9 @@ impl EmbeddedIc {
         }
         let prepared = runtime().prepare(wasm, cache_dir.as_deref())?;
         match mode {
-            InstallMode::Install | InstallMode::Reinstall => install_fresh(canister, prepared, arg, sender, limit),
+            InstallMode::Install | InstallMode::Reinstall => {
+                install_fresh(canister, prepared, arg, sender, limit)
+            }
             InstallMode::Upgrade => upgrade(canister, prepared, arg, sender, limit),
         }
     }
@@ -293,9 +333,16 @@ impl EmbeddedIc {
         let (export, kind) = if live.exports(&format!("canister_update {method}")) {
             (format!("canister_update {method}"), MessageKind::Update)
         } else if live.exports(&format!("canister_query {method}")) {
-            (format!("canister_query {method}"), MessageKind::ReplicatedQuery)
+            (
+                format!("canister_query {method}"),
+                MessageKind::ReplicatedQuery,
+            )
         } else {
-            return Err(CallError::MethodNotFound { canister: id, kind: "update", method: method.to_string() });
+            return Err(CallError::MethodNotFound {
+                canister: id,
+                kind: "update",
+                method: method.to_string(),
+            });
         };
 
         if live.exports("canister_inspect_message") {
@@ -318,7 +365,11 @@ impl EmbeddedIc {
                 Ok(()) => None,
             };
             if let Some(message) = refusal {
-                return Err(CallError::InspectRejected { canister: id, message, instructions: exec.instructions });
+                return Err(CallError::InspectRejected {
+                    canister: id,
+                    message,
+                    instructions: exec.instructions,
+                });
             }
         }
 
@@ -345,15 +396,26 @@ impl EmbeddedIc {
     ) -> Result<CallOutcome, CallError> {
         let limit = self.config.limits.query;
         let time = self.time;
-        let certificate_of = |sys: &SystemState| self.issuer.certificate(id, &sys.certified_data, time);
-        let canister = self.canisters.get_mut(&id).ok_or(CallError::CanisterNotFound(id))?;
+        let certificate_of =
+            |sys: &SystemState| self.issuer.certificate(id, &sys.certified_data, time);
+        let canister = self
+            .canisters
+            .get_mut(&id)
+            .ok_or(CallError::CanisterNotFound(id))?;
         canister.sys.time = time;
         let live = canister.live.as_mut().ok_or(CallError::NoCode(id))?;
         let sys = &mut canister.sys;
-        let export = [format!("canister_query {method}"), format!("canister_composite_query {method}")]
-            .into_iter()
-            .find(|e| live.exports(e))
-            .ok_or_else(|| CallError::MethodNotFound { canister: id, kind: "query", method: method.to_string() })?;
+        let export = [
+            format!("canister_query {method}"),
+            format!("canister_composite_query {method}"),
+        ]
+        .into_iter()
+        .find(|e| live.exports(e))
+        .ok_or_else(|| CallError::MethodNotFound {
+            canister: id,
+            kind: "query",
+            method: method.to_string(),
+        })?;
         let mut ctx = MessageContext::new(MessageKind::Query, sender, method, arg);
         ctx.certificate = Some(certificate_of(sys));
         let snapshot = live.snapshot(sys);
@@ -399,12 +461,16 @@ impl EmbeddedIc {
     /// `[TRAP]: ...` line per trap, kept even when the message was rolled back.
     /// Empty for an unknown canister.
     pub fn logs(&self, id: Principal) -> &[String] {
-        self.canisters.get(&id).map_or(&[], |c| c.sys.logs.as_slice())
+        self.canisters
+            .get(&id)
+            .map_or(&[], |c| c.sys.logs.as_slice())
     }
 
     /// The certified data last committed with `ic0.certified_data_set`.
     pub fn certified_data(&self, id: Principal) -> Option<&[u8]> {
-        self.canisters.get(&id).map(|c| c.sys.certified_data.as_slice())
+        self.canisters
+            .get(&id)
+            .map(|c| c.sys.certified_data.as_slice())
     }
 
     /// Stable memory size in bytes.
@@ -431,10 +497,16 @@ impl EmbeddedIc {
     }
 
     pub fn controllers(&self, id: Principal) -> Option<&[Principal]> {
-        self.canisters.get(&id).map(|c| c.sys.controllers.as_slice())
+        self.canisters
+            .get(&id)
+            .map(|c| c.sys.controllers.as_slice())
     }
 
-    pub fn set_controllers(&mut self, id: Principal, controllers: Vec<Principal>) -> Result<(), CallError> {
+    pub fn set_controllers(
+        &mut self,
+        id: Principal,
+        controllers: Vec<Principal>,
+    ) -> Result<(), CallError> {
         self.canister_mut(id)?.sys.controllers = controllers;
         Ok(())
     }
@@ -451,7 +523,10 @@ impl EmbeddedIc {
 
     /// Sets a canister environment variable (read with `ic0.env_var_*`).
     pub fn set_env_var(&mut self, id: Principal, name: &str, value: &str) -> Result<(), CallError> {
-        self.canister_mut(id)?.sys.env_vars.insert(name.to_string(), value.to_string());
+        self.canister_mut(id)?
+            .sys
+            .env_vars
+            .insert(name.to_string(), value.to_string());
         Ok(())
     }
 
@@ -462,7 +537,11 @@ impl EmbeddedIc {
 
     /// SHA-256 of the installed module.
     pub fn module_hash(&self, id: Principal) -> Option<[u8; 32]> {
-        self.canisters.get(&id)?.live.as_ref().map(|l| l.prepared.hash)
+        self.canisters
+            .get(&id)?
+            .live
+            .as_ref()
+            .map(|l| l.prepared.hash)
     }
 
     /// The argument `canister_post_upgrade` gets when [`load`](Self::load) restarts
@@ -478,23 +557,53 @@ fn log_trap(sys: &mut SystemState, message: &str) {
 }
 
 /// Turns the end of a message into the caller's result.
-fn finish(id: Principal, sys: &mut SystemState, kind: MessageKind, limit: u64, exec: Exec) -> Result<CallOutcome, CallError> {
+fn finish(
+    id: Principal,
+    sys: &mut SystemState,
+    kind: MessageKind,
+    limit: u64,
+    exec: Exec,
+) -> Result<CallOutcome, CallError> {
     let instructions = exec.instructions;
     match exec.outcome {
         Err(Stop::Trap(message)) => {
             log_trap(sys, &message);
-            Err(CallError::Trap { canister: id, message, instructions })
+            Err(CallError::Trap {
+                canister: id,
+                message,
+                instructions,
+            })
         }
-        Err(Stop::OutOfInstructions) => {
-            Err(CallError::InstructionLimit { canister: id, kind: kind.name(), limit, instructions })
-        }
+        Err(Stop::OutOfInstructions) => Err(CallError::InstructionLimit {
+            canister: id,
+            kind: kind.name(),
+            limit,
+            instructions,
+        }),
         Ok(()) => match exec.ctx.response {
-            Some(Response::Reply) => Ok(CallOutcome { reply: exec.ctx.reply, instructions }),
-            Some(Response::Reject(message)) => Err(CallError::Reject { canister: id, message, instructions }),
-            None if matches!(kind, MessageKind::Update | MessageKind::ReplicatedQuery | MessageKind::Query) => {
-                Err(CallError::DidNotReply { canister: id, instructions })
+            Some(Response::Reply) => Ok(CallOutcome {
+                reply: exec.ctx.reply,
+                instructions,
+            }),
+            Some(Response::Reject(message)) => Err(CallError::Reject {
+                canister: id,
+                message,
+                instructions,
+            }),
+            None if matches!(
+                kind,
+                MessageKind::Update | MessageKind::ReplicatedQuery | MessageKind::Query
+            ) =>
+            {
+                Err(CallError::DidNotReply {
+                    canister: id,
+                    instructions,
+                })
             }
-            None => Ok(CallOutcome { reply: Vec::new(), instructions }),
+            None => Ok(CallOutcome {
+                reply: Vec::new(),
+                instructions,
+            }),
         },
     }
 }
@@ -520,13 +629,29 @@ fn run_system_task(
     finish(id, sys, kind, limit, exec)
 }
 
-fn stop_error(id: Principal, sys: &mut SystemState, kind: MessageKind, limit: u64, stop: Stop, instructions: u64) -> CallError {
+fn stop_error(
+    id: Principal,
+    sys: &mut SystemState,
+    kind: MessageKind,
+    limit: u64,
+    stop: Stop,
+    instructions: u64,
+) -> CallError {
     match stop {
         Stop::Trap(message) => {
             log_trap(sys, &message);
-            CallError::Trap { canister: id, message, instructions }
+            CallError::Trap {
+                canister: id,
+                message,
+                instructions,
+            }
         }
-        Stop::OutOfInstructions => CallError::InstructionLimit { canister: id, kind: kind.name(), limit, instructions },
+        Stop::OutOfInstructions => CallError::InstructionLimit {
+            canister: id,
+            kind: kind.name(),
+            limit,
+            instructions,
+        },
     }
 }
 
@@ -554,7 +679,11 @@ fn install_fresh(
         Ok(x) => x,
         Err(stop) => {
             restore(sys);
-            let used = if stop == Stop::OutOfInstructions { limit } else { 0 };
+            let used = if stop == Stop::OutOfInstructions {
+                limit
+            } else {
+                0
+            };
             return Err(stop_error(id, sys, MessageKind::Init, limit, stop, used));
         }
     };
@@ -564,13 +693,23 @@ fn install_fresh(
         instructions += exec.instructions;
         if let Err(stop) = exec.outcome {
             restore(sys);
-            return Err(stop_error(id, sys, MessageKind::Init, limit, stop, instructions));
+            return Err(stop_error(
+                id,
+                sys,
+                MessageKind::Init,
+                limit,
+                stop,
+                instructions,
+            ));
         }
     }
     sys.version += 1;
     canister.live = Some(live);
     canister.restart_arg = empty_candid();
-    Ok(CallOutcome { reply: Vec::new(), instructions })
+    Ok(CallOutcome {
+        reply: Vec::new(),
+        instructions,
+    })
 }
 
 /// Upgrade: pre_upgrade on the old instance, a fresh instance, post_upgrade; one
@@ -584,7 +723,10 @@ pub(crate) fn upgrade(
 ) -> Result<CallOutcome, CallError> {
     let sys = &mut canister.sys;
     let id = sys.id;
-    let mut old = canister.live.take().expect("upgrade checks that code is installed");
+    let mut old = canister
+        .live
+        .take()
+        .expect("upgrade checks that code is installed");
     let snapshot = old.snapshot(sys);
     let mut instructions = 0;
     let fail = |old: LiveInstance, live: &mut Option<LiveInstance>| *live = Some(old);
@@ -595,7 +737,14 @@ pub(crate) fn upgrade(
         if let Err(stop) = exec.outcome {
             old.rollback(sys, snapshot);
             fail(old, &mut canister.live);
-            return Err(stop_error(id, sys, MessageKind::PreUpgrade, limit, stop, instructions));
+            return Err(stop_error(
+                id,
+                sys,
+                MessageKind::PreUpgrade,
+                limit,
+                stop,
+                instructions,
+            ));
         }
     }
     // Timers do not survive an upgrade; post_upgrade may set a new one.
@@ -608,7 +757,14 @@ pub(crate) fn upgrade(
         Err(stop) => {
             old.rollback(sys, snapshot);
             fail(old, &mut canister.live);
-            return Err(stop_error(id, sys, MessageKind::PostUpgrade, limit, stop, instructions));
+            return Err(stop_error(
+                id,
+                sys,
+                MessageKind::PostUpgrade,
+                limit,
+                stop,
+                instructions,
+            ));
         }
     };
     if new.exports("canister_post_upgrade") {
@@ -618,12 +774,22 @@ pub(crate) fn upgrade(
         if let Err(stop) = exec.outcome {
             old.rollback(sys, snapshot);
             fail(old, &mut canister.live);
-            return Err(stop_error(id, sys, MessageKind::PostUpgrade, limit, stop, instructions));
+            return Err(stop_error(
+                id,
+                sys,
+                MessageKind::PostUpgrade,
+                limit,
+                stop,
+                instructions,
+            ));
         }
     }
     LiveInstance::commit(sys, snapshot);
     sys.version += 1;
     canister.live = Some(new);
     canister.restart_arg = arg;
-    Ok(CallOutcome { reply: Vec::new(), instructions })
+    Ok(CallOutcome {
+        reply: Vec::new(),
+        instructions,
+    })
 }

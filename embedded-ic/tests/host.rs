@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use flic_embedded_ic::{
-    CallError, CallOutcome, Config, EmbeddedIc, HostCertificate, InstallMode, InstructionLimits, Principal,
-    SystemTask,
+    CallError, CallOutcome, Config, EmbeddedIc, HostCertificate, InstallMode, InstructionLimits,
+    Principal, SystemTask,
 };
 
 const COUNTER: &str = include_str!("canisters/counter.wat");
@@ -24,8 +24,14 @@ fn counter_wasm() -> Vec<u8> {
 fn setup_with(config: Config) -> (EmbeddedIc, Principal) {
     let mut ic = EmbeddedIc::with_config(config);
     let id = ic.create_canister(vec![admin()]);
-    ic.install_code(id, &counter_wasm(), b"init-arg".to_vec(), InstallMode::Install, admin())
-        .expect("install succeeds");
+    ic.install_code(
+        id,
+        &counter_wasm(),
+        b"init-arg".to_vec(),
+        InstallMode::Install,
+        admin(),
+    )
+    .expect("install succeeds");
     (ic, id)
 }
 
@@ -34,7 +40,10 @@ fn setup() -> (EmbeddedIc, Principal) {
 }
 
 fn u64s(bytes: &[u8]) -> Vec<u64> {
-    bytes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+    bytes
+        .chunks(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// (heap counter, global counter, stable copy of the counter).
@@ -43,7 +52,12 @@ fn state(ic: &mut EmbeddedIc, id: Principal) -> (u64, u64, u64) {
     (v[0], v[1], v[2])
 }
 
-fn call(ic: &mut EmbeddedIc, id: Principal, method: &str, arg: Vec<u8>) -> Result<CallOutcome, CallError> {
+fn call(
+    ic: &mut EmbeddedIc,
+    id: Principal,
+    method: &str,
+    arg: Vec<u8>,
+) -> Result<CallOutcome, CallError> {
     ic.update(id, user(), method, arg)
 }
 
@@ -71,7 +85,11 @@ fn trap_rolls_back_heap_global_and_stable() {
     call(&mut ic, id, "inc", vec![]).unwrap();
     let err = call(&mut ic, id, "inc_then_trap", vec![]).unwrap_err();
     match err {
-        CallError::Trap { message, instructions, .. } => {
+        CallError::Trap {
+            message,
+            instructions,
+            ..
+        } => {
             assert_eq!(message, "boom");
             assert!(instructions > 0);
         }
@@ -85,7 +103,10 @@ fn trap_after_heap_growth_restores_size_and_globals() {
     let (mut ic, id) = setup();
     call(&mut ic, id, "inc", vec![]).unwrap();
     assert_eq!(ic.heap_size(id), Some(65536));
-    assert!(matches!(call(&mut ic, id, "grow_then_trap", vec![]), Err(CallError::Trap { .. })));
+    assert!(matches!(
+        call(&mut ic, id, "grow_then_trap", vec![]),
+        Err(CallError::Trap { .. })
+    ));
     assert_eq!(ic.heap_size(id), Some(65536));
     assert_eq!(state(&mut ic, id), (1, 1, 1));
     // The rebuilt instance keeps working and committing.
@@ -114,7 +135,11 @@ fn query_method_called_as_update_is_not_committed() {
 fn reject_is_a_typed_error_and_keeps_state_as_on_the_ic() {
     let (mut ic, id) = setup();
     match call(&mut ic, id, "inc_then_reject", vec![]).unwrap_err() {
-        CallError::Reject { message, instructions, .. } => {
+        CallError::Reject {
+            message,
+            instructions,
+            ..
+        } => {
             assert_eq!(message, "nope");
             assert!(instructions > 0);
         }
@@ -126,7 +151,10 @@ fn reject_is_a_typed_error_and_keeps_state_as_on_the_ic() {
 #[test]
 fn method_without_reply_is_reported_and_committed() {
     let (mut ic, id) = setup();
-    assert!(matches!(call(&mut ic, id, "inc_silently", vec![]), Err(CallError::DidNotReply { .. })));
+    assert!(matches!(
+        call(&mut ic, id, "inc_silently", vec![]),
+        Err(CallError::DidNotReply { .. })
+    ));
     assert_eq!(state(&mut ic, id), (1, 1, 1));
 }
 
@@ -148,7 +176,11 @@ fn unknown_methods_are_method_not_found() {
 fn inspect_message_can_refuse_an_update() {
     let (mut ic, id) = setup();
     match call(&mut ic, id, "forbidden", vec![]).unwrap_err() {
-        CallError::InspectRejected { message, instructions, .. } => {
+        CallError::InspectRejected {
+            message,
+            instructions,
+            ..
+        } => {
             assert!(message.contains("accept_message"), "{message}");
             assert!(instructions > 0);
         }
@@ -180,8 +212,14 @@ fn missing_imports_are_listed_by_name_at_load() {
     .unwrap();
     let mut ic = EmbeddedIc::new();
     let id = ic.create_canister(vec![admin()]);
-    match ic.install_code(id, &wasm, vec![], InstallMode::Install, admin()).unwrap_err() {
-        CallError::MissingImports { unknown, not_modelled } => {
+    match ic
+        .install_code(id, &wasm, vec![], InstallMode::Install, admin())
+        .unwrap_err()
+    {
+        CallError::MissingImports {
+            unknown,
+            not_modelled,
+        } => {
             assert_eq!(unknown, vec!["ic0.no_such_function", "env.foo"]);
             assert_eq!(not_modelled, vec!["ic0.call_new", "ic0.call_perform"]);
         }
@@ -191,10 +229,32 @@ fn missing_imports_are_listed_by_name_at_load() {
 }
 
 #[test]
+fn an_import_with_the_wrong_type_is_rejected_at_load() {
+    let wasm =
+        wat::parse_str(r#"(module (import "ic0" "msg_reply" (func (param i32))) (memory 1))"#)
+            .unwrap();
+    let mut ic = EmbeddedIc::new();
+    let id = ic.create_canister(vec![admin()]);
+    match ic
+        .install_code(id, &wasm, vec![], InstallMode::Install, admin())
+        .unwrap_err()
+    {
+        CallError::InvalidWasm(message) => assert!(message.contains("msg_reply"), "{message}"),
+        other => panic!("expected an invalid module, got {other:?}"),
+    }
+}
+
+#[test]
 fn invalid_wasm_is_rejected_at_load() {
     let mut ic = EmbeddedIc::new();
     let id = ic.create_canister(vec![admin()]);
-    let err = ic.install_code(id, b"\0asm\x01\0\0\0garbage", vec![], InstallMode::Install, admin());
+    let err = ic.install_code(
+        id,
+        b"\0asm\x01\0\0\0garbage",
+        vec![],
+        InstallMode::Install,
+        admin(),
+    );
     assert!(matches!(err, Err(CallError::InvalidWasm(_))), "{err:?}");
 }
 
@@ -219,7 +279,8 @@ fn install_code_requires_a_controller_and_an_empty_canister() {
         ic.install_code(id, &counter_wasm(), vec![], InstallMode::Install, user()),
         Err(CallError::NotController { .. })
     ));
-    ic.install_code(id, &counter_wasm(), vec![], InstallMode::Install, admin()).unwrap();
+    ic.install_code(id, &counter_wasm(), vec![], InstallMode::Install, admin())
+        .unwrap();
     assert!(matches!(
         ic.install_code(id, &counter_wasm(), vec![], InstallMode::Install, admin()),
         Err(CallError::CodeAlreadyInstalled(_))
@@ -234,7 +295,15 @@ fn upgrade_keeps_stable_memory_and_resets_the_heap() {
     for _ in 0..3 {
         call(&mut ic, id, "inc", vec![]).unwrap();
     }
-    let out = ic.install_code(id, &counter_wasm(), b"up".to_vec(), InstallMode::Upgrade, admin()).unwrap();
+    let out = ic
+        .install_code(
+            id,
+            &counter_wasm(),
+            b"up".to_vec(),
+            InstallMode::Upgrade,
+            admin(),
+        )
+        .unwrap();
     assert!(out.instructions > 0);
     // Heap and global start afresh; stable memory still holds the counter copy.
     assert_eq!(state(&mut ic, id), (0, 0, 3));
@@ -255,7 +324,9 @@ fn failed_upgrade_leaves_the_canister_as_it_was() {
             (func (export "canister_post_upgrade") (call $trap (i32.const 0) (i32.const 3))))"#,
     )
     .unwrap();
-    let err = ic.install_code(id, &bad, vec![], InstallMode::Upgrade, admin()).unwrap_err();
+    let err = ic
+        .install_code(id, &bad, vec![], InstallMode::Upgrade, admin())
+        .unwrap_err();
     assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
     assert_eq!(ic.module_hash(id), hash);
     assert_eq!(state(&mut ic, id), (1, 1, 1));
@@ -267,7 +338,14 @@ fn failed_upgrade_leaves_the_canister_as_it_was() {
 fn reinstall_wipes_stable_memory_and_heap() {
     let (mut ic, id) = setup();
     call(&mut ic, id, "inc", vec![]).unwrap();
-    ic.install_code(id, &counter_wasm(), b"again".to_vec(), InstallMode::Reinstall, admin()).unwrap();
+    ic.install_code(
+        id,
+        &counter_wasm(),
+        b"again".to_vec(),
+        InstallMode::Reinstall,
+        admin(),
+    )
+    .unwrap();
     assert_eq!(ic.stable_memory_size(id), Some(0));
     assert_eq!(state(&mut ic, id), (0, 0, 0));
     let v = ic.query(id, user(), "init_arg", vec![]).unwrap().reply;
@@ -280,9 +358,15 @@ fn reinstall_wipes_stable_memory_and_heap() {
 fn time_is_set_by_the_host() {
     let (mut ic, id) = setup();
     let t0 = ic.time();
-    assert_eq!(u64s(&ic.query(id, user(), "now", vec![]).unwrap().reply), vec![t0]);
+    assert_eq!(
+        u64s(&ic.query(id, user(), "now", vec![]).unwrap().reply),
+        vec![t0]
+    );
     ic.advance_time(Duration::from_secs(5));
-    assert_eq!(u64s(&ic.query(id, user(), "now", vec![]).unwrap().reply), vec![t0 + 5_000_000_000]);
+    assert_eq!(
+        u64s(&ic.query(id, user(), "now", vec![]).unwrap().reply),
+        vec![t0 + 5_000_000_000]
+    );
 }
 
 #[test]
@@ -300,12 +384,18 @@ fn global_timer_fires_once_time_passes_it() {
     let previous = call(&mut ic, id, "set_timer_at", due.to_le_bytes().to_vec()).unwrap();
     assert_eq!(u64s(&previous.reply), vec![0], "no timer was set before");
     assert!(ic.advance_time(Duration::from_secs(5)).is_empty());
-    assert_eq!(u64s(&ic.query(id, user(), "fired", vec![]).unwrap().reply), vec![0]);
+    assert_eq!(
+        u64s(&ic.query(id, user(), "fired", vec![]).unwrap().reply),
+        vec![0]
+    );
     let outcomes = ic.advance_time(Duration::from_secs(6));
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[0].task, SystemTask::GlobalTimer);
     assert!(outcomes[0].result.as_ref().unwrap().instructions > 0);
-    assert_eq!(u64s(&ic.query(id, user(), "fired", vec![]).unwrap().reply), vec![1]);
+    assert_eq!(
+        u64s(&ic.query(id, user(), "fired", vec![]).unwrap().reply),
+        vec![1]
+    );
     assert_eq!(ic.global_timer(id), Some(0), "a timer fires once");
     assert!(ic.tick().is_empty());
 }
@@ -324,7 +414,8 @@ fn upgrade_clears_the_global_timer() {
     let (mut ic, id) = setup();
     let due = ic.time() + 1_000;
     call(&mut ic, id, "set_timer_at", due.to_le_bytes().to_vec()).unwrap();
-    ic.install_code(id, &counter_wasm(), vec![], InstallMode::Upgrade, admin()).unwrap();
+    ic.install_code(id, &counter_wasm(), vec![], InstallMode::Upgrade, admin())
+        .unwrap();
     assert_eq!(ic.global_timer(id), Some(0));
     assert!(ic.advance_time(Duration::from_secs(1)).is_empty());
 }
@@ -332,8 +423,14 @@ fn upgrade_clears_the_global_timer() {
 #[test]
 fn global_timer_cannot_be_set_in_a_query() {
     let (mut ic, id) = setup();
-    match ic.query(id, user(), "set_timer_in_query", vec![]).unwrap_err() {
-        CallError::Trap { message, .. } => assert!(message.contains("cannot be executed in query mode"), "{message}"),
+    match ic
+        .query(id, user(), "set_timer_in_query", vec![])
+        .unwrap_err()
+    {
+        CallError::Trap { message, .. } => assert!(
+            message.contains("cannot be executed in query mode"),
+            "{message}"
+        ),
         other => panic!("expected a trap, got {other:?}"),
     }
 }
@@ -352,10 +449,17 @@ fn heartbeat_runs_every_tick_and_commits() {
     .unwrap();
     let mut ic = EmbeddedIc::new();
     let id = ic.create_canister(vec![admin()]);
-    ic.install_code(id, &wasm, vec![], InstallMode::Install, admin()).unwrap();
+    ic.install_code(id, &wasm, vec![], InstallMode::Install, admin())
+        .unwrap();
     assert_eq!(ic.tick().len(), 1);
-    assert_eq!(ic.advance_time(Duration::from_secs(1))[0].task, SystemTask::Heartbeat);
-    assert_eq!(u64s(&ic.query(id, user(), "beats", vec![]).unwrap().reply), vec![2]);
+    assert_eq!(
+        ic.advance_time(Duration::from_secs(1))[0].task,
+        SystemTask::Heartbeat
+    );
+    assert_eq!(
+        u64s(&ic.query(id, user(), "beats", vec![]).unwrap().reply),
+        vec![2]
+    );
 }
 
 // --- identity and balance --------------------------------------------------------------------
@@ -363,23 +467,47 @@ fn heartbeat_runs_every_tick_and_commits() {
 #[test]
 fn caller_is_the_sender_of_each_call() {
     let (mut ic, id) = setup();
-    assert_eq!(ic.update(id, user(), "whoami", vec![]).unwrap().reply, user().as_slice());
-    assert_eq!(ic.update(id, admin(), "whoami", vec![]).unwrap().reply, admin().as_slice());
+    assert_eq!(
+        ic.update(id, user(), "whoami", vec![]).unwrap().reply,
+        user().as_slice()
+    );
+    assert_eq!(
+        ic.update(id, admin(), "whoami", vec![]).unwrap().reply,
+        admin().as_slice()
+    );
 }
 
 #[test]
 fn canister_sees_its_own_id() {
     let (mut ic, id) = setup();
-    assert_eq!(ic.query(id, user(), "self", vec![]).unwrap().reply, id.as_slice());
+    assert_eq!(
+        ic.query(id, user(), "self", vec![]).unwrap().reply,
+        id.as_slice()
+    );
 }
 
 #[test]
 fn is_controller_reflects_the_controllers() {
     let (mut ic, id) = setup();
-    assert_eq!(ic.query(id, admin(), "caller_is_controller", vec![]).unwrap().reply, vec![1]);
-    assert_eq!(ic.query(id, user(), "caller_is_controller", vec![]).unwrap().reply, vec![0]);
+    assert_eq!(
+        ic.query(id, admin(), "caller_is_controller", vec![])
+            .unwrap()
+            .reply,
+        vec![1]
+    );
+    assert_eq!(
+        ic.query(id, user(), "caller_is_controller", vec![])
+            .unwrap()
+            .reply,
+        vec![0]
+    );
     ic.set_controllers(id, vec![user()]).unwrap();
-    assert_eq!(ic.query(id, user(), "caller_is_controller", vec![]).unwrap().reply, vec![1]);
+    assert_eq!(
+        ic.query(id, user(), "caller_is_controller", vec![])
+            .unwrap()
+            .reply,
+        vec![1]
+    );
 }
 
 #[test]
@@ -387,7 +515,10 @@ fn cycle_balance_is_settable() {
     let (mut ic, id) = setup();
     ic.set_cycle_balance(id, (1u128 << 70) + 5).unwrap();
     let reply = ic.query(id, user(), "balance", vec![]).unwrap().reply;
-    assert_eq!(u128::from_le_bytes(reply.try_into().unwrap()), (1u128 << 70) + 5);
+    assert_eq!(
+        u128::from_le_bytes(reply.try_into().unwrap()),
+        (1u128 << 70) + 5
+    );
 }
 
 // --- certification ---------------------------------------------------------------------------
@@ -405,10 +536,14 @@ fn certified_data_is_stored_and_certified_in_queries_only() {
     assert_eq!(cert.canister, id);
     assert_eq!(cert.time_ns, ic.time());
 
-    let reply = call(&mut ic, id, "certificate_in_update", vec![]).unwrap().reply;
+    let reply = call(&mut ic, id, "certificate_in_update", vec![])
+        .unwrap()
+        .reply;
     assert_eq!(reply, vec![0], "absent in an update");
     match call(&mut ic, id, "certificate_size_in_update", vec![]).unwrap_err() {
-        CallError::Trap { message, .. } => assert!(message.contains("data_certificate_size"), "{message}"),
+        CallError::Trap { message, .. } => {
+            assert!(message.contains("data_certificate_size"), "{message}")
+        }
         other => panic!("expected a trap, got {other:?}"),
     }
 }
@@ -416,7 +551,10 @@ fn certified_data_is_stored_and_certified_in_queries_only() {
 #[test]
 fn certified_data_is_at_most_32_bytes() {
     let (mut ic, id) = setup();
-    assert!(matches!(call(&mut ic, id, "certify", vec![7; 33]), Err(CallError::Trap { .. })));
+    assert!(matches!(
+        call(&mut ic, id, "certify", vec![7; 33]),
+        Err(CallError::Trap { .. })
+    ));
     assert_eq!(ic.certified_data(id), Some(&[][..]));
 }
 
@@ -426,10 +564,8 @@ fn failed_reinstall_keeps_certified_data_and_stable_memory() {
     call(&mut ic, id, "inc", vec![]).unwrap();
     call(&mut ic, id, "certify", b"first".to_vec()).unwrap();
     // Reinstalling with a module whose init traps must not touch certified data.
-    let bad = wat::parse_str(
-        r#"(module (memory 1) (func (export "canister_init") unreachable))"#,
-    )
-    .unwrap();
+    let bad = wat::parse_str(r#"(module (memory 1) (func (export "canister_init") unreachable))"#)
+        .unwrap();
     assert!(matches!(
         ic.install_code(id, &bad, vec![], InstallMode::Reinstall, admin()),
         Err(CallError::Trap { .. })
@@ -445,10 +581,17 @@ fn every_result_carries_its_instruction_count() {
     let (mut ic, id) = setup();
     let small = call(&mut ic, id, "spin", 10u64.to_le_bytes().to_vec()).unwrap();
     let large = call(&mut ic, id, "spin", 10_000u64.to_le_bytes().to_vec()).unwrap();
-    assert!(large.instructions > small.instructions + 9_990 * 3, "{small:?} {large:?}");
+    assert!(
+        large.instructions > small.instructions + 9_990 * 3,
+        "{small:?} {large:?}"
+    );
     // performance_counter(0) sees the instructions so far, fewer than the total.
     let counted = u64s(&large.reply)[0];
-    assert!(counted > 10_000 && counted < large.instructions, "{counted} vs {}", large.instructions);
+    assert!(
+        counted > 10_000 && counted < large.instructions,
+        "{counted} vs {}",
+        large.instructions
+    );
     assert!(ic.query(id, user(), "get", vec![]).unwrap().instructions > 0);
 }
 
@@ -456,7 +599,9 @@ fn every_result_carries_its_instruction_count() {
 fn system_calls_are_charged_per_byte() {
     let (mut ic, id) = setup();
     let empty = call(&mut ic, id, "echo", vec![]).unwrap().instructions;
-    let hundred = call(&mut ic, id, "echo", vec![1; 100]).unwrap().instructions;
+    let hundred = call(&mut ic, id, "echo", vec![1; 100])
+        .unwrap()
+        .instructions;
     // Same wasm instructions; 100 bytes copied in (msg_arg_data_copy) and out
     // (msg_reply_data_append) at one instruction per byte.
     assert_eq!(hundred - empty, 200);
@@ -464,11 +609,21 @@ fn system_calls_are_charged_per_byte() {
 
 #[test]
 fn instruction_limit_is_a_typed_error_and_rolls_back() {
-    let limits = InstructionLimits { update: 1_000_000, ..InstructionLimits::default() };
-    let (mut ic, id) = setup_with(Config { limits, ..Config::default() });
+    let limits = InstructionLimits {
+        update: 1_000_000,
+        ..InstructionLimits::default()
+    };
+    let (mut ic, id) = setup_with(Config {
+        limits,
+        ..Config::default()
+    });
     call(&mut ic, id, "inc", vec![]).unwrap();
     match call(&mut ic, id, "inc_then_loop", vec![]).unwrap_err() {
-        CallError::InstructionLimit { limit, instructions, .. } => {
+        CallError::InstructionLimit {
+            limit,
+            instructions,
+            ..
+        } => {
             assert_eq!(limit, 1_000_000);
             assert_eq!(instructions, 1_000_000);
         }
@@ -480,16 +635,28 @@ fn instruction_limit_is_a_typed_error_and_rolls_back() {
 #[test]
 fn default_limits_are_the_ics() {
     let l = InstructionLimits::default();
-    assert_eq!((l.update, l.query, l.install, l.inspect_message), (40_000_000_000, 5_000_000_000, 300_000_000_000, 200_000_000));
+    assert_eq!(
+        (l.update, l.query, l.install, l.inspect_message),
+        (40_000_000_000, 5_000_000_000, 300_000_000_000, 200_000_000)
+    );
 }
 
 // --- stable memory and logs -------------------------------------------------------------------
 
 #[test]
 fn stable_memory_is_capped_by_the_configuration() {
-    let config = Config { stable_memory_max_bytes: 3 * 65536, ..Config::default() };
+    let config = Config {
+        stable_memory_max_bytes: 3 * 65536,
+        ..Config::default()
+    };
     let (mut ic, id) = setup_with(config);
-    let grow = |ic: &mut EmbeddedIc, n: u64| u64s(&call(ic, id, "grow_stable", n.to_le_bytes().to_vec()).unwrap().reply)[0];
+    let grow = |ic: &mut EmbeddedIc, n: u64| {
+        u64s(
+            &call(ic, id, "grow_stable", n.to_le_bytes().to_vec())
+                .unwrap()
+                .reply,
+        )[0]
+    };
     assert_eq!(grow(&mut ic, 2), 0);
     assert_eq!(grow(&mut ic, 2), u64::MAX, "over the cap: -1");
     assert_eq!(grow(&mut ic, 1), 2);
@@ -501,7 +668,10 @@ fn debug_print_and_traps_are_logged() {
     let (mut ic, id) = setup();
     call(&mut ic, id, "print", b"hello log".to_vec()).unwrap();
     let _ = call(&mut ic, id, "inc_then_trap", vec![]);
-    assert_eq!(ic.logs(id), ["hello log".to_string(), "[TRAP]: boom".to_string()]);
+    assert_eq!(
+        ic.logs(id),
+        ["hello log".to_string(), "[TRAP]: boom".to_string()]
+    );
 }
 
 // --- persistence ------------------------------------------------------------------------------
@@ -530,7 +700,12 @@ fn save_and_load_restart_through_post_upgrade() {
     // Heap reset as after an upgrade; stable memory kept; post_upgrade read what
     // pre_upgrade saved (restart argument: empty Candid, 6 bytes).
     assert_eq!(state(&mut loaded, id), (0, 0, 3));
-    let info = u64s(&loaded.query(id, user(), "upgrade_info", vec![]).unwrap().reply);
+    let info = u64s(
+        &loaded
+            .query(id, user(), "upgrade_info", vec![])
+            .unwrap()
+            .reply,
+    );
     assert_eq!(info, vec![6, 3]);
     // New canisters get fresh ids.
     assert_ne!(loaded.create_canister(vec![]), id);
