@@ -13,13 +13,19 @@ use crate::storage::{read_bytes, read_f32s, read_i64s, write_f32s, write_i64s, M
 pub const WINDOW_PARAMS: u64 = 1 << 16;
 
 /// Checks every initial weight is finite and returns the model version.
-pub fn check_and_hash_weights(weights: &Mem, param_count: u64, spec_id: &[u8; 32]) -> Result<[u8; 32], AdminError> {
+pub fn check_and_hash_weights(
+    weights: &Mem,
+    param_count: u64,
+    spec_id: &[u8; 32],
+) -> Result<[u8; 32], AdminError> {
     let mut hasher = ModelVersionHasher::new(spec_id);
     for w in DeltaEncoding::F32.windows(param_count, WINDOW_PARAMS) {
         let bytes = read_bytes(weights, w.byte_offset, w.byte_len);
         for (i, c) in bytes.chunks_exact(4).enumerate() {
             if !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite() {
-                return Err(AdminError::NonFiniteWeight { index: w.first_param + i as u64 });
+                return Err(AdminError::NonFiniteWeight {
+                    index: w.first_param + i as u64,
+                });
             }
         }
         hasher.update(&bytes);

@@ -5,9 +5,10 @@ use std::cell::RefCell;
 
 use candid::Principal;
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CertifiedState, CommitReceipt, Contribution, ContributionPage, Dataset,
-    DatasetError, DatasetPage, InitArg, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs,
-    PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
+    AdminError, BeginSubmissionArgs, CertifiedState, CommitReceipt, Contribution, ContributionPage,
+    Dataset, DatasetError, DatasetPage, InitArg, JobConfig, Lineage, LineageArgs, ModelChunk,
+    ModelInfo, PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundPage,
+    SubmissionStatus, SubmitError,
 };
 use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
@@ -19,14 +20,19 @@ thread_local! {
 }
 
 fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
-    STATE.with_borrow(|s| f(s.as_ref().expect("state is initialised in init/post_upgrade")))
+    STATE.with_borrow(|s| {
+        f(s.as_ref()
+            .expect("state is initialised in init/post_upgrade"))
+    })
 }
 
 /// Runs an update on the core, then syncs certified data and the timer.
 fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
     let ctx = context();
     STATE.with_borrow_mut(|s| {
-        let state = s.as_mut().expect("state is initialised in init/post_upgrade");
+        let state = s
+            .as_mut()
+            .expect("state is initialised in init/post_upgrade");
         let out = f(state, &ctx);
         sync_runtime(state);
         out
@@ -59,8 +65,16 @@ fn init(arg: InitArg) {
         InitArg::Init(args) => {
             if let Some(job) = args.job {
                 // The installer is a controller by definition.
-                mutate_state(|s, ctx| s.configure_job(&CallContext { is_controller: true, ..*ctx }, job))
-                    .unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
+                mutate_state(|s, ctx| {
+                    s.configure_job(
+                        &CallContext {
+                            is_controller: true,
+                            ..*ctx
+                        },
+                        job,
+                    )
+                })
+                .unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
             } else {
                 mutate_state(|_, _| ());
             }
@@ -79,9 +93,8 @@ fn post_upgrade(arg: Option<InitArg>) {
     load();
     match arg {
         None | Some(InitArg::Upgrade(None)) => {}
-        Some(InitArg::Upgrade(Some(args))) => {
-            mutate_state(|s, _| s.apply_upgrade(&args)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()))
-        }
+        Some(InitArg::Upgrade(Some(args))) => mutate_state(|s, _| s.apply_upgrade(&args))
+            .unwrap_or_else(|e| ic_cdk::trap(e.to_string())),
         Some(InitArg::Init(_)) => ic_cdk::trap("upgrade needs InitArg::Upgrade, not Init"),
     }
     // Timers are cleared by an upgrade: re-arm from the stored deadline.
@@ -241,7 +254,13 @@ mod tests {
         if std::env::var_os("FLIC_UPDATE_DID").is_some() {
             std::fs::write(&path, &exported).unwrap();
         }
-        service_equal(CandidSource::Text(&exported), CandidSource::File(&path))
-            .unwrap_or_else(|e| panic!("the exported interface differs from {}: {e:?}", path.display()));
+        service_equal(CandidSource::Text(&exported), CandidSource::File(&path)).unwrap_or_else(
+            |e| {
+                panic!(
+                    "the exported interface differs from {}: {e:?}",
+                    path.display()
+                )
+            },
+        );
     }
 }

@@ -2,8 +2,9 @@
 
 use candid::Principal;
 use flic_protocol::api::{
-    page_limit, Contribution, ContributionPage, Dataset, DatasetError, DatasetPage, PageArgs, RegisterDatasetArgs,
-    MAX_DATASETS_PER_OWNER, MAX_DATASET_NAME_LEN, MAX_DESCRIPTION_LEN, MAX_LICENSE_LEN,
+    page_limit, Contribution, ContributionPage, Dataset, DatasetError, DatasetPage, PageArgs,
+    RegisterDatasetArgs, MAX_DATASETS_PER_OWNER, MAX_DATASET_NAME_LEN, MAX_DESCRIPTION_LEN,
+    MAX_LICENSE_LEN,
 };
 
 use crate::state::{CallContext, State};
@@ -11,14 +12,22 @@ use crate::storage::Stored;
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), DatasetError> {
     if value.len() > max {
-        return Err(DatasetError::FieldTooLong { field: field.into(), len: value.len() as u64, max: max as u64 });
+        return Err(DatasetError::FieldTooLong {
+            field: field.into(),
+            len: value.len() as u64,
+            max: max as u64,
+        });
     }
     Ok(())
 }
 
 impl State {
     /// Registers a dataset owned by the caller; returns its id.
-    pub fn register_dataset(&mut self, ctx: &CallContext, args: RegisterDatasetArgs) -> Result<u64, DatasetError> {
+    pub fn register_dataset(
+        &mut self,
+        ctx: &CallContext,
+        args: RegisterDatasetArgs,
+    ) -> Result<u64, DatasetError> {
         if ctx.caller == Principal::anonymous() {
             return Err(DatasetError::AnonymousCaller);
         }
@@ -31,9 +40,14 @@ impl State {
         if args.sample_count == 0 {
             return Err(DatasetError::ZeroSampleCount);
         }
-        let owned = self.datasets_by_owner.range((ctx.caller, 0)..=(ctx.caller, u64::MAX)).count() as u64;
+        let owned = self
+            .datasets_by_owner
+            .range((ctx.caller, 0)..=(ctx.caller, u64::MAX))
+            .count() as u64;
         if owned >= MAX_DATASETS_PER_OWNER {
-            return Err(DatasetError::TooManyDatasets { max: MAX_DATASETS_PER_OWNER });
+            return Err(DatasetError::TooManyDatasets {
+                max: MAX_DATASETS_PER_OWNER,
+            });
         }
         let mut m = self.meta().clone();
         let id = m.next_dataset_id;
@@ -56,12 +70,19 @@ impl State {
     }
 
     /// Revokes a dataset: no further submissions may use it; history keeps its attribution.
-    pub fn revoke_dataset(&mut self, ctx: &CallContext, dataset_id: u64) -> Result<(), DatasetError> {
+    pub fn revoke_dataset(
+        &mut self,
+        ctx: &CallContext,
+        dataset_id: u64,
+    ) -> Result<(), DatasetError> {
         let Some(Stored(mut d)) = self.datasets.get(&dataset_id) else {
             return Err(DatasetError::UnknownDataset { dataset_id });
         };
         if d.owner != ctx.caller {
-            return Err(DatasetError::NotOwner { dataset_id, owner: d.owner });
+            return Err(DatasetError::NotOwner {
+                dataset_id,
+                owner: d.owner,
+            });
         }
         if d.revoked_at_ns.is_some() {
             return Err(DatasetError::AlreadyRevoked { dataset_id });
@@ -77,7 +98,12 @@ impl State {
 
     pub fn list_datasets(&self, page: PageArgs) -> DatasetPage {
         let limit = page_limit(page.limit);
-        let mut items: Vec<Dataset> = self.datasets.range(page.start..).take(limit + 1).map(|e| e.value().0).collect();
+        let mut items: Vec<Dataset> = self
+            .datasets
+            .range(page.start..)
+            .take(limit + 1)
+            .map(|e| e.value().0)
+            .collect();
         let next = (items.len() > limit).then(|| items.pop().expect("limit + 1 items").id);
         DatasetPage { items, next }
     }
@@ -89,19 +115,32 @@ impl State {
     fn page_of(&self, indices: impl Iterator<Item = u64>, limit: usize) -> ContributionPage {
         let mut idx: Vec<u64> = indices.take(limit + 1).collect();
         let next = (idx.len() > limit).then(|| idx.pop().expect("limit + 1 items"));
-        let items = idx.into_iter().map(|i| self.contribution(i).expect("indexed contribution exists")).collect();
+        let items = idx
+            .into_iter()
+            .map(|i| self.contribution(i).expect("indexed contribution exists"))
+            .collect();
         ContributionPage { items, next }
     }
 
     /// Contributions of `contributor` with index `>= page.start`, oldest first.
-    pub fn contributions_by_contributor(&self, contributor: Principal, page: PageArgs) -> ContributionPage {
-        let keys = self.by_contributor.keys_range((contributor, page.start)..=(contributor, u64::MAX)).map(|(_, i)| i);
+    pub fn contributions_by_contributor(
+        &self,
+        contributor: Principal,
+        page: PageArgs,
+    ) -> ContributionPage {
+        let keys = self
+            .by_contributor
+            .keys_range((contributor, page.start)..=(contributor, u64::MAX))
+            .map(|(_, i)| i);
         self.page_of(keys, page_limit(page.limit))
     }
 
     /// Contributions made with `dataset_id` with index `>= page.start`, oldest first.
     pub fn contributions_by_dataset(&self, dataset_id: u64, page: PageArgs) -> ContributionPage {
-        let keys = self.by_dataset.keys_range((dataset_id, page.start)..=(dataset_id, u64::MAX)).map(|(_, i)| i);
+        let keys = self
+            .by_dataset
+            .keys_range((dataset_id, page.start)..=(dataset_id, u64::MAX))
+            .map(|(_, i)| i);
         self.page_of(keys, page_limit(page.limit))
     }
 

@@ -3,8 +3,9 @@
 
 use candid::Principal;
 use flic_protocol::api::{
-    page_limit, BeginSubmissionArgs, CommitReceipt, Contribution, JobState, Lineage, LineageArgs, ModelChunk,
-    ModelInfo, PageArgs, PutChunkArgs, QueryError, RoundInfo, RoundPage, RoundRecord, SubmissionStatus, SubmitError,
+    page_limit, BeginSubmissionArgs, CommitReceipt, Contribution, JobState, Lineage, LineageArgs,
+    ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError, RoundInfo, RoundPage, RoundRecord,
+    SubmissionStatus, SubmitError,
 };
 use flic_protocol::chunking::{chunk_count, chunk_range};
 use flic_protocol::fedavg::capped_weight;
@@ -33,79 +34,143 @@ impl State {
             contributor: s.contributor,
             header_hash: s.header_hash,
             chunk_count: s.header.chunk_count,
-            stored_chunks: s.stored.iter().enumerate().filter(|(_, &b)| b == 1).map(|(i, _)| i as u32).collect(),
+            stored_chunks: s
+                .stored
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == 1)
+                .map(|(i, _)| i as u32)
+                .collect(),
             committed: s.contribution.is_some(),
         }
     }
 
     /// Verifies a signed header at once and opens an upload. Calling it again with the same
     /// header resumes the upload (same id, chunks kept).
-    pub fn begin_submission(&mut self, ctx: &CallContext, args: BeginSubmissionArgs) -> Result<SubmissionStatus, SubmitError> {
+    pub fn begin_submission(
+        &mut self,
+        ctx: &CallContext,
+        args: BeginSubmissionArgs,
+    ) -> Result<SubmissionStatus, SubmitError> {
         if ctx.caller == Principal::anonymous() {
             return Err(SubmitError::AnonymousCaller);
         }
         self.require_running()?;
         let h = &args.header;
         let signing_bytes = h.signing_bytes();
-        verify_signature(&args.public_key, &signing_bytes, &args.signature).map_err(SubmitError::Signature)?;
-        let pk: [u8; 32] = args.public_key.as_slice().try_into().expect("length checked by verify_signature");
+        verify_signature(&args.public_key, &signing_bytes, &args.signature)
+            .map_err(SubmitError::Signature)?;
+        let pk: [u8; 32] = args
+            .public_key
+            .as_slice()
+            .try_into()
+            .expect("length checked by verify_signature");
         let key_principal = principal_of_ed25519(&pk);
         if key_principal != ctx.caller {
-            return Err(SubmitError::CallerMismatch { caller: ctx.caller, key_principal });
+            return Err(SubmitError::CallerMismatch {
+                caller: ctx.caller,
+                key_principal,
+            });
         }
         let m = self.meta();
         if h.canister_id != ctx.canister_id {
-            return Err(SubmitError::WrongCanister { expected: ctx.canister_id, got: h.canister_id });
+            return Err(SubmitError::WrongCanister {
+                expected: ctx.canister_id,
+                got: h.canister_id,
+            });
         }
         if h.job_id != m.job_id {
-            return Err(SubmitError::WrongJob { expected: m.job_id, got: h.job_id });
+            return Err(SubmitError::WrongJob {
+                expected: m.job_id,
+                got: h.job_id,
+            });
         }
         if h.round < m.round {
-            return Err(SubmitError::StaleRound { current: m.round, got: h.round });
+            return Err(SubmitError::StaleRound {
+                current: m.round,
+                got: h.round,
+            });
         }
         if h.round > m.round {
-            return Err(SubmitError::FutureRound { current: m.round, got: h.round });
+            return Err(SubmitError::FutureRound {
+                current: m.round,
+                got: h.round,
+            });
         }
         let current = m.model_version.expect("a running job has a model");
         if h.base_model_version != current {
-            return Err(SubmitError::WrongBaseVersion { expected: current, got: h.base_model_version });
+            return Err(SubmitError::WrongBaseVersion {
+                expected: current,
+                got: h.base_model_version,
+            });
         }
-        let dataset = self.dataset(h.dataset_id).ok_or(SubmitError::UnknownDataset { dataset_id: h.dataset_id })?;
+        let dataset = self
+            .dataset(h.dataset_id)
+            .ok_or(SubmitError::UnknownDataset {
+                dataset_id: h.dataset_id,
+            })?;
         if dataset.owner != ctx.caller {
-            return Err(SubmitError::DatasetNotOwned { dataset_id: h.dataset_id, owner: dataset.owner });
+            return Err(SubmitError::DatasetNotOwned {
+                dataset_id: h.dataset_id,
+                owner: dataset.owner,
+            });
         }
         if dataset.revoked_at_ns.is_some() {
-            return Err(SubmitError::DatasetRevoked { dataset_id: h.dataset_id });
+            return Err(SubmitError::DatasetRevoked {
+                dataset_id: h.dataset_id,
+            });
         }
         if h.sample_count == 0 {
             return Err(SubmitError::ZeroSampleCount);
         }
         if h.sample_count > dataset.sample_count {
-            return Err(SubmitError::SampleCountExceedsDataset { claimed: h.sample_count, registered: dataset.sample_count });
+            return Err(SubmitError::SampleCountExceedsDataset {
+                claimed: h.sample_count,
+                registered: dataset.sample_count,
+            });
         }
         let config = m.config();
         if !config.allowed_encodings.contains(&h.encoding) {
-            return Err(SubmitError::EncodingNotAllowed { encoding: h.encoding });
+            return Err(SubmitError::EncodingNotAllowed {
+                encoding: h.encoding,
+            });
         }
         if h.param_count != m.param_count {
-            return Err(SubmitError::WrongParamCount { expected: m.param_count, got: h.param_count });
+            return Err(SubmitError::WrongParamCount {
+                expected: m.param_count,
+                got: h.param_count,
+            });
         }
         let byte_len = h.encoding.encoded_len(m.param_count);
         let expected_chunks = chunk_count(byte_len, config.chunk_size()) as u32;
         if h.chunk_count != expected_chunks {
-            return Err(SubmitError::WrongChunkCount { encoding: h.encoding, expected: expected_chunks, got: h.chunk_count });
+            return Err(SubmitError::WrongChunkCount {
+                encoding: h.encoding,
+                expected: expected_chunks,
+                got: h.chunk_count,
+            });
         }
         if args.chunk_hashes.len() as u64 != expected_chunks as u64 {
-            return Err(SubmitError::WrongChunkHashCount { expected: expected_chunks, got: args.chunk_hashes.len() as u32 });
+            return Err(SubmitError::WrongChunkHashCount {
+                expected: expected_chunks,
+                got: args.chunk_hashes.len() as u32,
+            });
         }
         let leaves: Vec<[u8; 32]> = args.chunk_hashes.iter().map(|x| x.into_array()).collect();
         let computed = Hash::new(merkle::root(&leaves));
         if computed != h.chunk_root {
-            return Err(SubmitError::ChunkRootMismatch { computed, header: h.chunk_root });
+            return Err(SubmitError::ChunkRootMismatch {
+                computed,
+                header: h.chunk_root,
+            });
         }
         let header_hash = Hash::new(sha256(&signing_bytes));
         if let Some(existing_id) = self.submitters.get(&ctx.caller) {
-            let existing = self.submissions.get(&existing_id).expect("indexed submission").0;
+            let existing = self
+                .submissions
+                .get(&existing_id)
+                .expect("indexed submission")
+                .0;
             if existing.header_hash == header_hash && existing.contribution.is_none() {
                 return Ok(Self::status_of(&existing));
             }
@@ -145,9 +210,17 @@ impl State {
         Ok(status)
     }
 
-    fn own_open_submission(&self, ctx: &CallContext, submission_id: u64) -> Result<Submission, SubmitError> {
+    fn own_open_submission(
+        &self,
+        ctx: &CallContext,
+        submission_id: u64,
+    ) -> Result<Submission, SubmitError> {
         self.require_running()?;
-        let s = self.submissions.get(&submission_id).ok_or(SubmitError::UnknownSubmission { submission_id })?.0;
+        let s = self
+            .submissions
+            .get(&submission_id)
+            .ok_or(SubmitError::UnknownSubmission { submission_id })?
+            .0;
         if s.contributor != ctx.caller {
             return Err(SubmitError::NotSubmissionOwner { submission_id });
         }
@@ -167,12 +240,20 @@ impl State {
         let (offset, len) = chunk_range(s.byte_len, chunk_size, index as u64)
             .ok_or(SubmitError::ChunkIndexOutOfRange { index, chunk_count })?;
         if args.bytes.len() as u64 != len {
-            return Err(SubmitError::ChunkLengthMismatch { index, expected: len, got: args.bytes.len() as u64 });
+            return Err(SubmitError::ChunkLengthMismatch {
+                index,
+                expected: len,
+                got: args.bytes.len() as u64,
+            });
         }
         let got = Hash::new(leaf_hash(&args.bytes));
         let expected = s.chunk_hashes[index as usize];
         if got != expected {
-            return Err(SubmitError::ChunkHashMismatch { index, expected, got });
+            return Err(SubmitError::ChunkHashMismatch {
+                index,
+                expected,
+                got,
+            });
         }
         let missing = chunk_count - s.stored_count;
         if s.stored[index as usize] == 1 {
@@ -187,16 +268,29 @@ impl State {
 
     /// Checks that every chunk is present, validates the delta, accumulates it, and closes
     /// the round when `max_clients` have committed.
-    pub fn commit_submission(&mut self, ctx: &CallContext, submission_id: u64) -> Result<CommitReceipt, SubmitError> {
+    pub fn commit_submission(
+        &mut self,
+        ctx: &CallContext,
+        submission_id: u64,
+    ) -> Result<CommitReceipt, SubmitError> {
         let mut s = self.own_open_submission(ctx, submission_id)?;
         if s.stored_count < s.header.chunk_count {
             let first_missing = s.stored.iter().position(|&b| b == 0).unwrap_or(0) as u32;
-            return Err(SubmitError::MissingChunks { missing: s.header.chunk_count - s.stored_count, first_missing });
+            return Err(SubmitError::MissingChunks {
+                missing: s.header.chunk_count - s.stored_count,
+                first_missing,
+            });
         }
         let m = self.meta().clone();
         let config = m.config().clone();
-        aggregation::validate_staged(&self.staging, s.staging_offset, s.header.encoding, m.param_count, config.clip_norm)
-            .map_err(SubmitError::InvalidDelta)?;
+        aggregation::validate_staged(
+            &self.staging,
+            s.staging_offset,
+            s.header.encoding,
+            m.param_count,
+            config.clip_norm,
+        )
+        .map_err(SubmitError::InvalidDelta)?;
         // Validated: from here on nothing can fail.
         aggregation::accumulate_staged(
             &self.staging,
@@ -274,7 +368,10 @@ impl State {
         let contributions: Vec<Contribution> = (m.first_contribution_of_round..m.next_contribution)
             .map(|i| self.contribution(i).expect("round contribution"))
             .collect();
-        let leaves: Vec<[u8; 32]> = contributions.iter().map(|c| leaf_hash(c.header_hash.as_slice())).collect();
+        let leaves: Vec<[u8; 32]> = contributions
+            .iter()
+            .map(|c| leaf_hash(c.header_hash.as_slice()))
+            .collect();
         let record = RoundRecord {
             round: m.round,
             base_version: m.model_version.expect("running"),
@@ -379,8 +476,12 @@ impl State {
 
     pub fn model_chunk(&self, index: u32) -> Result<ModelChunk, QueryError> {
         let info = self.model_info()?;
-        let (offset, len) = chunk_range(info.byte_len, info.chunk_size, index as u64)
-            .ok_or(QueryError::ChunkIndexOutOfRange { index, chunk_count: info.chunk_count })?;
+        let (offset, len) = chunk_range(info.byte_len, info.chunk_size, index as u64).ok_or(
+            QueryError::ChunkIndexOutOfRange {
+                index,
+                chunk_count: info.chunk_count,
+            },
+        )?;
         Ok(ModelChunk {
             version: info.version,
             index,
@@ -392,7 +493,12 @@ impl State {
     /// Closed rounds with number `>= page.start`, oldest first.
     pub fn round_history(&self, page: PageArgs) -> RoundPage {
         let limit = page_limit(page.limit);
-        let mut items: Vec<RoundRecord> = self.rounds.range(page.start..).take(limit + 1).map(|e| e.value().0).collect();
+        let mut items: Vec<RoundRecord> = self
+            .rounds
+            .range(page.start..)
+            .take(limit + 1)
+            .map(|e| e.value().0)
+            .collect();
         let next = (items.len() > limit).then(|| items.pop().expect("limit + 1 items").round);
         RoundPage { items, next }
     }
@@ -400,28 +506,40 @@ impl State {
     /// Every contribution that shaped `model_version`: all contributions of the rounds
     /// before the round it is the base of (transitively, each round builds on the last).
     pub fn lineage(&self, args: LineageArgs) -> Result<Lineage, QueryError> {
-        let round = self
-            .versions
-            .get(&args.model_version.into_array())
-            .ok_or(QueryError::UnknownModelVersion { version: args.model_version })?;
+        let round = self.versions.get(&args.model_version.into_array()).ok_or(
+            QueryError::UnknownModelVersion {
+                version: args.model_version,
+            },
+        )?;
         let total = if round == 0 {
             0
         } else {
             let r = self.rounds.get(&(round - 1)).expect("closed round").0;
             r.first_contribution + r.contribution_count as u64
         };
-        Ok(Lineage { model_version: args.model_version, round, total, contributions: self.contributions_range(total, args.page) })
+        Ok(Lineage {
+            model_version: args.model_version,
+            round,
+            total,
+            contributions: self.contributions_range(total, args.page),
+        })
     }
 
     /// Chunk `chunk` (job chunk size) of a retained contribution's encoded delta.
     pub fn contribution_chunk(&self, index: u64, chunk: u32) -> Result<ByteBuf, QueryError> {
-        let c = self.contributions.get(&index).ok_or(QueryError::UnknownContribution { index })?.0;
+        let c = self
+            .contributions
+            .get(&index)
+            .ok_or(QueryError::UnknownContribution { index })?
+            .0;
         let offset = c.retained_offset.ok_or(QueryError::NotRetained { index })?;
         let chunk_size = self.meta().config().chunk_size();
-        let (o, len) = chunk_range(c.byte_len, chunk_size, chunk as u64).ok_or(QueryError::ChunkIndexOutOfRange {
-            index: chunk,
-            chunk_count: chunk_count(c.byte_len, chunk_size) as u32,
-        })?;
+        let (o, len) = chunk_range(c.byte_len, chunk_size, chunk as u64).ok_or(
+            QueryError::ChunkIndexOutOfRange {
+                index: chunk,
+                chunk_count: chunk_count(c.byte_len, chunk_size) as u32,
+            },
+        )?;
         Ok(ByteBuf::from(read_bytes(&self.staging, offset + o, len)))
     }
 }

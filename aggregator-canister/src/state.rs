@@ -4,8 +4,8 @@
 
 use candid::{CandidType, Principal};
 use flic_protocol::api::{
-    AdminError, Contribution, Dataset, JobConfig, JobState, RoundRecord, UpgradeArgs, MAX_ROUND_DURATION_NS,
-    MIN_ROUND_DURATION_NS,
+    AdminError, Contribution, Dataset, JobConfig, JobState, RoundRecord, UpgradeArgs,
+    MAX_ROUND_DURATION_NS, MIN_ROUND_DURATION_NS,
 };
 use flic_protocol::merkle::MerkleFrontier;
 use flic_protocol::{Hash, SubmissionHeader};
@@ -61,8 +61,11 @@ impl Meta {
     }
 
     pub fn history(&self) -> MerkleFrontier {
-        MerkleFrontier::from_parts(self.history_size, self.history_peaks.iter().map(|h| h.into_array()).collect())
-            .expect("stored history frontier is consistent")
+        MerkleFrontier::from_parts(
+            self.history_size,
+            self.history_peaks.iter().map(|h| h.into_array()).collect(),
+        )
+        .expect("stored history frontier is consistent")
     }
 
     pub fn set_history(&mut self, f: &MerkleFrontier) {
@@ -172,11 +175,18 @@ impl State {
     }
 
     /// Configures (or, before it starts, reconfigures) the job. Returns the job id.
-    pub fn configure_job(&mut self, ctx: &CallContext, config: JobConfig) -> Result<u64, AdminError> {
+    pub fn configure_job(
+        &mut self,
+        ctx: &CallContext,
+        config: JobConfig,
+    ) -> Result<u64, AdminError> {
         Self::require_controller(ctx)?;
         let state = self.meta().job_state();
         if matches!(state, JobState::Running | JobState::Paused) {
-            return Err(AdminError::WrongState { state, needed: "not started".into() });
+            return Err(AdminError::WrongState {
+                state,
+                needed: "not started".into(),
+            });
         }
         let frac_bits = config.validate()?;
         let mut m = self.meta().clone();
@@ -197,14 +207,24 @@ impl State {
 
     /// Stores chunk `index` of the initial model (f32 LE weights in chunks of the job's
     /// chunk size). Returns how many chunks are still missing.
-    pub fn upload_model_chunk(&mut self, ctx: &CallContext, index: u32, bytes: &[u8]) -> Result<u32, AdminError> {
+    pub fn upload_model_chunk(
+        &mut self,
+        ctx: &CallContext,
+        index: u32,
+        bytes: &[u8],
+    ) -> Result<u32, AdminError> {
         Self::require_controller(ctx)?;
         let m = self.meta();
         let state = m.job_state();
         match state {
             JobState::AwaitingModel | JobState::Ready => {}
             JobState::Unconfigured => return Err(AdminError::NotConfigured),
-            _ => return Err(AdminError::WrongState { state, needed: "configured and not started".into() }),
+            _ => {
+                return Err(AdminError::WrongState {
+                    state,
+                    needed: "configured and not started".into(),
+                })
+            }
         }
         let total = m.param_count * 4;
         let chunk_size = m.config().chunk_size();
@@ -212,13 +232,21 @@ impl State {
         let (offset, len) = flic_protocol::chunking::chunk_range(total, chunk_size, index as u64)
             .ok_or(AdminError::ModelChunkOutOfRange { index, chunk_count })?;
         if bytes.len() as u64 != len {
-            return Err(AdminError::ModelChunkLength { index, expected: len, got: bytes.len() as u64 });
+            return Err(AdminError::ModelChunkLength {
+                index,
+                expected: len,
+                got: bytes.len() as u64,
+            });
         }
         write_bytes(&self.weights, offset, bytes);
         let mut m = m.clone();
         m.model_chunks[index as usize] = 1;
         let missing = m.model_chunks.iter().filter(|&&b| b == 0).count() as u32;
-        m.state = Some(if missing == 0 { JobState::Ready } else { JobState::AwaitingModel });
+        m.state = Some(if missing == 0 {
+            JobState::Ready
+        } else {
+            JobState::AwaitingModel
+        });
         self.set_meta(m);
         Ok(missing)
     }
@@ -233,12 +261,21 @@ impl State {
             JobState::AwaitingModel => {
                 let missing = m.model_chunks.iter().filter(|&&b| b == 0).count() as u32;
                 let first_missing = m.model_chunks.iter().position(|&b| b == 0).unwrap_or(0) as u32;
-                return Err(AdminError::ModelIncomplete { missing, first_missing });
+                return Err(AdminError::ModelIncomplete {
+                    missing,
+                    first_missing,
+                });
             }
-            state => return Err(AdminError::WrongState { state, needed: "Ready".into() }),
+            state => {
+                return Err(AdminError::WrongState {
+                    state,
+                    needed: "Ready".into(),
+                })
+            }
         }
         let spec_id = m.spec_id.expect("configured").into_array();
-        let version = crate::aggregation::check_and_hash_weights(&self.weights, m.param_count, &spec_id)?;
+        let version =
+            crate::aggregation::check_and_hash_weights(&self.weights, m.param_count, &spec_id)?;
         // The accumulator region exists (zero-filled) from the first round on.
         ensure_capacity(&self.accumulator, m.param_count * 8);
         let mut m = m.clone();
@@ -257,7 +294,10 @@ impl State {
         Self::require_controller(ctx)?;
         let state = self.meta().job_state();
         if state != JobState::Running {
-            return Err(AdminError::WrongState { state, needed: "Running".into() });
+            return Err(AdminError::WrongState {
+                state,
+                needed: "Running".into(),
+            });
         }
         let mut m = self.meta().clone();
         m.paused_remaining_ns = m.deadline_ns.saturating_sub(ctx.now);
@@ -271,7 +311,10 @@ impl State {
         Self::require_controller(ctx)?;
         let state = self.meta().job_state();
         if state != JobState::Paused {
-            return Err(AdminError::WrongState { state, needed: "Paused".into() });
+            return Err(AdminError::WrongState {
+                state,
+                needed: "Paused".into(),
+            });
         }
         let mut m = self.meta().clone();
         m.deadline_ns = ctx.now + m.paused_remaining_ns;
@@ -285,7 +328,9 @@ impl State {
     pub fn apply_upgrade(&mut self, args: &UpgradeArgs) -> Result<(), AdminError> {
         if let Some(d) = args.round_duration_ns {
             if !(MIN_ROUND_DURATION_NS..=MAX_ROUND_DURATION_NS).contains(&d) {
-                return Err(AdminError::InvalidConfig { reason: format!("round_duration_ns {d} is out of range") });
+                return Err(AdminError::InvalidConfig {
+                    reason: format!("round_duration_ns {d} is out of range"),
+                });
             }
             let mut m = self.meta().clone();
             match m.config.as_mut() {
@@ -312,43 +357,95 @@ impl State {
     pub fn check_invariants(&self) -> Result<(), String> {
         let m = self.meta();
         let ensure = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
-        ensure(m.next_contribution == self.contributions.len(), "next_contribution == #contributions")?;
-        ensure(self.by_contributor.len() == self.contributions.len(), "by_contributor indexes every contribution")?;
-        ensure(self.by_dataset.len() == self.contributions.len(), "by_dataset indexes every contribution")?;
-        ensure(self.rounds.len() == m.history_size, "history frontier covers every round")?;
-        ensure(self.datasets.len() == self.datasets_by_owner.len(), "every dataset indexed by owner")?;
-        ensure(self.submitters.len() == self.submissions.len(), "one submission per submitter")?;
+        ensure(
+            m.next_contribution == self.contributions.len(),
+            "next_contribution == #contributions",
+        )?;
+        ensure(
+            self.by_contributor.len() == self.contributions.len(),
+            "by_contributor indexes every contribution",
+        )?;
+        ensure(
+            self.by_dataset.len() == self.contributions.len(),
+            "by_dataset indexes every contribution",
+        )?;
+        ensure(
+            self.rounds.len() == m.history_size,
+            "history frontier covers every round",
+        )?;
+        ensure(
+            self.datasets.len() == self.datasets_by_owner.len(),
+            "every dataset indexed by owner",
+        )?;
+        ensure(
+            self.submitters.len() == self.submissions.len(),
+            "one submission per submitter",
+        )?;
         let mut committed = 0u32;
         for e in self.submissions.iter() {
             let s = e.value().0;
             ensure(s.round == m.round, "submissions belong to the open round")?;
-            ensure(self.submitters.get(&s.contributor) == Some(s.id), "submitter index points at the submission")?;
-            ensure(s.stored.iter().filter(|&&b| b == 1).count() as u32 == s.stored_count, "stored_count matches")?;
-            ensure(s.staging_offset + s.byte_len <= m.staging_top, "staged bytes inside the arena")?;
+            ensure(
+                self.submitters.get(&s.contributor) == Some(s.id),
+                "submitter index points at the submission",
+            )?;
+            ensure(
+                s.stored.iter().filter(|&&b| b == 1).count() as u32 == s.stored_count,
+                "stored_count matches",
+            )?;
+            ensure(
+                s.staging_offset + s.byte_len <= m.staging_top,
+                "staged bytes inside the arena",
+            )?;
             if s.contribution.is_some() {
                 committed += 1;
             }
         }
-        ensure(committed == m.committed, "committed count matches the committed submissions")?;
+        ensure(
+            committed == m.committed,
+            "committed count matches the committed submissions",
+        )?;
         if let Some(c) = &m.config {
             ensure(m.committed <= c.max_clients, "committed <= max_clients")?;
         }
         let round_weight: u64 = (m.first_contribution_of_round..m.next_contribution)
-            .map(|i| self.contributions.get(&i).expect("contribution").0.contribution.weight)
+            .map(|i| {
+                self.contributions
+                    .get(&i)
+                    .expect("contribution")
+                    .0
+                    .contribution
+                    .weight
+            })
             .sum();
-        ensure(round_weight == m.total_weight, "total_weight is the sum of this round's weights")?;
+        ensure(
+            round_weight == m.total_weight,
+            "total_weight is the sum of this round's weights",
+        )?;
         ensure(
             m.next_contribution - m.first_contribution_of_round == m.committed as u64,
             "this round's contributions are the committed submissions",
         )?;
         if m.committed == 0 && m.param_count > 0 && self.accumulator.size() > 0 {
             let acc = read_i64s(&self.accumulator, 0, m.param_count as usize);
-            ensure(acc.iter().all(|&a| a == 0), "accumulator is zero when nothing is committed")?;
+            ensure(
+                acc.iter().all(|&a| a == 0),
+                "accumulator is zero when nothing is committed",
+            )?;
         }
         if matches!(m.job_state(), JobState::Running | JobState::Paused) {
-            ensure(m.history_size == m.round, "one history entry per closed round")?;
-            let v = m.model_version.expect("running job has a model").into_array();
-            ensure(self.versions.get(&v).is_some(), "current version is indexed")?;
+            ensure(
+                m.history_size == m.round,
+                "one history entry per closed round",
+            )?;
+            let v = m
+                .model_version
+                .expect("running job has a model")
+                .into_array();
+            ensure(
+                self.versions.get(&v).is_some(),
+                "current version is indexed",
+            )?;
         }
         Ok(())
     }

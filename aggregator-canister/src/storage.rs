@@ -98,7 +98,8 @@ pub fn read_i64s(mem: &Mem, first: u64, count: usize) -> Vec<i64> {
 
 pub fn write_i64s(mem: &Mem, first: u64, values: &[i64]) {
     // SAFETY: as in `read_i64s`.
-    let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, values.len() * 8) };
+    let bytes =
+        unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, values.len() * 8) };
     write_bytes(mem, first * 8, bytes);
 }
 
@@ -112,7 +113,8 @@ pub fn read_f32s(mem: &Mem, first: u64, count: usize) -> Vec<f32> {
 
 pub fn write_f32s(mem: &Mem, first: u64, values: &[f32]) {
     // SAFETY: as in `read_f32s`.
-    let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, values.len() * 4) };
+    let bytes =
+        unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, values.len() * 4) };
     write_bytes(mem, first * 4, bytes);
 }
 
@@ -123,7 +125,9 @@ pub struct Memories {
 
 impl Memories {
     pub fn init(memory: DefaultMemoryImpl) -> Self {
-        Self { manager: MemoryManager::init(memory) }
+        Self {
+            manager: MemoryManager::init(memory),
+        }
     }
     pub fn get(&self, id: MemoryId) -> Mem {
         self.manager.get(id)

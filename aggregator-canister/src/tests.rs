@@ -25,8 +25,16 @@ fn spec() -> ModelSpec {
         architecture: "linear".into(),
         config_json: "{}".into(),
         tensors: vec![
-            TensorSpec { name: "w".into(), shape: vec![29, 10], offset: 0 },
-            TensorSpec { name: "b".into(), shape: vec![10], offset: 290 },
+            TensorSpec {
+                name: "w".into(),
+                shape: vec![29, 10],
+                offset: 0,
+            },
+            TensorSpec {
+                name: "b".into(),
+                shape: vec![10],
+                offset: 290,
+            },
         ],
     }
 }
@@ -34,7 +42,13 @@ fn spec() -> ModelSpec {
 fn config() -> JobConfig {
     JobConfig {
         model_spec: spec(),
-        client: ClientHyperparameters { learning_rate: 0.01, batch_size: 32, local_epochs: 1, optimizer: Optimizer::Adam, seed: 7 },
+        client: ClientHyperparameters {
+            learning_rate: 0.01,
+            batch_size: 32,
+            local_epochs: 1,
+            optimizer: Optimizer::Adam,
+            seed: 7,
+        },
         min_clients: 2,
         max_clients: 3,
         round_duration_ns: DURATION,
@@ -48,15 +62,21 @@ fn config() -> JobConfig {
 }
 
 fn initial_weights() -> Vec<f32> {
-    (0..PARAMS).map(|i| ((i as f32) * 0.37).sin() * 0.1).collect()
+    (0..PARAMS)
+        .map(|i| ((i as f32) * 0.37).sin() * 0.1)
+        .collect()
 }
 
 /// Deterministic pseudo-random delta, clipped to the job's bound.
 fn delta(seed: u64) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut d: Vec<f32> = (0..PARAMS)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
         })
         .collect();
@@ -92,7 +112,12 @@ impl Harness {
     }
 
     fn ctx(&self, caller: Principal) -> CallContext {
-        CallContext { caller, now: self.now, canister_id: self.canister, is_controller: caller == self.controller }
+        CallContext {
+            caller,
+            now: self.now,
+            canister_id: self.canister,
+            is_controller: caller == self.controller,
+        }
     }
 
     fn admin(&self) -> CallContext {
@@ -120,7 +145,8 @@ impl Harness {
         let bytes = flic_protocol::model::weights_to_le_bytes(&initial_weights());
         let n = chunk_count(bytes.len() as u64, CHUNK) as u32;
         for i in (0..n).rev() {
-            let chunk = &bytes[(i * CHUNK) as usize..((i + 1) * CHUNK).min(bytes.len() as u32) as usize];
+            let chunk =
+                &bytes[(i * CHUNK) as usize..((i + 1) * CHUNK).min(bytes.len() as u32) as usize];
             h.state.upload_model_chunk(&h.admin(), i, chunk).unwrap();
         }
         h.state.start_job(&h.admin()).unwrap();
@@ -131,12 +157,25 @@ impl Harness {
     fn client(&mut self, seed: u8, samples: u64) -> Client {
         let key = signing_key_from_seed([seed; 32]);
         let principal = principal_of_ed25519(&key.verifying_key().to_bytes());
-        let dataset = self.state.register_dataset(&self.ctx(principal), dataset_args(samples)).unwrap();
+        let dataset = self
+            .state
+            .register_dataset(&self.ctx(principal), dataset_args(samples))
+            .unwrap();
         self.check();
-        Client { key, principal, dataset }
+        Client {
+            key,
+            principal,
+            dataset,
+        }
     }
 
-    fn header(&self, c: &Client, encoding: DeltaEncoding, bytes: &[u8], samples: u64) -> SubmissionHeader {
+    fn header(
+        &self,
+        c: &Client,
+        encoding: DeltaEncoding,
+        bytes: &[u8],
+        samples: u64,
+    ) -> SubmissionHeader {
         let info = self.state.round_info();
         SubmissionHeader {
             canister_id: self.canister,
@@ -157,14 +196,26 @@ impl Harness {
             signature: ByteBuf::from(header.sign(&c.key).to_vec()),
             header,
             public_key: ByteBuf::from(c.key.verifying_key().to_bytes().to_vec()),
-            chunk_hashes: chunk_hashes(bytes, CHUNK).into_iter().map(Hash::new).collect(),
+            chunk_hashes: chunk_hashes(bytes, CHUNK)
+                .into_iter()
+                .map(Hash::new)
+                .collect(),
         }
     }
 
-    fn begin(&mut self, c: &Client, bytes: &[u8], encoding: DeltaEncoding, samples: u64) -> SubmissionStatus {
+    fn begin(
+        &mut self,
+        c: &Client,
+        bytes: &[u8],
+        encoding: DeltaEncoding,
+        samples: u64,
+    ) -> SubmissionStatus {
         let header = self.header(c, encoding, bytes, samples);
         let args = self.args(c, header, bytes);
-        let s = self.state.begin_submission(&self.ctx(c.principal), args).unwrap();
+        let s = self
+            .state
+            .begin_submission(&self.ctx(c.principal), args)
+            .unwrap();
         self.check();
         s
     }
@@ -173,17 +224,30 @@ impl Harness {
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK as usize).collect();
         // Reverse order: order must not matter.
         for (i, chunk) in chunks.iter().enumerate().rev() {
-            let args = PutChunkArgs { submission_id: id, index: i as u32, bytes: ByteBuf::from(chunk.to_vec()) };
+            let args = PutChunkArgs {
+                submission_id: id,
+                index: i as u32,
+                bytes: ByteBuf::from(chunk.to_vec()),
+            };
             self.state.put_chunk(&self.ctx(c.principal), args).unwrap();
             self.check();
         }
     }
 
-    fn submit(&mut self, c: &Client, d: &[f32], encoding: DeltaEncoding, samples: u64) -> CommitReceipt {
+    fn submit(
+        &mut self,
+        c: &Client,
+        d: &[f32],
+        encoding: DeltaEncoding,
+        samples: u64,
+    ) -> CommitReceipt {
         let bytes = encode(encoding, d).unwrap();
         let s = self.begin(c, &bytes, encoding, samples);
         self.put_all(c, s.submission_id, &bytes);
-        let r = self.state.commit_submission(&self.ctx(c.principal), s.submission_id).unwrap();
+        let r = self
+            .state
+            .commit_submission(&self.ctx(c.principal), s.submission_id)
+            .unwrap();
         self.check();
         r
     }
@@ -216,8 +280,17 @@ macro_rules! rejects {
     ($h:expr, $op:expr, $pat:pat) => {{
         let before = $h.snapshot();
         let result = $op;
-        assert!(matches!(result, Err($pat)), "expected {}, got {:?}", stringify!($pat), result);
-        assert!(before == $h.snapshot(), "a rejected call changed the state: {:?}", result);
+        assert!(
+            matches!(result, Err($pat)),
+            "expected {}, got {:?}",
+            stringify!($pat),
+            result
+        );
+        assert!(
+            before == $h.snapshot(),
+            "a rejected call changed the state: {:?}",
+            result
+        );
         $h.check();
         let message = result.unwrap_err().to_string();
         assert!(message.len() > 10, "message too terse: {message}");
@@ -228,10 +301,17 @@ macro_rules! rejects {
 fn full_round_closes_at_max_clients_with_verifiable_version() {
     let mut h = Harness::running();
     let v0 = h.state.round_info().model_version.unwrap();
-    assert_eq!(v0.into_array(), model_version(&spec().spec_id(), &initial_weights()));
+    assert_eq!(
+        v0.into_array(),
+        model_version(&spec().spec_id(), &initial_weights())
+    );
     assert_eq!(h.weights(), initial_weights());
     let clients: Vec<Client> = (1..=3).map(|i| h.client(i, 1000)).collect();
-    let plan = [(DeltaEncoding::F32, 300u64), (DeltaEncoding::Int8Blocks, 800), (DeltaEncoding::F32, 1000)];
+    let plan = [
+        (DeltaEncoding::F32, 300u64),
+        (DeltaEncoding::Int8Blocks, 800),
+        (DeltaEncoding::F32, 1000),
+    ];
     let mut receipts = Vec::new();
     for (i, (c, (enc, samples))) in clients.iter().zip(plan).enumerate() {
         let r = h.submit(c, &delta(i as u64), enc, samples);
@@ -246,59 +326,145 @@ fn full_round_closes_at_max_clients_with_verifiable_version() {
 
     // A verifier recomputes w_1 and H_1 bit for bit from public data.
     let cfg = config();
-    let mut acc = Accumulator::new(PARAMS as usize, cfg.limits(), cfg.limits().safe_frac_bits().unwrap()).unwrap();
+    let mut acc = Accumulator::new(
+        PARAMS as usize,
+        cfg.limits(),
+        cfg.limits().safe_frac_bits().unwrap(),
+    )
+    .unwrap();
     for (i, (enc, samples)) in plan.iter().enumerate() {
         // Retained deltas are downloadable and are exactly what was submitted.
         let n = chunk_count(enc.encoded_len(PARAMS), CHUNK) as u32;
-        let got: Vec<u8> = (0..n).flat_map(|k| h.state.contribution_chunk(i as u64, k).unwrap().into_vec()).collect();
+        let got: Vec<u8> = (0..n)
+            .flat_map(|k| h.state.contribution_chunk(i as u64, k).unwrap().into_vec())
+            .collect();
         assert_eq!(got, encode(*enc, &delta(i as u64)).unwrap());
         acc.add(*enc, &got, *samples).unwrap();
     }
     let expected = acc.apply(&initial_weights(), cfg.server_lr).unwrap();
     let w1 = h.weights();
-    assert_eq!(flic_protocol::model::weights_to_le_bytes(&w1), flic_protocol::model::weights_to_le_bytes(&expected));
+    assert_eq!(
+        flic_protocol::model::weights_to_le_bytes(&w1),
+        flic_protocol::model::weights_to_le_bytes(&expected)
+    );
     let v1 = info.model_version.unwrap();
     assert_eq!(v1.into_array(), model_version(&spec().spec_id(), &expected));
 
     // The round record and the history.
-    let page = h.state.round_history(PageArgs { start: 0, limit: 10 });
+    let page = h.state.round_history(PageArgs {
+        start: 0,
+        limit: 10,
+    });
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.next, None);
     let rec = &page.items[0];
-    assert_eq!((rec.base_version, rec.new_version, rec.total_weight), (v0, v1, 300 + 500 + 500));
-    assert_eq!(rec.contributors, clients.iter().map(|c| c.principal).collect::<Vec<_>>());
-    let leaves: Vec<_> = receipts.iter().map(|r| merkle::leaf_hash(r.header_hash.as_slice())).collect();
+    assert_eq!(
+        (rec.base_version, rec.new_version, rec.total_weight),
+        (v0, v1, 300 + 500 + 500)
+    );
+    assert_eq!(
+        rec.contributors,
+        clients.iter().map(|c| c.principal).collect::<Vec<_>>()
+    );
+    let leaves: Vec<_> = receipts
+        .iter()
+        .map(|r| merkle::leaf_hash(r.header_hash.as_slice()))
+        .collect();
     assert_eq!(rec.contributions_root.into_array(), merkle::root(&leaves));
     let cert = h.state.certified_state();
-    assert_eq!(cert.history_root.into_array(), merkle::root(&[rec.history_leaf()]));
+    assert_eq!(
+        cert.history_root.into_array(),
+        merkle::root(&[rec.history_leaf()])
+    );
     assert_eq!((cert.round, cert.model_version), (1, v1));
 
     // Registry queries and lineage.
-    let by_c = h.state.contributions_by_contributor(clients[1].principal, PageArgs { start: 0, limit: 10 });
+    let by_c = h.state.contributions_by_contributor(
+        clients[1].principal,
+        PageArgs {
+            start: 0,
+            limit: 10,
+        },
+    );
     assert_eq!(by_c.items.len(), 1);
     assert_eq!(by_c.items[0].header_hash, receipts[1].header_hash);
-    let by_d = h.state.contributions_by_dataset(clients[2].dataset, PageArgs { start: 0, limit: 10 });
+    let by_d = h.state.contributions_by_dataset(
+        clients[2].dataset,
+        PageArgs {
+            start: 0,
+            limit: 10,
+        },
+    );
     assert_eq!(by_d.items[0].index, 2);
-    let l0 = h.state.lineage(LineageArgs { model_version: v0, page: PageArgs { start: 0, limit: 10 } }).unwrap();
-    assert_eq!((l0.round, l0.total, l0.contributions.items.len()), (0, 0, 0));
-    let l1 = h.state.lineage(LineageArgs { model_version: v1, page: PageArgs { start: 0, limit: 2 } }).unwrap();
+    let l0 = h
+        .state
+        .lineage(LineageArgs {
+            model_version: v0,
+            page: PageArgs {
+                start: 0,
+                limit: 10,
+            },
+        })
+        .unwrap();
+    assert_eq!(
+        (l0.round, l0.total, l0.contributions.items.len()),
+        (0, 0, 0)
+    );
+    let l1 = h
+        .state
+        .lineage(LineageArgs {
+            model_version: v1,
+            page: PageArgs { start: 0, limit: 2 },
+        })
+        .unwrap();
     assert_eq!((l1.round, l1.total), (1, 3));
     assert_eq!(l1.contributions.items.len(), 2);
     assert_eq!(l1.contributions.next, Some(2));
-    rejects!(h, h.state.lineage(LineageArgs { model_version: Hash::new([1; 32]), page: PageArgs { start: 0, limit: 1 } }), QueryError::UnknownModelVersion { .. });
+    rejects!(
+        h,
+        h.state.lineage(LineageArgs {
+            model_version: Hash::new([1; 32]),
+            page: PageArgs { start: 0, limit: 1 }
+        }),
+        QueryError::UnknownModelVersion { .. }
+    );
 
     // Round 2 builds on round 1: lineage of H_2 is transitive.
     for (i, c) in clients.iter().enumerate() {
         h.submit(c, &delta(10 + i as u64), DeltaEncoding::Int8Blocks, 100);
     }
     let v2 = h.state.round_info().model_version.unwrap();
-    let l2 = h.state.lineage(LineageArgs { model_version: v2, page: PageArgs { start: 0, limit: 100 } }).unwrap();
+    let l2 = h
+        .state
+        .lineage(LineageArgs {
+            model_version: v2,
+            page: PageArgs {
+                start: 0,
+                limit: 100,
+            },
+        })
+        .unwrap();
     assert_eq!(l2.total, 6);
-    assert_eq!(l2.contributions.items.iter().map(|c| c.round).collect::<Vec<_>>(), vec![0, 0, 0, 1, 1, 1]);
+    assert_eq!(
+        l2.contributions
+            .items
+            .iter()
+            .map(|c| c.round)
+            .collect::<Vec<_>>(),
+        vec![0, 0, 0, 1, 1, 1]
+    );
     // Revoking keeps attribution.
-    h.state.revoke_dataset(&h.ctx(clients[0].principal), clients[0].dataset).unwrap();
+    h.state
+        .revoke_dataset(&h.ctx(clients[0].principal), clients[0].dataset)
+        .unwrap();
     h.check();
-    let still = h.state.contributions_by_dataset(clients[0].dataset, PageArgs { start: 0, limit: 10 });
+    let still = h.state.contributions_by_dataset(
+        clients[0].dataset,
+        PageArgs {
+            start: 0,
+            limit: 10,
+        },
+    );
     assert_eq!(still.items.len(), 2);
 }
 
@@ -308,7 +474,11 @@ fn commit_order_does_not_change_the_model() {
         let mut h = Harness::running();
         let clients: Vec<Client> = (1..=3).map(|i| h.client(i, 1000)).collect();
         for &i in &order {
-            let enc = if i == 1 { DeltaEncoding::Int8Blocks } else { DeltaEncoding::F32 };
+            let enc = if i == 1 {
+                DeltaEncoding::Int8Blocks
+            } else {
+                DeltaEncoding::F32
+            };
             h.submit(&clients[i], &delta(i as u64), enc, 100 * (i as u64 + 1));
         }
         h.state.round_info().model_version.unwrap()
@@ -349,13 +519,33 @@ fn deadline_closes_with_quorum_and_extends_without_it() {
     let rec = &h.state.round_history(PageArgs { start: 0, limit: 1 }).items[0];
     assert_eq!((rec.contribution_count, rec.extensions), (2, 1));
     // The stale upload was discarded: its chunks are refused.
-    let args = PutChunkArgs { submission_id: stale.submission_id, index: 0, bytes: ByteBuf::from(stale_bytes[..256].to_vec()) };
-    rejects!(h, h.state.put_chunk(&h.ctx(c.principal), args), SubmitError::UnknownSubmission { .. });
-    rejects!(h, h.state.commit_submission(&h.ctx(c.principal), stale.submission_id), SubmitError::UnknownSubmission { .. });
+    let args = PutChunkArgs {
+        submission_id: stale.submission_id,
+        index: 0,
+        bytes: ByteBuf::from(stale_bytes[..256].to_vec()),
+    };
+    rejects!(
+        h,
+        h.state.put_chunk(&h.ctx(c.principal), args),
+        SubmitError::UnknownSubmission { .. }
+    );
+    rejects!(
+        h,
+        h.state
+            .commit_submission(&h.ctx(c.principal), stale.submission_id),
+        SubmitError::UnknownSubmission { .. }
+    );
     // ...and its old header is now stale.
-    let header = SubmissionHeader { round: 0, ..h.header(&c, DeltaEncoding::F32, &stale_bytes, 10) };
+    let header = SubmissionHeader {
+        round: 0,
+        ..h.header(&c, DeltaEncoding::F32, &stale_bytes, 10)
+    };
     let args = h.args(&c, header, &stale_bytes);
-    rejects!(h, h.state.begin_submission(&h.ctx(c.principal), args), SubmitError::StaleRound { current: 1, got: 0 });
+    rejects!(
+        h,
+        h.state.begin_submission(&h.ctx(c.principal), args),
+        SubmitError::StaleRound { current: 1, got: 0 }
+    );
 }
 
 #[test]
@@ -374,8 +564,17 @@ fn upgrade_mid_round_loses_nothing_and_uploads_resume() {
     h.submit(&a, &delta(1), DeltaEncoding::F32, 50);
     let bytes = encode(DeltaEncoding::Int8Blocks, &delta(2)).unwrap();
     let s = h.begin(&b, &bytes, DeltaEncoding::Int8Blocks, 70);
-    let first = PutChunkArgs { submission_id: s.submission_id, index: 1, bytes: ByteBuf::from(bytes[256..].to_vec()) };
-    assert_eq!(h.state.put_chunk(&h.ctx(b.principal), first.clone()).unwrap(), 1);
+    let first = PutChunkArgs {
+        submission_id: s.submission_id,
+        index: 1,
+        bytes: ByteBuf::from(bytes[256..].to_vec()),
+    };
+    assert_eq!(
+        h.state
+            .put_chunk(&h.ctx(b.principal), first.clone())
+            .unwrap(),
+        1
+    );
     let info_before = h.state.round_info();
     let cert_before = h.state.certified_state();
     h.upgrade();
@@ -385,14 +584,26 @@ fn upgrade_mid_round_loses_nothing_and_uploads_resume() {
     // The crashed client resumes: begin again with the same header returns the same upload.
     let again = h.begin(&b, &bytes, DeltaEncoding::Int8Blocks, 70);
     assert_eq!(again.submission_id, s.submission_id);
-    assert_eq!(h.state.submission_status(s.submission_id).unwrap().stored_chunks, vec![1]);
+    assert_eq!(
+        h.state
+            .submission_status(s.submission_id)
+            .unwrap()
+            .stored_chunks,
+        vec![1]
+    );
     // Re-sending a stored chunk is a no-op.
     let before = h.snapshot();
     assert_eq!(h.state.put_chunk(&h.ctx(b.principal), first).unwrap(), 1);
     assert!(before == h.snapshot());
-    let rest = PutChunkArgs { submission_id: s.submission_id, index: 0, bytes: ByteBuf::from(bytes[..256].to_vec()) };
+    let rest = PutChunkArgs {
+        submission_id: s.submission_id,
+        index: 0,
+        bytes: ByteBuf::from(bytes[..256].to_vec()),
+    };
     assert_eq!(h.state.put_chunk(&h.ctx(b.principal), rest).unwrap(), 0);
-    h.state.commit_submission(&h.ctx(b.principal), s.submission_id).unwrap();
+    h.state
+        .commit_submission(&h.ctx(b.principal), s.submission_id)
+        .unwrap();
     h.upgrade();
     h.now = h.state.timer_deadline();
     h.state.on_timer(h.now);
@@ -405,29 +616,96 @@ fn admin_methods_are_controller_only_and_validated() {
     let mut h = Harness::new();
     let stranger = Principal::from_slice(&[5; 29]);
     let s = h.ctx(stranger);
-    rejects!(h, h.state.configure_job(&s, config()), AdminError::NotController { .. });
+    rejects!(
+        h,
+        h.state.configure_job(&s, config()),
+        AdminError::NotController { .. }
+    );
     rejects!(h, h.state.start_job(&h.admin()), AdminError::NotConfigured);
-    rejects!(h, h.state.upload_model_chunk(&h.admin(), 0, &[0; 256]), AdminError::NotConfigured);
-    let bad = JobConfig { min_clients: 4, ..config() };
-    rejects!(h, h.state.configure_job(&h.admin(), bad), AdminError::InvalidConfig { .. });
-    let bad = JobConfig { clip_norm: f32::INFINITY, ..config() };
-    rejects!(h, h.state.configure_job(&h.admin(), bad), AdminError::InvalidConfig { .. });
-    let bad = JobConfig { chunk_size: Some(2 << 20), ..config() };
-    rejects!(h, h.state.configure_job(&h.admin(), bad), AdminError::InvalidConfig { .. });
-    let bad = JobConfig { allowed_encodings: vec![], ..config() };
-    rejects!(h, h.state.configure_job(&h.admin(), bad), AdminError::InvalidConfig { .. });
-    let bad = JobConfig { max_clients: 10_000, max_weight: u64::MAX / 2, ..config() };
-    rejects!(h, h.state.configure_job(&h.admin(), bad), AdminError::InvalidConfig { .. });
+    rejects!(
+        h,
+        h.state.upload_model_chunk(&h.admin(), 0, &[0; 256]),
+        AdminError::NotConfigured
+    );
+    let bad = JobConfig {
+        min_clients: 4,
+        ..config()
+    };
+    rejects!(
+        h,
+        h.state.configure_job(&h.admin(), bad),
+        AdminError::InvalidConfig { .. }
+    );
+    let bad = JobConfig {
+        clip_norm: f32::INFINITY,
+        ..config()
+    };
+    rejects!(
+        h,
+        h.state.configure_job(&h.admin(), bad),
+        AdminError::InvalidConfig { .. }
+    );
+    let bad = JobConfig {
+        chunk_size: Some(2 << 20),
+        ..config()
+    };
+    rejects!(
+        h,
+        h.state.configure_job(&h.admin(), bad),
+        AdminError::InvalidConfig { .. }
+    );
+    let bad = JobConfig {
+        allowed_encodings: vec![],
+        ..config()
+    };
+    rejects!(
+        h,
+        h.state.configure_job(&h.admin(), bad),
+        AdminError::InvalidConfig { .. }
+    );
+    let bad = JobConfig {
+        max_clients: 10_000,
+        max_weight: u64::MAX / 2,
+        ..config()
+    };
+    rejects!(
+        h,
+        h.state.configure_job(&h.admin(), bad),
+        AdminError::InvalidConfig { .. }
+    );
     let mut bad = config();
     bad.model_spec.tensors[1].offset = 7;
-    rejects!(h, h.state.configure_job(&h.admin(), bad), AdminError::InvalidConfig { .. });
+    rejects!(
+        h,
+        h.state.configure_job(&h.admin(), bad),
+        AdminError::InvalidConfig { .. }
+    );
 
     assert_eq!(h.state.configure_job(&h.admin(), config()).unwrap(), 1);
     h.check();
-    rejects!(h, h.state.upload_model_chunk(&s, 0, &[0; 256]), AdminError::NotController { .. });
-    rejects!(h, h.state.upload_model_chunk(&h.admin(), 5, &[0; 176]), AdminError::ModelChunkOutOfRange { .. });
-    rejects!(h, h.state.upload_model_chunk(&h.admin(), 4, &[0; 256]), AdminError::ModelChunkLength { expected: 176, .. });
-    rejects!(h, h.state.start_job(&h.admin()), AdminError::ModelIncomplete { missing: 5, first_missing: 0 });
+    rejects!(
+        h,
+        h.state.upload_model_chunk(&s, 0, &[0; 256]),
+        AdminError::NotController { .. }
+    );
+    rejects!(
+        h,
+        h.state.upload_model_chunk(&h.admin(), 5, &[0; 176]),
+        AdminError::ModelChunkOutOfRange { .. }
+    );
+    rejects!(
+        h,
+        h.state.upload_model_chunk(&h.admin(), 4, &[0; 256]),
+        AdminError::ModelChunkLength { expected: 176, .. }
+    );
+    rejects!(
+        h,
+        h.state.start_job(&h.admin()),
+        AdminError::ModelIncomplete {
+            missing: 5,
+            first_missing: 0
+        }
+    );
     let mut w = initial_weights();
     w[299] = f32::NAN;
     let bytes = flic_protocol::model::weights_to_le_bytes(&w);
@@ -436,15 +714,36 @@ fn admin_methods_are_controller_only_and_validated() {
     }
     assert_eq!(h.state.round_info().state, JobState::Ready);
     rejects!(h, h.state.start_job(&s), AdminError::NotController { .. });
-    rejects!(h, h.state.start_job(&h.admin()), AdminError::NonFiniteWeight { index: 299 });
+    rejects!(
+        h,
+        h.state.start_job(&h.admin()),
+        AdminError::NonFiniteWeight { index: 299 }
+    );
     let good = flic_protocol::model::weights_to_le_bytes(&initial_weights());
-    h.state.upload_model_chunk(&h.admin(), 4, &good[1024..]).unwrap();
+    h.state
+        .upload_model_chunk(&h.admin(), 4, &good[1024..])
+        .unwrap();
     h.state.start_job(&h.admin()).unwrap();
     h.check();
-    rejects!(h, h.state.configure_job(&h.admin(), config()), AdminError::WrongState { state: JobState::Running, .. });
-    rejects!(h, h.state.upload_model_chunk(&h.admin(), 0, &good[..256]), AdminError::WrongState { .. });
+    rejects!(
+        h,
+        h.state.configure_job(&h.admin(), config()),
+        AdminError::WrongState {
+            state: JobState::Running,
+            ..
+        }
+    );
+    rejects!(
+        h,
+        h.state.upload_model_chunk(&h.admin(), 0, &good[..256]),
+        AdminError::WrongState { .. }
+    );
     rejects!(h, h.state.pause_job(&s), AdminError::NotController { .. });
-    rejects!(h, h.state.resume_job(&h.admin()), AdminError::WrongState { .. });
+    rejects!(
+        h,
+        h.state.resume_job(&h.admin()),
+        AdminError::WrongState { .. }
+    );
 
     // Pause stops submissions and the deadline; resume gives the round its remaining time.
     let c = h.client(1, 100);
@@ -455,7 +754,13 @@ fn admin_methods_are_controller_only_and_validated() {
     assert_eq!(h.state.timer_deadline(), 0);
     let bytes = encode(DeltaEncoding::F32, &delta(1)).unwrap();
     let args = h.args(&c, h.header(&c, DeltaEncoding::F32, &bytes, 10), &bytes);
-    rejects!(h, h.state.begin_submission(&h.ctx(c.principal), args.clone()), SubmitError::JobNotRunning { state: JobState::Paused });
+    rejects!(
+        h,
+        h.state.begin_submission(&h.ctx(c.principal), args.clone()),
+        SubmitError::JobNotRunning {
+            state: JobState::Paused
+        }
+    );
     h.state.on_timer(deadline + 1);
     assert_eq!(h.state.round_info().state, JobState::Paused);
     h.now += 1000;
@@ -481,62 +786,213 @@ fn begin_submission_rejections_change_nothing() {
 
     let mut bad_sig = h.args(&c, good_header.clone(), &bytes);
     bad_sig.signature[3] ^= 1;
-    rejects!(h, h.state.begin_submission(&ctx, bad_sig), SubmitError::Signature(SignatureError::BadSignature));
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, bad_sig),
+        SubmitError::Signature(SignatureError::BadSignature)
+    );
     let mut short_key = h.args(&c, good_header.clone(), &bytes);
     short_key.public_key.pop();
-    rejects!(h, h.state.begin_submission(&ctx, short_key), SubmitError::Signature(SignatureError::PublicKeyLength { len: 31 }));
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, short_key),
+        SubmitError::Signature(SignatureError::PublicKeyLength { len: 31 })
+    );
     // Signed by c, sent by another principal.
     let args = h.args(&c, good_header.clone(), &bytes);
-    rejects!(h, h.state.begin_submission(&h.ctx(other.principal), args), SubmitError::CallerMismatch { .. });
+    rejects!(
+        h,
+        h.state.begin_submission(&h.ctx(other.principal), args),
+        SubmitError::CallerMismatch { .. }
+    );
     let args = h.args(&c, good_header.clone(), &bytes);
-    rejects!(h, h.state.begin_submission(&h.ctx(Principal::anonymous()), args), SubmitError::AnonymousCaller);
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.canister_id = Principal::from_slice(&[1]))), SubmitError::WrongCanister { .. });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.job_id = 2)), SubmitError::WrongJob { expected: 1, got: 2 });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.round = 1)), SubmitError::FutureRound { current: 0, got: 1 });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.base_model_version = Hash::new([0; 32]))), SubmitError::WrongBaseVersion { .. });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.dataset_id = 99)), SubmitError::UnknownDataset { dataset_id: 99 });
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&h.ctx(Principal::anonymous()), args),
+        SubmitError::AnonymousCaller
+    );
+    rejects!(
+        h,
+        h.state.begin_submission(
+            &ctx,
+            with(&h, &|x| x.canister_id = Principal::from_slice(&[1]))
+        ),
+        SubmitError::WrongCanister { .. }
+    );
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, with(&h, &|x| x.job_id = 2)),
+        SubmitError::WrongJob {
+            expected: 1,
+            got: 2
+        }
+    );
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, with(&h, &|x| x.round = 1)),
+        SubmitError::FutureRound { current: 0, got: 1 }
+    );
+    rejects!(
+        h,
+        h.state.begin_submission(
+            &ctx,
+            with(&h, &|x| x.base_model_version = Hash::new([0; 32]))
+        ),
+        SubmitError::WrongBaseVersion { .. }
+    );
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.dataset_id = 99)),
+        SubmitError::UnknownDataset { dataset_id: 99 }
+    );
     let theirs = other.dataset;
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.dataset_id = theirs)), SubmitError::DatasetNotOwned { .. });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.sample_count = 1001)), SubmitError::SampleCountExceedsDataset { claimed: 1001, registered: 1000 });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.sample_count = 0)), SubmitError::ZeroSampleCount);
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.param_count = 301)), SubmitError::WrongParamCount { expected: 300, got: 301 });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.chunk_count = 4)), SubmitError::WrongChunkCount { expected: 5, got: 4, .. });
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.chunk_root = Hash::new([1; 32]))), SubmitError::ChunkRootMismatch { .. });
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.dataset_id = theirs)),
+        SubmitError::DatasetNotOwned { .. }
+    );
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.sample_count = 1001)),
+        SubmitError::SampleCountExceedsDataset {
+            claimed: 1001,
+            registered: 1000
+        }
+    );
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.sample_count = 0)),
+        SubmitError::ZeroSampleCount
+    );
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.param_count = 301)),
+        SubmitError::WrongParamCount {
+            expected: 300,
+            got: 301
+        }
+    );
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.chunk_count = 4)),
+        SubmitError::WrongChunkCount {
+            expected: 5,
+            got: 4,
+            ..
+        }
+    );
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.chunk_root = Hash::new([1; 32]))),
+        SubmitError::ChunkRootMismatch { .. }
+    );
     let mut missing_hash = h.args(&c, good_header.clone(), &bytes);
     missing_hash.chunk_hashes.pop();
-    rejects!(h, h.state.begin_submission(&ctx, missing_hash), SubmitError::WrongChunkHashCount { expected: 5, got: 4 });
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, missing_hash),
+        SubmitError::WrongChunkHashCount {
+            expected: 5,
+            got: 4
+        }
+    );
     let mut swapped = h.args(&c, good_header.clone(), &bytes);
     swapped.chunk_hashes.swap(0, 1);
-    rejects!(h, h.state.begin_submission(&ctx, swapped), SubmitError::ChunkRootMismatch { .. });
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, swapped),
+        SubmitError::ChunkRootMismatch { .. }
+    );
 
     // Encoding not allowed by a job that only takes int8.
     let mut h2 = Harness::new();
-    h2.state.configure_job(&h2.admin(), JobConfig { allowed_encodings: vec![DeltaEncoding::Int8Blocks], ..config() }).unwrap();
+    h2.state
+        .configure_job(
+            &h2.admin(),
+            JobConfig {
+                allowed_encodings: vec![DeltaEncoding::Int8Blocks],
+                ..config()
+            },
+        )
+        .unwrap();
     let w = flic_protocol::model::weights_to_le_bytes(&initial_weights());
     for (i, ch) in w.chunks(256).enumerate() {
-        h2.state.upload_model_chunk(&h2.admin(), i as u32, ch).unwrap();
+        h2.state
+            .upload_model_chunk(&h2.admin(), i as u32, ch)
+            .unwrap();
     }
     h2.state.start_job(&h2.admin()).unwrap();
     let c2 = h2.client(1, 1000);
     let args = h2.args(&c2, h2.header(&c2, DeltaEncoding::F32, &bytes, 10), &bytes);
-    rejects!(h2, h2.state.begin_submission(&h2.ctx(c2.principal), args), SubmitError::EncodingNotAllowed { encoding: DeltaEncoding::F32 });
+    rejects!(
+        h2,
+        h2.state.begin_submission(&h2.ctx(c2.principal), args),
+        SubmitError::EncodingNotAllowed {
+            encoding: DeltaEncoding::F32
+        }
+    );
 
     // Revoked dataset.
     let revoked = h.client(3, 1000);
-    h.state.revoke_dataset(&h.ctx(revoked.principal), revoked.dataset).unwrap();
-    let args = h.args(&revoked, h.header(&revoked, DeltaEncoding::F32, &bytes, 10), &bytes);
-    rejects!(h, h.state.begin_submission(&h.ctx(revoked.principal), args), SubmitError::DatasetRevoked { .. });
+    h.state
+        .revoke_dataset(&h.ctx(revoked.principal), revoked.dataset)
+        .unwrap();
+    let args = h.args(
+        &revoked,
+        h.header(&revoked, DeltaEncoding::F32, &bytes, 10),
+        &bytes,
+    );
+    rejects!(
+        h,
+        h.state.begin_submission(&h.ctx(revoked.principal), args),
+        SubmitError::DatasetRevoked { .. }
+    );
 
     // Duplicates: a different header while one is pending, and anything after a commit.
     let s = h.begin(&c, &bytes, DeltaEncoding::F32, 100);
-    rejects!(h, h.state.begin_submission(&ctx, with(&h, &|x| x.sample_count = 99)), SubmitError::DuplicateSubmission { committed: false, .. });
+    rejects!(
+        h,
+        h.state
+            .begin_submission(&ctx, with(&h, &|x| x.sample_count = 99)),
+        SubmitError::DuplicateSubmission {
+            committed: false,
+            ..
+        }
+    );
     h.put_all(&c, s.submission_id, &bytes);
     h.state.commit_submission(&ctx, s.submission_id).unwrap();
     let args = h.args(&c, good_header.clone(), &bytes);
-    rejects!(h, h.state.begin_submission(&ctx, args), SubmitError::DuplicateSubmission { committed: true, .. });
-    rejects!(h, h.state.commit_submission(&ctx, s.submission_id), SubmitError::AlreadyCommitted { .. });
-    let again = PutChunkArgs { submission_id: s.submission_id, index: 0, bytes: ByteBuf::from(bytes[..256].to_vec()) };
-    rejects!(h, h.state.put_chunk(&ctx, again), SubmitError::AlreadyCommitted { .. });
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, args),
+        SubmitError::DuplicateSubmission {
+            committed: true,
+            ..
+        }
+    );
+    rejects!(
+        h,
+        h.state.commit_submission(&ctx, s.submission_id),
+        SubmitError::AlreadyCommitted { .. }
+    );
+    let again = PutChunkArgs {
+        submission_id: s.submission_id,
+        index: 0,
+        bytes: ByteBuf::from(bytes[..256].to_vec()),
+    };
+    rejects!(
+        h,
+        h.state.put_chunk(&ctx, again),
+        SubmitError::AlreadyCommitted { .. }
+    );
 }
 
 #[test]
@@ -548,24 +1004,115 @@ fn chunk_and_commit_rejections_change_nothing() {
     let s = h.begin(&c, &bytes, DeltaEncoding::F32, 100);
     let id = s.submission_id;
     let ctx = h.ctx(c.principal);
-    let chunk = |i: u32, b: Vec<u8>| PutChunkArgs { submission_id: id, index: i, bytes: ByteBuf::from(b) };
-    rejects!(h, h.state.put_chunk(&ctx, PutChunkArgs { submission_id: 77, ..chunk(0, bytes[..256].to_vec()) }), SubmitError::UnknownSubmission { submission_id: 77 });
-    rejects!(h, h.state.put_chunk(&h.ctx(other.principal), chunk(0, bytes[..256].to_vec())), SubmitError::NotSubmissionOwner { .. });
-    rejects!(h, h.state.put_chunk(&ctx, chunk(5, bytes[..176].to_vec())), SubmitError::ChunkIndexOutOfRange { index: 5, chunk_count: 5 });
-    rejects!(h, h.state.put_chunk(&ctx, chunk(0, bytes[..255].to_vec())), SubmitError::ChunkLengthMismatch { expected: 256, got: 255, .. });
-    rejects!(h, h.state.put_chunk(&ctx, chunk(4, vec![0; 300])), SubmitError::ChunkLengthMismatch { expected: 176, .. });
-    rejects!(h, h.state.put_chunk(&ctx, chunk(1, bytes[..256].to_vec())), SubmitError::ChunkHashMismatch { index: 1, .. });
-    h.state.put_chunk(&ctx, chunk(0, bytes[..256].to_vec())).unwrap();
-    rejects!(h, h.state.commit_submission(&ctx, id), SubmitError::MissingChunks { missing: 4, first_missing: 1 });
-    rejects!(h, h.state.commit_submission(&h.ctx(other.principal), id), SubmitError::NotSubmissionOwner { .. });
+    let chunk = |i: u32, b: Vec<u8>| PutChunkArgs {
+        submission_id: id,
+        index: i,
+        bytes: ByteBuf::from(b),
+    };
+    rejects!(
+        h,
+        h.state.put_chunk(
+            &ctx,
+            PutChunkArgs {
+                submission_id: 77,
+                ..chunk(0, bytes[..256].to_vec())
+            }
+        ),
+        SubmitError::UnknownSubmission { submission_id: 77 }
+    );
+    rejects!(
+        h,
+        h.state
+            .put_chunk(&h.ctx(other.principal), chunk(0, bytes[..256].to_vec())),
+        SubmitError::NotSubmissionOwner { .. }
+    );
+    rejects!(
+        h,
+        h.state.put_chunk(&ctx, chunk(5, bytes[..176].to_vec())),
+        SubmitError::ChunkIndexOutOfRange {
+            index: 5,
+            chunk_count: 5
+        }
+    );
+    rejects!(
+        h,
+        h.state.put_chunk(&ctx, chunk(0, bytes[..255].to_vec())),
+        SubmitError::ChunkLengthMismatch {
+            expected: 256,
+            got: 255,
+            ..
+        }
+    );
+    rejects!(
+        h,
+        h.state.put_chunk(&ctx, chunk(4, vec![0; 300])),
+        SubmitError::ChunkLengthMismatch { expected: 176, .. }
+    );
+    rejects!(
+        h,
+        h.state.put_chunk(&ctx, chunk(1, bytes[..256].to_vec())),
+        SubmitError::ChunkHashMismatch { index: 1, .. }
+    );
+    h.state
+        .put_chunk(&ctx, chunk(0, bytes[..256].to_vec()))
+        .unwrap();
+    rejects!(
+        h,
+        h.state.commit_submission(&ctx, id),
+        SubmitError::MissingChunks {
+            missing: 4,
+            first_missing: 1
+        }
+    );
+    rejects!(
+        h,
+        h.state.commit_submission(&h.ctx(other.principal), id),
+        SubmitError::NotSubmissionOwner { .. }
+    );
 
     // Deltas that are correctly signed and chunked but invalid are refused at commit.
     let cases: Vec<(DeltaEncoding, Vec<u8>, &str)> = vec![
-        (DeltaEncoding::F32, { let mut b = bytes.clone(); b[8..12].copy_from_slice(&f32::NAN.to_le_bytes()); b }, "nan"),
-        (DeltaEncoding::F32, { let mut b = bytes.clone(); b[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes()); b }, "inf"),
-        (DeltaEncoding::F32, encode(DeltaEncoding::F32, &vec![0.2f32; PARAMS as usize]).unwrap(), "norm"),
-        (DeltaEncoding::Int8Blocks, { let mut b = encode(DeltaEncoding::Int8Blocks, &delta(4)).unwrap(); b[10] = 0x80; b }, "q"),
-        (DeltaEncoding::Int8Blocks, { let mut b = encode(DeltaEncoding::Int8Blocks, &delta(4)).unwrap(); b[0..4].copy_from_slice(&1.0f32.to_le_bytes()); b }, "scale"),
+        (
+            DeltaEncoding::F32,
+            {
+                let mut b = bytes.clone();
+                b[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+                b
+            },
+            "nan",
+        ),
+        (
+            DeltaEncoding::F32,
+            {
+                let mut b = bytes.clone();
+                b[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+                b
+            },
+            "inf",
+        ),
+        (
+            DeltaEncoding::F32,
+            encode(DeltaEncoding::F32, &vec![0.2f32; PARAMS as usize]).unwrap(),
+            "norm",
+        ),
+        (
+            DeltaEncoding::Int8Blocks,
+            {
+                let mut b = encode(DeltaEncoding::Int8Blocks, &delta(4)).unwrap();
+                b[10] = 0x80;
+                b
+            },
+            "q",
+        ),
+        (
+            DeltaEncoding::Int8Blocks,
+            {
+                let mut b = encode(DeltaEncoding::Int8Blocks, &delta(4)).unwrap();
+                b[0..4].copy_from_slice(&1.0f32.to_le_bytes());
+                b
+            },
+            "scale",
+        ),
     ];
     for (k, (enc, bad, what)) in cases.into_iter().enumerate() {
         let v = h.client(10 + k as u8, 1000);
@@ -575,15 +1122,24 @@ fn chunk_and_commit_rejections_change_nothing() {
         let before = h.snapshot();
         let r = h.state.commit_submission(&vctx, s.submission_id);
         let ok = match (what, &r) {
-            ("nan", Err(SubmitError::InvalidDelta(DeltaError::NonFiniteValue { index: 2 }))) => true,
-            ("inf", Err(SubmitError::InvalidDelta(DeltaError::NonFiniteValue { index: 0 }))) => true,
+            ("nan", Err(SubmitError::InvalidDelta(DeltaError::NonFiniteValue { index: 2 }))) => {
+                true
+            }
+            ("inf", Err(SubmitError::InvalidDelta(DeltaError::NonFiniteValue { index: 0 }))) => {
+                true
+            }
             ("norm", Err(SubmitError::InvalidDelta(DeltaError::NormAboveClip { .. }))) => true,
             ("q", Err(SubmitError::InvalidDelta(DeltaError::QuantOutOfRange { index: 6 }))) => true,
-            ("scale", Err(SubmitError::InvalidDelta(DeltaError::BadScale { block: 0, .. }))) => true,
+            ("scale", Err(SubmitError::InvalidDelta(DeltaError::BadScale { block: 0, .. }))) => {
+                true
+            }
             _ => false,
         };
         assert!(ok, "{what}: {r:?}");
-        assert!(before == h.snapshot(), "{what}: rejected commit changed state");
+        assert!(
+            before == h.snapshot(),
+            "{what}: rejected commit changed state"
+        );
         h.check();
     }
     assert_eq!(h.state.round_info().committed, 0);
@@ -594,30 +1150,95 @@ fn registry_rejections_change_nothing() {
     let mut h = Harness::new();
     let owner = Principal::from_slice(&[7; 29]);
     let ctx = h.ctx(owner);
-    rejects!(h, h.state.register_dataset(&h.ctx(Principal::anonymous()), dataset_args(10)), DatasetError::AnonymousCaller);
-    rejects!(h, h.state.register_dataset(&ctx, RegisterDatasetArgs { name: " ".into(), ..dataset_args(10) }), DatasetError::EmptyName);
-    rejects!(h, h.state.register_dataset(&ctx, RegisterDatasetArgs { name: "x".repeat(129), ..dataset_args(10) }), DatasetError::FieldTooLong { .. });
-    rejects!(h, h.state.register_dataset(&ctx, RegisterDatasetArgs { description: "x".repeat(5000), ..dataset_args(10) }), DatasetError::FieldTooLong { .. });
-    rejects!(h, h.state.register_dataset(&ctx, dataset_args(0)), DatasetError::ZeroSampleCount);
+    rejects!(
+        h,
+        h.state
+            .register_dataset(&h.ctx(Principal::anonymous()), dataset_args(10)),
+        DatasetError::AnonymousCaller
+    );
+    rejects!(
+        h,
+        h.state.register_dataset(
+            &ctx,
+            RegisterDatasetArgs {
+                name: " ".into(),
+                ..dataset_args(10)
+            }
+        ),
+        DatasetError::EmptyName
+    );
+    rejects!(
+        h,
+        h.state.register_dataset(
+            &ctx,
+            RegisterDatasetArgs {
+                name: "x".repeat(129),
+                ..dataset_args(10)
+            }
+        ),
+        DatasetError::FieldTooLong { .. }
+    );
+    rejects!(
+        h,
+        h.state.register_dataset(
+            &ctx,
+            RegisterDatasetArgs {
+                description: "x".repeat(5000),
+                ..dataset_args(10)
+            }
+        ),
+        DatasetError::FieldTooLong { .. }
+    );
+    rejects!(
+        h,
+        h.state.register_dataset(&ctx, dataset_args(0)),
+        DatasetError::ZeroSampleCount
+    );
     let id = h.state.register_dataset(&ctx, dataset_args(10)).unwrap();
     h.check();
-    rejects!(h, h.state.revoke_dataset(&ctx, id + 1), DatasetError::UnknownDataset { .. });
-    rejects!(h, h.state.revoke_dataset(&h.ctx(Principal::from_slice(&[8; 29])), id), DatasetError::NotOwner { .. });
+    rejects!(
+        h,
+        h.state.revoke_dataset(&ctx, id + 1),
+        DatasetError::UnknownDataset { .. }
+    );
+    rejects!(
+        h,
+        h.state
+            .revoke_dataset(&h.ctx(Principal::from_slice(&[8; 29])), id),
+        DatasetError::NotOwner { .. }
+    );
     h.state.revoke_dataset(&ctx, id).unwrap();
-    rejects!(h, h.state.revoke_dataset(&ctx, id), DatasetError::AlreadyRevoked { .. });
+    rejects!(
+        h,
+        h.state.revoke_dataset(&ctx, id),
+        DatasetError::AlreadyRevoked { .. }
+    );
     for _ in 1..MAX_DATASETS_PER_OWNER {
         h.state.register_dataset(&ctx, dataset_args(10)).unwrap();
     }
-    rejects!(h, h.state.register_dataset(&ctx, dataset_args(10)), DatasetError::TooManyDatasets { .. });
+    rejects!(
+        h,
+        h.state.register_dataset(&ctx, dataset_args(10)),
+        DatasetError::TooManyDatasets { .. }
+    );
     let second = h.ctx(Principal::from_slice(&[9; 29]));
     for _ in 0..60 {
         h.state.register_dataset(&second, dataset_args(10)).unwrap();
     }
     h.check();
-    let p1 = h.state.list_datasets(PageArgs { start: 0, limit: 1000 });
+    let p1 = h.state.list_datasets(PageArgs {
+        start: 0,
+        limit: 1000,
+    });
     assert_eq!(p1.items.len(), MAX_PAGE_LEN as usize);
-    let p2 = h.state.list_datasets(PageArgs { start: p1.next.unwrap(), limit: 1000 });
-    assert_eq!(p1.items.len() + p2.items.len(), MAX_DATASETS_PER_OWNER as usize + 60);
+    let p2 = h.state.list_datasets(PageArgs {
+        start: p1.next.unwrap(),
+        limit: 1000,
+    });
+    assert_eq!(
+        p1.items.len() + p2.items.len(),
+        MAX_DATASETS_PER_OWNER as usize + 60
+    );
     assert_eq!(p2.items[0].id, p1.items.last().unwrap().id + 1);
     assert_eq!(p2.next, None);
     assert!(h.state.dataset(id).unwrap().revoked_at_ns.is_some());
@@ -631,7 +1252,19 @@ fn queries_before_a_model_exists_are_typed_errors() {
     assert_eq!(h.state.model_chunk(0), Err(QueryError::NoModel));
     assert_eq!(h.state.round_info().state, JobState::AwaitingModel);
     let h = Harness::running();
-    assert_eq!(h.state.model_chunk(5), Err(QueryError::ChunkIndexOutOfRange { index: 5, chunk_count: 5 }));
-    assert_eq!(h.state.submission_status(3), Err(QueryError::UnknownSubmission { submission_id: 3 }));
-    assert_eq!(h.state.contribution_chunk(0, 0), Err(QueryError::UnknownContribution { index: 0 }));
+    assert_eq!(
+        h.state.model_chunk(5),
+        Err(QueryError::ChunkIndexOutOfRange {
+            index: 5,
+            chunk_count: 5
+        })
+    );
+    assert_eq!(
+        h.state.submission_status(3),
+        Err(QueryError::UnknownSubmission { submission_id: 3 })
+    );
+    assert_eq!(
+        h.state.contribution_chunk(0, 0),
+        Err(QueryError::UnknownContribution { index: 0 })
+    );
 }

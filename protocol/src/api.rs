@@ -5,7 +5,9 @@ use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::chunking::{chunk_count, DEFAULT_CHUNK_SIZE, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use crate::chunking::{
+    chunk_count, DEFAULT_CHUNK_SIZE, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+};
 use crate::encoding::{DeltaEncoding, DeltaError};
 use crate::fedavg::AggregationLimits;
 use crate::model::ModelSpec;
@@ -75,7 +77,11 @@ impl JobConfig {
     }
 
     pub fn limits(&self) -> AggregationLimits {
-        AggregationLimits { max_clients: self.max_clients as u64, max_weight: self.max_weight, clip_norm: self.clip_norm }
+        AggregationLimits {
+            max_clients: self.max_clients as u64,
+            max_weight: self.max_weight,
+            clip_norm: self.clip_norm,
+        }
     }
 
     /// Checks every field; returns the accumulator's fractional bits.
@@ -86,12 +92,18 @@ impl JobConfig {
         }
         let c = &self.client;
         if !(c.learning_rate.is_finite() && c.learning_rate > 0.0) {
-            return bad(format!("client learning_rate must be finite and positive, got {}", c.learning_rate));
+            return bad(format!(
+                "client learning_rate must be finite and positive, got {}",
+                c.learning_rate
+            ));
         }
         if c.batch_size == 0 || c.local_epochs == 0 {
             return bad("client batch_size and local_epochs must be at least 1".into());
         }
-        if self.min_clients == 0 || self.min_clients > self.max_clients || self.max_clients > MAX_CLIENTS {
+        if self.min_clients == 0
+            || self.min_clients > self.max_clients
+            || self.max_clients > MAX_CLIENTS
+        {
             return bad(format!(
                 "need 1 <= min_clients ({}) <= max_clients ({}) <= {MAX_CLIENTS}",
                 self.min_clients, self.max_clients
@@ -113,18 +125,30 @@ impl JobConfig {
             return bad("allowed_encodings lists an encoding twice".into());
         }
         if !(self.server_lr.is_finite() && self.server_lr > 0.0) {
-            return bad(format!("server_lr must be finite and positive, got {}", self.server_lr));
+            return bad(format!(
+                "server_lr must be finite and positive, got {}",
+                self.server_lr
+            ));
         }
         let cs = self.chunk_size();
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&cs) {
-            return bad(format!("chunk_size {cs} is outside [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"));
+            return bad(format!(
+                "chunk_size {cs} is outside [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]"
+            ));
         }
         // The f32 encoding (4 bytes per parameter) is the largest payload: model and deltas.
-        let chunks = chunk_count(DeltaEncoding::F32.encoded_len(self.model_spec.param_count()), cs);
+        let chunks = chunk_count(
+            DeltaEncoding::F32.encoded_len(self.model_spec.param_count()),
+            cs,
+        );
         if chunks > MAX_CHUNKS as u64 {
             return bad(format!("the model needs {chunks} chunks of {cs} bytes, above {MAX_CHUNKS}: raise chunk_size"));
         }
-        self.limits().safe_frac_bits().map_err(|e| AdminError::InvalidConfig { reason: e.to_string() })
+        self.limits()
+            .safe_frac_bits()
+            .map_err(|e| AdminError::InvalidConfig {
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -181,7 +205,9 @@ pub enum AdminError {
     ModelChunkOutOfRange { index: u32, chunk_count: u32 },
     #[error("model chunk {index} is {got} bytes, expected {expected}")]
     ModelChunkLength { index: u32, expected: u64, got: u64 },
-    #[error("the initial model is incomplete: {missing} chunks missing, the first is {first_missing}")]
+    #[error(
+        "the initial model is incomplete: {missing} chunks missing, the first is {first_missing}"
+    )]
     ModelIncomplete { missing: u32, first_missing: u32 },
     #[error("initial weight {index} is NaN or infinite")]
     NonFiniteWeight { index: u64 },
@@ -196,7 +222,10 @@ pub enum SubmitError {
     #[error("{0}")]
     Signature(SignatureError),
     #[error("caller {caller} is not the principal {key_principal} of the signing key")]
-    CallerMismatch { caller: Principal, key_principal: Principal },
+    CallerMismatch {
+        caller: Principal,
+        key_principal: Principal,
+    },
     #[error("header names canister {got}, this is {expected}")]
     WrongCanister { expected: Principal, got: Principal },
     #[error("header names job {got}, the current job is {expected}")]
@@ -205,7 +234,11 @@ pub enum SubmitError {
     StaleRound { current: u64, got: u64 },
     #[error("header is for round {got}, which is not open yet; the open round is {current}")]
     FutureRound { current: u64, got: u64 },
-    #[error("header's base model version is {}, the round is on {}: download the current model", hx(got), hx(expected))]
+    #[error(
+        "header's base model version is {}, the round is on {}: download the current model",
+        hx(got),
+        hx(expected)
+    )]
     WrongBaseVersion { expected: Hash, got: Hash },
     #[error("dataset {dataset_id} is not registered")]
     UnknownDataset { dataset_id: u64 },
@@ -222,13 +255,25 @@ pub enum SubmitError {
     #[error("header has {got} parameters, the model has {expected}")]
     WrongParamCount { expected: u64, got: u64 },
     #[error("header has {got} chunks, a {encoding} delta of this model in chunks of the job's size has {expected}")]
-    WrongChunkCount { encoding: DeltaEncoding, expected: u32, got: u32 },
+    WrongChunkCount {
+        encoding: DeltaEncoding,
+        expected: u32,
+        got: u32,
+    },
     #[error("{got} chunk hashes were sent, the header has {expected} chunks")]
     WrongChunkHashCount { expected: u32, got: u32 },
-    #[error("the chunk hashes' Merkle root {} differs from the header's chunk root {}", hx(computed), hx(header))]
+    #[error(
+        "the chunk hashes' Merkle root {} differs from the header's chunk root {}",
+        hx(computed),
+        hx(header)
+    )]
     ChunkRootMismatch { computed: Hash, header: Hash },
     #[error("the caller already has submission {submission_id} in round {round}{}", if *committed { " (committed)" } else { " with a different header" })]
-    DuplicateSubmission { round: u64, submission_id: u64, committed: bool },
+    DuplicateSubmission {
+        round: u64,
+        submission_id: u64,
+        committed: bool,
+    },
     #[error("submission {submission_id} does not exist (a submission not committed before its round closed is discarded)")]
     UnknownSubmission { submission_id: u64 },
     #[error("submission {submission_id} belongs to another principal")]
@@ -239,9 +284,19 @@ pub enum SubmitError {
     ChunkIndexOutOfRange { index: u32, chunk_count: u32 },
     #[error("chunk {index} is {got} bytes, expected {expected}")]
     ChunkLengthMismatch { index: u32, expected: u64, got: u64 },
-    #[error("chunk {index} hashes to {}, the submission declared {}", hx(got), hx(expected))]
-    ChunkHashMismatch { index: u32, expected: Hash, got: Hash },
-    #[error("{missing} chunks are missing (first: {first_missing}); upload them before committing")]
+    #[error(
+        "chunk {index} hashes to {}, the submission declared {}",
+        hx(got),
+        hx(expected)
+    )]
+    ChunkHashMismatch {
+        index: u32,
+        expected: Hash,
+        got: Hash,
+    },
+    #[error(
+        "{missing} chunks are missing (first: {first_missing}); upload them before committing"
+    )]
     MissingChunks { missing: u32, first_missing: u32 },
     #[error("invalid delta: {0}")]
     InvalidDelta(DeltaError),

@@ -29,7 +29,10 @@ pub fn chunk_range(total_len: u64, chunk_size: u32, index: u64) -> Option<(u64, 
 
 /// Leaf hashes of every chunk of `bytes`.
 pub fn chunk_hashes(bytes: &[u8], chunk_size: u32) -> Vec<Digest32> {
-    bytes.chunks(chunk_size as usize).map(merkle::leaf_hash).collect()
+    bytes
+        .chunks(chunk_size as usize)
+        .map(merkle::leaf_hash)
+        .collect()
 }
 
 /// Merkle root over the chunk hashes of `bytes`.

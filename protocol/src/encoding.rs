@@ -25,7 +25,9 @@ pub const INT8_BLOCK_BYTES: usize = 4 + INT8_BLOCK_LEN;
 pub const CLIP_TOLERANCE: f64 = 1e-5;
 
 /// How a delta is encoded on the wire. The header carries it as a one-byte tag.
-#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub enum DeltaEncoding {
     F32,
     Int8Blocks,
@@ -52,7 +54,9 @@ impl DeltaEncoding {
     pub fn encoded_len(self, param_count: u64) -> u64 {
         match self {
             DeltaEncoding::F32 => param_count * 4,
-            DeltaEncoding::Int8Blocks => param_count + 4 * param_count.div_ceil(INT8_BLOCK_LEN as u64),
+            DeltaEncoding::Int8Blocks => {
+                param_count + 4 * param_count.div_ceil(INT8_BLOCK_LEN as u64)
+            }
         }
     }
 
@@ -117,7 +121,12 @@ pub struct Window {
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
 pub enum DeltaError {
     #[error("delta is {got} bytes, a {encoding} delta of {param_count} parameters is exactly {expected} bytes")]
-    WrongLength { encoding: DeltaEncoding, param_count: u64, expected: u64, got: u64 },
+    WrongLength {
+        encoding: DeltaEncoding,
+        param_count: u64,
+        expected: u64,
+        got: u64,
+    },
     #[error("delta value at parameter {index} is NaN or infinite")]
     NonFiniteValue { index: u64 },
     #[error("int8 block {block} has scale {scale}, which is NaN, infinite, negative or above the clip bound / 127")]
@@ -137,7 +146,9 @@ pub fn encode(encoding: DeltaEncoding, delta: &[f32]) -> Result<Vec<u8>, DeltaEr
     }
     let mut out = Vec::with_capacity(encoding.encoded_len(delta.len() as u64) as usize);
     match encoding {
-        DeltaEncoding::F32 => delta.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        DeltaEncoding::F32 => delta
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         DeltaEncoding::Int8Blocks => {
             for block in delta.chunks(INT8_BLOCK_LEN) {
                 let (scale, q) = quantize_block(block);
@@ -155,13 +166,23 @@ pub fn quantize_block(block: &[f32]) -> (f32, Vec<i8>) {
     let scale = max_abs / 127.0;
     let q = block
         .iter()
-        .map(|&x| if scale == 0.0 { 0 } else { (x / scale).round().clamp(-127.0, 127.0) as i8 })
+        .map(|&x| {
+            if scale == 0.0 {
+                0
+            } else {
+                (x / scale).round().clamp(-127.0, 127.0) as i8
+            }
+        })
         .collect();
     (scale, q)
 }
 
 /// Decodes a whole delta (for clients and verifiers; the canister streams windows).
-pub fn decode(encoding: DeltaEncoding, bytes: &[u8], param_count: u64) -> Result<Vec<f32>, DeltaError> {
+pub fn decode(
+    encoding: DeltaEncoding,
+    bytes: &[u8],
+    param_count: u64,
+) -> Result<Vec<f32>, DeltaError> {
     check_length(encoding, bytes.len() as u64, param_count)?;
     let mut out = Vec::with_capacity(param_count as usize);
     match encoding {
@@ -178,12 +199,17 @@ pub fn decode(encoding: DeltaEncoding, bytes: &[u8], param_count: u64) -> Result
             for (b, block) in bytes.chunks(INT8_BLOCK_BYTES).enumerate() {
                 let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
                 if !scale.is_finite() || scale < 0.0 {
-                    return Err(DeltaError::BadScale { block: b as u64, scale });
+                    return Err(DeltaError::BadScale {
+                        block: b as u64,
+                        scale,
+                    });
                 }
                 for (j, &byte) in block[4..].iter().enumerate() {
                     let q = byte as i8;
                     if q == i8::MIN {
-                        return Err(DeltaError::QuantOutOfRange { index: (b * INT8_BLOCK_LEN + j) as u64 });
+                        return Err(DeltaError::QuantOutOfRange {
+                            index: (b * INT8_BLOCK_LEN + j) as u64,
+                        });
                     }
                     out.push(q as f32 * scale);
                 }
@@ -197,7 +223,12 @@ pub fn decode(encoding: DeltaEncoding, bytes: &[u8], param_count: u64) -> Result
 pub fn check_length(encoding: DeltaEncoding, len: u64, param_count: u64) -> Result<(), DeltaError> {
     let expected = encoding.encoded_len(param_count);
     if len != expected {
-        return Err(DeltaError::WrongLength { encoding, param_count, expected, got: len });
+        return Err(DeltaError::WrongLength {
+            encoding,
+            param_count,
+            expected,
+            got: len,
+        });
     }
     Ok(())
 }
@@ -251,8 +282,15 @@ impl DeltaCheck {
 
     /// Checks the bytes of `window`. Windows must be fed in order, each exactly once.
     pub fn feed(&mut self, window: &Window, bytes: &[u8]) -> Result<(), DeltaError> {
-        assert_eq!(window.first_param, self.next_param, "windows must be fed in order");
-        assert_eq!(bytes.len() as u64, window.byte_len, "window bytes must match the window");
+        assert_eq!(
+            window.first_param, self.next_param,
+            "windows must be fed in order"
+        );
+        assert_eq!(
+            bytes.len() as u64,
+            window.byte_len,
+            "window bytes must match the window"
+        );
         let base = window.first_param;
         match self.encoding {
             DeltaEncoding::F32 => {
@@ -264,7 +302,11 @@ impl DeltaCheck {
                     }
                     let v = x as f64;
                     if v.abs() > self.element_bound {
-                        return Err(DeltaError::ElementAboveClip { index, value: x, bound: self.element_bound });
+                        return Err(DeltaError::ElementAboveClip {
+                            index,
+                            value: x,
+                            bound: self.element_bound,
+                        });
                     }
                     self.sum_sq += v * v;
                 }
@@ -275,13 +317,18 @@ impl DeltaCheck {
                     let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
                     let s = scale as f64;
                     if !scale.is_finite() || scale < 0.0 || 127.0 * s > self.element_bound {
-                        return Err(DeltaError::BadScale { block: first / INT8_BLOCK_LEN as u64, scale });
+                        return Err(DeltaError::BadScale {
+                            block: first / INT8_BLOCK_LEN as u64,
+                            scale,
+                        });
                     }
                     let mut block_sq = 0i64;
                     for (j, &byte) in block[4..].iter().enumerate() {
                         let q = byte as i8;
                         if q == i8::MIN {
-                            return Err(DeltaError::QuantOutOfRange { index: first + j as u64 });
+                            return Err(DeltaError::QuantOutOfRange {
+                                index: first + j as u64,
+                            });
                         }
                         block_sq += q as i64 * q as i64;
                     }
@@ -298,7 +345,10 @@ impl DeltaCheck {
 
     /// Final norm check once every window was fed.
     pub fn finish(self) -> Result<DeltaStats, DeltaError> {
-        assert_eq!(self.next_param, self.param_count, "every window must be fed before finish");
+        assert_eq!(
+            self.next_param, self.param_count,
+            "every window must be fed before finish"
+        );
         let norm = self.sum_sq.sqrt();
         let bound = self.norm_bound + self.quant_err_sq.sqrt();
         if norm > bound {
@@ -309,11 +359,19 @@ impl DeltaCheck {
 }
 
 /// Validates a whole encoded delta held in memory.
-pub fn validate(encoding: DeltaEncoding, bytes: &[u8], param_count: u64, clip_norm: f32) -> Result<DeltaStats, DeltaError> {
+pub fn validate(
+    encoding: DeltaEncoding,
+    bytes: &[u8],
+    param_count: u64,
+    clip_norm: f32,
+) -> Result<DeltaStats, DeltaError> {
     check_length(encoding, bytes.len() as u64, param_count)?;
     let mut check = DeltaCheck::new(encoding, param_count, clip_norm);
     for w in encoding.windows(param_count, 1 << 16) {
-        check.feed(&w, &bytes[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize])?;
+        check.feed(
+            &w,
+            &bytes[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize],
+        )?;
     }
     check.finish()
 }
@@ -321,11 +379,17 @@ pub fn validate(encoding: DeltaEncoding, bytes: &[u8], param_count: u64, clip_no
 /// Scales `delta` in place so its L2 norm (computed in `f64`) is at most `clip_norm`.
 /// Returns the norm before clipping. This is the clipping clients are expected to use.
 pub fn clip_l2(delta: &mut [f32], clip_norm: f32) -> f64 {
-    let norm = delta.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let norm = delta
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
     let c = clip_norm as f64;
     if norm > c && norm > 0.0 {
         let factor = c / norm;
-        delta.iter_mut().for_each(|x| *x = (*x as f64 * factor) as f32);
+        delta
+            .iter_mut()
+            .for_each(|x| *x = (*x as f64 * factor) as f32);
     }
     norm
 }
@@ -344,7 +408,10 @@ mod tests {
             for n in [1u64, 255, 256, 257, 1000, 70_000] {
                 let ws: Vec<_> = enc.windows(n, 300).collect();
                 assert_eq!(ws.iter().map(|w| w.param_count).sum::<u64>(), n);
-                assert_eq!(ws.iter().map(|w| w.byte_len).sum::<u64>(), enc.encoded_len(n));
+                assert_eq!(
+                    ws.iter().map(|w| w.byte_len).sum::<u64>(),
+                    enc.encoded_len(n)
+                );
                 let mut next = 0;
                 for w in &ws {
                     assert_eq!(w.first_param, next);
@@ -373,28 +440,62 @@ mod tests {
     #[test]
     fn decoders_reject_malformed_bytes() {
         let good = encode(DeltaEncoding::F32, &[0.5, -0.25]).unwrap();
-        assert!(matches!(decode(DeltaEncoding::F32, &good[..7], 2), Err(DeltaError::WrongLength { expected: 8, got: 7, .. })));
+        assert!(matches!(
+            decode(DeltaEncoding::F32, &good[..7], 2),
+            Err(DeltaError::WrongLength {
+                expected: 8,
+                got: 7,
+                ..
+            })
+        ));
         let mut nan = good.clone();
         nan[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
-        assert_eq!(decode(DeltaEncoding::F32, &nan, 2), Err(DeltaError::NonFiniteValue { index: 1 }));
-        assert_eq!(validate(DeltaEncoding::F32, &nan, 2, 1.0), Err(DeltaError::NonFiniteValue { index: 1 }));
+        assert_eq!(
+            decode(DeltaEncoding::F32, &nan, 2),
+            Err(DeltaError::NonFiniteValue { index: 1 })
+        );
+        assert_eq!(
+            validate(DeltaEncoding::F32, &nan, 2, 1.0),
+            Err(DeltaError::NonFiniteValue { index: 1 })
+        );
         let mut inf = good.clone();
         inf[0..4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
-        assert_eq!(validate(DeltaEncoding::F32, &inf, 2, 1.0), Err(DeltaError::NonFiniteValue { index: 0 }));
+        assert_eq!(
+            validate(DeltaEncoding::F32, &inf, 2, 1.0),
+            Err(DeltaError::NonFiniteValue { index: 0 })
+        );
 
         let q = encode(DeltaEncoding::Int8Blocks, &[0.5, -0.25]).unwrap();
         let mut bad_scale = q.clone();
         bad_scale[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
-        assert!(matches!(decode(DeltaEncoding::Int8Blocks, &bad_scale, 2), Err(DeltaError::BadScale { block: 0, .. })));
-        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &bad_scale, 2, 1.0), Err(DeltaError::BadScale { block: 0, .. })));
+        assert!(matches!(
+            decode(DeltaEncoding::Int8Blocks, &bad_scale, 2),
+            Err(DeltaError::BadScale { block: 0, .. })
+        ));
+        assert!(matches!(
+            validate(DeltaEncoding::Int8Blocks, &bad_scale, 2, 1.0),
+            Err(DeltaError::BadScale { block: 0, .. })
+        ));
         let mut neg = q.clone();
         neg[0..4].copy_from_slice(&(-0.1f32).to_le_bytes());
-        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &neg, 2, 1.0), Err(DeltaError::BadScale { .. })));
+        assert!(matches!(
+            validate(DeltaEncoding::Int8Blocks, &neg, 2, 1.0),
+            Err(DeltaError::BadScale { .. })
+        ));
         let mut m128 = q.clone();
         m128[5] = 0x80;
-        assert_eq!(validate(DeltaEncoding::Int8Blocks, &m128, 2, 1.0), Err(DeltaError::QuantOutOfRange { index: 1 }));
-        assert_eq!(decode(DeltaEncoding::Int8Blocks, &m128, 2), Err(DeltaError::QuantOutOfRange { index: 1 }));
-        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &q, 3, 1.0), Err(DeltaError::WrongLength { .. })));
+        assert_eq!(
+            validate(DeltaEncoding::Int8Blocks, &m128, 2, 1.0),
+            Err(DeltaError::QuantOutOfRange { index: 1 })
+        );
+        assert_eq!(
+            decode(DeltaEncoding::Int8Blocks, &m128, 2),
+            Err(DeltaError::QuantOutOfRange { index: 1 })
+        );
+        assert!(matches!(
+            validate(DeltaEncoding::Int8Blocks, &q, 3, 1.0),
+            Err(DeltaError::WrongLength { .. })
+        ));
     }
 
     #[test]
@@ -402,19 +503,31 @@ mod tests {
         // Each element below the bound but the norm above it.
         let x = vec![0.8f32; 4]; // norm 1.6
         let b = encode(DeltaEncoding::F32, &x).unwrap();
-        assert!(matches!(validate(DeltaEncoding::F32, &b, 4, 1.0), Err(DeltaError::NormAboveClip { .. })));
+        assert!(matches!(
+            validate(DeltaEncoding::F32, &b, 4, 1.0),
+            Err(DeltaError::NormAboveClip { .. })
+        ));
         assert!(validate(DeltaEncoding::F32, &b, 4, 1.6).is_ok());
         let big = encode(DeltaEncoding::F32, &[2.0, 0.0]).unwrap();
-        assert!(matches!(validate(DeltaEncoding::F32, &big, 2, 1.0), Err(DeltaError::ElementAboveClip { index: 0, .. })));
+        assert!(matches!(
+            validate(DeltaEncoding::F32, &big, 2, 1.0),
+            Err(DeltaError::ElementAboveClip { index: 0, .. })
+        ));
         // A scale that would let |q * scale| exceed the bound is rejected even if q is small.
         let mut sneaky = encode(DeltaEncoding::Int8Blocks, &[0.5, 0.0]).unwrap();
         sneaky[0..4].copy_from_slice(&1.0f32.to_le_bytes());
         sneaky[4] = 1;
-        assert!(matches!(validate(DeltaEncoding::Int8Blocks, &sneaky, 2, 1.0), Err(DeltaError::BadScale { .. })));
+        assert!(matches!(
+            validate(DeltaEncoding::Int8Blocks, &sneaky, 2, 1.0),
+            Err(DeltaError::BadScale { .. })
+        ));
     }
 
     fn delta_strategy() -> impl Strategy<Value = Vec<f32>> {
-        prop::collection::vec(prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32], 1..1200)
+        prop::collection::vec(
+            prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],
+            1..1200,
+        )
     }
 
     proptest! {

@@ -28,7 +28,9 @@
 //! w_next_i = ((w_i as f64) + (server_lr as f64) * ((acc_i as f64) * inv)) as f32
 //! ```
 
-use crate::encoding::{DeltaEncoding, DeltaError, CLIP_TOLERANCE, INT8_BLOCK_BYTES, INT8_BLOCK_LEN};
+use crate::encoding::{
+    DeltaEncoding, DeltaError, CLIP_TOLERANCE, INT8_BLOCK_BYTES, INT8_BLOCK_LEN,
+};
 
 /// Upper cap on the fractional bits (2^-40 ~ 1e-12 resolution is plenty for f32 models).
 pub const MAX_FRAC_BITS: u32 = 40;
@@ -55,7 +57,13 @@ pub enum LimitsError {
     #[error("clip_norm must be finite and positive, got {0}")]
     BadClipNorm(f32),
     #[error("with {frac_bits} fractional bits, max_clients {max_clients} x max_weight {max_weight} x clip_norm {clip_norm} could overflow the i64 accumulator (worst case {worst_case})")]
-    Overflow { frac_bits: u32, max_clients: u64, max_weight: u64, clip_norm: f32, worst_case: u128 },
+    Overflow {
+        frac_bits: u32,
+        max_clients: u64,
+        max_weight: u64,
+        clip_norm: f32,
+        worst_case: u128,
+    },
     #[error("no fractional bits in [{MIN_FRAC_BITS}, {MAX_FRAC_BITS}] keep the accumulator from overflowing: lower max_clients, max_weight or clip_norm")]
     NoSafeFracBits,
 }
@@ -112,7 +120,10 @@ impl AggregationLimits {
             LimitsError::Overflow { .. } => LimitsError::NoSafeFracBits,
             other => other,
         })?;
-        Ok((MIN_FRAC_BITS..=MAX_FRAC_BITS).rev().find(|&f| self.check(f).is_ok()).unwrap_or(MIN_FRAC_BITS))
+        Ok((MIN_FRAC_BITS..=MAX_FRAC_BITS)
+            .rev()
+            .find(|&f| self.check(f).is_ok())
+            .unwrap_or(MIN_FRAC_BITS))
     }
 }
 
@@ -137,8 +148,18 @@ pub fn int8_block_factor(scale: f32, frac_bits: u32) -> i64 {
 /// accumulator entries of the same parameters). The bytes must have passed [`crate::encoding::DeltaCheck`]
 /// with limits that satisfy [`AggregationLimits::check`] for `frac_bits`; arithmetic wraps
 /// rather than panics, and the bound makes wrapping impossible.
-pub fn accumulate_window(acc: &mut [i64], encoding: DeltaEncoding, bytes: &[u8], weight: u64, frac_bits: u32) {
-    assert_eq!(encoding.encoded_len(acc.len() as u64), bytes.len() as u64, "window length mismatch");
+pub fn accumulate_window(
+    acc: &mut [i64],
+    encoding: DeltaEncoding,
+    bytes: &[u8],
+    weight: u64,
+    frac_bits: u32,
+) {
+    assert_eq!(
+        encoding.encoded_len(acc.len() as u64),
+        bytes.len() as u64,
+        "window length mismatch"
+    );
     match encoding {
         DeltaEncoding::F32 => accumulate_f32(acc, bytes, weight, frac_bits),
         DeltaEncoding::Int8Blocks => accumulate_int8(acc, bytes, weight, frac_bits),
@@ -157,7 +178,10 @@ fn accumulate_f32(acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
 
 fn accumulate_int8(acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
     let w = weight as i64;
-    for (acc_block, block) in acc.chunks_mut(INT8_BLOCK_LEN).zip(bytes.chunks(INT8_BLOCK_BYTES)) {
+    for (acc_block, block) in acc
+        .chunks_mut(INT8_BLOCK_LEN)
+        .zip(bytes.chunks(INT8_BLOCK_BYTES))
+    {
         let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
         let wf = w.wrapping_mul(int8_block_factor(scale, frac_bits));
         // The hot loop: load i8, sign-extend, multiply, add.
@@ -169,7 +193,10 @@ fn accumulate_int8(acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
 
 /// `1 / (total_weight * 2^f)`, computed once per round. `total_weight` must be non-zero.
 pub fn finalize_factor(total_weight: u64, frac_bits: u32) -> f64 {
-    assert!(total_weight > 0, "a round closes with at least one contribution");
+    assert!(
+        total_weight > 0,
+        "a round closes with at least one contribution"
+    );
     1.0 / (total_weight as f64 * pow2(frac_bits))
 }
 
@@ -204,16 +231,33 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
-    pub fn new(param_count: usize, limits: AggregationLimits, frac_bits: u32) -> Result<Self, LimitsError> {
+    pub fn new(
+        param_count: usize,
+        limits: AggregationLimits,
+        frac_bits: u32,
+    ) -> Result<Self, LimitsError> {
         limits.check(frac_bits)?;
-        Ok(Self { limits, frac_bits, acc: vec![0; param_count], total_weight: 0, contributions: 0 })
+        Ok(Self {
+            limits,
+            frac_bits,
+            acc: vec![0; param_count],
+            total_weight: 0,
+            contributions: 0,
+        })
     }
 
     /// Validates an encoded delta and adds it with weight `min(sample_count, max_weight)`.
     /// Leaves the accumulator unchanged on error. Returns the weight used.
-    pub fn add(&mut self, encoding: DeltaEncoding, bytes: &[u8], sample_count: u64) -> Result<u64, ContributionError> {
+    pub fn add(
+        &mut self,
+        encoding: DeltaEncoding,
+        bytes: &[u8],
+        sample_count: u64,
+    ) -> Result<u64, ContributionError> {
         if self.contributions >= self.limits.max_clients {
-            return Err(ContributionError::TooManyContributions { max: self.limits.max_clients });
+            return Err(ContributionError::TooManyContributions {
+                max: self.limits.max_clients,
+            });
         }
         let weight = capped_weight(sample_count, self.limits.max_weight);
         if weight == 0 {
@@ -222,8 +266,15 @@ impl Accumulator {
         let n = self.acc.len() as u64;
         crate::encoding::validate(encoding, bytes, n, self.limits.clip_norm)?;
         for w in encoding.windows(n, 1 << 14) {
-            let acc = &mut self.acc[w.first_param as usize..(w.first_param + w.param_count) as usize];
-            accumulate_window(acc, encoding, &bytes[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize], weight, self.frac_bits);
+            let acc =
+                &mut self.acc[w.first_param as usize..(w.first_param + w.param_count) as usize];
+            accumulate_window(
+                acc,
+                encoding,
+                &bytes[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize],
+                weight,
+                self.frac_bits,
+            );
         }
         self.total_weight += weight;
         self.contributions += 1;
@@ -249,7 +300,12 @@ impl Accumulator {
             return None;
         }
         let mut next = weights.to_vec();
-        apply_update(&mut next, &self.acc, finalize_factor(self.total_weight, self.frac_bits), server_lr);
+        apply_update(
+            &mut next,
+            &self.acc,
+            finalize_factor(self.total_weight, self.frac_bits),
+            server_lr,
+        );
         Some(next)
     }
 }
@@ -261,7 +317,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn limits() -> AggregationLimits {
-        AggregationLimits { max_clients: 16, max_weight: 1000, clip_norm: 5.0 }
+        AggregationLimits {
+            max_clients: 16,
+            max_weight: 1000,
+            clip_norm: 5.0,
+        }
     }
 
     #[derive(Clone, Debug)]
@@ -279,8 +339,16 @@ mod tests {
         )
             .prop_map(|(mut d, int8, samples)| {
                 clip_l2(&mut d, 5.0);
-                let encoding = if int8 { DeltaEncoding::Int8Blocks } else { DeltaEncoding::F32 };
-                Contribution { encoding, bytes: encode(encoding, &d).unwrap(), samples }
+                let encoding = if int8 {
+                    DeltaEncoding::Int8Blocks
+                } else {
+                    DeltaEncoding::F32
+                };
+                Contribution {
+                    encoding,
+                    bytes: encode(encoding, &d).unwrap(),
+                    samples,
+                }
             });
         prop::collection::vec(one, 1..5)
     }
@@ -292,7 +360,10 @@ mod tests {
             acc.add(c.encoding, &c.bytes, c.samples).unwrap();
         }
         let next = acc.apply(weights, 0.7).unwrap();
-        (acc.values().to_vec(), crate::model::weights_to_le_bytes(&next))
+        (
+            acc.values().to_vec(),
+            crate::model::weights_to_le_bytes(&next),
+        )
     }
 
     /// Heap's algorithm: every permutation of `items`.
@@ -304,7 +375,11 @@ mod tests {
             }
             for i in 0..k - 1 {
                 go(k - 1, a, out);
-                if k % 2 == 0 { a.swap(i, k - 1) } else { a.swap(0, k - 1) }
+                if k % 2 == 0 {
+                    a.swap(i, k - 1)
+                } else {
+                    a.swap(0, k - 1)
+                }
             }
             go(k - 1, a, out);
         }
@@ -359,13 +434,27 @@ mod tests {
         let a = [1.0f32, -2.0, 0.5];
         let b = [0.5f32, 1.0, -0.25];
         let mut acc = Accumulator::new(3, l, f).unwrap();
-        acc.add(DeltaEncoding::F32, &encode(DeltaEncoding::F32, &a).unwrap(), 100).unwrap();
-        acc.add(DeltaEncoding::F32, &encode(DeltaEncoding::F32, &b).unwrap(), 300).unwrap();
+        acc.add(
+            DeltaEncoding::F32,
+            &encode(DeltaEncoding::F32, &a).unwrap(),
+            100,
+        )
+        .unwrap();
+        acc.add(
+            DeltaEncoding::F32,
+            &encode(DeltaEncoding::F32, &b).unwrap(),
+            300,
+        )
+        .unwrap();
         let w = [0.1f32, 0.2, 0.3];
         let next = acc.apply(&w, 1.0).unwrap();
         for i in 0..3 {
             let reference = w[i] as f64 + (a[i] as f64 * 100.0 + b[i] as f64 * 300.0) / 400.0;
-            assert!((next[i] as f64 - reference).abs() < 1e-6, "{i}: {} vs {reference}", next[i]);
+            assert!(
+                (next[i] as f64 - reference).abs() < 1e-6,
+                "{i}: {} vs {reference}",
+                next[i]
+            );
         }
         // The documented IEEE sequence, written out, gives the same bits.
         let inv = 1.0f64 / (400f64 * 2f64.powi(f as i32));
@@ -375,23 +464,48 @@ mod tests {
         }
         // Weights are capped.
         let mut capped = Accumulator::new(3, l, f).unwrap();
-        assert_eq!(capped.add(DeltaEncoding::F32, &encode(DeltaEncoding::F32, &a).unwrap(), 5000).unwrap(), 1000);
-        assert_eq!(capped.add(DeltaEncoding::F32, &encode(DeltaEncoding::F32, &a).unwrap(), 0), Err(ContributionError::ZeroWeight));
+        assert_eq!(
+            capped
+                .add(
+                    DeltaEncoding::F32,
+                    &encode(DeltaEncoding::F32, &a).unwrap(),
+                    5000
+                )
+                .unwrap(),
+            1000
+        );
+        assert_eq!(
+            capped.add(
+                DeltaEncoding::F32,
+                &encode(DeltaEncoding::F32, &a).unwrap(),
+                0
+            ),
+            Err(ContributionError::ZeroWeight)
+        );
     }
 
     #[test]
     fn rejected_contribution_leaves_accumulator_unchanged() {
-        let l = AggregationLimits { max_clients: 2, ..limits() };
+        let l = AggregationLimits {
+            max_clients: 2,
+            ..limits()
+        };
         let mut acc = Accumulator::new(2, l, 20).unwrap();
         let good = encode(DeltaEncoding::F32, &[1.0, 1.0]).unwrap();
         acc.add(DeltaEncoding::F32, &good, 10).unwrap();
         let before = acc.values().to_vec();
         let too_big = encode(DeltaEncoding::F32, &[5.0, 5.0]).unwrap();
-        assert!(matches!(acc.add(DeltaEncoding::F32, &too_big, 10), Err(ContributionError::Delta(DeltaError::NormAboveClip { .. }))));
+        assert!(matches!(
+            acc.add(DeltaEncoding::F32, &too_big, 10),
+            Err(ContributionError::Delta(DeltaError::NormAboveClip { .. }))
+        ));
         assert_eq!(acc.values(), &before[..]);
         assert_eq!(acc.total_weight(), 10);
         acc.add(DeltaEncoding::F32, &good, 10).unwrap();
-        assert_eq!(acc.add(DeltaEncoding::F32, &good, 10), Err(ContributionError::TooManyContributions { max: 2 }));
+        assert_eq!(
+            acc.add(DeltaEncoding::F32, &good, 10),
+            Err(ContributionError::TooManyContributions { max: 2 })
+        );
     }
 
     /// Largest f32 not above `x`.
@@ -411,16 +525,38 @@ mod tests {
     #[test]
     fn accumulator_at_the_overflow_bound() {
         let (max_clients, clip_norm, f) = (500u64, 3.0f32, 30u32);
-        let probe = AggregationLimits { max_clients, max_weight: 1, clip_norm };
-        let max_weight = (i64::MAX as u128 / (max_clients as u128 * probe.element_fixed_bound(f))) as u64;
-        let limits = AggregationLimits { max_clients, max_weight, clip_norm };
+        let probe = AggregationLimits {
+            max_clients,
+            max_weight: 1,
+            clip_norm,
+        };
+        let max_weight =
+            (i64::MAX as u128 / (max_clients as u128 * probe.element_fixed_bound(f))) as u64;
+        let limits = AggregationLimits {
+            max_clients,
+            max_weight,
+            clip_norm,
+        };
         limits.check(f).unwrap();
-        assert_eq!(limits.safe_frac_bits().unwrap(), f, "30 must be the largest safe value");
-        let beyond = AggregationLimits { max_weight: max_weight + 1, ..limits };
+        assert_eq!(
+            limits.safe_frac_bits().unwrap(),
+            f,
+            "30 must be the largest safe value"
+        );
+        let beyond = AggregationLimits {
+            max_weight: max_weight + 1,
+            ..limits
+        };
         assert!(matches!(beyond.check(f), Err(LimitsError::Overflow { .. })));
         assert_eq!(beyond.safe_frac_bits().unwrap(), f - 1);
-        let more_clients = AggregationLimits { max_clients: max_clients + 1, ..limits };
-        assert!(matches!(more_clients.check(f), Err(LimitsError::Overflow { .. })));
+        let more_clients = AggregationLimits {
+            max_clients: max_clients + 1,
+            ..limits
+        };
+        assert!(matches!(
+            more_clients.check(f),
+            Err(LimitsError::Overflow { .. })
+        ));
 
         let e = limits.element_bound();
         let d = f32_at_most(e);
@@ -436,13 +572,19 @@ mod tests {
                     acc.add(DeltaEncoding::F32, &f32_bytes, u64::MAX).unwrap();
                     exact += max_weight as i128 * fixed_from_f32(sign * d, f) as i128;
                 } else {
-                    acc.add(DeltaEncoding::Int8Blocks, &int8_bytes, u64::MAX).unwrap();
-                    exact += max_weight as i128 * (sign as i128 * 127) * int8_block_factor(scale, f) as i128;
+                    acc.add(DeltaEncoding::Int8Blocks, &int8_bytes, u64::MAX)
+                        .unwrap();
+                    exact += max_weight as i128
+                        * (sign as i128 * 127)
+                        * int8_block_factor(scale, f) as i128;
                 }
             }
             assert_eq!(acc.values()[0] as i128, exact);
             assert!(exact.unsigned_abs() <= i64::MAX as u128);
-            assert!(exact.unsigned_abs() as f64 > 0.99 * i64::MAX as f64, "worst case {exact} is not at the bound");
+            assert!(
+                exact.unsigned_abs() as f64 > 0.99 * i64::MAX as f64,
+                "worst case {exact} is not at the bound"
+            );
             assert_eq!(acc.total_weight(), max_clients * max_weight);
             // Finalisation stays finite and near the clip bound.
             let next = acc.apply(&[0.0, 0.0], 1.0).unwrap();
@@ -452,11 +594,43 @@ mod tests {
 
     #[test]
     fn limits_reject_bad_configs() {
-        assert_eq!(AggregationLimits { max_clients: 0, ..limits() }.safe_frac_bits(), Err(LimitsError::ZeroClients));
-        assert_eq!(AggregationLimits { max_weight: 0, ..limits() }.safe_frac_bits(), Err(LimitsError::ZeroWeight));
-        assert!(matches!(AggregationLimits { clip_norm: f32::NAN, ..limits() }.safe_frac_bits(), Err(LimitsError::BadClipNorm(_))));
-        assert!(matches!(AggregationLimits { clip_norm: -1.0, ..limits() }.safe_frac_bits(), Err(LimitsError::BadClipNorm(_))));
-        let huge = AggregationLimits { max_clients: 1 << 20, max_weight: 1 << 20, clip_norm: 1e6 };
+        assert_eq!(
+            AggregationLimits {
+                max_clients: 0,
+                ..limits()
+            }
+            .safe_frac_bits(),
+            Err(LimitsError::ZeroClients)
+        );
+        assert_eq!(
+            AggregationLimits {
+                max_weight: 0,
+                ..limits()
+            }
+            .safe_frac_bits(),
+            Err(LimitsError::ZeroWeight)
+        );
+        assert!(matches!(
+            AggregationLimits {
+                clip_norm: f32::NAN,
+                ..limits()
+            }
+            .safe_frac_bits(),
+            Err(LimitsError::BadClipNorm(_))
+        ));
+        assert!(matches!(
+            AggregationLimits {
+                clip_norm: -1.0,
+                ..limits()
+            }
+            .safe_frac_bits(),
+            Err(LimitsError::BadClipNorm(_))
+        ));
+        let huge = AggregationLimits {
+            max_clients: 1 << 20,
+            max_weight: 1 << 20,
+            clip_norm: 1e6,
+        };
         assert_eq!(huge.safe_frac_bits(), Err(LimitsError::NoSafeFracBits));
         assert_eq!(limits().safe_frac_bits(), Ok(MAX_FRAC_BITS));
     }

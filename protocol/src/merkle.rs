@@ -21,9 +21,21 @@ pub enum MerkleError {
     #[error("leaf index {index} is outside a tree of {size} leaves")]
     IndexOutOfRange { index: u64, size: u64 },
     #[error("inclusion proof has {got} hashes, a tree of {size} leaves needs {expected} for leaf {index}")]
-    WrongProofLength { index: u64, size: u64, expected: usize, got: usize },
-    #[error("inclusion proof leads to root {}, expected {}", hex::encode(computed), hex::encode(expected))]
-    RootMismatch { computed: Digest32, expected: Digest32 },
+    WrongProofLength {
+        index: u64,
+        size: u64,
+        expected: usize,
+        got: usize,
+    },
+    #[error(
+        "inclusion proof leads to root {}, expected {}",
+        hex::encode(computed),
+        hex::encode(expected)
+    )]
+    RootMismatch {
+        computed: Digest32,
+        expected: Digest32,
+    },
 }
 
 /// `sha256(0x00 || data)`.
@@ -110,13 +122,23 @@ pub fn proof_len(index: u64, size: u64) -> usize {
 
 /// Recomputes the root from a leaf hash and its audit path. Checks bounds and the proof
 /// length before hashing.
-pub fn root_from_proof(leaf: &Digest32, index: u64, size: u64, proof: &[Digest32]) -> Result<Digest32, MerkleError> {
+pub fn root_from_proof(
+    leaf: &Digest32,
+    index: u64,
+    size: u64,
+    proof: &[Digest32],
+) -> Result<Digest32, MerkleError> {
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
     let expected = proof_len(index, size);
     if proof.len() != expected || proof.len() > MAX_PROOF_LEN {
-        return Err(MerkleError::WrongProofLength { index, size, expected, got: proof.len() });
+        return Err(MerkleError::WrongProofLength {
+            index,
+            size,
+            expected,
+            got: proof.len(),
+        });
     }
     // Walk down to record, at each level, whether the leaf went left or right; then hash up.
     let mut went_left = [false; MAX_PROOF_LEN];
@@ -136,7 +158,11 @@ pub fn root_from_proof(leaf: &Digest32, index: u64, size: u64, proof: &[Digest32
     for (level, sibling) in proof.iter().enumerate() {
         // proof[0] is the sibling nearest the leaf, i.e. the deepest split.
         let left = went_left[depth - 1 - level];
-        acc = if left { node_hash(&acc, sibling) } else { node_hash(sibling, &acc) };
+        acc = if left {
+            node_hash(&acc, sibling)
+        } else {
+            node_hash(sibling, &acc)
+        };
     }
     Ok(acc)
 }
@@ -151,7 +177,10 @@ pub fn verify_inclusion(
 ) -> Result<(), MerkleError> {
     let computed = root_from_proof(leaf, index, size, proof)?;
     if &computed != expected_root {
-        return Err(MerkleError::RootMismatch { computed, expected: *expected_root });
+        return Err(MerkleError::RootMismatch {
+            computed,
+            expected: *expected_root,
+        });
     }
     Ok(())
 }
@@ -215,7 +244,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn leaves(n: usize) -> Vec<Digest32> {
-        (0..n).map(|i| leaf_hash(&(i as u64).to_le_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(&(i as u64).to_le_bytes()))
+            .collect()
     }
 
     /// Reference: RFC 6962 MTH written directly from the definition.
@@ -259,7 +290,10 @@ mod tests {
                 if !p.is_empty() {
                     let mut bad = p.clone();
                     bad[0][0] ^= 1;
-                    assert!(matches!(verify_inclusion(&ls[i as usize], i, n, &bad, &r), Err(MerkleError::RootMismatch { .. })));
+                    assert!(matches!(
+                        verify_inclusion(&ls[i as usize], i, n, &bad, &r),
+                        Err(MerkleError::RootMismatch { .. })
+                    ));
                     assert!(matches!(
                         verify_inclusion(&ls[i as usize], i, n, &p[1..], &r),
                         Err(MerkleError::WrongProofLength { .. })

@@ -40,7 +40,11 @@ pub enum SpecError {
     #[error("model spec has no tensors")]
     Empty,
     #[error("tensor `{name}` starts at offset {offset}, expected {expected}: tensors must be contiguous and in order")]
-    NonContiguous { name: String, offset: u64, expected: u64 },
+    NonContiguous {
+        name: String,
+        offset: u64,
+        expected: u64,
+    },
     #[error("tensor `{name}` has a zero-sized or overflowing shape {shape:?}")]
     BadShape { name: String, shape: Vec<u64> },
     #[error("model has {0} parameters, above the limit of {1}")]
@@ -65,13 +69,23 @@ impl ModelSpec {
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
                 .filter(|&n| n > 0)
-                .ok_or_else(|| SpecError::BadShape { name: t.name.clone(), shape: t.shape.clone() })?;
+                .ok_or_else(|| SpecError::BadShape {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                })?;
             if t.offset != expected {
-                return Err(SpecError::NonContiguous { name: t.name.clone(), offset: t.offset, expected });
+                return Err(SpecError::NonContiguous {
+                    name: t.name.clone(),
+                    offset: t.offset,
+                    expected,
+                });
             }
             expected = expected
                 .checked_add(numel)
-                .ok_or_else(|| SpecError::BadShape { name: t.name.clone(), shape: t.shape.clone() })?;
+                .ok_or_else(|| SpecError::BadShape {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                })?;
         }
         if expected > max_params {
             return Err(SpecError::TooLarge(expected, max_params));
@@ -150,7 +164,12 @@ pub fn weights_from_le_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
     if bytes.len() % 4 != 0 {
         return None;
     }
-    Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -162,8 +181,16 @@ mod tests {
             architecture: "linear".into(),
             config_json: "{\"inputs\":2,\"classes\":3}".into(),
             tensors: vec![
-                TensorSpec { name: "linear.weight".into(), shape: vec![2, 3], offset: 0 },
-                TensorSpec { name: "linear.bias".into(), shape: vec![3], offset: 6 },
+                TensorSpec {
+                    name: "linear.weight".into(),
+                    shape: vec![2, 3],
+                    offset: 0,
+                },
+                TensorSpec {
+                    name: "linear.bias".into(),
+                    shape: vec![3],
+                    offset: 6,
+                },
             ],
         }
     }
@@ -174,11 +201,17 @@ mod tests {
         assert_eq!(spec().param_count(), 9);
         let mut gap = spec();
         gap.tensors[1].offset = 7;
-        assert!(matches!(gap.validate(1000), Err(SpecError::NonContiguous { .. })));
+        assert!(matches!(
+            gap.validate(1000),
+            Err(SpecError::NonContiguous { .. })
+        ));
         assert_eq!(spec().validate(8), Err(SpecError::TooLarge(9, 8)));
         let mut zero = spec();
         zero.tensors[0].shape = vec![0, 3];
-        assert!(matches!(zero.validate(1000), Err(SpecError::BadShape { .. })));
+        assert!(matches!(
+            zero.validate(1000),
+            Err(SpecError::BadShape { .. })
+        ));
     }
 
     #[test]

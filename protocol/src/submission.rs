@@ -34,7 +34,9 @@ use crate::Hash;
 pub const SUBMISSION_DOMAIN: &[u8] = b"flic/submission/v1";
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the raw 32-byte key follows.
-pub const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+pub const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// What a contributor signs for one contribution.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -55,7 +57,8 @@ impl SubmissionHeader {
     /// The canonical bytes that are signed (see the module documentation).
     pub fn signing_bytes(&self) -> Vec<u8> {
         let id = self.canister_id.as_slice();
-        let mut out = Vec::with_capacity(SUBMISSION_DOMAIN.len() + 1 + id.len() + 8 * 5 + 32 * 2 + 1 + 4);
+        let mut out =
+            Vec::with_capacity(SUBMISSION_DOMAIN.len() + 1 + id.len() + 8 * 5 + 32 * 2 + 1 + 4);
         out.extend_from_slice(SUBMISSION_DOMAIN);
         out.push(id.len() as u8);
         out.extend_from_slice(id);
@@ -96,17 +99,30 @@ pub enum SignatureError {
 
 /// Parses a raw 32-byte Ed25519 public key.
 pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, SignatureError> {
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| SignatureError::PublicKeyLength { len: bytes.len() as u64 })?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| SignatureError::PublicKeyLength {
+            len: bytes.len() as u64,
+        })?;
     VerifyingKey::from_bytes(&arr).map_err(|_| SignatureError::InvalidPublicKey)
 }
 
 /// Strict Ed25519 verification of `signature` over `message` (rejects small-order keys and
 /// non-canonical encodings, so one message has one valid signature per key).
-pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+pub fn verify_signature(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
     let key = parse_public_key(public_key)?;
-    let sig: [u8; 64] = signature.try_into().map_err(|_| SignatureError::SignatureLength { len: signature.len() as u64 })?;
+    let sig: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| SignatureError::SignatureLength {
+            len: signature.len() as u64,
+        })?;
     let sig = ed25519_dalek::Signature::from_bytes(&sig);
-    key.verify_strict(message, &sig).map_err(|_| SignatureError::BadSignature)
+    key.verify_strict(message, &sig)
+        .map_err(|_| SignatureError::BadSignature)
 }
 
 /// DER SubjectPublicKeyInfo of a raw Ed25519 public key.
@@ -151,18 +167,51 @@ mod tests {
     fn every_field_changes_the_signing_bytes() {
         let h = header();
         let base = h.signing_bytes();
-        assert_eq!(base.len(), 18 + 1 + 10 + 8 + 8 + 32 + 8 + 8 + 1 + 8 + 4 + 32);
+        assert_eq!(
+            base.len(),
+            18 + 1 + 10 + 8 + 8 + 32 + 8 + 8 + 1 + 8 + 4 + 32
+        );
         let variants: Vec<SubmissionHeader> = vec![
-            SubmissionHeader { canister_id: Principal::from_slice(&[9]), ..h.clone() },
-            SubmissionHeader { job_id: 9, ..h.clone() },
-            SubmissionHeader { round: 9, ..h.clone() },
-            SubmissionHeader { base_model_version: Hash::new([9; 32]), ..h.clone() },
-            SubmissionHeader { dataset_id: 9, ..h.clone() },
-            SubmissionHeader { sample_count: 9, ..h.clone() },
-            SubmissionHeader { encoding: DeltaEncoding::F32, ..h.clone() },
-            SubmissionHeader { param_count: 9, ..h.clone() },
-            SubmissionHeader { chunk_count: 9, ..h.clone() },
-            SubmissionHeader { chunk_root: Hash::new([9; 32]), ..h.clone() },
+            SubmissionHeader {
+                canister_id: Principal::from_slice(&[9]),
+                ..h.clone()
+            },
+            SubmissionHeader {
+                job_id: 9,
+                ..h.clone()
+            },
+            SubmissionHeader {
+                round: 9,
+                ..h.clone()
+            },
+            SubmissionHeader {
+                base_model_version: Hash::new([9; 32]),
+                ..h.clone()
+            },
+            SubmissionHeader {
+                dataset_id: 9,
+                ..h.clone()
+            },
+            SubmissionHeader {
+                sample_count: 9,
+                ..h.clone()
+            },
+            SubmissionHeader {
+                encoding: DeltaEncoding::F32,
+                ..h.clone()
+            },
+            SubmissionHeader {
+                param_count: 9,
+                ..h.clone()
+            },
+            SubmissionHeader {
+                chunk_count: 9,
+                ..h.clone()
+            },
+            SubmissionHeader {
+                chunk_root: Hash::new([9; 32]),
+                ..h.clone()
+            },
         ];
         for v in variants {
             assert_ne!(v.signing_bytes(), base, "{v:?}");
@@ -179,12 +228,24 @@ mod tests {
         verify_signature(&pk, &h.signing_bytes(), &sig).unwrap();
         let mut other = h.clone();
         other.round += 1;
-        assert_eq!(verify_signature(&pk, &other.signing_bytes(), &sig), Err(SignatureError::BadSignature));
+        assert_eq!(
+            verify_signature(&pk, &other.signing_bytes(), &sig),
+            Err(SignatureError::BadSignature)
+        );
         let mut bad = sig;
         bad[0] ^= 1;
-        assert_eq!(verify_signature(&pk, &h.signing_bytes(), &bad), Err(SignatureError::BadSignature));
-        assert_eq!(verify_signature(&pk[..31], &h.signing_bytes(), &sig), Err(SignatureError::PublicKeyLength { len: 31 }));
-        assert_eq!(verify_signature(&pk, &h.signing_bytes(), &sig[..63]), Err(SignatureError::SignatureLength { len: 63 }));
+        assert_eq!(
+            verify_signature(&pk, &h.signing_bytes(), &bad),
+            Err(SignatureError::BadSignature)
+        );
+        assert_eq!(
+            verify_signature(&pk[..31], &h.signing_bytes(), &sig),
+            Err(SignatureError::PublicKeyLength { len: 31 })
+        );
+        assert_eq!(
+            verify_signature(&pk, &h.signing_bytes(), &sig[..63]),
+            Err(SignatureError::SignatureLength { len: 63 })
+        );
         // Identity point (small order) is rejected by strict verification.
         let mut identity = [0u8; 32];
         identity[0] = 1;
@@ -193,6 +254,9 @@ mod tests {
         let p = principal_of_ed25519(&pk);
         assert_eq!(p.as_slice().len(), 29);
         assert_eq!(p.as_slice()[28], 0x02);
-        assert_ne!(p, principal_of_ed25519(&signing_key_from_seed([43; 32]).verifying_key().to_bytes()));
+        assert_ne!(
+            p,
+            principal_of_ed25519(&signing_key_from_seed([43; 32]).verifying_key().to_bytes())
+        );
     }
 }

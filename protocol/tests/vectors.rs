@@ -6,14 +6,17 @@
 use candid::Principal;
 use flic_protocol::chunking::chunk_root;
 use flic_protocol::encoding::{encode, DeltaEncoding};
-use flic_protocol::fedavg::{AggregationLimits, Accumulator};
+use flic_protocol::fedavg::{Accumulator, AggregationLimits};
 use flic_protocol::merkle::{leaf_hash, root};
 use flic_protocol::model::weights_to_le_bytes;
 use flic_protocol::submission::{principal_of_ed25519, signing_key_from_seed, verify_signature};
 use flic_protocol::{Hash, SubmissionHeader};
 use serde_json::{json, Value};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/protocol_v1.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/protocol_v1.json"
+);
 
 fn compute() -> Value {
     // Submission: fixed key seed, fixed header.
@@ -47,7 +50,11 @@ fn compute() -> Value {
         .collect();
 
     // FedAvg: two contributions, one per encoding, then the finalised weights.
-    let limits = AggregationLimits { max_clients: 4, max_weight: 1000, clip_norm: 2.0 };
+    let limits = AggregationLimits {
+        max_clients: 4,
+        max_weight: 1000,
+        clip_norm: 2.0,
+    };
     let frac_bits = limits.safe_frac_bits().unwrap();
     let d2 = [-0.5f32, 0.25, 0.0, 0.5, 0.125, -0.25, 1.0];
     let f32_bytes = encode(DeltaEncoding::F32, &d2).unwrap();
@@ -102,8 +109,16 @@ fn compute() -> Value {
 fn vectors_match_the_checked_in_file() {
     let computed = compute();
     if std::env::var_os("FLIC_REGENERATE_VECTORS").is_some() {
-        std::fs::write(PATH, serde_json::to_string_pretty(&computed).unwrap() + "\n").unwrap();
+        std::fs::write(
+            PATH,
+            serde_json::to_string_pretty(&computed).unwrap() + "\n",
+        )
+        .unwrap();
     }
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(PATH).expect("vectors file")).unwrap();
-    assert_eq!(stored, computed, "protocol vectors changed: is this an intended format change?");
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(PATH).expect("vectors file")).unwrap();
+    assert_eq!(
+        stored, computed,
+        "protocol vectors changed: is this an intended format change?"
+    );
 }
