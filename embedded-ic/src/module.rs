@@ -194,10 +194,8 @@ fn scan(wasm: &[u8]) -> Result<Scan, CallError> {
             previous_end = range.end;
         }
         match payload {
-            Payload::Version { encoding, .. } => {
-                if encoding != Encoding::Module {
-                    return Err(invalid("a component, not a core wasm module"));
-                }
+            Payload::Version { encoding, .. } if encoding != Encoding::Module => {
+                return Err(invalid("a component, not a core wasm module"));
             }
             Payload::ImportSection(reader) => {
                 for group in reader {
@@ -331,7 +329,7 @@ fn rewrite_exports(wasm: &[u8], scan: &Scan) -> Vec<u8> {
             let at = scan
                 .sections
                 .iter()
-                .find(|(id, _, _)| matches!(id, 8 | 9 | 10 | 11 | 12))
+                .find(|(id, _, _)| matches!(id, 8..=12))
                 .map_or(wasm.len(), |(_, header, _)| *header);
             (0, &[][..], at..at)
         }

@@ -401,6 +401,35 @@ fn global_timer_fires_once_time_passes_it() {
 }
 
 #[test]
+fn trapping_timer_is_rolled_back_and_stays_deactivated() {
+    // The handler re-arms the timer and bumps a counter, then traps: both undone.
+    let wasm = wat::parse_str(
+        r#"(module
+            (import "ic0" "global_timer_set" (func $set (param i64) (result i64)))
+            (import "ic0" "trap" (func $trap (param i32 i32)))
+            (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
+            (import "ic0" "msg_reply" (func $reply))
+            (memory 1)
+            (func (export "canister_init") (drop (call $set (i64.const 1))))
+            (func (export "canister_global_timer")
+              (i64.store (i32.const 0) (i64.const 1))
+              (drop (call $set (i64.const 5)))
+              (call $trap (i32.const 0) (i32.const 0)))
+            (func (export "canister_query ran") (call $append (i32.const 0) (i32.const 8)) (call $reply)))"#,
+    )
+    .unwrap();
+    let mut ic = EmbeddedIc::new();
+    let id = ic.create_canister(vec![admin()]);
+    ic.install_code(id, &wasm, vec![], InstallMode::Install, admin()).unwrap();
+    let outcomes = ic.tick();
+    assert_eq!(outcomes.len(), 1);
+    assert!(matches!(outcomes[0].result, Err(CallError::Trap { .. })));
+    assert_eq!(ic.global_timer(id), Some(0));
+    assert_eq!(u64s(&ic.query(id, user(), "ran", vec![]).unwrap().reply), vec![0]);
+    assert!(ic.tick().is_empty());
+}
+
+#[test]
 fn global_timer_set_returns_the_previous_value() {
     let (mut ic, id) = setup();
     call(&mut ic, id, "set_timer_at", 77u64.to_le_bytes().to_vec()).unwrap();
