@@ -1,1 +1,13 @@
-//! placeholder
+//! The `flic` client as a library: identity, transports, typed canister API, the
+//! contributor flow, and whole-federation simulation. The binary (`src/main.rs`) only
+//! parses arguments and prints.
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod identity;
+pub mod output;
+pub mod participant;
+pub mod simulate;
+pub mod transport;

@@ -1,0 +1,303 @@
+//! Typed access to the aggregator canister over any [`Transport`].
+//!
+//! Every method encodes its arguments with Candid, calls the canister, decodes the reply
+//! into the very types the canister uses (`flic_protocol::api`), and turns the canister's
+//! typed errors into [`ApiError`]. Instruction counts reported by the transport are kept
+//! in [`CallStats`] for simulations and benchmarks.
+
+use std::collections::BTreeMap;
+
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::{CandidType, Principal};
+use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
+
+use flic_protocol::api::{
+    AdminError, BeginSubmissionArgs, CommitReceipt, ContributionPage, Dataset, DatasetError, DatasetPage, JobConfig,
+    Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo,
+    RoundPage, SubmissionStatus, SubmitError,
+};
+use flic_protocol::{model_version, ModelSpec, ModelVersionHasher};
+
+use crate::transport::{Transport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot decode the reply of `{method}`: {message}")]
+    Decode { method: String, message: String },
+    #[error("{0}")]
+    Admin(#[from] AdminError),
+    #[error("{0}")]
+    Submit(#[from] SubmitError),
+    #[error("{0}")]
+    Dataset(#[from] DatasetError),
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    /// What the canister served does not match what it claims (hash, spec, size).
+    #[error("verification failed: {0}")]
+    Verification(String),
+}
+
+/// Instructions per method, as reported by the transport (embedded IC only).
+#[derive(Debug, Default, Clone)]
+pub struct CallStats {
+    pub per_method: BTreeMap<String, MethodStats>,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct MethodStats {
+    pub calls: u64,
+    pub instructions: u64,
+    pub max_instructions: u64,
+    pub arg_bytes: u64,
+}
+
+impl CallStats {
+    fn record(&mut self, method: &str, arg_bytes: usize, instructions: Option<u64>) {
+        let s = self.per_method.entry(method.to_string()).or_default();
+        s.calls += 1;
+        s.arg_bytes += arg_bytes as u64;
+        if let Some(i) = instructions {
+            s.instructions += i;
+            s.max_instructions = s.max_instructions.max(i);
+        }
+    }
+
+    pub fn total_instructions(&self) -> u64 {
+        self.per_method.values().map(|s| s.instructions).sum()
+    }
+
+    pub fn max_instructions(&self) -> u64 {
+        self.per_method.values().map(|s| s.max_instructions).max().unwrap_or(0)
+    }
+
+    pub fn merge(&mut self, other: &CallStats) {
+        for (m, o) in &other.per_method {
+            let s = self.per_method.entry(m.clone()).or_default();
+            s.calls += o.calls;
+            s.instructions += o.instructions;
+            s.max_instructions = s.max_instructions.max(o.max_instructions);
+            s.arg_bytes += o.arg_bytes;
+        }
+    }
+}
+
+/// A verified model download.
+#[derive(Debug, Clone)]
+pub struct DownloadedModel {
+    pub info: ModelInfo,
+    pub spec: ModelSpec,
+    pub weights: Vec<f32>,
+}
+
+pub struct AggregatorApi<T: Transport> {
+    transport: T,
+    pub stats: CallStats,
+}
+
+impl<T: Transport> AggregatorApi<T> {
+    pub fn new(transport: T) -> Self {
+        Self { transport, stats: CallStats::default() }
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    pub fn caller(&self) -> Principal {
+        self.transport.caller()
+    }
+
+    pub fn canister_id(&self) -> Principal {
+        self.transport.canister_id()
+    }
+
+    fn call<A, R>(&mut self, update: bool, method: &str, args: A) -> Result<R, ApiError>
+    where
+        A: ArgumentEncoder,
+        R: for<'a> ArgumentDecoder<'a>,
+    {
+        let arg = candid::encode_args(args)
+            .map_err(|e| ApiError::Decode { method: method.into(), message: format!("encoding the argument: {e}") })?;
+        let len = arg.len();
+        let reply = if update { self.transport.update(method, arg)? } else { self.transport.query(method, arg)? };
+        self.stats.record(method, len, reply.instructions);
+        candid::decode_args(&reply.bytes).map_err(|e| ApiError::Decode { method: method.into(), message: e.to_string() })
+    }
+
+    fn update1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(&mut self, method: &str, args: A) -> Result<R, ApiError> {
+        self.call::<A, (R,)>(true, method, args).map(|(r,)| r)
+    }
+
+    fn query1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(&mut self, method: &str, args: A) -> Result<R, ApiError> {
+        self.call::<A, (R,)>(false, method, args).map(|(r,)| r)
+    }
+
+    // ------------------------------------------------------------ admin (controllers)
+
+    pub fn configure_job(&mut self, config: &JobConfig) -> Result<u64, ApiError> {
+        Ok(self.update1::<_, Result<u64, AdminError>>("configure_job", (config,))??)
+    }
+
+    pub fn upload_model_chunk(&mut self, index: u32, bytes: Vec<u8>) -> Result<u32, ApiError> {
+        Ok(self.update1::<_, Result<u32, AdminError>>("upload_model_chunk", (index, ByteBuf::from(bytes)))??)
+    }
+
+    pub fn start_job(&mut self) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), AdminError>>("start_job", ())??)
+    }
+
+    pub fn pause_job(&mut self) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), AdminError>>("pause_job", ())??)
+    }
+
+    pub fn resume_job(&mut self) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), AdminError>>("resume_job", ())??)
+    }
+
+    /// Uploads initial weights in the job's chunk size.
+    pub fn upload_initial_model(&mut self, weights: &[f32], chunk_size: u32) -> Result<(), ApiError> {
+        let bytes = flic_protocol::model::weights_to_le_bytes(weights);
+        for (i, chunk) in bytes.chunks(chunk_size as usize).enumerate() {
+            self.upload_model_chunk(i as u32, chunk.to_vec())?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ registry
+
+    pub fn register_dataset(&mut self, args: &RegisterDatasetArgs) -> Result<u64, ApiError> {
+        Ok(self.update1::<_, Result<u64, DatasetError>>("register_dataset", (args,))??)
+    }
+
+    pub fn revoke_dataset(&mut self, dataset_id: u64) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), DatasetError>>("revoke_dataset", (dataset_id,))??)
+    }
+
+    pub fn get_dataset(&mut self, dataset_id: u64) -> Result<Option<Dataset>, ApiError> {
+        self.query1("get_dataset", (dataset_id,))
+    }
+
+    pub fn list_datasets(&mut self, page: PageArgs) -> Result<DatasetPage, ApiError> {
+        self.query1("list_datasets", (page,))
+    }
+
+    pub fn contributions_by_contributor(&mut self, who: Principal, page: PageArgs) -> Result<ContributionPage, ApiError> {
+        self.query1("contributions_by_contributor", (who, page))
+    }
+
+    pub fn contributions_by_dataset(&mut self, dataset_id: u64, page: PageArgs) -> Result<ContributionPage, ApiError> {
+        self.query1("contributions_by_dataset", (dataset_id, page))
+    }
+
+    pub fn lineage(&mut self, args: &LineageArgs) -> Result<Lineage, ApiError> {
+        Ok(self.query1::<_, Result<Lineage, QueryError>>("lineage", (args,))??)
+    }
+
+    // ------------------------------------------------------------ submissions
+
+    pub fn begin_submission(&mut self, args: &BeginSubmissionArgs) -> Result<SubmissionStatus, ApiError> {
+        Ok(self.update1::<_, Result<SubmissionStatus, SubmitError>>("begin_submission", (args,))??)
+    }
+
+    pub fn put_chunk(&mut self, submission_id: u64, index: u32, bytes: Vec<u8>) -> Result<u32, ApiError> {
+        let args = PutChunkArgs { submission_id, index, bytes: ByteBuf::from(bytes) };
+        Ok(self.update1::<_, Result<u32, SubmitError>>("put_chunk", (args,))??)
+    }
+
+    pub fn commit_submission(&mut self, submission_id: u64) -> Result<CommitReceipt, ApiError> {
+        Ok(self.update1::<_, Result<CommitReceipt, SubmitError>>("commit_submission", (submission_id,))??)
+    }
+
+    pub fn submission_status(&mut self, submission_id: u64) -> Result<SubmissionStatus, ApiError> {
+        Ok(self.query1::<_, Result<SubmissionStatus, QueryError>>("submission_status", (submission_id,))??)
+    }
+
+    // ------------------------------------------------------------ reads
+
+    pub fn round_info(&mut self) -> Result<RoundInfo, ApiError> {
+        self.query1("round_info", ())
+    }
+
+    pub fn round_history(&mut self, page: PageArgs) -> Result<RoundPage, ApiError> {
+        self.query1("round_history", (page,))
+    }
+
+    pub fn model_info(&mut self) -> Result<ModelInfo, ApiError> {
+        Ok(self.query1::<_, Result<ModelInfo, QueryError>>("model_info", ())??)
+    }
+
+    pub fn model_chunk(&mut self, index: u32) -> Result<ModelChunk, ApiError> {
+        Ok(self.query1::<_, Result<ModelChunk, QueryError>>("model_chunk", (index,))??)
+    }
+
+    /// Downloads the current model chunk by chunk and checks it: every chunk is of the same
+    /// version, the spec hashes to the announced spec id, and the weights hash to the
+    /// announced version. A model that changes mid-download is fetched again.
+    pub fn download_model(&mut self, progress: &mut dyn FnMut(u32, u32)) -> Result<DownloadedModel, ApiError> {
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            let round = self.round_info()?;
+            let spec = round
+                .config
+                .map(|c| c.model_spec)
+                .ok_or_else(|| ApiError::Verification("the canister has no job configured".into()))?;
+            let info = self.model_info()?;
+            if spec.spec_id() != *info.spec_id {
+                return Err(ApiError::Verification(format!(
+                    "the job's model spec hashes to {}, the model claims spec {}",
+                    hex::encode(spec.spec_id()),
+                    hex::encode(info.spec_id.as_slice())
+                )));
+            }
+            let expected_bytes = spec.param_count() * 4;
+            if info.byte_len != expected_bytes {
+                return Err(ApiError::Verification(format!(
+                    "model is {} bytes, its spec needs {expected_bytes}",
+                    info.byte_len
+                )));
+            }
+            let mut hasher = ModelVersionHasher::new(&spec.spec_id());
+            let mut bytes = Vec::with_capacity(info.byte_len as usize);
+            let mut changed = false;
+            for index in 0..info.chunk_count {
+                let chunk = self.model_chunk(index)?;
+                if chunk.version != info.version {
+                    changed = true;
+                    break;
+                }
+                hasher.update(&chunk.bytes);
+                bytes.extend_from_slice(&chunk.bytes);
+                progress(index + 1, info.chunk_count);
+            }
+            if changed {
+                continue;
+            }
+            if bytes.len() as u64 != expected_bytes {
+                return Err(ApiError::Verification(format!(
+                    "downloaded {} bytes, the model has {expected_bytes}",
+                    bytes.len()
+                )));
+            }
+            let version = hasher.finish();
+            if version != *info.version {
+                return Err(ApiError::Verification(format!(
+                    "downloaded weights hash to version {}, the canister announced {}",
+                    hex::encode(version),
+                    hex::encode(info.version.as_slice())
+                )));
+            }
+            let weights = flic_protocol::model::weights_from_le_bytes(&bytes)
+                .ok_or_else(|| ApiError::Verification("model bytes are not whole f32 values".into()))?;
+            debug_assert_eq!(model_version(&spec.spec_id(), &weights), version);
+            return Ok(DownloadedModel { info, spec, weights });
+        }
+        Err(ApiError::Verification(format!("the model changed during {ATTEMPTS} download attempts in a row")))
+    }
+}

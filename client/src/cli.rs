@@ -1,0 +1,186 @@
+//! Command-line interface definitions (clap). One subcommand per module in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flic",
+    version,
+    about = "Federated learning with on-chain aggregation on the Internet Computer",
+    long_about = "flic trains a shared model on private data: each contributor trains locally, \
+                  signs a weight delta and uploads it to an aggregator canister, which verifies \
+                  and averages the deltas deterministically.\n\n\
+                  Start with `flic simulate` to run a whole federation on this machine, with the \
+                  canister's real wasm embedded in-process."
+)]
+pub struct Cli {
+    /// No progress bars or informational output.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new Ed25519 identity (PEM, mode 0600). Refuses to overwrite.
+    Keygen {
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// Print the principal of your identity.
+    Whoami {
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Register or list datasets in the canister's ownership registry.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Join rounds: download the model, train on local data, upload a signed delta.
+    Train(TrainArgs),
+    /// Show the current round.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// List closed rounds (newest last).
+    Rounds {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Download the current model.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Run a whole federation in this process on the embedded IC.
+    Simulate(crate::simulate::SimulateArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetCommand {
+    /// Commit to a local dataset and register it under your principal.
+    Register {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "unspecified")]
+        license: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// List registered datasets.
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Download and verify the current model; write it as safetensors.
+    Pull {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output file.
+        #[arg(long, default_value = "model.safetensors")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IdentityArgs {
+    /// Identity PEM file [default: $FLIC_HOME/identity.pem or ~/.config/flic/identity.pem].
+    #[arg(long, env = "FLIC_IDENTITY")]
+    pub identity: Option<PathBuf>,
+}
+
+impl IdentityArgs {
+    pub fn path(&self) -> PathBuf {
+        self.identity.clone().unwrap_or_else(crate::identity::default_identity_path)
+    }
+}
+
+/// Which canister to talk to, and how.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// `local` (a dfx replica), `ic` (mainnet), an http(s) URL, or `embedded`
+    /// (the canister wasm in-process, state kept in --state).
+    #[arg(long, env = "FLIC_NETWORK", default_value = "local")]
+    pub network: String,
+    /// The aggregator canister id (not needed with --network embedded).
+    #[arg(long, env = "FLIC_CANISTER")]
+    pub canister: Option<String>,
+    /// State directory of an embedded IC (with --network embedded), as written by
+    /// `flic simulate --state DIR`.
+    #[arg(long, env = "FLIC_STATE")]
+    pub state: Option<PathBuf>,
+}
+
+/// A local dataset file.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Data file (CSV, MNIST IDX images, CIFAR-10 batch) or image folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: DataFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFormat {
+    Csv,
+    MnistIdx,
+    Cifar10,
+    ImageFolder,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The registered dataset id this data belongs to.
+    #[arg(long)]
+    pub dataset_id: u64,
+    /// How many rounds to take part in before exiting.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u64,
+    /// Where interrupted uploads are remembered, so a restart resumes them.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Compute backend for local training.
+    #[arg(long, default_value = "ndarray")]
+    pub backend: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}

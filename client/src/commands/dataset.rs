@@ -1,0 +1,86 @@
+//! `flic dataset register` and `flic dataset list`.
+
+use anyhow::Context;
+use flic_protocol::api::{PageArgs, RegisterDatasetArgs};
+use flic_protocol::Hash;
+
+use crate::cli::{DataArgs, TargetArgs};
+use crate::output::{short_hex, table};
+
+pub fn register(
+    target: &TargetArgs,
+    data: &DataArgs,
+    name: String,
+    license: String,
+    description: String,
+    json: bool,
+) -> anyhow::Result<()> {
+    let dataset = crate::data::load(&data.data, data.format)?;
+    let commitment = crate::data::dataset_commitment(&dataset);
+    let mut session = super::connect(target)?;
+    let args = RegisterDatasetArgs {
+        name,
+        commitment: Hash::new(commitment),
+        sample_count: dataset.len() as u64,
+        license,
+        description,
+    };
+    let id = session.api.register_dataset(&args).context("registering the dataset")?;
+    session.save()?;
+    if json {
+        super::print_json(&serde_json::json!({
+            "dataset_id": id,
+            "commitment": hex::encode(commitment),
+            "sample_count": dataset.len(),
+            "owner": session.identity.principal().to_text(),
+        }))
+    } else {
+        println!(
+            "registered dataset {id}: {} samples, commitment {}, owner {}",
+            dataset.len(),
+            hex::encode(commitment),
+            session.identity.principal()
+        );
+        Ok(())
+    }
+}
+
+pub fn list(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
+    let mut session = super::connect(target)?;
+    let mut all = Vec::new();
+    let mut start = 0;
+    loop {
+        let page = session.api.list_datasets(PageArgs { start, limit: 100 })?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    if json {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.id, "owner": d.owner.to_text(), "name": d.name,
+                    "commitment": hex::encode(d.commitment.as_slice()), "sample_count": d.sample_count,
+                    "license": d.license, "revoked": d.revoked_at_ns.is_some(),
+                })
+            })
+            .collect();
+        return super::print_json(&rows);
+    }
+    let rows = all.iter().map(|d| {
+        vec![
+            d.id.to_string(),
+            d.name.clone(),
+            d.owner.to_text(),
+            d.sample_count.to_string(),
+            d.license.clone(),
+            short_hex(d.commitment.as_slice()),
+            if d.revoked_at_ns.is_some() { "revoked".into() } else { "active".into() },
+        ]
+    });
+    println!("{}", table(&["id", "name", "owner", "samples", "license", "commitment", "state"], rows));
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Loading local data by format, and the dataset commitment a contributor registers.
+
+use std::path::{Path, PathBuf};
+
+use flic_model_zoo::dataset::{self, Dataset};
+use flic_protocol::merkle;
+
+use crate::cli::DataFormat;
+
+/// Loads a dataset file (or folder) in `format`. For `mnist-idx`, `path` is the images file
+/// and the labels file is found by replacing `images-idx3` with `labels-idx1` in its name.
+pub fn load(path: &Path, format: DataFormat) -> anyhow::Result<Dataset> {
+    Ok(match format {
+        DataFormat::Csv => dataset::load_csv(path)?,
+        DataFormat::MnistIdx => {
+            let labels = mnist_labels_path(path)?;
+            dataset::load_mnist_idx(path, &labels)?
+        }
+        DataFormat::Cifar10 => dataset::load_cifar10(path)?,
+        DataFormat::ImageFolder => dataset::load_image_folder(path)?.dataset,
+    })
+}
+
+pub fn mnist_labels_path(images: &Path) -> anyhow::Result<PathBuf> {
+    dataset::labels_path_for_images(images).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: cannot find the labels file: an MNIST images file name must contain `images-idx3` \
+             (its labels file has `labels-idx1` in its place)",
+            images.display()
+        )
+    })
+}
+
+/// Canonical bytes of one sample: domain tag, label (u32 LE), then features (f32 LE).
+pub fn sample_bytes(label: u32, features: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 4 + features.len() * 4);
+    out.extend_from_slice(b"flic/sample/v1");
+    out.extend_from_slice(&label.to_le_bytes());
+    for f in features {
+        out.extend_from_slice(&f.to_le_bytes());
+    }
+    out
+}
+
+/// Per-sample leaf hashes, in dataset order (RFC 6962 leaves).
+pub fn sample_leaves(data: &Dataset) -> Vec<[u8; 32]> {
+    (0..data.len()).map(|i| merkle::leaf_hash(&sample_bytes(data.labels[i], data.sample(i)))).collect()
+}
+
+/// The commitment a contributor registers: the RFC 6962 Merkle root over its samples.
+pub fn dataset_commitment(data: &Dataset) -> [u8; 32] {
+    merkle::root(&sample_leaves(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commitment_binds_every_sample() {
+        let data = flic_model_zoo::dataset::synthetic_clusters(50, 4, 3, 1);
+        let root = dataset_commitment(&data);
+        let mut changed = data.clone();
+        changed.features[7] += 1.0;
+        assert_ne!(dataset_commitment(&changed), root);
+        let mut relabeled = data.clone();
+        relabeled.labels[3] = (relabeled.labels[3] + 1) % 3;
+        assert_ne!(dataset_commitment(&relabeled), root);
+        let leaves = sample_leaves(&data);
+        let proof = merkle::inclusion_proof(&leaves, 10).unwrap();
+        assert_eq!(merkle::root_from_proof(&leaves[10], 10, leaves.len() as u64, &proof).unwrap(), root);
+    }
+}

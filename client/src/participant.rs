@@ -1,0 +1,199 @@
+//! One contributor's part in a round: turn locally trained weights into a signed,
+//! chunked delta, and upload it so an interrupted upload resumes where it stopped.
+
+use std::path::{Path, PathBuf};
+
+use candid::Principal;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use flic_protocol::api::{BeginSubmissionArgs, CommitReceipt, RoundInfo};
+use flic_protocol::encoding::{self, clip_l2};
+use flic_protocol::{chunking, merkle, DeltaEncoding, Hash, SubmissionHeader};
+
+use crate::api::{AggregatorApi, ApiError};
+use crate::identity::Identity;
+use crate::transport::Transport;
+
+/// A delta ready to upload: encoded, chunked, signed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreparedSubmission {
+    pub header: SubmissionHeader,
+    pub public_key: ByteBuf,
+    pub signature: ByteBuf,
+    pub chunk_hashes: Vec<Hash>,
+    pub chunk_size: u32,
+    /// The encoded delta (all chunks back to back).
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// L2 norm of the delta before clipping.
+    pub norm_before_clip: f64,
+}
+
+impl PreparedSubmission {
+    pub fn chunk(&self, index: u32) -> &[u8] {
+        let start = index as usize * self.chunk_size as usize;
+        let end = (start + self.chunk_size as usize).min(self.payload.len());
+        &self.payload[start..end]
+    }
+
+    pub fn begin_args(&self) -> BeginSubmissionArgs {
+        BeginSubmissionArgs {
+            header: self.header.clone(),
+            public_key: self.public_key.clone(),
+            signature: self.signature.clone(),
+            chunk_hashes: self.chunk_hashes.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("the canister has no job configured")]
+    NoJob,
+    #[error("the round has no model version yet")]
+    NoModel,
+    #[error("local weights have {got} values, the model has {expected}")]
+    WrongLength { expected: usize, got: usize },
+    #[error("the job allows {allowed:?}, not {requested}")]
+    EncodingNotAllowed { requested: DeltaEncoding, allowed: Vec<DeltaEncoding> },
+    #[error("cannot encode the delta: {0}")]
+    Encode(#[from] flic_protocol::DeltaError),
+}
+
+/// Computes `trained - base`, clips it to the job's L2 bound, encodes, chunks and signs it.
+pub fn prepare_submission(
+    identity: &Identity,
+    canister_id: Principal,
+    round: &RoundInfo,
+    dataset_id: u64,
+    sample_count: u64,
+    base: &[f32],
+    trained: &[f32],
+    encoding: DeltaEncoding,
+) -> Result<PreparedSubmission, PrepareError> {
+    let config = round.config.as_ref().ok_or(PrepareError::NoJob)?;
+    let base_version = round.model_version.ok_or(PrepareError::NoModel)?;
+    if base.len() != trained.len() || base.len() as u64 != round.param_count {
+        return Err(PrepareError::WrongLength { expected: round.param_count as usize, got: trained.len() });
+    }
+    if !config.allowed_encodings.contains(&encoding) {
+        return Err(PrepareError::EncodingNotAllowed { requested: encoding, allowed: config.allowed_encodings.clone() });
+    }
+    let mut delta: Vec<f32> = trained.iter().zip(base).map(|(t, b)| t - b).collect();
+    let norm_before_clip = clip_l2(&mut delta, config.clip_norm);
+    let payload = encoding::encode(encoding, &delta)?;
+    let chunk_size = config.chunk_size();
+    let hashes = chunking::chunk_hashes(&payload, chunk_size);
+    let header = SubmissionHeader {
+        canister_id,
+        job_id: round.job_id,
+        round: round.round,
+        base_model_version: base_version,
+        dataset_id,
+        sample_count,
+        encoding,
+        param_count: round.param_count,
+        chunk_count: hashes.len() as u32,
+        chunk_root: Hash::new(merkle::root(&hashes)),
+    };
+    let signature = header.sign(identity.signing_key());
+    Ok(PreparedSubmission {
+        header,
+        public_key: ByteBuf::from(identity.verifying_key().to_bytes().to_vec()),
+        signature: ByteBuf::from(signature.to_vec()),
+        chunk_hashes: hashes.into_iter().map(Hash::new).collect(),
+        chunk_size,
+        payload,
+        norm_before_clip,
+    })
+}
+
+/// What an upload did.
+#[derive(Debug, Clone)]
+pub struct UploadOutcome {
+    pub receipt: CommitReceipt,
+    /// Chunks sent in this call (fewer than the total when resuming).
+    pub chunks_sent: u32,
+    /// Chunks the canister already had.
+    pub chunks_resumed: u32,
+    pub bytes_sent: u64,
+}
+
+/// Begins (or, for the same header, resumes) the submission, sends the chunks the canister
+/// does not have yet, and commits. `progress(done, total)` is called per chunk.
+/// `before_chunk` may abort the upload (used to simulate a crash); it returns `false` to stop.
+pub fn upload<T: Transport>(
+    api: &mut AggregatorApi<T>,
+    prepared: &PreparedSubmission,
+    progress: &mut dyn FnMut(u32, u32),
+    before_chunk: &mut dyn FnMut(u32) -> bool,
+) -> Result<Option<UploadOutcome>, ApiError> {
+    let status = api.begin_submission(&prepared.begin_args())?;
+    let total = prepared.header.chunk_count;
+    let mut have = vec![false; total as usize];
+    for &i in &status.stored_chunks {
+        if let Some(slot) = have.get_mut(i as usize) {
+            *slot = true;
+        }
+    }
+    let resumed = status.stored_chunks.len() as u32;
+    let (mut sent, mut bytes_sent) = (0u32, 0u64);
+    let mut done = resumed;
+    progress(done, total);
+    for index in 0..total {
+        if have[index as usize] {
+            continue;
+        }
+        if !before_chunk(index) {
+            return Ok(None);
+        }
+        let chunk = prepared.chunk(index);
+        api.put_chunk(status.submission_id, index, chunk.to_vec())?;
+        sent += 1;
+        bytes_sent += chunk.len() as u64;
+        done += 1;
+        progress(done, total);
+    }
+    let receipt = api.commit_submission(status.submission_id)?;
+    Ok(Some(UploadOutcome { receipt, chunks_sent: sent, chunks_resumed: resumed, bytes_sent }))
+}
+
+/// A prepared submission kept on disk until it is committed, so a restarted client
+/// resumes the same upload instead of training again.
+pub struct UploadJournal {
+    path: PathBuf,
+}
+
+impl UploadJournal {
+    pub fn new(work_dir: &Path) -> Self {
+        Self { path: work_dir.join("pending-submission.json") }
+    }
+
+    pub fn load(&self) -> std::io::Result<Option<PreparedSubmission>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes atomically (temporary file, then rename).
+    pub fn save(&self, prepared: &PreparedSubmission) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(prepared).map_err(std::io::Error::other)?)?;
+        std::fs::rename(tmp, &self.path)
+    }
+
+    pub fn clear(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

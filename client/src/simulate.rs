@@ -1,0 +1,559 @@
+//! `flic simulate`: a whole federation in one process.
+//!
+//! The aggregator canister's release wasm runs in `flic-embedded-ic`; N contributors, each
+//! with its own Ed25519 key and registered dataset, train real burn models on their shard,
+//! and upload signed deltas through the same code path `flic train` uses against a replica.
+//! The canister's own round logic closes every round (the Nth commit reaches `max_clients`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use candid::Principal;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use flic_embedded_ic::{EmbeddedIc, InstallMode};
+use flic_model_zoo::dataset::{Dataset, SyntheticClusters, SyntheticImages};
+use flic_model_zoo::{evaluate, init_weights, model_spec, train_local, Backend, ModelConfig, Partitioner, TrainParams};
+use flic_protocol::api::{ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs};
+use flic_protocol::{DeltaEncoding, Hash};
+
+use crate::api::{AggregatorApi, CallStats};
+use crate::cli::DataFormat;
+use crate::data;
+use crate::identity::Identity;
+use crate::output::Progress;
+use crate::participant::{prepare_submission, upload};
+use crate::transport::embedded::{self, EmbeddedTransport, SharedIc};
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingArg {
+    F32,
+    Int8,
+}
+
+impl From<EncodingArg> for DeltaEncoding {
+    fn from(e: EncodingArg) -> Self {
+        match e {
+            EncodingArg::F32 => DeltaEncoding::F32,
+            EncodingArg::Int8 => DeltaEncoding::Int8Blocks,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelArg {
+    Linear,
+    Mlp,
+    Lenet,
+    CifarCnn,
+}
+
+impl ModelArg {
+    pub fn id(self) -> &'static str {
+        match self {
+            ModelArg::Linear => "linear",
+            ModelArg::Mlp => "mlp",
+            ModelArg::Lenet => "lenet",
+            ModelArg::CifarCnn => "cifar-cnn",
+        }
+    }
+}
+
+/// `flic simulate` options.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct SimulateArgs {
+    /// Number of contributors [default: 4, or the number of client files with --partitions].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Rounds to run.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u64,
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: ModelArg,
+    /// Hidden layer widths of the MLP, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    pub hidden: Vec<usize>,
+    /// Client learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub local_epochs: usize,
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerArg,
+    /// Delta encoding on the wire.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub encoding: EncodingArg,
+    /// Seed for data, partition, initial weights, keys and shuffling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// How the data is split over clients: iid, dirichlet:ALPHA or shards:K.
+    #[arg(long, default_value = "iid")]
+    pub partition: String,
+    /// Write the configuration and per-round results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Built-in data when neither --data nor --partitions is given.
+    #[arg(long, default_value = "synthetic", value_parser = ["synthetic"])]
+    pub dataset: String,
+    /// Synthetic samples in all (train and test together).
+    #[arg(long, default_value_t = 6000)]
+    pub samples: usize,
+    /// One data file, split over the clients by --partition.
+    #[arg(long, conflicts_with = "partitions", requires = "format")]
+    pub data: Option<PathBuf>,
+    /// A folder of per-client files: client_<n>.csv, or client_<n>-images-idx3-ubyte with
+    /// client_<n>-labels-idx1-ubyte.
+    #[arg(long, requires = "format")]
+    pub partitions: Option<PathBuf>,
+    /// Format of --data, --partitions and --test.
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+    /// Test data evaluated after every round [default: a held-out 20% split].
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// L2 bound each delta is clipped to.
+    #[arg(long, default_value_t = 10.0)]
+    pub clip_norm: f32,
+    /// Server learning rate applied to the averaged delta.
+    #[arg(long, default_value_t = 1.0)]
+    pub server_lr: f32,
+    /// Save the embedded IC's state here at the end, for `flic status --network embedded
+    /// --state DIR` and the other commands.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Training backend: ndarray (default), flex, wgpu or cuda (the last three need the
+    /// matching cargo feature).
+    #[arg(long, default_value = "ndarray")]
+    pub backend: String,
+}
+
+impl Default for SimulateArgs {
+    fn default() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: SimulateArgs,
+        }
+        Wrapper::parse_from(["simulate"]).args
+    }
+}
+
+/// One round's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundReport {
+    pub round: u64,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub contributors: usize,
+    /// Delta bytes uploaded in the round (all chunks of all contributors).
+    pub upload_bytes: u64,
+    /// Version hash (hex) of the model this round produced.
+    pub model_version: String,
+    /// Wasm instructions the canister executed for the round's update calls.
+    pub instructions: u64,
+    /// Largest single-message instruction count in the round.
+    pub max_message_instructions: u64,
+    /// Mean L2 norm of the deltas before clipping, and how many were clipped.
+    pub mean_delta_norm: f64,
+    pub clipped: usize,
+    pub train_seconds: f64,
+    pub encode_seconds: f64,
+    pub canister_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationReport {
+    pub config: SimulateArgs,
+    pub canister_id: String,
+    pub wasm_sha256: String,
+    pub clients: usize,
+    pub samples_per_client: Vec<usize>,
+    pub param_count: u64,
+    pub initial_accuracy: f64,
+    pub rounds: Vec<RoundReport>,
+    pub final_accuracy: f64,
+    pub wall_seconds: f64,
+}
+
+struct SimClient {
+    identity: Identity,
+    api: AggregatorApi<EmbeddedTransport>,
+    data: Dataset,
+    dataset_id: u64,
+}
+
+/// Derives a per-purpose seed so streams never collide.
+fn sub_seed(seed: u64, purpose: &str, index: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"flic/simulate/v1");
+    h.update(seed.to_le_bytes());
+    h.update(purpose.as_bytes());
+    h.update(index.to_le_bytes());
+    h.finalize().into()
+}
+
+fn sub_seed_u64(seed: u64, purpose: &str, index: u64) -> u64 {
+    let s = sub_seed(seed, purpose, index);
+    u64::from_le_bytes(s[..8].try_into().expect("8 bytes"))
+}
+
+/// The federation's data: per-client training sets and one test set.
+struct Federation {
+    clients: Vec<Dataset>,
+    test: Dataset,
+}
+
+fn load_partitions(dir: &Path, format: DataFormat) -> anyhow::Result<Vec<Dataset>> {
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read --partitions {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let index = match format {
+            DataFormat::Csv => name.strip_prefix("client_").and_then(|r| r.strip_suffix(".csv")),
+            DataFormat::MnistIdx => name.strip_prefix("client_").and_then(|r| r.strip_suffix("-images-idx3-ubyte")),
+            other => bail!("--partitions supports csv and mnist-idx, not {other:?}"),
+        };
+        if let Some(n) = index.and_then(|n| n.parse::<u64>().ok()) {
+            found.push((n, path));
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "{} has no client files (expected client_<n>.csv, or client_<n>-images-idx3-ubyte with \
+             client_<n>-labels-idx1-ubyte)",
+            dir.display()
+        );
+    }
+    found.sort();
+    found.iter().map(|(_, p)| data::load(p, format).with_context(|| format!("loading {}", p.display()))).collect()
+}
+
+fn synthetic(args: &SimulateArgs) -> Dataset {
+    let seed = sub_seed_u64(args.seed, "data", 0);
+    match args.model {
+        ModelArg::Lenet => SyntheticImages { samples: args.samples, seed, ..Default::default() }.generate(),
+        ModelArg::CifarCnn => {
+            let mut d = SyntheticClusters { samples: args.samples, dims: 3 * 32 * 32, seed, ..Default::default() }.generate();
+            d.feature_shape = vec![3, 32, 32];
+            d
+        }
+        ModelArg::Linear | ModelArg::Mlp => SyntheticClusters { samples: args.samples, seed, ..Default::default() }.generate(),
+    }
+}
+
+/// Loaders size `num_classes` by the largest label they saw; a client's file (or the test
+/// file) may lack the highest classes, so every part is sized to the whole federation.
+fn unify_classes(fed: Federation) -> anyhow::Result<Federation> {
+    let classes = fed.clients.iter().chain([&fed.test]).map(|d| d.num_classes).max().unwrap_or(0);
+    Ok(Federation {
+        clients: fed.clients.into_iter().map(|d| d.with_num_classes(classes)).collect::<Result<_, _>>()?,
+        test: fed.test.with_num_classes(classes)?,
+    })
+}
+
+fn build_federation(args: &SimulateArgs) -> anyhow::Result<Federation> {
+    let split_seed = sub_seed_u64(args.seed, "split", 0);
+    let load_test = |format| -> anyhow::Result<Option<Dataset>> {
+        args.test.as_deref().map(|p| data::load(p, format).with_context(|| format!("loading --test {}", p.display()))).transpose()
+    };
+    if let Some(dir) = &args.partitions {
+        let format = args.format.context("--partitions needs --format")?;
+        let mut clients = load_partitions(dir, format)?;
+        if let Some(n) = args.clients {
+            if n > clients.len() {
+                bail!("--clients {n} but {} has only {} client files", dir.display(), clients.len());
+            }
+            clients.truncate(n);
+        }
+        let test = match load_test(format)? {
+            Some(t) => t,
+            None => {
+                // Hold out 20% of every client's data.
+                let mut train = Vec::new();
+                let mut tests = Vec::new();
+                for (i, c) in clients.iter().enumerate() {
+                    let (tr, te) = c.train_test_split(0.2, split_seed ^ i as u64)?;
+                    train.push(tr);
+                    tests.push(te);
+                }
+                clients = train;
+                Dataset::concat(&tests)?
+            }
+        };
+        return Ok(Federation { clients, test });
+    }
+    let (all, format) = match &args.data {
+        Some(path) => {
+            let format = args.format.context("--data needs --format")?;
+            (data::load(path, format).with_context(|| format!("loading --data {}", path.display()))?, Some(format))
+        }
+        None => (synthetic(args), None),
+    };
+    let (train, test) = match format.map(load_test).transpose()?.flatten() {
+        Some(test) => (all, test),
+        None => all.train_test_split(0.2, split_seed)?,
+    };
+    let n = args.clients.unwrap_or(4);
+    if n == 0 {
+        bail!("--clients must be at least 1");
+    }
+    let partitioner: Partitioner = args.partition.parse()?;
+    let clients = partitioner.partition(&train, n, sub_seed_u64(args.seed, "partition", 0))?;
+    Ok(Federation { clients, test })
+}
+
+/// The simulation's controller (installs and configures the canister).
+fn controller(seed: u64) -> Principal {
+    Identity::from_seed(sub_seed(seed, "controller", 0)).principal()
+}
+
+/// Installs the embedded aggregator and configures, uploads and starts the job.
+fn deploy(
+    args: &SimulateArgs,
+    spec: flic_protocol::ModelSpec,
+    weights: &[f32],
+    clients: usize,
+    max_samples: u64,
+) -> anyhow::Result<(SharedIc, Principal)> {
+    let mut ic = EmbeddedIc::new();
+    let admin = controller(args.seed);
+    let canister = ic.create_canister(vec![admin]);
+    let init = candid::encode_one(InitArg::Init(InitArgs::default()))?;
+    ic.install_code(canister, flic_aggregator_wasm::AGGREGATOR_WASM, init, InstallMode::Install, admin)
+        .context("installing the aggregator wasm")?;
+    let ic = embedded::share(ic);
+    let mut api = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, admin));
+    let job = JobConfig {
+        model_spec: spec,
+        client: ClientHyperparameters {
+            learning_rate: args.lr as f32,
+            batch_size: args.batch_size as u32,
+            local_epochs: args.local_epochs as u32,
+            optimizer: match args.optimizer {
+                OptimizerArg::Sgd => Optimizer::Sgd,
+                OptimizerArg::Adam => Optimizer::Adam,
+            },
+            seed: args.seed,
+        },
+        min_clients: clients as u32,
+        max_clients: clients as u32,
+        round_duration_ns: 3600 * 1_000_000_000,
+        allowed_encodings: vec![DeltaEncoding::F32, DeltaEncoding::Int8Blocks],
+        clip_norm: args.clip_norm,
+        max_weight: max_samples.max(1),
+        server_lr: args.server_lr,
+        chunk_size: None,
+        retain_contributions: false,
+    };
+    api.configure_job(&job).context("configuring the job")?;
+    api.upload_initial_model(weights, job.chunk_size()).context("uploading the initial model")?;
+    api.start_job().context("starting the job")?;
+    Ok((ic, canister))
+}
+
+/// Runs the whole simulation; `progress` sees every phase.
+pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<SimulationReport> {
+    let started = Instant::now();
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let backend: Backend = args.backend.parse()?;
+    let device = backend.device()?;
+    let fed = unify_classes(build_federation(args)?)?;
+    let n = fed.clients.len();
+    let first = &fed.clients[0];
+    let hidden: Vec<usize> = if args.model == ModelArg::Mlp { args.hidden.clone() } else { Vec::new() };
+    let config = ModelConfig::for_data(args.model.id(), &first.feature_shape, first.num_classes, &hidden)?;
+    let spec = model_spec(&config)?;
+    let initial = init_weights(&config, sub_seed_u64(args.seed, "init", 0))?;
+    let max_samples = fed.clients.iter().map(|c| c.len() as u64).max().unwrap_or(1);
+    progress.note(&format!(
+        "flic simulate: {n} clients, {} rounds, model {} ({} parameters), {} encoding, partition {}, backend {}",
+        args.rounds,
+        args.model.id(),
+        spec.param_count(),
+        DeltaEncoding::from(args.encoding),
+        if args.partitions.is_some() { "pre-partitioned".to_string() } else { args.partition.clone() },
+        backend.as_str(),
+    ));
+    let (ic, canister) = deploy(args, spec.clone(), &initial, n, max_samples)?;
+
+    // Contributors: a key each, a registered dataset each.
+    let mut clients = Vec::with_capacity(n);
+    for (i, data) in fed.clients.into_iter().enumerate() {
+        if data.is_empty() {
+            bail!("client {i} has no data; use fewer clients or another partition");
+        }
+        let identity = Identity::from_seed(sub_seed(args.seed, "client", i as u64));
+        let mut api = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, identity.principal()));
+        let dataset_id = api
+            .register_dataset(&RegisterDatasetArgs {
+                name: format!("client-{i}"),
+                commitment: Hash::new(data::dataset_commitment(&data)),
+                sample_count: data.len() as u64,
+                license: "CC-BY-4.0".into(),
+                description: format!("simulated contributor {i}"),
+            })
+            .with_context(|| format!("registering client {i}'s dataset"))?;
+        clients.push(SimClient { identity, api, data, dataset_id });
+    }
+    let samples_per_client: Vec<usize> = clients.iter().map(|c| c.data.len()).collect();
+    let initial_eval = evaluate(&config, &initial, &fed.test, &device)?;
+    progress.note(&format!("round 0: test accuracy {:.2}% (initial model)", initial_eval.accuracy * 100.0));
+
+    let encoding = DeltaEncoding::from(args.encoding);
+    let mut rounds = Vec::new();
+    for r in 0..args.rounds {
+        let total_samples: u64 = clients.iter().map(|c| (c.data.len() * args.local_epochs) as u64).sum();
+        progress.start(&format!("round {}/{}", r + 1, args.rounds), total_samples);
+        let mut stats = CallStats::default();
+        let (mut upload_bytes, mut norm_sum, mut clipped) = (0u64, 0f64, 0usize);
+        let (mut train_t, mut encode_t, mut canister_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let mut done_before = 0u64;
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.api.stats = CallStats::default();
+            let t = Instant::now();
+            let info = c.api.round_info()?;
+            if info.round != r {
+                bail!("expected round {r} to be open, the canister is at round {}", info.round);
+            }
+            let model = c.api.download_model(&mut |_, _| {})?;
+            canister_t += t.elapsed();
+            let job = info.config.as_ref().context("job config missing")?;
+            let hp = &job.client;
+            let params = TrainParams {
+                lr: hp.learning_rate as f64,
+                batch_size: hp.batch_size as usize,
+                local_epochs: hp.local_epochs as usize,
+                optimizer: match hp.optimizer {
+                    Optimizer::Sgd => flic_model_zoo::OptimizerKind::Sgd,
+                    Optimizer::Adam => flic_model_zoo::OptimizerKind::Adam,
+                },
+                seed: sub_seed_u64(hp.seed, "shuffle", r * 1_000_003 + i as u64),
+            };
+            let t = Instant::now();
+            let local_config = flic_model_zoo::config_from_spec(&model.spec)?;
+            let outcome = train_local(&local_config, &model.weights, &c.data, &params, &device, &mut |p| {
+                progress.set(done_before + p.samples_done as u64)
+            })
+            .with_context(|| format!("client {i} training in round {r}"))?;
+            done_before += (c.data.len() * params.local_epochs) as u64;
+            train_t += t.elapsed();
+
+            let t = Instant::now();
+            let prepared = prepare_submission(
+                &c.identity,
+                canister,
+                &info,
+                c.dataset_id,
+                outcome.samples as u64,
+                &model.weights,
+                &outcome.weights,
+                encoding,
+            )?;
+            encode_t += t.elapsed();
+            norm_sum += prepared.norm_before_clip;
+            clipped += usize::from(prepared.norm_before_clip > job.clip_norm as f64);
+
+            let t = Instant::now();
+            let up = upload(&mut c.api, &prepared, &mut |_, _| {}, &mut |_| true)?
+                .context("upload stopped before commit")?;
+            canister_t += t.elapsed();
+            upload_bytes += up.bytes_sent;
+            stats.merge(&c.api.stats);
+        }
+        // The last commit reached max_clients and closed the round inside the canister.
+        let observer = &mut clients[0].api;
+        let info = observer.round_info()?;
+        if info.round != r + 1 {
+            bail!("round {r} did not close after {n} commits (the canister is at round {})", info.round);
+        }
+        let model = observer.download_model(&mut |_, _| {})?;
+        let global = model.weights;
+        let eval = evaluate(&config, &global, &fed.test, &device)?;
+        let report = RoundReport {
+            round: r + 1,
+            test_accuracy: eval.accuracy,
+            test_loss: eval.loss,
+            contributors: n,
+            upload_bytes,
+            model_version: hex::encode(model.info.version.as_slice()),
+            instructions: ["begin_submission", "put_chunk", "commit_submission"]
+                .iter()
+                .filter_map(|m| stats.per_method.get(*m))
+                .map(|s| s.instructions)
+                .sum(),
+            max_message_instructions: stats.max_instructions(),
+            mean_delta_norm: norm_sum / n as f64,
+            clipped,
+            train_seconds: train_t.as_secs_f64(),
+            encode_seconds: encode_t.as_secs_f64(),
+            canister_seconds: canister_t.as_secs_f64(),
+        };
+        progress.finish("");
+        progress.note(&format!(
+            "round {}: test accuracy {:.2}%  loss {:.4}  {} contributors  {} uploaded  {:.1} M instructions  model {}",
+            report.round,
+            report.test_accuracy * 100.0,
+            report.test_loss,
+            report.contributors,
+            crate::output::human_bytes(report.upload_bytes),
+            report.instructions as f64 / 1e6,
+            &report.model_version[..12],
+        ));
+        rounds.push(report);
+    }
+    if let Some(dir) = &args.state {
+        embedded::lock(&ic).save(dir).with_context(|| format!("saving the embedded IC state to {}", dir.display()))?;
+        progress.note(&format!("saved the canister state to {}", dir.display()));
+    }
+    let final_accuracy = rounds.last().map(|r| r.test_accuracy).unwrap_or(initial_eval.accuracy);
+    let wasm_sha256 = flic_aggregator_wasm::module_hash_hex();
+    Ok(SimulationReport {
+        config: args.clone(),
+        canister_id: canister.to_text(),
+        wasm_sha256,
+        clients: n,
+        samples_per_client,
+        param_count: spec.param_count(),
+        initial_accuracy: initial_eval.accuracy,
+        rounds,
+        final_accuracy,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The summary table printed at the end.
+pub fn summary_table(report: &SimulationReport) -> String {
+    let rows = report.rounds.iter().map(|r| {
+        vec![
+            r.round.to_string(),
+            format!("{:.2}%", r.test_accuracy * 100.0),
+            format!("{:.4}", r.test_loss),
+            r.contributors.to_string(),
+            crate::output::human_bytes(r.upload_bytes),
+            format!("{:.1} M", r.instructions as f64 / 1e6),
+            format!("{:.1}/{:.2}/{:.2}", r.train_seconds, r.encode_seconds, r.canister_seconds),
+            r.model_version[..12].to_string(),
+        ]
+    });
+    crate::output::table(
+        &["round", "accuracy", "loss", "clients", "uploaded", "instructions", "train/encode/canister s", "model version"],
+        rows,
+    )
+}

@@ -1,0 +1,119 @@
+//! `ic-agent` transport for a local replica (`dfx start`) or the IC mainnet.
+
+use candid::Principal;
+use ic_agent::identity::BasicIdentity;
+use ic_agent::Agent;
+
+use super::{Reply, Transport, TransportError};
+use crate::identity::Identity;
+
+/// Where the replica is: `local` (dfx's default port), `ic` (mainnet) or a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    Local,
+    Ic,
+    Url(String),
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Network::Local),
+            "ic" => Ok(Network::Ic),
+            url if url.starts_with("http://") || url.starts_with("https://") => Ok(Network::Url(url.to_string())),
+            other => Err(format!("unknown network `{other}`: use local, ic, or an http(s) URL")),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Network::Local => "http://127.0.0.1:4943",
+            Network::Ic => "https://icp-api.io",
+            Network::Url(u) => u,
+        }
+    }
+
+    /// Only a local replica's root key may be fetched from the replica itself; mainnet's
+    /// is built into the agent, so a rogue endpoint cannot substitute its own.
+    pub fn fetch_root_key(&self) -> bool {
+        !matches!(self, Network::Ic)
+    }
+}
+
+pub struct AgentTransport {
+    agent: Agent,
+    runtime: tokio::runtime::Runtime,
+    canister: Principal,
+    caller: Principal,
+}
+
+impl AgentTransport {
+    pub fn connect(network: &Network, canister: Principal, identity: &Identity) -> Result<Self, TransportError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| TransportError::Other(format!("cannot start the async runtime: {e}")))?;
+        let agent = Agent::builder()
+            .with_url(network.url())
+            .with_identity(BasicIdentity::from_raw_key(&identity.secret_bytes()))
+            .build()
+            .map_err(|e| TransportError::Other(format!("cannot build an agent for {}: {e}", network.url())))?;
+        if network.fetch_root_key() {
+            runtime.block_on(agent.fetch_root_key()).map_err(|e| TransportError::Unreachable {
+                method: "fetch_root_key".into(),
+                message: format!("{} ({e}); is the replica running (`dfx start`)?", network.url()),
+            })?;
+        }
+        Ok(Self { agent, runtime, canister, caller: identity.principal() })
+    }
+}
+
+fn classify(method: &str, err: ic_agent::AgentError) -> TransportError {
+    use ic_agent::AgentError as E;
+    match err {
+        E::CertifiedReject { reject, .. } | E::UncertifiedReject { reject, .. } => {
+            TransportError::Rejected { method: method.into(), message: reject.reject_message }
+        }
+        E::TransportError(e) => TransportError::Unreachable { method: method.into(), message: e.to_string() },
+        E::TimeoutWaitingForResponse() => {
+            TransportError::Unreachable { method: method.into(), message: "timed out waiting for the reply".into() }
+        }
+        other => TransportError::Other(format!("`{method}`: {other}")),
+    }
+}
+
+impl Transport for AgentTransport {
+    fn caller(&self) -> Principal {
+        self.caller
+    }
+
+    fn canister_id(&self) -> Principal {
+        self.canister
+    }
+
+    fn update(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
+        let call = self.agent.update(&self.canister, method).with_arg(arg).call_and_wait();
+        let bytes = self.runtime.block_on(call).map_err(|e| classify(method, e))?;
+        Ok(Reply { bytes, instructions: None })
+    }
+
+    fn query(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
+        let call = self.agent.query(&self.canister, method).with_arg(arg).call();
+        let bytes = self.runtime.block_on(call).map_err(|e| classify(method, e))?;
+        Ok(Reply { bytes, instructions: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_parsing() {
+        assert_eq!(Network::parse("local").unwrap(), Network::Local);
+        assert_eq!(Network::parse("ic").unwrap().url(), "https://icp-api.io");
+        assert_eq!(Network::parse("http://127.0.0.1:8080").unwrap().url(), "http://127.0.0.1:8080");
+        assert!(Network::parse("mainnet").is_err());
+        assert!(!Network::Ic.fetch_root_key());
+    }
+}
