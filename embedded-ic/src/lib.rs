@@ -48,3 +48,10 @@ pub fn provided_system_api() -> &'static [&'static str] {
 pub fn not_modelled_system_api() -> &'static [&'static str] {
     system_api::NOT_MODELLED
 }
+
+/// A host can move to another thread (a simulation may run it on a worker).
+#[allow(dead_code)]
+fn _embedded_ic_is_send() {
+    fn is_send<T: Send>() {}
+    is_send::<EmbeddedIc>();
+}
