@@ -12,7 +12,10 @@ const TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("crate lives in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("crate lives in the workspace")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let dest = out_dir.join("aggregator.wasm");
 
@@ -31,7 +34,10 @@ fn main() {
 
     if let Some(prebuilt) = env::var_os("FLIC_AGGREGATOR_WASM") {
         std::fs::copy(&prebuilt, &dest).unwrap_or_else(|e| {
-            panic!("FLIC_AGGREGATOR_WASM={}: cannot copy: {e}", Path::new(&prebuilt).display())
+            panic!(
+                "FLIC_AGGREGATOR_WASM={}: cannot copy: {e}",
+                Path::new(&prebuilt).display()
+            )
         });
         return;
     }
@@ -42,13 +48,23 @@ fn main() {
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: keep the nested build inside
     // the same target directory (so it is cached with it) but in a folder of its own, so
     // the two cargo invocations never wait on each other's lock.
-    let target_root = out_dir.ancestors().nth(4).expect("OUT_DIR has the usual depth");
+    let target_root = out_dir
+        .ancestors()
+        .nth(4)
+        .expect("OUT_DIR has the usual depth");
     let nested_target = target_root.join("canister-wasm");
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--release", "--target", TARGET, "-p", "flic-aggregator"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "-p",
+            "flic-aggregator",
+        ])
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
         .arg("--target-dir")
@@ -88,18 +104,30 @@ fn main() {
             cmd.env_remove(&key);
         }
     }
+    // Size and speed matter for a canister, build time does not: LTO across crates and one
+    // codegen unit, for this nested build only (native builds keep the fast profile).
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     if let Ok(flags) = env::var("FLIC_CANISTER_RUSTFLAGS") {
-        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.split_whitespace().collect::<Vec<_>>().join("\x1f"));
+        cmd.env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            flags.split_whitespace().collect::<Vec<_>>().join("\x1f"),
+        );
     }
 
-    let status = cmd.status().expect("failed to spawn the nested cargo build of the canister");
+    let status = cmd
+        .status()
+        .expect("failed to spawn the nested cargo build of the canister");
     if !status.success() {
         panic!(
             "building the aggregator canister for {TARGET} failed (see the output above); \
              reproduce with: cargo build --release --target {TARGET} -p flic-aggregator"
         );
     }
-    let built = nested_target.join(TARGET).join("release").join("flic_aggregator.wasm");
+    let built = nested_target
+        .join(TARGET)
+        .join("release")
+        .join("flic_aggregator.wasm");
     std::fs::copy(&built, &dest)
         .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), dest.display()));
 }
@@ -118,7 +146,9 @@ fn ensure_wasm_target(rustc: &str) {
         return;
     }
     println!("cargo:warning=installing the {TARGET} target with rustup");
-    let added = Command::new("rustup").args(["target", "add", TARGET]).status();
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     if !matches!(added, Ok(s) if s.success()) {
         panic!("the {TARGET} target is missing; install it with: rustup target add {TARGET}");
     }

@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CommitReceipt, ContributionPage, Dataset, DatasetError, DatasetPage, JobConfig,
-    Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo,
-    RoundPage, SubmissionStatus, SubmitError,
+    AdminError, BeginSubmissionArgs, CommitReceipt, ContributionPage, Dataset, DatasetError,
+    DatasetPage, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs,
+    QueryError, RegisterDatasetArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
 };
 use flic_protocol::{model_version, ModelSpec, ModelVersionHasher};
 
@@ -70,7 +70,11 @@ impl CallStats {
     }
 
     pub fn max_instructions(&self) -> u64 {
-        self.per_method.values().map(|s| s.max_instructions).max().unwrap_or(0)
+        self.per_method
+            .values()
+            .map(|s| s.max_instructions)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn merge(&mut self, other: &CallStats) {
@@ -99,7 +103,10 @@ pub struct AggregatorApi<T: Transport> {
 
 impl<T: Transport> AggregatorApi<T> {
     pub fn new(transport: T) -> Self {
-        Self { transport, stats: CallStats::default() }
+        Self {
+            transport,
+            stats: CallStats::default(),
+        }
     }
 
     pub fn transport(&self) -> &T {
@@ -123,19 +130,36 @@ impl<T: Transport> AggregatorApi<T> {
         A: ArgumentEncoder,
         R: for<'a> ArgumentDecoder<'a>,
     {
-        let arg = candid::encode_args(args)
-            .map_err(|e| ApiError::Decode { method: method.into(), message: format!("encoding the argument: {e}") })?;
+        let arg = candid::encode_args(args).map_err(|e| ApiError::Decode {
+            method: method.into(),
+            message: format!("encoding the argument: {e}"),
+        })?;
         let len = arg.len();
-        let reply = if update { self.transport.update(method, arg)? } else { self.transport.query(method, arg)? };
+        let reply = if update {
+            self.transport.update(method, arg)?
+        } else {
+            self.transport.query(method, arg)?
+        };
         self.stats.record(method, len, reply.instructions);
-        candid::decode_args(&reply.bytes).map_err(|e| ApiError::Decode { method: method.into(), message: e.to_string() })
+        candid::decode_args(&reply.bytes).map_err(|e| ApiError::Decode {
+            method: method.into(),
+            message: e.to_string(),
+        })
     }
 
-    fn update1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(&mut self, method: &str, args: A) -> Result<R, ApiError> {
+    fn update1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &mut self,
+        method: &str,
+        args: A,
+    ) -> Result<R, ApiError> {
         self.call::<A, (R,)>(true, method, args).map(|(r,)| r)
     }
 
-    fn query1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(&mut self, method: &str, args: A) -> Result<R, ApiError> {
+    fn query1<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &mut self,
+        method: &str,
+        args: A,
+    ) -> Result<R, ApiError> {
         self.call::<A, (R,)>(false, method, args).map(|(r,)| r)
     }
 
@@ -146,7 +170,10 @@ impl<T: Transport> AggregatorApi<T> {
     }
 
     pub fn upload_model_chunk(&mut self, index: u32, bytes: Vec<u8>) -> Result<u32, ApiError> {
-        Ok(self.update1::<_, Result<u32, AdminError>>("upload_model_chunk", (index, ByteBuf::from(bytes)))??)
+        Ok(self.update1::<_, Result<u32, AdminError>>(
+            "upload_model_chunk",
+            (index, ByteBuf::from(bytes)),
+        )??)
     }
 
     pub fn start_job(&mut self) -> Result<(), ApiError> {
@@ -162,7 +189,11 @@ impl<T: Transport> AggregatorApi<T> {
     }
 
     /// Uploads initial weights in the job's chunk size.
-    pub fn upload_initial_model(&mut self, weights: &[f32], chunk_size: u32) -> Result<(), ApiError> {
+    pub fn upload_initial_model(
+        &mut self,
+        weights: &[f32],
+        chunk_size: u32,
+    ) -> Result<(), ApiError> {
         let bytes = flic_protocol::model::weights_to_le_bytes(weights);
         for (i, chunk) in bytes.chunks(chunk_size as usize).enumerate() {
             self.upload_model_chunk(i as u32, chunk.to_vec())?;
@@ -188,11 +219,19 @@ impl<T: Transport> AggregatorApi<T> {
         self.query1("list_datasets", (page,))
     }
 
-    pub fn contributions_by_contributor(&mut self, who: Principal, page: PageArgs) -> Result<ContributionPage, ApiError> {
+    pub fn contributions_by_contributor(
+        &mut self,
+        who: Principal,
+        page: PageArgs,
+    ) -> Result<ContributionPage, ApiError> {
         self.query1("contributions_by_contributor", (who, page))
     }
 
-    pub fn contributions_by_dataset(&mut self, dataset_id: u64, page: PageArgs) -> Result<ContributionPage, ApiError> {
+    pub fn contributions_by_dataset(
+        &mut self,
+        dataset_id: u64,
+        page: PageArgs,
+    ) -> Result<ContributionPage, ApiError> {
         self.query1("contributions_by_dataset", (dataset_id, page))
     }
 
@@ -202,21 +241,39 @@ impl<T: Transport> AggregatorApi<T> {
 
     // ------------------------------------------------------------ submissions
 
-    pub fn begin_submission(&mut self, args: &BeginSubmissionArgs) -> Result<SubmissionStatus, ApiError> {
+    pub fn begin_submission(
+        &mut self,
+        args: &BeginSubmissionArgs,
+    ) -> Result<SubmissionStatus, ApiError> {
         Ok(self.update1::<_, Result<SubmissionStatus, SubmitError>>("begin_submission", (args,))??)
     }
 
-    pub fn put_chunk(&mut self, submission_id: u64, index: u32, bytes: Vec<u8>) -> Result<u32, ApiError> {
-        let args = PutChunkArgs { submission_id, index, bytes: ByteBuf::from(bytes) };
+    pub fn put_chunk(
+        &mut self,
+        submission_id: u64,
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<u32, ApiError> {
+        let args = PutChunkArgs {
+            submission_id,
+            index,
+            bytes: ByteBuf::from(bytes),
+        };
         Ok(self.update1::<_, Result<u32, SubmitError>>("put_chunk", (args,))??)
     }
 
     pub fn commit_submission(&mut self, submission_id: u64) -> Result<CommitReceipt, ApiError> {
-        Ok(self.update1::<_, Result<CommitReceipt, SubmitError>>("commit_submission", (submission_id,))??)
+        Ok(self.update1::<_, Result<CommitReceipt, SubmitError>>(
+            "commit_submission",
+            (submission_id,),
+        )??)
     }
 
     pub fn submission_status(&mut self, submission_id: u64) -> Result<SubmissionStatus, ApiError> {
-        Ok(self.query1::<_, Result<SubmissionStatus, QueryError>>("submission_status", (submission_id,))??)
+        Ok(self.query1::<_, Result<SubmissionStatus, QueryError>>(
+            "submission_status",
+            (submission_id,),
+        )??)
     }
 
     // ------------------------------------------------------------ reads
@@ -240,14 +297,16 @@ impl<T: Transport> AggregatorApi<T> {
     /// Downloads the current model chunk by chunk and checks it: every chunk is of the same
     /// version, the spec hashes to the announced spec id, and the weights hash to the
     /// announced version. A model that changes mid-download is fetched again.
-    pub fn download_model(&mut self, progress: &mut dyn FnMut(u32, u32)) -> Result<DownloadedModel, ApiError> {
+    pub fn download_model(
+        &mut self,
+        progress: &mut dyn FnMut(u32, u32),
+    ) -> Result<DownloadedModel, ApiError> {
         const ATTEMPTS: usize = 3;
         for _ in 0..ATTEMPTS {
             let round = self.round_info()?;
-            let spec = round
-                .config
-                .map(|c| c.model_spec)
-                .ok_or_else(|| ApiError::Verification("the canister has no job configured".into()))?;
+            let spec = round.config.map(|c| c.model_spec).ok_or_else(|| {
+                ApiError::Verification("the canister has no job configured".into())
+            })?;
             let info = self.model_info()?;
             if spec.spec_id() != *info.spec_id {
                 return Err(ApiError::Verification(format!(
@@ -293,11 +352,18 @@ impl<T: Transport> AggregatorApi<T> {
                     hex::encode(info.version.as_slice())
                 )));
             }
-            let weights = flic_protocol::model::weights_from_le_bytes(&bytes)
-                .ok_or_else(|| ApiError::Verification("model bytes are not whole f32 values".into()))?;
+            let weights = flic_protocol::model::weights_from_le_bytes(&bytes).ok_or_else(|| {
+                ApiError::Verification("model bytes are not whole f32 values".into())
+            })?;
             debug_assert_eq!(model_version(&spec.spec_id(), &weights), version);
-            return Ok(DownloadedModel { info, spec, weights });
+            return Ok(DownloadedModel {
+                info,
+                spec,
+                weights,
+            });
         }
-        Err(ApiError::Verification(format!("the model changed during {ATTEMPTS} download attempts in a row")))
+        Err(ApiError::Verification(format!(
+            "the model changed during {ATTEMPTS} download attempts in a row"
+        )))
     }
 }

@@ -122,7 +122,9 @@ pub struct IdentityArgs {
 
 impl IdentityArgs {
     pub fn path(&self) -> PathBuf {
-        self.identity.clone().unwrap_or_else(crate::identity::default_identity_path)
+        self.identity
+            .clone()
+            .unwrap_or_else(crate::identity::default_identity_path)
     }
 }
 

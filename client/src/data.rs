@@ -44,7 +44,9 @@ pub fn sample_bytes(label: u32, features: &[f32]) -> Vec<u8> {
 
 /// Per-sample leaf hashes, in dataset order (RFC 6962 leaves).
 pub fn sample_leaves(data: &Dataset) -> Vec<[u8; 32]> {
-    (0..data.len()).map(|i| merkle::leaf_hash(&sample_bytes(data.labels[i], data.sample(i)))).collect()
+    (0..data.len())
+        .map(|i| merkle::leaf_hash(&sample_bytes(data.labels[i], data.sample(i))))
+        .collect()
 }
 
 /// The commitment a contributor registers: the RFC 6962 Merkle root over its samples.
@@ -68,6 +70,9 @@ mod tests {
         assert_ne!(dataset_commitment(&relabeled), root);
         let leaves = sample_leaves(&data);
         let proof = merkle::inclusion_proof(&leaves, 10).unwrap();
-        assert_eq!(merkle::root_from_proof(&leaves[10], 10, leaves.len() as u64, &proof).unwrap(), root);
+        assert_eq!(
+            merkle::root_from_proof(&leaves[10], 10, leaves.len() as u64, &proof).unwrap(),
+            root
+        );
     }
 }

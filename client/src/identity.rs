@@ -23,7 +23,10 @@ pub enum IdentityError {
     #[error("{path} is not an Ed25519 PKCS#8 PEM key: {reason}")]
     Malformed { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A loaded contributor key.
@@ -33,7 +36,9 @@ pub struct Identity {
 
 impl Identity {
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self { key: SigningKey::from_bytes(&seed) }
+        Self {
+            key: SigningKey::from_bytes(&seed),
+        }
     }
 
     /// A fresh key from the operating system's randomness.
@@ -68,17 +73,23 @@ impl Identity {
 
     /// Writes the key as PKCS#8 PEM with mode 0600, refusing to overwrite.
     pub fn write_new(&self, path: &Path) -> Result<(), IdentityError> {
-        let io = |source| IdentityError::Io { path: path.to_path_buf(), source };
+        let io = |source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if path.exists() {
             return Err(IdentityError::Exists(path.to_path_buf()));
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let pem = self
-            .key
-            .to_pkcs8_pem(Default::default())
-            .map_err(|e| IdentityError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
+        let pem =
+            self.key
+                .to_pkcs8_pem(Default::default())
+                .map_err(|e| IdentityError::Malformed {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -98,21 +109,31 @@ impl Identity {
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => IdentityError::Missing(path.to_path_buf()),
-            _ => IdentityError::Io { path: path.to_path_buf(), source: e },
+            _ => IdentityError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            },
         })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                return Err(IdentityError::Permissions { path: path.to_path_buf(), mode });
+                return Err(IdentityError::Permissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
             }
         }
         let _ = meta;
-        let pem = std::fs::read_to_string(path)
-            .map_err(|source| IdentityError::Io { path: path.to_path_buf(), source })?;
-        let key = SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| IdentityError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
+        let pem = std::fs::read_to_string(path).map_err(|source| IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| IdentityError::Malformed {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         Ok(Self { key })
     }
 }
@@ -122,7 +143,9 @@ pub fn default_identity_path() -> PathBuf {
     if let Some(home) = std::env::var_os("FLIC_HOME") {
         return PathBuf::from(home).join("identity.pem");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".config").join("flic").join("identity.pem")
 }
 
@@ -139,9 +162,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
-        assert!(matches!(Identity::generate().write_new(&path), Err(IdentityError::Exists(_))));
+        assert!(matches!(
+            Identity::generate().write_new(&path),
+            Err(IdentityError::Exists(_))
+        ));
         let loaded = Identity::load(&path).unwrap();
         assert_eq!(loaded.principal(), id.principal());
         assert_eq!(loaded.secret_bytes(), [7; 32]);
@@ -155,14 +184,20 @@ mod tests {
         let path = dir.path().join("id.pem");
         Identity::from_seed([1; 32]).write_new(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(matches!(Identity::load(&path), Err(IdentityError::Permissions { mode: 0o640, .. })));
+        assert!(matches!(
+            Identity::load(&path),
+            Err(IdentityError::Permissions { mode: 0o640, .. })
+        ));
     }
 
     #[test]
     fn load_reports_missing_and_malformed_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("none.pem");
-        assert!(matches!(Identity::load(&path), Err(IdentityError::Missing(_))));
+        assert!(matches!(
+            Identity::load(&path),
+            Err(IdentityError::Missing(_))
+        ));
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -170,8 +205,15 @@ mod tests {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        options.open(&path).unwrap().write_all(b"not a key").unwrap();
-        assert!(matches!(Identity::load(&path), Err(IdentityError::Malformed { .. })));
+        options
+            .open(&path)
+            .unwrap()
+            .write_all(b"not a key")
+            .unwrap();
+        assert!(matches!(
+            Identity::load(&path),
+            Err(IdentityError::Malformed { .. })
+        ));
     }
 
     #[test]

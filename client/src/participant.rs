@@ -56,7 +56,10 @@ pub enum PrepareError {
     #[error("local weights have {got} values, the model has {expected}")]
     WrongLength { expected: usize, got: usize },
     #[error("the job allows {allowed:?}, not {requested}")]
-    EncodingNotAllowed { requested: DeltaEncoding, allowed: Vec<DeltaEncoding> },
+    EncodingNotAllowed {
+        requested: DeltaEncoding,
+        allowed: Vec<DeltaEncoding>,
+    },
     #[error("cannot encode the delta: {0}")]
     Encode(#[from] flic_protocol::DeltaError),
 }
@@ -75,10 +78,16 @@ pub fn prepare_submission(
     let config = round.config.as_ref().ok_or(PrepareError::NoJob)?;
     let base_version = round.model_version.ok_or(PrepareError::NoModel)?;
     if base.len() != trained.len() || base.len() as u64 != round.param_count {
-        return Err(PrepareError::WrongLength { expected: round.param_count as usize, got: trained.len() });
+        return Err(PrepareError::WrongLength {
+            expected: round.param_count as usize,
+            got: trained.len(),
+        });
     }
     if !config.allowed_encodings.contains(&encoding) {
-        return Err(PrepareError::EncodingNotAllowed { requested: encoding, allowed: config.allowed_encodings.clone() });
+        return Err(PrepareError::EncodingNotAllowed {
+            requested: encoding,
+            allowed: config.allowed_encodings.clone(),
+        });
     }
     let mut delta: Vec<f32> = trained.iter().zip(base).map(|(t, b)| t - b).collect();
     let norm_before_clip = clip_l2(&mut delta, config.clip_norm);
@@ -156,7 +165,12 @@ pub fn upload<T: Transport>(
         progress(done, total);
     }
     let receipt = api.commit_submission(status.submission_id)?;
-    Ok(Some(UploadOutcome { receipt, chunks_sent: sent, chunks_resumed: resumed, bytes_sent }))
+    Ok(Some(UploadOutcome {
+        receipt,
+        chunks_sent: sent,
+        chunks_resumed: resumed,
+        bytes_sent,
+    }))
 }
 
 /// A prepared submission kept on disk until it is committed, so a restarted client
@@ -167,14 +181,19 @@ pub struct UploadJournal {
 
 impl UploadJournal {
     pub fn new(work_dir: &Path) -> Self {
-        Self { path: work_dir.join("pending-submission.json") }
+        Self {
+            path: work_dir.join("pending-submission.json"),
+        }
     }
 
     pub fn load(&self) -> std::io::Result<Option<PreparedSubmission>> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", self.path.display()),
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -186,7 +205,10 @@ impl UploadJournal {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(prepared).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(prepared).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(tmp, &self.path)
     }
 

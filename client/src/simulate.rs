@@ -16,8 +16,12 @@ use sha2::{Digest, Sha256};
 
 use flic_embedded_ic::{EmbeddedIc, InstallMode};
 use flic_model_zoo::dataset::{Dataset, SyntheticClusters, SyntheticImages};
-use flic_model_zoo::{evaluate, init_weights, model_spec, train_local, Backend, ModelConfig, Partitioner, TrainParams};
-use flic_protocol::api::{ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs};
+use flic_model_zoo::{
+    evaluate, init_weights, model_spec, train_local, Backend, ModelConfig, Partitioner, TrainParams,
+};
+use flic_protocol::api::{
+    ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
+};
 use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::api::{AggregatorApi, CallStats};
@@ -78,7 +82,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub clients: Option<usize>,
     /// Rounds to run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     pub rounds: u64,
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelArg,
@@ -86,11 +90,11 @@ pub struct SimulateArgs {
     #[arg(long, value_delimiter = ',', default_value = "32")]
     pub hidden: Vec<usize>,
     /// Client learning rate.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.1)]
     pub lr: f64,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub local_epochs: usize,
     #[arg(long, value_enum, default_value = "sgd")]
     pub optimizer: OptimizerArg,
@@ -220,12 +224,22 @@ struct Federation {
 
 fn load_partitions(dir: &Path, format: DataFormat) -> anyhow::Result<Vec<Dataset>> {
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read --partitions {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read --partitions {}", dir.display()))?
+    {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let index = match format {
-            DataFormat::Csv => name.strip_prefix("client_").and_then(|r| r.strip_suffix(".csv")),
-            DataFormat::MnistIdx => name.strip_prefix("client_").and_then(|r| r.strip_suffix("-images-idx3-ubyte")),
+            DataFormat::Csv => name
+                .strip_prefix("client_")
+                .and_then(|r| r.strip_suffix(".csv")),
+            DataFormat::MnistIdx => name
+                .strip_prefix("client_")
+                .and_then(|r| r.strip_suffix("-images-idx3-ubyte")),
             other => bail!("--partitions supports csv and mnist-idx, not {other:?}"),
         };
         if let Some(n) = index.and_then(|n| n.parse::<u64>().ok()) {
@@ -240,28 +254,57 @@ fn load_partitions(dir: &Path, format: DataFormat) -> anyhow::Result<Vec<Dataset
         );
     }
     found.sort();
-    found.iter().map(|(_, p)| data::load(p, format).with_context(|| format!("loading {}", p.display()))).collect()
+    found
+        .iter()
+        .map(|(_, p)| data::load(p, format).with_context(|| format!("loading {}", p.display())))
+        .collect()
 }
 
 fn synthetic(args: &SimulateArgs) -> Dataset {
     let seed = sub_seed_u64(args.seed, "data", 0);
     match args.model {
-        ModelArg::Lenet => SyntheticImages { samples: args.samples, seed, ..Default::default() }.generate(),
+        ModelArg::Lenet => SyntheticImages {
+            samples: args.samples,
+            seed,
+            ..Default::default()
+        }
+        .generate(),
         ModelArg::CifarCnn => {
-            let mut d = SyntheticClusters { samples: args.samples, dims: 3 * 32 * 32, seed, ..Default::default() }.generate();
+            let mut d = SyntheticClusters {
+                samples: args.samples,
+                dims: 3 * 32 * 32,
+                seed,
+                ..Default::default()
+            }
+            .generate();
             d.feature_shape = vec![3, 32, 32];
             d
         }
-        ModelArg::Linear | ModelArg::Mlp => SyntheticClusters { samples: args.samples, seed, ..Default::default() }.generate(),
+        ModelArg::Linear | ModelArg::Mlp => SyntheticClusters {
+            samples: args.samples,
+            seed,
+            ..Default::default()
+        }
+        .generate(),
     }
 }
 
 /// Loaders size `num_classes` by the largest label they saw; a client's file (or the test
 /// file) may lack the highest classes, so every part is sized to the whole federation.
 fn unify_classes(fed: Federation) -> anyhow::Result<Federation> {
-    let classes = fed.clients.iter().chain([&fed.test]).map(|d| d.num_classes).max().unwrap_or(0);
+    let classes = fed
+        .clients
+        .iter()
+        .chain([&fed.test])
+        .map(|d| d.num_classes)
+        .max()
+        .unwrap_or(0);
     Ok(Federation {
-        clients: fed.clients.into_iter().map(|d| d.with_num_classes(classes)).collect::<Result<_, _>>()?,
+        clients: fed
+            .clients
+            .into_iter()
+            .map(|d| d.with_num_classes(classes))
+            .collect::<Result<_, _>>()?,
         test: fed.test.with_num_classes(classes)?,
     })
 }
@@ -269,14 +312,23 @@ fn unify_classes(fed: Federation) -> anyhow::Result<Federation> {
 fn build_federation(args: &SimulateArgs) -> anyhow::Result<Federation> {
     let split_seed = sub_seed_u64(args.seed, "split", 0);
     let load_test = |format| -> anyhow::Result<Option<Dataset>> {
-        args.test.as_deref().map(|p| data::load(p, format).with_context(|| format!("loading --test {}", p.display()))).transpose()
+        args.test
+            .as_deref()
+            .map(|p| {
+                data::load(p, format).with_context(|| format!("loading --test {}", p.display()))
+            })
+            .transpose()
     };
     if let Some(dir) = &args.partitions {
         let format = args.format.context("--partitions needs --format")?;
         let mut clients = load_partitions(dir, format)?;
         if let Some(n) = args.clients {
             if n > clients.len() {
-                bail!("--clients {n} but {} has only {} client files", dir.display(), clients.len());
+                bail!(
+                    "--clients {n} but {} has only {} client files",
+                    dir.display(),
+                    clients.len()
+                );
             }
             clients.truncate(n);
         }
@@ -300,7 +352,11 @@ fn build_federation(args: &SimulateArgs) -> anyhow::Result<Federation> {
     let (all, format) = match &args.data {
         Some(path) => {
             let format = args.format.context("--data needs --format")?;
-            (data::load(path, format).with_context(|| format!("loading --data {}", path.display()))?, Some(format))
+            (
+                data::load(path, format)
+                    .with_context(|| format!("loading --data {}", path.display()))?,
+                Some(format),
+            )
         }
         None => (synthetic(args), None),
     };
@@ -334,8 +390,14 @@ fn deploy(
     let admin = controller(args.seed);
     let canister = ic.create_canister(vec![admin]);
     let init = candid::encode_one(InitArg::Init(InitArgs::default()))?;
-    ic.install_code(canister, flic_aggregator_wasm::AGGREGATOR_WASM, init, InstallMode::Install, admin)
-        .context("installing the aggregator wasm")?;
+    ic.install_code(
+        canister,
+        flic_aggregator_wasm::AGGREGATOR_WASM,
+        init,
+        InstallMode::Install,
+        admin,
+    )
+    .context("installing the aggregator wasm")?;
     let ic = embedded::share(ic);
     let mut api = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, admin));
     let job = JobConfig {
@@ -361,7 +423,8 @@ fn deploy(
         retain_contributions: false,
     };
     api.configure_job(&job).context("configuring the job")?;
-    api.upload_initial_model(weights, job.chunk_size()).context("uploading the initial model")?;
+    api.upload_initial_model(weights, job.chunk_size())
+        .context("uploading the initial model")?;
     api.start_job().context("starting the job")?;
     Ok((ic, canister))
 }
@@ -377,11 +440,25 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
     let fed = unify_classes(build_federation(args)?)?;
     let n = fed.clients.len();
     let first = &fed.clients[0];
-    let hidden: Vec<usize> = if args.model == ModelArg::Mlp { args.hidden.clone() } else { Vec::new() };
-    let config = ModelConfig::for_data(args.model.id(), &first.feature_shape, first.num_classes, &hidden)?;
+    let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
+        args.hidden.clone()
+    } else {
+        Vec::new()
+    };
+    let config = ModelConfig::for_data(
+        args.model.id(),
+        &first.feature_shape,
+        first.num_classes,
+        &hidden,
+    )?;
     let spec = model_spec(&config)?;
     let initial = init_weights(&config, sub_seed_u64(args.seed, "init", 0))?;
-    let max_samples = fed.clients.iter().map(|c| c.len() as u64).max().unwrap_or(1);
+    let max_samples = fed
+        .clients
+        .iter()
+        .map(|c| c.len() as u64)
+        .max()
+        .unwrap_or(1);
     progress.note(&format!(
         "flic simulate: {n} clients, {} rounds, model {} ({} parameters), {} encoding, partition {}, backend {}",
         args.rounds,
@@ -400,7 +477,11 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
             bail!("client {i} has no data; use fewer clients or another partition");
         }
         let identity = Identity::from_seed(sub_seed(args.seed, "client", i as u64));
-        let mut api = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, identity.principal()));
+        let mut api = AggregatorApi::new(EmbeddedTransport::new(
+            ic.clone(),
+            canister,
+            identity.principal(),
+        ));
         let dataset_id = api
             .register_dataset(&RegisterDatasetArgs {
                 name: format!("client-{i}"),
@@ -410,27 +491,42 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
                 description: format!("simulated contributor {i}"),
             })
             .with_context(|| format!("registering client {i}'s dataset"))?;
-        clients.push(SimClient { identity, api, data, dataset_id });
+        clients.push(SimClient {
+            identity,
+            api,
+            data,
+            dataset_id,
+        });
     }
     let samples_per_client: Vec<usize> = clients.iter().map(|c| c.data.len()).collect();
     let initial_eval = evaluate(&config, &initial, &fed.test, &device)?;
-    progress.note(&format!("round 0: test accuracy {:.2}% (initial model)", initial_eval.accuracy * 100.0));
+    progress.note(&format!(
+        "round 0: test accuracy {:.2}% (initial model)",
+        initial_eval.accuracy * 100.0
+    ));
 
     let encoding = DeltaEncoding::from(args.encoding);
     let mut rounds = Vec::new();
     for r in 0..args.rounds {
-        let total_samples: u64 = clients.iter().map(|c| (c.data.len() * args.local_epochs) as u64).sum();
+        let total_samples: u64 = clients
+            .iter()
+            .map(|c| (c.data.len() * args.local_epochs) as u64)
+            .sum();
         progress.start(&format!("round {}/{}", r + 1, args.rounds), total_samples);
         let mut stats = CallStats::default();
         let (mut upload_bytes, mut norm_sum, mut clipped) = (0u64, 0f64, 0usize);
-        let (mut train_t, mut encode_t, mut canister_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let (mut train_t, mut encode_t, mut canister_t) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut done_before = 0u64;
         for (i, c) in clients.iter_mut().enumerate() {
             c.api.stats = CallStats::default();
             let t = Instant::now();
             let info = c.api.round_info()?;
             if info.round != r {
-                bail!("expected round {r} to be open, the canister is at round {}", info.round);
+                bail!(
+                    "expected round {r} to be open, the canister is at round {}",
+                    info.round
+                );
             }
             let model = c.api.download_model(&mut |_, _| {})?;
             canister_t += t.elapsed();
@@ -448,9 +544,14 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
             };
             let t = Instant::now();
             let local_config = flic_model_zoo::config_from_spec(&model.spec)?;
-            let outcome = train_local(&local_config, &model.weights, &c.data, &params, &device, &mut |p| {
-                progress.set(done_before + p.samples_done as u64)
-            })
+            let outcome = train_local(
+                &local_config,
+                &model.weights,
+                &c.data,
+                &params,
+                &device,
+                &mut |p| progress.set(done_before + p.samples_done as u64),
+            )
             .with_context(|| format!("client {i} training in round {r}"))?;
             done_before += (c.data.len() * params.local_epochs) as u64;
             train_t += t.elapsed();
@@ -481,7 +582,10 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         let observer = &mut clients[0].api;
         let info = observer.round_info()?;
         if info.round != r + 1 {
-            bail!("round {r} did not close after {n} commits (the canister is at round {})", info.round);
+            bail!(
+                "round {r} did not close after {n} commits (the canister is at round {})",
+                info.round
+            );
         }
         let model = observer.download_model(&mut |_, _| {})?;
         let global = model.weights;
@@ -519,10 +623,15 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         rounds.push(report);
     }
     if let Some(dir) = &args.state {
-        embedded::lock(&ic).save(dir).with_context(|| format!("saving the embedded IC state to {}", dir.display()))?;
+        embedded::lock(&ic)
+            .save(dir)
+            .with_context(|| format!("saving the embedded IC state to {}", dir.display()))?;
         progress.note(&format!("saved the canister state to {}", dir.display()));
     }
-    let final_accuracy = rounds.last().map(|r| r.test_accuracy).unwrap_or(initial_eval.accuracy);
+    let final_accuracy = rounds
+        .last()
+        .map(|r| r.test_accuracy)
+        .unwrap_or(initial_eval.accuracy);
     let wasm_sha256 = flic_aggregator_wasm::module_hash_hex();
     Ok(SimulationReport {
         config: args.clone(),
@@ -548,12 +657,24 @@ pub fn summary_table(report: &SimulationReport) -> String {
             r.contributors.to_string(),
             crate::output::human_bytes(r.upload_bytes),
             format!("{:.1} M", r.instructions as f64 / 1e6),
-            format!("{:.1}/{:.2}/{:.2}", r.train_seconds, r.encode_seconds, r.canister_seconds),
+            format!(
+                "{:.2} / {:.3} / {:.3}",
+                r.train_seconds, r.encode_seconds, r.canister_seconds
+            ),
             r.model_version[..12].to_string(),
         ]
     });
     crate::output::table(
-        &["round", "accuracy", "loss", "clients", "uploaded", "instructions", "train/encode/canister s", "model version"],
+        &[
+            "round",
+            "accuracy",
+            "loss",
+            "clients",
+            "uploaded",
+            "instructions",
+            "train/encode/canister s",
+            "model version",
+        ],
         rows,
     )
 }

@@ -162,6 +162,12 @@ impl EmbeddedIc {
         &self.config
     }
 
+    /// Changes the instruction limits for the messages that follow (tests use a low limit
+    /// to stop a message in the middle, as a trap would).
+    pub fn set_instruction_limits(&mut self, limits: InstructionLimits) {
+        self.config.limits = limits;
+    }
+
     /// Replaces the issuer of the certificates queries see (and of the root key).
     pub fn set_certificate_issuer(&mut self, issuer: Box<dyn CertificateIssuer>) {
         let root_key = issuer.root_key();

@@ -420,12 +420,16 @@ fn trapping_timer_is_rolled_back_and_stays_deactivated() {
     .unwrap();
     let mut ic = EmbeddedIc::new();
     let id = ic.create_canister(vec![admin()]);
-    ic.install_code(id, &wasm, vec![], InstallMode::Install, admin()).unwrap();
+    ic.install_code(id, &wasm, vec![], InstallMode::Install, admin())
+        .unwrap();
     let outcomes = ic.tick();
     assert_eq!(outcomes.len(), 1);
     assert!(matches!(outcomes[0].result, Err(CallError::Trap { .. })));
     assert_eq!(ic.global_timer(id), Some(0));
-    assert_eq!(u64s(&ic.query(id, user(), "ran", vec![]).unwrap().reply), vec![0]);
+    assert_eq!(
+        u64s(&ic.query(id, user(), "ran", vec![]).unwrap().reply),
+        vec![0]
+    );
     assert!(ic.tick().is_empty());
 }
 

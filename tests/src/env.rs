@@ -35,9 +35,27 @@ pub trait IcEnv {
     fn name(&self) -> &'static str;
     /// Creates a canister controlled by `controller` and installs `wasm` with `arg`.
     fn install(&mut self, wasm: &[u8], arg: Vec<u8>, controller: Principal) -> Principal;
-    fn upgrade(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), CallFailure>;
-    fn update(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<CallOk, CallFailure>;
-    fn query(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<CallOk, CallFailure>;
+    fn upgrade(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), CallFailure>;
+    fn update(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<CallOk, CallFailure>;
+    fn query(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<CallOk, CallFailure>;
     /// Moves time forward and lets due timers run.
     fn advance_time(&mut self, by: Duration);
     /// Current time in nanoseconds since the Unix epoch.

@@ -8,13 +8,17 @@ use ed25519_dalek::SigningKey;
 use serde_bytes::ByteBuf;
 
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CertifiedState, ClientHyperparameters, CommitReceipt, DatasetError, DatasetPage,
-    InitArg, InitArgs, JobConfig, ModelChunk, Optimizer, PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs,
-    RoundInfo, RoundRecord, SubmissionStatus, SubmitError,
+    AdminError, BeginSubmissionArgs, CertifiedState, ClientHyperparameters, CommitReceipt,
+    DatasetError, DatasetPage, InitArg, InitArgs, JobConfig, ModelChunk, Optimizer, PageArgs,
+    PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundRecord, SubmissionStatus,
+    SubmitError,
 };
 use flic_protocol::fedavg::Accumulator;
 use flic_protocol::submission::{principal_of_ed25519, signing_key_from_seed};
-use flic_protocol::{chunking, encoding, merkle, model_version, DeltaEncoding, Hash, ModelSpec, SubmissionHeader, TensorSpec};
+use flic_protocol::{
+    chunking, encoding, merkle, model_version, DeltaEncoding, Hash, ModelSpec, SubmissionHeader,
+    TensorSpec,
+};
 
 use crate::env::{CallFailure, IcEnv};
 
@@ -29,25 +33,43 @@ pub fn spec() -> ModelSpec {
         architecture: "linear".into(),
         config_json: r#"{"architecture":"linear","inputs":9,"num_classes":10}"#.into(),
         tensors: vec![
-            TensorSpec { name: "linear.weight".into(), shape: vec![9, 10], offset: 0 },
-            TensorSpec { name: "linear.bias".into(), shape: vec![10], offset: 90 },
+            TensorSpec {
+                name: "linear.weight".into(),
+                shape: vec![9, 10],
+                offset: 0,
+            },
+            TensorSpec {
+                name: "linear.bias".into(),
+                shape: vec![10],
+                offset: 90,
+            },
         ],
     }
 }
 
 pub fn initial_weights() -> Vec<f32> {
-    (0..PARAMS).map(|i| ((i % 11) as f32 - 5.0) * 0.01).collect()
+    (0..PARAMS)
+        .map(|i| ((i % 11) as f32 - 5.0) * 0.01)
+        .collect()
 }
 
 /// A deterministic, small delta for `client` in `round`.
 pub fn delta(client: usize, round: u64) -> Vec<f32> {
-    (0..PARAMS as usize).map(|i| (((i * 7 + client * 13 + round as usize * 5) % 17) as f32 - 8.0) / 400.0).collect()
+    (0..PARAMS as usize)
+        .map(|i| (((i * 7 + client * 13 + round as usize * 5) % 17) as f32 - 8.0) / 400.0)
+        .collect()
 }
 
 pub fn job() -> JobConfig {
     JobConfig {
         model_spec: spec(),
-        client: ClientHyperparameters { learning_rate: 0.1, batch_size: 8, local_epochs: 1, optimizer: Optimizer::Sgd, seed: 7 },
+        client: ClientHyperparameters {
+            learning_rate: 0.1,
+            batch_size: 8,
+            local_epochs: 1,
+            optimizer: Optimizer::Sgd,
+            seed: 7,
+        },
         min_clients: 2,
         max_clients: 3,
         round_duration_ns: ROUND_NS,
@@ -75,7 +97,11 @@ pub struct Upload {
 
 impl Upload {
     pub fn chunk(&self, index: u32) -> Vec<u8> {
-        self.payload.chunks(CHUNK_SIZE as usize).nth(index as usize).expect("chunk index").to_vec()
+        self.payload
+            .chunks(CHUNK_SIZE as usize)
+            .nth(index as usize)
+            .expect("chunk index")
+            .to_vec()
     }
     pub fn chunk_count(&self) -> u32 {
         self.args.header.chunk_count
@@ -109,14 +135,30 @@ impl<E: IcEnv> Fixture<E> {
     /// and registers one dataset for each of `contributors` keys.
     pub fn new(mut env: E, contributors: usize, job: JobConfig) -> Self {
         let wasm = flic_aggregator_wasm::AGGREGATOR_WASM.to_vec();
-        let admin = principal_of_ed25519(&signing_key_from_seed([0xad; 32]).verifying_key().to_bytes());
+        let admin =
+            principal_of_ed25519(&signing_key_from_seed([0xad; 32]).verifying_key().to_bytes());
         let init = candid::encode_one(InitArg::Init(InitArgs::default())).unwrap();
         let canister = env.install(&wasm, init, admin);
-        let mut f = Fixture { env, wasm, canister, admin, job: job.clone(), job_id: 0, contributors: Vec::new(), instructions: Vec::new() };
-        f.job_id = f.admin_call::<_, u64>("configure_job", (&job,)).expect("configure_job");
+        let mut f = Fixture {
+            env,
+            wasm,
+            canister,
+            admin,
+            job: job.clone(),
+            job_id: 0,
+            contributors: Vec::new(),
+            instructions: Vec::new(),
+        };
+        f.job_id = f
+            .admin_call::<_, u64>("configure_job", (&job,))
+            .expect("configure_job");
         let bytes = flic_protocol::model::weights_to_le_bytes(&initial_weights());
         for (i, chunk) in bytes.chunks(job.chunk_size() as usize).enumerate() {
-            f.admin_call::<_, u32>("upload_model_chunk", (i as u32, ByteBuf::from(chunk.to_vec()))).expect("upload_model_chunk");
+            f.admin_call::<_, u32>(
+                "upload_model_chunk",
+                (i as u32, ByteBuf::from(chunk.to_vec())),
+            )
+            .expect("upload_model_chunk");
         }
         f.admin_call::<_, ()>("start_job", ()).expect("start_job");
         for i in 0..contributors {
@@ -135,8 +177,14 @@ impl<E: IcEnv> Fixture<E> {
             license: "CC0".into(),
             description: String::new(),
         };
-        let id: Result<u64, DatasetError> = self.update1(principal, "register_dataset", (args,)).expect("register_dataset call");
-        self.contributors.push(Contributor { key, principal, dataset_id: id.expect("register_dataset") });
+        let id: Result<u64, DatasetError> = self
+            .update1(principal, "register_dataset", (args,))
+            .expect("register_dataset call");
+        self.contributors.push(Contributor {
+            key,
+            principal,
+            dataset_id: id.expect("register_dataset"),
+        });
         self.contributors.len() - 1
     }
 
@@ -146,9 +194,16 @@ impl<E: IcEnv> Fixture<E> {
         method: &str,
         args: A,
     ) -> Result<R, CallFailure> {
-        let ok = self.env.update(self.canister, sender, method, candid::encode_args(args).unwrap())?;
-        self.instructions.push((method.to_string(), ok.instructions));
-        Ok(candid::decode_args(&ok.reply).unwrap_or_else(|e| panic!("decoding the reply of {method}: {e}")))
+        let ok = self.env.update(
+            self.canister,
+            sender,
+            method,
+            candid::encode_args(args).unwrap(),
+        )?;
+        self.instructions
+            .push((method.to_string(), ok.instructions));
+        Ok(candid::decode_args(&ok.reply)
+            .unwrap_or_else(|e| panic!("decoding the reply of {method}: {e}")))
     }
 
     /// An update returning `Result<T, E>` in Candid, unwrapped one level.
@@ -161,22 +216,36 @@ impl<E: IcEnv> Fixture<E> {
         self.update::<A, (T,)>(sender, method, args).map(|(t,)| t)
     }
 
-    pub fn query1<A: ArgumentEncoder, T: candid::CandidType + for<'a> serde::Deserialize<'a>>(&mut self, method: &str, args: A) -> T {
+    pub fn query1<A: ArgumentEncoder, T: candid::CandidType + for<'a> serde::Deserialize<'a>>(
+        &mut self,
+        method: &str,
+        args: A,
+    ) -> T {
         let ok = self
             .env
-            .query(self.canister, Principal::anonymous(), method, candid::encode_args(args).unwrap())
+            .query(
+                self.canister,
+                Principal::anonymous(),
+                method,
+                candid::encode_args(args).unwrap(),
+            )
             .unwrap_or_else(|e| panic!("query {method}: {e:?}"));
-        let (t,): (T,) = candid::decode_args(&ok.reply).unwrap_or_else(|e| panic!("decoding the reply of {method}: {e}"));
+        let (t,): (T,) = candid::decode_args(&ok.reply)
+            .unwrap_or_else(|e| panic!("decoding the reply of {method}: {e}"));
         t
     }
 
-    pub fn admin_call<A: ArgumentEncoder, T: candid::CandidType + for<'a> serde::Deserialize<'a>>(
+    pub fn admin_call<
+        A: ArgumentEncoder,
+        T: candid::CandidType + for<'a> serde::Deserialize<'a>,
+    >(
         &mut self,
         method: &str,
         args: A,
     ) -> Result<T, AdminError> {
         let admin = self.admin;
-        self.update1::<A, Result<T, AdminError>>(admin, method, args).expect("admin call reached the canister")
+        self.update1::<A, Result<T, AdminError>>(admin, method, args)
+            .expect("admin call reached the canister")
     }
 
     pub fn round_info(&mut self) -> RoundInfo {
@@ -196,16 +265,32 @@ impl<E: IcEnv> Fixture<E> {
                 break chunk.version;
             }
         };
-        (version, flic_protocol::model::weights_from_le_bytes(&bytes).unwrap())
+        (
+            version,
+            flic_protocol::model::weights_from_le_bytes(&bytes).unwrap(),
+        )
     }
 
     /// Encodes, chunks and signs `delta` as contributor `c` for the open round.
     pub fn prepare(&mut self, c: usize, delta: &[f32], enc: DeltaEncoding) -> Upload {
         let info = self.round_info();
-        self.prepare_for(c, delta, enc, info.round, info.model_version.expect("model version"))
+        self.prepare_for(
+            c,
+            delta,
+            enc,
+            info.round,
+            info.model_version.expect("model version"),
+        )
     }
 
-    pub fn prepare_for(&self, c: usize, delta: &[f32], enc: DeltaEncoding, round: u64, base: Hash) -> Upload {
+    pub fn prepare_for(
+        &self,
+        c: usize,
+        delta: &[f32],
+        enc: DeltaEncoding,
+        round: u64,
+        base: Hash,
+    ) -> Upload {
         let who = &self.contributors[c];
         let payload = encoding::encode(enc, delta).expect("encode");
         let hashes = chunking::chunk_hashes(&payload, CHUNK_SIZE);
@@ -238,23 +323,48 @@ impl<E: IcEnv> Fixture<E> {
         self.begin_as(who, up)
     }
 
-    pub fn begin_as(&mut self, sender: Principal, up: &Upload) -> Result<SubmissionStatus, SubmitError> {
-        self.update1(sender, "begin_submission", (&up.args,)).expect("begin_submission reached the canister")
+    pub fn begin_as(
+        &mut self,
+        sender: Principal,
+        up: &Upload,
+    ) -> Result<SubmissionStatus, SubmitError> {
+        self.update1(sender, "begin_submission", (&up.args,))
+            .expect("begin_submission reached the canister")
     }
 
-    pub fn put(&mut self, c: usize, id: u64, index: u32, bytes: Vec<u8>) -> Result<u32, SubmitError> {
+    pub fn put(
+        &mut self,
+        c: usize,
+        id: u64,
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<u32, SubmitError> {
         let who = self.contributors[c].principal;
-        self.update1(who, "put_chunk", (PutChunkArgs { submission_id: id, index, bytes: ByteBuf::from(bytes) },))
-            .expect("put_chunk reached the canister")
+        self.update1(
+            who,
+            "put_chunk",
+            (PutChunkArgs {
+                submission_id: id,
+                index,
+                bytes: ByteBuf::from(bytes),
+            },),
+        )
+        .expect("put_chunk reached the canister")
     }
 
     pub fn commit(&mut self, c: usize, id: u64) -> Result<CommitReceipt, SubmitError> {
         let who = self.contributors[c].principal;
-        self.update1(who, "commit_submission", (id,)).expect("commit_submission reached the canister")
+        self.update1(who, "commit_submission", (id,))
+            .expect("commit_submission reached the canister")
     }
 
     /// Begins, uploads every chunk and commits.
-    pub fn submit(&mut self, c: usize, delta: &[f32], enc: DeltaEncoding) -> Result<CommitReceipt, SubmitError> {
+    pub fn submit(
+        &mut self,
+        c: usize,
+        delta: &[f32],
+        enc: DeltaEncoding,
+    ) -> Result<CommitReceipt, SubmitError> {
         let up = self.prepare(c, delta, enc);
         let status = self.begin(c, &up)?;
         for i in 0..up.chunk_count() {
@@ -268,27 +378,58 @@ impl<E: IcEnv> Fixture<E> {
         let mut history = Vec::new();
         let mut start = 0;
         loop {
-            let page: flic_protocol::api::RoundPage = self.query1("round_history", (PageArgs { start, limit: 100 },));
+            let page: flic_protocol::api::RoundPage =
+                self.query1("round_history", (PageArgs { start, limit: 100 },));
             history.extend(page.items);
             match page.next {
                 Some(n) => start = n,
                 None => break,
             }
         }
-        let datasets = self.query1("list_datasets", (PageArgs { start: 0, limit: 100 },));
+        let datasets = self.query1(
+            "list_datasets",
+            (PageArgs {
+                start: 0,
+                limit: 100,
+            },),
+        );
         let certified = self.query1("certified_state", ());
-        let submissions = (0..8u64).map(|id| self.query1("submission_status", (id,))).collect();
-        Snapshot { round, history, datasets, certified, submissions }
+        let submissions = (0..8u64)
+            .map(|id| self.query1("submission_status", (id,)))
+            .collect();
+        Snapshot {
+            round,
+            history,
+            datasets,
+            certified,
+            submissions,
+        }
     }
 
     /// What the next model version must be after `uploads` (in any order) are aggregated
     /// onto `weights`: recomputed natively with the protocol's accumulator.
-    pub fn expected_next(&self, weights: &[f32], uploads: &[&Upload], frac_bits: u32) -> (Hash, Vec<f32>) {
-        let mut acc = Accumulator::new(PARAMS as usize, self.job.limits(), frac_bits).expect("limits");
+    pub fn expected_next(
+        &self,
+        weights: &[f32],
+        uploads: &[&Upload],
+        frac_bits: u32,
+    ) -> (Hash, Vec<f32>) {
+        let mut acc =
+            Accumulator::new(PARAMS as usize, self.job.limits(), frac_bits).expect("limits");
         for up in uploads {
-            acc.add(up.args.header.encoding, &up.payload, up.args.header.sample_count).expect("valid contribution");
+            acc.add(
+                up.args.header.encoding,
+                &up.payload,
+                up.args.header.sample_count,
+            )
+            .expect("valid contribution");
         }
-        let next = acc.apply(weights, self.job.server_lr).expect("non-empty round");
-        (Hash::new(model_version(&self.job.model_spec.spec_id(), &next)), next)
+        let next = acc
+            .apply(weights, self.job.server_lr)
+            .expect("non-empty round");
+        (
+            Hash::new(model_version(&self.job.model_spec.spec_id(), &next)),
+            next,
+        )
     }
 }

@@ -19,9 +19,15 @@ impl PocketIcEnv {
             .ok_or_else(|| "POCKET_IC_BIN is not set; PocketIC scenarios skipped".to_string())?;
         let path = std::path::Path::new(&bin);
         if !path.is_file() {
-            return Err(format!("POCKET_IC_BIN={} is not a file; PocketIC scenarios skipped", path.display()));
+            return Err(format!(
+                "POCKET_IC_BIN={} is not a file; PocketIC scenarios skipped",
+                path.display()
+            ));
         }
-        let pic = PocketIcBuilder::new().with_application_subnet().with_server_binary(path.into()).build();
+        let pic = PocketIcBuilder::new()
+            .with_application_subnet()
+            .with_server_binary(path.into())
+            .build();
         Ok(Self { pic })
     }
 }
@@ -41,27 +47,56 @@ impl IcEnv for PocketIcEnv {
     }
 
     fn install(&mut self, wasm: &[u8], arg: Vec<u8>, controller: Principal) -> Principal {
-        let id = self.pic.create_canister_with_settings(Some(controller), None);
+        let id = self
+            .pic
+            .create_canister_with_settings(Some(controller), None);
         self.pic.add_cycles(id, 100_000_000_000_000);
-        self.pic.install_canister(id, wasm.to_vec(), arg, Some(controller));
+        self.pic
+            .install_canister(id, wasm.to_vec(), arg, Some(controller));
         id
     }
 
-    fn upgrade(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), CallFailure> {
-        self.pic.upgrade_canister(canister, wasm.to_vec(), arg, Some(sender)).map_err(failure)
-    }
-
-    fn update(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<CallOk, CallFailure> {
+    fn upgrade(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), CallFailure> {
         self.pic
-            .update_call(canister, sender, method, arg)
-            .map(|reply| CallOk { reply, instructions: None })
+            .upgrade_canister(canister, wasm.to_vec(), arg, Some(sender))
             .map_err(failure)
     }
 
-    fn query(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<CallOk, CallFailure> {
+    fn update(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<CallOk, CallFailure> {
+        self.pic
+            .update_call(canister, sender, method, arg)
+            .map(|reply| CallOk {
+                reply,
+                instructions: None,
+            })
+            .map_err(failure)
+    }
+
+    fn query(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<CallOk, CallFailure> {
         self.pic
             .query_call(canister, sender, method, arg)
-            .map(|reply| CallOk { reply, instructions: None })
+            .map(|reply| CallOk {
+                reply,
+                instructions: None,
+            })
             .map_err(failure)
     }
 

@@ -12,7 +12,9 @@ use flic_protocol::submission::SignatureError;
 use flic_protocol::{chunking, merkle, DeltaEncoding, Hash};
 
 use crate::env::{CallFailure, IcEnv};
-use crate::fixture::{delta, initial_weights, job, Fixture, Upload, CHUNK_SIZE, PARAMS, ROUND_NS, SAMPLES};
+use crate::fixture::{
+    delta, initial_weights, job, Fixture, Upload, CHUNK_SIZE, PARAMS, ROUND_NS, SAMPLES,
+};
 
 /// Runs `call`, asserts it fails with an error matching `pattern`, and that no visible
 /// state changed.
@@ -20,9 +22,19 @@ macro_rules! rejects {
     ($f:expr, $call:expr, $pattern:pat) => {{
         let before = $f.snapshot();
         let result = $call;
-        assert!(matches!(result, Err($pattern)), "expected {}, got {:?}", stringify!($pattern), result);
+        assert!(
+            matches!(result, Err($pattern)),
+            "expected {}, got {:?}",
+            stringify!($pattern),
+            result
+        );
         let after = $f.snapshot();
-        assert_eq!(before, after, "a rejected call ({}) changed state", stringify!($pattern));
+        assert_eq!(
+            before,
+            after,
+            "a rejected call ({}) changed state",
+            stringify!($pattern)
+        );
     }};
 }
 
@@ -33,17 +45,31 @@ pub fn full_round_three_contributors<E: IcEnv>(env: E) {
     let mut f = Fixture::new(env, 3, job());
     let (v0, w0) = f.model();
     let info = f.round_info();
-    assert_eq!((info.state, info.round, info.committed), (JobState::Running, 0, 0));
+    assert_eq!(
+        (info.state, info.round, info.committed),
+        (JobState::Running, 0, 0)
+    );
     assert_eq!(info.model_version, Some(v0));
 
     let ups: Vec<Upload> = (0..3)
-        .map(|c| f.prepare(c, &delta(c, 0), if c == 1 { DeltaEncoding::Int8Blocks } else { DeltaEncoding::F32 }))
+        .map(|c| {
+            f.prepare(
+                c,
+                &delta(c, 0),
+                if c == 1 {
+                    DeltaEncoding::Int8Blocks
+                } else {
+                    DeltaEncoding::F32
+                },
+            )
+        })
         .collect();
     for (c, up) in ups.iter().enumerate() {
         let status = f.begin(c, up).expect("begin");
         // Chunks in reverse order: uploads are order-free.
         for i in (0..up.chunk_count()).rev() {
-            f.put(c, status.submission_id, i, up.chunk(i)).expect("put_chunk");
+            f.put(c, status.submission_id, i, up.chunk(i))
+                .expect("put_chunk");
         }
         let receipt = f.commit(c, status.submission_id).expect("commit");
         assert_eq!(receipt.round, 0);
@@ -60,17 +86,30 @@ pub fn full_round_three_contributors<E: IcEnv>(env: E) {
     let reversed: Vec<&Upload> = ups.iter().rev().collect();
     let (expected, w_expected) = f.expected_next(&w0, &reversed, info.frac_bits);
     assert_eq!(v1, expected, "canister and native FedAvg disagree");
-    assert_eq!(w1.iter().map(|w| w.to_bits()).collect::<Vec<_>>(), w_expected.iter().map(|w| w.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        w1.iter().map(|w| w.to_bits()).collect::<Vec<_>>(),
+        w_expected.iter().map(|w| w.to_bits()).collect::<Vec<_>>()
+    );
 
     let history = f.snapshot().history;
     assert_eq!(history.len(), 1);
     let record = &history[0];
-    assert_eq!((record.round, record.base_version, record.new_version), (0, v0, v1));
+    assert_eq!(
+        (record.round, record.base_version, record.new_version),
+        (0, v0, v1)
+    );
     assert_eq!(record.contribution_count, 3);
     assert_eq!(record.total_weight, 3 * SAMPLES);
     // RFC 6962 leaves are the header hashes, in commit order.
-    let leaves: Vec<[u8; 32]> = ups.iter().map(|u| merkle::leaf_hash(&u.args.header.header_hash())).collect();
-    assert_eq!(*record.contributions_root, merkle::root(&leaves), "contributions root");
+    let leaves: Vec<[u8; 32]> = ups
+        .iter()
+        .map(|u| merkle::leaf_hash(&u.args.header.header_hash()))
+        .collect();
+    assert_eq!(
+        *record.contributions_root,
+        merkle::root(&leaves),
+        "contributions root"
+    );
     let contributors: Vec<Principal> = f.contributors.iter().map(|c| c.principal).collect();
     assert_eq!(record.contributors, contributors);
 }
@@ -85,25 +124,54 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
     // Signature and caller.
     let mut bad_sig = good.clone();
     bad_sig.args.signature[0] ^= 1;
-    rejects!(f, f.begin(0, &bad_sig), SubmitError::Signature(SignatureError::BadSignature));
+    rejects!(
+        f,
+        f.begin(0, &bad_sig),
+        SubmitError::Signature(SignatureError::BadSignature)
+    );
     let other = f.contributors[1].principal;
-    rejects!(f, f.begin_as(other, &good), SubmitError::CallerMismatch { .. });
-    rejects!(f, f.begin_as(Principal::anonymous(), &good), SubmitError::AnonymousCaller);
+    rejects!(
+        f,
+        f.begin_as(other, &good),
+        SubmitError::CallerMismatch { .. }
+    );
+    rejects!(
+        f,
+        f.begin_as(Principal::anonymous(), &good),
+        SubmitError::AnonymousCaller
+    );
     let mut short_key = good.clone();
     short_key.args.public_key = ByteBuf::from(vec![1u8; 31]);
-    rejects!(f, f.begin(0, &short_key), SubmitError::Signature(SignatureError::PublicKeyLength { .. }) | SubmitError::CallerMismatch { .. });
+    rejects!(
+        f,
+        f.begin(0, &short_key),
+        SubmitError::Signature(SignatureError::PublicKeyLength { .. })
+            | SubmitError::CallerMismatch { .. }
+    );
 
     // Round and version.
     let future = f.prepare_for(0, &delta(0, 0), DeltaEncoding::F32, 1, base);
-    rejects!(f, f.begin(0, &future), SubmitError::FutureRound { current: 0, got: 1 });
+    rejects!(
+        f,
+        f.begin(0, &future),
+        SubmitError::FutureRound { current: 0, got: 1 }
+    );
     let wrong_base = f.prepare_for(0, &delta(0, 0), DeltaEncoding::F32, 0, Hash::new([9; 32]));
-    rejects!(f, f.begin(0, &wrong_base), SubmitError::WrongBaseVersion { .. });
+    rejects!(
+        f,
+        f.begin(0, &wrong_base),
+        SubmitError::WrongBaseVersion { .. }
+    );
 
     // Datasets: unknown, someone else's, inflated sample count, revoked.
     let mut unknown = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
     unknown.args.header.dataset_id = 999;
     resign(&f, 0, &mut unknown);
-    rejects!(f, f.begin(0, &unknown), SubmitError::UnknownDataset { dataset_id: 999 });
+    rejects!(
+        f,
+        f.begin(0, &unknown),
+        SubmitError::UnknownDataset { dataset_id: 999 }
+    );
     let mut theirs = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
     theirs.args.header.dataset_id = f.contributors[1].dataset_id;
     resign(&f, 0, &mut theirs);
@@ -111,35 +179,66 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
     let mut inflated = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
     inflated.args.header.sample_count = SAMPLES + 1;
     resign(&f, 0, &mut inflated);
-    rejects!(f, f.begin(0, &inflated), SubmitError::SampleCountExceedsDataset { .. });
+    rejects!(
+        f,
+        f.begin(0, &inflated),
+        SubmitError::SampleCountExceedsDataset { .. }
+    );
 
     // Sizes: wrong parameter count, wrong chunk count, chunk hashes not matching the root.
     let mut wrong_len = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
     wrong_len.args.header.param_count = PARAMS + 1;
     resign(&f, 0, &mut wrong_len);
-    rejects!(f, f.begin(0, &wrong_len), SubmitError::WrongParamCount { .. });
+    rejects!(
+        f,
+        f.begin(0, &wrong_len),
+        SubmitError::WrongParamCount { .. }
+    );
     let mut forged_hashes = good.clone();
     forged_hashes.args.chunk_hashes[0] = Hash::new([7; 32]);
-    rejects!(f, f.begin(0, &forged_hashes), SubmitError::ChunkRootMismatch { .. });
+    rejects!(
+        f,
+        f.begin(0, &forged_hashes),
+        SubmitError::ChunkRootMismatch { .. }
+    );
 
     // Non-controllers cannot administer.
     let c0 = f.contributors[0].principal;
     let not_admin: Result<(), AdminError> = f.update1(c0, "pause_job", ()).expect("reached");
-    assert!(matches!(not_admin, Err(AdminError::NotController { .. })), "{not_admin:?}");
+    assert!(
+        matches!(not_admin, Err(AdminError::NotController { .. })),
+        "{not_admin:?}"
+    );
     let cfg = job();
-    let reconfigure: Result<u64, AdminError> = f.update1(c0, "configure_job", (&cfg,)).expect("reached");
-    assert!(matches!(reconfigure, Err(AdminError::NotController { .. })), "{reconfigure:?}");
+    let reconfigure: Result<u64, AdminError> =
+        f.update1(c0, "configure_job", (&cfg,)).expect("reached");
+    assert!(
+        matches!(reconfigure, Err(AdminError::NotController { .. })),
+        "{reconfigure:?}"
+    );
 
     // Chunks: wrong hash, wrong length, out of range; then commit with chunks missing.
     let status = f.begin(0, &good).expect("begin");
     let id = status.submission_id;
     let mut tampered = good.chunk(0);
     tampered[0] ^= 1;
-    rejects!(f, f.put(0, id, 0, tampered), SubmitError::ChunkHashMismatch { index: 0, .. });
+    rejects!(
+        f,
+        f.put(0, id, 0, tampered),
+        SubmitError::ChunkHashMismatch { index: 0, .. }
+    );
     let mut long = good.chunk(0);
     long.push(0);
-    rejects!(f, f.put(0, id, 0, long), SubmitError::ChunkLengthMismatch { .. });
-    rejects!(f, f.put(0, id, good.chunk_count(), vec![0; 4]), SubmitError::ChunkIndexOutOfRange { .. });
+    rejects!(
+        f,
+        f.put(0, id, 0, long),
+        SubmitError::ChunkLengthMismatch { .. }
+    );
+    rejects!(
+        f,
+        f.put(0, id, good.chunk_count(), vec![0; 4]),
+        SubmitError::ChunkIndexOutOfRange { .. }
+    );
     f.put(0, id, 0, good.chunk(0)).expect("first chunk");
     rejects!(f, f.commit(0, id), SubmitError::MissingChunks { .. });
     rejects!(f, f.commit(1, id), SubmitError::NotSubmissionOwner { .. });
@@ -147,11 +246,18 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
 
     // A delta with a NaN, signed and chunked correctly, is refused at commit.
     let nan = nan_upload(&f, 1);
-    let status = f.begin(1, &nan).expect("a NaN cannot be seen before the bytes arrive");
+    let status = f
+        .begin(1, &nan)
+        .expect("a NaN cannot be seen before the bytes arrive");
     for i in 0..nan.chunk_count() {
-        f.put(1, status.submission_id, i, nan.chunk(i)).expect("chunks match their hashes");
+        f.put(1, status.submission_id, i, nan.chunk(i))
+            .expect("chunks match their hashes");
     }
-    rejects!(f, f.commit(1, status.submission_id), SubmitError::InvalidDelta(DeltaError::NonFiniteValue { .. }));
+    rejects!(
+        f,
+        f.commit(1, status.submission_id),
+        SubmitError::InvalidDelta(DeltaError::NonFiniteValue { .. })
+    );
 
     // Complete the good one; a second, different submission in the round is a duplicate.
     for i in 1..good.chunk_count() {
@@ -160,25 +266,47 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
     f.commit(0, id).expect("commit");
     rejects!(f, f.commit(0, id), SubmitError::AlreadyCommitted { .. });
     let second = f.prepare(0, &delta(0, 9), DeltaEncoding::F32);
-    rejects!(f, f.begin(0, &second), SubmitError::DuplicateSubmission { committed: true, .. });
+    rejects!(
+        f,
+        f.begin(0, &second),
+        SubmitError::DuplicateSubmission {
+            committed: true,
+            ..
+        }
+    );
 
     // Revoked datasets take no further submissions.
     let c2 = f.contributors[2].principal;
     let ds2 = f.contributors[2].dataset_id;
-    let revoked: Result<(), DatasetError> = f.update1(c2, "revoke_dataset", (ds2,)).expect("reached");
+    let revoked: Result<(), DatasetError> =
+        f.update1(c2, "revoke_dataset", (ds2,)).expect("reached");
     revoked.expect("owner revokes");
     let after_revoke = f.prepare(2, &delta(2, 0), DeltaEncoding::F32);
-    rejects!(f, f.begin(2, &after_revoke), SubmitError::DatasetRevoked { .. });
+    rejects!(
+        f,
+        f.begin(2, &after_revoke),
+        SubmitError::DatasetRevoked { .. }
+    );
 
     // After the round closes: stale headers, and uploads into a discarded submission.
     let pending = f.prepare(1, &delta(1, 0), DeltaEncoding::F32);
     let fresh = f.add_contributor(3);
-    f.submit(fresh, &delta(3, 0), DeltaEncoding::F32).expect("third commit");
+    f.submit(fresh, &delta(3, 0), DeltaEncoding::F32)
+        .expect("third commit");
     let i4 = f.add_contributor(4);
-    f.submit(i4, &delta(4, 0), DeltaEncoding::F32).expect("closing commit");
+    f.submit(i4, &delta(4, 0), DeltaEncoding::F32)
+        .expect("closing commit");
     assert_eq!(f.round_info().round, 1);
-    rejects!(f, f.begin(1, &pending), SubmitError::StaleRound { current: 1, got: 0 });
-    rejects!(f, f.put(1, status.submission_id, 0, nan.chunk(0)), SubmitError::UnknownSubmission { .. });
+    rejects!(
+        f,
+        f.begin(1, &pending),
+        SubmitError::StaleRound { current: 1, got: 0 }
+    );
+    rejects!(
+        f,
+        f.put(1, status.submission_id, 0, nan.chunk(0)),
+        SubmitError::UnknownSubmission { .. }
+    );
 }
 
 /// Re-signs an upload after a header field was changed on purpose.
@@ -198,7 +326,10 @@ fn nan_upload<E: IcEnv>(f: &Fixture<E>, c: usize) -> Upload {
 }
 
 fn f_base<E: IcEnv>(f: &Fixture<E>) -> Hash {
-    Hash::new(flic_protocol::model_version(&f.job.model_spec.spec_id(), &initial_weights()))
+    Hash::new(flic_protocol::model_version(
+        &f.job.model_spec.spec_id(),
+        &initial_weights(),
+    ))
 }
 
 /// An upgrade in the middle of a round keeps the round, the accepted submissions, the
@@ -207,26 +338,36 @@ fn f_base<E: IcEnv>(f: &Fixture<E>) -> Hash {
 pub fn upgrade_mid_round_loses_nothing<E: IcEnv>(env: E) {
     let mut f = Fixture::new(env, 3, job());
     let (_, w0) = f.model();
-    let ups: Vec<Upload> = (0..3).map(|c| f.prepare(c, &delta(c, 0), DeltaEncoding::Int8Blocks)).collect();
-    f.submit(0, &delta(0, 0), DeltaEncoding::Int8Blocks).expect("first commit");
+    let ups: Vec<Upload> = (0..3)
+        .map(|c| f.prepare(c, &delta(c, 0), DeltaEncoding::Int8Blocks))
+        .collect();
+    f.submit(0, &delta(0, 0), DeltaEncoding::Int8Blocks)
+        .expect("first commit");
     let status = f.begin(1, &ups[1]).expect("begin");
-    f.put(1, status.submission_id, 0, ups[1].chunk(0)).expect("one chunk before the upgrade");
+    f.put(1, status.submission_id, 0, ups[1].chunk(0))
+        .expect("one chunk before the upgrade");
     let before = f.snapshot();
 
     let wasm = f.wasm.clone();
     let arg = candid::encode_one(flic_protocol::api::InitArg::Upgrade(None)).unwrap();
     let (canister, admin) = (f.canister, f.admin);
     f.env.upgrade(canister, &wasm, arg, admin).expect("upgrade");
-    assert_eq!(f.snapshot(), before, "state visible before the upgrade is the same after it");
+    assert_eq!(
+        f.snapshot(),
+        before,
+        "state visible before the upgrade is the same after it"
+    );
 
     // Resume: begin again with the same header returns the stored chunks.
     let resumed = f.begin(1, &ups[1]).expect("resume");
     assert_eq!(resumed.submission_id, status.submission_id);
     assert_eq!(resumed.stored_chunks, vec![0]);
     for i in 1..ups[1].chunk_count() {
-        f.put(1, status.submission_id, i, ups[1].chunk(i)).expect("put");
+        f.put(1, status.submission_id, i, ups[1].chunk(i))
+            .expect("put");
     }
-    f.commit(1, status.submission_id).expect("commit after upgrade");
+    f.commit(1, status.submission_id)
+        .expect("commit after upgrade");
     let s2 = f.begin(2, &ups[2]).expect("begin");
     for i in 0..ups[2].chunk_count() {
         f.put(2, s2.submission_id, i, ups[2].chunk(i)).expect("put");
@@ -235,7 +376,11 @@ pub fn upgrade_mid_round_loses_nothing<E: IcEnv>(env: E) {
     let (v1, _) = f.model();
     let frac_bits = f.round_info().frac_bits;
     let refs: Vec<&Upload> = ups.iter().collect();
-    assert_eq!(v1, f.expected_next(&w0, &refs, frac_bits).0, "the upgrade changed the aggregate");
+    assert_eq!(
+        v1,
+        f.expected_next(&w0, &refs, frac_bits).0,
+        "the upgrade changed the aggregate"
+    );
 }
 
 /// A trap inside `commit_submission` (here: the message runs out of instructions) leaves
@@ -249,15 +394,24 @@ pub fn trap_during_commit_rolls_back<E: IcEnv>(env: E) {
     }
     let canister = f.canister;
     if !f.env.limit_next_update(canister, 50_000) {
-        eprintln!("skipped on {}: the host cannot limit one call's instructions", f.env.name());
+        eprintln!(
+            "skipped on {}: the host cannot limit one call's instructions",
+            f.env.name()
+        );
         return;
     }
     let before = f.snapshot();
     let who = f.contributors[0].principal;
-    let trapped = f.update1::<_, Result<flic_protocol::api::CommitReceipt, SubmitError>>(who, "commit_submission", (status.submission_id,));
+    let trapped = f.update1::<_, Result<flic_protocol::api::CommitReceipt, SubmitError>>(
+        who,
+        "commit_submission",
+        (status.submission_id,),
+    );
     assert!(matches!(trapped, Err(CallFailure::Trap(_))), "{trapped:?}");
     assert_eq!(f.snapshot(), before, "a trapped commit changed state");
-    let receipt = f.commit(0, status.submission_id).expect("the same commit succeeds afterwards");
+    let receipt = f
+        .commit(0, status.submission_id)
+        .expect("the same commit succeeds afterwards");
     assert_eq!(receipt.index_in_round, 0);
 }
 
@@ -265,16 +419,27 @@ pub fn trap_during_commit_rolls_back<E: IcEnv>(env: E) {
 /// committed it closes at the deadline.
 pub fn deadline_timer_closes_or_extends<E: IcEnv>(env: E) {
     let mut f = Fixture::new(env, 3, job());
-    f.submit(0, &delta(0, 0), DeltaEncoding::F32).expect("one commit");
+    f.submit(0, &delta(0, 0), DeltaEncoding::F32)
+        .expect("one commit");
     let first_deadline = f.round_info().deadline_ns;
     assert!(first_deadline > f.env.time_ns());
-    f.env.advance_time(Duration::from_nanos(ROUND_NS + 1_000_000_000));
+    f.env
+        .advance_time(Duration::from_nanos(ROUND_NS + 1_000_000_000));
     let info = f.round_info();
-    assert_eq!(info.round, 0, "one commit is short of min_clients = 2: the round stays open");
+    assert_eq!(
+        info.round, 0,
+        "one commit is short of min_clients = 2: the round stays open"
+    );
     assert!(info.deadline_ns > first_deadline, "the deadline moved on");
-    f.submit(1, &delta(1, 0), DeltaEncoding::F32).expect("second commit");
-    assert_eq!(f.round_info().round, 0, "two of three: open until the deadline");
-    f.env.advance_time(Duration::from_nanos(ROUND_NS + 1_000_000_000));
+    f.submit(1, &delta(1, 0), DeltaEncoding::F32)
+        .expect("second commit");
+    assert_eq!(
+        f.round_info().round,
+        0,
+        "two of three: open until the deadline"
+    );
+    f.env
+        .advance_time(Duration::from_nanos(ROUND_NS + 1_000_000_000));
     let info = f.round_info();
     assert_eq!(info.round, 1, "the timer closed the round with min_clients");
     let record = f.snapshot().history.pop().expect("a round record");
@@ -287,14 +452,20 @@ pub fn deadline_timer_closes_or_extends<E: IcEnv>(env: E) {
 pub fn instruction_counts_are_reported<E: IcEnv>(env: E) {
     let mut f = Fixture::new(env, 3, job());
     for c in 0..3 {
-        f.submit(c, &delta(c, 0), DeltaEncoding::Int8Blocks).expect("submit");
+        f.submit(c, &delta(c, 0), DeltaEncoding::Int8Blocks)
+            .expect("submit");
     }
-    let counted: Vec<&(String, Option<u64>)> = f.instructions.iter().filter(|(_, i)| i.is_some()).collect();
+    let counted: Vec<&(String, Option<u64>)> =
+        f.instructions.iter().filter(|(_, i)| i.is_some()).collect();
     if counted.is_empty() {
         eprintln!("{} does not report instruction counts", f.env.name());
         return;
     }
-    assert_eq!(counted.len(), f.instructions.len(), "some updates had no count");
+    assert_eq!(
+        counted.len(),
+        f.instructions.len(),
+        "some updates had no count"
+    );
     for (method, instructions) in &f.instructions {
         let n = instructions.unwrap();
         assert!(n > 0 && n < 40_000_000_000, "{method}: {n}");

@@ -27,11 +27,24 @@ fn four_clients_non_iid_learn_and_int8_matches_f32() {
         assert_eq!(report.rounds.len(), 5);
         assert!(report.rounds.iter().all(|r| r.contributors == 4));
         // 10 balanced classes: chance is 10%.
-        assert!(report.initial_accuracy < 0.25, "initial accuracy {}", report.initial_accuracy);
-        assert!(report.final_accuracy > 0.6, "final accuracy {} is not far above chance", report.final_accuracy);
+        assert!(
+            report.initial_accuracy < 0.25,
+            "initial accuracy {}",
+            report.initial_accuracy
+        );
+        assert!(
+            report.final_accuracy > 0.6,
+            "final accuracy {} is not far above chance",
+            report.final_accuracy
+        );
         assert!(report.rounds.iter().all(|r| r.instructions > 0));
-        let versions: std::collections::BTreeSet<_> = report.rounds.iter().map(|r| &r.model_version).collect();
-        assert_eq!(versions.len(), 5, "every round produced a new model version");
+        let versions: std::collections::BTreeSet<_> =
+            report.rounds.iter().map(|r| &r.model_version).collect();
+        assert_eq!(
+            versions.len(),
+            5,
+            "every round produced a new model version"
+        );
     }
     let gap = (f32_run.final_accuracy - int8_run.final_accuracy).abs();
     assert!(gap <= 0.01, "int8 ends {:.2} points from f32", gap * 100.0);
@@ -41,7 +54,13 @@ fn four_clients_non_iid_learn_and_int8_matches_f32() {
 
 #[test]
 fn same_seed_same_model_versions() {
-    let args = SimulateArgs { clients: Some(3), rounds: 2, samples: 900, seed: 11, ..SimulateArgs::default() };
+    let args = SimulateArgs {
+        clients: Some(3),
+        rounds: 2,
+        samples: 900,
+        seed: 11,
+        ..SimulateArgs::default()
+    };
     let a = run(&args, &mut Silent).expect("first run");
     let b = run(&args, &mut Silent).expect("second run");
     let va: Vec<_> = a.rounds.iter().map(|r| r.model_version.clone()).collect();

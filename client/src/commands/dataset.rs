@@ -25,7 +25,10 @@ pub fn register(
         license,
         description,
     };
-    let id = session.api.register_dataset(&args).context("registering the dataset")?;
+    let id = session
+        .api
+        .register_dataset(&args)
+        .context("registering the dataset")?;
     session.save()?;
     if json {
         super::print_json(&serde_json::json!({
@@ -78,9 +81,27 @@ pub fn list(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
             d.sample_count.to_string(),
             d.license.clone(),
             short_hex(d.commitment.as_slice()),
-            if d.revoked_at_ns.is_some() { "revoked".into() } else { "active".into() },
+            if d.revoked_at_ns.is_some() {
+                "revoked".into()
+            } else {
+                "active".into()
+            },
         ]
     });
-    println!("{}", table(&["id", "name", "owner", "samples", "license", "commitment", "state"], rows));
+    println!(
+        "{}",
+        table(
+            &[
+                "id",
+                "name",
+                "owner",
+                "samples",
+                "license",
+                "commitment",
+                "state"
+            ],
+            rows
+        )
+    );
     Ok(())
 }

@@ -7,7 +7,10 @@ use crate::identity::Identity;
 pub fn keygen(path: &Path) -> anyhow::Result<()> {
     let identity = Identity::generate();
     identity.write_new(path)?;
-    eprintln!("wrote a new Ed25519 identity to {} (mode 0600)", path.display());
+    eprintln!(
+        "wrote a new Ed25519 identity to {} (mode 0600)",
+        path.display()
+    );
     println!("{}", identity.principal());
     Ok(())
 }

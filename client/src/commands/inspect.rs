@@ -8,7 +8,10 @@ use crate::output::{short_hex, table};
 pub fn status(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
     let mut session = super::connect(target)?;
     let info = session.api.round_info()?;
-    let version = info.model_version.as_ref().map(|v| hex::encode(v.as_slice()));
+    let version = info
+        .model_version
+        .as_ref()
+        .map(|v| hex::encode(v.as_slice()));
     if json {
         return super::print_json(&serde_json::json!({
             "canister": session.api.canister_id().to_text(),
@@ -30,18 +33,36 @@ pub fn status(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
         vec!["job".into(), info.job_id.to_string()],
         vec!["state".into(), info.state.to_string()],
         vec!["round".into(), info.round.to_string()],
-        vec!["model version".into(), version.unwrap_or_else(|| "-".into())],
+        vec![
+            "model version".into(),
+            version.unwrap_or_else(|| "-".into()),
+        ],
         vec!["parameters".into(), info.param_count.to_string()],
-        vec!["committed / pending".into(), format!("{} / {}", info.committed, info.pending)],
+        vec![
+            "committed / pending".into(),
+            format!("{} / {}", info.committed, info.pending),
+        ],
     ];
     if let Some(c) = &info.config {
-        rows.push(vec!["architecture".into(), c.model_spec.architecture.clone()]);
-        rows.push(vec!["clients (min..max)".into(), format!("{}..{}", c.min_clients, c.max_clients)]);
+        rows.push(vec![
+            "architecture".into(),
+            c.model_spec.architecture.clone(),
+        ]);
+        rows.push(vec![
+            "clients (min..max)".into(),
+            format!("{}..{}", c.min_clients, c.max_clients),
+        ]);
         rows.push(vec!["clip norm".into(), c.clip_norm.to_string()]);
-        rows.push(vec!["encodings".into(), format!("{:?}", c.allowed_encodings)]);
+        rows.push(vec![
+            "encodings".into(),
+            format!("{:?}", c.allowed_encodings),
+        ]);
     }
     if info.deadline_ns > 0 {
-        rows.push(vec!["deadline (ns since epoch)".into(), info.deadline_ns.to_string()]);
+        rows.push(vec![
+            "deadline (ns since epoch)".into(),
+            info.deadline_ns.to_string(),
+        ]);
     }
     println!("{}", table(&["", ""], rows));
     Ok(())
@@ -49,7 +70,10 @@ pub fn status(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
 
 pub fn rounds(target: &TargetArgs, offset: u64, limit: u64, json: bool) -> anyhow::Result<()> {
     let mut session = super::connect(target)?;
-    let page = session.api.round_history(PageArgs { start: offset, limit: limit.min(u32::MAX as u64) as u32 })?;
+    let page = session.api.round_history(PageArgs {
+        start: offset,
+        limit: limit.min(u32::MAX as u64) as u32,
+    })?;
     if json {
         let rows: Vec<_> = page
             .items
@@ -81,7 +105,20 @@ pub fn rounds(target: &TargetArgs, offset: u64, limit: u64, json: bool) -> anyho
             r.extensions.to_string(),
         ]
     });
-    println!("{}", table(&["round", "contributions", "weight", "base", "new version", "extensions"], rows));
+    println!(
+        "{}",
+        table(
+            &[
+                "round",
+                "contributions",
+                "weight",
+                "base",
+                "new version",
+                "extensions"
+            ],
+            rows
+        )
+    );
     if let Some(next) = page.next {
         eprintln!("more: --offset {next}");
     }

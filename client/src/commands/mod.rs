@@ -28,13 +28,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { identity } => identity::keygen(&identity.path()),
         Command::Whoami { identity, output } => identity::whoami(&identity.path(), output.json),
-        Command::Dataset(DatasetCommand::Register { target, data, name, license, description, output }) => {
-            dataset::register(&target, &data, name, license, description, output.json)
+        Command::Dataset(DatasetCommand::Register {
+            target,
+            data,
+            name,
+            license,
+            description,
+            output,
+        }) => dataset::register(&target, &data, name, license, description, output.json),
+        Command::Dataset(DatasetCommand::List { target, output }) => {
+            dataset::list(&target, output.json)
         }
-        Command::Dataset(DatasetCommand::List { target, output }) => dataset::list(&target, output.json),
         Command::Train(args) => train::run(&args, progress),
         Command::Status { target, output } => inspect::status(&target, output.json),
-        Command::Rounds { target, offset, limit, output } => inspect::rounds(&target, offset, limit, output.json),
+        Command::Rounds {
+            target,
+            offset,
+            limit,
+            output,
+        } => inspect::rounds(&target, offset, limit, output.json),
         Command::Model(ModelCommand::Pull { target, out }) => model::pull(&target, &out, progress),
         Command::Simulate(args) => simulate::run(&args, progress),
     }
@@ -57,7 +69,9 @@ impl Session {
     /// Saves the embedded IC's state (no-op against a replica).
     pub fn save(&self) -> anyhow::Result<()> {
         if let Some((ic, dir)) = &self.embedded {
-            embedded::lock(ic).save(dir).with_context(|| format!("saving the embedded IC state to {}", dir.display()))?;
+            embedded::lock(ic)
+                .save(dir)
+                .with_context(|| format!("saving the embedded IC state to {}", dir.display()))?;
         }
         Ok(())
     }
@@ -72,22 +86,41 @@ pub fn connect(target: &TargetArgs) -> anyhow::Result<Session> {
 
 pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Session> {
     if target.network == "embedded" {
-        let dir = target.state.clone().context("--network embedded needs --state DIR (from `flic simulate --state DIR`)")?;
+        let dir = target
+            .state
+            .clone()
+            .context("--network embedded needs --state DIR (from `flic simulate --state DIR`)")?;
         let ic = flic_embedded_ic::EmbeddedIc::load(&dir)
             .with_context(|| format!("loading the embedded IC state from {}", dir.display()))?;
         let canister = match &target.canister {
-            Some(text) => Principal::from_text(text).with_context(|| format!("--canister {text} is not a principal"))?,
-            None => *ic.canister_ids().first().context("the saved state has no canister")?,
+            Some(text) => Principal::from_text(text)
+                .with_context(|| format!("--canister {text} is not a principal"))?,
+            None => *ic
+                .canister_ids()
+                .first()
+                .context("the saved state has no canister")?,
         };
         let ic = embedded::share(ic);
         let transport = EmbeddedTransport::new(ic.clone(), canister, identity.principal());
-        return Ok(Session { api: AggregatorApi::new(Box::new(transport)), identity, embedded: Some((ic, dir)) });
+        return Ok(Session {
+            api: AggregatorApi::new(Box::new(transport)),
+            identity,
+            embedded: Some((ic, dir)),
+        });
     }
     let network = Network::parse(&target.network).map_err(anyhow::Error::msg)?;
-    let text = target.canister.as_deref().context("--canister ID is needed (or set FLIC_CANISTER)")?;
-    let canister = Principal::from_text(text).with_context(|| format!("--canister {text} is not a principal"))?;
+    let text = target
+        .canister
+        .as_deref()
+        .context("--canister ID is needed (or set FLIC_CANISTER)")?;
+    let canister = Principal::from_text(text)
+        .with_context(|| format!("--canister {text} is not a principal"))?;
     let transport = AgentTransport::connect(&network, canister, &identity)?;
-    Ok(Session { api: AggregatorApi::new(Box::new(transport)), identity, embedded: None })
+    Ok(Session {
+        api: AggregatorApi::new(Box::new(transport)),
+        identity,
+        embedded: None,
+    })
 }
 
 /// Prints `value` as pretty JSON on stdout.

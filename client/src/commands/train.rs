@@ -31,7 +31,10 @@ fn with_retry<T>(
     for attempt in 1.. {
         match f(&mut *progress) {
             Err(ApiError::Transport(e)) if e.is_transient() && attempt < RETRIES => {
-                progress.note(&format!("{what}: {e}; retrying in {:.1} s ({attempt}/{RETRIES})", delay.as_secs_f64()));
+                progress.note(&format!(
+                    "{what}: {e}; retrying in {:.1} s ({attempt}/{RETRIES})",
+                    delay.as_secs_f64()
+                ));
                 std::thread::sleep(delay);
                 delay *= 2;
             }
@@ -47,10 +50,21 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
     let mut session = super::connect(&args.target)?;
     let me = session.identity.principal();
 
-    let dataset = with_retry("reading the dataset", progress, |_| session.api.get_dataset(args.dataset_id))?
-        .with_context(|| format!("dataset {} is not registered; use `flic dataset register`", args.dataset_id))?;
+    let dataset = with_retry("reading the dataset", progress, |_| {
+        session.api.get_dataset(args.dataset_id)
+    })?
+    .with_context(|| {
+        format!(
+            "dataset {} is not registered; use `flic dataset register`",
+            args.dataset_id
+        )
+    })?;
     if dataset.owner != me {
-        bail!("dataset {} belongs to {}, not to you ({me})", dataset.id, dataset.owner);
+        bail!(
+            "dataset {} belongs to {}, not to you ({me})",
+            dataset.id,
+            dataset.owner
+        );
     }
     let commitment = crate::data::dataset_commitment(&data);
     if commitment != *dataset.commitment {
@@ -70,8 +84,14 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
 
     if let Some(pending) = journal.load()? {
         let info = with_retry("reading the round", progress, |_| session.api.round_info())?;
-        if info.round == pending.header.round && info.model_version == Some(pending.header.base_model_version) {
-            progress.note(&format!("resuming the upload for round {} from {}", info.round, work_dir.display()));
+        if info.round == pending.header.round
+            && info.model_version == Some(pending.header.base_model_version)
+        {
+            progress.note(&format!(
+                "resuming the upload for round {} from {}",
+                info.round,
+                work_dir.display()
+            ));
             let outcome = upload_with_bar(&mut session.api, &pending, progress)?;
             session.save()?;
             journal.clear()?;
@@ -79,7 +99,10 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
             done_rounds += 1;
             last_round = Some(info.round);
         } else {
-            progress.note(&format!("discarding a pending upload for round {}: that round is over", pending.header.round));
+            progress.note(&format!(
+                "discarding a pending upload for round {}: that round is over",
+                pending.header.round
+            ));
             journal.clear()?;
         }
     }
@@ -87,7 +110,10 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
     while done_rounds < args.rounds {
         let info = with_retry("reading the round", progress, |_| session.api.round_info())?;
         if info.state != JobState::Running {
-            bail!("the job is {}, not running; try again when the controller starts it", info.state);
+            bail!(
+                "the job is {}, not running; try again when the controller starts it",
+                info.state
+            );
         }
         if last_round == Some(info.round) {
             if session.embedded_state().is_some() {
@@ -97,8 +123,13 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
             std::thread::sleep(Duration::from_secs(5));
             continue;
         }
-        let job = info.config.clone().context("the canister reports no job configuration")?;
-        let model = with_retry("downloading the model", progress, |_| session.api.download_model(&mut |_, _| {}))?;
+        let job = info
+            .config
+            .clone()
+            .context("the canister reports no job configuration")?;
+        let model = with_retry("downloading the model", progress, |_| {
+            session.api.download_model(&mut |_, _| {})
+        })?;
         progress.note(&format!(
             "round {}: model {} verified ({} parameters)",
             info.round,
@@ -117,7 +148,9 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
             seed: job.client.seed ^ info.round,
         };
         progress.start("training", (data.len() * params.local_epochs) as u64);
-        let outcome = train_local(&config, &model.weights, &data, &params, &device, &mut |p| progress.set(p.samples_done as u64))?;
+        let outcome = train_local(&config, &model.weights, &data, &params, &device, &mut |p| {
+            progress.set(p.samples_done as u64)
+        })?;
         progress.finish(&format!(
             "trained {} samples, mean loss {:.4} ({:.0} samples/s)",
             outcome.samples, outcome.mean_loss, outcome.samples_per_sec
@@ -137,7 +170,9 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
             &outcome.weights,
             encoding,
         )?;
-        journal.save(&prepared).with_context(|| format!("journaling the upload in {}", work_dir.display()))?;
+        journal
+            .save(&prepared)
+            .with_context(|| format!("journaling the upload in {}", work_dir.display()))?;
         let outcome = upload_with_bar(&mut session.api, &prepared, progress)?;
         session.save()?;
         journal.clear()?;
@@ -154,8 +189,10 @@ fn upload_with_bar<T: crate::transport::Transport>(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<crate::participant::UploadOutcome> {
     progress.start("uploading", prepared.header.chunk_count as u64);
-    let outcome = with_retry("uploading", progress, |p| upload(api, prepared, &mut |d, _| p.set(d as u64), &mut |_| true))?
-        .context("upload stopped before commit")?;
+    let outcome = with_retry("uploading", progress, |p| {
+        upload(api, prepared, &mut |d, _| p.set(d as u64), &mut |_| true)
+    })?
+    .context("upload stopped before commit")?;
     progress.finish("");
     Ok(outcome)
 }
@@ -183,12 +220,19 @@ fn report(outcome: &crate::participant::UploadOutcome, json: bool) -> anyhow::Re
             r.weight,
             outcome.chunks_sent,
             outcome.chunks_resumed,
-            if r.round_closed { "; the round closed" } else { "" }
+            if r.round_closed {
+                "; the round closed"
+            } else {
+                ""
+            }
         );
         Ok(())
     }
 }
 
 fn default_work_dir() -> PathBuf {
-    crate::identity::default_identity_path().parent().map(|p| p.join("work")).unwrap_or_else(|| PathBuf::from(".flic"))
+    crate::identity::default_identity_path()
+        .parent()
+        .map(|p| p.join("work"))
+        .unwrap_or_else(|| PathBuf::from(".flic"))
 }

@@ -20,8 +20,12 @@ impl Network {
         match s {
             "local" => Ok(Network::Local),
             "ic" => Ok(Network::Ic),
-            url if url.starts_with("http://") || url.starts_with("https://") => Ok(Network::Url(url.to_string())),
-            other => Err(format!("unknown network `{other}`: use local, ic, or an http(s) URL")),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Network::Url(url.to_string()))
+            }
+            other => Err(format!(
+                "unknown network `{other}`: use local, ic, or an http(s) URL"
+            )),
         }
     }
 
@@ -48,7 +52,11 @@ pub struct AgentTransport {
 }
 
 impl AgentTransport {
-    pub fn connect(network: &Network, canister: Principal, identity: &Identity) -> Result<Self, TransportError> {
+    pub fn connect(
+        network: &Network,
+        canister: Principal,
+        identity: &Identity,
+    ) -> Result<Self, TransportError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -57,14 +65,26 @@ impl AgentTransport {
             .with_url(network.url())
             .with_identity(BasicIdentity::from_raw_key(&identity.secret_bytes()))
             .build()
-            .map_err(|e| TransportError::Other(format!("cannot build an agent for {}: {e}", network.url())))?;
-        if network.fetch_root_key() {
-            runtime.block_on(agent.fetch_root_key()).map_err(|e| TransportError::Unreachable {
-                method: "fetch_root_key".into(),
-                message: format!("{} ({e}); is the replica running (`dfx start`)?", network.url()),
+            .map_err(|e| {
+                TransportError::Other(format!("cannot build an agent for {}: {e}", network.url()))
             })?;
+        if network.fetch_root_key() {
+            runtime
+                .block_on(agent.fetch_root_key())
+                .map_err(|e| TransportError::Unreachable {
+                    method: "fetch_root_key".into(),
+                    message: format!(
+                        "{} ({e}); is the replica running (`dfx start`)?",
+                        network.url()
+                    ),
+                })?;
         }
-        Ok(Self { agent, runtime, canister, caller: identity.principal() })
+        Ok(Self {
+            agent,
+            runtime,
+            canister,
+            caller: identity.principal(),
+        })
     }
 }
 
@@ -72,12 +92,19 @@ fn classify(method: &str, err: ic_agent::AgentError) -> TransportError {
     use ic_agent::AgentError as E;
     match err {
         E::CertifiedReject { reject, .. } | E::UncertifiedReject { reject, .. } => {
-            TransportError::Rejected { method: method.into(), message: reject.reject_message }
+            TransportError::Rejected {
+                method: method.into(),
+                message: reject.reject_message,
+            }
         }
-        E::TransportError(e) => TransportError::Unreachable { method: method.into(), message: e.to_string() },
-        E::TimeoutWaitingForResponse() => {
-            TransportError::Unreachable { method: method.into(), message: "timed out waiting for the reply".into() }
-        }
+        E::TransportError(e) => TransportError::Unreachable {
+            method: method.into(),
+            message: e.to_string(),
+        },
+        E::TimeoutWaitingForResponse() => TransportError::Unreachable {
+            method: method.into(),
+            message: "timed out waiting for the reply".into(),
+        },
         other => TransportError::Other(format!("`{method}`: {other}")),
     }
 }
@@ -92,15 +119,35 @@ impl Transport for AgentTransport {
     }
 
     fn update(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
-        let call = self.agent.update(&self.canister, method).with_arg(arg).call_and_wait();
-        let bytes = self.runtime.block_on(call).map_err(|e| classify(method, e))?;
-        Ok(Reply { bytes, instructions: None })
+        let call = self
+            .agent
+            .update(&self.canister, method)
+            .with_arg(arg)
+            .call_and_wait();
+        let bytes = self
+            .runtime
+            .block_on(call)
+            .map_err(|e| classify(method, e))?;
+        Ok(Reply {
+            bytes,
+            instructions: None,
+        })
     }
 
     fn query(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
-        let call = self.agent.query(&self.canister, method).with_arg(arg).call();
-        let bytes = self.runtime.block_on(call).map_err(|e| classify(method, e))?;
-        Ok(Reply { bytes, instructions: None })
+        let call = self
+            .agent
+            .query(&self.canister, method)
+            .with_arg(arg)
+            .call();
+        let bytes = self
+            .runtime
+            .block_on(call)
+            .map_err(|e| classify(method, e))?;
+        Ok(Reply {
+            bytes,
+            instructions: None,
+        })
     }
 }
 
@@ -112,7 +159,10 @@ mod tests {
     fn network_parsing() {
         assert_eq!(Network::parse("local").unwrap(), Network::Local);
         assert_eq!(Network::parse("ic").unwrap().url(), "https://icp-api.io");
-        assert_eq!(Network::parse("http://127.0.0.1:8080").unwrap().url(), "http://127.0.0.1:8080");
+        assert_eq!(
+            Network::parse("http://127.0.0.1:8080").unwrap().url(),
+            "http://127.0.0.1:8080"
+        );
         assert!(Network::parse("mainnet").is_err());
         assert!(!Network::Ic.fetch_root_key());
     }

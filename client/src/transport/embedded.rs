@@ -19,7 +19,8 @@ pub fn share(ic: EmbeddedIc) -> SharedIc {
 /// Locks the host; a panic while holding it leaves the host unusable, so poisoning is
 /// passed on as a panic too.
 pub fn lock(ic: &SharedIc) -> MutexGuard<'_, EmbeddedIc> {
-    ic.lock().expect("embedded IC lock poisoned by an earlier panic")
+    ic.lock()
+        .expect("embedded IC lock poisoned by an earlier panic")
 }
 
 #[derive(Clone)]
@@ -31,12 +32,20 @@ pub struct EmbeddedTransport {
 
 impl EmbeddedTransport {
     pub fn new(ic: SharedIc, canister: Principal, caller: Principal) -> Self {
-        Self { ic, canister, caller }
+        Self {
+            ic,
+            canister,
+            caller,
+        }
     }
 
     /// The same canister, another caller.
     pub fn as_caller(&self, caller: Principal) -> Self {
-        Self { ic: self.ic.clone(), canister: self.canister, caller }
+        Self {
+            ic: self.ic.clone(),
+            canister: self.canister,
+            caller,
+        }
     }
 
     pub fn ic(&self) -> &SharedIc {
@@ -48,10 +57,16 @@ fn convert(method: &str, err: CallError) -> TransportError {
     match err {
         CallError::Trap { message, .. }
         | CallError::Reject { message, .. }
-        | CallError::InspectRejected { message, .. } => TransportError::Rejected { method: method.into(), message },
+        | CallError::InspectRejected { message, .. } => TransportError::Rejected {
+            method: method.into(),
+            message,
+        },
         other @ (CallError::InstructionLimit { .. }
         | CallError::MethodNotFound { .. }
-        | CallError::DidNotReply { .. }) => TransportError::Rejected { method: method.into(), message: other.to_string() },
+        | CallError::DidNotReply { .. }) => TransportError::Rejected {
+            method: method.into(),
+            message: other.to_string(),
+        },
         other => TransportError::Other(format!("`{method}`: {other}")),
     }
 }
@@ -66,12 +81,22 @@ impl Transport for EmbeddedTransport {
     }
 
     fn update(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
-        let out = lock(&self.ic).update(self.canister, self.caller, method, arg).map_err(|e| convert(method, e))?;
-        Ok(Reply { bytes: out.reply, instructions: Some(out.instructions) })
+        let out = lock(&self.ic)
+            .update(self.canister, self.caller, method, arg)
+            .map_err(|e| convert(method, e))?;
+        Ok(Reply {
+            bytes: out.reply,
+            instructions: Some(out.instructions),
+        })
     }
 
     fn query(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
-        let out = lock(&self.ic).query(self.canister, self.caller, method, arg).map_err(|e| convert(method, e))?;
-        Ok(Reply { bytes: out.reply, instructions: Some(out.instructions) })
+        let out = lock(&self.ic)
+            .query(self.canister, self.caller, method, arg)
+            .map_err(|e| convert(method, e))?;
+        Ok(Reply {
+            bytes: out.reply,
+            instructions: Some(out.instructions),
+        })
     }
 }

@@ -151,26 +151,27 @@ impl ModelConfig {
                 ModelConfig::Mlp(c)
             }
             "lenet" => {
-                let (h, w) =
-                    match feature_shape {
-                        [1, h, w] | [h, w] => (*h, *w),
-                        [n] => {
-                            let side = (*n as f64).sqrt().round() as usize;
-                            if side * side != *n {
-                                return Err(invalid(
-                                    "lenet",
-                                    format!("{n} features are not a square single-channel image"),
-                                ));
-                            }
-                            (side, side)
+                let (h, w) = match feature_shape {
+                    [1, h, w] | [h, w] => (*h, *w),
+                    [n] => {
+                        let side = (*n as f64).sqrt().round() as usize;
+                        if side * side != *n {
+                            return Err(invalid(
+                                "lenet",
+                                format!("{n} features are not a square single-channel image"),
+                            ));
                         }
-                        other => return Err(invalid(
+                        (side, side)
+                    }
+                    other => {
+                        return Err(invalid(
                             "lenet",
                             format!(
                                 "needs single-channel images [1, h, w], data has shape {other:?}"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 ModelConfig::LeNet(LeNetConfig::new(h, w).with_num_classes(num_classes))
             }
             "cifar-cnn" => {
