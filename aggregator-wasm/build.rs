@@ -52,7 +52,9 @@ fn main() {
         .ancestors()
         .nth(4)
         .expect("OUT_DIR has the usual depth");
-    let nested_target = target_root.join("canister-wasm");
+    // Several checkouts (git worktrees) may share one target directory: each gets its own
+    // nested folder, named by a hash of its path, so none embeds another's wasm.
+    let nested_target = target_root.join(format!("canister-wasm-{:016x}", path_hash(&workspace)));
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -130,6 +132,14 @@ fn main() {
         .join("flic_aggregator.wasm");
     std::fs::copy(&built, &dest)
         .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), dest.display()));
+}
+
+/// FNV-1a of the workspace path: stable across runs, unlike `DefaultHasher`'s seed.
+fn path_hash(path: &Path) -> u64 {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The toolchain file names the target, but rustup only installs it with a new toolchain:
