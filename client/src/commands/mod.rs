@@ -90,7 +90,11 @@ pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Ses
             .state
             .clone()
             .context("--network embedded needs --state DIR (from `flic simulate --state DIR`)")?;
-        let ic = flic_embedded_ic::EmbeddedIc::load(&dir)
+        let config = flic_embedded_ic::Config {
+            module_cache_dir: Some(module_cache_dir()),
+            ..Default::default()
+        };
+        let ic = flic_embedded_ic::EmbeddedIc::load_with_config(&dir, config)
             .with_context(|| format!("loading the embedded IC state from {}", dir.display()))?;
         let canister = match &target.canister {
             Some(text) => Principal::from_text(text)
@@ -121,6 +125,16 @@ pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Ses
         identity,
         embedded: None,
     })
+}
+
+/// Compiled canister modules are cached here across `flic` invocations (compiling the
+/// aggregator takes about a second and a half).
+fn module_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("flic").join("modules")
 }
 
 /// Prints `value` as pretty JSON on stdout.

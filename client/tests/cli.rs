@@ -1,0 +1,208 @@
+//! The `flic` binary as a user runs it: identities, a simulation saved to a state
+//! directory, and the other commands against that embedded canister.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn flic(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flic"))
+        .args(args)
+        .env("FLIC_HOME", home)
+        .env_remove("FLIC_IDENTITY")
+        .env_remove("FLIC_NETWORK")
+        .env_remove("FLIC_CANISTER")
+        .output()
+        .expect("run flic")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "flic failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("stdout is JSON")
+}
+
+#[test]
+fn keygen_whoami_and_refusal_to_overwrite() {
+    let home = tempfile::tempdir().unwrap();
+    let principal = ok(&flic(&["keygen"], home.path())).trim().to_string();
+    let who = json(&flic(&["whoami", "--json"], home.path()));
+    assert_eq!(who["principal"], principal);
+    assert!(
+        !who.to_string().contains("PRIVATE"),
+        "no key material in JSON"
+    );
+    let again = flic(&["keygen"], home.path());
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    // The key file is untouched.
+    assert_eq!(ok(&flic(&["whoami"], home.path())).trim(), principal);
+}
+
+#[test]
+fn simulate_then_inspect_register_and_train_against_the_saved_state() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let report = home.path().join("report.json");
+    let s = state.to_str().unwrap();
+    ok(&flic(
+        &[
+            "simulate",
+            "-q",
+            "--clients",
+            "2",
+            "--rounds",
+            "1",
+            "--samples",
+            "600",
+            "--state",
+            s,
+            "--json",
+            report.to_str().unwrap(),
+        ],
+        home.path(),
+    ));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["rounds"].as_array().unwrap().len(), 1);
+    let version = report["rounds"][0]["model_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for key in [
+        "round",
+        "test_accuracy",
+        "test_loss",
+        "contributors",
+        "upload_bytes",
+        "model_version",
+        "instructions",
+    ] {
+        assert!(
+            report["rounds"][0].get(key).is_some(),
+            "per-round field {key}"
+        );
+    }
+    assert!(report["final_accuracy"].as_f64().unwrap() > 0.0);
+
+    ok(&flic(&["keygen"], home.path()));
+    let embedded = ["--network", "embedded", "--state", s];
+    let status = json(&flic(
+        &[&["status", "--json"][..], &embedded].concat(),
+        home.path(),
+    ));
+    assert_eq!(status["round"], 1);
+    assert_eq!(status["model_version"], version);
+    let rounds = json(&flic(
+        &[&["rounds", "--json"][..], &embedded].concat(),
+        home.path(),
+    ));
+    assert_eq!(rounds["rounds"][0]["new_version"], version);
+
+    // The downloaded model is verified and readable as safetensors.
+    let out = home.path().join("model.safetensors");
+    ok(&flic(
+        &[
+            &["model", "pull", "-q", "--out", out.to_str().unwrap()][..],
+            &embedded,
+        ]
+        .concat(),
+        home.path(),
+    ));
+    let (spec, weights) = flic_model_zoo::read_safetensors(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        hex::encode(flic_protocol::model_version(&spec.spec_id(), &weights)),
+        version
+    );
+
+    // A new contributor registers local data and trains one round against the same canister.
+    let data = flic_model_zoo::dataset::synthetic_clusters(200, 32, 10, 5);
+    let csv = home.path().join("mine.csv");
+    flic_model_zoo::dataset::write_csv(&csv, &data).unwrap();
+    let reg = json(&flic(
+        &[
+            &[
+                "dataset",
+                "register",
+                "--json",
+                "--data",
+                csv.to_str().unwrap(),
+                "--format",
+                "csv",
+                "--name",
+                "mine",
+            ][..],
+            &embedded,
+        ]
+        .concat(),
+        home.path(),
+    ));
+    let id = reg["dataset_id"].as_u64().unwrap().to_string();
+    let trained = json(&flic(
+        &[
+            &[
+                "train",
+                "-q",
+                "--json",
+                "--data",
+                csv.to_str().unwrap(),
+                "--format",
+                "csv",
+                "--dataset-id",
+                &id,
+            ][..],
+            &embedded,
+        ]
+        .concat(),
+        home.path(),
+    ));
+    assert_eq!(trained["round"], 1);
+    assert_eq!(trained["weight"], 200);
+    let status = json(&flic(
+        &[&["status", "--json"][..], &embedded].concat(),
+        home.path(),
+    ));
+    assert_eq!(
+        status["committed"], 1,
+        "the commit was saved to the state directory"
+    );
+
+    // Training on data that differs from the registered commitment is refused.
+    let other = home.path().join("other.csv");
+    flic_model_zoo::dataset::write_csv(
+        &other,
+        &flic_model_zoo::dataset::synthetic_clusters(200, 32, 10, 6),
+    )
+    .unwrap();
+    let refused = flic(
+        &[
+            &[
+                "train",
+                "-q",
+                "--data",
+                other.to_str().unwrap(),
+                "--format",
+                "csv",
+                "--dataset-id",
+                &id,
+            ][..],
+            &embedded,
+        ]
+        .concat(),
+        home.path(),
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not match"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
