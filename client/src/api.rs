@@ -188,6 +188,15 @@ impl<T: Transport> AggregatorApi<T> {
         Ok(self.update1::<_, Result<(), AdminError>>("resume_job", ())??)
     }
 
+    /// Configures `job`, uploads `weights` as the initial model and starts round 0.
+    /// Returns the job id.
+    pub fn launch_job(&mut self, job: &JobConfig, weights: &[f32]) -> Result<u64, ApiError> {
+        let id = self.configure_job(job)?;
+        self.upload_initial_model(weights, job.chunk_size())?;
+        self.start_job()?;
+        Ok(id)
+    }
+
     /// Uploads initial weights in the job's chunk size.
     pub fn upload_initial_model(
         &mut self,

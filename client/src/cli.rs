@@ -63,6 +63,9 @@ pub enum Command {
     /// Download the current model.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Configure and start a training job, or pause and resume it (controllers only).
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Run a whole federation in this process on the embedded IC.
     Simulate(crate::simulate::SimulateArgs),
 }
@@ -104,6 +107,72 @@ pub enum ModelCommand {
         #[arg(long, default_value = "model.safetensors")]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Configure the job, upload seeded initial weights and open round 0.
+    Start(JobStartArgs),
+    /// Stop accepting submissions.
+    Pause {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Accept submissions again.
+    Resume {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct JobStartArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: crate::simulate::ModelArg,
+    /// Shape of one sample, e.g. `784` or `1,28,28` (images are channels,height,width).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub input_shape: Vec<usize>,
+    #[arg(long)]
+    pub classes: usize,
+    /// Hidden layer widths of the MLP.
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    pub hidden: Vec<usize>,
+    /// Seed of the initial weights (and of the clients' shuffling).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: u32,
+    #[arg(long, default_value_t = 1)]
+    pub local_epochs: u32,
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: crate::simulate::OptimizerArg,
+    /// Contributions needed to close a round at its deadline.
+    #[arg(long, default_value_t = 2)]
+    pub min_clients: u32,
+    /// A round closes as soon as this many contributions are committed.
+    #[arg(long, default_value_t = 10)]
+    pub max_clients: u32,
+    /// Round length in minutes (a round short of --min-clients is extended by as much).
+    #[arg(long, default_value_t = 60)]
+    pub round_minutes: u64,
+    /// L2 bound of every delta.
+    #[arg(long, default_value_t = 10.0)]
+    pub clip_norm: f32,
+    /// Cap on a contribution's weight (its sample count).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_weight: u64,
+    #[arg(long, default_value_t = 1.0)]
+    pub server_lr: f32,
+    /// Encodings clients may use.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,int8")]
+    pub encodings: Vec<crate::simulate::EncodingArg>,
+    /// Keep every committed delta so anyone can recompute each round.
+    #[arg(long)]
+    pub retain_contributions: bool,
 }
 
 #[derive(Args, Debug, Clone, Copy)]

@@ -374,8 +374,8 @@ fn build_federation(args: &SimulateArgs) -> anyhow::Result<Federation> {
 }
 
 /// The simulation's controller (installs and configures the canister).
-fn controller(seed: u64) -> Principal {
-    Identity::from_seed(sub_seed(seed, "controller", 0)).principal()
+fn controller_identity(seed: u64) -> Identity {
+    Identity::from_seed(sub_seed(seed, "controller", 0))
 }
 
 /// Installs the embedded aggregator and configures, uploads and starts the job.
@@ -387,7 +387,7 @@ fn deploy(
     max_samples: u64,
 ) -> anyhow::Result<(SharedIc, Principal)> {
     let mut ic = EmbeddedIc::new();
-    let admin = controller(args.seed);
+    let admin = controller_identity(args.seed).principal();
     let canister = ic.create_canister(vec![admin]);
     let init = candid::encode_one(InitArg::Init(InitArgs::default()))?;
     ic.install_code(
@@ -422,10 +422,8 @@ fn deploy(
         chunk_size: None,
         retain_contributions: false,
     };
-    api.configure_job(&job).context("configuring the job")?;
-    api.upload_initial_model(weights, job.chunk_size())
-        .context("uploading the initial model")?;
-    api.start_job().context("starting the job")?;
+    api.launch_job(&job, weights)
+        .context("configuring and starting the job")?;
     Ok((ic, canister))
 }
 
@@ -626,7 +624,17 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         embedded::lock(&ic)
             .save(dir)
             .with_context(|| format!("saving the embedded IC state to {}", dir.display()))?;
-        progress.note(&format!("saved the canister state to {}", dir.display()));
+        // The controller's key, so the saved federation can be administered
+        // (`flic job pause --identity DIR/controller.pem ...`).
+        let pem = dir.join("controller.pem");
+        if pem.exists() {
+            std::fs::remove_file(&pem).with_context(|| format!("replacing {}", pem.display()))?;
+        }
+        controller_identity(args.seed).write_new(&pem)?;
+        progress.note(&format!(
+            "saved the canister state and its controller key to {}",
+            dir.display()
+        ));
     }
     let final_accuracy = rounds
         .last()

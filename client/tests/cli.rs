@@ -175,6 +175,35 @@ fn simulate_then_inspect_register_and_train_against_the_saved_state() {
         "the commit was saved to the state directory"
     );
 
+    // Only the controller administers the job: the simulation saved its key.
+    let denied = flic(&[&["job", "pause"][..], &embedded].concat(), home.path());
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("not a controller"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let controller = state.join("controller.pem");
+    let as_controller = ["--identity", controller.to_str().unwrap()];
+    ok(&flic(
+        &[&["job", "pause"][..], &embedded, &as_controller].concat(),
+        home.path(),
+    ));
+    let status = json(&flic(
+        &[&["status", "--json"][..], &embedded].concat(),
+        home.path(),
+    ));
+    assert_eq!(status["state"], "Paused");
+    ok(&flic(
+        &[&["job", "resume"][..], &embedded, &as_controller].concat(),
+        home.path(),
+    ));
+    let status = json(&flic(
+        &[&["status", "--json"][..], &embedded].concat(),
+        home.path(),
+    ));
+    assert_eq!(status["state"], "Running");
+
     // Training on data that differs from the registered commitment is refused.
     let other = home.path().join("other.csv");
     flic_model_zoo::dataset::write_csv(

@@ -3,6 +3,7 @@
 mod dataset;
 mod identity;
 mod inspect;
+mod job;
 mod model;
 mod simulate;
 mod train;
@@ -14,7 +15,7 @@ use candid::Principal;
 use serde::Serialize;
 
 use crate::api::AggregatorApi;
-use crate::cli::{Cli, Command, DatasetCommand, ModelCommand, TargetArgs};
+use crate::cli::{Cli, Command, DatasetCommand, JobCommand, ModelCommand, TargetArgs};
 use crate::identity::Identity;
 use crate::output::{Bars, Progress, Silent};
 use crate::transport::agent::{AgentTransport, Network};
@@ -48,6 +49,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             output,
         } => inspect::rounds(&target, offset, limit, output.json),
         Command::Model(ModelCommand::Pull { target, out }) => model::pull(&target, &out, progress),
+        Command::Job(JobCommand::Start(args)) => job::start(&args),
+        Command::Job(JobCommand::Pause { target }) => job::pause(&target),
+        Command::Job(JobCommand::Resume { target }) => job::resume(&target),
         Command::Simulate(args) => simulate::run(&args, progress),
     }
 }
