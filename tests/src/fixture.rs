@@ -167,8 +167,56 @@ impl<E: IcEnv> Fixture<E> {
         f
     }
 
+    /// Installs a second aggregator in the same host with the same job, and registers
+    /// contributor `c`'s dataset there; returns the canister id.
+    pub fn another_canister(&mut self, c: usize) -> Principal {
+        let init = candid::encode_one(InitArg::Init(InitArgs::default())).unwrap();
+        let wasm = self.wasm.clone();
+        let (first, admin) = (self.canister, self.admin);
+        self.canister = self.env.install(&wasm, init, admin);
+        let job = self.job.clone();
+        self.admin_call::<_, u64>("configure_job", (&job,))
+            .expect("configure_job");
+        let bytes = flic_protocol::model::weights_to_le_bytes(&initial_weights());
+        for (i, chunk) in bytes.chunks(job.chunk_size() as usize).enumerate() {
+            self.admin_call::<_, u32>(
+                "upload_model_chunk",
+                (i as u32, ByteBuf::from(chunk.to_vec())),
+            )
+            .expect("upload_model_chunk");
+        }
+        self.admin_call::<_, ()>("start_job", ())
+            .expect("start_job");
+        let args = RegisterDatasetArgs {
+            name: format!("dataset-{c}"),
+            commitment: Hash::new([c as u8; 32]),
+            sample_count: SAMPLES,
+            license: "CC0".into(),
+            description: String::new(),
+        };
+        let who = self.contributors[c].principal;
+        let id: Result<u64, DatasetError> = self
+            .update1(who, "register_dataset", (args,))
+            .expect("reached");
+        id.expect("register_dataset");
+        let second = self.canister;
+        self.canister = first;
+        second
+    }
+
+    /// Runs `f` with calls going to `canister` instead of the fixture's own.
+    pub fn on_canister<R>(&mut self, canister: Principal, f: impl FnOnce(&mut Self) -> R) -> R {
+        let own = std::mem::replace(&mut self.canister, canister);
+        let r = f(self);
+        self.canister = own;
+        r
+    }
+
     pub fn add_contributor(&mut self, i: usize) -> usize {
-        let key = signing_key_from_seed([i as u8 + 1; 32]);
+        // A distinct key for every index (a u8 seed would repeat after 255 contributors).
+        let mut seed = [0xc0; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let key = signing_key_from_seed(seed);
         let principal = principal_of_ed25519(&key.verifying_key().to_bytes());
         let args = RegisterDatasetArgs {
             name: format!("dataset-{i}"),

@@ -472,3 +472,49 @@ pub fn instruction_counts_are_reported<E: IcEnv>(env: E) {
         eprintln!("{:<20} {:>12} instructions", method, n);
     }
 }
+
+/// A signed submission cannot be replayed: not into a later round, not into another
+/// canister running the same job (the header names the canister), not with another job id.
+pub fn replayed_submissions_are_rejected<E: IcEnv>(env: E) {
+    let mut f = Fixture::new(env, 3, job());
+    let up = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
+    let status = f.begin(0, &up).expect("begin");
+    for i in 0..up.chunk_count() {
+        f.put(0, status.submission_id, i, up.chunk(i)).expect("put");
+    }
+    f.commit(0, status.submission_id).expect("commit");
+
+    // Another canister with the same job, model and a dataset of the same contributor with
+    // the same id: only the canister id in the signed header tells them apart.
+    let other = f.another_canister(0);
+    let replay_elsewhere = f.on_canister(other, |f| {
+        let before = f.snapshot();
+        let r = f.begin(0, &up);
+        assert_eq!(
+            f.snapshot(),
+            before,
+            "the replay changed the other canister"
+        );
+        r
+    });
+    assert!(
+        matches!(replay_elsewhere, Err(SubmitError::WrongCanister { .. })),
+        "{replay_elsewhere:?}"
+    );
+
+    let mut other_job = f.prepare(0, &delta(0, 1), DeltaEncoding::F32);
+    other_job.args.header.job_id += 1;
+    resign(&f, 0, &mut other_job);
+    rejects!(f, f.begin(0, &other_job), SubmitError::WrongJob { .. });
+
+    f.submit(1, &delta(1, 0), DeltaEncoding::F32)
+        .expect("second");
+    f.submit(2, &delta(2, 0), DeltaEncoding::F32)
+        .expect("closing");
+    assert_eq!(f.round_info().round, 1);
+    rejects!(
+        f,
+        f.begin(0, &up),
+        SubmitError::StaleRound { current: 1, got: 0 }
+    );
+}

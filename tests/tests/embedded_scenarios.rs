@@ -9,4 +9,5 @@ flic_tests::scenario_tests!(Ok::<_, String>(EmbeddedEnv::new());
     trap_during_commit_rolls_back,
     deadline_timer_closes_or_extends,
     instruction_counts_are_reported,
+    replayed_submissions_are_rejected,
 );
