@@ -19,15 +19,17 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let dest = out_dir.join("aggregator.wasm");
 
+    // Relative to this package: cargo resolves them against the checkout being built, so
+    // two checkouts sharing a target directory never reuse each other's wasm.
     for path in [
-        "aggregator-canister/src",
-        "aggregator-canister/Cargo.toml",
-        "protocol/src",
-        "protocol/Cargo.toml",
-        "Cargo.toml",
-        "Cargo.lock",
+        "../aggregator-canister/src",
+        "../aggregator-canister/Cargo.toml",
+        "../protocol/src",
+        "../protocol/Cargo.toml",
+        "../Cargo.toml",
+        "../Cargo.lock",
     ] {
-        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+        println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-env-changed=FLIC_AGGREGATOR_WASM");
     println!("cargo:rerun-if-env-changed=FLIC_CANISTER_RUSTFLAGS");

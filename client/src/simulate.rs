@@ -25,6 +25,7 @@ use flic_protocol::api::{
 use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::api::{AggregatorApi, CallStats};
+use crate::attack::Attack;
 use crate::cli::DataFormat;
 use crate::data;
 use crate::identity::Identity;
@@ -143,6 +144,13 @@ pub struct SimulateArgs {
     /// matching cargo feature).
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
+    /// How many clients attack (the last K).
+    #[arg(long, default_value_t = 0)]
+    pub malicious: usize,
+    /// What attackers do to their delta: scale:F, signflip or noise:SIGMA (then clipped to
+    /// the job's bound, as the canister requires).
+    #[arg(long, default_value = "signflip")]
+    pub attack: String,
 }
 
 impl Default for SimulateArgs {
@@ -434,6 +442,7 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         bail!("--rounds must be at least 1");
     }
     let backend: Backend = args.backend.parse()?;
+    let attack: Attack = args.attack.parse().map_err(anyhow::Error::msg)?;
     let device = backend.device()?;
     let fed = unify_classes(build_federation(args)?)?;
     let n = fed.clients.len();
@@ -466,6 +475,18 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         if args.partitions.is_some() { "pre-partitioned".to_string() } else { args.partition.clone() },
         backend.as_str(),
     ));
+    if args.malicious > n {
+        bail!(
+            "--malicious {} but there are only {n} clients",
+            args.malicious
+        );
+    }
+    if args.malicious > 0 {
+        progress.note(&format!(
+            "{} of {n} clients attack with {attack}, clipped to the job's L2 bound {}",
+            args.malicious, args.clip_norm
+        ));
+    }
     let (ic, canister) = deploy(args, spec.clone(), &initial, n, max_samples)?;
 
     // Contributors: a key each, a registered dataset each.
@@ -554,6 +575,15 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
             done_before += (c.data.len() * params.local_epochs) as u64;
             train_t += t.elapsed();
 
+            let submitted = if i >= n - args.malicious {
+                attack.poison(
+                    &model.weights,
+                    &outcome.weights,
+                    sub_seed_u64(args.seed, "attack", r * 1_000_003 + i as u64),
+                )
+            } else {
+                outcome.weights
+            };
             let t = Instant::now();
             let prepared = prepare_submission(
                 &c.identity,
@@ -562,7 +592,7 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
                 c.dataset_id,
                 outcome.samples as u64,
                 &model.weights,
-                &outcome.weights,
+                &submitted,
                 encoding,
             )?;
             encode_t += t.elapsed();
