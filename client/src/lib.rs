@@ -10,5 +10,6 @@ pub mod data;
 pub mod identity;
 pub mod output;
 pub mod participant;
+pub mod retry;
 pub mod simulate;
 pub mod transport;

@@ -17,31 +17,15 @@ use crate::api::ApiError;
 use crate::cli::TrainArgs;
 use crate::output::Progress;
 use crate::participant::{prepare_submission, upload, UploadJournal};
+use crate::retry::Backoff;
 
-/// Attempts for a call that fails because the canister cannot be reached.
-const RETRIES: u32 = 5;
-
-/// Retries `f` with exponential backoff while the failure is transient, saying so.
+/// Retries transient failures with exponential backoff, saying so.
 fn with_retry<T>(
     what: &str,
     progress: &mut dyn Progress,
-    mut f: impl FnMut(&mut dyn Progress) -> Result<T, ApiError>,
+    f: impl FnMut(&mut dyn Progress) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1.. {
-        match f(&mut *progress) {
-            Err(ApiError::Transport(e)) if e.is_transient() && attempt < RETRIES => {
-                progress.note(&format!(
-                    "{what}: {e}; retrying in {:.1} s ({attempt}/{RETRIES})",
-                    delay.as_secs_f64()
-                ));
-                std::thread::sleep(delay);
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-    unreachable!("the loop returns on the last attempt")
+    Backoff::default().run(what, progress, f)
 }
 
 pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
