@@ -1302,10 +1302,27 @@ fn certified_tree_witnesses_proofs_and_initial_model() {
     for (i, c) in clients.iter().enumerate() {
         receipts.push(h.submit(c, &delta(i as u64 + 10), DeltaEncoding::F32, 100));
     }
-    assert_ne!(h.state.certified_data(), before, "closing a round changes the root");
-    let record = h.state.round_history(PageArgs { start: 0, limit: 10 }).items[0].clone();
+    assert_ne!(
+        h.state.certified_data(),
+        before,
+        "closing a round changes the root"
+    );
+    let record = h
+        .state
+        .round_history(PageArgs {
+            start: 0,
+            limit: 10,
+        })
+        .items[0]
+        .clone();
 
-    let page = h.state.round_history_certified(vec![], PageArgs { start: 0, limit: 10 });
+    let page = h.state.round_history_certified(
+        vec![],
+        PageArgs {
+            start: 0,
+            limit: 10,
+        },
+    );
     let tree = decode(&page.certification.tree);
     assert_eq!(tree.digest(), h.state.certified_data());
     assert_eq!(
@@ -1314,9 +1331,15 @@ fn certified_tree_witnesses_proofs_and_initial_model() {
     );
 
     for r in &receipts {
-        let p = h.state.contribution_proof(vec![], r.contribution_index).unwrap();
+        let p = h
+            .state
+            .contribution_proof(vec![], r.contribution_index)
+            .unwrap();
         assert_eq!(p.record, record);
-        assert_eq!(decode(&p.certification.tree).digest(), h.state.certified_data());
+        assert_eq!(
+            decode(&p.certification.tree).digest(),
+            h.state.certified_data()
+        );
         let proof: Vec<[u8; 32]> = p.inclusion_proof.iter().map(|x| x.into_array()).collect();
         merkle::verify_inclusion(
             &merkle::leaf_hash(r.header_hash.as_slice()),
@@ -1335,7 +1358,9 @@ fn certified_tree_witnesses_proofs_and_initial_model() {
     let c = h.client(9, 1000);
     let r = h.submit(&c, &delta(99), DeltaEncoding::F32, 100);
     assert_eq!(
-        h.state.contribution_proof(vec![], r.contribution_index).unwrap_err(),
+        h.state
+            .contribution_proof(vec![], r.contribution_index)
+            .unwrap_err(),
         QueryError::RoundNotClosed { round: 1 }
     );
 

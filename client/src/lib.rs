@@ -9,5 +9,6 @@ pub mod data;
 pub mod identity;
 pub mod output;
 pub mod participant;
+pub mod receipts;
 pub mod simulate;
 pub mod transport;

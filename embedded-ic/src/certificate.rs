@@ -244,7 +244,8 @@ mod tests {
         msg.extend_from_slice(&cert.tree.digest());
         ic_verify_bls_signature::verify_bls_signature(&cert.signature, &msg, key).unwrap();
         assert_eq!(
-            cert.tree.lookup_path([b"canister".as_slice(), id.as_slice(), b"certified_data"]),
+            cert.tree
+                .lookup_path([b"canister".as_slice(), id.as_slice(), b"certified_data"]),
             ic_certification::LookupResult::Found(b"root")
         );
         assert_eq!(
@@ -254,10 +255,15 @@ mod tests {
         // Another tree does not verify under this signature; another key does not either.
         let mut other = IC_STATE_ROOT_DOMAIN_SEPARATOR.to_vec();
         other.extend_from_slice(&certificate_tree(id, b"toor", 1_000).digest());
-        assert!(ic_verify_bls_signature::verify_bls_signature(&cert.signature, &other, key).is_err());
+        assert!(
+            ic_verify_bls_signature::verify_bls_signature(&cert.signature, &other, key).is_err()
+        );
         let stranger = BlsCertificateIssuer::from_seed(b"someone else");
         let other_key = &stranger.root_key()[BLS_DER_PREFIX.len()..];
-        assert!(ic_verify_bls_signature::verify_bls_signature(&cert.signature, &msg, other_key).is_err());
+        assert!(
+            ic_verify_bls_signature::verify_bls_signature(&cert.signature, &msg, other_key)
+                .is_err()
+        );
         assert_eq!(issuer.root_key().len(), 133);
     }
 

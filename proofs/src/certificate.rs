@@ -121,22 +121,22 @@ fn delegated_key(
     let subnet_text = Principal::try_from_slice(subnet)
         .map(|p| p.to_text())
         .unwrap_or_else(|_| hex::encode(subnet));
-    let ranges_bytes = match inner
-        .tree
-        .lookup_path([b"subnet".as_slice(), subnet, b"canister_ranges".as_slice()])
-    {
-        LookupResult::Found(v) => v.to_vec(),
-        _ => sharded_ranges(&inner.tree, subnet, canister)?,
-    };
+    let ranges_bytes =
+        match inner
+            .tree
+            .lookup_path([b"subnet".as_slice(), subnet, b"canister_ranges".as_slice()])
+        {
+            LookupResult::Found(v) => v.to_vec(),
+            _ => sharded_ranges(&inner.tree, subnet, canister)?,
+        };
     let ranges: Vec<(Principal, Principal)> =
         serde_cbor::from_slice(&ranges_bytes).map_err(|e| ProofError::MalformedValue {
             path: format!("/subnet/{subnet_text}/canister_ranges"),
             reason: e.to_string(),
         })?;
-    if !ranges
-        .iter()
-        .any(|(lo, hi)| lo.as_slice() <= canister.as_slice() && canister.as_slice() <= hi.as_slice())
-    {
+    if !ranges.iter().any(|(lo, hi)| {
+        lo.as_slice() <= canister.as_slice() && canister.as_slice() <= hi.as_slice()
+    }) {
         return Err(ProofError::CanisterNotInDelegation {
             canister: canister.to_text(),
         });

@@ -166,11 +166,7 @@ pub fn verify_round_info(
 pub fn check_round_info(view: &CertifiedView, info: &RoundInfo) -> Result<(), ProofError> {
     let job = view.job_id()?;
     if job != info.job_id {
-        return Err(mismatch(
-            "job id",
-            &u64_leaf(job),
-            &u64_leaf(info.job_id),
-        ));
+        return Err(mismatch("job id", &u64_leaf(job), &u64_leaf(info.job_id)));
     }
     let round = view.round()?;
     if round != info.round {
@@ -181,7 +177,9 @@ pub fn check_round_info(view: &CertifiedView, info: &RoundInfo) -> Result<(), Pr
         return Err(mismatch(
             "model version",
             version.as_ref().map_or(&[][..], |v| v.as_slice()),
-            info.model_version.as_ref().map_or(&[][..], |v| v.as_slice()),
+            info.model_version
+                .as_ref()
+                .map_or(&[][..], |v| v.as_slice()),
         ));
     }
     Ok(())

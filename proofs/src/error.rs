@@ -50,7 +50,11 @@ pub enum ProofError {
         tree: Vec<u8>,
         certified: Vec<u8>,
     },
-    #[error("the certified {what} is {}, the reply says {}", hx(certified), hx(reply))]
+    #[error(
+        "the certified {what} is {}, the reply says {}",
+        hx(certified),
+        hx(reply)
+    )]
     Mismatch {
         what: String,
         certified: Vec<u8>,
@@ -62,7 +66,11 @@ pub enum ProofError {
     HeaderSignature(SignatureError),
     #[error("inclusion proof: {0}")]
     Inclusion(MerkleError),
-    #[error("recomputed model version {}, the certified round produced {}", hx(recomputed), hx(certified))]
+    #[error(
+        "recomputed model version {}, the certified round produced {}",
+        hx(recomputed),
+        hx(certified)
+    )]
     VersionMismatch {
         recomputed: Vec<u8>,
         certified: Vec<u8>,

@@ -10,8 +10,8 @@ use flic_proofs::receipt::{verify_receipt, Receipt, RECEIPT_FORMAT};
 use flic_proofs::sample::{verify_sample, verify_sample_against, SampleProof, SAMPLE_PROOF_FORMAT};
 use flic_proofs::{CertifiedView, Freshness, ProofError, Trust};
 use flic_protocol::api::{
-    Certification, CertifiedRoundInfo, CertifiedRoundPage, CertifiedState, Contribution,
-    JobState, ModelInfo, RoundInfo, RoundPage, RoundRecord,
+    Certification, CertifiedRoundInfo, CertifiedRoundPage, CertifiedState, Contribution, JobState,
+    ModelInfo, RoundInfo, RoundPage, RoundRecord,
 };
 use flic_protocol::chunking::{chunk_hashes, chunk_root};
 use flic_protocol::fedavg::{Accumulator, AggregationLimits};
@@ -128,7 +128,10 @@ fn world() -> World {
         first_contribution: 0,
         contribution_count: 3,
         total_weight: acc.total_weight(),
-        contributors: contributions.iter().map(|c| c.contribution.contributor).collect(),
+        contributors: contributions
+            .iter()
+            .map(|c| c.contribution.contributor)
+            .collect(),
         frac_bits,
         server_lr: 1.0,
         opened_at_ns: NOW - 100,
@@ -167,9 +170,11 @@ impl World {
         let witness = self.tree.witness(&self.scalars, history);
         let root = self.tree.root_hash(&self.scalars);
         Certification {
-            certificate: ByteBuf::from(
-                issuer().sign_tree(certificate_tree(canister(), &root, time)),
-            ),
+            certificate: ByteBuf::from(issuer().sign_tree(certificate_tree(
+                canister(),
+                &root,
+                time,
+            ))),
             tree: ByteBuf::from(serde_cbor::to_vec(&witness).unwrap()),
         }
     }
@@ -208,10 +213,8 @@ impl World {
                 contribution: c,
                 record: self.records[0].clone(),
                 inclusion_proof: proof.into_iter().map(Hash::new).collect(),
-                certification: self.certification(
-                    HistoryWitness::Range { first: 0, last: 0 },
-                    NOW - 1,
-                ),
+                certification: self
+                    .certification(HistoryWitness::Range { first: 0, last: 0 }, NOW - 1),
             },
         )
     }
@@ -261,7 +264,11 @@ fn stale_certificate_fails_unless_freshness_is_waived() {
     reply.certification = w.certification(HistoryWitness::Pruned, NOW - 61_000_000_000);
     assert!(matches!(
         verify_round_info(&reply, &trust()).unwrap_err(),
-        ProofError::StaleCertificate { age_s: 61, max_age_s: 60, .. }
+        ProofError::StaleCertificate {
+            age_s: 61,
+            max_age_s: 60,
+            ..
+        }
     ));
     let mut t = trust();
     t.freshness = Freshness::AnyTime;
@@ -282,9 +289,9 @@ fn altered_certificate_signature_fails() {
         verify_round_info(&reply, &trust()).unwrap_err(),
         ProofError::CertificateSignature { .. }
     ));
-    let other: ic_certification::Certificate = serde_cbor::from_slice(&issuer().sign_tree(
-        certificate_tree(canister(), b"something else", NOW),
-    ))
+    let other: ic_certification::Certificate = serde_cbor::from_slice(
+        &issuer().sign_tree(certificate_tree(canister(), b"something else", NOW)),
+    )
     .unwrap();
     cert.signature = other.signature;
     reply.certification.certificate = ByteBuf::from(serde_cbor::to_vec(&cert).unwrap());
@@ -301,9 +308,8 @@ fn tree_not_matching_the_certified_data_fails() {
     // A witness of another state (round 3), under a certificate for the real one.
     let mut other = w.scalars.clone();
     other.round = 3;
-    reply.certification.tree = ByteBuf::from(
-        serde_cbor::to_vec(&w.tree.witness(&other, HistoryWitness::Pruned)).unwrap(),
-    );
+    reply.certification.tree =
+        ByteBuf::from(serde_cbor::to_vec(&w.tree.witness(&other, HistoryWitness::Pruned)).unwrap());
     assert!(matches!(
         verify_round_info(&reply, &trust()).unwrap_err(),
         ProofError::TreeMismatch { .. }
@@ -601,7 +607,10 @@ fn lineage_recomputes_the_version_bit_for_bit() {
         w.records[0].new_version.into_array()
     );
     assert_eq!(
-        shapers.iter().map(|s| (s.dataset_id, s.weight)).collect::<Vec<_>>(),
+        shapers
+            .iter()
+            .map(|s| (s.dataset_id, s.weight))
+            .collect::<Vec<_>>(),
         vec![(10, 100), (11, 200), (12, 300)]
     );
 }
