@@ -30,7 +30,15 @@ pub struct BlsCertificateIssuer {
     secret: ic_verify_bls_signature::PrivateKey,
     public_der: Vec<u8>,
     /// The last certificate issued: queries between updates see the same state.
-    cache: Mutex<Option<(Principal, Vec<u8>, u64, Vec<u8>)>>,
+    cache: Mutex<Option<IssuedCertificate>>,
+}
+
+/// A certificate with the canister, certified data and time it was issued for.
+struct IssuedCertificate {
+    canister: Principal,
+    certified_data: Vec<u8>,
+    time_ns: u64,
+    bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for BlsCertificateIssuer {
@@ -129,14 +137,20 @@ fn leb128(mut v: u64) -> Vec<u8> {
 impl CertificateIssuer for BlsCertificateIssuer {
     fn certificate(&self, canister: Principal, certified_data: &[u8], time_ns: u64) -> Vec<u8> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, d, t, cert)) = cache.as_ref() {
-            if *c == canister && d == certified_data && *t == time_ns {
-                return cert.clone();
+        if let Some(c) = cache.as_ref() {
+            if c.canister == canister && c.certified_data == certified_data && c.time_ns == time_ns
+            {
+                return c.bytes.clone();
             }
         }
-        let cert = self.sign_tree(certificate_tree(canister, certified_data, time_ns));
-        *cache = Some((canister, certified_data.to_vec(), time_ns, cert.clone()));
-        cert
+        let bytes = self.sign_tree(certificate_tree(canister, certified_data, time_ns));
+        *cache = Some(IssuedCertificate {
+            canister,
+            certified_data: certified_data.to_vec(),
+            time_ns,
+            bytes: bytes.clone(),
+        });
+        bytes
     }
 
     fn root_key(&self) -> Vec<u8> {

@@ -236,9 +236,9 @@ pub fn verify_round_page(
     }
     if reply.page.next.is_none() {
         // The history must provably end after the last record (or at the start).
-        let after = items.last().map_or(None, |r| Some(r.round + 1));
-        if let Some(after) = after {
-            if let Some(_hash) = view.round_record_hash(after).unwrap_or(None) {
+        if let Some(last) = items.last() {
+            let after = last.round + 1;
+            if let Ok(Some(_)) = view.round_record_hash(after) {
                 return Err(ProofError::Inconsistent {
                     what: "round history page".into(),
                     detail: format!("round {after} is certified but the page ends before it"),

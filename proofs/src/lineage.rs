@@ -72,12 +72,8 @@ pub fn recompute_round(inputs: &RoundInputs) -> Result<(Vec<f32>, Vec<Shaper>), 
         ));
     }
     let mut leaves = Vec::with_capacity(inputs.contributions.len());
-    let mut acc = Accumulator::new(
-        inputs.base_weights.len(),
-        inputs.limits.clone(),
-        rec.frac_bits,
-    )
-    .map_err(|e| ProofError::Recompute(format!("accumulator limits: {e}")))?;
+    let mut acc = Accumulator::new(inputs.base_weights.len(), inputs.limits, rec.frac_bits)
+        .map_err(|e| ProofError::Recompute(format!("accumulator limits: {e}")))?;
     let mut shapers = Vec::new();
     for (i, rc) in inputs.contributions.iter().enumerate() {
         let c = &rc.contribution;
