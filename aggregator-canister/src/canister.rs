@@ -5,9 +5,10 @@ use std::cell::RefCell;
 
 use candid::Principal;
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CertifiedState, CommitReceipt, Contribution, ContributionPage,
-    Dataset, DatasetError, DatasetPage, InitArg, JobConfig, Lineage, LineageArgs, ModelChunk,
-    ModelInfo, PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundPage,
+    AdminError, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo, CertifiedRoundPage,
+    CertifiedState, CommitReceipt, Contribution, ContributionPage, ContributionProof, Dataset,
+    DatasetError, DatasetPage, InitArg, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo,
+    PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundPage,
     SubmissionStatus, SubmitError,
 };
 use ic_stable_structures::DefaultMemoryImpl;
@@ -50,7 +51,7 @@ fn context() -> CallContext {
 }
 
 fn sync_runtime(state: &State) {
-    ic_cdk::api::certified_data_set(state.certified_state().certified_data());
+    ic_cdk::api::certified_data_set(state.certified_data());
     ic_cdk::api::global_timer_set(state.timer_deadline());
 }
 
@@ -237,6 +238,37 @@ fn round_history(page: PageArgs) -> RoundPage {
 #[ic_cdk::query]
 fn certified_state() -> CertifiedState {
     read_state(|s| s.certified_state())
+}
+
+/// The IC certificate of this query's certified data; empty when the method runs as an
+/// update (replicated execution has no certificate).
+fn certificate() -> Vec<u8> {
+    ic_cdk::api::data_certificate().unwrap_or_default()
+}
+
+#[ic_cdk::query]
+fn round_info_certified() -> CertifiedRoundInfo {
+    read_state(|s| s.round_info_certified(certificate()))
+}
+
+#[ic_cdk::query]
+fn model_info_certified() -> Result<CertifiedModelInfo, QueryError> {
+    read_state(|s| s.model_info_certified(certificate()))
+}
+
+#[ic_cdk::query]
+fn round_history_certified(page: PageArgs) -> CertifiedRoundPage {
+    read_state(|s| s.round_history_certified(certificate(), page))
+}
+
+#[ic_cdk::query]
+fn contribution_proof(index: u64) -> Result<ContributionProof, QueryError> {
+    read_state(|s| s.contribution_proof(certificate(), index))
+}
+
+#[ic_cdk::query]
+fn initial_model_chunk(index: u32) -> Result<ModelChunk, QueryError> {
+    read_state(|s| s.initial_model_chunk(index))
 }
 
 ic_cdk::export_candid!();

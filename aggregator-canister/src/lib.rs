@@ -7,10 +7,12 @@
 //! - [`state`]: the state, job administration, invariants;
 //! - [`registry`]: datasets and contribution indexes;
 //! - [`rounds`]: submissions, round closing, round and model queries;
-//! - [`aggregation`]: streaming FedAvg over stable memory.
+//! - [`aggregation`]: streaming FedAvg over stable memory;
+//! - [`certification`]: the certified state tree and its witnesses.
 
 pub mod aggregation;
 pub mod canister;
+pub mod certification;
 pub mod registry;
 pub mod rounds;
 pub mod state;

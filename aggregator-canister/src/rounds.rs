@@ -3,9 +3,10 @@
 
 use candid::Principal;
 use flic_protocol::api::{
-    page_limit, BeginSubmissionArgs, CommitReceipt, Contribution, JobState, Lineage, LineageArgs,
-    ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError, RoundInfo, RoundPage, RoundRecord,
-    SubmissionStatus, SubmitError,
+    page_limit, BeginSubmissionArgs, Certification, CertifiedModelInfo, CertifiedRoundInfo,
+    CertifiedRoundPage, CommitReceipt, Contribution, ContributionProof, JobState, Lineage,
+    LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError, RoundInfo, RoundPage,
+    RoundRecord, SubmissionStatus, SubmitError,
 };
 use flic_protocol::chunking::{chunk_count, chunk_range};
 use flic_protocol::fedavg::capped_weight;
@@ -15,6 +16,7 @@ use flic_protocol::Hash;
 use serde_bytes::ByteBuf;
 
 use crate::aggregation;
+use crate::certification::HistoryWitness;
 use crate::state::{CallContext, State, StoredContribution, Submission};
 use crate::storage::{read_bytes, write_bytes, Stored};
 
@@ -390,6 +392,7 @@ impl State {
         let mut history = m.history();
         history.push(record.history_leaf());
         m.set_history(&history);
+        self.certified.push_round(&record);
         self.rounds.insert(m.round, Stored(record));
         self.versions.insert(new_version, m.round + 1);
         // Stale uploads of the closed round are discarded.
@@ -541,6 +544,121 @@ impl State {
             },
         )?;
         Ok(ByteBuf::from(read_bytes(&self.staging, offset + o, len)))
+    }
+}
+
+/// Certified queries: the core adds the witness; the boundary adds the IC certificate
+/// (`certificate`, empty outside non-replicated queries).
+impl State {
+    fn certification(&self, certificate: Vec<u8>, history: HistoryWitness) -> Certification {
+        Certification {
+            certificate: ByteBuf::from(certificate),
+            tree: ByteBuf::from(self.certified_witness(history)),
+        }
+    }
+
+    pub fn round_info_certified(&self, certificate: Vec<u8>) -> CertifiedRoundInfo {
+        CertifiedRoundInfo {
+            info: self.round_info(),
+            certification: self.certification(certificate, HistoryWitness::Pruned),
+        }
+    }
+
+    pub fn model_info_certified(
+        &self,
+        certificate: Vec<u8>,
+    ) -> Result<CertifiedModelInfo, QueryError> {
+        Ok(CertifiedModelInfo {
+            info: self.model_info()?,
+            certification: self.certification(certificate, HistoryWitness::Pruned),
+        })
+    }
+
+    /// A page of round records; the witness reveals the hashes of exactly the rounds in
+    /// the page (an empty page reveals the rounds around `start`, proving there are none).
+    pub fn round_history_certified(
+        &self,
+        certificate: Vec<u8>,
+        page: PageArgs,
+    ) -> CertifiedRoundPage {
+        let page = self.round_history(page);
+        let (first, last) = match (page.items.first(), page.items.last()) {
+            (Some(a), Some(b)) => (a.round, b.round),
+            _ => (self.meta().history_size, self.meta().history_size),
+        };
+        CertifiedRoundPage {
+            page,
+            certification: self.certification(certificate, HistoryWitness::Range { first, last }),
+        }
+    }
+
+    /// The inclusion proof of contribution `index` in its (closed) round's contributions
+    /// root, with the round record and a witness for the record's hash.
+    pub fn contribution_proof(
+        &self,
+        certificate: Vec<u8>,
+        index: u64,
+    ) -> Result<ContributionProof, QueryError> {
+        let contribution = self
+            .contribution(index)
+            .ok_or(QueryError::UnknownContribution { index })?;
+        let round = contribution.round;
+        let record = self
+            .rounds
+            .get(&round)
+            .ok_or(QueryError::RoundNotClosed { round })?
+            .0;
+        let leaves: Vec<[u8; 32]> = (record.first_contribution
+            ..record.first_contribution + record.contribution_count as u64)
+            .map(|i| {
+                let c = self.contributions.get(&i).expect("round contribution").0;
+                leaf_hash(c.contribution.header_hash.as_slice())
+            })
+            .collect();
+        let inclusion_proof = merkle::inclusion_proof(&leaves, contribution.index_in_round as u64)
+            .expect("index_in_round is inside its round")
+            .into_iter()
+            .map(Hash::new)
+            .collect();
+        Ok(ContributionProof {
+            contribution,
+            record,
+            inclusion_proof,
+            certification: self.certification(
+                certificate,
+                HistoryWitness::Range {
+                    first: round,
+                    last: round,
+                },
+            ),
+        })
+    }
+
+    /// Chunk `index` of the initial model (job chunk size), kept with `retain_contributions`
+    /// so that lineage verifiers can replay every round. `version` is round 0's base.
+    pub fn initial_model_chunk(&self, index: u32) -> Result<ModelChunk, QueryError> {
+        let m = self.meta();
+        let config = m.config.as_ref().ok_or(QueryError::NoModel)?;
+        if !config.retain_contributions {
+            return Err(QueryError::InitialModelNotRetained);
+        }
+        let version = match self.rounds.get(&0) {
+            Some(r) => r.0.base_version,
+            None => m.model_version.ok_or(QueryError::NoModel)?,
+        };
+        if !matches!(m.job_state(), JobState::Running | JobState::Paused) {
+            return Err(QueryError::NoModel);
+        }
+        let byte_len = m.param_count * 4;
+        let chunk_count = chunk_count(byte_len, config.chunk_size()) as u32;
+        let (offset, len) = chunk_range(byte_len, config.chunk_size(), index as u64)
+            .ok_or(QueryError::ChunkIndexOutOfRange { index, chunk_count })?;
+        Ok(ModelChunk {
+            version,
+            index,
+            chunk_count,
+            bytes: ByteBuf::from(read_bytes(&self.initial_weights, offset, len)),
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use ic_stable_structures::{DefaultMemoryImpl, Memory, StableBTreeMap, StableCell
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::certification::{encode_tree, CertifiedTree, HistoryWitness};
 use crate::storage::*;
 
 /// Who calls, when, and on which canister: everything the core needs from the runtime.
@@ -123,12 +124,18 @@ pub struct State {
     pub(crate) by_dataset: Map<(u64, u64), ()>,
     pub(crate) rounds: Map<u64, Stored<RoundRecord>>,
     pub(crate) versions: Map<[u8; 32], u64>,
+    /// Flat `f32` LE copy of the initial model, kept with `retain_contributions`.
+    pub(crate) initial_weights: Mem,
+    /// Heap cache of the certified tree's history, rebuilt from `rounds` on load.
+    pub(crate) certified: CertifiedTree,
 }
 
 impl State {
     /// Opens (or creates) every structure in `memory`. Used by init and post_upgrade alike.
     pub fn load(memory: DefaultMemoryImpl) -> Self {
         let m = Memories::init(memory);
+        let rounds: Map<u64, Stored<RoundRecord>> = StableBTreeMap::init(m.get(MEMORY_ROUNDS));
+        let certified = CertifiedTree::from_history(rounds.iter().map(|e| e.value().0));
         Self {
             meta: StableCell::init(m.get(MEMORY_META), Stored(Meta::default())),
             weights: m.get(MEMORY_WEIGHTS),
@@ -141,8 +148,10 @@ impl State {
             contributions: StableBTreeMap::init(m.get(MEMORY_CONTRIBUTIONS)),
             by_contributor: StableBTreeMap::init(m.get(MEMORY_BY_CONTRIBUTOR)),
             by_dataset: StableBTreeMap::init(m.get(MEMORY_BY_DATASET)),
-            rounds: StableBTreeMap::init(m.get(MEMORY_ROUNDS)),
+            rounds,
             versions: StableBTreeMap::init(m.get(MEMORY_VERSIONS)),
+            initial_weights: m.get(MEMORY_INITIAL_WEIGHTS),
+            certified,
         }
     }
 
@@ -278,6 +287,11 @@ impl State {
             crate::aggregation::check_and_hash_weights(&self.weights, m.param_count, &spec_id)?;
         // The accumulator region exists (zero-filled) from the first round on.
         ensure_capacity(&self.accumulator, m.param_count * 8);
+        if m.config().retain_contributions {
+            // Lineage verifiers replay every round from the initial model.
+            let bytes = read_bytes(&self.weights, 0, m.param_count * 4);
+            write_bytes(&self.initial_weights, 0, &bytes);
+        }
         let mut m = m.clone();
         m.model_version = Some(Hash::new(version));
         m.state = Some(JobState::Running);
@@ -353,6 +367,16 @@ impl State {
         }
     }
 
+    /// The certified data: root hash of the certified state tree.
+    pub fn certified_data(&self) -> [u8; 32] {
+        self.certified.root_hash(&self.certified_state())
+    }
+
+    /// CBOR witness of the certified tree revealing the scalars and `history`.
+    pub fn certified_witness(&self, history: HistoryWitness) -> Vec<u8> {
+        encode_tree(&self.certified.witness(&self.certified_state(), history))
+    }
+
     /// Cross-structure invariants; tests call this after every mutation.
     pub fn check_invariants(&self) -> Result<(), String> {
         let m = self.meta();
@@ -372,6 +396,10 @@ impl State {
         ensure(
             self.rounds.len() == m.history_size,
             "history frontier covers every round",
+        )?;
+        ensure(
+            self.certified.rounds() == self.rounds.len(),
+            "certified tree holds every round record",
         )?;
         ensure(
             self.datasets.len() == self.datasets_by_owner.len(),

@@ -45,6 +45,8 @@ pub const MEMORY_BY_DATASET: MemoryId = MemoryId::new(10);
 pub const MEMORY_ROUNDS: MemoryId = MemoryId::new(11);
 /// `model version -> round whose base it is`.
 pub const MEMORY_VERSIONS: MemoryId = MemoryId::new(12);
+/// Flat `f32` LE: the initial model, kept when contributions are retained (lineage).
+pub const MEMORY_INITIAL_WEIGHTS: MemoryId = MemoryId::new(13);
 
 const WASM_PAGE: u64 = 65536;
 

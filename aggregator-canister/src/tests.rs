@@ -1268,3 +1268,113 @@ fn queries_before_a_model_exists_are_typed_errors() {
         Err(QueryError::UnknownContribution { index: 0 })
     );
 }
+
+#[test]
+fn certified_tree_witnesses_proofs_and_initial_model() {
+    use flic_protocol::certified::{round_key, round_record_hash, u64_leaf};
+    use ic_certification::{HashTree, LookupResult};
+
+    let decode = |bytes: &[u8]| -> HashTree { serde_cbor::from_slice(bytes).unwrap() };
+    let mut h = Harness::running();
+    // Before any round closes: the witness hashes to the certified data and shows round 0.
+    let reply = h.state.round_info_certified(b"cert".to_vec());
+    assert_eq!(&reply.certification.certificate[..], b"cert");
+    let tree = decode(&reply.certification.tree);
+    assert_eq!(tree.digest(), h.state.certified_data());
+    assert_eq!(
+        tree.lookup_path([b"round".as_slice()]),
+        LookupResult::Found(&u64_leaf(0)[..])
+    );
+    let v0 = h.state.round_info().model_version.unwrap();
+    assert_eq!(
+        tree.lookup_path([b"model_version".as_slice()]),
+        LookupResult::Found(v0.as_slice())
+    );
+    assert_eq!(
+        tree.lookup_path([b"history".as_slice(), &round_key(0)]),
+        LookupResult::Unknown,
+        "history is pruned in a round-info witness"
+    );
+    let before = h.state.certified_data();
+
+    let clients: Vec<Client> = (1..=3).map(|i| h.client(i, 1000)).collect();
+    let mut receipts = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        receipts.push(h.submit(c, &delta(i as u64 + 10), DeltaEncoding::F32, 100));
+    }
+    assert_ne!(
+        h.state.certified_data(),
+        before,
+        "closing a round changes the root"
+    );
+    let record = h
+        .state
+        .round_history(PageArgs {
+            start: 0,
+            limit: 10,
+        })
+        .items[0]
+        .clone();
+
+    let page = h.state.round_history_certified(
+        vec![],
+        PageArgs {
+            start: 0,
+            limit: 10,
+        },
+    );
+    let tree = decode(&page.certification.tree);
+    assert_eq!(tree.digest(), h.state.certified_data());
+    assert_eq!(
+        tree.lookup_path([b"history".as_slice(), &round_key(0)]),
+        LookupResult::Found(&round_record_hash(&record)[..])
+    );
+
+    for r in &receipts {
+        let p = h
+            .state
+            .contribution_proof(vec![], r.contribution_index)
+            .unwrap();
+        assert_eq!(p.record, record);
+        assert_eq!(
+            decode(&p.certification.tree).digest(),
+            h.state.certified_data()
+        );
+        let proof: Vec<[u8; 32]> = p.inclusion_proof.iter().map(|x| x.into_array()).collect();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(r.header_hash.as_slice()),
+            r.index_in_round as u64,
+            record.contribution_count as u64,
+            &proof,
+            &record.contributions_root.into_array(),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        h.state.contribution_proof(vec![], 99).unwrap_err(),
+        QueryError::UnknownContribution { index: 99 }
+    );
+    // A contribution of the open round has no proof yet.
+    let c = h.client(9, 1000);
+    let r = h.submit(&c, &delta(99), DeltaEncoding::F32, 100);
+    assert_eq!(
+        h.state
+            .contribution_proof(vec![], r.contribution_index)
+            .unwrap_err(),
+        QueryError::RoundNotClosed { round: 1 }
+    );
+
+    // The initial model is retained for lineage replays.
+    let first = h.state.initial_model_chunk(0).unwrap();
+    assert_eq!(first.version, v0);
+    let mut bytes = Vec::new();
+    for i in 0..first.chunk_count {
+        bytes.extend_from_slice(&h.state.initial_model_chunk(i).unwrap().bytes);
+    }
+    assert_eq!(weights_from_le_bytes(&bytes).unwrap(), initial_weights());
+
+    // The heap cache is rebuilt on upgrade to the same root.
+    let root = h.state.certified_data();
+    h.upgrade();
+    assert_eq!(h.state.certified_data(), root);
+}

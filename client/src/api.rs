@@ -12,8 +12,12 @@ use candid::{CandidType, Principal};
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
+use flic_proofs::certified::{check_model_info, check_round_info, verify_round_page};
+use flic_proofs::receipt::{verify_receipt, Receipt};
+use flic_proofs::{CertifiedView, Freshness, Trust};
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CommitReceipt, ContributionPage, Dataset, DatasetError,
+    AdminError, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo, CertifiedRoundPage,
+    CommitReceipt, Contribution, ContributionPage, ContributionProof, Dataset, DatasetError,
     DatasetPage, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs,
     QueryError, RegisterDatasetArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
 };
@@ -38,6 +42,12 @@ pub enum ApiError {
     /// What the canister served does not match what it claims (hash, spec, size).
     #[error("verification failed: {0}")]
     Verification(String),
+    /// A certified reply did not verify against the root key.
+    #[error("certificate check failed for `{method}`: {error}")]
+    Proof {
+        method: String,
+        error: flic_proofs::ProofError,
+    },
 }
 
 /// Instructions per method, as reported by the transport (embedded IC only).
@@ -287,16 +297,82 @@ impl<T: Transport> AggregatorApi<T> {
 
     // ------------------------------------------------------------ reads
 
+    /// What certified replies are checked against: the transport's root key and clock, this
+    /// canister, and certificates at most five minutes old.
+    pub fn trust(&self) -> Trust {
+        Trust {
+            root_key_der: self.transport.root_key(),
+            canister: self.transport.canister_id(),
+            freshness: Freshness::Within {
+                now_ns: self.transport.now_ns(),
+                max_age_ns: flic_proofs::certificate::DEFAULT_MAX_AGE_NS,
+            },
+        }
+    }
+
+    fn verified<R>(method: &str, r: Result<R, flic_proofs::ProofError>) -> Result<R, ApiError> {
+        r.map_err(|error| ApiError::Proof {
+            method: method.into(),
+            error,
+        })
+    }
+
+    /// The current round; job id, round and model version are checked against a
+    /// certificate (the rest of `RoundInfo` is informational).
     pub fn round_info(&mut self) -> Result<RoundInfo, ApiError> {
-        self.query1("round_info", ())
+        const M: &str = "round_info_certified";
+        let reply: CertifiedRoundInfo = self.query1(M, ())?;
+        let trust = self.trust();
+        let view = Self::verified(M, CertifiedView::verify(&reply.certification, &trust))?;
+        Self::verified(M, check_round_info(&view, &reply.info))?;
+        Ok(reply.info)
     }
 
+    /// Closed rounds; every record is checked against the certified history.
     pub fn round_history(&mut self, page: PageArgs) -> Result<RoundPage, ApiError> {
-        self.query1("round_history", (page,))
+        const M: &str = "round_history_certified";
+        let reply: CertifiedRoundPage = self.query1(M, (page,))?;
+        let trust = self.trust();
+        Self::verified(M, verify_round_page(&reply, &trust))?;
+        Ok(reply.page)
     }
 
+    /// The current model's info; its version and round are checked against a certificate.
     pub fn model_info(&mut self) -> Result<ModelInfo, ApiError> {
-        Ok(self.query1::<_, Result<ModelInfo, QueryError>>("model_info", ())??)
+        const M: &str = "model_info_certified";
+        let reply = self.query1::<_, Result<CertifiedModelInfo, QueryError>>(M, ())??;
+        let trust = self.trust();
+        let view = Self::verified(M, CertifiedView::verify(&reply.certification, &trust))?;
+        Self::verified(M, check_model_info(&view, &reply.info))?;
+        Ok(reply.info)
+    }
+
+    /// A receipt for contribution `index` (its round must be closed), verified before it is
+    /// returned.
+    pub fn receipt(&mut self, index: u64) -> Result<Receipt, ApiError> {
+        const M: &str = "contribution_proof";
+        let proof = self.query1::<_, Result<ContributionProof, QueryError>>(M, (index,))??;
+        let receipt = Receipt::from_proof(self.canister_id(), proof);
+        let trust = self.trust();
+        Self::verified(M, verify_receipt(&receipt, &trust))?;
+        Ok(receipt)
+    }
+
+    /// A committed contribution (uncertified: verifiers check it against certified roots).
+    pub fn get_contribution(&mut self, index: u64) -> Result<Option<Contribution>, ApiError> {
+        self.query1("get_contribution", (index,))
+    }
+
+    /// Chunk `chunk` of a retained contribution's encoded delta.
+    pub fn contribution_chunk(&mut self, index: u64, chunk: u32) -> Result<Vec<u8>, ApiError> {
+        let bytes =
+            self.query1::<_, Result<ByteBuf, QueryError>>("contribution_chunk", (index, chunk))??;
+        Ok(bytes.into_vec())
+    }
+
+    /// Chunk `index` of the retained initial model.
+    pub fn initial_model_chunk(&mut self, index: u32) -> Result<ModelChunk, ApiError> {
+        Ok(self.query1::<_, Result<ModelChunk, QueryError>>("initial_model_chunk", (index,))??)
     }
 
     pub fn model_chunk(&mut self, index: u32) -> Result<ModelChunk, ApiError> {

@@ -68,6 +68,62 @@ pub enum Command {
     Job(JobCommand),
     /// Run a whole federation in this process on the embedded IC.
     Simulate(crate::simulate::SimulateArgs),
+    /// Check proofs: receipts, lineage of a model version, dataset samples.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VerifyCommand {
+    /// Check a contribution receipt: the header's signature, the inclusion proof against
+    /// the round's contributions root, the round record against the receipt's certificate
+    /// and (unless --offline) against the canister's current certified history.
+    /// Exits 0 when it holds, 1 with the reason when it does not.
+    Receipt {
+        /// Receipt file (JSON), as written by `flic train` or `flic simulate --receipts`.
+        file: PathBuf,
+        #[command(flatten)]
+        target: VerifierArgs,
+        /// Check only against the certificate stored in the receipt (root key: built in
+        /// for `ic` and `embedded`; a local replica's must be fetched, so not offline).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Recompute a model version bit for bit from the initial model and every round's
+    /// retained contributions, and list the datasets (and owners) that shaped it.
+    Lineage {
+        #[command(flatten)]
+        target: VerifierArgs,
+        /// The model version (hex).
+        #[arg(long)]
+        version: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Check a sample membership proof (from `flic dataset prove`), and optionally that
+    /// its root is the registered commitment of a dataset.
+    Sample {
+        file: PathBuf,
+        /// Also compare with this registered dataset's commitment (needs the canister).
+        #[arg(long)]
+        dataset_id: Option<u64>,
+        #[command(flatten)]
+        target: VerifierArgs,
+    },
+}
+
+/// Which canister a verifier asks; no identity is needed (queries only).
+#[derive(Args, Debug, Clone)]
+pub struct VerifierArgs {
+    /// `local`, `ic`, an http(s) URL, or `embedded` (with --state).
+    #[arg(long, env = "FLIC_NETWORK", default_value = "local")]
+    pub network: String,
+    /// The aggregator canister id [default: the receipt's, or the embedded state's].
+    #[arg(long, env = "FLIC_CANISTER")]
+    pub canister: Option<String>,
+    /// State directory of an embedded IC (with --network embedded).
+    #[arg(long, env = "FLIC_STATE")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,6 +143,17 @@ pub enum DatasetCommand {
         description: String,
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// Write a proof that sample N belongs to the dataset's commitment.
+    Prove {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Index of the sample (in the file's order, from 0).
+        #[arg(long)]
+        sample: u64,
+        /// Output file.
+        #[arg(long, default_value = "sample-proof.json")]
+        out: PathBuf,
     },
     /// List registered datasets.
     List {

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use flic_model_zoo::dataset::{self, Dataset};
-use flic_protocol::merkle;
+use flic_proofs::sample::{SampleProof, SAMPLE_PROOF_FORMAT};
+use flic_protocol::{merkle, Hash};
+use serde_bytes::ByteBuf;
 
 use crate::cli::DataFormat;
 
@@ -54,6 +56,22 @@ pub fn dataset_commitment(data: &Dataset) -> [u8; 32] {
     merkle::root(&sample_leaves(data))
 }
 
+/// A membership proof of sample `index` in the dataset's commitment.
+pub fn sample_proof(data: &Dataset, index: u64) -> anyhow::Result<SampleProof> {
+    let leaves = sample_leaves(data);
+    let proof = merkle::inclusion_proof(&leaves, index)
+        .map_err(|e| anyhow::anyhow!("cannot prove sample {index}: {e}"))?;
+    let i = index as usize;
+    Ok(SampleProof {
+        format: SAMPLE_PROOF_FORMAT.into(),
+        sample: ByteBuf::from(sample_bytes(data.labels[i], data.sample(i))),
+        index,
+        sample_count: leaves.len() as u64,
+        proof: proof.into_iter().map(Hash::new).collect(),
+        root: Hash::new(merkle::root(&leaves)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +92,19 @@ mod tests {
             merkle::root_from_proof(&leaves[10], 10, leaves.len() as u64, &proof).unwrap(),
             root
         );
+    }
+
+    #[test]
+    fn sample_proofs_verify_and_bind_the_sample() {
+        let data = flic_model_zoo::dataset::synthetic_clusters(37, 4, 3, 2);
+        let root = dataset_commitment(&data);
+        for i in [0u64, 17, 36] {
+            let p = sample_proof(&data, i).unwrap();
+            flic_proofs::sample::verify_sample_against(&p, &root).unwrap();
+            let mut other = p.clone();
+            other.sample = ByteBuf::from(sample_bytes(data.labels[0] + 1, data.sample(0)));
+            assert!(flic_proofs::sample::verify_sample(&other).is_err());
+        }
+        assert!(sample_proof(&data, 37).is_err());
     }
 }

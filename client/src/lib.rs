@@ -10,6 +10,7 @@ pub mod data;
 pub mod identity;
 pub mod output;
 pub mod participant;
+pub mod receipts;
 pub mod retry;
 pub mod simulate;
 pub mod transport;

@@ -140,6 +140,14 @@ pub struct SimulateArgs {
     /// --state DIR` and the other commands.
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Write every contributor's verified receipt of every round here
+    /// (`round-<r>/client-<i>.json`).
+    #[arg(long, value_name = "DIR")]
+    pub receipts: Option<PathBuf>,
+    /// Keep every contribution's delta (and the initial model) in the canister, so that
+    /// `flic verify lineage` can recompute every version.
+    #[arg(long)]
+    pub retain_contributions: bool,
     /// Training backend: ndarray (default), flex, wgpu or cuda (the last three need the
     /// matching cargo feature).
     #[arg(long, default_value = "ndarray")]
@@ -428,7 +436,7 @@ fn deploy(
         max_weight: max_samples.max(1),
         server_lr: args.server_lr,
         chunk_size: None,
-        retain_contributions: false,
+        retain_contributions: args.retain_contributions,
     };
     api.launch_job(&job, weights)
         .context("configuring and starting the job")?;
@@ -537,6 +545,7 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         let (mut train_t, mut encode_t, mut canister_t) =
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut done_before = 0u64;
+        let mut commits = Vec::with_capacity(clients.len());
         for (i, c) in clients.iter_mut().enumerate() {
             c.api.stats = CallStats::default();
             let t = Instant::now();
@@ -604,6 +613,7 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
                 .context("upload stopped before commit")?;
             canister_t += t.elapsed();
             upload_bytes += up.bytes_sent;
+            commits.push(up.receipt.contribution_index);
             stats.merge(&c.api.stats);
         }
         // The last commit reached max_clients and closed the round inside the canister.
@@ -617,6 +627,18 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         }
         let model = observer.download_model(&mut |_, _| {})?;
         let global = model.weights;
+        if let Some(dir) = &args.receipts {
+            let round_dir = dir.join(format!("round-{r}"));
+            for (i, index) in commits.iter().enumerate() {
+                let receipt = clients[i]
+                    .api
+                    .receipt(*index)
+                    .with_context(|| format!("receipt of client {i} in round {r}"))?;
+                let path = round_dir.join(format!("client-{i}.json"));
+                crate::receipts::write_receipt(&path, &receipt)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
         let eval = evaluate(&config, &global, &fed.test, &device)?;
         let report = RoundReport {
             round: r + 1,

@@ -30,7 +30,9 @@ mod world;
 
 pub use candid::Principal;
 pub use certificate::{
-    CertificateIssuer, HostCertificate, HostCertificateIssuer, HOST_CERTIFICATE_MAGIC,
+    certificate_tree, BlsCertificateIssuer, CertificateIssuer, HostCertificate,
+    HostCertificateIssuer, BLS_DER_PREFIX, HOST_CERTIFICATE_MAGIC, IC_STATE_ROOT_DOMAIN_SEPARATOR,
+    TEST_ROOT_KEY_SEED,
 };
 pub use error::{CallError, PersistError};
 pub use module::wasm_hash;

@@ -10,7 +10,7 @@ use candid::{CandidType, Principal};
 use serde::de::DeserializeOwned;
 
 use crate::canister::{Exec, LiveInstance, Stop};
-use crate::certificate::{CertificateIssuer, HostCertificateIssuer};
+use crate::certificate::{BlsCertificateIssuer, CertificateIssuer};
 use crate::error::CallError;
 use crate::module::{runtime, Prepared};
 use crate::system_api::{pages_for, MessageContext, MessageKind, Response, SystemState};
@@ -143,7 +143,7 @@ fn canister_id(index: u64) -> Principal {
 }
 
 impl EmbeddedIc {
-    /// A host with the IC's limits and the unsigned host certificate issuer.
+    /// A host with the IC's limits and the BLS test-root-key certificate issuer.
     pub fn new() -> Self {
         Self::with_config(Config::default())
     }
@@ -154,7 +154,7 @@ impl EmbeddedIc {
             config,
             next_index: 0,
             canisters: BTreeMap::new(),
-            issuer: Box::new(HostCertificateIssuer),
+            issuer: Box::new(BlsCertificateIssuer::test_root()),
         }
     }
 
@@ -175,6 +175,12 @@ impl EmbeddedIc {
             canister.sys.root_key = root_key.clone();
         }
         self.issuer = issuer;
+    }
+
+    /// The root key (DER) the host's certificates verify against: what `fetch_root_key`
+    /// returns from a local replica.
+    pub fn root_key(&self) -> Vec<u8> {
+        self.issuer.root_key()
     }
 
     // --- time -------------------------------------------------------------------------

@@ -559,6 +559,7 @@ fn cycle_balance_is_settable() {
 #[test]
 fn certified_data_is_stored_and_certified_in_queries_only() {
     let (mut ic, id) = setup();
+    ic.set_certificate_issuer(Box::new(flic_embedded_ic::HostCertificateIssuer));
     call(&mut ic, id, "certify", b"root-hash".to_vec()).unwrap();
     assert_eq!(ic.certified_data(id), Some(&b"root-hash"[..]));
 
@@ -579,6 +580,27 @@ fn certified_data_is_stored_and_certified_in_queries_only() {
         }
         other => panic!("expected a trap, got {other:?}"),
     }
+}
+
+#[test]
+fn default_certificates_are_ic_format_and_signed_by_the_root_key() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "certify", b"root-hash".to_vec()).unwrap();
+    let reply = ic.query(id, user(), "certificate", vec![]).unwrap().reply;
+    assert_eq!(reply[0], 1, "present in a query");
+    let cert: ic_certification::Certificate =
+        serde_cbor::from_slice(&reply[1..]).expect("a CBOR IC certificate");
+    assert_eq!(
+        cert.tree
+            .lookup_path([b"canister".as_slice(), id.as_slice(), b"certified_data"]),
+        ic_certification::LookupResult::Found(b"root-hash")
+    );
+    let der = ic.root_key();
+    assert_eq!(&der[..37], flic_embedded_ic::BLS_DER_PREFIX);
+    let mut msg = flic_embedded_ic::IC_STATE_ROOT_DOMAIN_SEPARATOR.to_vec();
+    msg.extend_from_slice(&cert.tree.digest());
+    ic_verify_bls_signature::verify_bls_signature(&cert.signature, &msg, &der[37..])
+        .expect("signed by the host's root key");
 }
 
 #[test]

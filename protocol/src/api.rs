@@ -336,6 +336,10 @@ pub enum QueryError {
     UnknownContribution { index: u64 },
     #[error("contribution {index}'s delta was not retained (retain_contributions is off)")]
     NotRetained { index: u64 },
+    #[error("round {round} is still open: its record and proofs exist once it closes")]
+    RoundNotClosed { round: u64 },
+    #[error("the initial model was not retained (retain_contributions is off)")]
+    InitialModelNotRetained,
 }
 
 // ---------------------------------------------------------------- registry
@@ -564,7 +568,8 @@ pub struct Lineage {
     pub contributions: ContributionPage,
 }
 
-/// What certified data commits to; `certified_data = sha256(canonical_bytes)`.
+/// The scalars of the certified state tree (see [`crate::certified`]); the certified data
+/// is the tree's root hash, which also covers the per-round record hashes.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct CertifiedState {
     pub job_id: u64,
@@ -573,21 +578,49 @@ pub struct CertifiedState {
     pub history_root: Hash,
 }
 
-impl CertifiedState {
-    pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(13 + 16 + 64);
-        out.extend_from_slice(b"flic/state/v1");
-        out.extend_from_slice(&self.job_id.to_le_bytes());
-        out.extend_from_slice(&self.round.to_le_bytes());
-        out.extend_from_slice(self.model_version.as_slice());
-        out.extend_from_slice(self.history_root.as_slice());
-        out
-    }
+/// What makes a query reply checkable: the IC's certificate for the canister's certified
+/// data, and a witness (pruned copy) of the certified state tree whose root hash must be
+/// that certified data.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Certification {
+    /// CBOR IC certificate (`ic0.data_certificate_copy`); empty when the method ran as an
+    /// update (certificates exist only in non-replicated queries).
+    pub certificate: ByteBuf,
+    /// CBOR `HashTree` witness: the leaves the reply depends on, the rest pruned.
+    pub tree: ByteBuf,
+}
 
-    pub fn certified_data(&self) -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(self.canonical_bytes()).into()
-    }
+/// `round_info` with a witness for `/job`, `/round` and `/model_version`. The other fields
+/// (configuration, counters, deadline) are not certified.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CertifiedRoundInfo {
+    pub info: RoundInfo,
+    pub certification: Certification,
+}
+
+/// `model_info` with a witness for `/round` and `/model_version`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CertifiedModelInfo {
+    pub info: ModelInfo,
+    pub certification: Certification,
+}
+
+/// A page of `round_history` with a witness for each record's hash under `/history`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CertifiedRoundPage {
+    pub page: RoundPage,
+    pub certification: Certification,
+}
+
+/// Everything a receipt needs: the contribution, its round's record, the RFC 6962
+/// inclusion proof of `leaf_hash(header_hash)` at `index_in_round` against the record's
+/// contributions root, and a witness for the record's hash under `/history`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ContributionProof {
+    pub contribution: Contribution,
+    pub record: RoundRecord,
+    pub inclusion_proof: Vec<Hash>,
+    pub certification: Certification,
 }
 
 /// Caps a page request.

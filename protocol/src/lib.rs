@@ -8,8 +8,10 @@
 //! - [`merkle`]: RFC 6962 trees, inclusion proofs, an append-only frontier.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`api`]: every Candid type of the canister interface.
+//! - [`certified`]: the layout of the certified state tree and IC key encodings.
 
 pub mod api;
+pub mod certified;
 pub mod chunking;
 pub mod encoding;
 pub mod fedavg;

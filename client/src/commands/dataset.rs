@@ -48,6 +48,21 @@ pub fn register(
     }
 }
 
+/// `flic dataset prove`: a membership proof for one sample.
+pub fn prove(data: &DataArgs, sample: u64, out: &std::path::Path) -> anyhow::Result<()> {
+    let dataset = crate::data::load(&data.data, data.format)?;
+    let proof = crate::data::sample_proof(&dataset, sample)?;
+    let json = serde_json::to_vec_pretty(&proof)?;
+    std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {}: sample {sample} of {} under commitment {}",
+        out.display(),
+        dataset.len(),
+        hex::encode(proof.root.as_slice())
+    );
+    Ok(())
+}
+
 pub fn list(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
     let mut session = super::connect(target)?;
     let mut all = Vec::new();

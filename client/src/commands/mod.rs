@@ -7,6 +7,7 @@ mod job;
 mod model;
 mod simulate;
 mod train;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -15,7 +16,9 @@ use candid::Principal;
 use serde::Serialize;
 
 use crate::api::AggregatorApi;
-use crate::cli::{Cli, Command, DatasetCommand, JobCommand, ModelCommand, TargetArgs};
+use crate::cli::{
+    Cli, Command, DatasetCommand, JobCommand, ModelCommand, TargetArgs, VerifyCommand,
+};
 use crate::identity::Identity;
 use crate::output::{Bars, Progress, Silent};
 use crate::transport::agent::{AgentTransport, Network};
@@ -40,6 +43,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset(DatasetCommand::List { target, output }) => {
             dataset::list(&target, output.json)
         }
+        Command::Dataset(DatasetCommand::Prove { data, sample, out }) => {
+            dataset::prove(&data, sample, &out)
+        }
+        Command::Verify(VerifyCommand::Receipt {
+            file,
+            target,
+            offline,
+        }) => verify::receipt(&file, &target, offline),
+        Command::Verify(VerifyCommand::Lineage {
+            target,
+            version,
+            output,
+        }) => verify::lineage(&target, &version, output.json),
+        Command::Verify(VerifyCommand::Sample {
+            file,
+            dataset_id,
+            target,
+        }) => verify::sample(&file, dataset_id, &target),
         Command::Train(args) => train::run(&args, progress),
         Command::Status { target, output } => inspect::status(&target, output.json),
         Command::Rounds {

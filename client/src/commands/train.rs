@@ -17,6 +17,7 @@ use crate::api::ApiError;
 use crate::cli::TrainArgs;
 use crate::output::Progress;
 use crate::participant::{prepare_submission, upload, UploadJournal};
+use crate::receipts::ReceiptStore;
 use crate::retry::Backoff;
 
 /// Retries transient failures with exponential backoff, saying so.
@@ -63,6 +64,8 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
 
     let work_dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
     let journal = UploadJournal::new(&work_dir);
+    let receipts = ReceiptStore::new(&work_dir.join("receipts"));
+    collect_receipts(&receipts, &mut session.api, progress)?;
     let mut done_rounds = 0u64;
     let mut last_round = None;
 
@@ -79,6 +82,8 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
             let outcome = upload_with_bar(&mut session.api, &pending, progress)?;
             session.save()?;
             journal.clear()?;
+            receipts.add_pending(outcome.receipt.contribution_index)?;
+            collect_receipts(&receipts, &mut session.api, progress)?;
             report(&outcome, args.output.json)?;
             done_rounds += 1;
             last_round = Some(info.round);
@@ -160,9 +165,26 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
         let outcome = upload_with_bar(&mut session.api, &prepared, progress)?;
         session.save()?;
         journal.clear()?;
+        receipts.add_pending(outcome.receipt.contribution_index)?;
+        collect_receipts(&receipts, &mut session.api, progress)?;
         report(&outcome, args.output.json)?;
         done_rounds += 1;
         last_round = Some(info.round);
+    }
+    Ok(())
+}
+
+/// Writes the receipts of earlier commits whose rounds have closed since.
+fn collect_receipts<T: crate::transport::Transport>(
+    store: &ReceiptStore,
+    api: &mut crate::api::AggregatorApi<T>,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    for path in store.collect(api)? {
+        progress.note(&format!(
+            "receipt verified and written to {}",
+            path.display()
+        ));
     }
     Ok(())
 }

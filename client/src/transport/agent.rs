@@ -134,6 +134,16 @@ impl Transport for AgentTransport {
         })
     }
 
+    fn root_key(&self) -> Vec<u8> {
+        self.agent.read_root_key()
+    }
+
+    fn now_ns(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+
     fn query(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
         let call = self
             .agent

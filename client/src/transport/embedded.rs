@@ -90,6 +90,14 @@ impl Transport for EmbeddedTransport {
         })
     }
 
+    fn root_key(&self) -> Vec<u8> {
+        lock(&self.ic).root_key()
+    }
+
+    fn now_ns(&self) -> u64 {
+        lock(&self.ic).time()
+    }
+
     fn query(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
         let out = lock(&self.ic)
             .query(self.canister, self.caller, method, arg)

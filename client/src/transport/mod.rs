@@ -46,6 +46,11 @@ pub trait Transport {
     fn canister_id(&self) -> Principal;
     fn update(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError>;
     fn query(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError>;
+    /// The root key (DER) certificates must chain to: built in for mainnet, fetched from a
+    /// local replica, the host's test key for the embedded IC.
+    fn root_key(&self) -> Vec<u8>;
+    /// The verifier's clock (nanoseconds since the epoch), for certificate freshness.
+    fn now_ns(&self) -> u64;
 }
 
 impl Transport for Box<dyn Transport> {
@@ -60,5 +65,11 @@ impl Transport for Box<dyn Transport> {
     }
     fn query(&mut self, method: &str, arg: Vec<u8>) -> Result<Reply, TransportError> {
         (**self).query(method, arg)
+    }
+    fn root_key(&self) -> Vec<u8> {
+        (**self).root_key()
+    }
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
     }
 }

@@ -1,0 +1,59 @@
+//! Dataset membership: one sample's inclusion in a registered dataset commitment (the
+//! RFC 6962 root over `leaf_hash(sample_bytes)` of every sample, in dataset order).
+
+use flic_protocol::merkle::{self, leaf_hash};
+use flic_protocol::Hash;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::ProofError;
+
+pub const SAMPLE_PROOF_FORMAT: &str = "flic/sample-proof/v1";
+
+/// A membership proof (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleProof {
+    /// [`SAMPLE_PROOF_FORMAT`].
+    pub format: String,
+    /// Canonical sample bytes (`flic/sample/v1`, label, features).
+    pub sample: ByteBuf,
+    pub index: u64,
+    pub sample_count: u64,
+    /// Audit path from the leaf upwards.
+    pub proof: Vec<Hash>,
+    /// The dataset commitment the proof leads to.
+    pub root: Hash,
+}
+
+/// Checks that `sample` sits at `index` under `root`. Returns the root.
+pub fn verify_sample(p: &SampleProof) -> Result<[u8; 32], ProofError> {
+    if p.format != SAMPLE_PROOF_FORMAT {
+        return Err(ProofError::Inconsistent {
+            what: "sample proof format".into(),
+            detail: format!("`{}`, expected `{SAMPLE_PROOF_FORMAT}`", p.format),
+        });
+    }
+    let proof: Vec<[u8; 32]> = p.proof.iter().map(|h| h.into_array()).collect();
+    merkle::verify_inclusion(
+        &leaf_hash(&p.sample),
+        p.index,
+        p.sample_count,
+        &proof,
+        &p.root.into_array(),
+    )
+    .map_err(ProofError::Inclusion)?;
+    Ok(p.root.into_array())
+}
+
+/// Checks a proof and that its root is `commitment` (a dataset's registered commitment).
+pub fn verify_sample_against(p: &SampleProof, commitment: &[u8; 32]) -> Result<(), ProofError> {
+    let root = verify_sample(p)?;
+    if &root != commitment {
+        return Err(ProofError::Mismatch {
+            what: "dataset commitment".into(),
+            certified: commitment.to_vec(),
+            reply: root.to_vec(),
+        });
+    }
+    Ok(())
+}
