@@ -4,7 +4,7 @@
 
 use candid::{CandidType, Principal};
 use flic_protocol::api::{
-    AdminError, Contribution, Dataset, JobConfig, JobState, RoundRecord, UpgradeArgs,
+    AdminError, Contribution, Dataset, Evaluation, JobConfig, JobState, RoundRecord, UpgradeArgs,
     MAX_ROUND_DURATION_NS, MIN_ROUND_DURATION_NS,
 };
 use flic_protocol::merkle::MerkleFrontier;
@@ -13,6 +13,7 @@ use ic_stable_structures::{DefaultMemoryImpl, Memory, StableBTreeMap, StableCell
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::metrics::Metrics;
 use crate::storage::*;
 
 /// Who calls, when, and on which canister: everything the core needs from the runtime.
@@ -123,6 +124,8 @@ pub struct State {
     pub(crate) by_dataset: Map<(u64, u64), ()>,
     pub(crate) rounds: Map<u64, Stored<RoundRecord>>,
     pub(crate) versions: Map<[u8; 32], u64>,
+    pub(crate) evaluations: Map<(u64, Principal), Stored<Evaluation>>,
+    pub(crate) metrics: StableCell<Stored<Metrics>, Mem>,
 }
 
 impl State {
@@ -143,6 +146,8 @@ impl State {
             by_dataset: StableBTreeMap::init(m.get(MEMORY_BY_DATASET)),
             rounds: StableBTreeMap::init(m.get(MEMORY_ROUNDS)),
             versions: StableBTreeMap::init(m.get(MEMORY_VERSIONS)),
+            evaluations: StableBTreeMap::init(m.get(MEMORY_EVALUATIONS)),
+            metrics: StableCell::init(m.get(MEMORY_METRICS), Stored(Metrics::default())),
         }
     }
 

@@ -45,6 +45,12 @@ pub const MEMORY_BY_DATASET: MemoryId = MemoryId::new(10);
 pub const MEMORY_ROUNDS: MemoryId = MemoryId::new(11);
 /// `model version -> round whose base it is`.
 pub const MEMORY_VERSIONS: MemoryId = MemoryId::new(12);
+// 13-15: reserved for another feature branch.
+/// `(round, reporter) -> Evaluation` of closed rounds' models.
+pub const MEMORY_EVALUATIONS: MemoryId = MemoryId::new(16);
+/// `StableCell<Metrics>`: call, rejection, byte and instruction counters (see `metrics`).
+pub const MEMORY_METRICS: MemoryId = MemoryId::new(17);
+// 18: reserved for the dashboard and metrics.
 
 const WASM_PAGE: u64 = 65536;
 
