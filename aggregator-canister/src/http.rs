@@ -113,9 +113,11 @@ fn page_args(query: &BTreeMap<&str, &str>) -> Result<PageArgs, HttpResponse> {
         Some(v) => match v.parse::<u64>() {
             Ok(0) => return Err(bad_request("limit must be at least 1")),
             Ok(n) => n.min(MAX_PAGE_LEN as u64) as u32,
-            Err(_) => return Err(bad_request(format!(
+            Err(_) => {
+                return Err(bad_request(format!(
                 "limit `{v}` is not a positive integer (at most {MAX_PAGE_LEN} items are returned)"
-            ))),
+            )))
+            }
         },
     };
     Ok(PageArgs { start, limit })
@@ -762,8 +764,8 @@ header,main,footer{max-width:1120px;margin:0 auto;padding:0 16px}
 header{padding-top:20px}
 h1{font-size:1.45rem;margin:0 0 2px}
 h2{font-size:1.05rem;margin:0 0 10px}
-.sub{color:var(--muted);font-size:.9rem;word-break:break-all}
-.grid{display:grid;gap:14px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));margin:16px 0}
+.sub{color:var(--muted);font-size:.9rem}
+.grid{display:grid;gap:14px;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));margin:16px 0}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px 16px;min-width:0}
 .wide{grid-column:1/-1}
 .stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:10px}
@@ -772,7 +774,7 @@ h2{font-size:1.05rem;margin:0 0 10px}
 .badge{display:inline-block;padding:1px 8px;border-radius:99px;font-size:.8rem;font-weight:600;background:var(--line)}
 .badge.Running{background:var(--accent2);color:#fff}.badge.Paused{background:var(--warn);color:#fff}
 svg{width:100%;height:auto;display:block}
-svg text{fill:var(--muted);font-size:11px;font-family:inherit}
+svg text{fill:var(--muted);font-size:13px;font-family:inherit}
 svg .grid-line{stroke:var(--line)}
 svg .bar{fill:var(--accent)}
 svg .line{fill:none;stroke:var(--accent2);stroke-width:2}
@@ -782,12 +784,12 @@ table{border-collapse:collapse;width:100%;font-size:.88rem;font-variant-numeric:
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);white-space:nowrap}
 th{color:var(--muted);font-weight:600}
 td.num,th.num{text-align:right}
-code{font-size:.85em}
+code{font-size:.85em;word-break:break-all}
 .share{display:inline-block;height:8px;background:var(--accent);border-radius:4px;vertical-align:middle;margin-right:6px}
 .empty{color:var(--muted);font-style:italic}
 footer{color:var(--muted);font-size:.85rem;padding-bottom:28px}
 a{color:var(--accent)}
-@media (max-width:560px){body{font-size:14px}.stat b{font-size:1.15rem}th,td{padding:5px 6px}}
+@media (max-width:560px){svg text{font-size:22px}body{font-size:14px}.stat b{font-size:1.15rem}th,td{padding:5px 6px}}
 "#;
 
 const W: f64 = 600.0;
@@ -1025,7 +1027,7 @@ fn page(state: &State, env: &HttpEnv) -> HttpResponse {
     if records.is_empty() {
         h.push_str(r#"<p class="empty">No round has closed yet.</p>"#);
     } else {
-        h.push_str(r#"<div class="scroll"><table id="round-history"><thead><tr><th>round</th><th>closed (UTC)</th><th class="num">contributions</th><th class="num">weight</th><th class="num">accuracy</th><th class="num">loss</th><th class="num">extensions</th><th>new model</th></tr></thead><tbody>"#);
+        h.push_str(r#"<div class="scroll"><table id="round-history"><thead><tr><th>round</th><th class="num">accuracy</th><th class="num">loss</th><th class="num">contributions</th><th class="num">weight</th><th class="num">extensions</th><th>closed (UTC)</th><th>new model</th></tr></thead><tbody>"#);
         for (r, (_, q)) in records.iter().zip(&qualities).rev() {
             let (acc, loss) = match q {
                 Some(q) => (
@@ -1036,11 +1038,11 @@ fn page(state: &State, env: &HttpEnv) -> HttpResponse {
             };
             let _ = write!(
                 h,
-                r#"<tr data-round="{round}"><td><a href="/api/rounds/{round}">{round}</a></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{acc}</td><td class="num">{loss}</td><td class="num">{}</td><td><code title="{}">{}</code></td></tr>"#,
-                utc(r.closed_at_ns).trim_end_matches(" UTC"),
+                r#"<tr data-round="{round}"><td><a href="/api/rounds/{round}">{round}</a></td><td class="num">{acc}</td><td class="num">{loss}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td><code title="{}">{}</code></td></tr>"#,
                 r.contribution_count,
                 r.total_weight,
                 r.extensions,
+                utc(r.closed_at_ns).trim_end_matches(" UTC"),
                 hx(&r.new_version),
                 short(&hx(&r.new_version)),
                 round = r.round,
@@ -1077,23 +1079,23 @@ fn page(state: &State, env: &HttpEnv) -> HttpResponse {
                 l.round,
                 shares.len()
             );
-            h.push_str(r#"<div class="scroll"><table id="lineage"><thead><tr><th>dataset</th><th>owner</th><th class="num">rounds</th><th class="num">contributions</th><th class="num">weight</th><th>share</th></tr></thead><tbody>"#);
+            h.push_str(r#"<div class="scroll"><table id="lineage"><thead><tr><th>dataset</th><th>share</th><th class="num">weight</th><th>owner</th><th class="num">rounds</th><th class="num">contributions</th></tr></thead><tbody>"#);
             for s in &shares {
                 let share = s.weight as f64 / total_weight as f64;
                 let owner = s.owner.to_text();
                 let _ = write!(
                     h,
-                    r#"<tr data-dataset="{}"><td>#{} {}{}</td><td><a href="/api/contributors/{owner}"><code title="{owner}">{}</code></a></td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td><span class="share" style="width:{:.0}px"></span>{:.1}%</td></tr>"#,
+                    r#"<tr data-dataset="{}"><td>#{} {}{}</td><td><span class="share" style="width:{:.0}px"></span>{:.1}%</td><td class="num">{}</td><td><a href="/api/contributors/{owner}"><code title="{owner}">{}</code></a></td><td class="num">{}</td><td class="num">{}</td></tr>"#,
                     s.dataset_id,
                     s.dataset_id,
                     esc(&s.name),
                     if s.revoked { " (revoked)" } else { "" },
+                    (share * 80.0).max(1.0),
+                    share * 100.0,
+                    s.weight,
                     short(&owner),
                     s.rounds,
                     s.contributions,
-                    s.weight,
-                    (share * 80.0).max(1.0),
-                    share * 100.0
                 );
             }
             h.push_str("</tbody></table></div>");

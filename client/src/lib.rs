@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod commands;
+pub mod dashboard;
 pub mod data;
 pub mod identity;
 pub mod output;
