@@ -7,13 +7,14 @@ use candid::Principal;
 use flic_protocol::api::{
     AdminError, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo, CertifiedRoundPage,
     CertifiedState, CommitReceipt, Contribution, ContributionPage, ContributionProof, Dataset,
-    DatasetError, DatasetPage, InitArg, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo,
-    PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundPage,
-    SubmissionStatus, SubmitError,
+    DatasetError, DatasetPage, Evaluation, EvaluationError, HttpRequest, HttpResponse, InitArg,
+    JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError,
+    RegisterDatasetArgs, ReportEvaluationArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
 };
 use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
 
+use crate::metrics::{variant_name, CallRecord};
 use crate::state::{CallContext, State};
 
 thread_local! {
@@ -38,6 +39,29 @@ fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
         sync_runtime(state);
         out
     })
+}
+
+/// An update through the core, then counted in the metrics (see `metrics.rs`): rejections
+/// by error variant, payload bytes, and the instructions the message used so far.
+fn counted_update<R, E: std::fmt::Debug>(
+    method: &str,
+    bytes: u64,
+    f: impl FnOnce(&mut State, &CallContext) -> Result<R, E>,
+) -> Result<R, E> {
+    let out = mutate_state(f);
+    let rejection = out.as_ref().err().map(variant_name);
+    let instructions = ic_cdk::api::performance_counter(0);
+    STATE.with_borrow_mut(|s| {
+        s.as_mut()
+            .expect("state is initialised")
+            .record_call(CallRecord {
+                method,
+                rejection: rejection.as_deref(),
+                bytes,
+                instructions,
+            })
+    });
+    out
 }
 
 fn context() -> CallContext {
@@ -113,6 +137,12 @@ extern "C" fn canister_global_timer() {
             let state = s.as_mut().expect("state is initialised");
             state.on_timer(now);
             sync_runtime(state);
+            state.record_call(CallRecord {
+                method: "canister_global_timer",
+                rejection: None,
+                bytes: 0,
+                instructions: ic_cdk::api::performance_counter(0),
+            });
         });
     });
 }
@@ -121,39 +151,45 @@ extern "C" fn canister_global_timer() {
 
 #[ic_cdk::update]
 fn configure_job(config: JobConfig) -> Result<u64, AdminError> {
-    mutate_state(|s, ctx| s.configure_job(ctx, config))
+    counted_update("configure_job", 0, |s, ctx| s.configure_job(ctx, config))
 }
 
 #[ic_cdk::update]
 fn upload_model_chunk(index: u32, bytes: ByteBuf) -> Result<u32, AdminError> {
-    mutate_state(|s, ctx| s.upload_model_chunk(ctx, index, &bytes))
+    counted_update("upload_model_chunk", bytes.len() as u64, |s, ctx| {
+        s.upload_model_chunk(ctx, index, &bytes)
+    })
 }
 
 #[ic_cdk::update]
 fn start_job() -> Result<(), AdminError> {
-    mutate_state(|s, ctx| s.start_job(ctx))
+    counted_update("start_job", 0, |s, ctx| s.start_job(ctx))
 }
 
 #[ic_cdk::update]
 fn pause_job() -> Result<(), AdminError> {
-    mutate_state(|s, ctx| s.pause_job(ctx))
+    counted_update("pause_job", 0, |s, ctx| s.pause_job(ctx))
 }
 
 #[ic_cdk::update]
 fn resume_job() -> Result<(), AdminError> {
-    mutate_state(|s, ctx| s.resume_job(ctx))
+    counted_update("resume_job", 0, |s, ctx| s.resume_job(ctx))
 }
 
 // ---------------------------------------------------------------- registry
 
 #[ic_cdk::update]
 fn register_dataset(args: RegisterDatasetArgs) -> Result<u64, DatasetError> {
-    mutate_state(|s, ctx| s.register_dataset(ctx, args))
+    counted_update("register_dataset", 0, |s, ctx| {
+        s.register_dataset(ctx, args)
+    })
 }
 
 #[ic_cdk::update]
 fn revoke_dataset(dataset_id: u64) -> Result<(), DatasetError> {
-    mutate_state(|s, ctx| s.revoke_dataset(ctx, dataset_id))
+    counted_update("revoke_dataset", 0, |s, ctx| {
+        s.revoke_dataset(ctx, dataset_id)
+    })
 }
 
 #[ic_cdk::query]
@@ -190,17 +226,22 @@ fn lineage(args: LineageArgs) -> Result<Lineage, QueryError> {
 
 #[ic_cdk::update]
 fn begin_submission(args: BeginSubmissionArgs) -> Result<SubmissionStatus, SubmitError> {
-    mutate_state(|s, ctx| s.begin_submission(ctx, args))
+    counted_update("begin_submission", 0, |s, ctx| {
+        s.begin_submission(ctx, args)
+    })
 }
 
 #[ic_cdk::update]
 fn put_chunk(args: PutChunkArgs) -> Result<u32, SubmitError> {
-    mutate_state(|s, ctx| s.put_chunk(ctx, args))
+    let bytes = args.bytes.len() as u64;
+    counted_update("put_chunk", bytes, |s, ctx| s.put_chunk(ctx, args))
 }
 
 #[ic_cdk::update]
 fn commit_submission(submission_id: u64) -> Result<CommitReceipt, SubmitError> {
-    mutate_state(|s, ctx| s.commit_submission(ctx, submission_id))
+    counted_update("commit_submission", 0, |s, ctx| {
+        s.commit_submission(ctx, submission_id)
+    })
 }
 
 #[ic_cdk::query]
@@ -269,6 +310,35 @@ fn contribution_proof(index: u64) -> Result<ContributionProof, QueryError> {
 #[ic_cdk::query]
 fn initial_model_chunk(index: u32) -> Result<ModelChunk, QueryError> {
     read_state(|s| s.initial_model_chunk(index))
+}
+
+// ---------------------------------------------------------------- model quality
+
+/// Reports the quality of closed round `args.round`'s model (controllers, or contributors
+/// of that round). One evaluation per reporter and round; a new one replaces the old.
+#[ic_cdk::update]
+fn report_evaluation(args: ReportEvaluationArgs) -> Result<(), EvaluationError> {
+    counted_update("report_evaluation", 0, |s, ctx| {
+        s.report_evaluation(ctx, args)
+    })
+}
+
+#[ic_cdk::query]
+fn round_evaluations(round: u64) -> Vec<Evaluation> {
+    read_state(|s| s.round_evaluations(round))
+}
+
+// ---------------------------------------------------------------- HTTP
+
+/// The dashboard, JSON API and metrics (`http.rs`), as a query for the IC HTTP gateway.
+#[ic_cdk::query]
+fn http_request(req: HttpRequest) -> HttpResponse {
+    let env = crate::http::HttpEnv {
+        now_ns: ic_cdk::api::time(),
+        cycle_balance: ic_cdk::api::canister_cycle_balance(),
+        canister_id: ic_cdk::api::canister_self(),
+    };
+    read_state(|s| crate::http::handle(s, &req, &env))
 }
 
 ic_cdk::export_candid!();

@@ -8,11 +8,17 @@
 //! - [`registry`]: datasets and contribution indexes;
 //! - [`rounds`]: submissions, round closing, round and model queries;
 //! - [`aggregation`]: streaming FedAvg over stable memory;
-//! - [`certification`]: the certified state tree and its witnesses.
+//! - [`certification`]: the certified state tree and its witnesses;
+//! - [`evaluations`]: model quality per round, reported by controllers and contributors;
+//! - [`metrics`]: operational counters recorded by the boundary;
+//! - [`http`]: `http_request` (dashboard page, JSON API, Prometheus metrics).
 
 pub mod aggregation;
 pub mod canister;
 pub mod certification;
+pub mod evaluations;
+pub mod http;
+pub mod metrics;
 pub mod registry;
 pub mod rounds;
 pub mod state;

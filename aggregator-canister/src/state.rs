@@ -4,7 +4,7 @@
 
 use candid::{CandidType, Principal};
 use flic_protocol::api::{
-    AdminError, Contribution, Dataset, JobConfig, JobState, RoundRecord, UpgradeArgs,
+    AdminError, Contribution, Dataset, Evaluation, JobConfig, JobState, RoundRecord, UpgradeArgs,
     MAX_ROUND_DURATION_NS, MIN_ROUND_DURATION_NS,
 };
 use flic_protocol::merkle::MerkleFrontier;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::certification::{encode_tree, CertifiedTree, HistoryWitness};
+use crate::metrics::Metrics;
 use crate::storage::*;
 
 /// Who calls, when, and on which canister: everything the core needs from the runtime.
@@ -128,6 +129,8 @@ pub struct State {
     pub(crate) initial_weights: Mem,
     /// Heap cache of the certified tree's history, rebuilt from `rounds` on load.
     pub(crate) certified: CertifiedTree,
+    pub(crate) evaluations: Map<(u64, Principal), Stored<Evaluation>>,
+    pub(crate) metrics: StableCell<Stored<Metrics>, Mem>,
 }
 
 impl State {
@@ -152,6 +155,8 @@ impl State {
             versions: StableBTreeMap::init(m.get(MEMORY_VERSIONS)),
             initial_weights: m.get(MEMORY_INITIAL_WEIGHTS),
             certified,
+            evaluations: StableBTreeMap::init(m.get(MEMORY_EVALUATIONS)),
+            metrics: StableCell::init(m.get(MEMORY_METRICS), Stored(Metrics::default())),
         }
     }
 

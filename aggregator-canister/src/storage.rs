@@ -47,6 +47,11 @@ pub const MEMORY_ROUNDS: MemoryId = MemoryId::new(11);
 pub const MEMORY_VERSIONS: MemoryId = MemoryId::new(12);
 /// Flat `f32` LE: the initial model, kept when contributions are retained (lineage).
 pub const MEMORY_INITIAL_WEIGHTS: MemoryId = MemoryId::new(13);
+/// `(round, reporter) -> Evaluation` of closed rounds' models.
+pub const MEMORY_EVALUATIONS: MemoryId = MemoryId::new(16);
+/// `StableCell<Metrics>`: call, rejection, byte and instruction counters (see `metrics`).
+pub const MEMORY_METRICS: MemoryId = MemoryId::new(17);
+// 18: reserved for the dashboard and metrics.
 
 const WASM_PAGE: u64 = 65536;
 

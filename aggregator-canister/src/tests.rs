@@ -1378,3 +1378,481 @@ fn certified_tree_witnesses_proofs_and_initial_model() {
     h.upgrade();
     assert_eq!(h.state.certified_data(), root);
 }
+
+// ---------------------------------------------------------------- evaluations and HTTP
+
+/// Closes `rounds` rounds with three contributors each (the third commit closes a round).
+fn closed_rounds(rounds: u64) -> (Harness, Vec<Client>) {
+    let mut h = Harness::running();
+    let clients: Vec<Client> = (1..=3).map(|i| h.client(i, 1000)).collect();
+    for r in 0..rounds {
+        for (i, c) in clients.iter().enumerate() {
+            h.submit(
+                c,
+                &delta(r * 10 + i as u64),
+                DeltaEncoding::F32,
+                100 * (i as u64 + 1),
+            );
+        }
+    }
+    assert_eq!(h.state.round_info().round, rounds);
+    (h, clients)
+}
+
+fn eval_args(h: &Harness, round: u64, accuracy: f64) -> ReportEvaluationArgs {
+    ReportEvaluationArgs {
+        round,
+        model_version: h
+            .state
+            .round_history(PageArgs {
+                start: round,
+                limit: 1,
+            })
+            .items[0]
+            .new_version,
+        accuracy,
+        loss: 0.5,
+        samples: 200,
+    }
+}
+
+#[test]
+fn evaluations_are_checked_bounded_and_averaged() {
+    let (mut h, clients) = closed_rounds(2);
+    let outsider = h.client(9, 10);
+    let admin = h.admin();
+    let args = eval_args(&h, 0, 0.5);
+
+    rejects!(
+        h,
+        h.state
+            .report_evaluation(&h.ctx(outsider.principal), args.clone()),
+        EvaluationError::NotAllowed { round: 0, .. }
+    );
+    rejects!(
+        h,
+        h.state
+            .report_evaluation(&h.ctx(Principal::anonymous()), args.clone()),
+        EvaluationError::AnonymousCaller
+    );
+    rejects!(
+        h,
+        h.state.report_evaluation(
+            &admin,
+            ReportEvaluationArgs {
+                round: 2,
+                ..args.clone()
+            }
+        ),
+        EvaluationError::RoundNotClosed {
+            round: 2,
+            closed_rounds: 2
+        }
+    );
+    rejects!(
+        h,
+        h.state
+            .report_evaluation(&admin, eval_args(&h, 1, 0.5).tap_round(0)),
+        EvaluationError::WrongModelVersion { round: 0, .. }
+    );
+    for (bad, field) in [
+        (
+            ReportEvaluationArgs {
+                accuracy: f64::NAN,
+                ..args.clone()
+            },
+            "accuracy",
+        ),
+        (
+            ReportEvaluationArgs {
+                accuracy: 1.01,
+                ..args.clone()
+            },
+            "accuracy",
+        ),
+        (
+            ReportEvaluationArgs {
+                loss: -1.0,
+                ..args.clone()
+            },
+            "loss",
+        ),
+        (
+            ReportEvaluationArgs {
+                loss: f64::INFINITY,
+                ..args.clone()
+            },
+            "loss",
+        ),
+        (
+            ReportEvaluationArgs {
+                samples: 0,
+                ..args.clone()
+            },
+            "samples",
+        ),
+    ] {
+        let before = h.snapshot();
+        match h.state.report_evaluation(&admin, bad) {
+            Err(EvaluationError::InvalidValue { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected InvalidValue for {field}, got {other:?}"),
+        }
+        assert!(before == h.snapshot());
+    }
+
+    // A contributor of the round and a controller report; the mean is sample-weighted.
+    h.state
+        .report_evaluation(&h.ctx(clients[0].principal), eval_args(&h, 0, 0.6))
+        .unwrap();
+    h.state
+        .report_evaluation(
+            &admin,
+            ReportEvaluationArgs {
+                samples: 600,
+                loss: 0.1,
+                ..eval_args(&h, 0, 0.8)
+            },
+        )
+        .unwrap();
+    h.check();
+    let q = h.state.round_quality(0).unwrap();
+    assert!((q.accuracy - 0.75).abs() < 1e-12, "{q:?}");
+    assert!((q.loss - 0.2).abs() < 1e-12, "{q:?}");
+    assert_eq!((q.samples, q.reports), (800, 2));
+    assert_eq!(h.state.round_quality(1), None);
+
+    // Reporting again replaces; reporters per round are capped.
+    h.state
+        .report_evaluation(&admin, eval_args(&h, 0, 0.9))
+        .unwrap();
+    assert_eq!(h.state.round_evaluations(0).len(), 2);
+    for i in 0..(MAX_EVALUATIONS_PER_ROUND - 2) {
+        let ctx = CallContext {
+            is_controller: true,
+            ..h.ctx(Principal::from_slice(&[0xd0, i as u8]))
+        };
+        h.state
+            .report_evaluation(&ctx, eval_args(&h, 0, 0.5))
+            .unwrap();
+    }
+    let ctx = CallContext {
+        is_controller: true,
+        ..h.ctx(Principal::from_slice(&[0xd1]))
+    };
+    rejects!(
+        h,
+        h.state.report_evaluation(&ctx, eval_args(&h, 0, 0.5)),
+        EvaluationError::TooManyEvaluations { round: 0, .. }
+    );
+    h.state
+        .report_evaluation(&admin, eval_args(&h, 0, 0.4))
+        .unwrap();
+    assert_eq!(
+        h.state.round_evaluations(0).len(),
+        MAX_EVALUATIONS_PER_ROUND
+    );
+    // Evaluations live in stable memory.
+    h.upgrade();
+    assert_eq!(
+        h.state.round_evaluations(0).len(),
+        MAX_EVALUATIONS_PER_ROUND
+    );
+}
+
+trait TapRound {
+    fn tap_round(self, round: u64) -> Self;
+}
+
+impl TapRound for ReportEvaluationArgs {
+    /// The same report, claimed for another round (so its version is that of the wrong one).
+    fn tap_round(mut self, round: u64) -> Self {
+        self.round = round;
+        self
+    }
+}
+
+fn get(h: &Harness, method: &str, url: &str) -> (u16, HttpResponse) {
+    let req = HttpRequest {
+        method: method.into(),
+        url: url.into(),
+        headers: vec![],
+        body: ByteBuf::new(),
+        certificate_version: Some(2),
+    };
+    let env = crate::http::HttpEnv {
+        now_ns: h.now,
+        cycle_balance: 3_000_000_000_000,
+        canister_id: h.canister,
+    };
+    let r = crate::http::handle(&h.state, &req, &env);
+    (r.status_code, r)
+}
+
+fn get_json(h: &Harness, url: &str) -> (u16, serde_json::Value) {
+    let (status, r) = get(h, "GET", url);
+    assert_eq!(r.header("content-type"), Some("application/json"), "{url}");
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    (status, serde_json::from_slice(&r.body).expect("JSON body"))
+}
+
+#[test]
+fn json_api_pages_are_capped_and_bad_requests_are_explained() {
+    let (mut h, clients) = closed_rounds(3);
+    // More datasets than one page holds: 3 owners x 50.
+    for seed in 20..23u8 {
+        let key = signing_key_from_seed([seed; 32]);
+        let owner = principal_of_ed25519(&key.verifying_key().to_bytes());
+        for _ in 0..50 {
+            h.state
+                .register_dataset(&h.ctx(owner), dataset_args(10))
+                .unwrap();
+        }
+    }
+    let total_datasets = h
+        .state
+        .list_datasets(PageArgs { start: 0, limit: 1 })
+        .items
+        .len() as u64
+        + 3 * 50
+        + 2; // clients' datasets: 3 in all
+    let (s, v) = get_json(&h, "/api/datasets?limit=1000");
+    assert_eq!(s, 200);
+    assert_eq!(v["limit"], MAX_PAGE_LEN);
+    assert_eq!(v["items"].as_array().unwrap().len(), MAX_PAGE_LEN as usize);
+    assert_eq!(v["total"], total_datasets);
+    let next = v["next"].as_u64().expect("a next page");
+    let (_, v2) = get_json(&h, &format!("/api/datasets?offset={next}&limit=100"));
+    assert_eq!(
+        v2["items"].as_array().unwrap().len() as u64,
+        total_datasets - MAX_PAGE_LEN as u64
+    );
+    assert_eq!(v2["next"], serde_json::Value::Null);
+    let (_, d) = get_json(&h, "/api/datasets");
+    assert_eq!(d["limit"], crate::http::DEFAULT_LIMIT);
+
+    // Rounds, paged by round number.
+    let (s, v) = get_json(&h, "/api/rounds?offset=0&limit=2");
+    assert_eq!(s, 200);
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(
+        (items.len(), v["next"].as_u64(), v["total"].as_u64()),
+        (2, Some(2), Some(3))
+    );
+    assert_eq!(items[1]["round"], 1);
+    assert_eq!(items[0]["contribution_count"], 3);
+    let (_, v) = get_json(&h, "/api/rounds?offset=2");
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert_eq!(v["next"], serde_json::Value::Null);
+    let (_, v) = get_json(&h, "/api/rounds/?offset=7");
+    assert_eq!(v["items"].as_array().unwrap().len(), 0);
+
+    // Bad parameters: 400 with a message.
+    for url in [
+        "/api/rounds?limit=0",
+        "/api/rounds?limit=-1",
+        "/api/rounds?limit=ten",
+        "/api/rounds?offset=x",
+        "/api/rounds?limit=1&limit=2",
+        "/api/rounds/abc",
+        "/api/datasets?limit=",
+        "/api/contributors/not-a-principal",
+        "/api/lineage/zz",
+        "/api/lineage/abcd",
+    ] {
+        let (s, v) = get_json(&h, url);
+        assert_eq!(s, 400, "{url}");
+        assert_eq!(v["status"], 400);
+        assert!(v["error"].as_str().unwrap().len() > 15, "{url}: {v}");
+    }
+    // Unknown paths and items: 404 with a message.
+    for url in [
+        "/nope",
+        "/api",
+        "/api/rounds/3",
+        "/api/rounds/99",
+        "/api/rounds/1/extra",
+        "/api/contributors/aaaaa-aa",
+        "/api/lineage/0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let (s, v) = get_json(&h, url);
+        assert_eq!(s, 404, "{url}");
+        assert!(v["error"].as_str().unwrap().len() > 15, "{url}: {v}");
+    }
+    let (_, v) = get_json(&h, "/api/rounds/3");
+    assert!(
+        v["error"].as_str().unwrap().contains("not closed yet"),
+        "{v}"
+    );
+    // Read-only.
+    let (s, r) = get(&h, "POST", "/api/rounds");
+    assert_eq!((s, r.header("allow")), (405, Some("GET, HEAD")));
+    let (s, r) = get(&h, "HEAD", "/api/rounds");
+    assert_eq!(s, 200);
+    assert!(r.body.is_empty());
+    assert_ne!(r.header("content-length"), Some("0"));
+
+    // One round: evaluations and contributions.
+    h.state
+        .report_evaluation(&h.admin(), eval_args(&h, 1, 0.625))
+        .unwrap();
+    let (s, v) = get_json(&h, "/api/rounds/1");
+    assert_eq!(s, 200);
+    assert_eq!(v["quality"]["accuracy"], 0.625);
+    assert_eq!(v["evaluations"].as_array().unwrap().len(), 1);
+    let contributions = v["contributions"].as_array().unwrap();
+    assert_eq!(contributions.len(), 3);
+    assert_eq!(contributions[0]["index"], 3);
+    assert_eq!(contributions[2]["weight"], 300);
+
+    // A contributor: datasets and contributions, paged.
+    let p = clients[1].principal.to_text();
+    let (s, v) = get_json(&h, &format!("/api/contributors/{p}?limit=2"));
+    assert_eq!(s, 200);
+    assert_eq!(v["datasets"].as_array().unwrap().len(), 1);
+    assert_eq!(v["contributions"]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(v["contributions"]["next"], 7);
+
+    // Lineage of the current model: 9 contributions from 3 datasets, weights 300/600/900.
+    let (s, v) = get_json(&h, "/api/lineage/current?limit=4");
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["model_version"].as_str().unwrap(),
+        hex::encode(h.state.round_info().model_version.unwrap().as_slice())
+    );
+    assert_eq!(
+        (v["round"].as_u64(), v["total_contributions"].as_u64()),
+        (Some(3), Some(9))
+    );
+    let ds = v["datasets"].as_array().unwrap();
+    assert_eq!(ds.len(), 3);
+    assert_eq!(ds[0]["dataset_id"], clients[2].dataset);
+    assert_eq!(
+        (ds[0]["weight"].as_u64(), ds[0]["rounds"].as_u64()),
+        (Some(900), Some(3))
+    );
+    assert!((ds[0]["share"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert_eq!(v["contributions"]["items"].as_array().unwrap().len(), 4);
+    let v1 = hex::encode(
+        h.state.round_history(PageArgs { start: 0, limit: 1 }).items[0]
+            .new_version
+            .as_slice(),
+    );
+    let (_, v) = get_json(&h, &format!("/api/lineage/{v1}"));
+    assert_eq!(
+        (v["round"].as_u64(), v["total_contributions"].as_u64()),
+        (Some(1), Some(3))
+    );
+
+    let (s, v) = get_json(&h, "/api/status");
+    assert_eq!(s, 200);
+    assert_eq!(
+        (v["round"].as_u64(), v["state"].as_str()),
+        (Some(3), Some("Running"))
+    );
+}
+
+#[test]
+fn metrics_and_page_show_the_rounds() {
+    let (mut h, clients) = closed_rounds(2);
+    h.state
+        .report_evaluation(&h.admin(), eval_args(&h, 0, 0.4321))
+        .unwrap();
+    h.state
+        .report_evaluation(&h.ctx(clients[0].principal), eval_args(&h, 1, 0.8765))
+        .unwrap();
+    h.state.record_call(crate::metrics::CallRecord {
+        method: "begin_submission",
+        rejection: Some("StaleRound"),
+        bytes: 0,
+        instructions: 1234,
+    });
+    h.state.record_call(crate::metrics::CallRecord {
+        method: "commit_submission",
+        rejection: None,
+        bytes: 0,
+        instructions: 99,
+    });
+    let (s, r) = get(&h, "GET", "/metrics");
+    assert_eq!(s, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    for line in [
+        "flic_rounds_closed_total 2",
+        "flic_current_round 2",
+        "flic_job_state{state=\"Running\"} 1",
+        "flic_job_state{state=\"Paused\"} 0",
+        "flic_submissions_accepted_total 1",
+        "flic_submissions_rejected_total{method=\"begin_submission\",reason=\"StaleRound\"} 1",
+        "flic_instructions_total{method=\"begin_submission\"} 1234",
+        "flic_cycle_balance 3000000000000",
+        "flic_contributors 3",
+        "flic_contributions_total 6",
+        "flic_datasets 3",
+        "flic_model_accuracy 0.8765",
+        "# TYPE flic_rounds_closed_total counter",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    // Every sample line parses as `name{labels} number`.
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = l.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{l}");
+    }
+
+    let (s, r) = get(&h, "GET", "/");
+    assert_eq!(s, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"));
+    let html = String::from_utf8(r.body.to_vec()).unwrap();
+    for needle in [
+        r#"<tr data-round="0">"#,
+        r#"<tr data-round="1">"#,
+        "43.21%",
+        "87.65%",
+        r#"data-round="1" data-value="3""#,
+        r#"data-round="0" data-accuracy="0.4321""#,
+        r#"id="lineage""#,
+        r#"id="deadline""#,
+    ] {
+        assert!(html.contains(needle), "page lacks {needle}");
+    }
+    // Nothing external: no URL with a scheme anywhere in the page.
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("//cdn"));
+
+    // A dataset name is user input: escaped in the page.
+    let mut evil = dataset_args(5);
+    evil.name = "<img src=x onerror=alert(1)>".into();
+    let c = clients[0].principal;
+    h.state.register_dataset(&h.ctx(c), evil).unwrap();
+    let (_, r) = get(&h, "GET", "/api/datasets");
+    assert!(String::from_utf8(r.body.to_vec())
+        .unwrap()
+        .contains("<img src=x"));
+    // (JSON carries it verbatim; the page escapes what it shows.)
+    assert_eq!(crate::http::esc("<img>"), "&lt;img&gt;");
+}
+
+#[test]
+fn page_renders_before_any_round_closes() {
+    let h = Harness::new();
+    let (s, r) = get(&h, "GET", "/");
+    assert_eq!(s, 200);
+    let html = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(html.contains("No round has closed yet"));
+    assert!(html.contains("There is no model yet"));
+    let (s, _) = get_json(&h, "/api/lineage/current");
+    assert_eq!(s, 404);
+    let h = Harness::running();
+    let html = String::from_utf8(get(&h, "GET", "/").1.body.to_vec()).unwrap();
+    assert!(html.contains("the initial model"));
+}

@@ -18,8 +18,9 @@ use flic_proofs::{CertifiedView, Freshness, Trust};
 use flic_protocol::api::{
     AdminError, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo, CertifiedRoundPage,
     CommitReceipt, Contribution, ContributionPage, ContributionProof, Dataset, DatasetError,
-    DatasetPage, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs,
-    QueryError, RegisterDatasetArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
+    DatasetPage, Evaluation, EvaluationError, HttpRequest, HttpResponse, JobConfig, Lineage,
+    LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs,
+    ReportEvaluationArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
 };
 use flic_protocol::{model_version, ModelSpec, ModelVersionHasher};
 
@@ -39,6 +40,8 @@ pub enum ApiError {
     Dataset(#[from] DatasetError),
     #[error("{0}")]
     Query(#[from] QueryError),
+    #[error("{0}")]
+    Evaluation(#[from] EvaluationError),
     /// What the canister served does not match what it claims (hash, spec, size).
     #[error("verification failed: {0}")]
     Verification(String),
@@ -293,6 +296,23 @@ impl<T: Transport> AggregatorApi<T> {
             "submission_status",
             (submission_id,),
         )??)
+    }
+
+    // ------------------------------------------------------------ model quality
+
+    /// Reports the quality of closed round `args.round`'s model (controllers and the
+    /// round's contributors).
+    pub fn report_evaluation(&mut self, args: &ReportEvaluationArgs) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), EvaluationError>>("report_evaluation", (args,))??)
+    }
+
+    pub fn round_evaluations(&mut self, round: u64) -> Result<Vec<Evaluation>, ApiError> {
+        self.query1("round_evaluations", (round,))
+    }
+
+    /// The canister's HTTP interface (`http_request` query), as the IC HTTP gateway calls it.
+    pub fn http_request(&mut self, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
+        self.query1("http_request", (req,))
     }
 
     // ------------------------------------------------------------ reads

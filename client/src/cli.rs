@@ -71,6 +71,20 @@ pub enum Command {
     /// Check proofs: receipts, lineage of a model version, dataset samples.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Serve the canister's dashboard (its own `http_request`) from a saved embedded IC
+    /// over HTTP on this machine. For a deployed canister, open it through the IC's HTTP
+    /// gateway instead (see docs/dashboard.md).
+    Dashboard {
+        /// State directory written by `flic simulate --state DIR`.
+        #[arg(long, env = "FLIC_STATE")]
+        state: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Canister to serve [default: the first in the state].
+        #[arg(long)]
+        canister: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod attack;
 pub mod cli;
 pub mod commands;
+pub mod dashboard;
 pub mod data;
 pub mod identity;
 pub mod output;

@@ -21,6 +21,7 @@ use flic_model_zoo::{
 };
 use flic_protocol::api::{
     ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
+    ReportEvaluationArgs,
 };
 use flic_protocol::{DeltaEncoding, Hash};
 
@@ -496,6 +497,12 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         ));
     }
     let (ic, canister) = deploy(args, spec.clone(), &initial, n, max_samples)?;
+    // The controller reports each round's test accuracy, so the dashboard can chart it.
+    let mut reporter = AggregatorApi::new(EmbeddedTransport::new(
+        ic.clone(),
+        canister,
+        controller_identity(args.seed).principal(),
+    ));
 
     // Contributors: a key each, a registered dataset each.
     let mut clients = Vec::with_capacity(n);
@@ -640,6 +647,23 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
             }
         }
         let eval = evaluate(&config, &global, &fed.test, &device)?;
+        if eval.loss.is_finite() {
+            reporter
+                .report_evaluation(&ReportEvaluationArgs {
+                    round: r,
+                    model_version: model.info.version,
+                    accuracy: eval.accuracy,
+                    loss: eval.loss,
+                    samples: fed.test.len() as u64,
+                })
+                .with_context(|| format!("reporting round {r}'s evaluation"))?;
+        } else {
+            progress.note(&format!(
+                "round {}: test loss is {}, not reported to the canister",
+                r + 1,
+                eval.loss
+            ));
+        }
         let report = RoundReport {
             round: r + 1,
             test_accuracy: eval.accuracy,

@@ -26,6 +26,9 @@ pub const MAX_DATASET_NAME_LEN: usize = 128;
 pub const MAX_LICENSE_LEN: usize = 128;
 pub const MAX_DESCRIPTION_LEN: usize = 4096;
 pub const MAX_DATASETS_PER_OWNER: u64 = 64;
+/// Evaluations kept per closed round (one per reporter; a reporter's new report replaces
+/// its old one).
+pub const MAX_EVALUATIONS_PER_ROUND: usize = 16;
 
 fn hx(h: &Hash) -> String {
     hex::encode(h.as_slice())
@@ -626,4 +629,92 @@ pub struct ContributionProof {
 /// Caps a page request.
 pub fn page_limit(limit: u32) -> usize {
     limit.clamp(1, MAX_PAGE_LEN) as usize
+}
+
+// ---------------------------------------------------------------- model quality
+
+/// The quality of the model a closed round produced (`RoundRecord::new_version`), measured
+/// by someone on their own test data.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReportEvaluationArgs {
+    /// The closed round whose output model was evaluated.
+    pub round: u64,
+    /// The version evaluated; must be the round's `new_version`.
+    pub model_version: Hash,
+    /// Fraction of correct predictions, in `[0, 1]`.
+    pub accuracy: f64,
+    /// Mean loss, finite and `>= 0`.
+    pub loss: f64,
+    /// Test samples evaluated (at least 1).
+    pub samples: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub round: u64,
+    pub model_version: Hash,
+    pub reporter: Principal,
+    pub accuracy: f64,
+    pub loss: f64,
+    pub samples: u64,
+    pub reported_at_ns: u64,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EvaluationError {
+    #[error("the anonymous principal cannot report evaluations")]
+    AnonymousCaller,
+    #[error("round {round} is not closed yet (closed rounds: {closed_rounds}); only a closed round's model can be evaluated")]
+    RoundNotClosed { round: u64, closed_rounds: u64 },
+    #[error("caller {caller} is neither a controller nor a contributor of round {round}")]
+    NotAllowed { caller: Principal, round: u64 },
+    #[error("round {round} produced model {}, not {}", hx(expected), hx(got))]
+    WrongModelVersion {
+        round: u64,
+        expected: Hash,
+        got: Hash,
+    },
+    #[error("{field} is {value}: {reason}")]
+    InvalidValue {
+        field: String,
+        value: String,
+        reason: String,
+    },
+    #[error("round {round} already has {max} evaluations from other reporters, the limit")]
+    TooManyEvaluations { round: u64, max: u64 },
+}
+
+// ---------------------------------------------------------------- HTTP gateway
+
+/// One HTTP header, as the IC HTTP gateway encodes it: `record { text; text }`.
+pub type HeaderField = (String, String);
+
+/// The argument of `http_request` (HTTP Gateway Protocol).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    /// Path and query, e.g. `/api/rounds?limit=10`.
+    pub url: String,
+    pub headers: Vec<HeaderField>,
+    pub body: ByteBuf,
+    pub certificate_version: Option<u16>,
+}
+
+/// The reply of `http_request`. Streaming is never used, so the gateway's optional
+/// `streaming_strategy` field is left out (Candid decodes a missing `opt` as null).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status_code: u16,
+    pub headers: Vec<HeaderField>,
+    pub body: ByteBuf,
+    pub upgrade: Option<bool>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }

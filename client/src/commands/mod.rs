@@ -1,5 +1,6 @@
 //! One module per subcommand; this file dispatches and connects to the canister.
 
+mod dashboard;
 mod dataset;
 mod identity;
 mod inspect;
@@ -74,6 +75,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(JobCommand::Pause { target }) => job::pause(&target),
         Command::Job(JobCommand::Resume { target }) => job::resume(&target),
         Command::Simulate(args) => simulate::run(&args, progress),
+        Command::Dashboard {
+            state,
+            listen,
+            canister,
+        } => dashboard::run(&state, &listen, canister.as_deref(), cli.quiet),
     }
 }
 
