@@ -3,6 +3,7 @@
 //! parses arguments and prints.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod data;

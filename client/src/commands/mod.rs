@@ -1,5 +1,6 @@
 //! One module per subcommand; this file dispatches and connects to the canister.
 
+mod bench;
 mod dataset;
 mod identity;
 mod inspect;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => inspect::rounds(&target, offset, limit, output.json),
         Command::Model(ModelCommand::Pull { target, out }) => model::pull(&target, &out, progress),
         Command::Simulate(args) => simulate::run(&args, progress),
+        Command::Bench(cmd) => bench::run(cmd, progress),
     }
 }
 
