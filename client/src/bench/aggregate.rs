@@ -200,7 +200,11 @@ pub fn run(
         api.start_job().context("start_job")?;
     }
 
-    let mut native = Accumulator::new(case.params as usize, job.limits(), job.limits().safe_frac_bits()?)?;
+    let mut native = Accumulator::new(
+        case.params as usize,
+        job.limits(),
+        job.limits().safe_frac_bits()?,
+    )?;
     let mut stats = CallStats::default();
     let mut payload_bytes = 0;
     progress.start(
@@ -259,7 +263,11 @@ pub fn run(
     };
     let mut reader = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, admin));
     let info = reader.round_info()?;
-    ensure!(info.round == 1, "the round did not close (round {})", info.round);
+    ensure!(
+        info.round == 1,
+        "the round did not close (round {})",
+        info.round
+    );
     let next = native.apply(&base, job.server_lr).context("empty round")?;
     let expected = model_version(&spec_id, &next);
     let verified = info.model_version.map(|h| *h) == Some(expected);
@@ -301,8 +309,14 @@ pub fn run(
     .expect("non-empty");
     let ingress_messages = begin.calls + put.calls + commit.calls;
     let ingress_bytes = begin.arg_bytes + put.arg_bytes + commit.arg_bytes;
-    let instructions = begin.instructions + put.instructions + commit.instructions + close_instructions;
-    let cycles = RoundCycles::new(ingress_messages + 1, instructions, ingress_messages, ingress_bytes);
+    let instructions =
+        begin.instructions + put.instructions + commit.instructions + close_instructions;
+    let cycles = RoundCycles::new(
+        ingress_messages + 1,
+        instructions,
+        ingress_messages,
+        ingress_bytes,
+    );
     let pc = (case.params * case.contributions as u64) as f64;
     let (stable_memory_bytes, heap_bytes) = {
         let mut ic = embedded::lock(&ic);
@@ -319,7 +333,8 @@ pub fn run(
         wasm_sha256: hex::encode(sha256(wasm)),
         wasm_bytes: wasm.len() as u64,
         payload_bytes,
-        payload_ratio_to_f32: payload_bytes as f64 / DeltaEncoding::F32.encoded_len(case.params) as f64,
+        payload_ratio_to_f32: payload_bytes as f64
+            / DeltaEncoding::F32.encoded_len(case.params) as f64,
         begin_submission: begin,
         put_chunk: put,
         commit_submission: commit,
@@ -361,7 +376,6 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
-
 /// Every case of the grid (both encodings) on every build; cases with `N * K` above
 /// `max_work` are skipped.
 pub fn sweep(
@@ -376,7 +390,9 @@ pub fn sweep(
     for &n in params {
         for &k in contributions {
             if n.saturating_mul(k as u64) > max_work {
-                progress.note(&format!("skipping N={n} K={k}: N x K above --sweep-max-work"));
+                progress.note(&format!(
+                    "skipping N={n} K={k}: N x K above --sweep-max-work"
+                ));
                 continue;
             }
             for encoding in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
@@ -440,7 +456,14 @@ pub fn render_aggregate(reports: &[AggregateReport]) -> String {
         .collect();
     let mut builds: Vec<String> = reports
         .iter()
-        .map(|r| format!("`{}`: {} bytes, sha256 `{}`", r.build, thousands(r.wasm_bytes), &r.wasm_sha256[..16]))
+        .map(|r| {
+            format!(
+                "`{}`: {} bytes, sha256 `{}`",
+                r.build,
+                thousands(r.wasm_bytes),
+                &r.wasm_sha256[..16]
+            )
+        })
         .collect();
     builds.sort();
     builds.dedup();
@@ -519,7 +542,10 @@ pub fn render_cost(reports: &[AggregateReport], build: &str) -> String {
                 r.ingress_messages.to_string(),
                 format!("{:.3} B", r.cycles.ingress as f64 / 1e9),
                 format!("{:.3} B", r.cycles.execution as f64 / 1e9),
-                format!("{:.1}%", r.cycles.ingress as f64 / r.cycles.total() as f64 * 100.0),
+                format!(
+                    "{:.1}%",
+                    r.cycles.ingress as f64 / r.cycles.total() as f64 * 100.0
+                ),
                 format!("{:.3} B", r.cycles.total() as f64 / 1e9),
                 format!("${:.6}", r.usd),
                 format!("${:.6}", r.usd / r.contributions as f64),

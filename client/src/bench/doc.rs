@@ -50,7 +50,11 @@ pub fn write_section(path: &Path, name: &str, body: &str) -> anyhow::Result<()> 
 
 /// A Markdown table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = format!("| {} |\n|{}\n", headers.join(" | "), "---|".repeat(headers.len()));
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        "---|".repeat(headers.len())
+    );
     for r in rows {
         out.push_str(&format!("| {} |\n", r.join(" | ")));
     }
@@ -91,7 +95,8 @@ mod tests {
 
     #[test]
     fn sections_are_replaced_in_place_and_appended_when_missing() {
-        let doc = "# Bench\n\nintro\n\n<!-- bench:a:begin -->\nold\n<!-- bench:a:end -->\n\nanalysis\n";
+        let doc =
+            "# Bench\n\nintro\n\n<!-- bench:a:begin -->\nold\n<!-- bench:a:end -->\n\nanalysis\n";
         let new = replace_section(doc, "a", "new body");
         assert_eq!(
             new,

@@ -23,10 +23,16 @@ pub struct RoundCycles {
 impl RoundCycles {
     /// `executions` messages executing `instructions` in all, of which `ingress_messages`
     /// arrived as ingress carrying `ingress_bytes` bytes in all.
-    pub fn new(executions: u64, instructions: u64, ingress_messages: u64, ingress_bytes: u64) -> Self {
+    pub fn new(
+        executions: u64,
+        instructions: u64,
+        ingress_messages: u64,
+        ingress_bytes: u64,
+    ) -> Self {
         RoundCycles {
             execution: executions * UPDATE_MESSAGE_CYCLES + instructions * CYCLES_PER_INSTRUCTION,
-            ingress: ingress_messages * INGRESS_MESSAGE_CYCLES + ingress_bytes * INGRESS_BYTE_CYCLES,
+            ingress: ingress_messages * INGRESS_MESSAGE_CYCLES
+                + ingress_bytes * INGRESS_BYTE_CYCLES,
         }
     }
 

@@ -71,9 +71,16 @@ fn run_aggregate(args: &BenchAggregateArgs, progress: &mut dyn Progress) -> anyh
         doc::write_section(
             path,
             "cost",
-            &doc::section_body(&aggregate::render_cost(&reports, &args.build), &machine, &command),
+            &doc::section_body(
+                &aggregate::render_cost(&reports, &args.build),
+                &machine,
+                &command,
+            ),
         )?;
-        eprintln!("wrote the aggregate, bytes and cost sections of {}", path.display());
+        eprintln!(
+            "wrote the aggregate, bytes and cost sections of {}",
+            path.display()
+        );
     }
     Ok(())
 }
