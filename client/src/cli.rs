@@ -76,6 +76,39 @@ pub enum BenchCommand {
     /// Instructions per parameter per contribution of `commit_submission` and of closing
     /// the round, on the canister's release wasm in the embedded IC.
     Aggregate(BenchAggregateArgs),
+    /// Test accuracy per round: canister f32 and int8 against a float32 FedAvg without the
+    /// canister, for several partitions; writes an SVG plot.
+    Learning(BenchLearningArgs),
+    /// Wall time per round of `flic simulate`, split into training, canister and encoding.
+    Simulate(BenchSimulateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchLearningArgs {
+    #[command(flatten)]
+    pub simulate: crate::simulate::SimulateArgs,
+    /// Partitions to compare.
+    #[arg(
+        long = "partitions-list",
+        value_delimiter = ',',
+        default_value = "iid,dirichlet:0.5,shards:2"
+    )]
+    pub partitions_list: Vec<String>,
+    /// Rewrite the learning section of this Markdown file (the SVG goes next to it).
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchSimulateArgs {
+    #[command(flatten)]
+    pub simulate: crate::simulate::SimulateArgs,
+    /// Models to time (each with f32 and int8 deltas).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mlp,lenet")]
+    pub models: Vec<crate::simulate::ModelArg>,
+    /// Rewrite the simulation section of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
 }
 
 /// Parses `10000`, `1e4` or `1_000`.

@@ -10,6 +10,9 @@
 pub mod aggregate;
 pub mod doc;
 pub mod fees;
+pub mod learning;
+pub mod plot;
+pub mod simulation;
 
 use serde::Serialize;
 
@@ -80,7 +83,15 @@ impl Machine {
 pub fn invocation() -> String {
     let mut args = std::env::args();
     let _bin = args.next();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .ok()
+        .filter(|t| !t.is_empty());
     let rest: Vec<String> = args
+        .map(|a| match &target {
+            // Paths under the build folder read the same on every machine.
+            Some(t) if a.starts_with(t.as_str()) => format!("$CARGO_TARGET_DIR{}", &a[t.len()..]),
+            _ => a,
+        })
         .map(|a| {
             if a.chars().any(|c| c.is_whitespace() || c == '"') {
                 format!("'{a}'")

@@ -3,14 +3,91 @@
 
 use anyhow::Context;
 
-use crate::bench::{aggregate, doc, invocation, Machine};
-use crate::cli::{BenchAggregateArgs, BenchCommand};
+use crate::bench::{aggregate, doc, invocation, learning, simulation, Machine};
+use crate::cli::{BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchSimulateArgs};
 use crate::output::Progress;
+use crate::simulate::EncodingArg;
 
 pub fn run(cmd: BenchCommand, progress: &mut dyn Progress) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Aggregate(args) => run_aggregate(&args, progress),
+        BenchCommand::Learning(args) => run_learning(&args, progress),
+        BenchCommand::Simulate(args) => run_simulate(&args, progress),
     }
+}
+
+fn run_learning(args: &BenchLearningArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let report = learning::run(&args.simulate, &args.partitions_list, progress)?;
+    for r in &report.results {
+        println!(
+            "{}: final accuracy reference {:.2}%, canister f32 {:.2}%, canister int8 {:.2}% (max |f32 - ref| {:.2} pt, max |int8 - ref| {:.2} pt)",
+            r.partition,
+            r.float_reference.last().copied().unwrap_or(0.0) * 100.0,
+            r.canister_f32.last().copied().unwrap_or(0.0) * 100.0,
+            r.canister_int8.last().copied().unwrap_or(0.0) * 100.0,
+            learning::PartitionResult::max_abs_diff(&r.canister_f32, &r.float_reference) * 100.0,
+            learning::PartitionResult::max_abs_diff(&r.canister_int8, &r.float_reference) * 100.0,
+        );
+    }
+    if let Some(path) = &args.doc {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let svg_rel = "benchmarks/learning.svg";
+        let svg_path = dir.join(svg_rel);
+        std::fs::create_dir_all(svg_path.parent().expect("has a parent"))?;
+        std::fs::write(&svg_path, learning::svg(&report))
+            .with_context(|| format!("writing {}", svg_path.display()))?;
+        doc::write_section(
+            path,
+            "learning",
+            &doc::section_body(
+                &learning::render(&report, svg_rel),
+                &Machine::detect(),
+                &invocation(),
+            ),
+        )?;
+        eprintln!(
+            "wrote the learning section of {} and {}",
+            path.display(),
+            svg_path.display()
+        );
+    }
+    Ok(())
+}
+
+fn run_simulate(args: &BenchSimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for &model in &args.models {
+        for encoding in [EncodingArg::F32, EncodingArg::Int8] {
+            let mut a = args.simulate.clone();
+            a.model = model;
+            a.encoding = encoding;
+            a.clients = Some(a.clients.unwrap_or(10));
+            let s = simulation::measure(&a, progress)?;
+            println!(
+                "{} {}: {:.3} s/round wall; training {:.3} s, canister {:.3} s, encoding {:.3} s",
+                s.model,
+                s.encoding,
+                s.wall_seconds_per_round,
+                s.train_seconds_per_round,
+                s.canister_seconds_per_round,
+                s.encode_seconds_per_round
+            );
+            rows.push(s);
+        }
+    }
+    if let Some(path) = &args.doc {
+        doc::write_section(
+            path,
+            "simulation",
+            &doc::section_body(
+                &simulation::render(&rows),
+                &Machine::detect(),
+                &invocation(),
+            ),
+        )?;
+        eprintln!("wrote the simulation section of {}", path.display());
+    }
+    Ok(())
 }
 
 fn load_wasm(path: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
