@@ -81,6 +81,27 @@ pub enum BenchCommand {
     Learning(BenchLearningArgs),
     /// Wall time per round of `flic simulate`, split into training, canister and encoding.
     Simulate(BenchSimulateArgs),
+    /// The largest model one canister handles end to end within the IC limits.
+    Scale(BenchScaleArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchScaleArgs {
+    /// Model sizes to run, largest last.
+    #[arg(long, value_delimiter = ',', value_parser = parse_count, default_value = "1e7,1e8")]
+    pub params: Vec<u64>,
+    #[arg(long, default_value_t = 2)]
+    pub contributions: u32,
+    #[arg(long, value_enum, default_value = "int8")]
+    pub encoding: crate::simulate::EncodingArg,
+    /// Canister wasm [default: the embedded release build].
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+    #[arg(long, default_value = "default")]
+    pub build: String,
+    /// Rewrite the scale section of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -76,7 +76,7 @@ pub fn render(rows: &[SimulationSpeed]) -> String {
          call into the embedded IC (round info, model download with hash check, begin, chunks, \
          commit, and the close inside the last commit), wasm compiled once per process; \
          `encoding` is delta, clipping, encoding, chunk hashing and signing. The shares are of \
-         these three; the wall time also includes the test-set evaluation after each round.\n\n{}",
+         these three; the wall time also includes the test-set evaluation after each round and, once per run, compiling the canister wasm (about 1.6 s, spread over the rounds).\n\n{}",
         table(
             &[
                 "model",

@@ -3,8 +3,10 @@
 
 use anyhow::Context;
 
-use crate::bench::{aggregate, doc, invocation, learning, simulation, Machine};
-use crate::cli::{BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchSimulateArgs};
+use crate::bench::{aggregate, doc, invocation, learning, scale, simulation, Machine};
+use crate::cli::{
+    BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchScaleArgs, BenchSimulateArgs,
+};
 use crate::output::Progress;
 use crate::simulate::EncodingArg;
 
@@ -13,7 +15,42 @@ pub fn run(cmd: BenchCommand, progress: &mut dyn Progress) -> anyhow::Result<()>
         BenchCommand::Aggregate(args) => run_aggregate(&args, progress),
         BenchCommand::Learning(args) => run_learning(&args, progress),
         BenchCommand::Simulate(args) => run_simulate(&args, progress),
+        BenchCommand::Scale(args) => run_scale(&args, progress),
     }
+}
+
+fn run_scale(args: &BenchScaleArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let wasm = load_wasm(args.wasm.as_deref())?;
+    let mut reports = Vec::new();
+    for &params in &args.params {
+        let case = aggregate::AggregateCase {
+            params,
+            contributions: args.contributions,
+            encoding: args.encoding.into(),
+            chunk_size: flic_protocol::chunking::DEFAULT_CHUNK_SIZE,
+            download: true,
+        };
+        match aggregate::run(&wasm, &args.build, &case, progress) {
+            Ok(r) => {
+                println!("{}", aggregate::one_line(&r));
+                reports.push(r);
+            }
+            Err(e) => {
+                // The first size that fails is the finding: report it and stop.
+                println!("N={params}: failed: {e:#}");
+                break;
+            }
+        }
+    }
+    if let Some(path) = &args.doc {
+        doc::write_section(
+            path,
+            "scale",
+            &doc::section_body(&scale::render(&reports), &Machine::detect(), &invocation()),
+        )?;
+        eprintln!("wrote the scale section of {}", path.display());
+    }
+    Ok(())
 }
 
 fn run_learning(args: &BenchLearningArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
