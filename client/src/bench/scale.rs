@@ -55,7 +55,11 @@ pub fn render(reports: &[AggregateReport]) -> String {
             format!("{} / {}", mib(commit_w), mib(close_w)),
             format!("{} / {}", gib(commit_t), gib(close_t)),
             format!("{} / {}", gib(r.stable_memory_bytes), mib(r.heap_bytes)),
-            if r.verified { "yes".into() } else { "no".into() },
+            if r.verified {
+                "yes".into()
+            } else {
+                "no".into()
+            },
             format!("{:.0} s", r.host_seconds),
         ]);
     }
