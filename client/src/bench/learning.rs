@@ -121,7 +121,7 @@ pub fn svg(report: &LearningReport) -> String {
 pub fn render(report: &LearningReport, svg_path: &str) -> String {
     let b = &report.base;
     let mut out = format!(
-        "`{}` model (hidden {:?}), {} clients, {} rounds, {} local epochs of {} SGD (lr {}, batch \
+        "`{}` model (hidden {:?}), {} clients, {} rounds, {} local epochs of {} (lr {}, batch \
          {}), clip norm {}, synthetic clusters ({} samples, 20% held out for test), seed {}. The \
          float32 reference trains the same clients with the same seeds and averages their \
          clipped deltas in `f32` without the canister.\n\n![test accuracy per round]({svg_path})\n\n",
