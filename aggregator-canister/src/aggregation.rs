@@ -7,7 +7,10 @@ use flic_protocol::encoding::{DeltaCheck, DeltaEncoding, DeltaError, DeltaStats}
 use flic_protocol::fedavg::{accumulate_window, apply_update, finalize_factor};
 use flic_protocol::ModelVersionHasher;
 
-use crate::storage::{read_bytes, read_f32s, read_i64s, write_f32s, write_i64s, Mem};
+use crate::storage::{
+    f32s_as_le_bytes, read_bytes, read_bytes_into, read_f32s_into, read_i64s_into, write_f32s,
+    write_i64s, Mem,
+};
 
 /// Parameters per window (a multiple of the int8 block length).
 pub const WINDOW_PARAMS: u64 = 1 << 16;
@@ -42,8 +45,15 @@ pub fn validate_staged(
     clip_norm: f32,
 ) -> Result<DeltaStats, DeltaError> {
     let mut check = DeltaCheck::new(encoding, param_count, clip_norm);
+    let mut bytes = Vec::new();
     for w in encoding.windows(param_count, WINDOW_PARAMS) {
-        check.feed(&w, &read_bytes(staging, offset + w.byte_offset, w.byte_len))?;
+        read_bytes_into(
+            staging,
+            offset + w.byte_offset,
+            w.byte_len as usize,
+            &mut bytes,
+        );
+        check.feed(&w, &bytes)?;
     }
     check.finish()
 }
@@ -58,9 +68,16 @@ pub fn accumulate_staged(
     weight: u64,
     frac_bits: u32,
 ) {
+    // One buffer of each kind for the whole delta: nothing is zeroed before it is read.
+    let (mut bytes, mut acc) = (Vec::new(), Vec::new());
     for w in encoding.windows(param_count, WINDOW_PARAMS) {
-        let bytes = read_bytes(staging, offset + w.byte_offset, w.byte_len);
-        let mut acc = read_i64s(accumulator, w.first_param, w.param_count as usize);
+        read_bytes_into(
+            staging,
+            offset + w.byte_offset,
+            w.byte_len as usize,
+            &mut bytes,
+        );
+        read_i64s_into(accumulator, w.first_param, w.param_count as usize, &mut acc);
         accumulate_window(&mut acc, encoding, &bytes, weight, frac_bits);
         write_i64s(accumulator, w.first_param, &acc);
     }
@@ -79,14 +96,14 @@ pub fn finalize(
 ) -> [u8; 32] {
     let inv = finalize_factor(total_weight, frac_bits);
     let mut hasher = ModelVersionHasher::new(spec_id);
-    let mut zeros = Vec::new();
+    let (mut zeros, mut ws, mut acc) = (Vec::new(), Vec::new(), Vec::new());
     for w in DeltaEncoding::F32.windows(param_count, WINDOW_PARAMS) {
         let n = w.param_count as usize;
-        let mut ws = read_f32s(weights, w.first_param, n);
-        let acc = read_i64s(accumulator, w.first_param, n);
+        read_f32s_into(weights, w.first_param, n, &mut ws);
+        read_i64s_into(accumulator, w.first_param, n, &mut acc);
         apply_update(&mut ws, &acc, inv, server_lr);
         write_f32s(weights, w.first_param, &ws);
-        hasher.update(&flic_protocol::model::weights_to_le_bytes(&ws));
+        hasher.update(f32s_as_le_bytes(&ws));
         zeros.resize(n, 0i64);
         write_i64s(accumulator, w.first_param, &zeros);
     }

@@ -88,6 +88,49 @@ pub fn read_bytes(mem: &Mem, offset: u64, len: u64) -> Vec<u8> {
     buf
 }
 
+/// Reads `len` bytes at `offset` into `buf` (replacing its contents) without first
+/// zeroing the buffer: on the IC every byte a message writes is charged, so hot paths
+/// reuse one buffer and skip the memset `read_bytes` pays.
+pub fn read_bytes_into(mem: &Mem, offset: u64, len: usize, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.reserve_exact(len);
+    // SAFETY: the buffer has capacity for `len` bytes and does not overlap stable memory;
+    // `read_unsafe` initialises all `len` bytes before `set_len` exposes them.
+    unsafe {
+        mem.read_unsafe(offset, buf.as_mut_ptr(), len);
+        buf.set_len(len);
+    }
+}
+
+/// As [`read_bytes_into`], for `count` `i64` starting at element `first`.
+pub fn read_i64s_into(mem: &Mem, first: u64, count: usize, buf: &mut Vec<i64>) {
+    buf.clear();
+    buf.reserve_exact(count);
+    // SAFETY: capacity for `count` i64 = `count * 8` bytes, initialised by `read_unsafe`
+    // before `set_len`; any bit pattern is a valid i64; little-endian host (checked above).
+    unsafe {
+        mem.read_unsafe(first * 8, buf.as_mut_ptr() as *mut u8, count * 8);
+        buf.set_len(count);
+    }
+}
+
+/// As [`read_bytes_into`], for `count` `f32` starting at element `first`.
+pub fn read_f32s_into(mem: &Mem, first: u64, count: usize, buf: &mut Vec<f32>) {
+    buf.clear();
+    buf.reserve_exact(count);
+    // SAFETY: as in `read_i64s_into`; any bit pattern is a valid f32.
+    unsafe {
+        mem.read_unsafe(first * 4, buf.as_mut_ptr() as *mut u8, count * 4);
+        buf.set_len(count);
+    }
+}
+
+/// The little-endian bytes of `values`, without a copy (little-endian host, checked above).
+pub fn f32s_as_le_bytes(values: &[f32]) -> &[u8] {
+    // SAFETY: u8 has alignment 1 and the slice covers exactly the values' storage.
+    unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, values.len() * 4) }
+}
+
 pub fn write_bytes(mem: &Mem, offset: u64, bytes: &[u8]) {
     ensure_capacity(mem, offset + bytes.len() as u64);
     mem.write(offset, bytes);
@@ -152,6 +195,20 @@ mod tests {
         write_i64s(&m, 3, &[-1, 2, i64::MAX]);
         assert_eq!(read_i64s(&m, 3, 3), vec![-1, 2, i64::MAX]);
         assert_eq!(read_bytes(&m, 32, 8), 2i64.to_le_bytes().to_vec());
+        let mut buf = vec![7i64; 10];
+        read_i64s_into(&m, 3, 3, &mut buf);
+        assert_eq!(buf, vec![-1, 2, i64::MAX]);
+        let mut bytes = Vec::new();
+        read_bytes_into(&m, 32, 8, &mut bytes);
+        let mut fs = Vec::new();
+        write_f32s(&m, 0, &[1.5, -0.25]);
+        read_f32s_into(&m, 0, 2, &mut fs);
+        assert_eq!(fs, vec![1.5, -0.25]);
+        assert_eq!(
+            f32s_as_le_bytes(&fs),
+            &[1.5f32.to_le_bytes(), (-0.25f32).to_le_bytes()].concat()[..]
+        );
+        assert_eq!(bytes, 2i64.to_le_bytes().to_vec());
         let w = mems.get(MEMORY_WEIGHTS);
         write_f32s(&w, 0, &[1.5, -0.25]);
         assert_eq!(read_bytes(&w, 4, 4), (-0.25f32).to_le_bytes().to_vec());

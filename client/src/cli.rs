@@ -85,6 +85,10 @@ pub enum Command {
         #[arg(long)]
         canister: Option<String>,
     },
+    /// Benchmarks: on-chain aggregation cost, cost per round, learning, speed, scale;
+    /// `--doc docs/benchmarks.md` writes the figures into the benchmarks document.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,6 +142,122 @@ pub struct VerifierArgs {
     /// State directory of an embedded IC (with --network embedded).
     #[arg(long, env = "FLIC_STATE")]
     pub state: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Instructions per parameter per contribution of `commit_submission` and of closing
+    /// the round, on the canister's release wasm in the embedded IC.
+    Aggregate(BenchAggregateArgs),
+    /// Test accuracy per round: canister f32 and int8 against a float32 FedAvg without the
+    /// canister, for several partitions; writes an SVG plot.
+    Learning(BenchLearningArgs),
+    /// Wall time per round of `flic simulate`, split into training, canister and encoding.
+    Simulate(BenchSimulateArgs),
+    /// The largest model one canister handles end to end within the IC limits.
+    Scale(BenchScaleArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchScaleArgs {
+    /// Model sizes to run, largest last.
+    #[arg(long, value_delimiter = ',', value_parser = parse_count, default_value = "1e7,1e8")]
+    pub params: Vec<u64>,
+    #[arg(long, default_value_t = 2)]
+    pub contributions: u32,
+    #[arg(long, value_enum, default_value = "int8")]
+    pub encoding: crate::simulate::EncodingArg,
+    /// Canister wasm [default: the embedded release build].
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+    #[arg(long, default_value = "default")]
+    pub build: String,
+    /// Rewrite the scale section of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchLearningArgs {
+    #[command(flatten)]
+    pub simulate: crate::simulate::SimulateArgs,
+    /// Partitions to compare.
+    #[arg(
+        long = "partitions-list",
+        value_delimiter = ',',
+        default_value = "iid,dirichlet:0.5,shards:2"
+    )]
+    pub partitions_list: Vec<String>,
+    /// Rewrite the learning section of this Markdown file (the SVG goes next to it).
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchSimulateArgs {
+    #[command(flatten)]
+    pub simulate: crate::simulate::SimulateArgs,
+    /// Models to time (each with f32 and int8 deltas).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mlp,lenet")]
+    pub models: Vec<crate::simulate::ModelArg>,
+    /// Rewrite the simulation section of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
+}
+
+/// Parses `10000`, `1e4` or `1_000`.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let t = text.replace('_', "");
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    match t.parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.fract() == 0.0 && x <= 1e15 => Ok(x as u64),
+        _ => Err(format!("`{text}` is not a whole count (e.g. 10000 or 1e4)")),
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchAggregateArgs {
+    /// Model parameters N (e.g. 1e6).
+    #[arg(long, value_parser = parse_count, default_value = "1e5")]
+    pub params: u64,
+    /// Contributions K in the round.
+    #[arg(long, default_value_t = 10)]
+    pub contributions: u32,
+    #[arg(long, value_enum, default_value = "int8")]
+    pub encoding: crate::simulate::EncodingArg,
+    /// Upload and download chunk size in bytes.
+    #[arg(long, default_value_t = flic_protocol::chunking::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u32,
+    /// Canister wasm to measure [default: the embedded release build].
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+    /// Label of the --wasm build in reports.
+    #[arg(long, default_value = "default")]
+    pub build: String,
+    /// Sweep N over --sweep-params and K over --sweep-contributions, both encodings,
+    /// instead of one case.
+    #[arg(long)]
+    pub sweep: bool,
+    #[arg(long, value_delimiter = ',', value_parser = parse_count, default_value = "1e4,1e5,1e6,1e7")]
+    pub sweep_params: Vec<u64>,
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    pub sweep_contributions: Vec<u32>,
+    /// Skip sweep cases with more than this many parameter-contributions (N x K), to keep
+    /// host memory and time bounded.
+    #[arg(long, value_parser = parse_count, default_value = "1e9")]
+    pub sweep_max_work: u64,
+    /// A second wasm (e.g. built with simd128) measured on the same cases.
+    #[arg(long, value_name = "PATH")]
+    pub compare_wasm: Option<PathBuf>,
+    #[arg(long, default_value = "simd128")]
+    pub compare_build: String,
+    /// Rewrite the aggregate, cost and bytes sections of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Subcommand, Debug)]

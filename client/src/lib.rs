@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod attack;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod dashboard;

@@ -762,3 +762,73 @@ pub fn summary_table(report: &SimulationReport) -> String {
         rows,
     )
 }
+
+/// Accuracy per round of the same federation as [`run`] (same data, partition, initial
+/// weights, per-client shuffling seeds and hyperparameters) aggregated **without the
+/// canister**: plain float32 FedAvg of the clients' clipped deltas,
+/// `w + server_lr * (sum_i n_i * delta_i) / (sum_i n_i)` with every operation in `f32`.
+/// The reference `flic bench learning` compares the canister's integer path against.
+/// Returns the initial accuracy and one accuracy per round.
+pub fn run_float_reference(
+    args: &SimulateArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let backend: Backend = args.backend.parse()?;
+    let device = backend.device()?;
+    let fed = unify_classes(build_federation(args)?)?;
+    let first = &fed.clients[0];
+    let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
+        args.hidden.clone()
+    } else {
+        Vec::new()
+    };
+    let config = ModelConfig::for_data(
+        args.model.id(),
+        &first.feature_shape,
+        first.num_classes,
+        &hidden,
+    )?;
+    let mut global = init_weights(&config, sub_seed_u64(args.seed, "init", 0))?;
+    let initial = evaluate(&config, &global, &fed.test, &device)?.accuracy;
+    let mut accuracies = Vec::new();
+    for r in 0..args.rounds {
+        progress.note(&format!("float reference: round {}/{}", r + 1, args.rounds));
+        let mut sum = vec![0f32; global.len()];
+        let mut total = 0f32;
+        for (i, data) in fed.clients.iter().enumerate() {
+            // The same seeds `run` gives client i in round r (via the job's client seed).
+            let params = TrainParams {
+                lr: args.lr as f32 as f64,
+                batch_size: args.batch_size,
+                local_epochs: args.local_epochs,
+                optimizer: match args.optimizer {
+                    OptimizerArg::Sgd => flic_model_zoo::OptimizerKind::Sgd,
+                    OptimizerArg::Adam => flic_model_zoo::OptimizerKind::Adam,
+                },
+                seed: sub_seed_u64(args.seed, "shuffle", r * 1_000_003 + i as u64),
+            };
+            let outcome = train_local(&config, &global, data, &params, &device, &mut |_| {})
+                .with_context(|| format!("client {i} training in round {r}"))?;
+            let mut delta: Vec<f32> = outcome
+                .weights
+                .iter()
+                .zip(&global)
+                .map(|(t, b)| t - b)
+                .collect();
+            flic_protocol::encoding::clip_l2(&mut delta, args.clip_norm);
+            let n = outcome.samples as f32;
+            for (s, d) in sum.iter_mut().zip(&delta) {
+                *s += n * d;
+            }
+            total += n;
+        }
+        for (w, s) in global.iter_mut().zip(&sum) {
+            *w += args.server_lr * (s / total);
+        }
+        accuracies.push(evaluate(&config, &global, &fed.test, &device)?.accuracy);
+    }
+    Ok((initial, accuracies))
+}

@@ -322,16 +322,23 @@ impl DeltaCheck {
                             scale,
                         });
                     }
-                    let mut block_sq = 0i64;
-                    for (j, &byte) in block[4..].iter().enumerate() {
-                        let q = byte as i8;
-                        if q == i8::MIN {
-                            return Err(DeltaError::QuantOutOfRange {
-                                index: first + j as u64,
-                            });
-                        }
-                        block_sq += q as i64 * q as i64;
+                    let qs = &block[4..];
+                    // Branch-free over the block so it vectorises (simd128): whether any
+                    // byte is -128, and sum q^2 (<= 256 * 127^2, exact in i32).
+                    let any_min = qs.iter().fold(0u8, |m, &b| m | u8::from(b == 0x80));
+                    if any_min != 0 {
+                        let j = qs.iter().position(|&b| b == 0x80).unwrap_or(0);
+                        return Err(DeltaError::QuantOutOfRange {
+                            index: first + j as u64,
+                        });
                     }
+                    let block_sq = qs
+                        .iter()
+                        .map(|&b| {
+                            let q = b as i8 as i32;
+                            q * q
+                        })
+                        .sum::<i32>() as i64;
                     // sum (q_i * s)^2 = s^2 * sum q_i^2; sum q_i^2 <= 256 * 127^2 is exact.
                     self.sum_sq += (block_sq as f64) * s * s;
                     let n = (block.len() - 4) as f64;

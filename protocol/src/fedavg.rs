@@ -132,16 +132,30 @@ pub fn capped_weight(sample_count: u64, max_weight: u64) -> u64 {
     sample_count.min(max_weight)
 }
 
+/// `x.round()` (half away from zero) from operators wasm has natively (`f64.trunc`,
+/// `f64.sub`, `f64.abs`, compare, select): `f64::round` is a libm call in wasm32, several
+/// times the instructions. `x - x.trunc()` is exact, so the result is bit-identical to
+/// `f64::round` for every input (tested), NaN and infinities included.
+#[inline(always)]
+pub fn round_half_away(x: f64) -> f64 {
+    let t = x.trunc();
+    if (x - t).abs() >= 0.5 {
+        t + 1f64.copysign(x)
+    } else {
+        t
+    }
+}
+
 /// Fixed-point value of an `f32` delta element.
 #[inline]
 pub fn fixed_from_f32(d: f32, frac_bits: u32) -> i64 {
-    (d as f64 * pow2(frac_bits)).round() as i64
+    round_half_away(d as f64 * pow2(frac_bits)) as i64
 }
 
 /// Fixed-point factor `F` of an int8 block scale.
 #[inline]
 pub fn int8_block_factor(scale: f32, frac_bits: u32) -> i64 {
-    (scale as f64 * pow2(frac_bits)).round() as i64
+    round_half_away(scale as f64 * pow2(frac_bits)) as i64
 }
 
 /// Adds one validated window of an encoded delta, times `weight`, into `acc` (the
@@ -171,7 +185,7 @@ fn accumulate_f32(acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
     let scale = pow2(frac_bits);
     for (a, c) in acc.iter_mut().zip(bytes.chunks_exact(4)) {
         let d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let q = (d as f64 * scale).round() as i64;
+        let q = round_half_away(d as f64 * scale) as i64;
         *a = a.wrapping_add(w.wrapping_mul(q));
     }
 }
@@ -589,6 +603,46 @@ mod tests {
             // Finalisation stays finite and near the clip bound.
             let next = acc.apply(&[0.0, 0.0], 1.0).unwrap();
             assert!((next[0] as f64 - sign as f64 * e).abs() < 1e-3 * e);
+        }
+    }
+
+    #[test]
+    fn round_half_away_is_f64_round() {
+        let edge = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4503599627370495.5,
+            4503599627370496.0,
+            9007199254740993.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for x in edge {
+            assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
+        }
+        assert!(round_half_away(f64::NAN).is_nan());
+        let mut s = 0x1234_5678_9abc_def0u64;
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let x = f64::from_bits(s);
+            if !x.is_nan() {
+                assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x:e}");
+            }
+            // Values near half-integers at fixed-point scales.
+            let y = (s >> 11) as f64 / (1u64 << 20) as f64 - 4096.0;
+            assert_eq!(round_half_away(y).to_bits(), y.round().to_bits(), "{y}");
         }
     }
 

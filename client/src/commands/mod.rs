@@ -1,5 +1,6 @@
 //! One module per subcommand; this file dispatches and connects to the canister.
 
+mod bench;
 mod dashboard;
 mod dataset;
 mod identity;
@@ -80,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             canister,
         } => dashboard::run(&state, &listen, canister.as_deref(), cli.quiet),
+        Command::Bench(cmd) => bench::run(cmd, progress),
     }
 }
 

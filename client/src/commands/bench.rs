@@ -1,0 +1,200 @@
+//! `flic bench`: runs a benchmark, prints it, and with `--doc` rewrites its sections of
+//! the benchmarks document.
+
+use anyhow::Context;
+
+use crate::bench::{aggregate, doc, invocation, learning, scale, simulation, Machine};
+use crate::cli::{
+    BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchScaleArgs, BenchSimulateArgs,
+};
+use crate::output::Progress;
+use crate::simulate::EncodingArg;
+
+pub fn run(cmd: BenchCommand, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Aggregate(args) => run_aggregate(&args, progress),
+        BenchCommand::Learning(args) => run_learning(&args, progress),
+        BenchCommand::Simulate(args) => run_simulate(&args, progress),
+        BenchCommand::Scale(args) => run_scale(&args, progress),
+    }
+}
+
+fn run_scale(args: &BenchScaleArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let wasm = load_wasm(args.wasm.as_deref())?;
+    let mut reports = Vec::new();
+    for &params in &args.params {
+        let case = aggregate::AggregateCase {
+            params,
+            contributions: args.contributions,
+            encoding: args.encoding.into(),
+            chunk_size: flic_protocol::chunking::DEFAULT_CHUNK_SIZE,
+            download: true,
+        };
+        match aggregate::run(&wasm, &args.build, &case, progress) {
+            Ok(r) => {
+                println!("{}", aggregate::one_line(&r));
+                reports.push(r);
+            }
+            Err(e) => {
+                // The first size that fails is the finding: report it and stop.
+                println!("N={params}: failed: {e:#}");
+                break;
+            }
+        }
+    }
+    if let Some(path) = &args.doc {
+        doc::write_section(
+            path,
+            "scale",
+            &doc::section_body(&scale::render(&reports), &Machine::detect(), &invocation()),
+        )?;
+        eprintln!("wrote the scale section of {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_learning(args: &BenchLearningArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let report = learning::run(&args.simulate, &args.partitions_list, progress)?;
+    for r in &report.results {
+        println!(
+            "{}: final accuracy reference {:.2}%, canister f32 {:.2}%, canister int8 {:.2}% (max |f32 - ref| {:.2} pt, max |int8 - ref| {:.2} pt)",
+            r.partition,
+            r.float_reference.last().copied().unwrap_or(0.0) * 100.0,
+            r.canister_f32.last().copied().unwrap_or(0.0) * 100.0,
+            r.canister_int8.last().copied().unwrap_or(0.0) * 100.0,
+            learning::PartitionResult::max_abs_diff(&r.canister_f32, &r.float_reference) * 100.0,
+            learning::PartitionResult::max_abs_diff(&r.canister_int8, &r.float_reference) * 100.0,
+        );
+    }
+    if let Some(path) = &args.doc {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let svg_rel = "benchmarks/learning.svg";
+        let svg_path = dir.join(svg_rel);
+        std::fs::create_dir_all(svg_path.parent().expect("has a parent"))?;
+        std::fs::write(&svg_path, learning::svg(&report))
+            .with_context(|| format!("writing {}", svg_path.display()))?;
+        doc::write_section(
+            path,
+            "learning",
+            &doc::section_body(
+                &learning::render(&report, svg_rel),
+                &Machine::detect(),
+                &invocation(),
+            ),
+        )?;
+        eprintln!(
+            "wrote the learning section of {} and {}",
+            path.display(),
+            svg_path.display()
+        );
+    }
+    Ok(())
+}
+
+fn run_simulate(args: &BenchSimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for &model in &args.models {
+        for encoding in [EncodingArg::F32, EncodingArg::Int8] {
+            let mut a = args.simulate.clone();
+            a.model = model;
+            a.encoding = encoding;
+            a.clients = Some(a.clients.unwrap_or(10));
+            let s = simulation::measure(&a, progress)?;
+            println!(
+                "{} {}: {:.3} s/round wall; training {:.3} s, canister {:.3} s, encoding {:.3} s",
+                s.model,
+                s.encoding,
+                s.wall_seconds_per_round,
+                s.train_seconds_per_round,
+                s.canister_seconds_per_round,
+                s.encode_seconds_per_round
+            );
+            rows.push(s);
+        }
+    }
+    if let Some(path) = &args.doc {
+        doc::write_section(
+            path,
+            "simulation",
+            &doc::section_body(
+                &simulation::render(&rows),
+                &Machine::detect(),
+                &invocation(),
+            ),
+        )?;
+        eprintln!("wrote the simulation section of {}", path.display());
+    }
+    Ok(())
+}
+
+fn load_wasm(path: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading --wasm {}", p.display())),
+        None => Ok(flic_aggregator_wasm::AGGREGATOR_WASM.to_vec()),
+    }
+}
+
+fn run_aggregate(args: &BenchAggregateArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let mut builds = vec![(args.build.clone(), load_wasm(args.wasm.as_deref())?)];
+    if let Some(p) = &args.compare_wasm {
+        builds.push((args.compare_build.clone(), load_wasm(Some(p))?));
+    }
+    let reports = if args.sweep {
+        aggregate::sweep(
+            &builds,
+            &args.sweep_params,
+            &args.sweep_contributions,
+            args.sweep_max_work,
+            args.chunk_size,
+            progress,
+        )?
+    } else {
+        let case = aggregate::AggregateCase {
+            params: args.params,
+            contributions: args.contributions,
+            encoding: args.encoding.into(),
+            chunk_size: args.chunk_size,
+            download: false,
+        };
+        let mut out = Vec::new();
+        for (label, wasm) in &builds {
+            out.push(aggregate::run(wasm, label, &case, progress)?);
+        }
+        out
+    };
+    if args.output.json {
+        super::print_json(&reports)?;
+    } else {
+        for r in &reports {
+            println!("{}", aggregate::one_line(r));
+        }
+    }
+    if let Some(path) = &args.doc {
+        let machine = Machine::detect();
+        let command = invocation();
+        doc::write_section(
+            path,
+            "aggregate",
+            &doc::section_body(&aggregate::render_aggregate(&reports), &machine, &command),
+        )?;
+        doc::write_section(
+            path,
+            "bytes",
+            &doc::section_body(&aggregate::render_bytes(&reports), &machine, &command),
+        )?;
+        doc::write_section(
+            path,
+            "cost",
+            &doc::section_body(
+                &aggregate::render_cost(&reports, &args.build),
+                &machine,
+                &command,
+            ),
+        )?;
+        eprintln!(
+            "wrote the aggregate, bytes and cost sections of {}",
+            path.display()
+        );
+    }
+    Ok(())
+}

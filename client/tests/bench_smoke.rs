@@ -1,0 +1,117 @@
+//! `flic bench` at toy sizes: the reports are complete and consistent with each other and
+//! with the IC fee formulas. Never checks timing.
+
+use flic_client::bench::aggregate::{self, AggregateCase};
+use flic_client::bench::fees::{RoundCycles, INGRESS_BYTE_CYCLES, INGRESS_MESSAGE_CYCLES};
+use flic_client::bench::{doc, learning};
+use flic_client::output::Silent;
+use flic_client::simulate::SimulateArgs;
+use flic_protocol::DeltaEncoding;
+
+#[test]
+fn aggregate_report_is_consistent() {
+    let wasm = flic_aggregator_wasm::AGGREGATOR_WASM;
+    let (params, k, chunk) = (3000u64, 3u32, 1024u32);
+    let mut reports = Vec::new();
+    for encoding in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
+        let case = AggregateCase {
+            params,
+            contributions: k,
+            encoding,
+            chunk_size: chunk,
+            download: true,
+        };
+        let r = aggregate::run(wasm, "default", &case, &mut Silent).unwrap();
+        assert!(r.verified);
+        assert_eq!(r.payload_bytes, encoding.encoded_len(params));
+        let chunks = r.payload_bytes.div_ceil(chunk as u64);
+        assert_eq!(r.begin_submission.calls, k as u64);
+        assert_eq!(r.commit_submission.calls, k as u64);
+        assert_eq!(r.put_chunk.calls, k as u64 * chunks);
+        assert_eq!(r.ingress_messages, k as u64 * (chunks + 2));
+        assert_eq!(r.executions, r.ingress_messages + 1);
+        // Every chunk's bytes travel in the put_chunk arguments.
+        assert!(r.put_chunk.arg_bytes > k as u64 * r.payload_bytes);
+        assert_eq!(
+            r.instructions,
+            r.begin_submission.instructions
+                + r.put_chunk.instructions
+                + r.commit_submission.instructions
+                + r.close_instructions
+        );
+        let per_pc = r.commit_submission.instructions as f64 / (params * k as u64) as f64;
+        assert!((r.commit_per_param_contribution - per_pc).abs() < 1e-9);
+        assert!(r.commit_per_param_contribution > 0.0 && r.close_per_param > 0.0);
+        assert!(r.max_message_instructions >= r.commit_submission.max_instructions);
+        assert!(r.max_message_instructions >= r.close_instructions);
+        assert_eq!(
+            r.cycles,
+            RoundCycles::new(
+                r.executions,
+                r.instructions,
+                r.ingress_messages,
+                r.ingress_bytes
+            )
+        );
+        assert!(
+            r.cycles.ingress
+                == r.ingress_messages * INGRESS_MESSAGE_CYCLES
+                    + r.ingress_bytes * INGRESS_BYTE_CYCLES
+        );
+        let dl = r.download.as_ref().unwrap();
+        assert_eq!(dl.bytes, params * 4);
+        assert_eq!(dl.queries, (params * 4).div_ceil(chunk as u64));
+        reports.push(r);
+    }
+    // int8 uploads 1 + 4/256 bytes per parameter against f32's 4.
+    let ratio = reports[1].payload_ratio_to_f32;
+    assert!(
+        (ratio - (3000.0 + 4.0 * 12.0) / 12000.0).abs() < 1e-12,
+        "{ratio}"
+    );
+    // int8 commits are cheaper than f32 ones: a quarter of the bytes to read and no float
+    // conversion per element.
+    assert!(reports[1].commit_per_param_contribution < reports[0].commit_per_param_contribution);
+
+    let table = aggregate::render_aggregate(&reports);
+    assert_eq!(table.matches("\n| 3,000 | 3 |").count(), 2, "{table}");
+    let bytes = aggregate::render_bytes(&reports);
+    assert!(
+        bytes.contains("| 3,000 | int8 | 3,048 | 0.2540 |"),
+        "{bytes}"
+    );
+    let cost = aggregate::render_cost(&reports, "default");
+    assert_eq!(cost.matches("\n| 3,000 |").count(), 2);
+    let text = doc::replace_section("", "aggregate", &table);
+    assert!(text.contains("<!-- bench:aggregate:begin -->"));
+}
+
+#[test]
+fn learning_report_has_every_series() {
+    let args = SimulateArgs {
+        clients: Some(2),
+        rounds: 2,
+        samples: 400,
+        local_epochs: 1,
+        ..SimulateArgs::default()
+    };
+    let parts = vec!["iid".to_string(), "shards:2".to_string()];
+    let report = learning::run(&args, &parts, &mut Silent).unwrap();
+    assert_eq!(report.results.len(), 2);
+    for r in &report.results {
+        for series in [&r.canister_f32, &r.canister_int8, &r.float_reference] {
+            assert_eq!(series.len(), 2);
+            assert!(series.iter().all(|a| (0.0..=1.0).contains(a)));
+        }
+        assert!(r.upload_bytes_int8 < r.upload_bytes_f32);
+    }
+    let svg = learning::svg(&report);
+    assert_eq!(svg.matches("<polyline").count(), 2 * 3);
+    let md = learning::render(&report, "benchmarks/learning.svg");
+    assert!(md.contains("![test accuracy per round](benchmarks/learning.svg)"));
+    // Two partitions x two rounds in the per-round table.
+    assert_eq!(
+        md.matches("\n| iid | ").count() + md.matches("\n| shards:2 | ").count(),
+        4 + 2
+    );
+}
