@@ -182,6 +182,13 @@ impl State {
                 committed: existing.contribution.is_some(),
             });
         }
+        // Staging is bounded: principals are free to create, so without a cap a flood of
+        // uploads that never commit could stage deltas until the round closes.
+        let pending = (self.submissions.len() as u64).saturating_sub(m.committed as u64);
+        let limit = pending_limit(config.max_clients);
+        if pending >= limit as u64 {
+            return Err(SubmitError::TooManyPendingSubmissions { pending: pending as u32, limit });
+        }
         // Everything checked: allocate the staging region and record the upload.
         let weight = capped_weight(h.sample_count, config.max_weight);
         let mut m = m.clone();
@@ -665,4 +672,10 @@ impl State {
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).into()
+}
+
+/// Uploads in progress a round accepts at once: twice `max_clients`, so honest
+/// contributors find room while staged bytes stay bounded by `3 × max_clients` deltas.
+pub fn pending_limit(max_clients: u32) -> u32 {
+    max_clients.saturating_mul(2)
 }

@@ -1856,3 +1856,33 @@ fn page_renders_before_any_round_closes() {
     let html = String::from_utf8(get(&h, "GET", "/").1.body.to_vec()).unwrap();
     assert!(html.contains("the initial model"));
 }
+
+#[test]
+fn pending_uploads_are_capped_at_twice_max_clients() {
+    let mut h = Harness::running();
+    let limit = crate::rounds::pending_limit(config().max_clients) as usize;
+    let bytes = encode(DeltaEncoding::F32, &delta(1)).unwrap();
+    let clients: Vec<Client> = (1..=limit as u8 + 1).map(|i| h.client(i, 1000)).collect();
+    let mut pending = Vec::new();
+    for c in &clients[..limit] {
+        pending.push(h.begin(c, &bytes, DeltaEncoding::F32, 100));
+    }
+    let late = &clients[limit];
+    let header = h.header(late, DeltaEncoding::F32, &bytes, 100);
+    let args = h.args(late, header, &bytes);
+    let ctx = h.ctx(late.principal);
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, args.clone()),
+        SubmitError::TooManyPendingSubmissions { .. }
+    );
+    // A commit frees a slot.
+    h.put_all(&clients[0], pending[0].submission_id, &bytes);
+    h.state
+        .commit_submission(&h.ctx(clients[0].principal), pending[0].submission_id)
+        .unwrap();
+    h.check();
+    h.state.begin_submission(&ctx, args).unwrap();
+    h.check();
+    assert_eq!(h.state.round_info().pending as usize, limit);
+}

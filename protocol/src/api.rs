@@ -277,6 +277,8 @@ pub enum SubmitError {
         submission_id: u64,
         committed: bool,
     },
+    #[error("the round already has {pending} uploads in progress, the limit (twice max_clients); try again after some of them commit, or in the next round")]
+    TooManyPendingSubmissions { pending: u32, limit: u32 },
     #[error("submission {submission_id} does not exist (a submission not committed before its round closed is discarded)")]
     UnknownSubmission { submission_id: u64 },
     #[error("submission {submission_id} belongs to another principal")]
