@@ -187,7 +187,10 @@ impl State {
         let pending = (self.submissions.len() as u64).saturating_sub(m.committed as u64);
         let limit = pending_limit(config.max_clients);
         if pending >= limit as u64 {
-            return Err(SubmitError::TooManyPendingSubmissions { pending: pending as u32, limit });
+            return Err(SubmitError::TooManyPendingSubmissions {
+                pending: pending as u32,
+                limit,
+            });
         }
         // Everything checked: allocate the staging region and record the upload.
         let weight = capped_weight(h.sample_count, config.max_weight);

@@ -50,12 +50,14 @@ impl DeltaEncoding {
         }
     }
 
-    /// Exact encoded length in bytes of a delta of `param_count` parameters.
+    /// Exact encoded length in bytes of a delta of `param_count` parameters. Saturates at
+    /// `u64::MAX` (no buffer is that long), so an untrusted count can neither overflow nor
+    /// wrap to the length of a short buffer (found by the `delta_decoders` fuzz target).
     pub fn encoded_len(self, param_count: u64) -> u64 {
         match self {
-            DeltaEncoding::F32 => param_count * 4,
+            DeltaEncoding::F32 => param_count.saturating_mul(4),
             DeltaEncoding::Int8Blocks => {
-                param_count + 4 * param_count.div_ceil(INT8_BLOCK_LEN as u64)
+                param_count.saturating_add(4 * param_count.div_ceil(INT8_BLOCK_LEN as u64))
             }
         }
     }
@@ -163,7 +165,12 @@ pub fn encode(encoding: DeltaEncoding, delta: &[f32]) -> Result<Vec<u8>, DeltaEr
 /// Int8 quantisation of one block: `(scale, q)`.
 pub fn quantize_block(block: &[f32]) -> (f32, Vec<i8>) {
     let max_abs = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let scale = max_abs / 127.0;
+    let mut scale = max_abs / 127.0;
+    // For |x| near f32::MAX, `127 * scale` rounds to infinity and the block would decode to
+    // -inf/inf (found by fuzzing): step the scale down until it decodes finite.
+    while (127.0 * scale).is_infinite() {
+        scale = f32::from_bits(scale.to_bits() - 1);
+    }
     let q = block
         .iter()
         .map(|&x| {
@@ -211,7 +218,13 @@ pub fn decode(
                             index: (b * INT8_BLOCK_LEN + j) as u64,
                         });
                     }
-                    out.push(q as f32 * scale);
+                    let x = q as f32 * scale;
+                    if !x.is_finite() {
+                        return Err(DeltaError::NonFiniteValue {
+                            index: (b * INT8_BLOCK_LEN + j) as u64,
+                        });
+                    }
+                    out.push(x);
                 }
             }
         }
@@ -431,6 +444,51 @@ mod tests {
             assert_eq!(DeltaEncoding::from_tag(t).unwrap().tag(), t);
         }
         assert_eq!(DeltaEncoding::from_tag(0), None);
+    }
+
+    /// Regression (fuzzing): `param_count * 4` overflowed (a panic with overflow checks)
+    /// or wrapped, so a 4-byte buffer passed the length check for `2^62 + 1` parameters and
+    /// `decode` then tried to allocate that many.
+    #[test]
+    fn huge_param_counts_are_a_length_error() {
+        for n in [u64::MAX, u64::MAX / 4 + 1, (1 << 62) + 1, u64::MAX - 255] {
+            for enc in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
+                // Never wraps below the parameter count.
+                assert!(enc.encoded_len(n) >= n);
+                for len in [0usize, 4, 8] {
+                    let bytes = vec![0u8; len];
+                    assert!(matches!(
+                        decode(enc, &bytes, n),
+                        Err(DeltaError::WrongLength { .. })
+                    ));
+                    assert!(matches!(
+                        validate(enc, &bytes, n, 1.0),
+                        Err(DeltaError::WrongLength { .. })
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Regression (fuzzing): a block holding +-f32::MAX got the scale f32::MAX / 127, and
+    /// 127 * scale rounds to infinity, so `decode` returned -inf for a finite input.
+    #[test]
+    fn int8_extremes_decode_finite() {
+        let x = [f32::MAX, -f32::MAX, 1.0, -3e38];
+        let bytes = encode(DeltaEncoding::Int8Blocks, &x).unwrap();
+        let y = decode(DeltaEncoding::Int8Blocks, &bytes, 4).unwrap();
+        let scale = f32::from_le_bytes(bytes[..4].try_into().unwrap()) as f64;
+        for (a, b) in x.iter().zip(&y) {
+            assert!(b.is_finite());
+            assert!((*a as f64 - *b as f64).abs() <= scale / 2.0 + scale * 2f64.powi(-15));
+        }
+        // A hostile scale whose products overflow is an error, not an infinite value.
+        let mut hostile = f32::MAX.to_le_bytes().to_vec();
+        hostile.extend([0u8, 127]);
+        assert_eq!(
+            decode(DeltaEncoding::Int8Blocks, &hostile, 2),
+            Err(DeltaError::NonFiniteValue { index: 1 })
+        );
     }
 
     #[test]

@@ -36,6 +36,11 @@ use crate::encoding::{
 pub const MAX_FRAC_BITS: u32 = 40;
 /// Lower limit: a job whose limits leave less precision than 2^-16 is rejected.
 pub const MIN_FRAC_BITS: u32 = 16;
+/// Smallest `clip_norm` a job may use. Below it, the `f32` rounding of a clipped delta
+/// (absolute `2^-150` per subnormal element, `sqrt(MAX_PARAMS) * 2^-150 ~ 7e-42` in norm)
+/// can exceed the relative [`CLIP_TOLERANCE`], and honestly clipped deltas fail validation
+/// (found by the `delta_decoders` fuzz target). `1e-30` leaves a margin of about 10^6.
+pub const MIN_CLIP_NORM: f32 = 1e-30;
 /// Rounding headroom per element, in units of 2^-f: 0.5 for f32 rounding, 127 * 0.5 for
 /// the int8 block factor, rounded up.
 pub const ROUNDING_HEADROOM: u128 = 64;
@@ -54,7 +59,7 @@ pub enum LimitsError {
     ZeroClients,
     #[error("max_weight must be at least 1")]
     ZeroWeight,
-    #[error("clip_norm must be finite and positive, got {0}")]
+    #[error("clip_norm must be finite and at least {MIN_CLIP_NORM}, got {0}")]
     BadClipNorm(f32),
     #[error("with {frac_bits} fractional bits, max_clients {max_clients} x max_weight {max_weight} x clip_norm {clip_norm} could overflow the i64 accumulator (worst case {worst_case})")]
     Overflow {
@@ -80,7 +85,9 @@ impl AggregationLimits {
 
     /// Largest fixed-point magnitude of one element of one contribution at `frac_bits`.
     pub fn element_fixed_bound(&self, frac_bits: u32) -> u128 {
-        (self.element_bound() * pow2(frac_bits)).ceil() as u128 + ROUNDING_HEADROOM
+        // `as u128` saturates for clip norms above ~5e33 / 2^(f-16); the addition must too,
+        // or it wraps to a tiny bound and the overflow check passes (found by fuzzing).
+        ((self.element_bound() * pow2(frac_bits)).ceil() as u128).saturating_add(ROUNDING_HEADROOM)
     }
 
     /// Bound on any partial sum of the accumulator: `max_clients * max_weight * element_fixed_bound`.
@@ -98,7 +105,7 @@ impl AggregationLimits {
         if self.max_weight == 0 {
             return Err(LimitsError::ZeroWeight);
         }
-        if !(self.clip_norm.is_finite() && self.clip_norm > 0.0) {
+        if !(self.clip_norm.is_finite() && self.clip_norm >= MIN_CLIP_NORM) {
             return Err(LimitsError::BadClipNorm(self.clip_norm));
         }
         let worst_case = self.worst_case(frac_bits);
@@ -680,6 +687,34 @@ mod tests {
             .safe_frac_bits(),
             Err(LimitsError::BadClipNorm(_))
         ));
+        // Below the smallest clip norm, honestly clipped deltas can fail validation.
+        for clip_norm in [0.0, 1e-31, f32::MIN_POSITIVE, 1e-44] {
+            assert!(matches!(
+                AggregationLimits {
+                    clip_norm,
+                    ..limits()
+                }
+                .safe_frac_bits(),
+                Err(LimitsError::BadClipNorm(_))
+            ));
+        }
+        assert!(AggregationLimits {
+            clip_norm: MIN_CLIP_NORM,
+            ..limits()
+        }
+        .safe_frac_bits()
+        .is_ok());
+        // Regression (fuzzing): a clip norm whose fixed-point bound exceeds u128 wrapped the
+        // bound to 63, so the job was accepted with 40 fractional bits and could overflow.
+        for clip_norm in [1e34f32, 3e38, f32::MAX] {
+            let one = AggregationLimits {
+                max_clients: 1,
+                max_weight: 1,
+                clip_norm,
+            };
+            assert_eq!(one.element_fixed_bound(MAX_FRAC_BITS), u128::MAX);
+            assert_eq!(one.safe_frac_bits(), Err(LimitsError::NoSafeFracBits));
+        }
         let huge = AggregationLimits {
             max_clients: 1 << 20,
             max_weight: 1 << 20,

@@ -1,0 +1,6 @@
+#![no_main]
+//! See `flic_fuzz::submission` for the input layout and the invariants checked.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| flic_fuzz::submission::run(data));
