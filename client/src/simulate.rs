@@ -444,17 +444,23 @@ fn deploy(
     Ok((ic, canister))
 }
 
-/// Runs the whole simulation; `progress` sees every phase.
-pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<SimulationReport> {
-    let started = Instant::now();
+/// What the canister simulation and the float reference both start from: the same
+/// data, model and initial weights for the same arguments.
+struct Setup {
+    backend: Backend,
+    device: flic_model_zoo::Device,
+    fed: Federation,
+    config: ModelConfig,
+    initial: Vec<f32>,
+}
+
+fn setup(args: &SimulateArgs) -> anyhow::Result<Setup> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
     let backend: Backend = args.backend.parse()?;
-    let attack: Attack = args.attack.parse().map_err(anyhow::Error::msg)?;
     let device = backend.device()?;
     let fed = unify_classes(build_federation(args)?)?;
-    let n = fed.clients.len();
     let first = &fed.clients[0];
     let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
         args.hidden.clone()
@@ -467,8 +473,29 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         first.num_classes,
         &hidden,
     )?;
-    let spec = model_spec(&config)?;
     let initial = init_weights(&config, sub_seed_u64(args.seed, "init", 0))?;
+    Ok(Setup {
+        backend,
+        device,
+        fed,
+        config,
+        initial,
+    })
+}
+
+/// Runs the whole simulation; `progress` sees every phase.
+pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<SimulationReport> {
+    let started = Instant::now();
+    let attack: Attack = args.attack.parse().map_err(anyhow::Error::msg)?;
+    let Setup {
+        backend,
+        device,
+        fed,
+        config,
+        initial,
+    } = setup(args)?;
+    let n = fed.clients.len();
+    let spec = model_spec(&config)?;
     let max_samples = fed
         .clients
         .iter()
@@ -773,25 +800,13 @@ pub fn run_float_reference(
     args: &SimulateArgs,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<(f64, Vec<f64>)> {
-    if args.rounds == 0 {
-        bail!("--rounds must be at least 1");
-    }
-    let backend: Backend = args.backend.parse()?;
-    let device = backend.device()?;
-    let fed = unify_classes(build_federation(args)?)?;
-    let first = &fed.clients[0];
-    let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
-        args.hidden.clone()
-    } else {
-        Vec::new()
-    };
-    let config = ModelConfig::for_data(
-        args.model.id(),
-        &first.feature_shape,
-        first.num_classes,
-        &hidden,
-    )?;
-    let mut global = init_weights(&config, sub_seed_u64(args.seed, "init", 0))?;
+    let Setup {
+        device,
+        fed,
+        config,
+        initial: mut global,
+        ..
+    } = setup(args)?;
     let initial = evaluate(&config, &global, &fed.test, &device)?.accuracy;
     let mut accuracies = Vec::new();
     for r in 0..args.rounds {
