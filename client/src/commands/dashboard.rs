@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use candid::Principal;
 
 use crate::dashboard::{serve, Dashboard};
 use crate::transport::embedded;
@@ -40,16 +39,7 @@ pub fn run(state: &Path, listen: &str, canister: Option<&str>, quiet: bool) -> a
              other machines"
         );
     }
-    let ic = flic_embedded_ic::EmbeddedIc::load(state)
-        .with_context(|| format!("loading the embedded IC state from {}", state.display()))?;
-    let canister = match canister {
-        Some(text) => Principal::from_text(text)
-            .with_context(|| format!("--canister {text} is not a principal"))?,
-        None => *ic
-            .canister_ids()
-            .first()
-            .context("the saved state has no canister")?,
-    };
+    let (ic, canister) = super::load_embedded(state, canister)?;
     let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr()?;
     let dashboard = Dashboard::new(embedded::share(ic), canister);

@@ -123,20 +123,7 @@ pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Ses
             .state
             .clone()
             .context("--network embedded needs --state DIR (from `flic simulate --state DIR`)")?;
-        let config = flic_embedded_ic::Config {
-            module_cache_dir: Some(module_cache_dir()),
-            ..Default::default()
-        };
-        let ic = flic_embedded_ic::EmbeddedIc::load_with_config(&dir, config)
-            .with_context(|| format!("loading the embedded IC state from {}", dir.display()))?;
-        let canister = match &target.canister {
-            Some(text) => Principal::from_text(text)
-                .with_context(|| format!("--canister {text} is not a principal"))?,
-            None => *ic
-                .canister_ids()
-                .first()
-                .context("the saved state has no canister")?,
-        };
+        let (ic, canister) = load_embedded(&dir, target.canister.as_deref())?;
         let ic = embedded::share(ic);
         let transport = EmbeddedTransport::new(ic.clone(), canister, identity.principal());
         return Ok(Session {
@@ -158,6 +145,29 @@ pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Ses
         identity,
         embedded: None,
     })
+}
+
+/// Loads an embedded IC saved by `flic simulate --state DIR`, and picks `canister` (or
+/// the first canister in the state).
+pub fn load_embedded(
+    dir: &std::path::Path,
+    canister: Option<&str>,
+) -> anyhow::Result<(flic_embedded_ic::EmbeddedIc, Principal)> {
+    let config = flic_embedded_ic::Config {
+        module_cache_dir: Some(module_cache_dir()),
+        ..Default::default()
+    };
+    let ic = flic_embedded_ic::EmbeddedIc::load_with_config(dir, config)
+        .with_context(|| format!("loading the embedded IC state from {}", dir.display()))?;
+    let canister = match canister {
+        Some(text) => Principal::from_text(text)
+            .with_context(|| format!("--canister {text} is not a principal"))?,
+        None => *ic
+            .canister_ids()
+            .first()
+            .context("the saved state has no canister")?,
+    };
+    Ok((ic, canister))
 }
 
 /// Compiled canister modules are cached here across `flic` invocations (compiling the
