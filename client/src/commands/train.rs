@@ -79,12 +79,14 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
                 info.round,
                 work_dir.display()
             ));
-            let outcome = upload_with_bar(&mut session.api, &pending, progress)?;
-            session.save()?;
-            journal.clear()?;
-            receipts.add_pending(outcome.receipt.contribution_index)?;
-            collect_receipts(&receipts, &mut session.api, progress)?;
-            report(&outcome, args.output.json)?;
+            upload_and_record(
+                &mut session,
+                &journal,
+                &receipts,
+                &pending,
+                args.output.json,
+                progress,
+            )?;
             done_rounds += 1;
             last_round = Some(info.round);
         } else {
@@ -162,12 +164,14 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
         journal
             .save(&prepared)
             .with_context(|| format!("journaling the upload in {}", work_dir.display()))?;
-        let outcome = upload_with_bar(&mut session.api, &prepared, progress)?;
-        session.save()?;
-        journal.clear()?;
-        receipts.add_pending(outcome.receipt.contribution_index)?;
-        collect_receipts(&receipts, &mut session.api, progress)?;
-        report(&outcome, args.output.json)?;
+        upload_and_record(
+            &mut session,
+            &journal,
+            &receipts,
+            &prepared,
+            args.output.json,
+            progress,
+        )?;
         done_rounds += 1;
         last_round = Some(info.round);
     }
@@ -175,6 +179,24 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
 }
 
 /// Writes the receipts of earlier commits whose rounds have closed since.
+/// Uploads a journaled submission, then saves the state, clears the journal, remembers the
+/// receipt to collect once its round closes, and reports the commit.
+fn upload_and_record(
+    session: &mut super::Session,
+    journal: &UploadJournal,
+    receipts: &ReceiptStore,
+    prepared: &crate::participant::PreparedSubmission,
+    json: bool,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    let outcome = upload_with_bar(&mut session.api, prepared, progress)?;
+    session.save()?;
+    journal.clear()?;
+    receipts.add_pending(outcome.receipt.contribution_index)?;
+    collect_receipts(receipts, &mut session.api, progress)?;
+    report(&outcome, json)
+}
+
 fn collect_receipts<T: crate::transport::Transport>(
     store: &ReceiptStore,
     api: &mut crate::api::AggregatorApi<T>,
