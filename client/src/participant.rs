@@ -7,13 +7,30 @@ use candid::Principal;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use flic_protocol::api::{BeginSubmissionArgs, CommitReceipt, RoundInfo};
+use flic_protocol::api::{
+    BeginSubmissionArgs, ClientHyperparameters, CommitReceipt, Optimizer, RoundInfo,
+};
 use flic_protocol::encoding::{self, clip_l2};
 use flic_protocol::{chunking, merkle, DeltaEncoding, Hash, SubmissionHeader};
 
 use crate::api::{AggregatorApi, ApiError};
 use crate::identity::Identity;
 use crate::transport::Transport;
+
+/// Local training settings from the job's client hyperparameters; `shuffle_seed` orders
+/// this contributor's batches in this round.
+pub fn train_params(hp: &ClientHyperparameters, shuffle_seed: u64) -> flic_model_zoo::TrainParams {
+    flic_model_zoo::TrainParams {
+        lr: hp.learning_rate as f64,
+        batch_size: hp.batch_size as usize,
+        local_epochs: hp.local_epochs as usize,
+        optimizer: match hp.optimizer {
+            Optimizer::Sgd => flic_model_zoo::OptimizerKind::Sgd,
+            Optimizer::Adam => flic_model_zoo::OptimizerKind::Adam,
+        },
+        seed: shuffle_seed,
+    }
+}
 
 /// A delta ready to upload: encoded, chunked, signed.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use flic_embedded_ic::{EmbeddedIc, InstallMode};
 use flic_model_zoo::dataset::{Dataset, SyntheticClusters, SyntheticImages};
 use flic_model_zoo::{
-    evaluate, init_weights, model_spec, train_local, Backend, ModelConfig, Partitioner, TrainParams,
+    evaluate, init_weights, model_spec, train_local, Backend, ModelConfig, Partitioner,
 };
 use flic_protocol::api::{
     ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
@@ -31,7 +31,7 @@ use crate::cli::DataFormat;
 use crate::data;
 use crate::identity::Identity;
 use crate::output::Progress;
-use crate::participant::{prepare_submission, upload};
+use crate::participant::{prepare_submission, train_params, upload};
 use crate::transport::embedded::{self, EmbeddedTransport, SharedIc};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +55,15 @@ impl From<EncodingArg> for DeltaEncoding {
 pub enum OptimizerArg {
     Sgd,
     Adam,
+}
+
+impl From<OptimizerArg> for Optimizer {
+    fn from(o: OptimizerArg) -> Self {
+        match o {
+            OptimizerArg::Sgd => Optimizer::Sgd,
+            OptimizerArg::Adam => Optimizer::Adam,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -395,6 +404,17 @@ fn controller_identity(seed: u64) -> Identity {
     Identity::from_seed(sub_seed(seed, "controller", 0))
 }
 
+/// The client hyperparameters the simulated job announces.
+fn client_hyperparameters(args: &SimulateArgs) -> ClientHyperparameters {
+    ClientHyperparameters {
+        learning_rate: args.lr as f32,
+        batch_size: args.batch_size as u32,
+        local_epochs: args.local_epochs as u32,
+        optimizer: args.optimizer.into(),
+        seed: args.seed,
+    }
+}
+
 /// Installs the embedded aggregator and configures, uploads and starts the job.
 fn deploy(
     args: &SimulateArgs,
@@ -419,16 +439,7 @@ fn deploy(
     let mut api = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, admin));
     let job = JobConfig {
         model_spec: spec,
-        client: ClientHyperparameters {
-            learning_rate: args.lr as f32,
-            batch_size: args.batch_size as u32,
-            local_epochs: args.local_epochs as u32,
-            optimizer: match args.optimizer {
-                OptimizerArg::Sgd => Optimizer::Sgd,
-                OptimizerArg::Adam => Optimizer::Adam,
-            },
-            seed: args.seed,
-        },
+        client: client_hyperparameters(args),
         min_clients: clients as u32,
         max_clients: clients as u32,
         round_duration_ns: 3600 * 1_000_000_000,
@@ -594,16 +605,10 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
             canister_t += t.elapsed();
             let job = info.config.as_ref().context("job config missing")?;
             let hp = &job.client;
-            let params = TrainParams {
-                lr: hp.learning_rate as f64,
-                batch_size: hp.batch_size as usize,
-                local_epochs: hp.local_epochs as usize,
-                optimizer: match hp.optimizer {
-                    Optimizer::Sgd => flic_model_zoo::OptimizerKind::Sgd,
-                    Optimizer::Adam => flic_model_zoo::OptimizerKind::Adam,
-                },
-                seed: sub_seed_u64(hp.seed, "shuffle", r * 1_000_003 + i as u64),
-            };
+            let params = train_params(
+                hp,
+                sub_seed_u64(hp.seed, "shuffle", r * 1_000_003 + i as u64),
+            );
             let t = Instant::now();
             let local_config = flic_model_zoo::config_from_spec(&model.spec)?;
             let outcome = train_local(
@@ -807,6 +812,7 @@ pub fn run_float_reference(
         initial: mut global,
         ..
     } = setup(args)?;
+    let hp = client_hyperparameters(args);
     let initial = evaluate(&config, &global, &fed.test, &device)?.accuracy;
     let mut accuracies = Vec::new();
     for r in 0..args.rounds {
@@ -814,17 +820,11 @@ pub fn run_float_reference(
         let mut sum = vec![0f32; global.len()];
         let mut total = 0f32;
         for (i, data) in fed.clients.iter().enumerate() {
-            // The same seeds `run` gives client i in round r (via the job's client seed).
-            let params = TrainParams {
-                lr: args.lr as f32 as f64,
-                batch_size: args.batch_size,
-                local_epochs: args.local_epochs,
-                optimizer: match args.optimizer {
-                    OptimizerArg::Sgd => flic_model_zoo::OptimizerKind::Sgd,
-                    OptimizerArg::Adam => flic_model_zoo::OptimizerKind::Adam,
-                },
-                seed: sub_seed_u64(args.seed, "shuffle", r * 1_000_003 + i as u64),
-            };
+            // The same settings and seeds `run` gives client i in round r through the job.
+            let params = train_params(
+                &hp,
+                sub_seed_u64(hp.seed, "shuffle", r * 1_000_003 + i as u64),
+            );
             let outcome = train_local(&config, &global, data, &params, &device, &mut |_| {})
                 .with_context(|| format!("client {i} training in round {r}"))?;
             let mut delta: Vec<f32> = outcome

@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use flic_model_zoo::{init_weights, model_spec, ModelConfig};
-use flic_protocol::api::{ClientHyperparameters, JobConfig, Optimizer};
+use flic_protocol::api::{ClientHyperparameters, JobConfig};
 use flic_protocol::DeltaEncoding;
 
 use crate::cli::{JobStartArgs, TargetArgs};
-use crate::simulate::{ModelArg, OptimizerArg};
+use crate::simulate::ModelArg;
 
 pub fn start(args: &JobStartArgs) -> anyhow::Result<()> {
     let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
@@ -23,10 +23,7 @@ pub fn start(args: &JobStartArgs) -> anyhow::Result<()> {
             learning_rate: args.lr,
             batch_size: args.batch_size,
             local_epochs: args.local_epochs,
-            optimizer: match args.optimizer {
-                OptimizerArg::Sgd => Optimizer::Sgd,
-                OptimizerArg::Adam => Optimizer::Adam,
-            },
+            optimizer: args.optimizer.into(),
             seed: args.seed,
         },
         min_clients: args.min_clients,

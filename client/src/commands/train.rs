@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use flic_model_zoo::{config_from_spec, train_local, Backend, OptimizerKind, TrainParams};
-use flic_protocol::api::{JobState, Optimizer};
+use flic_model_zoo::{config_from_spec, train_local, Backend};
+use flic_protocol::api::JobState;
 use flic_protocol::DeltaEncoding;
 
 use crate::api::ApiError;
 use crate::cli::TrainArgs;
 use crate::output::Progress;
-use crate::participant::{prepare_submission, upload, UploadJournal};
+use crate::participant::{prepare_submission, train_params, upload, UploadJournal};
 use crate::receipts::ReceiptStore;
 use crate::retry::Backoff;
 
@@ -128,16 +128,7 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
             model.weights.len()
         ));
         let config = config_from_spec(&model.spec)?;
-        let params = TrainParams {
-            lr: job.client.learning_rate as f64,
-            batch_size: job.client.batch_size as usize,
-            local_epochs: job.client.local_epochs as usize,
-            optimizer: match job.client.optimizer {
-                Optimizer::Sgd => OptimizerKind::Sgd,
-                Optimizer::Adam => OptimizerKind::Adam,
-            },
-            seed: job.client.seed ^ info.round,
-        };
+        let params = train_params(&job.client, job.client.seed ^ info.round);
         progress.start("training", (data.len() * params.local_epochs) as u64);
         let outcome = train_local(&config, &model.weights, &data, &params, &device, &mut |p| {
             progress.set(p.samples_done as u64)
