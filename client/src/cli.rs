@@ -156,6 +156,55 @@ pub enum BenchCommand {
     Simulate(BenchSimulateArgs),
     /// The largest model one canister handles end to end within the IC limits.
     Scale(BenchScaleArgs),
+    /// Client training throughput per zoo model on burn's CPU backends, side by side with
+    /// PyTorch on the same model, data, weights, batch size and threads.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchTrainArgs {
+    /// Models to train.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "linear,mlp,lenet,cifar-cnn"
+    )]
+    pub models: Vec<crate::simulate::ModelArg>,
+    /// burn backends to time [default: the CPU backends compiled in: ndarray, and flex with
+    /// `--features flex`].
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Vec<flic_model_zoo::Backend>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Compute threads for burn (RAYON_NUM_THREADS) and PyTorch (torch.set_num_threads)
+    /// [default: all logical CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed epochs, after one warm-up epoch.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Multiplies the number of samples per model (20k for linear and mlp, 4k for lenet,
+    /// 2k for cifar-cnn).
+    #[arg(long, default_value_t = 1.0)]
+    pub samples_scale: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A Python with torch and numpy, to run PyTorch side by side (`bench/pytorch/setup.sh`
+    /// makes one and prints its path).
+    #[arg(long, value_name = "PYTHON")]
+    pub pytorch: Option<PathBuf>,
+    /// The PyTorch side [default: bench/pytorch/train_throughput.py of this source tree].
+    #[arg(long, value_name = "PATH")]
+    pub script: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Rewrite the training section of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -51,6 +51,11 @@ impl Backend {
         }
     }
 
+    /// Whether the backend computes on the CPU.
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Backend::NdArray | Backend::Flex)
+    }
+
     /// Whether this build can run the backend.
     pub fn is_compiled(self) -> bool {
         match self {

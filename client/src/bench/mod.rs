@@ -14,6 +14,7 @@ pub mod learning;
 pub mod plot;
 pub mod scale;
 pub mod simulation;
+pub mod training;
 
 use serde::Serialize;
 

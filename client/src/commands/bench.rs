@@ -3,9 +3,10 @@
 
 use anyhow::Context;
 
-use crate::bench::{aggregate, doc, invocation, learning, scale, simulation, Machine};
+use crate::bench::{aggregate, doc, invocation, learning, scale, simulation, training, Machine};
 use crate::cli::{
     BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchScaleArgs, BenchSimulateArgs,
+    BenchTrainArgs,
 };
 use crate::output::Progress;
 use crate::simulate::EncodingArg;
@@ -16,7 +17,66 @@ pub fn run(cmd: BenchCommand, progress: &mut dyn Progress) -> anyhow::Result<()>
         BenchCommand::Learning(args) => run_learning(&args, progress),
         BenchCommand::Simulate(args) => run_simulate(&args, progress),
         BenchCommand::Scale(args) => run_scale(&args, progress),
+        BenchCommand::Train(args) => run_train(&args, progress),
     }
+}
+
+fn run_train(args: &BenchTrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    anyhow::ensure!(threads > 0, "--threads must be at least 1");
+    // burn's CPU backends parallelise through rayon's global pool, sized on first use,
+    // which is after this point in this process.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    let backends: Vec<flic_model_zoo::Backend> = if args.backends.is_empty() {
+        flic_model_zoo::Backend::compiled()
+            .into_iter()
+            .filter(|b| b.is_cpu())
+            .collect()
+    } else {
+        args.backends.clone()
+    };
+    for b in &backends {
+        anyhow::ensure!(
+            b.is_compiled(),
+            "backend `{b}` is not compiled in: rebuild with `--features {b}`"
+        );
+    }
+    let script = args.script.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../bench/pytorch/train_throughput.py")
+    });
+    let models: Vec<&str> = args.models.iter().map(|m| m.id()).collect();
+    let workloads = training::workloads(&models, args.samples_scale, args.seed)?;
+    let settings = training::Settings {
+        backends: &backends,
+        batch_size: args.batch_size,
+        threads,
+        epochs: args.epochs.max(1),
+        lr: args.lr,
+        seed: args.seed,
+        pytorch: args.pytorch.as_deref(),
+        script,
+    };
+    let report = training::measure(&workloads, &settings, progress)?;
+    let text = training::render(&report);
+    if args.json {
+        super::print_json(&report)?;
+    } else {
+        println!("{text}");
+    }
+    if let Some(path) = &args.doc {
+        doc::write_section(
+            path,
+            "training",
+            &doc::section_body(&text, &Machine::detect(), &invocation()),
+        )?;
+        eprintln!("wrote the training section of {}", path.display());
+    }
+    Ok(())
 }
 
 fn run_scale(args: &BenchScaleArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
