@@ -2,7 +2,8 @@
 //! the module, so `cargo test` and `cargo run -p flic-client` need no separate build step.
 //!
 //! Set `FLIC_AGGREGATOR_WASM=/path/to/aggregator.wasm` to embed a prebuilt module instead,
-//! and `FLIC_CANISTER_RUSTFLAGS` (e.g. `-C target-feature=+simd128`) to change codegen.
+//! and `FLIC_CANISTER_RUSTFLAGS` to change codegen (they replace the `simd128` flags of
+//! `.cargo/config.toml`; `-C target-feature=-simd128` builds the scalar canister).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ fn main() {
         "../protocol/Cargo.toml",
         "../Cargo.toml",
         "../Cargo.lock",
+        "../.cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={path}");
     }

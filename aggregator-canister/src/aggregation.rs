@@ -8,8 +8,7 @@ use flic_protocol::fedavg::{accumulate_window, apply_update, finalize_factor};
 use flic_protocol::ModelVersionHasher;
 
 use crate::storage::{
-    f32s_as_le_bytes, read_bytes, read_bytes_into, read_f32s_into, read_i64s_into, write_f32s,
-    write_i64s, Mem,
+    f32s_as_le_bytes, read_bytes, read_bytes_into, read_f32s_into, write_f32s, Mem,
 };
 
 /// Parameters per window (a multiple of the int8 block length).
@@ -58,28 +57,27 @@ pub fn validate_staged(
     check.finish()
 }
 
-/// Adds a validated staged delta, times `weight`, into the accumulator.
+/// Adds a validated staged delta, times `weight`, into the round's accumulator `acc` (on the
+/// heap: see `State::acc`).
 pub fn accumulate_staged(
     staging: &Mem,
-    accumulator: &Mem,
+    acc: &mut [i64],
     offset: u64,
     encoding: DeltaEncoding,
-    param_count: u64,
     weight: u64,
     frac_bits: u32,
 ) {
-    // One buffer of each kind for the whole delta: nothing is zeroed before it is read.
-    let (mut bytes, mut acc) = (Vec::new(), Vec::new());
-    for w in encoding.windows(param_count, WINDOW_PARAMS) {
+    // One buffer for the whole delta: nothing is zeroed before it is read.
+    let mut bytes = Vec::new();
+    for w in encoding.windows(acc.len() as u64, WINDOW_PARAMS) {
         read_bytes_into(
             staging,
             offset + w.byte_offset,
             w.byte_len as usize,
             &mut bytes,
         );
-        read_i64s_into(accumulator, w.first_param, w.param_count as usize, &mut acc);
-        accumulate_window(&mut acc, encoding, &bytes, weight, frac_bits);
-        write_i64s(accumulator, w.first_param, &acc);
+        let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
+        accumulate_window(&mut acc[range], encoding, &bytes, weight, frac_bits);
     }
 }
 
@@ -87,8 +85,7 @@ pub fn accumulate_staged(
 /// the new model version.
 pub fn finalize(
     weights: &Mem,
-    accumulator: &Mem,
-    param_count: u64,
+    acc: &mut [i64],
     total_weight: u64,
     frac_bits: u32,
     server_lr: f32,
@@ -96,16 +93,14 @@ pub fn finalize(
 ) -> [u8; 32] {
     let inv = finalize_factor(total_weight, frac_bits);
     let mut hasher = ModelVersionHasher::new(spec_id);
-    let (mut zeros, mut ws, mut acc) = (Vec::new(), Vec::new(), Vec::new());
-    for w in DeltaEncoding::F32.windows(param_count, WINDOW_PARAMS) {
-        let n = w.param_count as usize;
-        read_f32s_into(weights, w.first_param, n, &mut ws);
-        read_i64s_into(accumulator, w.first_param, n, &mut acc);
-        apply_update(&mut ws, &acc, inv, server_lr);
+    let mut ws = Vec::new();
+    for w in DeltaEncoding::F32.windows(acc.len() as u64, WINDOW_PARAMS) {
+        let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
+        read_f32s_into(weights, w.first_param, range.len(), &mut ws);
+        apply_update(&mut ws, &acc[range.clone()], inv, server_lr);
+        acc[range].fill(0);
         write_f32s(weights, w.first_param, &ws);
         hasher.update(f32s_as_le_bytes(&ws));
-        zeros.resize(n, 0i64);
-        write_i64s(accumulator, w.first_param, &zeros);
     }
     hasher.finish()
 }

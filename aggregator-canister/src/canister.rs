@@ -110,7 +110,8 @@ fn init(arg: InitArg) {
 
 #[ic_cdk::pre_upgrade]
 fn pre_upgrade() {
-    // Nothing to do: all state already lives in stable memory.
+    // Everything but the open round's accumulator already lives in stable memory.
+    read_state(|s| s.save_for_upgrade());
 }
 
 #[ic_cdk::post_upgrade]

@@ -304,12 +304,14 @@ impl State {
         )
         .map_err(SubmitError::InvalidDelta)?;
         // Validated: from here on nothing can fail.
+        if self.acc.len() as u64 != m.param_count {
+            self.acc = vec![0; m.param_count as usize];
+        }
         aggregation::accumulate_staged(
             &self.staging,
-            &self.accumulator,
+            &mut self.acc,
             s.staging_offset,
             s.header.encoding,
-            m.param_count,
             s.weight,
             m.frac_bits,
         );
@@ -370,8 +372,7 @@ impl State {
         let spec_id = m.spec_id.expect("configured").into_array();
         let new_version = aggregation::finalize(
             &self.weights,
-            &self.accumulator,
-            m.param_count,
+            &mut self.acc,
             m.total_weight,
             m.frac_bits,
             config.server_lr,

@@ -9,7 +9,7 @@ use flic_protocol::api::{
 };
 use flic_protocol::merkle::MerkleFrontier;
 use flic_protocol::{Hash, SubmissionHeader};
-use ic_stable_structures::{DefaultMemoryImpl, Memory, StableBTreeMap, StableCell};
+use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -114,6 +114,13 @@ type Map<K, V> = StableBTreeMap<K, V, Mem>;
 pub struct State {
     pub(crate) meta: StableCell<Stored<Meta>, Mem>,
     pub(crate) weights: Mem,
+    /// The open round's FedAvg accumulator (`i64` per parameter), on the heap: a commit adds
+    /// into it without copying 16 bytes per parameter to and from stable memory. Empty until
+    /// the round's first commit; zeroed by the close. The heap rolls back with a trap like
+    /// stable memory does, so only upgrades need care: [`State::save_for_upgrade`] spills it
+    /// to `accumulator` and [`State::load`] reads it back.
+    pub(crate) acc: Vec<i64>,
+    /// Where `acc` waits out an upgrade (read only when the round has commits).
     pub(crate) accumulator: Mem,
     pub(crate) staging: Mem,
     pub(crate) datasets: Map<u64, Stored<Dataset>>,
@@ -139,10 +146,21 @@ impl State {
         let m = Memories::init(memory);
         let rounds: Map<u64, Stored<RoundRecord>> = StableBTreeMap::init(m.get(MEMORY_ROUNDS));
         let certified = CertifiedTree::from_history(rounds.iter().map(|e| e.value().0));
+        let meta = StableCell::init(m.get(MEMORY_META), Stored(Meta::default()));
+        let accumulator = m.get(MEMORY_ACCUMULATOR);
+        let acc = {
+            let m: &Meta = &meta.get().0;
+            if m.committed > 0 {
+                read_i64s(&accumulator, 0, m.param_count as usize)
+            } else {
+                Vec::new()
+            }
+        };
         Self {
-            meta: StableCell::init(m.get(MEMORY_META), Stored(Meta::default())),
+            meta,
             weights: m.get(MEMORY_WEIGHTS),
-            accumulator: m.get(MEMORY_ACCUMULATOR),
+            acc,
+            accumulator,
             staging: m.get(MEMORY_STAGING),
             datasets: StableBTreeMap::init(m.get(MEMORY_DATASETS)),
             datasets_by_owner: StableBTreeMap::init(m.get(MEMORY_DATASETS_BY_OWNER)),
@@ -157,6 +175,22 @@ impl State {
             certified,
             evaluations: StableBTreeMap::init(m.get(MEMORY_EVALUATIONS)),
             metrics: StableCell::init(m.get(MEMORY_METRICS), Stored(Metrics::default())),
+        }
+    }
+
+    /// The open round's accumulator (empty before its first commit).
+    pub fn accumulator(&self) -> &[i64] {
+        &self.acc
+    }
+
+    /// Writes what lives only on the heap to stable memory (the open round's accumulator,
+    /// 8 bytes per parameter when the round has commits). Called by `pre_upgrade`; [`load`]
+    /// reads it back.
+    ///
+    /// [`load`]: State::load
+    pub fn save_for_upgrade(&self) {
+        if self.meta().committed > 0 {
+            write_i64s(&self.accumulator, 0, &self.acc);
         }
     }
 
@@ -290,7 +324,8 @@ impl State {
         let spec_id = m.spec_id.expect("configured").into_array();
         let version =
             crate::aggregation::check_and_hash_weights(&self.weights, m.param_count, &spec_id)?;
-        // The accumulator region exists (zero-filled) from the first round on.
+        // The accumulator's upgrade spill area exists from the first round on, so an
+        // upgrade never has to grow stable memory.
         ensure_capacity(&self.accumulator, m.param_count * 8);
         if m.config().retain_contributions {
             // Lineage verifiers replay every round from the initial model.
@@ -459,11 +494,15 @@ impl State {
             m.next_contribution - m.first_contribution_of_round == m.committed as u64,
             "this round's contributions are the committed submissions",
         )?;
-        if m.committed == 0 && m.param_count > 0 && self.accumulator.size() > 0 {
-            let acc = read_i64s(&self.accumulator, 0, m.param_count as usize);
+        if m.committed == 0 {
             ensure(
-                acc.iter().all(|&a| a == 0),
+                self.acc.iter().all(|&a| a == 0),
                 "accumulator is zero when nothing is committed",
+            )?;
+        } else {
+            ensure(
+                self.acc.len() as u64 == m.param_count,
+                "accumulator has one entry per parameter once the round has commits",
             )?;
         }
         if matches!(m.job_state(), JobState::Running | JobState::Paused) {

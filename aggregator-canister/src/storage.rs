@@ -1,6 +1,7 @@
 //! Stable-memory layout: one `MemoryManager`, one named `MemoryId` per structure.
 //!
-//! Everything that must survive an upgrade lives here, so `pre_upgrade` has nothing to do.
+//! Everything that must survive an upgrade lives here; the one exception, the open round's
+//! accumulator, is kept on the heap and spilled to its region by `pre_upgrade`.
 //! Weights, the accumulator and staged uploads are flat little-endian arrays in dedicated
 //! virtual memories, read and written in large contiguous ranges (never one map entry per
 //! parameter). The same code runs on real stable memory in wasm and on a `VectorMemory`
@@ -23,7 +24,7 @@ pub type Mem = VirtualMemory<DefaultMemoryImpl>;
 pub const MEMORY_META: MemoryId = MemoryId::new(0);
 /// Flat `f32` LE: the current model weights.
 pub const MEMORY_WEIGHTS: MemoryId = MemoryId::new(1);
-/// Flat `i64` LE: the round's FedAvg accumulator.
+/// Flat `i64` LE: the round's FedAvg accumulator while an upgrade runs (it lives on the heap).
 pub const MEMORY_ACCUMULATOR: MemoryId = MemoryId::new(2);
 /// Byte arena of staged (and, if retained, committed) encoded deltas.
 pub const MEMORY_STAGING: MemoryId = MemoryId::new(3);

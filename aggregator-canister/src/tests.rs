@@ -124,8 +124,11 @@ impl Harness {
         self.ctx(self.controller)
     }
 
+    /// Stable memory, then the heap accumulator: everything a rejection must leave alone.
     fn snapshot(&self) -> Vec<u8> {
-        self.mem.borrow().clone()
+        let mut bytes = self.mem.borrow().clone();
+        bytes.extend(self.state.acc.iter().flat_map(|a| a.to_le_bytes()));
+        bytes
     }
 
     fn check(&self) {
@@ -134,6 +137,7 @@ impl Harness {
 
     /// Simulates an upgrade: the heap is lost, stable memory stays.
     fn upgrade(&mut self) {
+        self.state.save_for_upgrade();
         self.state = State::load(self.mem.clone());
         self.check();
     }

@@ -8,7 +8,8 @@
 //! [`MAX_OPS`].
 //!
 //! After every operation:
-//! - a rejected call (an `Err`) left the whole stable memory byte-identical;
+//! - a rejected call (an `Err`) left the whole stable memory and the heap accumulator
+//!   byte-identical;
 //! - `State::check_invariants` holds (indexes, counters, committed <= max_clients, ...);
 //! - the round number never decreases and moves by at most one per operation, and the
 //!   history has one record per closed round;
@@ -16,7 +17,8 @@
 //!   caller's upload is complete and its delta validates;
 //! - when a round closes, the new model version equals the one a verifier recomputes with
 //!   `fedavg::Accumulator` from the committed deltas (a reference model of the round);
-//! - an upgrade (`State::load` on the same memory) writes nothing and changes no query.
+//! - an upgrade (`save_for_upgrade`, then `State::load` on the same memory) restores the
+//!   accumulator exactly, loading writes nothing, and no query changes.
 
 use candid::Principal;
 use ed25519_dalek::SigningKey;
@@ -430,12 +432,17 @@ impl Harness {
         caller: Principal,
     ) -> Result<T, E> {
         let before = self.snapshot();
+        let acc_before = self.state.accumulator().to_vec();
         let ctx = self.ctx(caller);
         let out = f(&mut self.state, &ctx);
         if let Err(e) = &out {
             assert!(
                 before == self.snapshot(),
                 "{what} was rejected ({e:?}) but changed stable memory"
+            );
+            assert!(
+                acc_before == self.state.accumulator(),
+                "{what} was rejected ({e:?}) but changed the accumulator"
             );
             let message = format!("{e:?}");
             assert!(!message.is_empty());
@@ -495,13 +502,22 @@ impl Harness {
             } => self.dataset(who, action, samples as u64),
             Op::Admin { action } => self.admin(action),
             Op::Upgrade => {
+                self.state.save_for_upgrade();
                 let before = self.snapshot();
+                let acc = self.state.accumulator().to_vec();
                 let info = self.state.round_info();
                 let cert = self.state.certified_state();
                 self.state = State::load(self.mem.clone());
                 assert!(
                     before == self.snapshot(),
                     "loading the state wrote to memory"
+                );
+                // Between rounds the accumulator is all zeros, allocated or not.
+                let zero = |a: &[i64]| a.iter().all(|&x| x == 0);
+                assert!(
+                    acc == self.state.accumulator()
+                        || (zero(&acc) && zero(self.state.accumulator())),
+                    "the upgrade lost the accumulator"
                 );
                 assert_eq!(info, self.state.round_info());
                 assert_eq!(cert, self.state.certified_state());

@@ -336,22 +336,16 @@ impl DeltaCheck {
                         });
                     }
                     let qs = &block[4..];
-                    // Branch-free over the block so it vectorises (simd128): whether any
-                    // byte is -128, and sum q^2 (<= 256 * 127^2, exact in i32).
-                    let any_min = qs.iter().fold(0u8, |m, &b| m | u8::from(b == 0x80));
-                    if any_min != 0 {
+                    // Whether any byte is -128, and sum q^2 (<= 256 * 127^2, exact in i32),
+                    // in one branch-free pass (explicit SIMD in the canister).
+                    let (any_min, block_sq) = crate::kernels::int8_check(qs);
+                    if any_min {
                         let j = qs.iter().position(|&b| b == 0x80).unwrap_or(0);
                         return Err(DeltaError::QuantOutOfRange {
                             index: first + j as u64,
                         });
                     }
-                    let block_sq = qs
-                        .iter()
-                        .map(|&b| {
-                            let q = b as i8 as i32;
-                            q * q
-                        })
-                        .sum::<i32>() as i64;
+                    let block_sq = block_sq as i64;
                     // sum (q_i * s)^2 = s^2 * sum q_i^2; sum q_i^2 <= 256 * 127^2 is exact.
                     self.sum_sq += (block_sq as f64) * s * s;
                     let n = (block.len() - 4) as f64;

@@ -205,10 +205,8 @@ fn accumulate_int8(acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
     {
         let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
         let wf = w.wrapping_mul(int8_block_factor(scale, frac_bits));
-        // The hot loop: load i8, sign-extend, multiply, add.
-        for (a, &q) in acc_block.iter_mut().zip(&block[4..]) {
-            *a = a.wrapping_add(wf.wrapping_mul(q as i8 as i64));
-        }
+        // The hot loop: load i8, sign-extend, multiply, add (explicit SIMD in the canister).
+        crate::kernels::int8_mul_add(acc_block, &block[4..], wf);
     }
 }
 

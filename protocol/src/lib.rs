@@ -15,6 +15,7 @@ pub mod certified;
 pub mod chunking;
 pub mod encoding;
 pub mod fedavg;
+pub mod kernels;
 pub mod merkle;
 pub mod model;
 pub mod submission;

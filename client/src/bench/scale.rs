@@ -11,18 +11,18 @@ pub const HEAP_DELTA_PER_ROUND: u64 = 75 << 20;
 pub const STABLE_TOUCHED_PER_UPDATE: u64 = 2 << 30;
 pub const STABLE_MEMORY: u64 = 500 << 30;
 
-/// Bytes of stable memory one message writes, from the canister's algorithm: a commit
-/// rewrites the `i64` accumulator (8 per parameter); the close rewrites the `f32` weights
-/// and zeroes the accumulator (12 per parameter).
+/// Bytes of memory (heap and stable: both count towards the heap delta) one message writes,
+/// from the canister's algorithm: a commit adds into the heap `i64` accumulator (8 per
+/// parameter); the close rewrites the `f32` weights in stable memory and zeroes the
+/// accumulator (4 + 8 per parameter).
 pub fn written_per_message(params: u64) -> (u64, u64) {
     (8 * params, 12 * params)
 }
 
 /// Bytes of stable memory one message reads or writes: a commit reads the staged delta
-/// twice (validation, then accumulation) and reads and writes the accumulator; the close
-/// reads and writes weights and accumulator.
+/// (twice, the same pages); the close reads and writes the weights.
 pub fn touched_per_message(params: u64, payload_bytes: u64) -> (u64, u64) {
-    (payload_bytes + 8 * params, 12 * params)
+    (payload_bytes, 4 * params)
 }
 
 pub fn render(reports: &[AggregateReport]) -> String {
@@ -69,9 +69,9 @@ pub fn render(reports: &[AggregateReport]) -> String {
          closes the round, and the new model is downloaded chunk by chunk and checked \
          against its version hash and the native recomputation. The embedded IC enforces \
          the instruction limits (40 B per update or timer, 5 B per query) and the 4 GiB heap; \
-         the stable-memory columns are computed from the canister's algorithm, because the \
-         embedded IC does not model the heap-delta (75 MiB per round) or stable-memory-touched \
-         (2 GiB per update) limits.\n\n{}",
+         the memory-written (heap and stable, what the heap-delta limit of 75 MiB per round \
+         counts) and stable-touched (limit 2 GiB per update) columns are computed from the \
+         canister's algorithm, because the embedded IC does not model those two limits.\n\n{}",
         table(
             &[
                 "N params",
@@ -79,7 +79,7 @@ pub fn render(reports: &[AggregateReport]) -> String {
                 "K",
                 "largest update message",
                 "download",
-                "stable written per commit / close",
+                "memory written per commit / close",
                 "stable touched per commit / close (limit 2 GiB)",
                 "stable memory / heap at end",
                 "model verified",
