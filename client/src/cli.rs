@@ -171,8 +171,7 @@ pub struct BenchTrainArgs {
         default_value = "linear,mlp,lenet,cifar-cnn"
     )]
     pub models: Vec<crate::simulate::ModelArg>,
-    /// burn backends to time [default: the CPU backends compiled in: ndarray, and flex with
-    /// `--features flex`].
+    /// burn backends to time [default: the CPU backends compiled in: ndarray and flex].
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<flic_model_zoo::Backend>,
     #[arg(long, default_value_t = 64)]
@@ -219,7 +218,7 @@ pub struct BenchScaleArgs {
     /// Canister wasm [default: the embedded release build].
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "embedded")]
     pub build: String,
     /// Rewrite the scale section of this Markdown file.
     #[arg(long, value_name = "PATH")]
@@ -283,7 +282,7 @@ pub struct BenchAggregateArgs {
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
     /// Label of the --wasm build in reports.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "embedded")]
     pub build: String,
     /// Sweep N over --sweep-params and K over --sweep-contributions, both encodings,
     /// instead of one case.
@@ -297,10 +296,11 @@ pub struct BenchAggregateArgs {
     /// host memory and time bounded.
     #[arg(long, value_parser = parse_count, default_value = "1e9")]
     pub sweep_max_work: u64,
-    /// A second wasm (e.g. built with simd128) measured on the same cases.
+    /// A second wasm (e.g. the scalar build of bench/build_wasm.sh) measured on the same
+    /// cases.
     #[arg(long, value_name = "PATH")]
     pub compare_wasm: Option<PathBuf>,
-    #[arg(long, default_value = "simd128")]
+    #[arg(long, default_value = "compare")]
     pub compare_build: String,
     /// Rewrite the aggregate, cost and bytes sections of this Markdown file.
     #[arg(long, value_name = "PATH")]
@@ -499,7 +499,8 @@ pub struct TrainArgs {
     /// Where interrupted uploads are remembered, so a restart resumes them.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Compute backend for local training.
+    /// Compute backend for local training: ndarray (default), flex (compiled in; much faster
+    /// for lenet and cifar-cnn), wgpu or cuda (these two need the matching cargo feature).
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
     #[command(flatten)]

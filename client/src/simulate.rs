@@ -158,8 +158,8 @@ pub struct SimulateArgs {
     /// `flic verify lineage` can recompute every version.
     #[arg(long)]
     pub retain_contributions: bool,
-    /// Training backend: ndarray (default), flex, wgpu or cuda (the last three need the
-    /// matching cargo feature).
+    /// Training backend: ndarray (default), flex (compiled in; much faster for lenet and
+    /// cifar-cnn), wgpu or cuda (these two need the matching cargo feature).
     #[arg(long, default_value = "ndarray")]
     pub backend: String,
     /// How many clients attack (the last K).

@@ -115,3 +115,50 @@ fn learning_report_has_every_series() {
         4 + 2
     );
 }
+
+#[test]
+fn training_report_covers_every_model_and_backend() {
+    use flic_client::bench::training::{self, Settings};
+    use flic_model_zoo::Backend;
+    let backends: Vec<Backend> = Backend::compiled()
+        .into_iter()
+        .filter(|b| b.is_cpu())
+        .collect();
+    let models = ["linear", "mlp", "lenet", "cifar-cnn"];
+    // 64 samples per model: one batch each.
+    let workloads = training::workloads(&models, 0.0, 3).unwrap();
+    let settings = Settings {
+        backends: &backends,
+        batch_size: 32,
+        threads: 1,
+        epochs: 1,
+        lr: 0.01,
+        seed: 3,
+        pytorch: None,
+        script: "unused".into(),
+    };
+    let report = training::measure(&workloads, &settings, &mut Silent).unwrap();
+    assert_eq!(report.models.len(), models.len());
+    for (m, name) in report.models.iter().zip(models) {
+        assert_eq!(m.model, name);
+        assert_eq!(m.samples, 64);
+        assert_eq!(m.results.len(), backends.len());
+        let first = &m.results[0];
+        for t in &m.results {
+            assert!(t.samples_per_sec > 0.0 && t.seconds > 0.0);
+            assert!(t.last_epoch_loss.is_finite());
+            // Every backend starts from the same model: the same initial loss.
+            assert!(
+                (t.initial_loss - first.initial_loss).abs() < 1e-4,
+                "{name}: {} vs {}",
+                t.framework,
+                first.framework
+            );
+        }
+    }
+    let text = training::render(&report);
+    for name in models {
+        assert!(text.contains(&format!("| {name} |")));
+    }
+    assert!(text.contains("PyTorch was not run"));
+}

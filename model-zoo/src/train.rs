@@ -473,6 +473,49 @@ mod tests {
         assert!(e.loss.is_finite() && (0.0..=1.0).contains(&e.accuracy));
     }
 
+    /// The flex backend trains the same models as ndarray: same data, weights, batches and
+    /// SGD steps give the same losses and weights up to float reassociation.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_computes_what_ndarray_computes() {
+        let flex = Device::flex();
+        let images = synthetic_images(64, 12, 12, 10, 5);
+        let (clusters, _) = clusters();
+        for (arch, data) in [("mlp", &clusters), ("lenet", &images)] {
+            let config = ModelConfig::for_data(arch, &data.feature_shape, 10, &[]).unwrap();
+            let w0 = init_weights(&config, 4).unwrap();
+            let p = TrainParams {
+                lr: 0.05,
+                batch_size: 16,
+                local_epochs: 1,
+                optimizer: OptimizerKind::Sgd,
+                seed: 9,
+            };
+            let a = train_local(&config, &w0, data, &p, &cpu(), &mut |_| {}).unwrap();
+            let b = train_local(&config, &w0, data, &p, &flex, &mut |_| {}).unwrap();
+            assert!(
+                (a.mean_loss - b.mean_loss).abs() < 1e-4,
+                "{arch}: ndarray loss {} vs flex {}",
+                a.mean_loss,
+                b.mean_loss
+            );
+            let moved: f32 = a.weights.iter().zip(&w0).map(|(x, y)| (x - y).abs()).sum();
+            let apart: f32 = a
+                .weights
+                .iter()
+                .zip(&b.weights)
+                .map(|(x, y)| (x - y).abs())
+                .sum();
+            assert!(
+                moved > 0.0 && apart < 1e-3 * moved,
+                "{arch}: moved {moved}, apart {apart}"
+            );
+            let ea = evaluate(&config, &a.weights, data, &cpu()).unwrap();
+            let eb = evaluate(&config, &a.weights, data, &flex).unwrap();
+            assert!((ea.loss - eb.loss).abs() < 1e-4 && ea.accuracy == eb.accuracy);
+        }
+    }
+
     #[test]
     fn rejects_bad_inputs() {
         let (train, _) = clusters();

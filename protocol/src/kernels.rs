@@ -74,7 +74,10 @@ mod simd {
             let v = unsafe { (qs.as_ptr().add(s * 16) as *const v128).read_unaligned() };
             any = v128_or(any, i8x16_eq(v, min));
             let (lo, hi) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
-            sum = i32x4_add(sum, i32x4_add(i32x4_dot_i16x8(lo, lo), i32x4_dot_i16x8(hi, hi)));
+            sum = i32x4_add(
+                sum,
+                i32x4_add(i32x4_dot_i16x8(lo, lo), i32x4_dot_i16x8(hi, hi)),
+            );
         }
         let (tail_any, tail_sum) = super::scalar_check(&qs[steps * 16..]);
         let total = i32x4_extract_lane::<0>(sum)

@@ -21,6 +21,19 @@ pub fn run(cmd: BenchCommand, progress: &mut dyn Progress) -> anyhow::Result<()>
     }
 }
 
+/// The command line for the document, with the local Python replaced by the setup script
+/// that makes one anywhere.
+fn train_invocation(args: &BenchTrainArgs) -> String {
+    let command = invocation();
+    match &args.pytorch {
+        Some(python) => command.replace(
+            python.to_string_lossy().as_ref(),
+            "\"$(bench/pytorch/setup.sh)\"",
+        ),
+        None => command,
+    }
+}
+
 fn run_train(args: &BenchTrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -72,7 +85,7 @@ fn run_train(args: &BenchTrainArgs, progress: &mut dyn Progress) -> anyhow::Resu
         doc::write_section(
             path,
             "training",
-            &doc::section_body(&text, &Machine::detect(), &invocation()),
+            &doc::section_body(&text, &Machine::detect(), &train_invocation(args)),
         )?;
         eprintln!("wrote the training section of {}", path.display());
     }
