@@ -184,7 +184,7 @@ impl State {
         }
         // Staging is bounded: principals are free to create, so without a cap a flood of
         // uploads that never commit could stage deltas until the round closes.
-        let pending = (self.submissions.len() as u64).saturating_sub(m.committed as u64);
+        let pending = self.submissions.len().saturating_sub(m.committed as u64);
         let limit = pending_limit(config.max_clients);
         if pending >= limit as u64 {
             return Err(SubmitError::TooManyPendingSubmissions {

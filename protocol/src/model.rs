@@ -161,7 +161,7 @@ pub fn weights_to_le_bytes(weights: &[f32]) -> Vec<u8> {
 
 /// Parses little-endian `f32` bytes; `None` if the length is not a multiple of 4.
 pub fn weights_from_le_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(
