@@ -283,6 +283,16 @@ fn run_pytorch(
     ))
 }
 
+/// `2.68x`, or `0.026x (1/38.7)` well below one, where two decimals would hide the size of
+/// the gap.
+fn ratio(x: f64) -> String {
+    if x >= 0.5 {
+        format!("{x:.2}x")
+    } else {
+        format!("{x:.3}x (1/{:.1})", 1.0 / x)
+    }
+}
+
 pub fn render(r: &TrainingReport) -> String {
     let frameworks: Vec<String> = {
         let mut f: Vec<String> = Vec::new();
@@ -296,7 +306,12 @@ pub fn render(r: &TrainingReport) -> String {
         f
     };
     let has_pytorch = frameworks.iter().any(|f| f == "pytorch");
-    let mut headers: Vec<String> = vec!["model".into(), "params".into(), "input".into()];
+    let mut headers: Vec<String> = vec![
+        "model".into(),
+        "params".into(),
+        "input".into(),
+        "samples".into(),
+    ];
     headers.extend(frameworks.iter().map(|f| format!("{f} samples/s")));
     if has_pytorch {
         headers.extend(
@@ -320,17 +335,18 @@ pub fn render(r: &TrainingReport) -> String {
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
                     .join("×"),
+                thousands(m.samples as u64),
             ];
             for f in &frameworks {
-                row.push(get(f).map_or("-".into(), |t| format!("{:.0}", t.samples_per_sec)));
+                row.push(
+                    get(f).map_or("-".into(), |t| thousands(t.samples_per_sec.round() as u64)),
+                );
             }
             if has_pytorch {
                 let torch = get("pytorch");
                 for f in frameworks.iter().filter(|f| *f != "pytorch") {
                     row.push(match (get(f), torch) {
-                        (Some(b), Some(p)) => {
-                            format!("{:.2}x", b.samples_per_sec / p.samples_per_sec)
-                        }
+                        (Some(b), Some(p)) => ratio(b.samples_per_sec / p.samples_per_sec),
                         _ => "-".into(),
                     });
                 }
