@@ -4,7 +4,7 @@
 //! The canister is built for `wasm32` with `simd128` (the IC executes wasm SIMD
 //! deterministically on every node), and the IC charges per executed wasm instruction, so
 //! these loops are written with explicit 128-bit SIMD there: LLVM's auto-vectorisation of the
-//! plain loops cost about 20 instructions per parameter, these about 4. Everywhere else (the
+//! plain loops cost about 20 instructions per parameter, these about 9 (docs/benchmarks.md, section 1). Everywhere else (the
 //! client, verifiers, native tests) the plain loops run. Both are integer arithmetic with
 //! wrapping, so they give the same bits; the wasm-level tests compare the canister's models
 //! with the native `Accumulator` to check it.
