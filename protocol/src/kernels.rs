@@ -3,11 +3,12 @@
 //!
 //! The canister is built for `wasm32` with `simd128` (the IC executes wasm SIMD
 //! deterministically on every node), and the IC charges per executed wasm instruction, so
-//! these loops are written with explicit 128-bit SIMD there: LLVM's auto-vectorisation of the
-//! plain loops cost about 20 instructions per parameter, these about 9 (docs/benchmarks.md, section 1). Everywhere else (the
-//! client, verifiers, native tests) the plain loops run. Both are integer arithmetic with
-//! wrapping, so they give the same bits; the wasm-level tests compare the canister's models
-//! with the native `Accumulator` to check it.
+//! these loops are written with explicit 128-bit SIMD there: LLVM's auto-vectorisation of
+//! the plain loops cost about 20 instructions per parameter, these about 9
+//! (docs/benchmarks.md, section 1). Everywhere else (the client, verifiers, native tests)
+//! the plain loops run. Both are integer arithmetic with wrapping, so they give the same
+//! bits; the wasm-level tests compare the canister's models with the native `Accumulator`
+//! to check it.
 
 /// Whether any byte of `qs` is `0x80` (-128, outside the symmetric int8 range), and the sum of
 /// `q²` over the bytes read as `i8`. `qs` is one int8 block (at most 256 values, so the sum,
