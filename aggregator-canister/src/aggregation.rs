@@ -76,8 +76,7 @@ pub fn accumulate_staged(
             w.byte_len as usize,
             &mut bytes,
         );
-        let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
-        accumulate_window(&mut acc[range], encoding, &bytes, weight, frac_bits);
+        accumulate_window(&mut acc[w.params()], encoding, &bytes, weight, frac_bits);
     }
 }
 
@@ -95,7 +94,7 @@ pub fn finalize(
     let mut hasher = ModelVersionHasher::new(spec_id);
     let mut ws = Vec::new();
     for w in DeltaEncoding::F32.windows(acc.len() as u64, WINDOW_PARAMS) {
-        let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
+        let range = w.params();
         read_f32s_into(weights, w.first_param, range.len(), &mut ws);
         apply_update(&mut ws, &acc[range.clone()], inv, server_lr);
         acc[range].fill(0);

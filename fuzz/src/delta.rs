@@ -117,7 +117,7 @@ fn streaming(input: &DeltaInput) -> Result<flic_protocol::encoding::DeltaStats, 
         .encoding
         .windows(input.param_count, input.window.max(1))
     {
-        let bytes = &input.payload[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize];
+        let bytes = &input.payload[w.bytes()];
         check.feed(&w, bytes)?;
     }
     check.finish()

@@ -118,6 +118,18 @@ pub struct Window {
     pub byte_len: u64,
 }
 
+impl Window {
+    /// The window's parameters as indices into a flat vector held in memory.
+    pub fn params(&self) -> std::ops::Range<usize> {
+        self.first_param as usize..(self.first_param + self.param_count) as usize
+    }
+
+    /// The window's bytes as indices into an encoded delta held in memory.
+    pub fn bytes(&self) -> std::ops::Range<usize> {
+        self.byte_offset as usize..(self.byte_offset + self.byte_len) as usize
+    }
+}
+
 /// Why a delta was rejected. Indices are parameter indices (or block indices) in the flat
 /// vector.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
@@ -382,10 +394,7 @@ pub fn validate(
     check_length(encoding, bytes.len() as u64, param_count)?;
     let mut check = DeltaCheck::new(encoding, param_count, clip_norm);
     for w in encoding.windows(param_count, 1 << 16) {
-        check.feed(
-            &w,
-            &bytes[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize],
-        )?;
+        check.feed(&w, &bytes[w.bytes()])?;
     }
     check.finish()
 }

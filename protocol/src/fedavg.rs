@@ -285,12 +285,10 @@ impl Accumulator {
         let n = self.acc.len() as u64;
         crate::encoding::validate(encoding, bytes, n, self.limits.clip_norm)?;
         for w in encoding.windows(n, 1 << 14) {
-            let acc =
-                &mut self.acc[w.first_param as usize..(w.first_param + w.param_count) as usize];
             accumulate_window(
-                acc,
+                &mut self.acc[w.params()],
                 encoding,
-                &bytes[w.byte_offset as usize..(w.byte_offset + w.byte_len) as usize],
+                &bytes[w.bytes()],
                 weight,
                 self.frac_bits,
             );
@@ -438,8 +436,7 @@ mod tests {
             for c in &cs {
                 let w = whole.add(c.encoding, &c.bytes, c.samples).unwrap();
                 for win in c.encoding.windows(params as u64, window) {
-                    let a = &mut streamed[win.first_param as usize..(win.first_param + win.param_count) as usize];
-                    accumulate_window(a, c.encoding, &c.bytes[win.byte_offset as usize..(win.byte_offset + win.byte_len) as usize], w, f);
+                    accumulate_window(&mut streamed[win.params()], c.encoding, &c.bytes[win.bytes()], w, f);
                 }
             }
             prop_assert_eq!(whole.values(), &streamed[..]);
