@@ -75,6 +75,26 @@ pub struct JobConfig {
 }
 
 impl JobConfig {
+    /// A job for `model_spec` whose clients train with `client`; every other field takes
+    /// the default of `flic job start`: 2 to 10 clients, one-hour rounds, `f32` and int8
+    /// deltas, L2 clip 10, weight cap 100,000, server learning rate 1, the default chunk
+    /// size, contributions not retained. Change fields with struct update syntax.
+    pub fn new(model_spec: ModelSpec, client: ClientHyperparameters) -> Self {
+        Self {
+            model_spec,
+            client,
+            min_clients: 2,
+            max_clients: 10,
+            round_duration_ns: 3_600 * 1_000_000_000,
+            allowed_encodings: vec![DeltaEncoding::F32, DeltaEncoding::Int8Blocks],
+            clip_norm: 10.0,
+            max_weight: 100_000,
+            server_lr: 1.0,
+            chunk_size: None,
+            retain_contributions: false,
+        }
+    }
+
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE)
     }

@@ -9,6 +9,7 @@
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`api`]: every Candid type of the canister interface.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
+//! - [`seeds`]: seeds every client derives the same way (local shuffling).
 
 pub mod api;
 pub mod certified;
@@ -18,6 +19,7 @@ pub mod fedavg;
 pub mod kernels;
 pub mod merkle;
 pub mod model;
+pub mod seeds;
 pub mod submission;
 
 /// A 32-byte digest on the wire (Candid `blob`; decoding rejects other lengths).
