@@ -77,4 +77,7 @@ pub enum ProofError {
     },
     #[error("{0}")]
     Recompute(String),
+    /// A [`LineageSource`](crate::lineage::LineageSource) could not read something.
+    #[error("cannot read {what}: {reason}")]
+    Fetch { what: String, reason: String },
 }

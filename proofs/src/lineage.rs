@@ -1,10 +1,13 @@
 //! Lineage: recompute a model version bit for bit from the version before it and the
-//! round's retained contributions, with the protocol's integer FedAvg.
+//! round's retained contributions, with the protocol's integer FedAvg
+//! ([`recompute_round`]), and a whole model version from the initial model through every
+//! certified round ([`replay_lineage`], reading through a [`LineageSource`]).
 
-use flic_protocol::api::{Contribution, RoundRecord};
-use flic_protocol::chunking::chunk_root;
+use flic_protocol::api::{Contribution, JobConfig, RoundRecord};
+use flic_protocol::chunking::{chunk_count, chunk_root};
 use flic_protocol::fedavg::{Accumulator, AggregationLimits};
 use flic_protocol::merkle::{self, leaf_hash};
+use flic_protocol::model::weights_from_le_bytes;
 use flic_protocol::model_version;
 use flic_protocol::submission::verify_signature;
 
@@ -154,4 +157,118 @@ pub fn recompute_round(inputs: &RoundInputs) -> Result<(Vec<f32>, Vec<Shaper>), 
         });
     }
     Ok((next, shapers))
+}
+
+/// Where [`replay_lineage`] reads the public data it recomputes from: a canister through
+/// any transport, a saved embedded IC, an archive. Nothing it returns is trusted except
+/// the round records, which the source must have checked against the certified history.
+pub trait LineageSource {
+    /// Round records `0..rounds`, in order, each checked against a certificate.
+    fn certified_history(&mut self, rounds: u64) -> Result<Vec<RoundRecord>, ProofError>;
+    /// Chunk `index` of the retained initial model (`f32` LE in the job's chunk size).
+    fn initial_model_chunk(&mut self, index: u32) -> Result<Vec<u8>, ProofError>;
+    /// The retained contribution with this index.
+    fn contribution(&mut self, index: u64) -> Result<Contribution, ProofError>;
+    /// Chunk `chunk` of contribution `index`'s encoded delta.
+    fn contribution_chunk(&mut self, index: u64, chunk: u32) -> Result<Vec<u8>, ProofError>;
+}
+
+/// A model version recomputed from the initial model.
+#[derive(Debug, Clone)]
+pub struct ReplayedLineage {
+    /// The recomputed weights (they hash to the version asked for).
+    pub weights: Vec<f32>,
+    /// The certified rounds replayed (0 for the initial model).
+    pub rounds: u64,
+    /// Every contribution that shaped the version, with its round.
+    pub shapers: Vec<(u64, Shaper)>,
+    /// The last replayed round's record.
+    pub last_round: Option<RoundRecord>,
+}
+
+/// Recomputes `version`, the model after `rounds` certified rounds of `job` (a job that
+/// retains its contributions), bit for bit: the initial model must hash to round 0's
+/// certified base version, every round is recomputed with [`recompute_round`], and the
+/// last must produce `version`.
+pub fn replay_lineage(
+    source: &mut dyn LineageSource,
+    job: &JobConfig,
+    version: [u8; 32],
+    rounds: u64,
+) -> Result<ReplayedLineage, ProofError> {
+    let spec_id = job.model_spec.spec_id();
+    let history = source.certified_history(rounds)?;
+    if history.len() as u64 != rounds {
+        return Err(inconsistent(
+            "certified history",
+            format!("{} rounds read, {rounds} expected", history.len()),
+        ));
+    }
+    let initial_version = history
+        .first()
+        .map(|r| r.base_version.into_array())
+        .unwrap_or(version);
+    if let Some(last) = history.last() {
+        if *last.new_version != version {
+            return Err(ProofError::Mismatch {
+                what: format!("model version produced by round {}", last.round),
+                certified: last.new_version.to_vec(),
+                reply: version.to_vec(),
+            });
+        }
+    }
+    // The initial model, checked against round 0's certified base version.
+    let byte_len = job.model_spec.param_count() * 4;
+    let mut bytes = Vec::with_capacity(byte_len as usize);
+    for i in 0..chunk_count(byte_len, job.chunk_size()) as u32 {
+        bytes.extend_from_slice(&source.initial_model_chunk(i)?);
+    }
+    let mut weights = weights_from_le_bytes(&bytes).ok_or_else(|| {
+        inconsistent(
+            "initial model",
+            format!("{} bytes are not whole f32 values", bytes.len()),
+        )
+    })?;
+    let initial = model_version(&spec_id, &weights);
+    if initial != initial_version {
+        return Err(ProofError::Mismatch {
+            what: "initial model version".into(),
+            certified: initial_version.to_vec(),
+            reply: initial.to_vec(),
+        });
+    }
+    let mut shapers = Vec::new();
+    for record in &history {
+        let mut contributions = Vec::with_capacity(record.contribution_count as usize);
+        for index in
+            record.first_contribution..record.first_contribution + record.contribution_count as u64
+        {
+            let c = source.contribution(index)?;
+            let len = c.header.encoding.encoded_len(c.header.param_count);
+            let mut payload = Vec::with_capacity(len.min(byte_len.saturating_mul(2)) as usize);
+            for chunk in 0..c.header.chunk_count {
+                payload.extend_from_slice(&source.contribution_chunk(index, chunk)?);
+            }
+            contributions.push(RetainedContribution {
+                contribution: c,
+                payload,
+            });
+        }
+        let (next, round_shapers) = recompute_round(&RoundInputs {
+            record,
+            spec_id,
+            base_weights: &weights,
+            limits: job.limits(),
+            chunk_size: job.chunk_size(),
+            contributions: &contributions,
+        })?;
+        weights = next;
+        shapers.extend(round_shapers.into_iter().map(|s| (record.round, s)));
+    }
+    Ok(ReplayedLineage {
+        weights,
+        rounds,
+        shapers,
+        last_round: history.last().cloned(),
+    })
 }
