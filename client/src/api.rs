@@ -472,3 +472,58 @@ impl<T: Transport> AggregatorApi<T> {
         )))
     }
 }
+
+/// Lineage replay reads from the canister: round records through the certified history,
+/// everything else as plain queries (the replay checks them against those records).
+impl<T: Transport> flic_proofs::lineage::LineageSource for AggregatorApi<T> {
+    fn certified_history(
+        &mut self,
+        rounds: u64,
+    ) -> Result<Vec<flic_protocol::api::RoundRecord>, flic_proofs::ProofError> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while (out.len() as u64) < rounds {
+            let page = self
+                .round_history(PageArgs { start, limit: 100 })
+                .map_err(|e| fetch_error("the certified history", e))?;
+            out.extend(page.items);
+            match page.next {
+                Some(n) => start = n,
+                None => break,
+            }
+        }
+        out.truncate(rounds as usize);
+        Ok(out)
+    }
+
+    fn initial_model_chunk(&mut self, index: u32) -> Result<Vec<u8>, flic_proofs::ProofError> {
+        self.initial_model_chunk(index)
+            .map(|c| c.bytes.into_vec())
+            .map_err(|e| fetch_error(&format!("initial model chunk {index}"), e))
+    }
+
+    fn contribution(&mut self, index: u64) -> Result<Contribution, flic_proofs::ProofError> {
+        self.get_contribution(index)
+            .map_err(|e| fetch_error(&format!("contribution {index}"), e))?
+            .ok_or_else(|| flic_proofs::ProofError::Fetch {
+                what: format!("contribution {index}"),
+                reason: "the canister does not have it".into(),
+            })
+    }
+
+    fn contribution_chunk(
+        &mut self,
+        index: u64,
+        chunk: u32,
+    ) -> Result<Vec<u8>, flic_proofs::ProofError> {
+        self.contribution_chunk(index, chunk)
+            .map_err(|e| fetch_error(&format!("chunk {chunk} of contribution {index}"), e))
+    }
+}
+
+fn fetch_error(what: &str, e: ApiError) -> flic_proofs::ProofError {
+    flic_proofs::ProofError::Fetch {
+        what: what.into(),
+        reason: e.to_string(),
+    }
+}

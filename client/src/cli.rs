@@ -1,8 +1,16 @@
 //! Command-line interface definitions (clap). One subcommand per module in `commands/`.
+//! This module and `commands/` are the only ones that know clap: every argument type
+//! converts into the library's plain configuration ([`SimulationConfig`], [`DataFormat`],
+//! [`DeltaEncoding`], ...), which tests and other programs build directly.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flic_protocol::api::Optimizer;
+use flic_protocol::DeltaEncoding;
+
+use crate::data::DataFormat;
+use crate::simulate::SimulationConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -13,12 +21,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
                   signs a weight delta and uploads it to an aggregator canister, which verifies \
                   and averages the deltas deterministically.\n\n\
                   Start with `flic simulate` to run a whole federation on this machine, with the \
-                  canister's real wasm embedded in-process."
+                  canister's real wasm embedded in-process.",
+    after_help = "Exit status: 0 success (a proof verified); 1 a proof, receipt or lineage \
+                  does not verify; 2 an error (bad input or usage, an unreadable file, an \
+                  unreachable network)."
 )]
 pub struct Cli {
-    /// No progress bars or informational output.
+    /// Print nothing but errors and the JSON asked for with --json; the exit status says
+    /// how it went.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// No progress bars (informational lines still go to stderr).
+    #[arg(long, global = true, env = "FLIC_NO_PROGRESS")]
+    pub no_progress: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,7 +82,7 @@ pub enum Command {
     #[command(subcommand)]
     Job(JobCommand),
     /// Run a whole federation in this process on the embedded IC.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(SimulateArgs),
     /// Check proofs: receipts, lineage of a model version, dataset samples.
     #[command(subcommand)]
     Verify(VerifyCommand),
@@ -133,13 +148,15 @@ pub enum VerifyCommand {
 /// Which canister a verifier asks; no identity is needed (queries only).
 #[derive(Args, Debug, Clone)]
 pub struct VerifierArgs {
-    /// `local`, `ic`, an http(s) URL, or `embedded` (with --state).
-    #[arg(long, env = "FLIC_NETWORK", default_value = "local")]
-    pub network: String,
+    /// `local`, `ic`, an http(s) URL, or `embedded` (with --state) [default: where the
+    /// receipt came from, else `local`].
+    #[arg(long, env = "FLIC_NETWORK")]
+    pub network: Option<String>,
     /// The aggregator canister id [default: the receipt's, or the embedded state's].
     #[arg(long, env = "FLIC_CANISTER")]
     pub canister: Option<String>,
-    /// State directory of an embedded IC (with --network embedded).
+    /// State directory of an embedded IC (with --network embedded) [default: the
+    /// receipt's].
     #[arg(long, env = "FLIC_STATE")]
     pub state: Option<PathBuf>,
 }
@@ -170,7 +187,7 @@ pub struct BenchTrainArgs {
         value_delimiter = ',',
         default_value = "linear,mlp,lenet,cifar-cnn"
     )]
-    pub models: Vec<crate::simulate::ModelArg>,
+    pub models: Vec<ModelArg>,
     /// burn backends to time [default: the CPU backends compiled in: ndarray and flex].
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<flic_model_zoo::Backend>,
@@ -214,7 +231,7 @@ pub struct BenchScaleArgs {
     #[arg(long, default_value_t = 2)]
     pub contributions: u32,
     #[arg(long, value_enum, default_value = "int8")]
-    pub encoding: crate::simulate::EncodingArg,
+    pub encoding: EncodingArg,
     /// Canister wasm [default: the embedded release build].
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
@@ -228,7 +245,7 @@ pub struct BenchScaleArgs {
 #[derive(Args, Debug, Clone)]
 pub struct BenchLearningArgs {
     #[command(flatten)]
-    pub simulate: crate::simulate::SimulateArgs,
+    pub simulate: SimulateArgs,
     /// Partitions to compare.
     #[arg(
         long = "partitions-list",
@@ -244,10 +261,10 @@ pub struct BenchLearningArgs {
 #[derive(Args, Debug, Clone)]
 pub struct BenchSimulateArgs {
     #[command(flatten)]
-    pub simulate: crate::simulate::SimulateArgs,
+    pub simulate: SimulateArgs,
     /// Models to time (each with f32 and int8 deltas).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "mlp,lenet")]
-    pub models: Vec<crate::simulate::ModelArg>,
+    pub models: Vec<ModelArg>,
     /// Rewrite the simulation section of this Markdown file.
     #[arg(long, value_name = "PATH")]
     pub doc: Option<PathBuf>,
@@ -274,7 +291,7 @@ pub struct BenchAggregateArgs {
     #[arg(long, default_value_t = 10)]
     pub contributions: u32,
     #[arg(long, value_enum, default_value = "int8")]
-    pub encoding: crate::simulate::EncodingArg,
+    pub encoding: EncodingArg,
     /// Upload and download chunk size in bytes.
     #[arg(long, default_value_t = flic_protocol::chunking::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u32,
@@ -380,7 +397,7 @@ pub struct JobStartArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     #[arg(long, value_enum, default_value = "mlp")]
-    pub model: crate::simulate::ModelArg,
+    pub model: ModelArg,
     /// Shape of one sample, e.g. `784` or `1,28,28` (images are channels,height,width).
     #[arg(long, value_delimiter = ',', required = true)]
     pub input_shape: Vec<usize>,
@@ -399,7 +416,7 @@ pub struct JobStartArgs {
     #[arg(long, default_value_t = 1)]
     pub local_epochs: u32,
     #[arg(long, value_enum, default_value = "sgd")]
-    pub optimizer: crate::simulate::OptimizerArg,
+    pub optimizer: OptimizerArg,
     /// Contributions needed to close a round at its deadline.
     #[arg(long, default_value_t = 2)]
     pub min_clients: u32,
@@ -419,7 +436,7 @@ pub struct JobStartArgs {
     pub server_lr: f32,
     /// Encodings clients may use.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,int8")]
-    pub encodings: Vec<crate::simulate::EncodingArg>,
+    pub encodings: Vec<EncodingArg>,
     /// Keep every committed delta so anyone can recompute each round.
     #[arg(long)]
     pub retain_contributions: bool,
@@ -472,16 +489,198 @@ pub struct DataArgs {
     #[arg(long)]
     pub data: PathBuf,
     #[arg(long, value_enum)]
-    pub format: DataFormat,
+    pub format: DataFormatArg,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DataFormat {
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFormatArg {
+    /// A header row, `label` first, then the features.
     Csv,
+    /// MNIST IDX images (the labels file is found beside it); plain or gzip.
     MnistIdx,
+    /// CIFAR-10 binary batches.
     Cifar10,
+    /// One folder per class of PGM/PPM images.
     ImageFolder,
+}
+
+impl From<DataFormatArg> for DataFormat {
+    fn from(f: DataFormatArg) -> Self {
+        match f {
+            DataFormatArg::Csv => DataFormat::Csv,
+            DataFormatArg::MnistIdx => DataFormat::MnistIdx,
+            DataFormatArg::Cifar10 => DataFormat::Cifar10,
+            DataFormatArg::ImageFolder => DataFormat::ImageFolder,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodingArg {
+    F32,
+    Int8,
+}
+
+impl From<EncodingArg> for DeltaEncoding {
+    fn from(e: EncodingArg) -> Self {
+        match e {
+            EncodingArg::F32 => DeltaEncoding::F32,
+            EncodingArg::Int8 => DeltaEncoding::Int8Blocks,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+impl From<OptimizerArg> for Optimizer {
+    fn from(o: OptimizerArg) -> Self {
+        match o {
+            OptimizerArg::Sgd => Optimizer::Sgd,
+            OptimizerArg::Adam => Optimizer::Adam,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelArg {
+    Linear,
+    Mlp,
+    Lenet,
+    CifarCnn,
+}
+
+impl ModelArg {
+    /// The zoo's architecture id.
+    pub fn id(self) -> &'static str {
+        match self {
+            ModelArg::Linear => "linear",
+            ModelArg::Mlp => "mlp",
+            ModelArg::Lenet => "lenet",
+            ModelArg::CifarCnn => "cifar-cnn",
+        }
+    }
+}
+
+/// `flic simulate` options; [`SimulateArgs::config`] turns them into the library's
+/// [`SimulationConfig`] (whose defaults these mirror).
+#[derive(Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Number of contributors [default: 4, or the number of client files with --partitions].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Rounds to run.
+    #[arg(long, default_value_t = 10)]
+    pub rounds: u64,
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: ModelArg,
+    /// Hidden layer widths of the MLP, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    pub hidden: Vec<usize>,
+    /// Client learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2)]
+    pub local_epochs: usize,
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerArg,
+    /// Delta encoding on the wire.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub encoding: EncodingArg,
+    /// Seed for data, partition, initial weights, keys and the job's client seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// How the data is split over clients: iid, dirichlet:ALPHA or shards:K.
+    #[arg(long, default_value = "iid")]
+    pub partition: String,
+    /// Write the configuration and per-round results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Built-in data when neither --data nor --partitions is given.
+    #[arg(long, default_value = "synthetic", value_parser = ["synthetic"])]
+    pub dataset: String,
+    /// Synthetic samples in all (train and test together).
+    #[arg(long, default_value_t = 6000)]
+    pub samples: usize,
+    /// One data file, split over the clients by --partition.
+    #[arg(long, conflicts_with = "partitions", requires = "format")]
+    pub data: Option<PathBuf>,
+    /// A folder of per-client files: client_<n>.csv, or client_<n>-images-idx3-ubyte with
+    /// client_<n>-labels-idx1-ubyte.
+    #[arg(long, requires = "format")]
+    pub partitions: Option<PathBuf>,
+    /// Format of --data, --partitions and --test.
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormatArg>,
+    /// Test data evaluated after every round [default: a held-out 20% split].
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// L2 bound each delta is clipped to.
+    #[arg(long, default_value_t = 10.0)]
+    pub clip_norm: f32,
+    /// Server learning rate applied to the averaged delta.
+    #[arg(long, default_value_t = 1.0)]
+    pub server_lr: f32,
+    /// Save the embedded IC's state here at the end, for `flic status --network embedded
+    /// --state DIR` and the other commands.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Write every contributor's verified receipt of every round here
+    /// (`round-<r>/client-<i>.json`).
+    #[arg(long, value_name = "DIR")]
+    pub receipts: Option<PathBuf>,
+    /// Keep every contribution's delta (and the initial model) in the canister, so that
+    /// `flic verify lineage` can recompute every version.
+    #[arg(long)]
+    pub retain_contributions: bool,
+    /// Training backend: ndarray (default), flex (compiled in; much faster for lenet and
+    /// cifar-cnn), wgpu or cuda (these two need the matching cargo feature).
+    #[arg(long, default_value = "ndarray")]
+    pub backend: String,
+    /// How many clients attack (the last K).
+    #[arg(long, default_value_t = 0)]
+    pub malicious: usize,
+    /// What attackers do to their delta: scale:F, signflip or noise:SIGMA (then clipped to
+    /// the job's bound, as the canister requires).
+    #[arg(long, default_value = "signflip")]
+    pub attack: String,
+}
+
+impl SimulateArgs {
+    /// The library configuration these flags describe.
+    pub fn config(&self) -> SimulationConfig {
+        SimulationConfig {
+            clients: self.clients,
+            rounds: self.rounds,
+            model: self.model.id().into(),
+            hidden: self.hidden.clone(),
+            lr: self.lr,
+            batch_size: self.batch_size,
+            local_epochs: self.local_epochs,
+            optimizer: self.optimizer.into(),
+            encoding: self.encoding.into(),
+            seed: self.seed,
+            partition: self.partition.clone(),
+            samples: self.samples,
+            data: self.data.clone(),
+            partitions: self.partitions.clone(),
+            format: self.format.map(Into::into),
+            test: self.test.clone(),
+            clip_norm: self.clip_norm,
+            server_lr: self.server_lr,
+            state: self.state.clone(),
+            receipts: self.receipts.clone(),
+            retain_contributions: self.retain_contributions,
+            backend: self.backend.clone(),
+            malicious: self.malicious,
+            attack: self.attack.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -7,7 +7,19 @@ use flic_proofs::sample::{SampleProof, SAMPLE_PROOF_FORMAT};
 use flic_protocol::{merkle, Hash};
 use serde_bytes::ByteBuf;
 
-use crate::cli::DataFormat;
+/// How a local dataset is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFormat {
+    /// A header row, `label` first, then the features.
+    Csv,
+    /// MNIST IDX images and labels (plain or gzip).
+    MnistIdx,
+    /// CIFAR-10 binary batches.
+    Cifar10,
+    /// One folder per class of PGM/PPM images.
+    ImageFolder,
+}
 
 /// Loads a dataset file (or folder) in `format`. For `mnist-idx`, `path` is the images file
 /// and the labels file is found by replacing `images-idx3` with `labels-idx1` in its name.

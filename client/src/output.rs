@@ -1,5 +1,9 @@
-//! Everything the binary shows a person: tables, progress bars, quiet mode.
-//! Library code reports progress through [`Progress`]; only this module draws.
+//! Everything the binary shows a person: one [`Printer`] for results and messages, progress
+//! bars, tables. Library code reports progress through [`Progress`]; only this module draws.
+//!
+//! Streams: a command's result goes to stdout (a table or text, or JSON with `--json`);
+//! progress and informational lines go to stderr. `--quiet` silences both except JSON the
+//! user asked for and errors; `--no-progress` keeps the lines and drops the bars.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -17,7 +21,100 @@ pub trait Progress {
     fn note(&mut self, line: &str);
 }
 
-/// Progress that shows nothing (quiet mode, tests, `--json` on a pipe).
+/// Where every message of a command goes, by the global `--quiet` and `--no-progress`
+/// flags and the command's own `--json`.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    quiet: bool,
+    bars: bool,
+}
+
+impl Printer {
+    pub fn new(quiet: bool, no_progress: bool) -> Self {
+        Self {
+            quiet,
+            bars: !quiet && !no_progress,
+        }
+    }
+
+    /// A printer that shows nothing but JSON (tests, embedding).
+    pub fn quiet() -> Self {
+        Self::new(true, true)
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// A line of the command's result on stdout (not with `--quiet`).
+    pub fn out(&self, text: impl std::fmt::Display) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.quiet {
+            return Ok(());
+        }
+        writeln!(std::io::stdout().lock(), "{text}")
+    }
+
+    /// An informational line on stderr (not with `--quiet`).
+    pub fn info(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// `value` as pretty JSON on stdout: asked for explicitly, so printed even with
+    /// `--quiet`.
+    pub fn json<T: serde::Serialize>(&self, value: &T) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
+        writeln!(out)
+    }
+
+    /// The command's result: JSON when `json`, else the text `human` makes.
+    pub fn result<T: serde::Serialize>(
+        &self,
+        json: bool,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> std::io::Result<()> {
+        if json {
+            self.json(value)
+        } else {
+            self.out(human())
+        }
+    }
+
+    /// How long-running work shows its progress: bars, or lines alone with
+    /// `--no-progress`, or nothing with `--quiet`.
+    pub fn progress(&self) -> Box<dyn Progress> {
+        if self.quiet {
+            Box::new(Silent)
+        } else if self.bars {
+            Box::new(Bars::new())
+        } else {
+            Box::new(Lines)
+        }
+    }
+}
+
+/// Progress as lines on stderr, without bars (`--no-progress`).
+pub struct Lines;
+
+impl Progress for Lines {
+    fn start(&mut self, _: &str, _: u64) {}
+    fn set(&mut self, _: u64) {}
+    fn finish(&mut self, summary: &str) {
+        if !summary.is_empty() {
+            eprintln!("{summary}");
+        }
+    }
+    fn note(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+/// Progress that shows nothing (quiet mode, tests).
 pub struct Silent;
 
 impl Progress for Silent {
@@ -96,6 +193,60 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> S
     t.to_string()
 }
 
+/// Two columns of names and values, without a header row.
+pub fn key_value_table(rows: impl IntoIterator<Item = (String, String)>) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    for (k, v) in rows {
+        t.add_row(vec![k, v]);
+    }
+    t.to_string()
+}
+
+/// An IC time (nanoseconds since the Unix epoch) as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// How far `to_ns` is from `now_ns`, for people: `in 42 min`, `3 s ago`.
+pub fn relative(to_ns: u64, now_ns: u64) -> String {
+    let (d, future) = if to_ns >= now_ns {
+        (to_ns - now_ns, true)
+    } else {
+        (now_ns - to_ns, false)
+    };
+    let s = d / 1_000_000_000;
+    let text = match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    };
+    if future {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
 /// First 12 hex characters of a hash, as shown in tables.
 pub fn short_hex(bytes: &[u8]) -> String {
     let full = hex::encode(bytes);
@@ -127,5 +278,17 @@ mod tests {
         assert_eq!(short_hex(&[0xab; 32]), "abababababab");
         let t = table(&["a", "b"], vec![vec!["1".into(), "2".into()]]);
         assert!(t.contains('a') && t.contains('2'));
+        let kv = key_value_table([("round".to_string(), "3".to_string())]);
+        assert_eq!(
+            kv.lines().count(),
+            3,
+            "one row between two borders, no header:\n{kv}"
+        );
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        // 2024-02-29 12:34:56 UTC (a leap day) is 1709210096 s.
+        assert_eq!(utc(1_709_210_096_000_000_000), "2024-02-29 12:34:56 UTC");
+        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(relative(61_000_000_000, 1_000_000_000), "in 60 s");
+        assert_eq!(relative(0, 3_600_000_000_000), "60 min ago");
     }
 }

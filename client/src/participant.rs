@@ -1,7 +1,10 @@
-//! One contributor's part in a round: turn locally trained weights into a signed,
-//! chunked delta, and upload it so an interrupted upload resumes where it stopped.
+//! One contributor's part in a round: download and verify the model, train on local data
+//! with the job's hyperparameters, clip, encode, sign, and upload in chunks so an
+//! interrupted upload resumes where it stopped. [`contribute`] is the one round step that
+//! `flic train` and `flic simulate` both run.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use candid::Principal;
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,8 @@ use flic_protocol::{chunking, merkle, DeltaEncoding, Hash, SubmissionHeader};
 
 use crate::api::{AggregatorApi, ApiError};
 use crate::identity::Identity;
+use crate::output::Progress;
+use crate::retry::Backoff;
 use crate::transport::Transport;
 
 /// Local training settings from the job's client hyperparameters; `shuffle_seed` orders
@@ -30,6 +35,156 @@ pub fn train_params(hp: &ClientHyperparameters, shuffle_seed: u64) -> flic_model
         },
         seed: shuffle_seed,
     }
+}
+
+/// Who contributes and with what: a key, a registered dataset and the data itself.
+pub struct Contributor<'a> {
+    pub identity: &'a Identity,
+    pub dataset_id: u64,
+    pub data: &'a flic_model_zoo::dataset::Dataset,
+    pub device: &'a flic_model_zoo::Device,
+}
+
+/// Trained weights before they are encoded, with the model they were trained from:
+/// `(base, trained) -> submitted`. Simulated attackers poison their update here.
+pub type Tamper<'a> = &'a dyn Fn(&[f32], &[f32]) -> Vec<f32>;
+
+/// The contributor's own choices for a round step (the rest comes from the job).
+#[derive(Default)]
+pub struct StepOptions<'a> {
+    /// Encoding to upload with [default: [`preferred_encoding`] of the job].
+    pub encoding: Option<DeltaEncoding>,
+    /// Changes the trained weights before they are encoded (simulated attacks).
+    pub tamper: Option<Tamper<'a>>,
+    /// Sees the signed submission before its upload starts, e.g. to journal it so that a
+    /// restarted client resumes it; an error stops the step before anything is sent.
+    pub before_upload: Option<&'a mut dyn FnMut(&PreparedSubmission) -> anyhow::Result<()>>,
+}
+
+/// What a round step did.
+pub struct RoundStep {
+    pub train: flic_model_zoo::TrainOutcome,
+    pub prepared: PreparedSubmission,
+    pub upload: UploadOutcome,
+    /// Wall time in calls to the canister (model download, upload, commit).
+    pub canister_time: Duration,
+    pub train_time: Duration,
+    /// Delta, clipping, encoding, chunk hashing and signing.
+    pub encode_time: Duration,
+}
+
+/// The encoding a client uses when it is free to choose: the most compact the job allows.
+pub fn preferred_encoding(allowed: &[DeltaEncoding]) -> DeltaEncoding {
+    if allowed.contains(&DeltaEncoding::Int8Blocks) {
+        DeltaEncoding::Int8Blocks
+    } else {
+        DeltaEncoding::F32
+    }
+}
+
+/// One contributor's round: downloads the model of the open round `round` (its version
+/// hash checked), trains on the contributor's data with the job's hyperparameters and the
+/// protocol's [`shuffle_seed`](flic_protocol::seeds::shuffle_seed), clips, encodes, signs
+/// and uploads the delta, and commits it. Transient network failures are retried with
+/// backoff. `progress` sees a `training` phase (samples) and an `uploading` phase (chunks).
+pub fn contribute<T: Transport>(
+    api: &mut AggregatorApi<T>,
+    contributor: &Contributor,
+    round: &RoundInfo,
+    options: StepOptions,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<RoundStep> {
+    use anyhow::Context;
+    let job = round.config.as_ref().ok_or(PrepareError::NoJob)?;
+    let retry = Backoff::default();
+
+    let t = Instant::now();
+    let model = retry.run("downloading the model", progress, |_| {
+        api.download_model(&mut |_, _| {})
+    })?;
+    let mut canister_time = t.elapsed();
+    if Some(model.info.version) != round.model_version {
+        anyhow::bail!(
+            "the canister moved on from round {} while the model downloaded; read the round again",
+            round.round
+        );
+    }
+
+    let t = Instant::now();
+    let config = flic_model_zoo::config_from_spec(&model.spec)?;
+    let seed = flic_protocol::seeds::shuffle_seed(
+        job.client.seed,
+        round.round,
+        &contributor.identity.principal(),
+    );
+    let params = train_params(&job.client, seed);
+    progress.start(
+        "training",
+        (contributor.data.len() * params.local_epochs) as u64,
+    );
+    let train = flic_model_zoo::train_local(
+        &config,
+        &model.weights,
+        contributor.data,
+        &params,
+        contributor.device,
+        &mut |p| progress.set(p.samples_done as u64),
+    )
+    .with_context(|| format!("training in round {}", round.round))?;
+    progress.finish(&format!(
+        "trained {} samples, mean loss {:.4} ({:.0} samples/s)",
+        train.samples, train.mean_loss, train.samples_per_sec
+    ));
+    let train_time = t.elapsed();
+
+    let t = Instant::now();
+    let tampered = options.tamper.map(|f| f(&model.weights, &train.weights));
+    let prepared = prepare_submission(
+        contributor.identity,
+        api.canister_id(),
+        round,
+        contributor.dataset_id,
+        train.samples as u64,
+        &model.weights,
+        tampered.as_deref().unwrap_or(&train.weights),
+        options
+            .encoding
+            .unwrap_or_else(|| preferred_encoding(&job.allowed_encodings)),
+    )?;
+    let encode_time = t.elapsed();
+    if let Some(hook) = options.before_upload {
+        hook(&prepared)?;
+    }
+
+    let t = Instant::now();
+    let upload = upload_with_retry(api, &prepared, progress)?;
+    canister_time += t.elapsed();
+    Ok(RoundStep {
+        train,
+        prepared,
+        upload,
+        canister_time,
+        train_time,
+        encode_time,
+    })
+}
+
+/// Uploads and commits `prepared` (resuming whatever the canister already has), retrying
+/// transient failures; `progress` sees an `uploading` phase of chunks.
+pub fn upload_with_retry<T: Transport>(
+    api: &mut AggregatorApi<T>,
+    prepared: &PreparedSubmission,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<UploadOutcome> {
+    use anyhow::Context;
+    progress.start("uploading", prepared.header.chunk_count as u64);
+    let outcome = Backoff::default()
+        .run("uploading", progress, |p| {
+            upload(api, prepared, &mut |d, _| p.set(d as u64), &mut |_| true)
+        })?
+        .context("upload stopped before commit")?;
+    progress.finish("");
+    Ok(outcome)
 }
 
 /// A delta ready to upload: encoded, chunked, signed.

@@ -6,12 +6,35 @@ use std::path::{Path, PathBuf};
 
 use flic_proofs::receipt::Receipt;
 use flic_protocol::api::QueryError;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{AggregatorApi, ApiError};
 use crate::transport::Transport;
 
 pub struct ReceiptStore {
     dir: PathBuf,
+    origin: Option<ReceiptOrigin>,
+}
+
+/// Where a receipt came from, so that `flic verify receipt FILE` knows where to check it
+/// without being told. A hint only: the proof is the certificate inside the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptOrigin {
+    /// `ic`, `local`, a URL, or `embedded`.
+    pub network: String,
+    /// The saved embedded IC (`flic simulate --state DIR`), for `embedded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<PathBuf>,
+}
+
+/// A receipt file: the receipt's fields, plus where it came from (files written before
+/// `origin` existed still read).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptFile {
+    #[serde(flatten)]
+    pub receipt: Receipt,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ReceiptOrigin>,
 }
 
 /// `receipt-round<r>-contribution<i>.json`.
@@ -22,15 +45,15 @@ pub fn receipt_file_name(r: &Receipt) -> String {
     )
 }
 
-pub fn write_receipt(path: &Path, r: &Receipt) -> std::io::Result<()> {
+pub fn write_receipt(path: &Path, file: &ReceiptFile) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let json = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+    let json = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
     std::fs::write(path, json)
 }
 
-pub fn read_receipt(path: &Path) -> anyhow::Result<Receipt> {
+pub fn read_receipt(path: &Path) -> anyhow::Result<ReceiptFile> {
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes)
@@ -38,9 +61,10 @@ pub fn read_receipt(path: &Path) -> anyhow::Result<Receipt> {
 }
 
 impl ReceiptStore {
-    pub fn new(dir: &Path) -> Self {
+    pub fn new(dir: &Path, origin: Option<ReceiptOrigin>) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            origin,
         }
     }
 
@@ -85,7 +109,11 @@ impl ReceiptStore {
             match api.receipt(index) {
                 Ok(r) => {
                     let path = self.dir.join(receipt_file_name(&r));
-                    write_receipt(&path, &r)?;
+                    let file = ReceiptFile {
+                        receipt: r,
+                        origin: self.origin.clone(),
+                    };
+                    write_receipt(&path, &file)?;
                     written.push(path);
                 }
                 Err(ApiError::Query(QueryError::RoundNotClosed { .. })) => still.push(index),

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use candid::Principal;
-use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use flic_embedded_ic::{EmbeddedIc, InstallMode};
@@ -27,159 +26,94 @@ use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::api::{AggregatorApi, CallStats};
 use crate::attack::Attack;
-use crate::cli::DataFormat;
-use crate::data;
+use crate::data::{self, DataFormat};
 use crate::identity::Identity;
 use crate::output::Progress;
-use crate::participant::{prepare_submission, train_params, upload};
+use crate::participant::{contribute, train_params, Contributor, StepOptions, Tamper};
+use crate::receipts::{ReceiptFile, ReceiptOrigin};
 use crate::transport::embedded::{self, EmbeddedTransport, SharedIc};
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EncodingArg {
-    F32,
-    Int8,
-}
-
-impl From<EncodingArg> for DeltaEncoding {
-    fn from(e: EncodingArg) -> Self {
-        match e {
-            EncodingArg::F32 => DeltaEncoding::F32,
-            EncodingArg::Int8 => DeltaEncoding::Int8Blocks,
-        }
-    }
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerArg {
-    Sgd,
-    Adam,
-}
-
-impl From<OptimizerArg> for Optimizer {
-    fn from(o: OptimizerArg) -> Self {
-        match o {
-            OptimizerArg::Sgd => Optimizer::Sgd,
-            OptimizerArg::Adam => Optimizer::Adam,
-        }
-    }
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelArg {
-    Linear,
-    Mlp,
-    Lenet,
-    CifarCnn,
-}
-
-impl ModelArg {
-    pub fn id(self) -> &'static str {
-        match self {
-            ModelArg::Linear => "linear",
-            ModelArg::Mlp => "mlp",
-            ModelArg::Lenet => "lenet",
-            ModelArg::CifarCnn => "cifar-cnn",
-        }
-    }
-}
-
-/// `flic simulate` options.
-#[derive(Args, Debug, Clone, Serialize)]
-pub struct SimulateArgs {
-    /// Number of contributors [default: 4, or the number of client files with --partitions].
-    #[arg(long)]
+/// What `flic simulate` runs: plain configuration, built by the CLI from its flags or by
+/// tests and benchmarks directly. Every field has the CLI's default ([`Default`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimulationConfig {
+    /// Number of contributors [default: 4, or the number of client files with `partitions`].
     pub clients: Option<usize>,
-    /// Rounds to run.
-    #[arg(long, default_value_t = 10)]
     pub rounds: u64,
-    #[arg(long, value_enum, default_value = "mlp")]
-    pub model: ModelArg,
-    /// Hidden layer widths of the MLP, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "32")]
+    /// Zoo architecture id: `linear`, `mlp`, `lenet` or `cifar-cnn`.
+    pub model: String,
+    /// Hidden layer widths of the MLP (ignored by the other models).
     pub hidden: Vec<usize>,
     /// Client learning rate.
-    #[arg(long, default_value_t = 0.1)]
     pub lr: f64,
-    #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 2)]
     pub local_epochs: usize,
-    #[arg(long, value_enum, default_value = "sgd")]
-    pub optimizer: OptimizerArg,
+    pub optimizer: Optimizer,
     /// Delta encoding on the wire.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub encoding: EncodingArg,
-    /// Seed for data, partition, initial weights, keys and shuffling.
-    #[arg(long, default_value_t = 42)]
+    pub encoding: DeltaEncoding,
+    /// Seed for data, partition, initial weights, keys and the job's client seed.
     pub seed: u64,
-    /// How the data is split over clients: iid, dirichlet:ALPHA or shards:K.
-    #[arg(long, default_value = "iid")]
+    /// How the data is split over clients: `iid`, `dirichlet:ALPHA` or `shards:K`.
     pub partition: String,
-    /// Write the configuration and per-round results as JSON to this file.
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
-    /// Built-in data when neither --data nor --partitions is given.
-    #[arg(long, default_value = "synthetic", value_parser = ["synthetic"])]
-    pub dataset: String,
-    /// Synthetic samples in all (train and test together).
-    #[arg(long, default_value_t = 6000)]
+    /// Synthetic samples in all (train and test together) when neither `data` nor
+    /// `partitions` is given.
     pub samples: usize,
-    /// One data file, split over the clients by --partition.
-    #[arg(long, conflicts_with = "partitions", requires = "format")]
+    /// One data file, split over the clients by `partition`.
     pub data: Option<PathBuf>,
-    /// A folder of per-client files: client_<n>.csv, or client_<n>-images-idx3-ubyte with
-    /// client_<n>-labels-idx1-ubyte.
-    #[arg(long, requires = "format")]
+    /// A folder of per-client files: `client_<n>.csv`, or `client_<n>-images-idx3-ubyte`
+    /// with `client_<n>-labels-idx1-ubyte`.
     pub partitions: Option<PathBuf>,
-    /// Format of --data, --partitions and --test.
-    #[arg(long, value_enum)]
+    /// Format of `data`, `partitions` and `test`.
     pub format: Option<DataFormat>,
     /// Test data evaluated after every round [default: a held-out 20% split].
-    #[arg(long)]
     pub test: Option<PathBuf>,
     /// L2 bound each delta is clipped to.
-    #[arg(long, default_value_t = 10.0)]
     pub clip_norm: f32,
     /// Server learning rate applied to the averaged delta.
-    #[arg(long, default_value_t = 1.0)]
     pub server_lr: f32,
-    /// Save the embedded IC's state here at the end, for `flic status --network embedded
-    /// --state DIR` and the other commands.
-    #[arg(long, value_name = "DIR")]
+    /// Save the embedded IC's state here at the end.
     pub state: Option<PathBuf>,
     /// Write every contributor's verified receipt of every round here
     /// (`round-<r>/client-<i>.json`).
-    #[arg(long, value_name = "DIR")]
     pub receipts: Option<PathBuf>,
-    /// Keep every contribution's delta (and the initial model) in the canister, so that
-    /// `flic verify lineage` can recompute every version.
-    #[arg(long)]
+    /// Keep every contribution's delta (and the initial model) in the canister.
     pub retain_contributions: bool,
-    /// Training backend: ndarray (default), flex (compiled in; much faster for lenet and
-    /// cifar-cnn), wgpu or cuda (these two need the matching cargo feature).
-    #[arg(long, default_value = "ndarray")]
+    /// Training backend (`ndarray`, `flex`, `wgpu`, `cuda`).
     pub backend: String,
     /// How many clients attack (the last K).
-    #[arg(long, default_value_t = 0)]
     pub malicious: usize,
-    /// What attackers do to their delta: scale:F, signflip or noise:SIGMA (then clipped to
-    /// the job's bound, as the canister requires).
-    #[arg(long, default_value = "signflip")]
+    /// What attackers do to their delta: `scale:F`, `signflip` or `noise:SIGMA`.
     pub attack: String,
 }
 
-impl Default for SimulateArgs {
+impl Default for SimulationConfig {
     fn default() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: SimulateArgs,
+        Self {
+            clients: None,
+            rounds: 10,
+            model: "mlp".into(),
+            hidden: vec![32],
+            lr: 0.1,
+            batch_size: 32,
+            local_epochs: 2,
+            optimizer: Optimizer::Sgd,
+            encoding: DeltaEncoding::F32,
+            seed: 42,
+            partition: "iid".into(),
+            samples: 6000,
+            data: None,
+            partitions: None,
+            format: None,
+            test: None,
+            clip_norm: 10.0,
+            server_lr: 1.0,
+            state: None,
+            receipts: None,
+            retain_contributions: false,
+            backend: "ndarray".into(),
+            malicious: 0,
+            attack: "signflip".into(),
         }
-        Wrapper::parse_from(["simulate"]).args
     }
 }
 
@@ -208,7 +142,7 @@ pub struct RoundReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SimulationReport {
-    pub config: SimulateArgs,
+    pub config: SimulationConfig,
     pub canister_id: String,
     pub wasm_sha256: String,
     pub clients: usize,
@@ -225,6 +159,39 @@ struct SimClient {
     api: AggregatorApi<EmbeddedTransport>,
     data: Dataset,
     dataset_id: u64,
+}
+
+/// Shows a contributor step's training progress on the round's one bar (samples of all
+/// clients), offset by the samples trained before it; hides its other phases and notes.
+struct TrainingOnly<'a> {
+    inner: &'a mut dyn Progress,
+    offset: u64,
+    training: bool,
+}
+
+impl<'a> TrainingOnly<'a> {
+    fn new(inner: &'a mut dyn Progress, offset: u64) -> Self {
+        Self {
+            inner,
+            offset,
+            training: false,
+        }
+    }
+}
+
+impl Progress for TrainingOnly<'_> {
+    fn start(&mut self, label: &str, _total: u64) {
+        self.training = label == "training";
+    }
+    fn set(&mut self, done: u64) {
+        if self.training {
+            self.inner.set(self.offset + done);
+        }
+    }
+    fn finish(&mut self, _summary: &str) {
+        self.training = false;
+    }
+    fn note(&mut self, _line: &str) {}
 }
 
 /// Derives a per-purpose seed so streams never collide.
@@ -286,16 +253,16 @@ fn load_partitions(dir: &Path, format: DataFormat) -> anyhow::Result<Vec<Dataset
         .collect()
 }
 
-fn synthetic(args: &SimulateArgs) -> Dataset {
+fn synthetic(args: &SimulationConfig) -> Dataset {
     let seed = sub_seed_u64(args.seed, "data", 0);
-    match args.model {
-        ModelArg::Lenet => SyntheticImages {
+    match args.model.as_str() {
+        "lenet" => SyntheticImages {
             samples: args.samples,
             seed,
             ..Default::default()
         }
         .generate(),
-        ModelArg::CifarCnn => {
+        "cifar-cnn" => {
             let mut d = SyntheticClusters {
                 samples: args.samples,
                 dims: 3 * 32 * 32,
@@ -306,7 +273,7 @@ fn synthetic(args: &SimulateArgs) -> Dataset {
             d.feature_shape = vec![3, 32, 32];
             d
         }
-        ModelArg::Linear | ModelArg::Mlp => SyntheticClusters {
+        _ => SyntheticClusters {
             samples: args.samples,
             seed,
             ..Default::default()
@@ -335,7 +302,7 @@ fn unify_classes(fed: Federation) -> anyhow::Result<Federation> {
     })
 }
 
-fn build_federation(args: &SimulateArgs) -> anyhow::Result<Federation> {
+fn build_federation(args: &SimulationConfig) -> anyhow::Result<Federation> {
     let split_seed = sub_seed_u64(args.seed, "split", 0);
     let load_test = |format| -> anyhow::Result<Option<Dataset>> {
         args.test
@@ -404,20 +371,25 @@ fn controller_identity(seed: u64) -> Identity {
     Identity::from_seed(sub_seed(seed, "controller", 0))
 }
 
+/// Simulated contributor `i`'s key.
+fn client_identity(seed: u64, i: usize) -> Identity {
+    Identity::from_seed(sub_seed(seed, "client", i as u64))
+}
+
 /// The client hyperparameters the simulated job announces.
-fn client_hyperparameters(args: &SimulateArgs) -> ClientHyperparameters {
+fn client_hyperparameters(args: &SimulationConfig) -> ClientHyperparameters {
     ClientHyperparameters {
         learning_rate: args.lr as f32,
         batch_size: args.batch_size as u32,
         local_epochs: args.local_epochs as u32,
-        optimizer: args.optimizer.into(),
+        optimizer: args.optimizer,
         seed: args.seed,
     }
 }
 
 /// Installs the embedded aggregator and configures, uploads and starts the job.
 fn deploy(
-    args: &SimulateArgs,
+    args: &SimulationConfig,
     spec: flic_protocol::ModelSpec,
     weights: &[f32],
     clients: usize,
@@ -438,17 +410,13 @@ fn deploy(
     let ic = embedded::share(ic);
     let mut api = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, admin));
     let job = JobConfig {
-        model_spec: spec,
-        client: client_hyperparameters(args),
         min_clients: clients as u32,
         max_clients: clients as u32,
-        round_duration_ns: 3600 * 1_000_000_000,
-        allowed_encodings: vec![DeltaEncoding::F32, DeltaEncoding::Int8Blocks],
         clip_norm: args.clip_norm,
         max_weight: max_samples.max(1),
         server_lr: args.server_lr,
-        chunk_size: None,
         retain_contributions: args.retain_contributions,
+        ..JobConfig::new(spec, client_hyperparameters(args))
     };
     api.launch_job(&job, weights)
         .context("configuring and starting the job")?;
@@ -465,7 +433,7 @@ struct Setup {
     initial: Vec<f32>,
 }
 
-fn setup(args: &SimulateArgs) -> anyhow::Result<Setup> {
+fn setup(args: &SimulationConfig) -> anyhow::Result<Setup> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
@@ -473,13 +441,13 @@ fn setup(args: &SimulateArgs) -> anyhow::Result<Setup> {
     let device = backend.device()?;
     let fed = unify_classes(build_federation(args)?)?;
     let first = &fed.clients[0];
-    let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
+    let hidden: Vec<usize> = if args.model == "mlp" {
         args.hidden.clone()
     } else {
         Vec::new()
     };
     let config = ModelConfig::for_data(
-        args.model.id(),
+        &args.model,
         &first.feature_shape,
         first.num_classes,
         &hidden,
@@ -495,7 +463,10 @@ fn setup(args: &SimulateArgs) -> anyhow::Result<Setup> {
 }
 
 /// Runs the whole simulation; `progress` sees every phase.
-pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<SimulationReport> {
+pub fn run(
+    args: &SimulationConfig,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<SimulationReport> {
     let started = Instant::now();
     let attack: Attack = args.attack.parse().map_err(anyhow::Error::msg)?;
     let Setup {
@@ -516,9 +487,9 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
     progress.note(&format!(
         "flic simulate: {n} clients, {} rounds, model {} ({} parameters), {} encoding, partition {}, backend {}",
         args.rounds,
-        args.model.id(),
+        &args.model,
         spec.param_count(),
-        DeltaEncoding::from(args.encoding),
+        args.encoding,
         if args.partitions.is_some() { "pre-partitioned".to_string() } else { args.partition.clone() },
         backend.as_str(),
     ));
@@ -548,7 +519,7 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         if data.is_empty() {
             bail!("client {i} has no data; use fewer clients or another partition");
         }
-        let identity = Identity::from_seed(sub_seed(args.seed, "client", i as u64));
+        let identity = client_identity(args.seed, i);
         let mut api = AggregatorApi::new(EmbeddedTransport::new(
             ic.clone(),
             canister,
@@ -577,7 +548,9 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
         initial_eval.accuracy * 100.0
     ));
 
-    let encoding = DeltaEncoding::from(args.encoding);
+    let encoding = args.encoding;
+    // Receipts name the saved state they can be checked against.
+    let state_dir = args.state.as_deref().map(std::path::absolute).transpose()?;
     let mut rounds = Vec::new();
     for r in 0..args.rounds {
         let total_samples: u64 = clients
@@ -601,56 +574,40 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
                     info.round
                 );
             }
-            let model = c.api.download_model(&mut |_, _| {})?;
             canister_t += t.elapsed();
             let job = info.config.as_ref().context("job config missing")?;
-            let hp = &job.client;
-            let params = train_params(
-                hp,
-                sub_seed_u64(hp.seed, "shuffle", r * 1_000_003 + i as u64),
-            );
-            let t = Instant::now();
-            let local_config = flic_model_zoo::config_from_spec(&model.spec)?;
-            let outcome = train_local(
-                &local_config,
-                &model.weights,
-                &c.data,
-                &params,
-                &device,
-                &mut |p| progress.set(done_before + p.samples_done as u64),
-            )
-            .with_context(|| format!("client {i} training in round {r}"))?;
-            done_before += (c.data.len() * params.local_epochs) as u64;
-            train_t += t.elapsed();
-
-            let submitted = if i >= n - args.malicious {
+            let poison = |base: &[f32], trained: &[f32]| {
                 attack.poison(
-                    &model.weights,
-                    &outcome.weights,
+                    base,
+                    trained,
                     sub_seed_u64(args.seed, "attack", r * 1_000_003 + i as u64),
                 )
-            } else {
-                outcome.weights
             };
-            let t = Instant::now();
-            let prepared = prepare_submission(
-                &c.identity,
-                canister,
+            let contributor = Contributor {
+                identity: &c.identity,
+                dataset_id: c.dataset_id,
+                data: &c.data,
+                device: &device,
+            };
+            let step = contribute(
+                &mut c.api,
+                &contributor,
                 &info,
-                c.dataset_id,
-                outcome.samples as u64,
-                &model.weights,
-                &submitted,
-                encoding,
-            )?;
-            encode_t += t.elapsed();
-            norm_sum += prepared.norm_before_clip;
-            clipped += usize::from(prepared.norm_before_clip > job.clip_norm as f64);
-
-            let t = Instant::now();
-            let up = upload(&mut c.api, &prepared, &mut |_, _| {}, &mut |_| true)?
-                .context("upload stopped before commit")?;
-            canister_t += t.elapsed();
+                StepOptions {
+                    encoding: Some(encoding),
+                    tamper: (i >= n - args.malicious).then_some(&poison as Tamper),
+                    before_upload: None,
+                },
+                &mut TrainingOnly::new(progress, done_before),
+            )
+            .with_context(|| format!("client {i} in round {r}"))?;
+            done_before += (c.data.len() * job.client.local_epochs as usize) as u64;
+            train_t += step.train_time;
+            encode_t += step.encode_time;
+            canister_t += step.canister_time;
+            norm_sum += step.prepared.norm_before_clip;
+            clipped += usize::from(step.prepared.norm_before_clip > job.clip_norm as f64);
+            let up = step.upload;
             upload_bytes += up.bytes_sent;
             commits.push(up.receipt.contribution_index);
             stats.merge(&c.api.stats);
@@ -674,7 +631,14 @@ pub fn run(args: &SimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<S
                     .receipt(*index)
                     .with_context(|| format!("receipt of client {i} in round {r}"))?;
                 let path = round_dir.join(format!("client-{i}.json"));
-                crate::receipts::write_receipt(&path, &receipt)
+                let file = ReceiptFile {
+                    receipt,
+                    origin: Some(ReceiptOrigin {
+                        network: "embedded".into(),
+                        state: state_dir.clone(),
+                    }),
+                };
+                crate::receipts::write_receipt(&path, &file)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
@@ -802,7 +766,7 @@ pub fn summary_table(report: &SimulationReport) -> String {
 /// The reference `flic bench learning` compares the canister's integer path against.
 /// Returns the initial accuracy and one accuracy per round.
 pub fn run_float_reference(
-    args: &SimulateArgs,
+    args: &SimulationConfig,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<(f64, Vec<f64>)> {
     let Setup {
@@ -823,7 +787,11 @@ pub fn run_float_reference(
             // The same settings and seeds `run` gives client i in round r through the job.
             let params = train_params(
                 &hp,
-                sub_seed_u64(hp.seed, "shuffle", r * 1_000_003 + i as u64),
+                flic_protocol::seeds::shuffle_seed(
+                    hp.seed,
+                    r,
+                    &client_identity(args.seed, i).principal(),
+                ),
             );
             let outcome = train_local(&config, &global, data, &params, &device, &mut |_| {})
                 .with_context(|| format!("client {i} training in round {r}"))?;

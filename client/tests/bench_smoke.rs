@@ -5,7 +5,7 @@ use flic_client::bench::aggregate::{self, AggregateCase};
 use flic_client::bench::fees::{RoundCycles, INGRESS_BYTE_CYCLES, INGRESS_MESSAGE_CYCLES};
 use flic_client::bench::{doc, learning};
 use flic_client::output::Silent;
-use flic_client::simulate::SimulateArgs;
+use flic_client::simulate::SimulationConfig;
 use flic_protocol::DeltaEncoding;
 
 #[test]
@@ -88,12 +88,12 @@ fn aggregate_report_is_consistent() {
 
 #[test]
 fn learning_report_has_every_series() {
-    let args = SimulateArgs {
+    let args = SimulationConfig {
         clients: Some(2),
         rounds: 2,
         samples: 400,
         local_epochs: 1,
-        ..SimulateArgs::default()
+        ..SimulationConfig::default()
     };
     let parts = vec!["iid".to_string(), "shards:2".to_string()];
     let report = learning::run(&args, &parts, &mut Silent).unwrap();

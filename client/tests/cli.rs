@@ -41,7 +41,7 @@ fn keygen_whoami_and_refusal_to_overwrite() {
         "no key material in JSON"
     );
     let again = flic(&["keygen"], home.path());
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2), "an error exits 2");
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     // The key file is untouched.
     assert_eq!(ok(&flic(&["whoami"], home.path())).trim(), principal);
@@ -93,8 +93,26 @@ fn simulate_then_inspect_register_and_train_against_the_saved_state() {
     }
     assert!(report["final_accuracy"].as_f64().unwrap() > 0.0);
 
-    ok(&flic(&["keygen"], home.path()));
     let embedded = ["--network", "embedded", "--state", s];
+    // Queries need no key: without an identity file the reader is anonymous.
+    let human = ok(&flic(&[&["status"][..], &embedded].concat(), home.path()));
+    assert!(
+        human.contains("deadline") && human.contains(" UTC ("),
+        "{human}"
+    );
+    assert!(
+        !human
+            .lines()
+            .any(|l| l.trim_matches(|c: char| "│┆ ".contains(c)).is_empty()),
+        "no empty header row:\n{human}"
+    );
+    let quiet = flic(
+        &[&["status", "--quiet"][..], &embedded].concat(),
+        home.path(),
+    );
+    assert!(ok(&quiet).is_empty(), "--quiet prints nothing on stdout");
+    assert!(quiet.stderr.is_empty(), "--quiet prints nothing on stderr");
+    ok(&flic(&["keygen"], home.path()));
     let status = json(&flic(
         &[&["status", "--json"][..], &embedded].concat(),
         home.path(),

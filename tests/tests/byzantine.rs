@@ -3,17 +3,17 @@
 //! run for every attack; without clipping, an amplified reversed update wrecks the model.
 
 use flic_client::output::Silent;
-use flic_client::simulate::{run, SimulateArgs};
+use flic_client::simulate::{run, SimulationConfig};
 
 fn accuracy(clip_norm: f32, malicious: usize, attack: &str) -> f64 {
-    let args = SimulateArgs {
+    let args = SimulationConfig {
         clients: Some(10),
         rounds: 10,
         clip_norm,
         malicious,
         attack: attack.into(),
         seed: 42,
-        ..SimulateArgs::default()
+        ..SimulationConfig::default()
     };
     run(&args, &mut Silent)
         .expect("simulation runs")

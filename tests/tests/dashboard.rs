@@ -2,8 +2,10 @@
 //! `flic dashboard`'s server, loaded in a real headless Chromium; and the HTTP API through
 //! the canister's release wasm.
 //!
-//! The browser test needs Debian's `chromium` (`.ci/run` installs it). Without it the test
-//! fails and says how to install it; `FLIC_SKIP_BROWSER_TEST=1` skips it explicitly.
+//! The browser test needs Debian's `chromium`. When it is missing and the test runs as root
+//! with `apt-get` (a fresh Debian machine or container, CI), it installs the package itself,
+//! so the README's test command passes as written; otherwise it fails and says how to
+//! install it. `FLIC_SKIP_BROWSER_TEST=1` skips it explicitly.
 //! `FLIC_UPDATE_SCREENSHOT=1` writes `docs/dashboard.png` and `docs/dashboard-phone.png`.
 
 use std::io::{Read, Write};
@@ -18,22 +20,22 @@ use candid::Principal;
 use flic_client::api::AggregatorApi;
 use flic_client::dashboard::{serve, Dashboard};
 use flic_client::output::Silent;
-use flic_client::simulate::{run, ModelArg, SimulateArgs, SimulationReport};
+use flic_client::simulate::{run, SimulationConfig, SimulationReport};
 use flic_client::transport::embedded::{self, EmbeddedTransport};
 use flic_embedded_ic::EmbeddedIc;
 use flic_protocol::api::{EvaluationError, HttpRequest, HttpResponse, ReportEvaluationArgs};
 use flic_protocol::Hash;
 
 fn simulate(dir: &Path) -> SimulationReport {
-    let args = SimulateArgs {
+    let args = SimulationConfig {
         clients: Some(3),
         rounds: 4,
-        model: ModelArg::Mlp,
+        model: "mlp".into(),
         hidden: vec![16],
         samples: 1200,
         seed: 11,
         state: Some(dir.to_path_buf()),
-        ..SimulateArgs::default()
+        ..SimulationConfig::default()
     };
     run(&args, &mut Silent).expect("simulation runs")
 }
@@ -121,6 +123,30 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
+/// Installs Debian's `chromium` when this process may (root, `apt-get` on the PATH).
+fn install_chromium() -> Result<(), String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        return Err("not root, so it cannot install packages".into());
+    }
+    eprintln!("no Chromium found: installing Debian's `chromium` (apt-get install chromium)");
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+        ])
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("apt-get install chromium failed ({status})"))
+    }
+}
+
 /// Runs headless Chromium with a fresh profile; returns stdout. Killed after 90 s.
 fn run_chromium(bin: &Path, profile: &Path, extra: &[String], url: &str) -> String {
     let mut cmd = Command::new(bin);
@@ -185,10 +211,18 @@ fn dashboard_in_chromium_shows_the_simulated_rounds() {
         eprintln!("skipped: FLIC_SKIP_BROWSER_TEST is set");
         return;
     }
-    let bin = chromium().expect(
-        "no Chromium found: install Debian's `chromium` (apt-get install chromium; .ci/run does), \
-         point FLIC_CHROMIUM at a Chromium binary, or set FLIC_SKIP_BROWSER_TEST=1 to skip",
-    );
+    let bin = chromium()
+        .or_else(|| match install_chromium() {
+            Ok(()) => chromium(),
+            Err(why) => {
+                eprintln!("cannot install Chromium: {why}");
+                None
+            }
+        })
+        .expect(
+            "no Chromium found: install Debian's `chromium` (apt-get install chromium), \
+             point FLIC_CHROMIUM at a Chromium binary, or set FLIC_SKIP_BROWSER_TEST=1 to skip",
+        );
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let report = simulate(&state);

@@ -2,27 +2,28 @@
 //! real Ed25519 signatures, through the canister's release wasm in the embedded IC.
 
 use flic_client::output::Silent;
-use flic_client::simulate::{run, EncodingArg, ModelArg, SimulateArgs};
+use flic_client::simulate::{run, SimulationConfig};
+use flic_protocol::DeltaEncoding;
 
-fn federation(encoding: EncodingArg) -> flic_client::simulate::SimulationReport {
-    let args = SimulateArgs {
+fn federation(encoding: DeltaEncoding) -> flic_client::simulate::SimulationReport {
+    let args = SimulationConfig {
         clients: Some(4),
         rounds: 5,
-        model: ModelArg::Mlp,
+        model: "mlp".into(),
         hidden: vec![32],
         encoding,
         partition: "dirichlet:0.5".into(),
         samples: 3000,
         seed: 7,
-        ..SimulateArgs::default()
+        ..SimulationConfig::default()
     };
     run(&args, &mut Silent).expect("simulation runs")
 }
 
 #[test]
 fn four_clients_non_iid_learn_and_int8_matches_f32() {
-    let f32_run = federation(EncodingArg::F32);
-    let int8_run = federation(EncodingArg::Int8);
+    let f32_run = federation(DeltaEncoding::F32);
+    let int8_run = federation(DeltaEncoding::Int8Blocks);
     for report in [&f32_run, &int8_run] {
         assert_eq!(report.rounds.len(), 5);
         assert!(report.rounds.iter().all(|r| r.contributors == 4));
@@ -54,12 +55,12 @@ fn four_clients_non_iid_learn_and_int8_matches_f32() {
 
 #[test]
 fn same_seed_same_model_versions() {
-    let args = SimulateArgs {
+    let args = SimulationConfig {
         clients: Some(3),
         rounds: 2,
         samples: 900,
         seed: 11,
-        ..SimulateArgs::default()
+        ..SimulationConfig::default()
     };
     let a = run(&args, &mut Silent).expect("first run");
     let b = run(&args, &mut Silent).expect("second run");

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use clap::Parser;
 use flic_client::cli::Cli;
+use flic_client::commands::ExitStatus;
 use flic_client::output::Silent;
-use flic_client::simulate::{run, SimulateArgs};
+use flic_client::simulate::{run, SimulationConfig};
 
 fn flic(args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["flic", "--quiet"];
@@ -25,7 +26,7 @@ fn receipts_lineage_and_samples_verify_and_tampering_fails() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let receipts = dir.path().join("receipts");
-    let args = SimulateArgs {
+    let args = SimulationConfig {
         clients: Some(3),
         rounds: 2,
         samples: 600,
@@ -33,7 +34,7 @@ fn receipts_lineage_and_samples_verify_and_tampering_fails() {
         state: Some(state.clone()),
         receipts: Some(receipts.clone()),
         retain_contributions: true,
-        ..SimulateArgs::default()
+        ..SimulationConfig::default()
     };
     let report = run(&args, &mut Silent).expect("simulation runs");
     let embedded = ["--network", "embedded", "--state", s(&state)];
@@ -56,6 +57,9 @@ fn receipts_lineage_and_samples_verify_and_tampering_fails() {
             .unwrap();
         }
     }
+    // A receipt says where it came from: no flags needed.
+    let file = receipts.join("round-0/client-0.json");
+    flic(&["verify", "receipt", s(&file)]).expect("the receipt names its saved state");
 
     // Tampered receipts fail, naming what did not match.
     let file = receipts.join("round-1/client-2.json");
@@ -68,10 +72,13 @@ fn receipts_lineage_and_samples_verify_and_tampering_fails() {
         std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
         let mut argv = vec!["verify", "receipt", s(&bad)];
         argv.extend_from_slice(&embedded);
-        format!(
-            "{:#}",
-            flic(&argv).expect_err("a tampered receipt must fail")
-        )
+        let err = flic(&argv).expect_err("a tampered receipt must fail");
+        assert_eq!(
+            ExitStatus::of(&err),
+            ExitStatus::NotVerified,
+            "a receipt that does not verify exits 1: {err:#}"
+        );
+        format!("{err:#}")
     };
     let msg = tamper(&|v| v["index_in_round"] = serde_json::json!(0));
     assert!(
@@ -122,7 +129,8 @@ fn receipts_lineage_and_samples_verify_and_tampering_fails() {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     v["index"] = serde_json::json!(6);
     std::fs::write(&proof, serde_json::to_vec(&v).unwrap()).unwrap();
-    assert!(flic(&["verify", "sample", s(&proof)]).is_err());
+    let err = flic(&["verify", "sample", s(&proof)]).unwrap_err();
+    assert_eq!(ExitStatus::of(&err), ExitStatus::NotVerified, "{err:#}");
     assert!(flic(&[
         "dataset",
         "prove",

@@ -131,26 +131,23 @@ pub fn synthetic_spec(params: u64) -> ModelSpec {
 }
 
 fn job(case: &AggregateCase) -> JobConfig {
+    let client = ClientHyperparameters {
+        learning_rate: 0.1,
+        batch_size: 32,
+        local_epochs: 1,
+        optimizer: Optimizer::Sgd,
+        seed: 0,
+    };
     JobConfig {
-        model_spec: synthetic_spec(case.params),
-        client: ClientHyperparameters {
-            learning_rate: 0.1,
-            batch_size: 32,
-            local_epochs: 1,
-            optimizer: Optimizer::Sgd,
-            seed: 0,
-        },
         // One more than the contributors, so no commit closes the round: the deadline
         // timer does, and its cost is measured on its own.
         min_clients: case.contributions,
         max_clients: case.contributions + 1,
         round_duration_ns: ROUND_NS,
-        allowed_encodings: vec![DeltaEncoding::F32, DeltaEncoding::Int8Blocks],
         clip_norm: CLIP_NORM,
         max_weight: SAMPLES,
-        server_lr: 1.0,
         chunk_size: Some(case.chunk_size),
-        retain_contributions: false,
+        ..JobConfig::new(synthetic_spec(case.params), client)
     }
 }
 

@@ -7,7 +7,10 @@ use serde::Serialize;
 use crate::bench::doc::table;
 use crate::bench::plot::{line_panels, Panel, Series};
 use crate::output::Progress;
-use crate::simulate::{run as simulate, run_float_reference, EncodingArg, SimulateArgs};
+use flic_protocol::api::Optimizer;
+use flic_protocol::DeltaEncoding;
+
+use crate::simulate::{run as simulate, run_float_reference, SimulationConfig};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionResult {
@@ -34,14 +37,14 @@ impl PartitionResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LearningReport {
-    pub base: SimulateArgs,
+    pub base: SimulationConfig,
     pub test_samples: usize,
     pub results: Vec<PartitionResult>,
 }
 
 /// Runs `base` (model, clients, rounds, seed...) for every partition three ways.
 pub fn run(
-    base: &SimulateArgs,
+    base: &SimulationConfig,
     partitions: &[String],
     progress: &mut dyn Progress,
 ) -> anyhow::Result<LearningReport> {
@@ -49,11 +52,10 @@ pub fn run(
     for p in partitions {
         let mut args = base.clone();
         args.partition = p.clone();
-        args.json = None;
         args.state = None;
-        args.encoding = EncodingArg::F32;
+        args.encoding = DeltaEncoding::F32;
         let f32_run = simulate(&args, progress)?;
-        args.encoding = EncodingArg::Int8;
+        args.encoding = DeltaEncoding::Int8Blocks;
         let int8_run = simulate(&args, progress)?;
         let (initial, reference) = run_float_reference(&args, progress)?;
         anyhow::ensure!(
@@ -125,12 +127,12 @@ pub fn render(report: &LearningReport, svg_path: &str) -> String {
          {}), clip norm {}, synthetic clusters ({} samples, 20% held out for test), seed {}. The \
          float32 reference trains the same clients with the same seeds and averages their \
          clipped deltas in `f32` without the canister.\n\n![test accuracy per round]({svg_path})\n\n",
-        b.model.id(),
+        b.model,
         b.hidden,
         b.clients.unwrap_or(4),
         b.rounds,
         b.local_epochs,
-        match b.optimizer { crate::simulate::OptimizerArg::Sgd => "SGD", crate::simulate::OptimizerArg::Adam => "Adam" },
+        match b.optimizer { Optimizer::Sgd => "SGD", Optimizer::Adam => "Adam" },
         b.lr,
         b.batch_size,
         b.clip_norm,

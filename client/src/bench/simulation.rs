@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::bench::doc::table;
 use crate::output::Progress;
-use crate::simulate::{run as simulate, SimulateArgs, SimulationReport};
+use crate::simulate::{run as simulate, SimulationConfig, SimulationReport};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SimulationSpeed {
@@ -24,18 +24,17 @@ pub struct SimulationSpeed {
 }
 
 pub fn measure(
-    args: &SimulateArgs,
+    args: &SimulationConfig,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<SimulationSpeed> {
     let mut args = args.clone();
-    args.json = None;
     args.state = None;
     let r: SimulationReport = simulate(&args, progress)?;
     let n = r.rounds.len() as f64;
     let sum = |f: fn(&crate::simulate::RoundReport) -> f64| r.rounds.iter().map(f).sum::<f64>() / n;
     Ok(SimulationSpeed {
-        model: args.model.id().into(),
-        encoding: crate::bench::aggregate::encoding_name(args.encoding.into()).into(),
+        model: args.model.clone(),
+        encoding: crate::bench::aggregate::encoding_name(args.encoding).into(),
         param_count: r.param_count,
         clients: r.clients,
         rounds: r.rounds.len(),

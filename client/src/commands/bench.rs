@@ -8,16 +8,20 @@ use crate::cli::{
     BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchScaleArgs, BenchSimulateArgs,
     BenchTrainArgs,
 };
-use crate::output::Progress;
-use crate::simulate::EncodingArg;
+use crate::output::{Printer, Progress};
+use flic_protocol::DeltaEncoding;
 
-pub fn run(cmd: BenchCommand, progress: &mut dyn Progress) -> anyhow::Result<()> {
+pub fn run(
+    printer: &Printer,
+    cmd: BenchCommand,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Aggregate(args) => run_aggregate(&args, progress),
-        BenchCommand::Learning(args) => run_learning(&args, progress),
-        BenchCommand::Simulate(args) => run_simulate(&args, progress),
-        BenchCommand::Scale(args) => run_scale(&args, progress),
-        BenchCommand::Train(args) => run_train(&args, progress),
+        BenchCommand::Aggregate(args) => run_aggregate(printer, &args, progress),
+        BenchCommand::Learning(args) => run_learning(printer, &args, progress),
+        BenchCommand::Simulate(args) => run_simulate(printer, &args, progress),
+        BenchCommand::Scale(args) => run_scale(printer, &args, progress),
+        BenchCommand::Train(args) => run_train(printer, &args, progress),
     }
 }
 
@@ -34,7 +38,11 @@ fn train_invocation(args: &BenchTrainArgs) -> String {
     }
 }
 
-fn run_train(args: &BenchTrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+fn run_train(
+    printer: &Printer,
+    args: &BenchTrainArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -77,9 +85,9 @@ fn run_train(args: &BenchTrainArgs, progress: &mut dyn Progress) -> anyhow::Resu
     let report = training::measure(&workloads, &settings, progress)?;
     let text = training::render(&report);
     if args.json {
-        super::print_json(&report)?;
+        printer.json(&report)?;
     } else {
-        println!("{text}");
+        printer.out(format!("{text}"))?;
     }
     if let Some(path) = &args.doc {
         doc::write_section(
@@ -87,12 +95,16 @@ fn run_train(args: &BenchTrainArgs, progress: &mut dyn Progress) -> anyhow::Resu
             "training",
             &doc::section_body(&text, &Machine::detect(), &train_invocation(args)),
         )?;
-        eprintln!("wrote the training section of {}", path.display());
+        printer.info(format!("wrote the training section of {}", path.display()));
     }
     Ok(())
 }
 
-fn run_scale(args: &BenchScaleArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+fn run_scale(
+    printer: &Printer,
+    args: &BenchScaleArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
     let wasm = load_wasm(args.wasm.as_deref())?;
     let mut reports = Vec::new();
     for &params in &args.params {
@@ -105,12 +117,12 @@ fn run_scale(args: &BenchScaleArgs, progress: &mut dyn Progress) -> anyhow::Resu
         };
         match aggregate::run(&wasm, &args.build, &case, progress) {
             Ok(r) => {
-                println!("{}", aggregate::one_line(&r));
+                printer.out(format!("{}", aggregate::one_line(&r)))?;
                 reports.push(r);
             }
             Err(e) => {
                 // The first size that fails is the finding: report it and stop.
-                println!("N={params}: failed: {e:#}");
+                printer.out(format!("N={params}: failed: {e:#}"))?;
                 break;
             }
         }
@@ -121,15 +133,19 @@ fn run_scale(args: &BenchScaleArgs, progress: &mut dyn Progress) -> anyhow::Resu
             "scale",
             &doc::section_body(&scale::render(&reports), &Machine::detect(), &invocation()),
         )?;
-        eprintln!("wrote the scale section of {}", path.display());
+        printer.info(format!("wrote the scale section of {}", path.display()));
     }
     Ok(())
 }
 
-fn run_learning(args: &BenchLearningArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
-    let report = learning::run(&args.simulate, &args.partitions_list, progress)?;
+fn run_learning(
+    printer: &Printer,
+    args: &BenchLearningArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    let report = learning::run(&args.simulate.config(), &args.partitions_list, progress)?;
     for r in &report.results {
-        println!(
+        printer.out(format!(
             "{}: final accuracy reference {:.2}%, canister f32 {:.2}%, canister int8 {:.2}% (max |f32 - ref| {:.2} pt, max |int8 - ref| {:.2} pt)",
             r.partition,
             r.float_reference.last().copied().unwrap_or(0.0) * 100.0,
@@ -137,7 +153,7 @@ fn run_learning(args: &BenchLearningArgs, progress: &mut dyn Progress) -> anyhow
             r.canister_int8.last().copied().unwrap_or(0.0) * 100.0,
             learning::PartitionResult::max_abs_diff(&r.canister_f32, &r.float_reference) * 100.0,
             learning::PartitionResult::max_abs_diff(&r.canister_int8, &r.float_reference) * 100.0,
-        );
+        ))?;
     }
     if let Some(path) = &args.doc {
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
@@ -155,25 +171,29 @@ fn run_learning(args: &BenchLearningArgs, progress: &mut dyn Progress) -> anyhow
                 &invocation(),
             ),
         )?;
-        eprintln!(
+        printer.info(format!(
             "wrote the learning section of {} and {}",
             path.display(),
             svg_path.display()
-        );
+        ));
     }
     Ok(())
 }
 
-fn run_simulate(args: &BenchSimulateArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+fn run_simulate(
+    printer: &Printer,
+    args: &BenchSimulateArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &model in &args.models {
-        for encoding in [EncodingArg::F32, EncodingArg::Int8] {
-            let mut a = args.simulate.clone();
-            a.model = model;
+        for encoding in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
+            let mut a = args.simulate.config();
+            a.model = model.id().into();
             a.encoding = encoding;
             a.clients = Some(a.clients.unwrap_or(10));
             let s = simulation::measure(&a, progress)?;
-            println!(
+            printer.out(format!(
                 "{} {}: {:.3} s/round wall; training {:.3} s, canister {:.3} s, encoding {:.3} s",
                 s.model,
                 s.encoding,
@@ -181,7 +201,7 @@ fn run_simulate(args: &BenchSimulateArgs, progress: &mut dyn Progress) -> anyhow
                 s.train_seconds_per_round,
                 s.canister_seconds_per_round,
                 s.encode_seconds_per_round
-            );
+            ))?;
             rows.push(s);
         }
     }
@@ -195,7 +215,10 @@ fn run_simulate(args: &BenchSimulateArgs, progress: &mut dyn Progress) -> anyhow
                 &invocation(),
             ),
         )?;
-        eprintln!("wrote the simulation section of {}", path.display());
+        printer.info(format!(
+            "wrote the simulation section of {}",
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -207,7 +230,11 @@ fn load_wasm(path: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn run_aggregate(args: &BenchAggregateArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+fn run_aggregate(
+    printer: &Printer,
+    args: &BenchAggregateArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
     let mut builds = vec![(args.build.clone(), load_wasm(args.wasm.as_deref())?)];
     if let Some(p) = &args.compare_wasm {
         builds.push((args.compare_build.clone(), load_wasm(Some(p))?));
@@ -236,10 +263,10 @@ fn run_aggregate(args: &BenchAggregateArgs, progress: &mut dyn Progress) -> anyh
         out
     };
     if args.output.json {
-        super::print_json(&reports)?;
+        printer.json(&reports)?;
     } else {
         for r in &reports {
-            println!("{}", aggregate::one_line(r));
+            printer.out(format!("{}", aggregate::one_line(r)))?;
         }
     }
     if let Some(path) = &args.doc {
@@ -264,10 +291,10 @@ fn run_aggregate(args: &BenchAggregateArgs, progress: &mut dyn Progress) -> anyh
                 &command,
             ),
         )?;
-        eprintln!(
+        printer.info(format!(
             "wrote the aggregate, bytes and cost sections of {}",
             path.display()
-        );
+        ));
     }
     Ok(())
 }

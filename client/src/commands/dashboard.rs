@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 
 use crate::dashboard::{serve, Dashboard};
+use crate::output::Printer;
 use crate::transport::embedded;
 
 /// Set by SIGINT or SIGTERM.
@@ -29,25 +30,30 @@ fn on_signal_stop() {
 #[cfg(not(unix))]
 fn on_signal_stop() {}
 
-pub fn run(state: &Path, listen: &str, canister: Option<&str>, quiet: bool) -> anyhow::Result<()> {
+pub fn run(
+    printer: &Printer,
+    state: &Path,
+    listen: &str,
+    canister: Option<&str>,
+) -> anyhow::Result<()> {
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen} is not an address like 127.0.0.1:8080"))?;
     if !addr.ip().is_loopback() {
-        eprintln!(
+        printer.info(format!(
             "warning: {addr} is not a loopback address; the dashboard will be reachable from \
              other machines"
-        );
+        ));
     }
     let (ic, canister) = super::load_embedded(state, canister)?;
     let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr()?;
     let dashboard = Dashboard::new(embedded::share(ic), canister);
     on_signal_stop();
-    println!("dashboard of canister {canister} at http://{bound}/  (Ctrl-C stops)");
-    serve(listener, &dashboard, &STOP, !quiet).context("serving the dashboard")?;
-    if !quiet {
-        eprintln!("dashboard stopped");
-    }
+    printer.out(format!(
+        "dashboard of canister {canister} at http://{bound}/  (Ctrl-C stops)"
+    ))?;
+    serve(listener, &dashboard, &STOP, !printer.is_quiet()).context("serving the dashboard")?;
+    printer.info("dashboard stopped");
     Ok(())
 }

@@ -5,9 +5,10 @@ use flic_protocol::api::{PageArgs, RegisterDatasetArgs};
 use flic_protocol::Hash;
 
 use crate::cli::{DataArgs, TargetArgs};
-use crate::output::{short_hex, table};
+use crate::output::{short_hex, table, Printer};
 
 pub fn register(
+    printer: &Printer,
     target: &TargetArgs,
     data: &DataArgs,
     name: String,
@@ -15,7 +16,7 @@ pub fn register(
     description: String,
     json: bool,
 ) -> anyhow::Result<()> {
-    let dataset = crate::data::load(&data.data, data.format)?;
+    let dataset = crate::data::load(&data.data, data.format.into())?;
     let commitment = crate::data::dataset_commitment(&dataset);
     let mut session = super::connect(target)?;
     let args = RegisterDatasetArgs {
@@ -31,40 +32,45 @@ pub fn register(
         .context("registering the dataset")?;
     session.save()?;
     if json {
-        super::print_json(&serde_json::json!({
+        Ok(printer.json(&serde_json::json!({
             "dataset_id": id,
             "commitment": hex::encode(commitment),
             "sample_count": dataset.len(),
-            "owner": session.identity.principal().to_text(),
-        }))
+            "owner": session.api.caller().to_text(),
+        }))?)
     } else {
-        println!(
+        printer.out(format!(
             "registered dataset {id}: {} samples, commitment {}, owner {}",
             dataset.len(),
             hex::encode(commitment),
-            session.identity.principal()
-        );
+            session.api.caller()
+        ))?;
         Ok(())
     }
 }
 
 /// `flic dataset prove`: a membership proof for one sample.
-pub fn prove(data: &DataArgs, sample: u64, out: &std::path::Path) -> anyhow::Result<()> {
-    let dataset = crate::data::load(&data.data, data.format)?;
+pub fn prove(
+    printer: &Printer,
+    data: &DataArgs,
+    sample: u64,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let dataset = crate::data::load(&data.data, data.format.into())?;
     let proof = crate::data::sample_proof(&dataset, sample)?;
     let json = serde_json::to_vec_pretty(&proof)?;
     std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    printer.out(format!(
         "wrote {}: sample {sample} of {} under commitment {}",
         out.display(),
         dataset.len(),
         hex::encode(proof.root.as_slice())
-    );
+    ))?;
     Ok(())
 }
 
-pub fn list(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
-    let mut session = super::connect(target)?;
+pub fn list(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Result<()> {
+    let mut session = super::connect_reader(target)?;
     let mut all = Vec::new();
     let mut start = 0;
     loop {
@@ -86,7 +92,7 @@ pub fn list(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        return super::print_json(&rows);
+        return Ok(printer.json(&rows)?);
     }
     let rows = all.iter().map(|d| {
         vec![
@@ -103,7 +109,7 @@ pub fn list(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
             },
         ]
     });
-    println!(
+    printer.out(format!(
         "{}",
         table(
             &[
@@ -117,6 +123,6 @@ pub fn list(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
             ],
             rows
         )
-    );
+    ))?;
     Ok(())
 }

@@ -3,17 +3,17 @@
 use flic_protocol::api::PageArgs;
 
 use crate::cli::TargetArgs;
-use crate::output::{short_hex, table};
+use crate::output::{key_value_table, relative, short_hex, table, utc, Printer};
 
-pub fn status(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
-    let mut session = super::connect(target)?;
+pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Result<()> {
+    let mut session = super::connect_reader(target)?;
     let info = session.api.round_info()?;
     let version = info
         .model_version
         .as_ref()
         .map(|v| hex::encode(v.as_slice()));
     if json {
-        return super::print_json(&serde_json::json!({
+        return Ok(printer.json(&serde_json::json!({
             "canister": session.api.canister_id().to_text(),
             "job_id": info.job_id,
             "state": info.state.to_string(),
@@ -26,50 +26,62 @@ pub fn status(target: &TargetArgs, json: bool) -> anyhow::Result<()> {
             "min_clients": info.config.as_ref().map(|c| c.min_clients),
             "max_clients": info.config.as_ref().map(|c| c.max_clients),
             "architecture": info.config.as_ref().map(|c| c.model_spec.architecture.clone()),
-        }));
+        }))?);
     }
     let mut rows = vec![
-        vec!["canister".into(), session.api.canister_id().to_text()],
-        vec!["job".into(), info.job_id.to_string()],
-        vec!["state".into(), info.state.to_string()],
-        vec!["round".into(), info.round.to_string()],
-        vec![
+        ("canister".to_string(), session.api.canister_id().to_text()),
+        ("job".into(), info.job_id.to_string()),
+        ("state".into(), info.state.to_string()),
+        ("round".into(), info.round.to_string()),
+        (
             "model version".into(),
             version.unwrap_or_else(|| "-".into()),
-        ],
-        vec!["parameters".into(), info.param_count.to_string()],
-        vec![
+        ),
+        ("parameters".into(), info.param_count.to_string()),
+        (
             "committed / pending".into(),
             format!("{} / {}", info.committed, info.pending),
-        ],
+        ),
     ];
     if let Some(c) = &info.config {
-        rows.push(vec![
-            "architecture".into(),
-            c.model_spec.architecture.clone(),
-        ]);
-        rows.push(vec![
+        rows.push(("architecture".into(), c.model_spec.architecture.clone()));
+        rows.push((
             "clients (min..max)".into(),
             format!("{}..{}", c.min_clients, c.max_clients),
-        ]);
-        rows.push(vec!["clip norm".into(), c.clip_norm.to_string()]);
-        rows.push(vec![
+        ));
+        rows.push(("clip norm".into(), c.clip_norm.to_string()));
+        rows.push((
             "encodings".into(),
-            format!("{:?}", c.allowed_encodings),
-        ]);
+            c.allowed_encodings
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
     }
     if info.deadline_ns > 0 {
-        rows.push(vec![
-            "deadline (ns since epoch)".into(),
-            info.deadline_ns.to_string(),
-        ]);
+        let now = crate::transport::Transport::now_ns(session.api.transport());
+        rows.push((
+            "deadline".into(),
+            format!(
+                "{} ({})",
+                utc(info.deadline_ns),
+                relative(info.deadline_ns, now)
+            ),
+        ));
     }
-    println!("{}", table(&["", ""], rows));
+    printer.out(key_value_table(rows))?;
     Ok(())
 }
 
-pub fn rounds(target: &TargetArgs, offset: u64, limit: u64, json: bool) -> anyhow::Result<()> {
-    let mut session = super::connect(target)?;
+pub fn rounds(
+    printer: &Printer,
+    target: &TargetArgs,
+    offset: u64,
+    limit: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut session = super::connect_reader(target)?;
     let page = session.api.round_history(PageArgs {
         start: offset,
         limit: limit.min(u32::MAX as u64) as u32,
@@ -93,7 +105,7 @@ pub fn rounds(target: &TargetArgs, offset: u64, limit: u64, json: bool) -> anyho
                 })
             })
             .collect();
-        return super::print_json(&serde_json::json!({ "rounds": rows, "next": page.next }));
+        return Ok(printer.json(&serde_json::json!({ "rounds": rows, "next": page.next }))?);
     }
     let rows = page.items.iter().map(|r| {
         vec![
@@ -105,7 +117,7 @@ pub fn rounds(target: &TargetArgs, offset: u64, limit: u64, json: bool) -> anyho
             r.extensions.to_string(),
         ]
     });
-    println!(
+    printer.out(format!(
         "{}",
         table(
             &[
@@ -118,9 +130,9 @@ pub fn rounds(target: &TargetArgs, offset: u64, limit: u64, json: bool) -> anyho
             ],
             rows
         )
-    );
+    ))?;
     if let Some(next) = page.next {
-        eprintln!("more: --offset {next}");
+        printer.info(format!("more: --offset {next}"));
     }
     Ok(())
 }

@@ -1,14 +1,15 @@
 //! `flic job start|pause|resume`: the controller's side of a real deployment.
 
+use crate::output::Printer;
 use anyhow::Context;
 use flic_model_zoo::{init_weights, model_spec, ModelConfig};
 use flic_protocol::api::{ClientHyperparameters, JobConfig};
 use flic_protocol::DeltaEncoding;
 
+use crate::cli::ModelArg;
 use crate::cli::{JobStartArgs, TargetArgs};
-use crate::simulate::ModelArg;
 
-pub fn start(args: &JobStartArgs) -> anyhow::Result<()> {
+pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
     let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
         args.hidden.clone()
     } else {
@@ -17,15 +18,14 @@ pub fn start(args: &JobStartArgs) -> anyhow::Result<()> {
     let config = ModelConfig::for_data(args.model.id(), &args.input_shape, args.classes, &hidden)?;
     let spec = model_spec(&config)?;
     let weights = init_weights(&config, args.seed)?;
+    let client = ClientHyperparameters {
+        learning_rate: args.lr,
+        batch_size: args.batch_size,
+        local_epochs: args.local_epochs,
+        optimizer: args.optimizer.into(),
+        seed: args.seed,
+    };
     let job = JobConfig {
-        model_spec: spec,
-        client: ClientHyperparameters {
-            learning_rate: args.lr,
-            batch_size: args.batch_size,
-            local_epochs: args.local_epochs,
-            optimizer: args.optimizer.into(),
-            seed: args.seed,
-        },
         min_clients: args.min_clients,
         max_clients: args.max_clients,
         round_duration_ns: args.round_minutes.saturating_mul(60_000_000_000),
@@ -37,8 +37,8 @@ pub fn start(args: &JobStartArgs) -> anyhow::Result<()> {
         clip_norm: args.clip_norm,
         max_weight: args.max_weight,
         server_lr: args.server_lr,
-        chunk_size: None,
         retain_contributions: args.retain_contributions,
+        ..JobConfig::new(spec, client)
     };
     let mut session = super::connect(&args.target)?;
     let id = session
@@ -47,7 +47,7 @@ pub fn start(args: &JobStartArgs) -> anyhow::Result<()> {
         .context("starting the job")?;
     session.save()?;
     let info = session.api.round_info()?;
-    println!(
+    printer.out(format!(
         "job {id} running: {} ({} parameters), round {} on model {}",
         job.model_spec.architecture,
         info.param_count,
@@ -55,22 +55,22 @@ pub fn start(args: &JobStartArgs) -> anyhow::Result<()> {
         info.model_version
             .map(|v| hex::encode(v.as_slice()))
             .unwrap_or_default()
-    );
+    ))?;
     Ok(())
 }
 
-pub fn pause(target: &TargetArgs) -> anyhow::Result<()> {
+pub fn pause(printer: &Printer, target: &TargetArgs) -> anyhow::Result<()> {
     let mut session = super::connect(target)?;
     session.api.pause_job()?;
     session.save()?;
-    println!("job paused");
+    printer.out(format!("job paused"))?;
     Ok(())
 }
 
-pub fn resume(target: &TargetArgs) -> anyhow::Result<()> {
+pub fn resume(printer: &Printer, target: &TargetArgs) -> anyhow::Result<()> {
     let mut session = super::connect(target)?;
     session.api.resume_job()?;
     session.save()?;
-    println!("job resumed");
+    printer.out(format!("job resumed"))?;
     Ok(())
 }

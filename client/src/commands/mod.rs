@@ -15,25 +15,65 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candid::Principal;
-use serde::Serialize;
 
 use crate::api::AggregatorApi;
 use crate::cli::{
     Cli, Command, DatasetCommand, JobCommand, ModelCommand, TargetArgs, VerifyCommand,
 };
 use crate::identity::Identity;
-use crate::output::{Bars, Progress, Silent};
+use crate::output::{Printer, Progress};
 use crate::transport::agent::{AgentTransport, Network};
 use crate::transport::embedded::{self, EmbeddedTransport, SharedIc};
 use crate::transport::Transport;
 
+/// How `flic` ends: its exit status (documented in `flic --help` and docs/cli.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: the command did what it was asked; a proof verified.
+    Success,
+    /// 1: a proof, receipt or lineage does not verify (the reason is printed).
+    NotVerified,
+    /// 2: an error: bad input or usage, a file that cannot be read, an unreachable network.
+    Error,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        std::process::ExitCode::from(match s {
+            ExitStatus::Success => 0,
+            ExitStatus::NotVerified => 1,
+            ExitStatus::Error => 2,
+        })
+    }
+}
+
+/// A proof, receipt or lineage that does not verify: exit status 1, not 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct NotVerified(pub anyhow::Error);
+
+impl ExitStatus {
+    /// The status an error ends the program with.
+    pub fn of(err: &anyhow::Error) -> Self {
+        if err
+            .chain()
+            .any(|c| c.downcast_ref::<NotVerified>().is_some())
+        {
+            ExitStatus::NotVerified
+        } else {
+            ExitStatus::Error
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut bars = Bars::new();
-    let mut silent = Silent;
-    let progress: &mut dyn Progress = if cli.quiet { &mut silent } else { &mut bars };
+    let printer = Printer::new(cli.quiet, cli.no_progress);
+    let mut progress = printer.progress();
+    let progress: &mut dyn Progress = progress.as_mut();
+    let p = &printer;
     match cli.command {
-        Command::Keygen { identity } => identity::keygen(&identity.path()),
-        Command::Whoami { identity, output } => identity::whoami(&identity.path(), output.json),
+        Command::Keygen { identity } => identity::keygen(p, &identity.path()),
+        Command::Whoami { identity, output } => identity::whoami(p, &identity.path(), output.json),
         Command::Dataset(DatasetCommand::Register {
             target,
             data,
@@ -41,59 +81,69 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             license,
             description,
             output,
-        }) => dataset::register(&target, &data, name, license, description, output.json),
+        }) => dataset::register(p, &target, &data, name, license, description, output.json),
         Command::Dataset(DatasetCommand::List { target, output }) => {
-            dataset::list(&target, output.json)
+            dataset::list(p, &target, output.json)
         }
         Command::Dataset(DatasetCommand::Prove { data, sample, out }) => {
-            dataset::prove(&data, sample, &out)
+            dataset::prove(p, &data, sample, &out)
         }
         Command::Verify(VerifyCommand::Receipt {
             file,
             target,
             offline,
-        }) => verify::receipt(&file, &target, offline),
+        }) => verify::receipt(p, &file, &target, offline),
         Command::Verify(VerifyCommand::Lineage {
             target,
             version,
             output,
-        }) => verify::lineage(&target, &version, output.json),
+        }) => verify::lineage(p, &target, &version, output.json),
         Command::Verify(VerifyCommand::Sample {
             file,
             dataset_id,
             target,
-        }) => verify::sample(&file, dataset_id, &target),
-        Command::Train(args) => train::run(&args, progress),
-        Command::Status { target, output } => inspect::status(&target, output.json),
+        }) => verify::sample(p, &file, dataset_id, &target),
+        Command::Train(args) => train::run(p, &args, progress),
+        Command::Status { target, output } => inspect::status(p, &target, output.json),
         Command::Rounds {
             target,
             offset,
             limit,
             output,
-        } => inspect::rounds(&target, offset, limit, output.json),
-        Command::Model(ModelCommand::Pull { target, out }) => model::pull(&target, &out, progress),
-        Command::Job(JobCommand::Start(args)) => job::start(&args),
-        Command::Job(JobCommand::Pause { target }) => job::pause(&target),
-        Command::Job(JobCommand::Resume { target }) => job::resume(&target),
-        Command::Simulate(args) => simulate::run(&args, progress),
+        } => inspect::rounds(p, &target, offset, limit, output.json),
+        Command::Model(ModelCommand::Pull { target, out }) => {
+            model::pull(p, &target, &out, progress)
+        }
+        Command::Job(JobCommand::Start(args)) => job::start(p, &args),
+        Command::Job(JobCommand::Pause { target }) => job::pause(p, &target),
+        Command::Job(JobCommand::Resume { target }) => job::resume(p, &target),
+        Command::Simulate(args) => simulate::run(p, &args, progress),
         Command::Dashboard {
             state,
             listen,
             canister,
-        } => dashboard::run(&state, &listen, canister.as_deref(), cli.quiet),
-        Command::Bench(cmd) => bench::run(cmd, progress),
+        } => dashboard::run(p, &state, &listen, canister.as_deref()),
+        Command::Bench(cmd) => bench::run(p, cmd, progress),
     }
 }
 
 /// A connection to the canister, by whichever transport the target names.
 pub struct Session {
     pub api: AggregatorApi<Box<dyn Transport>>,
-    pub identity: Identity,
+    /// The caller's key; `None` for a read-only session as the anonymous principal.
+    pub identity: Option<Identity>,
     /// Where to save an embedded IC's state after updates.
     embedded: Option<(SharedIc, PathBuf)>,
 }
 
 impl Session {
+    /// The caller's key (present in sessions from [`connect`]).
+    pub fn identity(&self) -> anyhow::Result<&Identity> {
+        self.identity
+            .as_ref()
+            .context("this command signs, but the session has no identity")
+    }
+
     /// The state directory when connected to an embedded IC.
     pub fn embedded_state(&self) -> Option<&std::path::Path> {
         self.embedded.as_ref().map(|(_, dir)| dir.as_path())
@@ -110,14 +160,29 @@ impl Session {
     }
 }
 
-/// Connects with the caller's identity. `--network embedded` loads the state directory
-/// written by `flic simulate --state DIR`.
+/// Connects with the caller's identity (commands that sign or administer).
+/// `--network embedded` loads the state directory written by `flic simulate --state DIR`.
 pub fn connect(target: &TargetArgs) -> anyhow::Result<Session> {
     let identity = Identity::load(&target.identity.path())?;
+    connect_as(target, Some(identity))
+}
+
+/// Connects for queries: with the caller's identity if its file exists, else as the
+/// anonymous principal (a query needs no key).
+pub fn connect_reader(target: &TargetArgs) -> anyhow::Result<Session> {
+    let path = target.identity.path();
+    let identity = if path.exists() {
+        Some(Identity::load(&path)?)
+    } else {
+        None
+    };
     connect_as(target, identity)
 }
 
-pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Session> {
+pub fn connect_as(target: &TargetArgs, identity: Option<Identity>) -> anyhow::Result<Session> {
+    let caller = identity
+        .as_ref()
+        .map_or(Principal::anonymous(), Identity::principal);
     if target.network == "embedded" {
         let dir = target
             .state
@@ -125,7 +190,7 @@ pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Ses
             .context("--network embedded needs --state DIR (from `flic simulate --state DIR`)")?;
         let (ic, canister) = load_embedded(&dir, target.canister.as_deref())?;
         let ic = embedded::share(ic);
-        let transport = EmbeddedTransport::new(ic.clone(), canister, identity.principal());
+        let transport = EmbeddedTransport::new(ic.clone(), canister, caller);
         return Ok(Session {
             api: AggregatorApi::new(Box::new(transport)),
             identity,
@@ -139,7 +204,7 @@ pub fn connect_as(target: &TargetArgs, identity: Identity) -> anyhow::Result<Ses
         .context("--canister ID is needed (or set FLIC_CANISTER)")?;
     let canister = Principal::from_text(text)
         .with_context(|| format!("--canister {text} is not a principal"))?;
-    let transport = AgentTransport::connect(&network, canister, &identity)?;
+    let transport = AgentTransport::connect(&network, canister, identity.as_ref())?;
     Ok(Session {
         api: AggregatorApi::new(Box::new(transport)),
         identity,
@@ -178,13 +243,4 @@ fn module_cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("flic").join("modules")
-}
-
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
 }

@@ -9,15 +9,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use flic_model_zoo::{config_from_spec, train_local, Backend};
+use flic_model_zoo::Backend;
 use flic_protocol::api::JobState;
-use flic_protocol::DeltaEncoding;
 
 use crate::api::ApiError;
 use crate::cli::TrainArgs;
-use crate::output::Progress;
-use crate::participant::{prepare_submission, train_params, upload, UploadJournal};
-use crate::receipts::ReceiptStore;
+use crate::output::{Printer, Progress};
+use crate::participant::{
+    contribute, upload_with_retry, Contributor, PreparedSubmission, StepOptions, UploadJournal,
+    UploadOutcome,
+};
+use crate::receipts::{ReceiptOrigin, ReceiptStore};
 use crate::retry::Backoff;
 
 /// Retries transient failures with exponential backoff, saying so.
@@ -29,11 +31,12 @@ fn with_retry<T>(
     Backoff::default().run(what, progress, f)
 }
 
-pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
-    let data = crate::data::load(&args.data.data, args.data.format)?;
+pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
+    let data = crate::data::load(&args.data.data, args.data.format.into())?;
     let device = args.backend.parse::<Backend>()?.device()?;
     let mut session = super::connect(&args.target)?;
-    let me = session.identity.principal();
+    let identity = session.identity.take().expect("connect loads the identity");
+    let me = identity.principal();
 
     let dataset = with_retry("reading the dataset", progress, |_| {
         session.api.get_dataset(args.dataset_id)
@@ -64,7 +67,16 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
 
     let work_dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
     let journal = UploadJournal::new(&work_dir);
-    let receipts = ReceiptStore::new(&work_dir.join("receipts"));
+    let origin = ReceiptOrigin {
+        network: args.target.network.clone(),
+        state: args
+            .target
+            .state
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()?,
+    };
+    let receipts = ReceiptStore::new(&work_dir.join("receipts"), Some(origin));
     collect_receipts(&receipts, &mut session.api, progress)?;
     let mut done_rounds = 0u64;
     let mut last_round = None;
@@ -79,11 +91,13 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
                 info.round,
                 work_dir.display()
             ));
-            upload_and_record(
+            let outcome = upload_with_retry(&mut session.api, &pending, progress)?;
+            record(
+                printer,
                 &mut session,
                 &journal,
                 &receipts,
-                &pending,
+                &outcome,
                 args.output.json,
                 progress,
             )?;
@@ -114,52 +128,40 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
             std::thread::sleep(Duration::from_secs(5));
             continue;
         }
-        let job = info
-            .config
-            .clone()
-            .context("the canister reports no job configuration")?;
-        let model = with_retry("downloading the model", progress, |_| {
-            session.api.download_model(&mut |_, _| {})
-        })?;
-        progress.note(&format!(
-            "round {}: model {} verified ({} parameters)",
-            info.round,
-            hex::encode(model.info.version.as_slice()),
-            model.weights.len()
-        ));
-        let config = config_from_spec(&model.spec)?;
-        let params = train_params(&job.client, job.client.seed ^ info.round);
-        progress.start("training", (data.len() * params.local_epochs) as u64);
-        let outcome = train_local(&config, &model.weights, &data, &params, &device, &mut |p| {
-            progress.set(p.samples_done as u64)
-        })?;
-        progress.finish(&format!(
-            "trained {} samples, mean loss {:.4} ({:.0} samples/s)",
-            outcome.samples, outcome.mean_loss, outcome.samples_per_sec
-        ));
-        let encoding = if job.allowed_encodings.contains(&DeltaEncoding::Int8Blocks) {
-            DeltaEncoding::Int8Blocks
-        } else {
-            DeltaEncoding::F32
+        let contributor = Contributor {
+            identity: &identity,
+            dataset_id: dataset.id,
+            data: &data,
+            device: &device,
         };
-        let prepared = prepare_submission(
-            &session.identity,
-            session.api.canister_id(),
+        let mut journal_it = |prepared: &PreparedSubmission| -> anyhow::Result<()> {
+            journal
+                .save(prepared)
+                .with_context(|| format!("journaling the upload in {}", work_dir.display()))
+        };
+        progress.note(&format!(
+            "round {}: training on model {}",
+            info.round,
+            info.model_version
+                .map(|v| hex::encode(v.as_slice()))
+                .unwrap_or_default()
+        ));
+        let step = contribute(
+            &mut session.api,
+            &contributor,
             &info,
-            dataset.id,
-            outcome.samples as u64,
-            &model.weights,
-            &outcome.weights,
-            encoding,
+            StepOptions {
+                before_upload: Some(&mut journal_it),
+                ..StepOptions::default()
+            },
+            progress,
         )?;
-        journal
-            .save(&prepared)
-            .with_context(|| format!("journaling the upload in {}", work_dir.display()))?;
-        upload_and_record(
+        record(
+            printer,
             &mut session,
             &journal,
             &receipts,
-            &prepared,
+            &step.upload,
             args.output.json,
             progress,
         )?;
@@ -169,25 +171,25 @@ pub fn run(args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Writes the receipts of earlier commits whose rounds have closed since.
-/// Uploads a journaled submission, then saves the state, clears the journal, remembers the
-/// receipt to collect once its round closes, and reports the commit.
-fn upload_and_record(
+/// After a commit: saves the state, clears the journal, remembers the receipt to collect
+/// once its round closes, collects those that can be, and reports the commit.
+fn record(
+    printer: &Printer,
     session: &mut super::Session,
     journal: &UploadJournal,
     receipts: &ReceiptStore,
-    prepared: &crate::participant::PreparedSubmission,
+    outcome: &UploadOutcome,
     json: bool,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
-    let outcome = upload_with_bar(&mut session.api, prepared, progress)?;
     session.save()?;
     journal.clear()?;
     receipts.add_pending(outcome.receipt.contribution_index)?;
     collect_receipts(receipts, &mut session.api, progress)?;
-    report(&outcome, json)
+    report(printer, outcome, json)
 }
 
+/// Writes the receipts of earlier commits whose rounds have closed since.
 fn collect_receipts<T: crate::transport::Transport>(
     store: &ReceiptStore,
     api: &mut crate::api::AggregatorApi<T>,
@@ -202,24 +204,10 @@ fn collect_receipts<T: crate::transport::Transport>(
     Ok(())
 }
 
-fn upload_with_bar<T: crate::transport::Transport>(
-    api: &mut crate::api::AggregatorApi<T>,
-    prepared: &crate::participant::PreparedSubmission,
-    progress: &mut dyn Progress,
-) -> anyhow::Result<crate::participant::UploadOutcome> {
-    progress.start("uploading", prepared.header.chunk_count as u64);
-    let outcome = with_retry("uploading", progress, |p| {
-        upload(api, prepared, &mut |d, _| p.set(d as u64), &mut |_| true)
-    })?
-    .context("upload stopped before commit")?;
-    progress.finish("");
-    Ok(outcome)
-}
-
-fn report(outcome: &crate::participant::UploadOutcome, json: bool) -> anyhow::Result<()> {
+fn report(printer: &Printer, outcome: &UploadOutcome, json: bool) -> anyhow::Result<()> {
     let r = &outcome.receipt;
     if json {
-        super::print_json(&serde_json::json!({
+        Ok(printer.json(&serde_json::json!({
             "round": r.round,
             "submission_id": r.submission_id,
             "contribution_index": r.contribution_index,
@@ -230,9 +218,9 @@ fn report(outcome: &crate::participant::UploadOutcome, json: bool) -> anyhow::Re
             "chunks_sent": outcome.chunks_sent,
             "chunks_resumed": outcome.chunks_resumed,
             "bytes_sent": outcome.bytes_sent,
-        }))
+        }))?)
     } else {
-        println!(
+        printer.out(format!(
             "committed contribution {} to round {} (weight {}, {} chunks sent, {} resumed){}",
             r.contribution_index,
             r.round,
@@ -244,7 +232,7 @@ fn report(outcome: &crate::participant::UploadOutcome, json: bool) -> anyhow::Re
             } else {
                 ""
             }
-        );
+        ))?;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! `ic-agent` transport for a local replica (`dfx start`) or the IC mainnet.
 
 use candid::Principal;
-use ic_agent::identity::BasicIdentity;
+use ic_agent::identity::{AnonymousIdentity, BasicIdentity};
 use ic_agent::Agent;
 
 use super::{Reply, Transport, TransportError};
@@ -55,19 +55,21 @@ impl AgentTransport {
     pub fn connect(
         network: &Network,
         canister: Principal,
-        identity: &Identity,
+        identity: Option<&Identity>,
     ) -> Result<Self, TransportError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| TransportError::Other(format!("cannot start the async runtime: {e}")))?;
-        let agent = Agent::builder()
-            .with_url(network.url())
-            .with_identity(BasicIdentity::from_raw_key(&identity.secret_bytes()))
-            .build()
-            .map_err(|e| {
-                TransportError::Other(format!("cannot build an agent for {}: {e}", network.url()))
-            })?;
+        let builder = Agent::builder().with_url(network.url());
+        let builder = match identity {
+            Some(id) => builder.with_identity(BasicIdentity::from_raw_key(&id.secret_bytes())),
+            // Queries need no key: the anonymous principal reads.
+            None => builder.with_identity(AnonymousIdentity),
+        };
+        let agent = builder.build().map_err(|e| {
+            TransportError::Other(format!("cannot build an agent for {}: {e}", network.url()))
+        })?;
         if network.fetch_root_key() {
             runtime
                 .block_on(agent.fetch_root_key())
@@ -83,7 +85,7 @@ impl AgentTransport {
             agent,
             runtime,
             canister,
-            caller: identity.principal(),
+            caller: identity.map_or(Principal::anonymous(), Identity::principal),
         })
     }
 }
