@@ -8,17 +8,12 @@ use ed25519_dalek::SigningKey;
 use serde_bytes::ByteBuf;
 
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CertifiedState, ClientHyperparameters, CommitReceipt,
-    DatasetError, DatasetPage, InitArg, InitArgs, JobConfig, ModelChunk, Optimizer, PageArgs,
-    PutChunkArgs, QueryError, RegisterDatasetArgs, RoundInfo, RoundRecord, SubmissionStatus,
-    SubmitError,
+    AdminError, BeginSubmissionArgs, CertifiedState, CommitReceipt, DatasetError, DatasetPage,
+    InitArg, InitArgs, JobConfig, ModelChunk, PageArgs, PutChunkArgs, QueryError,
+    RegisterDatasetArgs, RoundInfo, RoundRecord, SubmissionStatus, SubmitError,
 };
 use flic_protocol::fedavg::Accumulator;
-use flic_protocol::submission::{principal_of_ed25519, signing_key_from_seed};
-use flic_protocol::{
-    chunking, encoding, merkle, model_version, DeltaEncoding, Hash, ModelSpec, SubmissionHeader,
-    TensorSpec,
-};
+use flic_protocol::{model_version, DeltaEncoding, Hash, ModelSpec};
 
 use crate::env::{CallFailure, IcEnv};
 
@@ -28,23 +23,9 @@ pub const CHUNK_SIZE: u32 = 128;
 pub const SAMPLES: u64 = 50;
 pub const ROUND_NS: u64 = 600 * 1_000_000_000;
 
+/// The fixture model: a linear layer of 9 inputs and 10 classes (`PARAMS` parameters).
 pub fn spec() -> ModelSpec {
-    ModelSpec {
-        architecture: "linear".into(),
-        config_json: r#"{"architecture":"linear","inputs":9,"num_classes":10}"#.into(),
-        tensors: vec![
-            TensorSpec {
-                name: "linear.weight".into(),
-                shape: vec![9, 10],
-                offset: 0,
-            },
-            TensorSpec {
-                name: "linear.bias".into(),
-                shape: vec![10],
-                offset: 90,
-            },
-        ],
-    }
+    flic_test_fixtures::linear_spec(9, 10)
 }
 
 pub fn initial_weights() -> Vec<f32> {
@@ -62,23 +43,9 @@ pub fn delta(client: usize, round: u64) -> Vec<f32> {
 
 pub fn job() -> JobConfig {
     JobConfig {
-        model_spec: spec(),
-        client: ClientHyperparameters {
-            learning_rate: 0.1,
-            batch_size: 8,
-            local_epochs: 1,
-            optimizer: Optimizer::Sgd,
-            seed: 7,
-        },
-        min_clients: 2,
-        max_clients: 3,
         round_duration_ns: ROUND_NS,
-        allowed_encodings: vec![DeltaEncoding::F32, DeltaEncoding::Int8Blocks],
-        clip_norm: 1.0,
         max_weight: 1000,
-        server_lr: 1.0,
-        chunk_size: Some(CHUNK_SIZE),
-        retain_contributions: false,
+        ..flic_test_fixtures::job(spec(), CHUNK_SIZE)
     }
 }
 
@@ -97,6 +64,7 @@ pub struct Upload {
 
 impl Upload {
     pub fn chunk(&self, index: u32) -> Vec<u8> {
+        assert!(index < self.chunk_count(), "chunk index");
         self.payload
             .chunks(CHUNK_SIZE as usize)
             .nth(index as usize)
@@ -135,8 +103,7 @@ impl<E: IcEnv> Fixture<E> {
     /// and registers one dataset for each of `contributors` keys.
     pub fn new(mut env: E, contributors: usize, job: JobConfig) -> Self {
         let wasm = flic_aggregator_wasm::AGGREGATOR_WASM.to_vec();
-        let admin =
-            principal_of_ed25519(&signing_key_from_seed([0xad; 32]).verifying_key().to_bytes());
+        let admin = flic_test_fixtures::key([0xad; 32]).principal;
         let init = candid::encode_one(InitArg::Init(InitArgs::default())).unwrap();
         let canister = env.install(&wasm, init, admin);
         let mut f = Fixture {
@@ -213,11 +180,10 @@ impl<E: IcEnv> Fixture<E> {
     }
 
     pub fn add_contributor(&mut self, i: usize) -> usize {
-        // A distinct key for every index (a u8 seed would repeat after 255 contributors).
-        let mut seed = [0xc0; 32];
-        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let key = signing_key_from_seed(seed);
-        let principal = principal_of_ed25519(&key.verifying_key().to_bytes());
+        let flic_test_fixtures::Key {
+            signing: key,
+            principal,
+        } = flic_test_fixtures::key_for(i as u64);
         let args = RegisterDatasetArgs {
             name: format!("dataset-{i}"),
             commitment: Hash::new([i as u8; 32]),
@@ -340,29 +306,18 @@ impl<E: IcEnv> Fixture<E> {
         base: Hash,
     ) -> Upload {
         let who = &self.contributors[c];
-        let payload = encoding::encode(enc, delta).expect("encode");
-        let hashes = chunking::chunk_hashes(&payload, CHUNK_SIZE);
-        let header = SubmissionHeader {
+        let target = flic_test_fixtures::UploadTarget {
             canister_id: self.canister,
             job_id: self.job_id,
             round,
             base_model_version: base,
             dataset_id: who.dataset_id,
             sample_count: SAMPLES,
-            encoding: enc,
-            param_count: PARAMS,
-            chunk_count: hashes.len() as u32,
-            chunk_root: Hash::new(merkle::root(&hashes)),
         };
-        let signature = header.sign(&who.key);
+        let up = flic_test_fixtures::Upload::new(&target, enc, delta, CHUNK_SIZE);
         Upload {
-            args: BeginSubmissionArgs {
-                header,
-                public_key: ByteBuf::from(who.key.verifying_key().to_bytes().to_vec()),
-                signature: ByteBuf::from(signature.to_vec()),
-                chunk_hashes: hashes.into_iter().map(Hash::new).collect(),
-            },
-            payload,
+            args: up.sign(&who.key),
+            payload: up.payload,
         }
     }
 

@@ -115,10 +115,12 @@ pub fn receipt(
             .context("reading the certified history")?;
         match page.items.first() {
             Some(record) if record.round == r.round && *record == r.round_record => {}
-            Some(record) if record.round == r.round => return Err(not_verified(anyhow::anyhow!(
+            Some(record) if record.round == r.round => {
+                return Err(not_verified(anyhow::anyhow!(
                 "round {}'s record in the canister's certified history differs from the receipt's",
                 r.round
-            ))),
+            )))
+            }
             _ => {
                 return Err(not_verified(anyhow::anyhow!(
                     "round {} is not in the canister's certified history",
