@@ -40,6 +40,16 @@ fn connect(
     super::connect_as(&target, None)
 }
 
+/// Connects to the network and state the flags name (default `local`).
+fn connect_to_target(target: &VerifierArgs) -> anyhow::Result<Session> {
+    connect(
+        target,
+        target.network.as_deref().unwrap_or("local"),
+        target.state.clone(),
+        None,
+    )
+}
+
 fn not_verified(e: impl Into<anyhow::Error>) -> anyhow::Error {
     NotVerified(e.into()).into()
 }
@@ -163,12 +173,7 @@ pub fn lineage(
     json: bool,
 ) -> anyhow::Result<()> {
     let version = parse_hash(version)?;
-    let mut session = connect(
-        target,
-        target.network.as_deref().unwrap_or("local"),
-        target.state.clone(),
-        None,
-    )?;
+    let mut session = connect_to_target(target)?;
     let info = session.api.round_info()?;
     let job = info
         .config
@@ -297,12 +302,7 @@ pub fn sample(
             hex::encode(root)
         ))?,
         Some(id) => {
-            let mut session = connect(
-                target,
-                target.network.as_deref().unwrap_or("local"),
-                target.state.clone(),
-                None,
-            )?;
+            let mut session = connect_to_target(target)?;
             let dataset = session
                 .api
                 .get_dataset(id)?
