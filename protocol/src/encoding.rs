@@ -5,6 +5,9 @@
 //!   last block may be shorter). Each block is its `f32` LE scale followed by one `i8` per
 //!   element: `scale = max|x| / 127` (an `f32` division), `q = round_half_away(x / scale)`
 //!   clamped to `[-127, 127]` (`q = 0` everywhere when `scale = 0`); decoding is `q * scale`.
+//!   The encoding is canonical: a block with a nonzero scale holds a value of magnitude 127
+//!   (its largest), and a block with scale 0 holds only zeros; a block whose scale would be
+//!   subnormal (every `|x| < 127 * f32::MIN_POSITIVE`) is encoded as zeros.
 //!
 //! Decoders take untrusted bytes: lengths are checked exactly, non-finite values, negative
 //! or oversized scales and `q = -128` are rejected with a [`DeltaError`], never a panic.
@@ -23,6 +26,10 @@ pub const INT8_BLOCK_BYTES: usize = 4 + INT8_BLOCK_LEN;
 /// again); 1e-5 is about 80 times that, and far below anything that matters for the
 /// aggregate.
 pub const CLIP_TOLERANCE: f64 = 1e-5;
+
+/// The most an accepted int8 delta's norm can exceed `clip_norm * (1 + CLIP_TOLERANCE)`,
+/// as a factor: `127 / 119`, independent of the parameter count (see [`DeltaCheck`]).
+pub const INT8_MAX_NORM_FACTOR: f64 = 127.0 / 119.0;
 
 /// How a delta is encoded on the wire. The header carries it as a one-byte tag.
 #[derive(
@@ -149,6 +156,8 @@ pub enum DeltaError {
     QuantOutOfRange { index: u64 },
     #[error("delta value {value} at parameter {index} exceeds the clip bound {bound}")]
     ElementAboveClip { index: u64, value: f32, bound: f64 },
+    #[error("int8 block {block} is not canonical: a block with a nonzero scale must hold a value of magnitude 127, one with scale 0 only zeros; encode with flic_protocol::encoding::encode")]
+    NonCanonicalBlock { block: u64 },
     #[error("delta L2 norm {norm} exceeds the clip bound {bound} (clip_norm plus tolerance); clip before encoding")]
     NormAboveClip { norm: f64, bound: f64 },
 }
@@ -178,6 +187,11 @@ pub fn encode(encoding: DeltaEncoding, delta: &[f32]) -> Result<Vec<u8>, DeltaEr
 pub fn quantize_block(block: &[f32]) -> (f32, Vec<i8>) {
     let max_abs = block.iter().fold(0f32, |m, x| m.max(x.abs()));
     let mut scale = max_abs / 127.0;
+    // A subnormal scale has too few bits for `max / scale` to round to 127 (the block would
+    // not be canonical); values that small do not matter to any model.
+    if scale < f32::MIN_POSITIVE {
+        return (0.0, vec![0; block.len()]);
+    }
     // For |x| near f32::MAX, `127 * scale` rounds to infinity and the block would decode to
     // -inf/inf (found by fuzzing): step the scale down until it decodes finite.
     while (127.0 * scale).is_infinite() {
@@ -275,6 +289,12 @@ pub struct DeltaStats {
 /// int8, `Q = sqrt(sum over blocks of len_b * (scale_b / 2)^2)`, the largest norm the
 /// quantisation error of those blocks can have: a delta clipped to `clip_norm` before
 /// encoding always passes. The norm uses the exact `f64` product `q * scale`.
+///
+/// Int8 blocks must be canonical (see the module documentation), so `Q` cannot be bought
+/// with oversized scales: with `127 * scale_b = max_b |y|`, `Q² <= 64 / 127² * ||y||²`, and
+/// any accepted delta, however its sender chose its bytes, has
+/// `||y|| <= clip_norm * (1 + CLIP_TOLERANCE) * 127 / 119` (about 6.7% over the bound),
+/// whatever the number of parameters ([`INT8_MAX_NORM_FACTOR`]).
 #[derive(Clone, Debug)]
 pub struct DeltaCheck {
     encoding: DeltaEncoding,
@@ -341,7 +361,11 @@ impl DeltaCheck {
                     let first = base + (b * INT8_BLOCK_LEN) as u64;
                     let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
                     let s = scale as f64;
-                    if !scale.is_finite() || scale < 0.0 || 127.0 * s > self.element_bound {
+                    // A negative zero is refused too: one delta, one encoding.
+                    if !scale.is_finite()
+                        || scale.is_sign_negative()
+                        || 127.0 * s > self.element_bound
+                    {
                         return Err(DeltaError::BadScale {
                             block: first / INT8_BLOCK_LEN as u64,
                             scale,
@@ -350,14 +374,24 @@ impl DeltaCheck {
                     let qs = &block[4..];
                     // Whether any byte is -128, and sum q^2 (<= 256 * 127^2, exact in i32),
                     // in one branch-free pass (explicit SIMD in the canister).
-                    let (any_min, block_sq) = crate::kernels::int8_check(qs);
-                    if any_min {
+                    let check = crate::kernels::int8_check(qs);
+                    if check.any_min {
                         let j = qs.iter().position(|&b| b == 0x80).unwrap_or(0);
                         return Err(DeltaError::QuantOutOfRange {
                             index: first + j as u64,
                         });
                     }
-                    let block_sq = block_sq as i64;
+                    let canonical = if scale == 0.0 {
+                        check.sum_sq == 0
+                    } else {
+                        check.any_full
+                    };
+                    if !canonical {
+                        return Err(DeltaError::NonCanonicalBlock {
+                            block: first / INT8_BLOCK_LEN as u64,
+                        });
+                    }
+                    let block_sq = check.sum_sq as i64;
                     // sum (q_i * s)^2 = s^2 * sum q_i^2; sum q_i^2 <= 256 * 127^2 is exact.
                     self.sum_sq += (block_sq as f64) * s * s;
                     let n = (block.len() - 4) as f64;
@@ -589,6 +623,114 @@ mod tests {
             validate(DeltaEncoding::Int8Blocks, &sneaky, 2, 1.0),
             Err(DeltaError::BadScale { .. })
         ));
+    }
+
+    /// An int8 payload of `blocks` full blocks, each with scale `scale` and values `q(j)`.
+    fn int8_payload(blocks: usize, scale: f32, q: impl Fn(usize) -> i8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(blocks * INT8_BLOCK_BYTES);
+        for _ in 0..blocks {
+            out.extend_from_slice(&scale.to_le_bytes());
+            out.extend((0..INT8_BLOCK_LEN).map(|j| q(j) as u8));
+        }
+        out
+    }
+
+    /// The attack of issue 12: every block at the largest scale the element bound allows,
+    /// and small values in enough places to use up the quantisation allowance, which grew
+    /// with sqrt(N): at N = 2^20 such a delta had 4.9 times the clip norm and passed.
+    /// Canonical blocks refuse it, and the best canonical encoding an attacker can choose
+    /// stays within `INT8_MAX_NORM_FACTOR` of the bound.
+    #[test]
+    fn int8_clip_bound_does_not_grow_with_the_parameter_count() {
+        let clip = 1.0f32;
+        let bound = clip as f64 * (1.0 + CLIP_TOLERANCE);
+        let blocks = 4096; // N = 2^20
+        let n = (blocks * INT8_BLOCK_LEN) as u64;
+        let mut max_scale = (bound / 127.0) as f32;
+        while 127.0 * max_scale as f64 > bound {
+            max_scale = f32::from_bits(max_scale.to_bits() - 1);
+        }
+        // 39% of the values at q = 1: norm s * sqrt(0.39 N) against the old bound
+        // clip + s * sqrt(N) / 2.
+        let old = int8_payload(blocks, max_scale, |j| i8::from(j * 100 % 256 < 100));
+        let y = decode(DeltaEncoding::Int8Blocks, &old, n).unwrap();
+        let norm = y.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(norm > 4.5 * bound, "the old attack's norm {norm}");
+        let verdict = validate(DeltaEncoding::Int8Blocks, &old, n, clip);
+        assert!(
+            matches!(verdict, Err(DeltaError::NonCanonicalBlock { block: 0 })),
+            "{verdict:?}"
+        );
+        // Canonical attacks: one ±127 per block and `m` values of ±v, at the largest scale
+        // the check accepts (found by bisection).
+        let mut best = 0f64;
+        for (m, v) in [
+            (0usize, 0i8),
+            (1, 127),
+            (32, 1),
+            (100, 1),
+            (255, 1),
+            (128, 64),
+        ] {
+            let payload = |s: f32| {
+                int8_payload(blocks, s, |j| match j {
+                    0 => 127,
+                    j if j <= m => v,
+                    _ => 0,
+                })
+            };
+            let accepted =
+                |s: f32| validate(DeltaEncoding::Int8Blocks, &payload(s), n, clip).is_ok();
+            let (mut lo, mut hi) = (0f32, max_scale);
+            for _ in 0..60 {
+                let mid = (lo + hi) / 2.0;
+                if accepted(mid) {
+                    lo = mid
+                } else {
+                    hi = mid
+                }
+            }
+            let stats = validate(DeltaEncoding::Int8Blocks, &payload(lo), n, clip).unwrap();
+            assert!(
+                stats.norm <= bound * INT8_MAX_NORM_FACTOR,
+                "m={m} v={v}: an accepted delta of norm {} over {}",
+                stats.norm,
+                bound * INT8_MAX_NORM_FACTOR
+            );
+            best = best.max(stats.norm);
+        }
+        // The factor is reached (one value per block), so it is the bound, not a guess.
+        assert!(best > 1.06 * bound, "best canonical attack {best}");
+    }
+
+    #[test]
+    fn int8_non_canonical_blocks_are_rejected() {
+        let n = INT8_BLOCK_LEN as u64;
+        // Scale 0 with nonzero values, and a negative zero scale.
+        let zero_with_values = int8_payload(1, 0.0, |j| (j == 3) as i8);
+        assert!(matches!(
+            validate(DeltaEncoding::Int8Blocks, &zero_with_values, n, 1.0),
+            Err(DeltaError::NonCanonicalBlock { block: 0 })
+        ));
+        let negative_zero = int8_payload(1, -0.0, |_| 0);
+        assert!(matches!(
+            validate(DeltaEncoding::Int8Blocks, &negative_zero, n, 1.0),
+            Err(DeltaError::BadScale { .. })
+        ));
+        // What the encoder writes is canonical, tiny and huge blocks included.
+        for block in [vec![1e-40f32; 256], vec![-f32::MAX; 256], vec![0.0; 256]] {
+            let bytes = encode(DeltaEncoding::Int8Blocks, &block).unwrap();
+            let scale = f32::from_le_bytes(bytes[..4].try_into().unwrap());
+            let check = crate::kernels::int8_check(&bytes[4..]);
+            assert!(
+                if scale == 0.0 {
+                    check.sum_sq == 0
+                } else {
+                    check.any_full
+                },
+                "{scale}"
+            );
+        }
     }
 
     fn delta_strategy() -> impl Strategy<Value = Vec<f32>> {

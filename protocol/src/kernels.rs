@@ -10,11 +10,21 @@
 //! bits; the wasm-level tests compare the canister's models with the native `Accumulator`
 //! to check it.
 
-/// Whether any byte of `qs` is `0x80` (-128, outside the symmetric int8 range), and the sum of
-/// `q²` over the bytes read as `i8`. `qs` is one int8 block (at most 256 values, so the sum,
-/// at most `256 * 127²` plus one `128²`, is exact in `i32`).
+/// What [`int8_check`] finds in one int8 block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Block {
+    /// Some byte is `0x80` (-128, outside the symmetric int8 range).
+    pub any_min: bool,
+    /// Some value is ±127: the block is canonical if its scale is nonzero.
+    pub any_full: bool,
+    /// The sum of `q²` over the bytes read as `i8`.
+    pub sum_sq: i32,
+}
+
+/// Checks one int8 block's values (`qs`, at most 256 of them, so the sum of squares, at
+/// most `256 * 127²` plus one `128²`, is exact in `i32`).
 #[inline]
-pub fn int8_check(qs: &[u8]) -> (bool, i32) {
+pub fn int8_check(qs: &[u8]) -> Int8Block {
     debug_assert!(qs.len() <= 256);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
@@ -41,16 +51,21 @@ pub fn int8_mul_add(acc: &mut [i64], qs: &[u8], factor: i64) {
 }
 
 #[allow(dead_code)] // the tail of the SIMD loops, and the whole loop off wasm
-fn scalar_check(qs: &[u8]) -> (bool, i32) {
+fn scalar_check(qs: &[u8]) -> Int8Block {
     let any_min = qs.iter().fold(false, |m, &b| m | (b == 0x80));
-    let sum = qs
+    let any_full = qs.iter().fold(false, |m, &b| m | (b == 0x7f) | (b == 0x81));
+    let sum_sq = qs
         .iter()
         .map(|&b| {
             let q = b as i8 as i32;
             q * q
         })
         .sum();
-    (any_min, sum)
+    Int8Block {
+        any_min,
+        any_full,
+        sum_sq,
+    }
 }
 
 #[allow(dead_code)]
@@ -64,29 +79,35 @@ fn scalar_mul_add(acc: &mut [i64], qs: &[u8], factor: i64) {
 mod simd {
     use core::arch::wasm32::*;
 
-    /// 16 values per step: one load, a compare-and-or for -128, and `q²` summed by two
-    /// `i32x4.dot_i16x8_s` (9 SIMD instructions per 16 values).
-    pub fn int8_check(qs: &[u8]) -> (bool, i32) {
+    /// 16 values per step: one load, a compare-and-or for -128, an abs-compare-and-or for
+    /// ±127, and `q²` summed by two `i32x4.dot_i16x8_s` (12 SIMD instructions per 16 values).
+    pub fn int8_check(qs: &[u8]) -> super::Int8Block {
         let steps = qs.len() / 16;
-        let min = i8x16_splat(i8::MIN);
-        let (mut any, mut sum) = (i8x16_splat(0), i32x4_splat(0));
+        let (min, full) = (i8x16_splat(i8::MIN), i8x16_splat(127));
+        let (mut any, mut any_full, mut sum) = (i8x16_splat(0), i8x16_splat(0), i32x4_splat(0));
         for s in 0..steps {
             // SAFETY: `s * 16 + 16 <= qs.len()`; wasm loads need no alignment.
             let v = unsafe { (qs.as_ptr().add(s * 16) as *const v128).read_unaligned() };
             any = v128_or(any, i8x16_eq(v, min));
+            // abs(-128) wraps to -128, which is not 127.
+            any_full = v128_or(any_full, i8x16_eq(i8x16_abs(v), full));
             let (lo, hi) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
             sum = i32x4_add(
                 sum,
                 i32x4_add(i32x4_dot_i16x8(lo, lo), i32x4_dot_i16x8(hi, hi)),
             );
         }
-        let (tail_any, tail_sum) = super::scalar_check(&qs[steps * 16..]);
-        let total = i32x4_extract_lane::<0>(sum)
+        let tail = super::scalar_check(&qs[steps * 16..]);
+        let sum_sq = i32x4_extract_lane::<0>(sum)
             + i32x4_extract_lane::<1>(sum)
             + i32x4_extract_lane::<2>(sum)
             + i32x4_extract_lane::<3>(sum)
-            + tail_sum;
-        (v128_any_true(any) | tail_any, total)
+            + tail.sum_sq;
+        super::Int8Block {
+            any_min: v128_any_true(any) | tail.any_min,
+            any_full: v128_any_true(any_full) | tail.any_full,
+            sum_sq,
+        }
     }
 
     /// 16 values per step: sign-extend `i8 -> i16 -> i32 -> i64` (14 extends), then per pair
@@ -145,9 +166,10 @@ mod tests {
 
         #[test]
         fn check_finds_min_and_sums_squares(qs in proptest::collection::vec(any::<u8>(), 0..=256)) {
-            let (any_min, sum) = int8_check(&qs);
-            prop_assert_eq!(any_min, qs.contains(&0x80));
-            prop_assert_eq!(sum as i64, qs.iter().map(|&b| (b as i8 as i64).pow(2)).sum::<i64>());
+            let b = int8_check(&qs);
+            prop_assert_eq!(b.any_min, qs.contains(&0x80));
+            prop_assert_eq!(b.any_full, qs.iter().any(|&q| (q as i8).unsigned_abs() == 127));
+            prop_assert_eq!(b.sum_sq as i64, qs.iter().map(|&b| (b as i8 as i64).pow(2)).sum::<i64>());
         }
     }
 }

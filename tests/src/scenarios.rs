@@ -259,6 +259,28 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
         SubmitError::InvalidDelta(DeltaError::NonFiniteValue { .. })
     );
 
+    // An int8 delta whose block is not canonical, signed and chunked correctly, is refused
+    // at commit: the largest scale the clip bound allows and small values everywhere (the
+    // attack that bought a quantisation allowance growing with the parameter count).
+    let attacker = f.add_contributor(5);
+    let bound = f.job.clip_norm as f64 * (1.0 + flic_protocol::encoding::CLIP_TOLERANCE);
+    let non_canonical = tampered_upload(&f, attacker, DeltaEncoding::Int8Blocks, |p| {
+        p[..4].copy_from_slice(&((bound / 127.0) as f32 * 0.999).to_le_bytes());
+        p[4..].fill(1);
+    });
+    let status5 = f
+        .begin(attacker, &non_canonical)
+        .expect("the header is valid");
+    for i in 0..non_canonical.chunk_count() {
+        f.put(attacker, status5.submission_id, i, non_canonical.chunk(i))
+            .expect("chunks match their hashes");
+    }
+    rejects!(
+        f,
+        f.commit(attacker, status5.submission_id),
+        SubmitError::InvalidDelta(DeltaError::NonCanonicalBlock { block: 0 })
+    );
+
     // Complete the good one; a second, different submission in the round is a duplicate.
     for i in 1..good.chunk_count() {
         f.put(0, id, i, good.chunk(i)).expect("put");
@@ -316,8 +338,21 @@ fn resign<E: IcEnv>(f: &Fixture<E>, c: usize, up: &mut Upload) {
 
 /// An f32 delta with a NaN in it, otherwise well-formed and signed.
 fn nan_upload<E: IcEnv>(f: &Fixture<E>, c: usize) -> Upload {
-    let mut up = f.prepare_for(c, &delta(c, 0), DeltaEncoding::F32, 0, f_base(f));
-    up.payload[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+    tampered_upload(f, c, DeltaEncoding::F32, |p| {
+        p[8..12].copy_from_slice(&f32::NAN.to_le_bytes())
+    })
+}
+
+/// Contributor `c`'s round-0 delta encoded with `enc`, its payload changed by `edit`, then
+/// chunked and signed as if the bytes were honest.
+fn tampered_upload<E: IcEnv>(
+    f: &Fixture<E>,
+    c: usize,
+    enc: DeltaEncoding,
+    edit: impl Fn(&mut Vec<u8>),
+) -> Upload {
+    let mut up = f.prepare_for(c, &delta(c, 0), enc, 0, f_base(f));
+    edit(&mut up.payload);
     let hashes = chunking::chunk_hashes(&up.payload, CHUNK_SIZE);
     up.args.header.chunk_root = Hash::new(merkle::root(&hashes));
     up.args.chunk_hashes = hashes.into_iter().map(Hash::new).collect();
