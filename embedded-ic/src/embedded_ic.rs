@@ -9,9 +9,9 @@ use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
 use serde::de::DeserializeOwned;
 
-use crate::canister::{Exec, LiveInstance, Stop};
 use crate::certificate::{BlsCertificateIssuer, CertificateIssuer};
 use crate::error::CallError;
+use crate::instance::{Exec, LiveInstance, Stop};
 use crate::module::{runtime, Prepared};
 use crate::system_api::{pages_for, MessageContext, MessageKind, Response, SystemState};
 
