@@ -27,10 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::embedded_ic::{Canister, Config, EmbeddedIc};
 use crate::error::{CallError, PersistError};
+use crate::host::SystemState;
 use crate::instance::LiveInstance;
+use crate::message::{MessageContext, MessageKind};
 use crate::module::{runtime, wasm_hash};
-use crate::stable::{StableMemory, PAGE_SIZE};
-use crate::system_api::{pages_for, MessageContext, MessageKind, SystemState};
+use crate::stable::{pages_for, StableMemory, PAGE_SIZE};
 
 const FORMAT: u32 = 1;
 

@@ -5,14 +5,11 @@
 //! as the replica does. Each call is charged [`crate::fees`] instructions from the
 //! message's fuel before it acts.
 
-use std::collections::BTreeMap;
-
-use candid::Principal;
 use wasmtime::{Caller, Engine, Linker, Memory};
 
 use crate::fees;
-use crate::module::MEMORY_EXPORT;
-use crate::stable::{StableMemory, PAGE_SIZE};
+use crate::host::{Host, MEMORY_EXPORT};
+use crate::message::{MessageContext, MessageKind, Response};
 
 /// Every `ic0` function this host links. A module importing anything else fails at load.
 pub(crate) const PROVIDED: &[&str] = &[
@@ -109,150 +106,6 @@ const MAX_REPLY_REPLICATED: usize = 2 * 1024 * 1024;
 const MAX_REPLY_QUERY: usize = 3 * 1024 * 1024;
 const MAX_CERTIFIED_DATA: usize = 32;
 const MAX_PRINCIPAL: usize = 29;
-
-/// Which entry point is running: decides what the System API allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MessageKind {
-    Init,
-    PreUpgrade,
-    PostUpgrade,
-    Update,
-    /// A query method called as an update: replicated, but its changes are dropped.
-    ReplicatedQuery,
-    Query,
-    InspectMessage,
-    GlobalTimer,
-    Heartbeat,
-}
-
-impl MessageKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            MessageKind::Init => "canister_init",
-            MessageKind::PreUpgrade => "canister_pre_upgrade",
-            MessageKind::PostUpgrade => "canister_post_upgrade",
-            MessageKind::Update => "update",
-            MessageKind::ReplicatedQuery => "replicated query",
-            MessageKind::Query => "query",
-            MessageKind::InspectMessage => "canister_inspect_message",
-            MessageKind::GlobalTimer => "canister_global_timer",
-            MessageKind::Heartbeat => "canister_heartbeat",
-        }
-    }
-    fn replicated(self) -> bool {
-        !matches!(self, MessageKind::Query | MessageKind::InspectMessage)
-    }
-    fn has_arg(self) -> bool {
-        matches!(
-            self,
-            MessageKind::Init
-                | MessageKind::PostUpgrade
-                | MessageKind::Update
-                | MessageKind::ReplicatedQuery
-                | MessageKind::Query
-                | MessageKind::InspectMessage
-        )
-    }
-    fn can_reply(self) -> bool {
-        matches!(
-            self,
-            MessageKind::Update | MessageKind::ReplicatedQuery | MessageKind::Query
-        )
-    }
-    /// May change system state that outlives the message: certified data, the
-    /// timer, the cycle balance.
-    fn changes_system_state(self) -> bool {
-        matches!(
-            self,
-            MessageKind::Init
-                | MessageKind::PreUpgrade
-                | MessageKind::PostUpgrade
-                | MessageKind::Update
-                | MessageKind::GlobalTimer
-                | MessageKind::Heartbeat
-        )
-    }
-}
-
-/// The state of a canister that the System API reads and writes, outside its heap.
-pub(crate) struct SystemState {
-    pub id: Principal,
-    pub controllers: Vec<Principal>,
-    pub cycles: u128,
-    pub stable: StableMemory,
-    pub stable_max_pages: u64,
-    pub certified_data: Vec<u8>,
-    pub global_timer: u64,
-    pub version: u64,
-    pub logs: Vec<String>,
-    pub env_vars: BTreeMap<String, String>,
-    pub time: u64,
-    pub root_key: Vec<u8>,
-}
-
-impl Default for SystemState {
-    fn default() -> Self {
-        SystemState {
-            id: Principal::management_canister(),
-            controllers: Vec::new(),
-            cycles: 0,
-            stable: StableMemory::default(),
-            stable_max_pages: 0,
-            certified_data: Vec::new(),
-            global_timer: 0,
-            version: 0,
-            logs: Vec::new(),
-            env_vars: BTreeMap::new(),
-            time: 0,
-            root_key: Vec::new(),
-        }
-    }
-}
-
-/// How the method answered, if it did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Response {
-    Reply,
-    Reject(String),
-}
-
-/// What one message sees: its argument, caller, and what it has produced so far.
-pub(crate) struct MessageContext {
-    pub kind: MessageKind,
-    pub arg: Vec<u8>,
-    pub caller: Principal,
-    pub method: String,
-    pub reply: Vec<u8>,
-    pub response: Option<Response>,
-    pub accepted: bool,
-    /// Present in non-replicated queries only.
-    pub certificate: Option<Vec<u8>>,
-    /// Fuel when the message started, for `performance_counter`.
-    pub fuel_at_start: u64,
-}
-
-impl MessageContext {
-    pub fn new(kind: MessageKind, caller: Principal, method: &str, arg: Vec<u8>) -> Self {
-        MessageContext {
-            kind,
-            arg,
-            caller,
-            method: method.to_string(),
-            reply: Vec::new(),
-            response: None,
-            accepted: false,
-            certificate: None,
-            fuel_at_start: 0,
-        }
-    }
-}
-
-/// The data of a canister's wasmtime store.
-#[derive(Default)]
-pub(crate) struct Host {
-    pub sys: SystemState,
-    pub msg: Option<MessageContext>,
-}
 
 /// Why a host function stopped the canister.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1086,11 +939,6 @@ fn env_value(c: &mut C, src: u32, size: u32, api: &str) -> R<String> {
         .get(&name)
         .cloned()
         .ok_or_else(|| trap(format!("ic0.{api}: no environment variable named `{name}`")))
-}
-
-/// Stable memory pages allowed by a byte cap.
-pub(crate) fn pages_for(bytes: u64) -> u64 {
-    bytes / PAGE_SIZE
 }
 
 #[cfg(test)]
