@@ -6,6 +6,7 @@
 //! - [`encoding`]: `f32` and int8-block delta encodings and their validation.
 //! - [`chunking`]: payload chunks and their Merkle root.
 //! - [`merkle`]: RFC 6962 trees, inclusion proofs, an append-only frontier.
+//! - [`hash`]: `sha256`, and hex for digests as text.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`api`]: every Candid type of the canister interface.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
@@ -15,6 +16,7 @@ pub mod certified;
 pub mod chunking;
 pub mod encoding;
 pub mod fedavg;
+pub mod hash;
 pub mod kernels;
 pub mod merkle;
 pub mod model;
