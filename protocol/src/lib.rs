@@ -6,6 +6,7 @@
 //! - [`encoding`]: `f32` and int8-block delta encodings and their validation.
 //! - [`chunking`]: payload chunks and their Merkle root.
 //! - [`merkle`]: RFC 6962 trees, inclusion proofs, an append-only frontier.
+//! - [`sample`]: canonical sample bytes and dataset commitments.
 //! - [`hash`]: `sha256`, and hex for digests as text.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`api`]: every Candid type of the canister interface.
@@ -20,6 +21,7 @@ pub mod hash;
 pub mod kernels;
 pub mod merkle;
 pub mod model;
+pub mod sample;
 pub mod submission;
 
 /// A 32-byte digest on the wire (Candid `blob`; decoding rejects other lengths).
