@@ -11,6 +11,25 @@
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`api`]: every Candid type of the canister interface.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
+//!
+//! # Hashed and signed byte formats
+//!
+//! Every byte string that is hashed or signed is defined in this crate, and only here;
+//! the canister, the client and the verifiers call these functions rather than
+//! rebuilding the bytes. The digest is always [`hash::sha256`]; Merkle trees are RFC 6962
+//! ([`merkle`]: leaf `sha256(0x00 || data)`, node `sha256(0x01 || left || right)`).
+//! `docs/protocol.md` gives the field-by-field layouts; the test vectors in
+//! `tests/vectors/protocol_v1.json` pin the bytes.
+//!
+//! | format | domain tag | bytes and digest | defined in |
+//! |---|---|---|---|
+//! | spec id | `flic/model-spec/v1` ([`model::MODEL_SPEC_DOMAIN`]) | `sha256(ModelSpec::canonical_bytes())` | `model.rs` |
+//! | model version | none (starts with the spec id) | `sha256(spec_id \|\| weights f32 LE)` ([`model_version`], [`ModelVersionHasher`]) | `model.rs` |
+//! | submission header (signed) | `flic/submission/v1` ([`submission::SUBMISSION_DOMAIN`]) | Ed25519 over `SubmissionHeader::signing_bytes()`; header hash `sha256` of them | `submission.rs` |
+//! | payload chunks | none (Merkle leaves) | chunk root = RFC 6962 root over `leaf_hash(chunk)` | `chunking.rs` |
+//! | round record | `flic/round/v1` ([`api::ROUND_RECORD_DOMAIN`]) | `RoundRecord::canonical_bytes()`; history leaf `leaf_hash` of them; contributions root over `leaf_hash(header_hash)` | `api.rs` |
+//! | certified state | IC `HashTree` labels | `/history/<round>` = `sha256(round record bytes)`, `/history_root`, `/job`, `/model_version`, `/round` | `certified.rs` |
+//! | sample / dataset commitment | `flic/sample/v1` ([`sample::SAMPLE_DOMAIN`]) | `sample_bytes(label, features)`; commitment = RFC 6962 root over `leaf_hash(sample_bytes)` | `sample.rs` |
 
 pub mod api;
 pub mod certified;
