@@ -26,6 +26,7 @@ use flic_protocol::api::{
     Contribution, Dataset, Evaluation, HttpRequest, HttpResponse, JobState, PageArgs, RoundInfo,
     RoundRecord, MAX_PAGE_LEN,
 };
+use flic_protocol::hash::sha256;
 use flic_protocol::Hash;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -1126,11 +1127,6 @@ fn page(state: &State, env: &HttpEnv) -> HttpResponse {
         ),
     ));
     r
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// Standard base64 with padding (for the CSP script hash).

@@ -47,25 +47,19 @@ pub fn mnist_labels_path(images: &Path) -> anyhow::Result<PathBuf> {
 
 /// Canonical bytes of one sample: domain tag, label (u32 LE), then features (f32 LE).
 pub fn sample_bytes(label: u32, features: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + 4 + features.len() * 4);
-    out.extend_from_slice(b"flic/sample/v1");
-    out.extend_from_slice(&label.to_le_bytes());
-    for f in features {
-        out.extend_from_slice(&f.to_le_bytes());
-    }
-    out
+    flic_protocol::sample::sample_bytes(label, features)
 }
 
 /// Per-sample leaf hashes, in dataset order (RFC 6962 leaves).
 pub fn sample_leaves(data: &Dataset) -> Vec<[u8; 32]> {
-    (0..data.len())
-        .map(|i| merkle::leaf_hash(&sample_bytes(data.labels[i], data.sample(i))))
-        .collect()
+    flic_protocol::sample::sample_leaves((0..data.len()).map(|i| (data.labels[i], data.sample(i))))
 }
 
 /// The commitment a contributor registers: the RFC 6962 Merkle root over its samples.
 pub fn dataset_commitment(data: &Dataset) -> [u8; 32] {
-    merkle::root(&sample_leaves(data))
+    flic_protocol::sample::dataset_commitment(
+        (0..data.len()).map(|i| (data.labels[i], data.sample(i))),
+    )
 }
 
 /// A membership proof of sample `index` in the dataset's commitment.

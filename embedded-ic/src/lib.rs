@@ -18,15 +18,17 @@
 //! # Ok::<(), flic_embedded_ic::CallError>(())
 //! ```
 
-mod canister;
 mod certificate;
+mod embedded_ic;
 mod error;
 pub mod fees;
+mod host;
+mod instance;
+mod message;
 mod module;
 mod persist;
 mod stable;
 mod system_api;
-mod world;
 
 pub use candid::Principal;
 pub use certificate::{
@@ -34,12 +36,12 @@ pub use certificate::{
     HostCertificateIssuer, BLS_DER_PREFIX, HOST_CERTIFICATE_MAGIC, IC_STATE_ROOT_DOMAIN_SEPARATOR,
     TEST_ROOT_KEY_SEED,
 };
+pub use embedded_ic::{
+    CallOutcome, Config, EmbeddedIc, InstallMode, InstructionLimits, SystemTask, TimerOutcome,
+};
 pub use error::{CallError, PersistError};
 pub use module::wasm_hash;
 pub use stable::PAGE_SIZE as STABLE_PAGE_SIZE;
-pub use world::{
-    CallOutcome, Config, EmbeddedIc, InstallMode, InstructionLimits, SystemTask, TimerOutcome,
-};
 
 /// The `ic0` functions this host provides; importing any other fails at load.
 pub fn provided_system_api() -> &'static [&'static str] {

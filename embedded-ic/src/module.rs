@@ -18,11 +18,8 @@ use sha2::{Digest, Sha256};
 use wasmparser::{Encoding, ExternalKind, Imports, Parser, Payload, TypeRef};
 
 use crate::error::CallError;
-use crate::system_api::{self, Host};
-
-/// Name under which the rewritten module exports its memory.
-pub(crate) const MEMORY_EXPORT: &str = "__flic_memory";
-const GLOBAL_EXPORT_PREFIX: &str = "__flic_global_";
+use crate::host::{Host, GLOBAL_EXPORT_PREFIX, MEMORY_EXPORT};
+use crate::system_api;
 
 /// A module ready to instantiate: compiled, with what the host needs to know of it.
 pub(crate) struct Prepared {

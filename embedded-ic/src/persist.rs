@@ -25,12 +25,13 @@ use std::path::{Path, PathBuf};
 use candid::Principal;
 use serde::{Deserialize, Serialize};
 
-use crate::canister::LiveInstance;
+use crate::embedded_ic::{Canister, Config, EmbeddedIc};
 use crate::error::{CallError, PersistError};
+use crate::host::SystemState;
+use crate::instance::LiveInstance;
+use crate::message::{MessageContext, MessageKind};
 use crate::module::{runtime, wasm_hash};
-use crate::stable::{StableMemory, PAGE_SIZE};
-use crate::system_api::{pages_for, MessageContext, MessageKind, SystemState};
-use crate::world::{Canister, Config, EmbeddedIc};
+use crate::stable::{pages_for, StableMemory, PAGE_SIZE};
 
 const FORMAT: u32 = 1;
 
@@ -265,17 +266,17 @@ impl EmbeddedIc {
 
 fn stop_to_error(
     id: Principal,
-    stop: crate::canister::Stop,
+    stop: crate::instance::Stop,
     limit: u64,
     instructions: u64,
 ) -> CallError {
     match stop {
-        crate::canister::Stop::Trap(message) => CallError::Trap {
+        crate::instance::Stop::Trap(message) => CallError::Trap {
             canister: id,
             message,
             instructions,
         },
-        crate::canister::Stop::OutOfInstructions => CallError::InstructionLimit {
+        crate::instance::Stop::OutOfInstructions => CallError::InstructionLimit {
             canister: id,
             kind: "upgrade",
             limit,

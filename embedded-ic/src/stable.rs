@@ -10,6 +10,11 @@ use std::collections::HashMap;
 /// Size of a stable-memory page, the same as a wasm page.
 pub const PAGE_SIZE: u64 = 64 * 1024;
 
+/// Stable memory pages allowed by a byte cap.
+pub(crate) fn pages_for(bytes: u64) -> u64 {
+    bytes / PAGE_SIZE
+}
+
 type Page = Box<[u8]>;
 
 /// The stable memory of one canister.

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use flic_protocol::hash::to_hex;
 use flic_protocol::{ModelSpec, SpecError};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -46,10 +47,6 @@ pub enum SafetensorsError {
     MetadataMismatch { expected: String, found: String },
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Serialises `weights` laid out by `spec` as safetensors bytes.
 pub fn export_safetensors(spec: &ModelSpec, weights: &[f32]) -> Result<Vec<u8>, SafetensorsError> {
     spec.validate(MAX_PARAMS)?;
@@ -72,7 +69,7 @@ pub fn export_safetensors(spec: &ModelSpec, weights: &[f32]) -> Result<Vec<u8>, 
     let metadata = HashMap::from([
         (META_ARCHITECTURE.to_string(), spec.architecture.clone()),
         (META_CONFIG.to_string(), spec.config_json.clone()),
-        (META_SPEC_ID.to_string(), hex(&spec.spec_id())),
+        (META_SPEC_ID.to_string(), to_hex(&spec.spec_id())),
     ]);
     safetensors::serialize(views, Some(metadata))
         .map_err(|e| SafetensorsError::Format(e.to_string()))

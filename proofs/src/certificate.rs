@@ -120,7 +120,7 @@ fn delegated_key(
     let subnet = delegation.subnet_id.as_slice();
     let subnet_text = Principal::try_from_slice(subnet)
         .map(|p| p.to_text())
-        .unwrap_or_else(|_| hex::encode(subnet));
+        .unwrap_or_else(|_| flic_protocol::hash::to_hex(subnet));
     let ranges_bytes =
         match inner
             .tree

@@ -5,7 +5,7 @@ fn hx(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         "(empty)".into()
     } else {
-        hex::encode(bytes)
+        flic_protocol::hash::to_hex(bytes)
     }
 }
 

@@ -1,7 +1,9 @@
 //! Dataset membership: one sample's inclusion in a registered dataset commitment (the
-//! RFC 6962 root over `leaf_hash(sample_bytes)` of every sample, in dataset order).
+//! RFC 6962 root over the leaves of every sample, in dataset order; the format is
+//! `flic_protocol::sample`).
 
-use flic_protocol::merkle::{self, leaf_hash};
+use flic_protocol::merkle;
+use flic_protocol::sample::sample_leaf;
 use flic_protocol::Hash;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -15,7 +17,7 @@ pub const SAMPLE_PROOF_FORMAT: &str = "flic/sample-proof/v1";
 pub struct SampleProof {
     /// [`SAMPLE_PROOF_FORMAT`].
     pub format: String,
-    /// Canonical sample bytes (`flic/sample/v1`, label, features).
+    /// Canonical sample bytes ([`flic_protocol::sample::sample_bytes`]).
     pub sample: ByteBuf,
     pub index: u64,
     pub sample_count: u64,
@@ -35,7 +37,7 @@ pub fn verify_sample(p: &SampleProof) -> Result<[u8; 32], ProofError> {
     }
     let proof: Vec<[u8; 32]> = p.proof.iter().map(|h| h.into_array()).collect();
     merkle::verify_inclusion(
-        &leaf_hash(&p.sample),
+        &sample_leaf(&p.sample),
         p.index,
         p.sample_count,
         &proof,

@@ -10,6 +10,7 @@ use crate::chunking::{
 };
 use crate::encoding::{DeltaEncoding, DeltaError};
 use crate::fedavg::AggregationLimits;
+use crate::hash::to_hex;
 use crate::model::ModelSpec;
 use crate::submission::{SignatureError, SubmissionHeader};
 use crate::Hash;
@@ -29,10 +30,6 @@ pub const MAX_DATASETS_PER_OWNER: u64 = 64;
 /// Evaluations kept per closed round (one per reporter; a reporter's new report replaces
 /// its old one).
 pub const MAX_EVALUATIONS_PER_ROUND: usize = 16;
-
-fn hx(h: &Hash) -> String {
-    hex::encode(h.as_slice())
-}
 
 // ---------------------------------------------------------------- job configuration
 
@@ -259,8 +256,8 @@ pub enum SubmitError {
     FutureRound { current: u64, got: u64 },
     #[error(
         "header's base model version is {}, the round is on {}: download the current model",
-        hx(got),
-        hx(expected)
+        to_hex(got.as_slice()),
+        to_hex(expected.as_slice())
     )]
     WrongBaseVersion { expected: Hash, got: Hash },
     #[error("dataset {dataset_id} is not registered")]
@@ -287,8 +284,8 @@ pub enum SubmitError {
     WrongChunkHashCount { expected: u32, got: u32 },
     #[error(
         "the chunk hashes' Merkle root {} differs from the header's chunk root {}",
-        hx(computed),
-        hx(header)
+        to_hex(computed.as_slice()),
+        to_hex(header.as_slice())
     )]
     ChunkRootMismatch { computed: Hash, header: Hash },
     #[error("the caller already has submission {submission_id} in round {round}{}", if *committed { " (committed)" } else { " with a different header" })]
@@ -311,8 +308,8 @@ pub enum SubmitError {
     ChunkLengthMismatch { index: u32, expected: u64, got: u64 },
     #[error(
         "chunk {index} hashes to {}, the submission declared {}",
-        hx(got),
-        hx(expected)
+        to_hex(got.as_slice()),
+        to_hex(expected.as_slice())
     )]
     ChunkHashMismatch {
         index: u32,
@@ -353,7 +350,7 @@ pub enum QueryError {
     NoModel,
     #[error("chunk {index} is out of range: there are {chunk_count} chunks")]
     ChunkIndexOutOfRange { index: u32, chunk_count: u32 },
-    #[error("model version {} is not known to this canister", hx(version))]
+    #[error("model version {} is not known to this canister", to_hex(version.as_slice()))]
     UnknownModelVersion { version: Hash },
     #[error("submission {submission_id} does not exist")]
     UnknownSubmission { submission_id: u64 },
@@ -497,6 +494,9 @@ pub struct Contribution {
     pub retained: bool,
 }
 
+/// Domain tag that starts the canonical bytes of a round record.
+pub const ROUND_RECORD_DOMAIN: &[u8] = b"flic/round/v1";
+
 /// One closed round.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RoundRecord {
@@ -522,7 +522,7 @@ impl RoundRecord {
     /// contributors as u32 count and length-prefixed principal bytes.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"flic/round/v1");
+        out.extend_from_slice(ROUND_RECORD_DOMAIN);
         out.extend_from_slice(&self.round.to_le_bytes());
         out.extend_from_slice(self.base_version.as_slice());
         out.extend_from_slice(self.new_version.as_slice());
@@ -690,7 +690,7 @@ pub enum EvaluationError {
     RoundNotClosed { round: u64, closed_rounds: u64 },
     #[error("caller {caller} is neither a controller nor a contributor of round {round}")]
     NotAllowed { caller: Principal, round: u64 },
-    #[error("round {round} produced model {}, not {}", hx(expected), hx(got))]
+    #[error("round {round} produced model {}, not {}", to_hex(expected.as_slice()), to_hex(got.as_slice()))]
     WrongModelVersion {
         round: u64,
         expected: Hash,

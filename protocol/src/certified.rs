@@ -16,6 +16,7 @@
 //! one contiguous witness, and absence is provable).
 
 use crate::api::RoundRecord;
+use crate::hash::sha256;
 
 pub const LABEL_HISTORY: &[u8] = b"history";
 pub const LABEL_HISTORY_ROOT: &[u8] = b"history_root";
@@ -35,8 +36,7 @@ pub fn u64_leaf(value: u64) -> [u8; 8] {
 
 /// Leaf under `/history/<round>`: `sha256(RoundRecord::canonical_bytes())`.
 pub fn round_record_hash(record: &RoundRecord) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(record.canonical_bytes()).into()
+    sha256(&record.canonical_bytes())
 }
 
 /// Domain separator the IC prefixes to a state tree's root hash before signing it

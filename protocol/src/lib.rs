@@ -6,19 +6,43 @@
 //! - [`encoding`]: `f32` and int8-block delta encodings and their validation.
 //! - [`chunking`]: payload chunks and their Merkle root.
 //! - [`merkle`]: RFC 6962 trees, inclusion proofs, an append-only frontier.
+//! - [`sample`]: canonical sample bytes and dataset commitments.
+//! - [`hash`]: `sha256`, and hex for digests as text.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`api`]: every Candid type of the canister interface.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
 //! - [`seeds`]: seeds every client derives the same way (local shuffling).
+//!
+//! # Hashed and signed byte formats
+//!
+//! Every byte string that is hashed or signed is defined in this crate, and only here;
+//! the canister, the client and the verifiers call these functions rather than
+//! rebuilding the bytes. The digest is always [`hash::sha256`]; Merkle trees are RFC 6962
+//! ([`merkle`]: leaf `sha256(0x00 || data)`, node `sha256(0x01 || left || right)`).
+//! `docs/protocol.md` gives the field-by-field layouts; the test vectors in
+//! `tests/vectors/protocol_v1.json` pin the bytes.
+//!
+//! | format | domain tag | bytes and digest | defined in |
+//! |---|---|---|---|
+//! | spec id | `flic/model-spec/v1` ([`model::MODEL_SPEC_DOMAIN`]) | `sha256(ModelSpec::canonical_bytes())` | `model.rs` |
+//! | model version | none (starts with the spec id) | `sha256(spec_id \|\| weights f32 LE)` ([`model_version`], [`ModelVersionHasher`]) | `model.rs` |
+//! | submission header (signed) | `flic/submission/v1` ([`submission::SUBMISSION_DOMAIN`]) | Ed25519 over `SubmissionHeader::signing_bytes()`; header hash `sha256` of them | `submission.rs` |
+//! | payload chunks | none (Merkle leaves) | chunk root = RFC 6962 root over `leaf_hash(chunk)` | `chunking.rs` |
+//! | round record | `flic/round/v1` ([`api::ROUND_RECORD_DOMAIN`]) | `RoundRecord::canonical_bytes()`; history leaf `leaf_hash` of them; contributions root over `leaf_hash(header_hash)` | `api.rs` |
+//! | certified state | IC `HashTree` labels | `/history/<round>` = `sha256(round record bytes)`, `/history_root`, `/job`, `/model_version`, `/round` | `certified.rs` |
+//! | sample / dataset commitment | `flic/sample/v1` ([`sample::SAMPLE_DOMAIN`]) | `sample_bytes(label, features)`; commitment = RFC 6962 root over `leaf_hash(sample_bytes)` | `sample.rs` |
+//! | local shuffle seed | `flic/shuffle/v1` ([`seeds::SHUFFLE_SEED_TAG`]) | first 8 bytes (`u64` LE) of `sha256(tag \|\| job seed \|\| round \|\| len \|\| principal)` | `seeds.rs` |
 
 pub mod api;
 pub mod certified;
 pub mod chunking;
 pub mod encoding;
 pub mod fedavg;
+pub mod hash;
 pub mod kernels;
 pub mod merkle;
 pub mod model;
+pub mod sample;
 pub mod seeds;
 pub mod submission;
 

@@ -9,7 +9,7 @@
 //! Used for chunk hashes of submissions and model downloads, the per-round contributions
 //! root, the history root, and (later) dataset commitments and receipts.
 
-use sha2::{Digest, Sha256};
+use crate::hash::{sha256, sha256_concat, to_hex};
 
 pub type Digest32 = [u8; 32];
 
@@ -29,8 +29,8 @@ pub enum MerkleError {
     },
     #[error(
         "inclusion proof leads to root {}, expected {}",
-        hex::encode(computed),
-        hex::encode(expected)
+        to_hex(computed),
+        to_hex(expected)
     )]
     RootMismatch {
         computed: Digest32,
@@ -40,24 +40,17 @@ pub enum MerkleError {
 
 /// `sha256(0x00 || data)`.
 pub fn leaf_hash(data: &[u8]) -> Digest32 {
-    let mut h = Sha256::new();
-    h.update([0x00]);
-    h.update(data);
-    h.finalize().into()
+    sha256_concat(&[&[0x00], data])
 }
 
 /// `sha256(0x01 || left || right)`.
 pub fn node_hash(left: &Digest32, right: &Digest32) -> Digest32 {
-    let mut h = Sha256::new();
-    h.update([0x01]);
-    h.update(left);
-    h.update(right);
-    h.finalize().into()
+    sha256_concat(&[&[0x01], left, right])
 }
 
 /// Root of the empty tree, `sha256("")`.
 pub fn empty_root() -> Digest32 {
-    Sha256::digest([]).into()
+    sha256(&[])
 }
 
 /// Largest power of two strictly below `n` (`n >= 2`).
@@ -252,7 +245,7 @@ mod tests {
     /// Reference: RFC 6962 MTH written directly from the definition.
     fn mth(data: &[Vec<u8>]) -> Digest32 {
         match data.len() {
-            0 => Sha256::digest([]).into(),
+            0 => sha256(&[]),
             1 => leaf_hash(&data[0]),
             n => {
                 let mut k = 1;

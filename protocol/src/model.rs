@@ -7,6 +7,8 @@ use candid::CandidType;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::hash::sha256;
+
 /// Domain tag prefixed to the canonical spec bytes before hashing.
 pub const MODEL_SPEC_DOMAIN: &[u8] = b"flic/model-spec/v1";
 
@@ -113,7 +115,7 @@ impl ModelSpec {
 
     /// `sha256(canonical_bytes)`.
     pub fn spec_id(&self) -> [u8; 32] {
-        Sha256::digest(self.canonical_bytes()).into()
+        sha256(&self.canonical_bytes())
     }
 }
 

@@ -25,9 +25,9 @@
 use candid::{CandidType, Principal};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::encoding::DeltaEncoding;
+use crate::hash::sha256;
 use crate::Hash;
 
 /// Domain tag that starts the signing bytes of a submission header.
@@ -76,7 +76,7 @@ impl SubmissionHeader {
 
     /// `sha256(signing_bytes)`: the identity of a contribution in round records and receipts.
     pub fn header_hash(&self) -> [u8; 32] {
-        Sha256::digest(self.signing_bytes()).into()
+        sha256(&self.signing_bytes())
     }
 
     /// Signs the header with a contributor key.

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use wasmtime::{Memory, Store, Val};
 
-use crate::module::{runtime, Prepared, MEMORY_EXPORT};
-use crate::system_api::{Host, HostStop, MessageContext, SystemState};
+use crate::host::{Host, SystemState, MEMORY_EXPORT};
+use crate::message::MessageContext;
+use crate::module::{runtime, Prepared};
+use crate::system_api::HostStop;
 
 /// How a message ended, before the host decides what that means for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

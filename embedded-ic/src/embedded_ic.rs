@@ -9,11 +9,13 @@ use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
 use serde::de::DeserializeOwned;
 
-use crate::canister::{Exec, LiveInstance, Stop};
 use crate::certificate::{BlsCertificateIssuer, CertificateIssuer};
 use crate::error::CallError;
+use crate::host::SystemState;
+use crate::instance::{Exec, LiveInstance, Stop};
+use crate::message::{MessageContext, MessageKind, Response};
 use crate::module::{runtime, Prepared};
-use crate::system_api::{pages_for, MessageContext, MessageKind, Response, SystemState};
+use crate::stable::pages_for;
 
 /// Instruction limits per kind of message (IC figures by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
