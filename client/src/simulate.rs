@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use candid::Principal;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use flic_embedded_ic::{EmbeddedIc, InstallMode};
 use flic_model_zoo::dataset::{Dataset, SyntheticClusters, SyntheticImages};
@@ -196,12 +195,12 @@ impl Progress for TrainingOnly<'_> {
 
 /// Derives a per-purpose seed so streams never collide.
 fn sub_seed(seed: u64, purpose: &str, index: u64) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"flic/simulate/v1");
-    h.update(seed.to_le_bytes());
-    h.update(purpose.as_bytes());
-    h.update(index.to_le_bytes());
-    h.finalize().into()
+    flic_protocol::hash::sha256_concat(&[
+        b"flic/simulate/v1",
+        &seed.to_le_bytes(),
+        purpose.as_bytes(),
+        &index.to_le_bytes(),
+    ])
 }
 
 fn sub_seed_u64(seed: u64, purpose: &str, index: u64) -> u64 {

@@ -3,7 +3,8 @@
 //! contributor trains exactly as a real one would, and a verifier could retrain it.
 
 use candid::Principal;
-use sha2::{Digest, Sha256};
+
+use crate::hash::sha256_concat;
 
 /// Domain tag of [`shuffle_seed`].
 pub const SHUFFLE_SEED_TAG: &[u8] = b"flic/shuffle/v1";
@@ -16,13 +17,13 @@ pub const SHUFFLE_SEED_TAG: &[u8] = b"flic/shuffle/v1";
 /// machine.
 pub fn shuffle_seed(job_seed: u64, round: u64, contributor: &Principal) -> u64 {
     let p = contributor.as_slice();
-    let mut h = Sha256::new();
-    h.update(SHUFFLE_SEED_TAG);
-    h.update(job_seed.to_le_bytes());
-    h.update(round.to_le_bytes());
-    h.update([p.len() as u8]);
-    h.update(p);
-    let digest = h.finalize();
+    let digest = sha256_concat(&[
+        SHUFFLE_SEED_TAG,
+        &job_seed.to_le_bytes(),
+        &round.to_le_bytes(),
+        &[p.len() as u8],
+        p,
+    ]);
     u64::from_le_bytes(
         digest[..8]
             .try_into()

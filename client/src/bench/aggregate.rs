@@ -14,6 +14,7 @@ use flic_protocol::api::{
     ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
 };
 use flic_protocol::fedavg::Accumulator;
+use flic_protocol::hash::sha256;
 use flic_protocol::{model_version, DeltaEncoding, Hash, ModelSpec, TensorSpec};
 
 use crate::api::{AggregatorApi, CallStats};
@@ -366,11 +367,6 @@ fn seed_bytes(k: u32) -> [u8; 32] {
     let mut s = [0x5e; 32];
     s[..4].copy_from_slice(&k.to_le_bytes());
     s
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// Every case of the grid (both encodings) on every build; cases with `N * K` above

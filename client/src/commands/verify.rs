@@ -160,10 +160,8 @@ pub fn receipt(
 }
 
 fn parse_hash(text: &str) -> anyhow::Result<[u8; 32]> {
-    let bytes = hex::decode(text.trim()).with_context(|| format!("`{text}` is not hex"))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| anyhow::anyhow!("a model version is 32 bytes, got {}", b.len()))
+    flic_protocol::hash::parse_hex32(text.trim())
+        .with_context(|| format!("`{text}` is not a model version (64 hex digits)"))
 }
 
 pub fn lineage(
