@@ -16,6 +16,8 @@ use serde_bytes::ByteBuf;
 
 use crate::state::{CallContext, State};
 
+mod stable_image;
+
 const PARAMS: u64 = 300;
 const CHUNK: u32 = 256;
 const DURATION: u64 = 60_000_000_000;
