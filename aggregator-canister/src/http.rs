@@ -183,7 +183,7 @@ fn route(state: &State, req: &HttpRequest, env: &HttpEnv) -> HttpResponse {
         },
         ["api", "lineage", v] => {
             let version = if *v == "current" {
-                match state.meta().model_version {
+                match state.open_round().model_version {
                     Some(v) => v,
                     None => return not_found("there is no model yet"),
                 }
@@ -316,15 +316,15 @@ fn rounds(state: &State, p: PageArgs) -> HttpResponse {
         page.next,
         page.items.iter().map(|r| round_json(state, r)).collect(),
     );
-    v["total"] = json!(state.meta().history_size);
+    v["total"] = json!(state.history().size);
     json_response(200, &v)
 }
 
 fn round(state: &State, n: u64) -> HttpResponse {
-    let Some(r) = state.rounds.get(&n).map(|s| s.0) else {
-        let open = state.meta().round;
+    let Some(r) = state.rounds.get(&n).map(|s| RoundRecord::from(s.0)) else {
+        let open = state.open_round().round;
         return not_found(
-            if n >= open && state.meta().job_state() != JobState::Unconfigured {
+            if n >= open && state.job().job_state() != JobState::Unconfigured {
                 format!("round {n} is not closed yet (the open round is {open}; see /api/status)")
             } else {
                 format!("round {n} does not exist")
@@ -519,7 +519,7 @@ impl Prom {
 const SUBMISSION_METHODS: [&str; 3] = ["begin_submission", "put_chunk", "commit_submission"];
 
 fn metrics(state: &State, env: &HttpEnv) -> HttpResponse {
-    let m = state.meta();
+    let (job, open_round) = (state.job(), state.open_round());
     let counters = state.metrics();
     let mut p = Prom(String::with_capacity(4096));
     p.single(
@@ -532,7 +532,7 @@ fn metrics(state: &State, env: &HttpEnv) -> HttpResponse {
         "flic_current_round",
         "gauge",
         "The open round (equal to the rounds closed while the job runs).",
-        m.round,
+        open_round.round,
     );
     p.family("flic_job_state", "gauge", "1 for the job's current state.");
     for s in [
@@ -545,7 +545,7 @@ fn metrics(state: &State, env: &HttpEnv) -> HttpResponse {
         p.sample(
             "flic_job_state",
             &[("state", &s.to_string())],
-            u8::from(m.job_state() == s),
+            u8::from(job.job_state() == s),
         );
     }
     let info = state.round_info();
@@ -660,7 +660,7 @@ fn metrics(state: &State, env: &HttpEnv) -> HttpResponse {
         "flic_contributions_total",
         "counter",
         "Contributions committed since the job started.",
-        m.next_contribution,
+        state.allocators().next_contribution,
     );
     p.single(
         "flic_datasets",
@@ -674,7 +674,11 @@ fn metrics(state: &State, env: &HttpEnv) -> HttpResponse {
         "Evaluations of round models stored.",
         state.evaluations.len(),
     );
-    if let Some(q) = m.round.checked_sub(1).and_then(|r| state.round_quality(r)) {
+    if let Some(q) = open_round
+        .round
+        .checked_sub(1)
+        .and_then(|r| state.round_quality(r))
+    {
         p.single(
             "flic_model_accuracy",
             "gauge",
@@ -925,10 +929,13 @@ fn stat(out: &mut String, value: &str, label: &str) {
 
 fn page(state: &State, env: &HttpEnv) -> HttpResponse {
     let info = state.round_info();
-    let m = state.meta();
     let closed = state.rounds.len();
     let first = closed.saturating_sub(PAGE_ROUNDS);
-    let records: Vec<RoundRecord> = state.rounds.range(first..).map(|e| e.value().0).collect();
+    let records: Vec<RoundRecord> = state
+        .rounds
+        .range(first..)
+        .map(|e| e.value().0.into())
+        .collect();
     let qualities: Vec<(u64, Option<RoundQuality>)> = records
         .iter()
         .map(|r| (r.round, state.round_quality(r.round)))
@@ -965,7 +972,11 @@ fn page(state: &State, env: &HttpEnv) -> HttpResponse {
     );
     stat(&mut h, &info.pending.to_string(), "uploads in progress");
     stat(&mut h, &closed.to_string(), "rounds closed");
-    stat(&mut h, &m.next_contribution.to_string(), "contributions");
+    stat(
+        &mut h,
+        &state.allocators().next_contribution.to_string(),
+        "contributions",
+    );
     stat(&mut h, &info.param_count.to_string(), "parameters");
     h.push_str("</div>");
     if info.deadline_ns > 0 {

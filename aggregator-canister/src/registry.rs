@@ -8,6 +8,7 @@ use flic_protocol::api::{
 };
 
 use crate::state::{CallContext, State};
+use crate::storage::records::DatasetRecord;
 use crate::storage::Stored;
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), DatasetError> {
@@ -49,10 +50,10 @@ impl State {
                 max: MAX_DATASETS_PER_OWNER,
             });
         }
-        let mut m = self.meta().clone();
-        let id = m.next_dataset_id;
-        m.next_dataset_id += 1;
-        let dataset = Dataset {
+        let mut ids = self.allocators().clone();
+        let id = ids.next_dataset_id;
+        ids.next_dataset_id += 1;
+        let dataset = DatasetRecord {
             id,
             owner: ctx.caller,
             name: args.name,
@@ -65,7 +66,7 @@ impl State {
         };
         self.datasets.insert(id, Stored(dataset));
         self.datasets_by_owner.insert((ctx.caller, id), ());
-        self.set_meta(m);
+        self.set_allocators(ids);
         Ok(id)
     }
 
@@ -93,7 +94,7 @@ impl State {
     }
 
     pub fn dataset(&self, dataset_id: u64) -> Option<Dataset> {
-        self.datasets.get(&dataset_id).map(|s| s.0)
+        self.datasets.get(&dataset_id).map(|s| s.0.into())
     }
 
     pub fn list_datasets(&self, page: PageArgs) -> DatasetPage {
@@ -102,14 +103,16 @@ impl State {
             .datasets
             .range(page.start..)
             .take(limit + 1)
-            .map(|e| e.value().0)
+            .map(|e| e.value().0.into())
             .collect();
         let next = (items.len() > limit).then(|| items.pop().expect("limit + 1 items").id);
         DatasetPage { items, next }
     }
 
     pub fn contribution(&self, index: u64) -> Option<Contribution> {
-        self.contributions.get(&index).map(|s| s.0.contribution)
+        self.contributions
+            .get(&index)
+            .map(|s| s.0.contribution.into())
     }
 
     fn page_of(&self, indices: impl Iterator<Item = u64>, limit: usize) -> ContributionPage {

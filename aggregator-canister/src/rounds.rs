@@ -17,19 +17,22 @@ use serde_bytes::ByteBuf;
 
 use crate::aggregation;
 use crate::certification::HistoryWitness;
-use crate::state::{CallContext, State, StoredContribution, Submission};
+use crate::state::{CallContext, State};
+use crate::storage::records::{
+    ClosedRoundRecord, ContributionRecord, HistoryRecord, PublicContribution, SubmissionRecord,
+};
 use crate::storage::{read_bytes, write_bytes, Stored};
 
 impl State {
     fn require_running(&self) -> Result<(), SubmitError> {
-        let state = self.meta().job_state();
+        let state = self.job().job_state();
         if state != JobState::Running {
             return Err(SubmitError::JobNotRunning { state });
         }
         Ok(())
     }
 
-    fn status_of(s: &Submission) -> SubmissionStatus {
+    fn status_of(s: &SubmissionRecord) -> SubmissionStatus {
         SubmissionStatus {
             submission_id: s.id,
             round: s.round,
@@ -74,32 +77,33 @@ impl State {
                 key_principal,
             });
         }
-        let m = self.meta();
+        let job = self.job();
+        let round = self.open_round();
         if h.canister_id != ctx.canister_id {
             return Err(SubmitError::WrongCanister {
                 expected: ctx.canister_id,
                 got: h.canister_id,
             });
         }
-        if h.job_id != m.job_id {
+        if h.job_id != job.job_id {
             return Err(SubmitError::WrongJob {
-                expected: m.job_id,
+                expected: job.job_id,
                 got: h.job_id,
             });
         }
-        if h.round < m.round {
+        if h.round < round.round {
             return Err(SubmitError::StaleRound {
-                current: m.round,
+                current: round.round,
                 got: h.round,
             });
         }
-        if h.round > m.round {
+        if h.round > round.round {
             return Err(SubmitError::FutureRound {
-                current: m.round,
+                current: round.round,
                 got: h.round,
             });
         }
-        let current = m.model_version.expect("a running job has a model");
+        let current = round.model_version.expect("a running job has a model");
         if h.base_model_version != current {
             return Err(SubmitError::WrongBaseVersion {
                 expected: current,
@@ -131,19 +135,19 @@ impl State {
                 registered: dataset.sample_count,
             });
         }
-        let config = m.config();
-        if !config.allowed_encodings.contains(&h.encoding) {
+        let config = job.config();
+        if !config.allows(h.encoding) {
             return Err(SubmitError::EncodingNotAllowed {
                 encoding: h.encoding,
             });
         }
-        if h.param_count != m.param_count {
+        if h.param_count != job.param_count {
             return Err(SubmitError::WrongParamCount {
-                expected: m.param_count,
+                expected: job.param_count,
                 got: h.param_count,
             });
         }
-        let byte_len = h.encoding.encoded_len(m.param_count);
+        let byte_len = h.encoding.encoded_len(job.param_count);
         let expected_chunks = chunk_count(byte_len, config.chunk_size()) as u32;
         if h.chunk_count != expected_chunks {
             return Err(SubmitError::WrongChunkCount {
@@ -177,14 +181,17 @@ impl State {
                 return Ok(Self::status_of(&existing));
             }
             return Err(SubmitError::DuplicateSubmission {
-                round: m.round,
+                round: round.round,
                 submission_id: existing_id,
                 committed: existing.contribution.is_some(),
             });
         }
         // Staging is bounded: principals are free to create, so without a cap a flood of
         // uploads that never commit could stage deltas until the round closes.
-        let pending = self.submissions.len().saturating_sub(m.committed as u64);
+        let pending = self
+            .submissions
+            .len()
+            .saturating_sub(round.committed as u64);
         let limit = pending_limit(config.max_clients);
         if pending >= limit as u64 {
             return Err(SubmitError::TooManyPendingSubmissions {
@@ -194,16 +201,17 @@ impl State {
         }
         // Everything checked: allocate the staging region and record the upload.
         let weight = capped_weight(h.sample_count, config.max_weight);
-        let mut m = m.clone();
-        let id = m.next_submission_id;
-        m.next_submission_id += 1;
-        let staging_offset = m.staging_top;
-        m.staging_top += byte_len;
-        let submission = Submission {
+        let open_round = round.round;
+        let mut ids = self.allocators().clone();
+        let id = ids.next_submission_id;
+        ids.next_submission_id += 1;
+        let staging_offset = ids.staging_top;
+        ids.staging_top += byte_len;
+        let submission = SubmissionRecord {
             id,
-            round: m.round,
+            round: open_round,
             contributor: ctx.caller,
-            header: args.header,
+            header: args.header.into(),
             header_hash,
             public_key: args.public_key,
             signature: args.signature,
@@ -218,7 +226,7 @@ impl State {
         let status = Self::status_of(&submission);
         self.submissions.insert(id, Stored(submission));
         self.submitters.insert(ctx.caller, id);
-        self.set_meta(m);
+        self.set_allocators(ids);
         Ok(status)
     }
 
@@ -226,7 +234,7 @@ impl State {
         &self,
         ctx: &CallContext,
         submission_id: u64,
-    ) -> Result<Submission, SubmitError> {
+    ) -> Result<SubmissionRecord, SubmitError> {
         self.require_running()?;
         let s = self
             .submissions
@@ -246,7 +254,7 @@ impl State {
     /// Returns the number of chunks still missing.
     pub fn put_chunk(&mut self, ctx: &CallContext, args: PutChunkArgs) -> Result<u32, SubmitError> {
         let mut s = self.own_open_submission(ctx, args.submission_id)?;
-        let chunk_size = self.meta().config().chunk_size();
+        let chunk_size = self.job().config().chunk_size();
         let chunk_count = s.header.chunk_count;
         let index = args.index;
         let (offset, len) = chunk_range(s.byte_len, chunk_size, index as u64)
@@ -293,37 +301,41 @@ impl State {
                 first_missing,
             });
         }
-        let m = self.meta().clone();
-        let config = m.config().clone();
+        let job = self.job();
+        let config = job.config();
+        let (param_count, frac_bits) = (job.param_count, job.frac_bits);
+        let (retain, max_clients) = (config.retain_contributions, config.max_clients);
+        let encoding = s.header.encoding();
         aggregation::validate_staged(
             &self.staging,
             s.staging_offset,
-            s.header.encoding,
-            m.param_count,
+            encoding,
+            param_count,
             config.clip_norm,
         )
         .map_err(SubmitError::InvalidDelta)?;
         // Validated: from here on nothing can fail.
-        if self.acc.len() as u64 != m.param_count {
-            self.acc = vec![0; m.param_count as usize];
+        if self.acc.len() as u64 != param_count {
+            self.acc = vec![0; param_count as usize];
         }
         aggregation::accumulate_staged(
             &self.staging,
             &mut self.acc,
             s.staging_offset,
-            s.header.encoding,
+            encoding,
             s.weight,
-            m.frac_bits,
+            frac_bits,
         );
-        let mut m = m;
-        let index = m.next_contribution;
-        let index_in_round = (index - m.first_contribution_of_round) as u32;
-        m.next_contribution += 1;
-        m.committed += 1;
-        m.total_weight += s.weight;
-        let contribution = Contribution {
+        let mut round = self.open_round().clone();
+        let mut ids = self.allocators().clone();
+        let index = ids.next_contribution;
+        let index_in_round = (index - round.first_contribution) as u32;
+        ids.next_contribution += 1;
+        round.committed += 1;
+        round.total_weight += s.weight;
+        let contribution = PublicContribution {
             index,
-            round: m.round,
+            round: round.round,
             index_in_round,
             contributor: s.contributor,
             dataset_id: s.header.dataset_id,
@@ -333,13 +345,13 @@ impl State {
             signature: s.signature.clone(),
             weight: s.weight,
             committed_at_ns: ctx.now,
-            retained: config.retain_contributions,
+            retained: retain,
         };
         self.contributions.insert(
             index,
-            Stored(StoredContribution {
+            Stored(ContributionRecord {
                 contribution,
-                retained_offset: config.retain_contributions.then_some(s.staging_offset),
+                retained_offset: retain.then_some(s.staging_offset),
                 byte_len: s.byte_len,
             }),
         );
@@ -348,8 +360,9 @@ impl State {
         s.contribution = Some(index);
         let receipt_base = (s.id, s.round, s.header_hash, s.weight);
         self.submissions.insert(s.id, Stored(s));
-        let close = m.committed >= config.max_clients;
-        self.set_meta(m);
+        let close = round.committed >= max_clients;
+        self.set_open_round(round);
+        self.set_allocators(ids);
         if close {
             self.close_round(ctx.now);
         }
@@ -367,18 +380,25 @@ impl State {
     /// Closes the open round: computes `w_{r+1}`, records the round, discards uncommitted
     /// uploads, and opens round `r + 1`. Needs at least one commit.
     fn close_round(&mut self, now: u64) {
-        let mut m = self.meta().clone();
-        let config = m.config().clone();
-        let spec_id = m.spec_id.expect("configured").into_array();
+        let job = self.job();
+        let config = job.config();
+        let (retain, server_lr, round_duration_ns) = (
+            config.retain_contributions,
+            config.server_lr,
+            config.round_duration_ns,
+        );
+        let (frac_bits, spec_id) = (job.frac_bits, job.spec_id());
+        let mut round = self.open_round().clone();
         let new_version = aggregation::finalize(
             &self.weights,
             &mut self.acc,
-            m.total_weight,
-            m.frac_bits,
-            config.server_lr,
+            round.total_weight,
+            frac_bits,
+            server_lr,
             &spec_id,
         );
-        let contributions: Vec<Contribution> = (m.first_contribution_of_round..m.next_contribution)
+        let next_contribution = self.allocators().next_contribution;
+        let contributions: Vec<Contribution> = (round.first_contribution..next_contribution)
             .map(|i| self.contribution(i).expect("round contribution"))
             .collect();
         let leaves: Vec<[u8; 32]> = contributions
@@ -386,26 +406,27 @@ impl State {
             .map(|c| leaf_hash(c.header_hash.as_slice()))
             .collect();
         let record = RoundRecord {
-            round: m.round,
-            base_version: m.model_version.expect("running"),
+            round: round.round,
+            base_version: round.model_version.expect("running"),
             new_version: Hash::new(new_version),
             contributions_root: Hash::new(merkle::root(&leaves)),
-            first_contribution: m.first_contribution_of_round,
+            first_contribution: round.first_contribution,
             contribution_count: contributions.len() as u32,
-            total_weight: m.total_weight,
+            total_weight: round.total_weight,
             contributors: contributions.iter().map(|c| c.contributor).collect(),
-            frac_bits: m.frac_bits,
-            server_lr: config.server_lr,
-            opened_at_ns: m.round_opened_at_ns,
+            frac_bits,
+            server_lr,
+            opened_at_ns: round.opened_at_ns,
             closed_at_ns: now,
-            extensions: m.extensions,
+            extensions: round.extensions,
         };
-        let mut history = m.history();
+        let mut history = self.history().frontier();
         history.push(record.history_leaf());
-        m.set_history(&history);
+        self.set_history(HistoryRecord::of(&history));
         self.certified.push_round(&record);
-        self.rounds.insert(m.round, Stored(record));
-        self.versions.insert(new_version, m.round + 1);
+        self.rounds
+            .insert(round.round, Stored(ClosedRoundRecord::from(record)));
+        self.versions.insert(new_version, round.round + 1);
         // Stale uploads of the closed round are discarded.
         let ids: Vec<u64> = self.submissions.keys().collect();
         for id in ids {
@@ -415,54 +436,59 @@ impl State {
         for p in who {
             self.submitters.remove(&p);
         }
-        if !config.retain_contributions {
-            m.staging_top = 0;
+        if !retain {
+            let mut ids = self.allocators().clone();
+            ids.staging_top = 0;
+            self.set_allocators(ids);
         }
-        m.round += 1;
-        m.model_version = Some(Hash::new(new_version));
-        m.round_opened_at_ns = now;
-        m.deadline_ns = now + config.round_duration_ns;
-        m.extensions = 0;
-        m.committed = 0;
-        m.total_weight = 0;
-        m.first_contribution_of_round = m.next_contribution;
-        self.set_meta(m);
+        round.round += 1;
+        round.model_version = Some(Hash::new(new_version));
+        round.opened_at_ns = now;
+        round.deadline_ns = now + round_duration_ns;
+        round.extensions = 0;
+        round.committed = 0;
+        round.total_weight = 0;
+        round.first_contribution = next_contribution;
+        self.set_open_round(round);
     }
 
     /// The deadline timer: close the round if it has `min_clients`, else extend it by one
     /// round duration from now. Does nothing before the deadline or when not running.
     pub fn on_timer(&mut self, now: u64) {
-        let m = self.meta();
-        if m.job_state() != JobState::Running || m.deadline_ns == 0 || now < m.deadline_ns {
+        let job = self.job();
+        let round = self.open_round();
+        if job.job_state() != JobState::Running || round.deadline_ns == 0 || now < round.deadline_ns
+        {
             return;
         }
-        if m.committed >= m.config().min_clients {
+        if round.committed >= job.config().min_clients {
             self.close_round(now);
         } else {
-            let mut m = m.clone();
-            m.deadline_ns = now + m.config().round_duration_ns;
-            m.extensions += 1;
-            self.set_meta(m);
+            let mut round = round.clone();
+            round.deadline_ns = now + job.config().round_duration_ns;
+            round.extensions += 1;
+            self.set_open_round(round);
         }
     }
 
     // ------------------------------------------------------------ queries
 
     pub fn round_info(&self) -> RoundInfo {
-        let m = self.meta();
+        let job = self.job();
+        let round = self.open_round();
         RoundInfo {
-            job_id: m.job_id,
-            state: m.job_state(),
-            round: m.round,
-            model_version: m.model_version,
-            spec_id: m.spec_id,
-            param_count: m.param_count,
-            opened_at_ns: m.round_opened_at_ns,
+            job_id: job.job_id,
+            state: job.job_state(),
+            round: round.round,
+            model_version: round.model_version,
+            spec_id: job.spec_id,
+            param_count: job.param_count,
+            opened_at_ns: round.opened_at_ns,
             deadline_ns: self.timer_deadline(),
-            committed: m.committed,
-            pending: self.submissions.len() as u32 - m.committed,
-            frac_bits: m.frac_bits,
-            config: m.config.clone(),
+            committed: round.committed,
+            pending: self.submissions.len() as u32 - round.committed,
+            frac_bits: job.frac_bits,
+            config: job.config.clone().map(Into::into),
         }
     }
 
@@ -474,17 +500,18 @@ impl State {
     }
 
     pub fn model_info(&self) -> Result<ModelInfo, QueryError> {
-        let m = self.meta();
-        let version = m.model_version.ok_or(QueryError::NoModel)?;
-        let chunk_size = m.config().chunk_size();
+        let job = self.job();
+        let round = self.open_round();
+        let version = round.model_version.ok_or(QueryError::NoModel)?;
+        let chunk_size = job.config().chunk_size();
         Ok(ModelInfo {
             version,
-            spec_id: m.spec_id.expect("configured"),
-            round: m.round,
-            param_count: m.param_count,
-            byte_len: m.param_count * 4,
+            spec_id: job.spec_id.expect("configured"),
+            round: round.round,
+            param_count: job.param_count,
+            byte_len: job.param_count * 4,
             chunk_size,
-            chunk_count: chunk_count(m.param_count * 4, chunk_size) as u32,
+            chunk_count: chunk_count(job.param_count * 4, chunk_size) as u32,
         })
     }
 
@@ -511,7 +538,7 @@ impl State {
             .rounds
             .range(page.start..)
             .take(limit + 1)
-            .map(|e| e.value().0)
+            .map(|e| e.value().0.into())
             .collect();
         let next = (items.len() > limit).then(|| items.pop().expect("limit + 1 items").round);
         RoundPage { items, next }
@@ -547,7 +574,7 @@ impl State {
             .ok_or(QueryError::UnknownContribution { index })?
             .0;
         let offset = c.retained_offset.ok_or(QueryError::NotRetained { index })?;
-        let chunk_size = self.meta().config().chunk_size();
+        let chunk_size = self.job().config().chunk_size();
         let (o, len) = chunk_range(c.byte_len, chunk_size, chunk as u64).ok_or(
             QueryError::ChunkIndexOutOfRange {
                 index: chunk,
@@ -595,7 +622,7 @@ impl State {
         let page = self.round_history(page);
         let (first, last) = match (page.items.first(), page.items.last()) {
             (Some(a), Some(b)) => (a.round, b.round),
-            _ => (self.meta().history_size, self.meta().history_size),
+            _ => (self.history().size, self.history().size),
         };
         CertifiedRoundPage {
             page,
@@ -614,11 +641,12 @@ impl State {
             .contribution(index)
             .ok_or(QueryError::UnknownContribution { index })?;
         let round = contribution.round;
-        let record = self
+        let record: RoundRecord = self
             .rounds
             .get(&round)
             .ok_or(QueryError::RoundNotClosed { round })?
-            .0;
+            .0
+            .into();
         let leaves: Vec<[u8; 32]> = (record.first_contribution
             ..record.first_contribution + record.contribution_count as u64)
             .map(|i| {
@@ -648,19 +676,19 @@ impl State {
     /// Chunk `index` of the initial model (job chunk size), kept with `retain_contributions`
     /// so that lineage verifiers can replay every round. `version` is round 0's base.
     pub fn initial_model_chunk(&self, index: u32) -> Result<ModelChunk, QueryError> {
-        let m = self.meta();
-        let config = m.config.as_ref().ok_or(QueryError::NoModel)?;
+        let job = self.job();
+        let config = job.config.as_ref().ok_or(QueryError::NoModel)?;
         if !config.retain_contributions {
             return Err(QueryError::InitialModelNotRetained);
         }
         let version = match self.rounds.get(&0) {
             Some(r) => r.0.base_version,
-            None => m.model_version.ok_or(QueryError::NoModel)?,
+            None => self.open_round().model_version.ok_or(QueryError::NoModel)?,
         };
-        if !matches!(m.job_state(), JobState::Running | JobState::Paused) {
+        if !matches!(job.job_state(), JobState::Running | JobState::Paused) {
             return Err(QueryError::NoModel);
         }
-        let byte_len = m.param_count * 4;
+        let byte_len = job.param_count * 4;
         let chunk_count = chunk_count(byte_len, config.chunk_size()) as u32;
         let (offset, len) = chunk_range(byte_len, config.chunk_size(), index as u64)
             .ok_or(QueryError::ChunkIndexOutOfRange { index, chunk_count })?;

@@ -1385,6 +1385,47 @@ fn certified_tree_witnesses_proofs_and_initial_model() {
     assert_eq!(h.state.certified_data(), root);
 }
 
+/// The boundary's counters, kept by the state (MemoryId 17).
+#[test]
+fn records_calls_rejections_and_survive_reload() {
+    let mem = ic_stable_structures::DefaultMemoryImpl::default();
+    let mut s = State::load(mem.clone());
+    s.record_call(crate::metrics::CallRecord {
+        method: "put_chunk",
+        rejection: None,
+        bytes: 100,
+        instructions: 7,
+    });
+    s.record_call(crate::metrics::CallRecord {
+        method: "put_chunk",
+        rejection: Some("ChunkHashMismatch"),
+        bytes: 50,
+        instructions: 3,
+    });
+    let s = State::load(mem);
+    let m = s.metrics();
+    let pc = m.method("put_chunk");
+    assert_eq!(
+        (
+            pc.ok,
+            pc.rejected,
+            pc.bytes_accepted,
+            pc.bytes_rejected,
+            pc.instructions
+        ),
+        (1, 1, 100, 50, 10)
+    );
+    assert_eq!(
+        m.rejections
+            .get(&("put_chunk".to_string(), "ChunkHashMismatch".to_string())),
+        Some(&1)
+    );
+    assert_eq!(
+        m.method("commit_submission"),
+        crate::metrics::MethodCounters::default()
+    );
+}
+
 // ---------------------------------------------------------------- evaluations and HTTP
 
 /// Closes `rounds` rounds with three contributors each (the third commit closes a round).
