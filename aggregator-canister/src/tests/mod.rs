@@ -1001,6 +1001,37 @@ fn begin_submission_rejections_change_nothing() {
     );
 }
 
+/// The Ed25519 signature is verified last: a request wrong in a cheaper way is refused for
+/// that, and resuming an upload still needs a valid signature.
+#[test]
+fn begin_submission_verifies_the_signature_last() {
+    let mut h = Harness::running();
+    let c = h.client(1, 1000);
+    let bytes = encode(DeltaEncoding::F32, &delta(1)).unwrap();
+    let ctx = h.ctx(c.principal);
+    let header = SubmissionHeader {
+        job_id: 9,
+        ..h.header(&c, DeltaEncoding::F32, &bytes, 100)
+    };
+    let mut args = h.args(&c, header, &bytes);
+    args.signature[0] ^= 1;
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, args),
+        SubmitError::WrongJob { got: 9, .. }
+    );
+    let s = h.begin(&c, &bytes, DeltaEncoding::F32, 100);
+    let mut resume = h.args(&c, h.header(&c, DeltaEncoding::F32, &bytes, 100), &bytes);
+    resume.signature[0] ^= 1;
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, resume),
+        SubmitError::Signature(SignatureError::BadSignature)
+    );
+    let again = h.begin(&c, &bytes, DeltaEncoding::F32, 100);
+    assert_eq!(again.submission_id, s.submission_id);
+}
+
 #[test]
 fn chunk_and_commit_rejections_change_nothing() {
     let mut h = Harness::running();
