@@ -1,5 +1,7 @@
 //! The data-ownership registry: datasets, their owners, and who contributed what.
 
+use std::ops::Bound;
+
 use candid::Principal;
 use flic_protocol::api::{
     page_limit, Contribution, ContributionPage, Dataset, DatasetError, DatasetPage, PageArgs,
@@ -151,5 +153,19 @@ impl State {
     pub(crate) fn contributions_range(&self, end: u64, page: PageArgs) -> ContributionPage {
         let start = page.start.min(end);
         self.page_of(start..end, page_limit(page.limit))
+    }
+
+    /// Principals with at least one contribution (one index seek per principal).
+    pub fn distinct_contributors(&self) -> u64 {
+        let mut n = 0;
+        let mut next = self.by_contributor.keys().next();
+        while let Some((p, _)) = next {
+            n += 1;
+            next = self
+                .by_contributor
+                .keys_range((Bound::Excluded((p, u64::MAX)), Bound::Unbounded))
+                .next();
+        }
+        n
     }
 }
