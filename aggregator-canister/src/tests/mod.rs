@@ -1416,6 +1416,37 @@ fn certified_tree_witnesses_proofs_and_initial_model() {
     assert_eq!(h.state.certified_data(), root);
 }
 
+/// The O(1) invariants the boundary checks after every update catch a broken counter.
+#[test]
+fn cheap_invariants_catch_broken_counters() {
+    let mut h = Harness::running();
+    let c = h.client(1, 1000);
+    h.submit(&c, &delta(1), DeltaEncoding::F32, 10);
+    h.state.check_cheap_invariants().unwrap();
+    let good = h.state.allocators().clone();
+    for (what, broken) in [
+        ("next_contribution", {
+            let mut a = good.clone();
+            a.next_contribution += 1;
+            a
+        }),
+        ("next_dataset_id", {
+            let mut a = good.clone();
+            a.next_dataset_id = 0;
+            a
+        }),
+    ] {
+        h.state.set_allocators(broken);
+        let err = h.state.check_cheap_invariants().unwrap_err();
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    h.state.set_allocators(good);
+    let mut round = h.state.open_round().clone();
+    round.committed = 4;
+    h.state.set_open_round(round);
+    assert!(h.state.check_cheap_invariants().is_err());
+}
+
 /// The boundary's counters, kept by the state (MemoryId 17).
 #[test]
 fn records_calls_rejections_and_survive_reload() {
