@@ -1,5 +1,7 @@
-//! The `ic-cdk` boundary: decode, call the core, encode. After every update the certified
-//! data and the deadline timer are brought in line with the state.
+//! The `ic-cdk` boundary: decode, call the core, encode. After every update (and the timer,
+//! and an upgrade) the cheap invariants are checked, trapping (so rolling the message back)
+//! if one fails, and the certified data and the deadline timer are brought in line with the
+//! state.
 
 use std::cell::RefCell;
 
@@ -28,7 +30,7 @@ fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
     })
 }
 
-/// Runs an update on the core, then syncs certified data and the timer.
+/// Runs an update on the core, then [`settle`]s.
 fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
     let ctx = context();
     STATE.with_borrow_mut(|s| {
@@ -36,9 +38,19 @@ fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
             .as_mut()
             .expect("state is initialised in init/post_upgrade");
         let out = f(state, &ctx);
-        sync_runtime(state);
+        settle(state);
         out
     })
+}
+
+/// After every change: the O(1) invariants (a failure traps, so nothing the message wrote
+/// is kept), then certified data and the timer. The full `check_invariants` reads every
+/// open submission and is for tests.
+fn settle(state: &State) {
+    if let Err(broken) = state.check_cheap_invariants() {
+        ic_cdk::trap(format!("invariant broken: {broken}"));
+    }
+    sync_runtime(state);
 }
 
 /// An update through the core, then counted in the metrics (see `metrics.rs`): rejections
@@ -124,7 +136,7 @@ fn post_upgrade(arg: Option<InitArg>) {
         Some(InitArg::Init(_)) => ic_cdk::trap("upgrade needs InitArg::Upgrade, not Init"),
     }
     // Timers are cleared by an upgrade: re-arm from the stored deadline.
-    read_state(sync_runtime);
+    read_state(settle);
 }
 
 /// The deadline timer. The raw system export (not `ic-cdk-timers`, whose self-calls need
@@ -137,7 +149,7 @@ extern "C" fn canister_global_timer() {
         STATE.with_borrow_mut(|s| {
             let state = s.as_mut().expect("state is initialised");
             state.on_timer(now);
-            sync_runtime(state);
+            settle(state);
             state.record_call(CallRecord {
                 method: "canister_global_timer",
                 rejection: None,

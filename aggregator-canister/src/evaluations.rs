@@ -12,6 +12,7 @@ use flic_protocol::api::{
 };
 
 use crate::state::{CallContext, State};
+use crate::storage::records::EvaluationRecord;
 use crate::storage::Stored;
 
 /// Sample-weighted mean quality of one round's model over its evaluations.
@@ -82,7 +83,7 @@ impl State {
         }
         self.evaluations.insert(
             key,
-            Stored(Evaluation {
+            Stored(EvaluationRecord {
                 round: args.round,
                 model_version: args.model_version,
                 reporter: ctx.caller,
@@ -107,7 +108,7 @@ impl State {
         self.evaluations
             .range((round, Principal::management_canister())..)
             .take_while(|e| e.key().0 == round)
-            .map(|e| e.value().0)
+            .map(|e| e.value().0.into())
             .collect()
     }
 

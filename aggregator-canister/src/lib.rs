@@ -3,10 +3,11 @@
 //! A pure core ([`state::State`] and its modules) that takes the caller and the time as
 //! arguments, behind one thin `ic-cdk` boundary ([`canister`]).
 //!
-//! - [`storage`]: stable-memory layout (one `MemoryManager`, named `MemoryId`s, flat arrays);
+//! - [`storage`]: stable-memory layout (one `MemoryManager`, named `MemoryId`s, flat arrays),
+//!   the versioned records kept there, and the upgrade from the release before them;
 //! - [`state`]: the state, job administration, invariants;
 //! - [`registry`]: datasets and contribution indexes;
-//! - [`rounds`]: submissions, round closing, round and model queries;
+//! - [`rounds`]: submissions, round closing, round and model queries (one file each);
 //! - [`aggregation`]: streaming FedAvg over stable memory;
 //! - [`certification`]: the certified state tree and its witnesses;
 //! - [`evaluations`]: model quality per round, reported by controllers and contributors;

@@ -12,9 +12,6 @@ use std::collections::BTreeMap;
 use candid::CandidType;
 use serde::{Deserialize, Serialize};
 
-use crate::state::State;
-use crate::storage::Stored;
-
 /// Calls and cost of one update method (or of the timer, as `"canister_global_timer"`).
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct MethodCounters {
@@ -79,19 +76,6 @@ impl Metrics {
     }
 }
 
-impl State {
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics.get().0
-    }
-
-    /// Adds one finished call to the counters (called by the boundary only).
-    pub fn record_call(&mut self, call: CallRecord<'_>) {
-        let mut m = self.metrics().clone();
-        m.record(call);
-        self.metrics.set(Stored(m));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,42 +97,5 @@ mod tests {
             )),
             "Signature"
         );
-    }
-
-    #[test]
-    fn records_calls_rejections_and_survive_reload() {
-        let mem = ic_stable_structures::DefaultMemoryImpl::default();
-        let mut s = State::load(mem.clone());
-        s.record_call(CallRecord {
-            method: "put_chunk",
-            rejection: None,
-            bytes: 100,
-            instructions: 7,
-        });
-        s.record_call(CallRecord {
-            method: "put_chunk",
-            rejection: Some("ChunkHashMismatch"),
-            bytes: 50,
-            instructions: 3,
-        });
-        let s = State::load(mem);
-        let m = s.metrics();
-        let pc = m.method("put_chunk");
-        assert_eq!(
-            (
-                pc.ok,
-                pc.rejected,
-                pc.bytes_accepted,
-                pc.bytes_rejected,
-                pc.instructions
-            ),
-            (1, 1, 100, 50, 10)
-        );
-        assert_eq!(
-            m.rejections
-                .get(&("put_chunk".to_string(), "ChunkHashMismatch".to_string())),
-            Some(&1)
-        );
-        assert_eq!(m.method("commit_submission"), MethodCounters::default());
     }
 }

@@ -1,5 +1,7 @@
 //! The data-ownership registry: datasets, their owners, and who contributed what.
 
+use std::ops::Bound;
+
 use candid::Principal;
 use flic_protocol::api::{
     page_limit, Contribution, ContributionPage, Dataset, DatasetError, DatasetPage, PageArgs,
@@ -8,6 +10,7 @@ use flic_protocol::api::{
 };
 
 use crate::state::{CallContext, State};
+use crate::storage::records::DatasetRecord;
 use crate::storage::Stored;
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), DatasetError> {
@@ -49,10 +52,10 @@ impl State {
                 max: MAX_DATASETS_PER_OWNER,
             });
         }
-        let mut m = self.meta().clone();
-        let id = m.next_dataset_id;
-        m.next_dataset_id += 1;
-        let dataset = Dataset {
+        let mut ids = self.allocators().clone();
+        let id = ids.next_dataset_id;
+        ids.next_dataset_id += 1;
+        let dataset = DatasetRecord {
             id,
             owner: ctx.caller,
             name: args.name,
@@ -65,7 +68,7 @@ impl State {
         };
         self.datasets.insert(id, Stored(dataset));
         self.datasets_by_owner.insert((ctx.caller, id), ());
-        self.set_meta(m);
+        self.set_allocators(ids);
         Ok(id)
     }
 
@@ -93,7 +96,7 @@ impl State {
     }
 
     pub fn dataset(&self, dataset_id: u64) -> Option<Dataset> {
-        self.datasets.get(&dataset_id).map(|s| s.0)
+        self.datasets.get(&dataset_id).map(|s| s.0.into())
     }
 
     pub fn list_datasets(&self, page: PageArgs) -> DatasetPage {
@@ -102,14 +105,16 @@ impl State {
             .datasets
             .range(page.start..)
             .take(limit + 1)
-            .map(|e| e.value().0)
+            .map(|e| e.value().0.into())
             .collect();
         let next = (items.len() > limit).then(|| items.pop().expect("limit + 1 items").id);
         DatasetPage { items, next }
     }
 
     pub fn contribution(&self, index: u64) -> Option<Contribution> {
-        self.contributions.get(&index).map(|s| s.0.contribution)
+        self.contributions
+            .get(&index)
+            .map(|s| s.0.contribution.into())
     }
 
     fn page_of(&self, indices: impl Iterator<Item = u64>, limit: usize) -> ContributionPage {
@@ -148,5 +153,19 @@ impl State {
     pub(crate) fn contributions_range(&self, end: u64, page: PageArgs) -> ContributionPage {
         let start = page.start.min(end);
         self.page_of(start..end, page_limit(page.limit))
+    }
+
+    /// Principals with at least one contribution (one index seek per principal).
+    pub fn distinct_contributors(&self) -> u64 {
+        let mut n = 0;
+        let mut next = self.by_contributor.keys().next();
+        while let Some((p, _)) = next {
+            n += 1;
+            next = self
+                .by_contributor
+                .keys_range((Bound::Excluded((p, u64::MAX)), Bound::Unbounded))
+                .next();
+        }
+        n
     }
 }

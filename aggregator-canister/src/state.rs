@@ -2,19 +2,20 @@
 //! The core takes the caller and the time as arguments ([`CallContext`]) and never calls
 //! `ic_cdk`; every update validates fully before it writes anything.
 
-use candid::{CandidType, Principal};
+use candid::Principal;
 use flic_protocol::api::{
-    AdminError, Contribution, Dataset, Evaluation, JobConfig, JobState, RoundRecord, UpgradeArgs,
-    MAX_ROUND_DURATION_NS, MIN_ROUND_DURATION_NS,
+    AdminError, JobConfig, JobState, UpgradeArgs, MAX_ROUND_DURATION_NS, MIN_ROUND_DURATION_NS,
 };
-use flic_protocol::merkle::MerkleFrontier;
-use flic_protocol::{Hash, SubmissionHeader};
-use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
-use serde::{Deserialize, Serialize};
+use flic_protocol::Hash;
+use ic_stable_structures::{DefaultMemoryImpl, Memory, StableBTreeMap, StableCell};
 use serde_bytes::ByteBuf;
 
 use crate::certification::{encode_tree, CertifiedTree, HistoryWitness};
-use crate::metrics::Metrics;
+use crate::metrics::{CallRecord, Metrics};
+use crate::storage::records::{
+    AllocatorsRecord, ClosedRoundRecord, ContributionRecord, DatasetRecord, EvaluationRecord,
+    HistoryRecord, JobConfigRecord, JobRecord, JobStateRecord, OpenRoundRecord, SubmissionRecord,
+};
 use crate::storage::*;
 
 /// Who calls, when, and on which canister: everything the core needs from the runtime.
@@ -26,93 +27,19 @@ pub struct CallContext {
     pub is_controller: bool,
 }
 
-/// Scalars of the job and the open round (one Candid-encoded cell).
-#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-pub struct Meta {
-    pub job_id: u64,
-    pub config: Option<JobConfig>,
-    pub state: Option<JobState>,
-    pub frac_bits: u32,
-    pub spec_id: Option<Hash>,
-    pub param_count: u64,
-    /// Initial-model chunks received (one byte per chunk: 0 or 1).
-    pub model_chunks: ByteBuf,
-    pub model_version: Option<Hash>,
-    pub round: u64,
-    pub round_opened_at_ns: u64,
-    /// 0 when no round is open.
-    pub deadline_ns: u64,
-    /// Time left on the deadline when the job was paused.
-    pub paused_remaining_ns: u64,
-    pub extensions: u32,
-    pub committed: u32,
-    pub total_weight: u64,
-    pub first_contribution_of_round: u64,
-    pub next_contribution: u64,
-    pub next_submission_id: u64,
-    pub next_dataset_id: u64,
-    /// Bump pointer of the staging arena.
-    pub staging_top: u64,
-    pub history_size: u64,
-    pub history_peaks: Vec<Hash>,
-}
-
-impl Meta {
-    pub fn job_state(&self) -> JobState {
-        self.state.unwrap_or(JobState::Unconfigured)
-    }
-
-    pub fn history(&self) -> MerkleFrontier {
-        MerkleFrontier::from_parts(
-            self.history_size,
-            self.history_peaks.iter().map(|h| h.into_array()).collect(),
-        )
-        .expect("stored history frontier is consistent")
-    }
-
-    pub fn set_history(&mut self, f: &MerkleFrontier) {
-        self.history_size = f.size();
-        self.history_peaks = f.peaks().iter().map(|p| Hash::new(*p)).collect();
-    }
-
-    pub fn config(&self) -> &JobConfig {
-        self.config.as_ref().expect("a configured job")
-    }
-}
-
-/// An upload in the open round.
-#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Submission {
-    pub id: u64,
-    pub round: u64,
-    pub contributor: Principal,
-    pub header: SubmissionHeader,
-    pub header_hash: Hash,
-    pub public_key: ByteBuf,
-    pub signature: ByteBuf,
-    pub chunk_hashes: Vec<Hash>,
-    /// One byte per chunk: 1 when stored.
-    pub stored: ByteBuf,
-    pub stored_count: u32,
-    pub staging_offset: u64,
-    pub byte_len: u64,
-    pub weight: u64,
-    /// Contribution index once committed.
-    pub contribution: Option<u64>,
-}
-
-/// A committed contribution plus where its delta is retained, if it is.
-#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct StoredContribution {
-    pub contribution: Contribution,
-    pub retained_offset: Option<u64>,
-    pub byte_len: u64,
-}
-
 type Map<K, V> = StableBTreeMap<K, V, Mem>;
 
+type Cell<T> = StableCell<Stored<T>, Mem>;
+
 pub struct State {
-    pub(crate) meta: StableCell<Stored<Meta>, Mem>,
+    /// The job's configuration and derived constants (MemoryId 18).
+    pub(crate) job: Cell<JobRecord>,
+    /// The open round's scalars (MemoryId 19).
+    pub(crate) open_round: Cell<OpenRoundRecord>,
+    /// Next ids and the staging bump pointer (MemoryId 20).
+    pub(crate) allocators: Cell<AllocatorsRecord>,
+    /// The round history's Merkle frontier (MemoryId 21).
+    pub(crate) history: Cell<HistoryRecord>,
     pub(crate) weights: Mem,
     /// The open round's FedAvg accumulator (`i64` per parameter), on the heap: a commit adds
     /// into it without copying 16 bytes per parameter to and from stable memory. Empty until
@@ -123,41 +50,70 @@ pub struct State {
     /// Where `acc` waits out an upgrade (read only when the round has commits).
     pub(crate) accumulator: Mem,
     pub(crate) staging: Mem,
-    pub(crate) datasets: Map<u64, Stored<Dataset>>,
+    pub(crate) datasets: Map<u64, Stored<DatasetRecord>>,
     pub(crate) datasets_by_owner: Map<(Principal, u64), ()>,
-    pub(crate) submissions: Map<u64, Stored<Submission>>,
+    pub(crate) submissions: Map<u64, Stored<SubmissionRecord>>,
     pub(crate) submitters: Map<Principal, u64>,
-    pub(crate) contributions: Map<u64, Stored<StoredContribution>>,
+    pub(crate) contributions: Map<u64, Stored<ContributionRecord>>,
     pub(crate) by_contributor: Map<(Principal, u64), ()>,
     pub(crate) by_dataset: Map<(u64, u64), ()>,
-    pub(crate) rounds: Map<u64, Stored<RoundRecord>>,
+    pub(crate) rounds: Map<u64, Stored<ClosedRoundRecord>>,
     pub(crate) versions: Map<[u8; 32], u64>,
     /// Flat `f32` LE copy of the initial model, kept with `retain_contributions`.
     pub(crate) initial_weights: Mem,
     /// Heap cache of the certified tree's history, rebuilt from `rounds` on load.
     pub(crate) certified: CertifiedTree,
-    pub(crate) evaluations: Map<(u64, Principal), Stored<Evaluation>>,
-    pub(crate) metrics: StableCell<Stored<Metrics>, Mem>,
+    pub(crate) evaluations: Map<(u64, Principal), Stored<EvaluationRecord>>,
+    pub(crate) metrics: Cell<Metrics>,
 }
 
 impl State {
-    /// Opens (or creates) every structure in `memory`. Used by init and post_upgrade alike.
+    /// Opens (or creates) every structure in `memory`. Used by init and post_upgrade alike;
+    /// on the first upgrade from the release before versioned records, moves its `Meta`
+    /// into the job, open round, allocator and history records. Otherwise writes nothing
+    /// to a memory that already holds a state.
     pub fn load(memory: DefaultMemoryImpl) -> Self {
         let m = Memories::init(memory);
-        let rounds: Map<u64, Stored<RoundRecord>> = StableBTreeMap::init(m.get(MEMORY_ROUNDS));
-        let certified = CertifiedTree::from_history(rounds.iter().map(|e| e.value().0));
-        let meta = StableCell::init(m.get(MEMORY_META), Stored(Meta::default()));
+        let rounds: Map<u64, Stored<ClosedRoundRecord>> =
+            StableBTreeMap::init(m.get(MEMORY_ROUNDS));
+        let certified = CertifiedTree::from_history(rounds.iter().map(|e| e.value().0.into()));
+        let (job, open_round, allocators, history) =
+            match legacy::take_meta(m.get(MEMORY_LEGACY_META)) {
+                Some(meta) => {
+                    assert_eq!(
+                        m.get(MEMORY_JOB).size(),
+                        0,
+                        "both a legacy Meta and a job record: stable memory is corrupt"
+                    );
+                    let split = meta.split();
+                    (
+                        StableCell::new(m.get(MEMORY_JOB), Stored(split.job)),
+                        StableCell::new(m.get(MEMORY_OPEN_ROUND), Stored(split.open_round)),
+                        StableCell::new(m.get(MEMORY_ALLOCATORS), Stored(split.allocators)),
+                        StableCell::new(m.get(MEMORY_HISTORY), Stored(split.history)),
+                    )
+                }
+                None => (
+                    StableCell::init(m.get(MEMORY_JOB), Stored(JobRecord::default())),
+                    StableCell::init(m.get(MEMORY_OPEN_ROUND), Stored(OpenRoundRecord::default())),
+                    StableCell::init(
+                        m.get(MEMORY_ALLOCATORS),
+                        Stored(AllocatorsRecord::default()),
+                    ),
+                    StableCell::init(m.get(MEMORY_HISTORY), Stored(HistoryRecord::default())),
+                ),
+            };
         let accumulator = m.get(MEMORY_ACCUMULATOR);
-        let acc = {
-            let m: &Meta = &meta.get().0;
-            if m.committed > 0 {
-                read_i64s(&accumulator, 0, m.param_count as usize)
-            } else {
-                Vec::new()
-            }
+        let acc = if open_round.get().0.committed > 0 {
+            read_i64s(&accumulator, 0, job.get().0.param_count as usize)
+        } else {
+            Vec::new()
         };
         Self {
-            meta,
+            job,
+            open_round,
+            allocators,
+            history,
             weights: m.get(MEMORY_WEIGHTS),
             acc,
             accumulator,
@@ -189,24 +145,62 @@ impl State {
     ///
     /// [`load`]: State::load
     pub fn save_for_upgrade(&self) {
-        if self.meta().committed > 0 {
+        if self.open_round().committed > 0 {
             write_i64s(&self.accumulator, 0, &self.acc);
         }
     }
 
-    pub fn meta(&self) -> &Meta {
-        &self.meta.get().0
+    /// The job: configuration, state and derived constants.
+    pub fn job(&self) -> &JobRecord {
+        &self.job.get().0
     }
 
-    pub(crate) fn set_meta(&mut self, meta: Meta) {
-        self.meta.set(Stored(meta));
+    /// The open round's scalars.
+    pub fn open_round(&self) -> &OpenRoundRecord {
+        &self.open_round.get().0
+    }
+
+    /// The next ids to hand out and the staging arena's bump pointer.
+    pub fn allocators(&self) -> &AllocatorsRecord {
+        &self.allocators.get().0
+    }
+
+    /// The round history's Merkle frontier.
+    pub fn history(&self) -> &HistoryRecord {
+        &self.history.get().0
+    }
+
+    pub(crate) fn set_job(&mut self, job: JobRecord) {
+        self.job.set(Stored(job));
+    }
+
+    pub(crate) fn set_open_round(&mut self, round: OpenRoundRecord) {
+        self.open_round.set(Stored(round));
+    }
+
+    pub(crate) fn set_allocators(&mut self, allocators: AllocatorsRecord) {
+        self.allocators.set(Stored(allocators));
+    }
+
+    pub(crate) fn set_history(&mut self, history: HistoryRecord) {
+        self.history.set(Stored(history));
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics.get().0
+    }
+
+    /// Adds one finished call to the counters (called by the boundary only).
+    pub fn record_call(&mut self, call: CallRecord<'_>) {
+        let mut m = self.metrics().clone();
+        m.record(call);
+        self.metrics.set(Stored(m));
     }
 
     /// The timer deadline the runtime should arm (0 = none).
     pub fn timer_deadline(&self) -> u64 {
-        let m = self.meta();
-        if m.job_state() == JobState::Running {
-            m.deadline_ns
+        if self.job().job_state() == JobState::Running {
+            self.open_round().deadline_ns
         } else {
             0
         }
@@ -229,7 +223,7 @@ impl State {
         config: JobConfig,
     ) -> Result<u64, AdminError> {
         Self::require_controller(ctx)?;
-        let state = self.meta().job_state();
+        let state = self.job().job_state();
         if matches!(state, JobState::Running | JobState::Paused) {
             return Err(AdminError::WrongState {
                 state,
@@ -237,19 +231,24 @@ impl State {
             });
         }
         let frac_bits = config.validate()?;
-        let mut m = self.meta().clone();
         let param_count = config.model_spec.param_count();
         let chunks = flic_protocol::chunking::chunk_count(param_count * 4, config.chunk_size());
-        m.job_id += 1;
-        m.spec_id = Some(Hash::new(config.model_spec.spec_id()));
-        m.param_count = param_count;
-        m.frac_bits = frac_bits;
-        m.model_chunks = ByteBuf::from(vec![0u8; chunks as usize]);
-        m.model_version = None;
-        m.state = Some(JobState::AwaitingModel);
-        m.config = Some(config);
-        let job_id = m.job_id;
-        self.set_meta(m);
+        let job = JobRecord {
+            job_id: self.job().job_id + 1,
+            state: JobStateRecord::AwaitingModel,
+            spec_id: Some(Hash::new(config.model_spec.spec_id())),
+            param_count,
+            frac_bits,
+            model_chunks: ByteBuf::from(vec![0u8; chunks as usize]),
+            config: Some(JobConfigRecord::from(config)),
+        };
+        let job_id = job.job_id;
+        self.set_job(job);
+        if self.open_round().model_version.is_some() {
+            let mut round = self.open_round().clone();
+            round.model_version = None;
+            self.set_open_round(round);
+        }
         Ok(job_id)
     }
 
@@ -262,8 +261,8 @@ impl State {
         bytes: &[u8],
     ) -> Result<u32, AdminError> {
         Self::require_controller(ctx)?;
-        let m = self.meta();
-        let state = m.job_state();
+        let job = self.job();
+        let state = job.job_state();
         match state {
             JobState::AwaitingModel | JobState::Ready => {}
             JobState::Unconfigured => return Err(AdminError::NotConfigured),
@@ -274,9 +273,9 @@ impl State {
                 })
             }
         }
-        let total = m.param_count * 4;
-        let chunk_size = m.config().chunk_size();
-        let chunk_count = m.model_chunks.len() as u32;
+        let total = job.param_count * 4;
+        let chunk_size = job.config().chunk_size();
+        let chunk_count = job.model_chunks.len() as u32;
         let (offset, len) = flic_protocol::chunking::chunk_range(total, chunk_size, index as u64)
             .ok_or(AdminError::ModelChunkOutOfRange { index, chunk_count })?;
         if bytes.len() as u64 != len {
@@ -287,30 +286,30 @@ impl State {
             });
         }
         write_bytes(&self.weights, offset, bytes);
-        let mut m = m.clone();
-        m.model_chunks[index as usize] = 1;
-        let missing = m.model_chunks.iter().filter(|&&b| b == 0).count() as u32;
-        m.state = Some(if missing == 0 {
-            JobState::Ready
+        let mut job = job.clone();
+        job.model_chunks[index as usize] = 1;
+        let missing = job.missing_model_chunks();
+        job.state = if missing == 0 {
+            JobStateRecord::Ready
         } else {
-            JobState::AwaitingModel
-        });
-        self.set_meta(m);
+            JobStateRecord::AwaitingModel
+        };
+        self.set_job(job);
         Ok(missing)
     }
 
     /// Checks the initial model, computes its version and opens round 0.
     pub fn start_job(&mut self, ctx: &CallContext) -> Result<(), AdminError> {
         Self::require_controller(ctx)?;
-        let m = self.meta();
-        match m.job_state() {
+        let job = self.job();
+        match job.job_state() {
             JobState::Ready => {}
             JobState::Unconfigured => return Err(AdminError::NotConfigured),
             JobState::AwaitingModel => {
-                let missing = m.model_chunks.iter().filter(|&&b| b == 0).count() as u32;
-                let first_missing = m.model_chunks.iter().position(|&b| b == 0).unwrap_or(0) as u32;
+                let first_missing =
+                    job.model_chunks.iter().position(|&b| b == 0).unwrap_or(0) as u32;
                 return Err(AdminError::ModelIncomplete {
-                    missing,
+                    missing: job.missing_model_chunks(),
                     first_missing,
                 });
             }
@@ -321,61 +320,74 @@ impl State {
                 })
             }
         }
-        let spec_id = m.spec_id.expect("configured").into_array();
-        let version =
-            crate::aggregation::check_and_hash_weights(&self.weights, m.param_count, &spec_id)?;
+        let version = crate::aggregation::check_and_hash_weights(
+            &self.weights,
+            job.param_count,
+            &job.spec_id(),
+        )?;
         // The accumulator's upgrade spill area exists from the first round on, so an
         // upgrade never has to grow stable memory.
-        ensure_capacity(&self.accumulator, m.param_count * 8);
-        if m.config().retain_contributions {
+        ensure_capacity(&self.accumulator, job.param_count * 8);
+        if job.config().retain_contributions {
             // Lineage verifiers replay every round from the initial model.
-            let bytes = read_bytes(&self.weights, 0, m.param_count * 4);
+            let bytes = read_bytes(&self.weights, 0, job.param_count * 4);
             write_bytes(&self.initial_weights, 0, &bytes);
         }
-        let mut m = m.clone();
-        m.model_version = Some(Hash::new(version));
-        m.state = Some(JobState::Running);
-        m.round = 0;
-        m.round_opened_at_ns = ctx.now;
-        m.deadline_ns = ctx.now + m.config().round_duration_ns;
-        m.first_contribution_of_round = m.next_contribution;
+        let round_duration_ns = job.config().round_duration_ns;
+        let mut job = job.clone();
+        job.state = JobStateRecord::Running;
+        self.set_job(job);
+        let round = OpenRoundRecord {
+            round: 0,
+            model_version: Some(Hash::new(version)),
+            opened_at_ns: ctx.now,
+            deadline_ns: ctx.now + round_duration_ns,
+            first_contribution: self.allocators().next_contribution,
+            ..self.open_round().clone()
+        };
+        self.set_open_round(round);
         self.versions.insert(version, 0);
-        self.set_meta(m);
         Ok(())
     }
 
     pub fn pause_job(&mut self, ctx: &CallContext) -> Result<(), AdminError> {
         Self::require_controller(ctx)?;
-        let state = self.meta().job_state();
+        let state = self.job().job_state();
         if state != JobState::Running {
             return Err(AdminError::WrongState {
                 state,
                 needed: "Running".into(),
             });
         }
-        let mut m = self.meta().clone();
-        m.paused_remaining_ns = m.deadline_ns.saturating_sub(ctx.now);
-        m.state = Some(JobState::Paused);
-        self.set_meta(m);
+        let mut round = self.open_round().clone();
+        round.paused_remaining_ns = round.deadline_ns.saturating_sub(ctx.now);
+        self.set_open_round(round);
+        self.set_job_state(JobStateRecord::Paused);
         Ok(())
     }
 
     /// Resumes a paused job; the open round gets back the time it had left.
     pub fn resume_job(&mut self, ctx: &CallContext) -> Result<(), AdminError> {
         Self::require_controller(ctx)?;
-        let state = self.meta().job_state();
+        let state = self.job().job_state();
         if state != JobState::Paused {
             return Err(AdminError::WrongState {
                 state,
                 needed: "Paused".into(),
             });
         }
-        let mut m = self.meta().clone();
-        m.deadline_ns = ctx.now + m.paused_remaining_ns;
-        m.paused_remaining_ns = 0;
-        m.state = Some(JobState::Running);
-        self.set_meta(m);
+        let mut round = self.open_round().clone();
+        round.deadline_ns = ctx.now + round.paused_remaining_ns;
+        round.paused_remaining_ns = 0;
+        self.set_open_round(round);
+        self.set_job_state(JobStateRecord::Running);
         Ok(())
+    }
+
+    fn set_job_state(&mut self, state: JobStateRecord) {
+        let mut job = self.job().clone();
+        job.state = state;
+        self.set_job(job);
     }
 
     /// Applies upgrade arguments (post_upgrade runs as a controller).
@@ -386,24 +398,23 @@ impl State {
                     reason: format!("round_duration_ns {d} is out of range"),
                 });
             }
-            let mut m = self.meta().clone();
-            match m.config.as_mut() {
+            let mut job = self.job().clone();
+            match job.config.as_mut() {
                 Some(c) => c.round_duration_ns = d,
                 None => return Err(AdminError::NotConfigured),
             }
-            self.set_meta(m);
+            self.set_job(job);
         }
         Ok(())
     }
 
     /// The certified-data hash of the current state.
     pub fn certified_state(&self) -> flic_protocol::api::CertifiedState {
-        let m = self.meta();
         flic_protocol::api::CertifiedState {
-            job_id: m.job_id,
-            round: m.round,
-            model_version: m.model_version.unwrap_or_default(),
-            history_root: Hash::new(m.history().root()),
+            job_id: self.job().job_id,
+            round: self.open_round().round,
+            model_version: self.open_round().model_version.unwrap_or_default(),
+            history_root: Hash::new(self.history().frontier().root()),
         }
     }
 
@@ -417,12 +428,17 @@ impl State {
         encode_tree(&self.certified.witness(&self.certified_state(), history))
     }
 
-    /// Cross-structure invariants; tests call this after every mutation.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let m = self.meta();
+    /// The invariants that cost O(1) (lengths of maps, counters, the open round's scalars):
+    /// the boundary checks them after every update and traps, rolling the update back, if
+    /// one fails.
+    pub fn check_cheap_invariants(&self) -> Result<(), String> {
+        let job = self.job();
+        let round = self.open_round();
+        let ids = self.allocators();
+        let history = self.history();
         let ensure = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
         ensure(
-            m.next_contribution == self.contributions.len(),
+            ids.next_contribution == self.contributions.len(),
             "next_contribution == #contributions",
         )?;
         ensure(
@@ -434,7 +450,15 @@ impl State {
             "by_dataset indexes every contribution",
         )?;
         ensure(
-            self.rounds.len() == m.history_size,
+            ids.next_dataset_id == self.datasets.len(),
+            "next_dataset_id == #datasets (datasets are never removed)",
+        )?;
+        ensure(
+            self.datasets.len() == self.datasets_by_owner.len(),
+            "every dataset indexed by owner",
+        )?;
+        ensure(
+            self.rounds.len() == history.size,
             "history frontier covers every round",
         )?;
         ensure(
@@ -442,17 +466,57 @@ impl State {
             "certified tree holds every round record",
         )?;
         ensure(
-            self.datasets.len() == self.datasets_by_owner.len(),
-            "every dataset indexed by owner",
-        )?;
-        ensure(
             self.submitters.len() == self.submissions.len(),
             "one submission per submitter",
         )?;
+        ensure(
+            self.submissions.len() >= round.committed as u64
+                && self.submissions.len() <= ids.next_submission_id,
+            "committed <= #submissions <= next_submission_id",
+        )?;
+        if let Some(c) = &job.config {
+            ensure(round.committed <= c.max_clients, "committed <= max_clients")?;
+        }
+        ensure(
+            ids.next_contribution.checked_sub(round.first_contribution)
+                == Some(round.committed as u64),
+            "this round's contributions are the committed submissions",
+        )?;
+        ensure(
+            round.committed == 0 || self.acc.len() as u64 == job.param_count,
+            "accumulator has one entry per parameter once the round has commits",
+        )?;
+        ensure(
+            round.committed > 0 || round.total_weight == 0,
+            "no weight without commits",
+        )?;
+        if matches!(job.job_state(), JobState::Running | JobState::Paused) {
+            ensure(
+                history.size == round.round,
+                "one history entry per closed round",
+            )?;
+            ensure(
+                round.model_version.is_some(),
+                "a running job has a model version",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every cross-structure invariant, including those that read every open submission
+    /// and contribution of the round; tests call this after every mutation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_cheap_invariants()?;
+        let round = self.open_round();
+        let ids = self.allocators();
+        let ensure = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
         let mut committed = 0u32;
         for e in self.submissions.iter() {
             let s = e.value().0;
-            ensure(s.round == m.round, "submissions belong to the open round")?;
+            ensure(
+                s.round == round.round,
+                "submissions belong to the open round",
+            )?;
             ensure(
                 self.submitters.get(&s.contributor) == Some(s.id),
                 "submitter index points at the submission",
@@ -462,7 +526,7 @@ impl State {
                 "stored_count matches",
             )?;
             ensure(
-                s.staging_offset + s.byte_len <= m.staging_top,
+                s.staging_offset + s.byte_len <= ids.staging_top,
                 "staged bytes inside the arena",
             )?;
             if s.contribution.is_some() {
@@ -470,13 +534,10 @@ impl State {
             }
         }
         ensure(
-            committed == m.committed,
+            committed == round.committed,
             "committed count matches the committed submissions",
         )?;
-        if let Some(c) = &m.config {
-            ensure(m.committed <= c.max_clients, "committed <= max_clients")?;
-        }
-        let round_weight: u64 = (m.first_contribution_of_round..m.next_contribution)
+        let round_weight: u64 = (round.first_contribution..ids.next_contribution)
             .map(|i| {
                 self.contributions
                     .get(&i)
@@ -487,30 +548,17 @@ impl State {
             })
             .sum();
         ensure(
-            round_weight == m.total_weight,
+            round_weight == round.total_weight,
             "total_weight is the sum of this round's weights",
         )?;
-        ensure(
-            m.next_contribution - m.first_contribution_of_round == m.committed as u64,
-            "this round's contributions are the committed submissions",
-        )?;
-        if m.committed == 0 {
+        if round.committed == 0 {
             ensure(
                 self.acc.iter().all(|&a| a == 0),
                 "accumulator is zero when nothing is committed",
             )?;
-        } else {
-            ensure(
-                self.acc.len() as u64 == m.param_count,
-                "accumulator has one entry per parameter once the round has commits",
-            )?;
         }
-        if matches!(m.job_state(), JobState::Running | JobState::Paused) {
-            ensure(
-                m.history_size == m.round,
-                "one history entry per closed round",
-            )?;
-            let v = m
+        if matches!(self.job().job_state(), JobState::Running | JobState::Paused) {
+            let v = round
                 .model_version
                 .expect("running job has a model")
                 .into_array();

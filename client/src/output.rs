@@ -204,27 +204,8 @@ pub fn key_value_table(rows: impl IntoIterator<Item = (String, String)>) -> Stri
     t.to_string()
 }
 
-/// An IC time (nanoseconds since the Unix epoch) as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+/// An IC time as `YYYY-MM-DD HH:MM:SS UTC` (the canister's dashboard writes the same).
+pub use flic_protocol::time::utc;
 
 /// How far `to_ns` is from `now_ns`, for people: `in 42 min`, `3 s ago`.
 pub fn relative(to_ns: u64, now_ns: u64) -> String {
@@ -284,10 +265,6 @@ mod tests {
             3,
             "one row between two borders, no header:\n{kv}"
         );
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        // 2024-02-29 12:34:56 UTC (a leap day) is 1709210096 s.
-        assert_eq!(utc(1_709_210_096_000_000_000), "2024-02-29 12:34:56 UTC");
-        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00 UTC");
         assert_eq!(relative(61_000_000_000, 1_000_000_000), "in 60 s");
         assert_eq!(relative(0, 3_600_000_000_000), "60 min ago");
     }

@@ -416,12 +416,14 @@ impl Harness {
 
     /// The open round and the number of contributions committed so far.
     pub fn progress(&self) -> (u64, u64) {
-        let m = self.state.meta();
-        (m.round, m.next_contribution)
+        (
+            self.state.open_round().round,
+            self.state.allocators().next_contribution,
+        )
     }
 
     fn round(&self) -> u64 {
-        self.state.meta().round
+        self.state.open_round().round
     }
 
     /// Runs `f`; if it fails, asserts that stable memory is unchanged.
@@ -452,7 +454,7 @@ impl Harness {
 
     pub fn apply(&mut self, op: Op) {
         let round_before = self.round();
-        let committed_before = self.state.meta().committed;
+        let committed_before = self.state.open_round().committed;
         match op {
             Op::Begin {
                 who,
@@ -482,17 +484,18 @@ impl Harness {
             Op::Commit { who, which } => self.commit(who, which),
             Op::Advance { amount } => {
                 self.now += amount as u64 * (DURATION / 16);
-                let m = self.state.meta().clone();
+                let m = self.state.open_round().clone();
                 let due = m.deadline_ns != 0 && self.now >= m.deadline_ns;
-                let running = m.job_state() == flic_protocol::api::JobState::Running;
+                let running =
+                    self.state.job().job_state() == flic_protocol::api::JobState::Running;
                 self.state.on_timer(self.now);
                 let closes = running && due && m.committed >= self.config.min_clients;
                 assert_eq!(self.round(), round_before + closes as u64, "timer close");
                 if closes {
                     self.round_closed();
                 } else if running && due {
-                    assert_eq!(self.state.meta().extensions, m.extensions + 1);
-                    assert_eq!(self.state.meta().deadline_ns, self.now + DURATION);
+                    assert_eq!(self.state.open_round().extensions, m.extensions + 1);
+                    assert_eq!(self.state.open_round().deadline_ns, self.now + DURATION);
                 }
             }
             Op::Dataset {
@@ -547,13 +550,13 @@ impl Harness {
         if let Err(e) = self.state.check_invariants() {
             panic!("invariant broken: {e}");
         }
-        let m = self.state.meta();
+        let m = self.state.open_round();
         assert!(m.committed <= self.config.max_clients);
         assert!(
             m.round >= round_before && m.round <= round_before + 1,
             "round moved by more than one"
         );
-        assert_eq!(m.history_size, m.round);
+        assert_eq!(self.state.history().size, m.round);
     }
 
     fn begin(&mut self, who: u8, enc: u8, seed: u8, mutation: u8, samples: u16) {
@@ -700,7 +703,7 @@ impl Harness {
                 let honest = !header_mutated
                     && idx.is_some_and(|i| self.clients[i].upload.is_none())
                     && registered.is_some_and(|(_, n, revoked)| !revoked && sample_count <= n)
-                    && self.state.meta().job_state() == flic_protocol::api::JobState::Running;
+                    && self.state.job().job_state() == flic_protocol::api::JobState::Running;
                 let duplicate = matches!(e, SubmitError::DuplicateSubmission { .. });
                 // The round's uploads in progress are capped (2 × max_clients); an honest
                 // begin may only be refused for that when the cap is really reached.
@@ -721,7 +724,7 @@ impl Harness {
 
     fn put(&mut self, who: u8, index: u8, mutation: u8) {
         let (idx, caller) = self.caller(who);
-        let running = self.state.meta().job_state() == flic_protocol::api::JobState::Running;
+        let running = self.state.job().job_state() == flic_protocol::api::JobState::Running;
         let own = idx
             .and_then(|i| self.clients[i].upload.as_ref())
             .map(|u| (u.id, u.payload.clone()));
@@ -787,7 +790,7 @@ impl Harness {
         let complete = status
             .as_ref()
             .is_some_and(|s| s.stored_chunks.len() as u32 == s.chunk_count && !s.committed);
-        let running = self.state.meta().job_state() == flic_protocol::api::JobState::Running;
+        let running = self.state.job().job_state() == flic_protocol::api::JobState::Running;
         let upload = idx
             .and_then(|i| self.clients[i].upload.as_ref())
             .filter(|u| u.id == id)
@@ -861,7 +864,7 @@ impl Harness {
             // Uncommitted uploads of the closed round are discarded.
             c.upload = None;
         }
-        assert_eq!(self.state.meta().committed, 0);
+        assert_eq!(self.state.open_round().committed, 0);
     }
 
     fn dataset(&mut self, who: u8, action: u8, samples: u64) {

@@ -12,6 +12,7 @@
 //! - [`api`]: every Candid type of the canister interface.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
 //! - [`seeds`]: seeds every client derives the same way (local shuffling).
+//! - [`time`]: IC times as text.
 //!
 //! # Hashed and signed byte formats
 //!
@@ -45,6 +46,7 @@ pub mod model;
 pub mod sample;
 pub mod seeds;
 pub mod submission;
+pub mod time;
 
 /// A 32-byte digest on the wire (Candid `blob`; decoding rejects other lengths).
 pub type Hash = serde_bytes::ByteArray<32>;

@@ -6,73 +6,73 @@
 //! virtual memories, read and written in large contiguous ranges (never one map entry per
 //! parameter). The same code runs on real stable memory in wasm and on a `VectorMemory`
 //! in native tests.
+//!
+//! Every other value is one of the canister's own record types ([`records`]), written with
+//! a version tag ([`versioned`]). [`legacy`] reads what the release before versioned
+//! records wrote.
 
-use std::borrow::Cow;
-
-use candid::{CandidType, Decode, Encode};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
-use ic_stable_structures::storable::Bound;
-use ic_stable_structures::{DefaultMemoryImpl, Memory, Storable};
-use serde::de::DeserializeOwned;
+use ic_stable_structures::{DefaultMemoryImpl, Memory};
+
+pub mod legacy;
+pub mod records;
+pub mod versioned;
+
+pub use versioned::{Stored, StoredRecord};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("flat arrays are stored as the host's in-memory representation: little-endian only");
 
 pub type Mem = VirtualMemory<DefaultMemoryImpl>;
 
-/// `StableCell<Meta>`: configuration and round scalars.
-pub const MEMORY_META: MemoryId = MemoryId::new(0);
+// A `MemoryId` keeps its meaning forever: a structure that goes away leaves its id unused.
+
+/// The release before versioned records kept one `Meta` cell here (job, round scalars,
+/// counters, history frontier). Since then a tombstone: [`legacy`] moves a `Meta` it finds
+/// to memories 18 to 21, and the tombstone makes that older release trap if it were
+/// reinstalled over this state (a downgrade), instead of starting from a default `Meta`.
+pub const MEMORY_LEGACY_META: MemoryId = MemoryId::new(0);
 /// Flat `f32` LE: the current model weights.
 pub const MEMORY_WEIGHTS: MemoryId = MemoryId::new(1);
 /// Flat `i64` LE: the round's FedAvg accumulator while an upgrade runs (it lives on the heap).
 pub const MEMORY_ACCUMULATOR: MemoryId = MemoryId::new(2);
 /// Byte arena of staged (and, if retained, committed) encoded deltas.
 pub const MEMORY_STAGING: MemoryId = MemoryId::new(3);
-/// `dataset id -> Dataset`.
+/// `dataset id -> DatasetRecord`.
 pub const MEMORY_DATASETS: MemoryId = MemoryId::new(4);
 /// `(owner, dataset id) -> ()`.
 pub const MEMORY_DATASETS_BY_OWNER: MemoryId = MemoryId::new(5);
-/// `submission id -> Submission` (the open round's uploads only).
+/// `submission id -> SubmissionRecord` (the open round's uploads only).
 pub const MEMORY_SUBMISSIONS: MemoryId = MemoryId::new(6);
 /// `contributor -> submission id` (the open round only).
 pub const MEMORY_SUBMITTERS: MemoryId = MemoryId::new(7);
-/// `contribution index -> StoredContribution` (append-only).
+/// `contribution index -> ContributionRecord` (append-only).
 pub const MEMORY_CONTRIBUTIONS: MemoryId = MemoryId::new(8);
 /// `(contributor, contribution index) -> ()`.
 pub const MEMORY_BY_CONTRIBUTOR: MemoryId = MemoryId::new(9);
 /// `(dataset id, contribution index) -> ()`.
 pub const MEMORY_BY_DATASET: MemoryId = MemoryId::new(10);
-/// `round -> RoundRecord` (append-only history).
+/// `round -> ClosedRoundRecord` (append-only history).
 pub const MEMORY_ROUNDS: MemoryId = MemoryId::new(11);
 /// `model version -> round whose base it is`.
 pub const MEMORY_VERSIONS: MemoryId = MemoryId::new(12);
 /// Flat `f32` LE: the initial model, kept when contributions are retained (lineage).
 pub const MEMORY_INITIAL_WEIGHTS: MemoryId = MemoryId::new(13);
-/// `(round, reporter) -> Evaluation` of closed rounds' models.
+// 14, 15: never used by a release (once reserved for a feature branch).
+/// `(round, reporter) -> EvaluationRecord` of closed rounds' models.
 pub const MEMORY_EVALUATIONS: MemoryId = MemoryId::new(16);
 /// `StableCell<Metrics>`: call, rejection, byte and instruction counters (see `metrics`).
 pub const MEMORY_METRICS: MemoryId = MemoryId::new(17);
-// 18: reserved for the dashboard and metrics.
+/// `StableCell<JobRecord>`: the job's configuration and what is derived from it.
+pub const MEMORY_JOB: MemoryId = MemoryId::new(18);
+/// `StableCell<OpenRoundRecord>`: the open round's scalars.
+pub const MEMORY_OPEN_ROUND: MemoryId = MemoryId::new(19);
+/// `StableCell<AllocatorsRecord>`: the next ids and the staging arena's bump pointer.
+pub const MEMORY_ALLOCATORS: MemoryId = MemoryId::new(20);
+/// `StableCell<HistoryRecord>`: the frontier of the round history's Merkle tree.
+pub const MEMORY_HISTORY: MemoryId = MemoryId::new(21);
 
 const WASM_PAGE: u64 = 65536;
-
-/// A value stored Candid-encoded. Stored data was written by this canister, so decoding it
-/// cannot fail short of a bug or memory corruption, which must trap.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Stored<T>(pub T);
-
-impl<T: CandidType + DeserializeOwned> Storable for Stored<T> {
-    fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(Encode!(&self.0).expect("Candid encoding of a stored value"))
-    }
-    fn into_bytes(self) -> Vec<u8> {
-        Encode!(&self.0).expect("Candid encoding of a stored value")
-    }
-    fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Stored(Decode!(bytes.as_ref(), T).expect("stored value decodes"))
-    }
-    const BOUND: Bound = Bound::Unbounded;
-}
 
 /// Grows `mem` so that `[0, len)` is addressable.
 pub fn ensure_capacity(mem: &Mem, len: u64) {

@@ -16,6 +16,8 @@ use serde_bytes::ByteBuf;
 
 use crate::state::{CallContext, State};
 
+mod stable_image;
+
 const PARAMS: u64 = 300;
 const CHUNK: u32 = 256;
 const DURATION: u64 = 60_000_000_000;
@@ -999,6 +1001,37 @@ fn begin_submission_rejections_change_nothing() {
     );
 }
 
+/// The Ed25519 signature is verified last: a request wrong in a cheaper way is refused for
+/// that, and resuming an upload still needs a valid signature.
+#[test]
+fn begin_submission_verifies_the_signature_last() {
+    let mut h = Harness::running();
+    let c = h.client(1, 1000);
+    let bytes = encode(DeltaEncoding::F32, &delta(1)).unwrap();
+    let ctx = h.ctx(c.principal);
+    let header = SubmissionHeader {
+        job_id: 9,
+        ..h.header(&c, DeltaEncoding::F32, &bytes, 100)
+    };
+    let mut args = h.args(&c, header, &bytes);
+    args.signature[0] ^= 1;
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, args),
+        SubmitError::WrongJob { got: 9, .. }
+    );
+    let s = h.begin(&c, &bytes, DeltaEncoding::F32, 100);
+    let mut resume = h.args(&c, h.header(&c, DeltaEncoding::F32, &bytes, 100), &bytes);
+    resume.signature[0] ^= 1;
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, resume),
+        SubmitError::Signature(SignatureError::BadSignature)
+    );
+    let again = h.begin(&c, &bytes, DeltaEncoding::F32, 100);
+    assert_eq!(again.submission_id, s.submission_id);
+}
+
 #[test]
 fn chunk_and_commit_rejections_change_nothing() {
     let mut h = Harness::running();
@@ -1381,6 +1414,78 @@ fn certified_tree_witnesses_proofs_and_initial_model() {
     let root = h.state.certified_data();
     h.upgrade();
     assert_eq!(h.state.certified_data(), root);
+}
+
+/// The O(1) invariants the boundary checks after every update catch a broken counter.
+#[test]
+fn cheap_invariants_catch_broken_counters() {
+    let mut h = Harness::running();
+    let c = h.client(1, 1000);
+    h.submit(&c, &delta(1), DeltaEncoding::F32, 10);
+    h.state.check_cheap_invariants().unwrap();
+    let good = h.state.allocators().clone();
+    for (what, broken) in [
+        ("next_contribution", {
+            let mut a = good.clone();
+            a.next_contribution += 1;
+            a
+        }),
+        ("next_dataset_id", {
+            let mut a = good.clone();
+            a.next_dataset_id = 0;
+            a
+        }),
+    ] {
+        h.state.set_allocators(broken);
+        let err = h.state.check_cheap_invariants().unwrap_err();
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    h.state.set_allocators(good);
+    let mut round = h.state.open_round().clone();
+    round.committed = 4;
+    h.state.set_open_round(round);
+    assert!(h.state.check_cheap_invariants().is_err());
+}
+
+/// The boundary's counters, kept by the state (MemoryId 17).
+#[test]
+fn records_calls_rejections_and_survive_reload() {
+    let mem = ic_stable_structures::DefaultMemoryImpl::default();
+    let mut s = State::load(mem.clone());
+    s.record_call(crate::metrics::CallRecord {
+        method: "put_chunk",
+        rejection: None,
+        bytes: 100,
+        instructions: 7,
+    });
+    s.record_call(crate::metrics::CallRecord {
+        method: "put_chunk",
+        rejection: Some("ChunkHashMismatch"),
+        bytes: 50,
+        instructions: 3,
+    });
+    let s = State::load(mem);
+    let m = s.metrics();
+    let pc = m.method("put_chunk");
+    assert_eq!(
+        (
+            pc.ok,
+            pc.rejected,
+            pc.bytes_accepted,
+            pc.bytes_rejected,
+            pc.instructions
+        ),
+        (1, 1, 100, 50, 10)
+    );
+    assert_eq!(
+        m.rejections
+            .get(&("put_chunk".to_string(), "ChunkHashMismatch".to_string())),
+        Some(&1)
+    );
+    assert_eq!(
+        m.method("commit_submission"),
+        crate::metrics::MethodCounters::default()
+    );
 }
 
 // ---------------------------------------------------------------- evaluations and HTTP

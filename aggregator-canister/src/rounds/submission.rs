@@ -1,0 +1,467 @@
+//! Submissions: `begin_submission` verifies a signed header and opens an upload,
+//! `put_chunk` stores chunks checked against their hashes, `commit_submission` validates
+//! the whole delta and accumulates it (closing the round at `max_clients`).
+//!
+//! `begin_submission` applies its checks as small named functions, cheapest first, so a
+//! wrong request costs as little as possible and the Ed25519 verification, the most
+//! expensive, runs only for a request that is right in every other way. Each returns the
+//! typed error of its rejection; when several apply, the first in this order wins.
+
+use candid::Principal;
+use flic_protocol::api::{
+    BeginSubmissionArgs, CommitReceipt, JobState, PutChunkArgs, SubmissionStatus, SubmitError,
+};
+use flic_protocol::chunking::{chunk_count, chunk_range};
+use flic_protocol::fedavg::capped_weight;
+use flic_protocol::hash::sha256;
+use flic_protocol::merkle::{self, leaf_hash};
+use flic_protocol::submission::{principal_of_ed25519, verify_signature};
+use flic_protocol::{Hash, SubmissionHeader};
+use serde_bytes::ByteBuf;
+
+use crate::aggregation;
+use crate::state::{CallContext, State};
+use crate::storage::records::{ContributionRecord, PublicContribution, SubmissionRecord};
+use crate::storage::{write_bytes, Stored};
+
+/// Uploads in progress a round accepts at once: twice `max_clients`, so honest
+/// contributors find room while staged bytes stay bounded by `3 × max_clients` deltas.
+pub fn pending_limit(max_clients: u32) -> u32 {
+    max_clients.saturating_mul(2)
+}
+
+/// The size of the upload a header announces, once checked.
+struct UploadShape {
+    byte_len: u64,
+    chunk_count: u32,
+}
+
+/// What the caller's earlier upload of this round means for a new `begin_submission`.
+enum Earlier {
+    /// None: a new upload.
+    None,
+    /// The same header, not committed: resume it.
+    Resume(Box<SubmissionRecord>),
+}
+
+impl State {
+    fn require_running(&self) -> Result<(), SubmitError> {
+        let state = self.job().job_state();
+        if state != JobState::Running {
+            return Err(SubmitError::JobNotRunning { state });
+        }
+        Ok(())
+    }
+
+    pub(super) fn status_of(s: &SubmissionRecord) -> SubmissionStatus {
+        SubmissionStatus {
+            submission_id: s.id,
+            round: s.round,
+            contributor: s.contributor,
+            header_hash: s.header_hash,
+            chunk_count: s.header.chunk_count,
+            stored_chunks: s
+                .stored
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == 1)
+                .map(|(i, _)| i as u32)
+                .collect(),
+            committed: s.contribution.is_some(),
+        }
+    }
+
+    /// Verifies a signed header at once and opens an upload. Calling it again with the same
+    /// header resumes the upload (same id, chunks kept).
+    pub fn begin_submission(
+        &mut self,
+        ctx: &CallContext,
+        args: BeginSubmissionArgs,
+    ) -> Result<SubmissionStatus, SubmitError> {
+        check_caller(ctx)?;
+        self.require_running()?;
+        check_key_is_callers(ctx, &args.public_key)?;
+        let h = &args.header;
+        self.check_target(ctx, h)?;
+        let shape = self.check_shape(h, &args)?;
+        self.check_dataset(ctx, h)?;
+        let signing_bytes = h.signing_bytes();
+        let header_hash = Hash::new(sha256(&signing_bytes));
+        let earlier = self.check_earlier_upload(ctx, header_hash)?;
+        if let Earlier::None = earlier {
+            self.check_pending_limit()?;
+        }
+        check_chunk_root(h, &args)?;
+        verify_signature(&args.public_key, &signing_bytes, &args.signature)
+            .map_err(SubmitError::Signature)?;
+        if let Earlier::Resume(existing) = earlier {
+            return Ok(Self::status_of(&existing));
+        }
+
+        // Everything checked: allocate the staging region and record the upload.
+        let weight = capped_weight(h.sample_count, self.job().config().max_weight);
+        let mut ids = self.allocators().clone();
+        let id = ids.next_submission_id;
+        ids.next_submission_id += 1;
+        let staging_offset = ids.staging_top;
+        ids.staging_top += shape.byte_len;
+        let submission = SubmissionRecord {
+            id,
+            round: self.open_round().round,
+            contributor: ctx.caller,
+            header: args.header.into(),
+            header_hash,
+            public_key: args.public_key,
+            signature: args.signature,
+            chunk_hashes: args.chunk_hashes,
+            stored: ByteBuf::from(vec![0u8; shape.chunk_count as usize]),
+            stored_count: 0,
+            staging_offset,
+            byte_len: shape.byte_len,
+            weight,
+            contribution: None,
+        };
+        let status = Self::status_of(&submission);
+        self.submissions.insert(id, Stored(submission));
+        self.submitters.insert(ctx.caller, id);
+        self.set_allocators(ids);
+        Ok(status)
+    }
+
+    /// The header names this canister, job, open round and its base model.
+    fn check_target(&self, ctx: &CallContext, h: &SubmissionHeader) -> Result<(), SubmitError> {
+        let job_id = self.job().job_id;
+        let round = self.open_round();
+        if h.canister_id != ctx.canister_id {
+            return Err(SubmitError::WrongCanister {
+                expected: ctx.canister_id,
+                got: h.canister_id,
+            });
+        }
+        if h.job_id != job_id {
+            return Err(SubmitError::WrongJob {
+                expected: job_id,
+                got: h.job_id,
+            });
+        }
+        if h.round < round.round {
+            return Err(SubmitError::StaleRound {
+                current: round.round,
+                got: h.round,
+            });
+        }
+        if h.round > round.round {
+            return Err(SubmitError::FutureRound {
+                current: round.round,
+                got: h.round,
+            });
+        }
+        let current = round.model_version.expect("a running job has a model");
+        if h.base_model_version != current {
+            return Err(SubmitError::WrongBaseVersion {
+                expected: current,
+                got: h.base_model_version,
+            });
+        }
+        Ok(())
+    }
+
+    /// Encoding allowed, and the parameter, chunk and chunk-hash counts the job implies.
+    fn check_shape(
+        &self,
+        h: &SubmissionHeader,
+        args: &BeginSubmissionArgs,
+    ) -> Result<UploadShape, SubmitError> {
+        let job = self.job();
+        let config = job.config();
+        if !config.allows(h.encoding) {
+            return Err(SubmitError::EncodingNotAllowed {
+                encoding: h.encoding,
+            });
+        }
+        if h.param_count != job.param_count {
+            return Err(SubmitError::WrongParamCount {
+                expected: job.param_count,
+                got: h.param_count,
+            });
+        }
+        let byte_len = h.encoding.encoded_len(job.param_count);
+        let chunk_count = chunk_count(byte_len, config.chunk_size()) as u32;
+        if h.chunk_count != chunk_count {
+            return Err(SubmitError::WrongChunkCount {
+                encoding: h.encoding,
+                expected: chunk_count,
+                got: h.chunk_count,
+            });
+        }
+        if args.chunk_hashes.len() as u64 != chunk_count as u64 {
+            return Err(SubmitError::WrongChunkHashCount {
+                expected: chunk_count,
+                got: args.chunk_hashes.len() as u32,
+            });
+        }
+        Ok(UploadShape {
+            byte_len,
+            chunk_count,
+        })
+    }
+
+    /// The dataset is registered, the caller's, not revoked, and has the samples claimed.
+    fn check_dataset(&self, ctx: &CallContext, h: &SubmissionHeader) -> Result<(), SubmitError> {
+        let dataset = self
+            .datasets
+            .get(&h.dataset_id)
+            .ok_or(SubmitError::UnknownDataset {
+                dataset_id: h.dataset_id,
+            })?
+            .0;
+        if dataset.owner != ctx.caller {
+            return Err(SubmitError::DatasetNotOwned {
+                dataset_id: h.dataset_id,
+                owner: dataset.owner,
+            });
+        }
+        if dataset.revoked_at_ns.is_some() {
+            return Err(SubmitError::DatasetRevoked {
+                dataset_id: h.dataset_id,
+            });
+        }
+        if h.sample_count == 0 {
+            return Err(SubmitError::ZeroSampleCount);
+        }
+        if h.sample_count > dataset.sample_count {
+            return Err(SubmitError::SampleCountExceedsDataset {
+                claimed: h.sample_count,
+                registered: dataset.sample_count,
+            });
+        }
+        Ok(())
+    }
+
+    /// One upload per caller and round: the same header again resumes it (once the rest
+    /// of the request checks out); anything else is a duplicate.
+    fn check_earlier_upload(
+        &self,
+        ctx: &CallContext,
+        header_hash: Hash,
+    ) -> Result<Earlier, SubmitError> {
+        let Some(existing_id) = self.submitters.get(&ctx.caller) else {
+            return Ok(Earlier::None);
+        };
+        let existing = self
+            .submissions
+            .get(&existing_id)
+            .expect("indexed submission")
+            .0;
+        if existing.header_hash == header_hash && existing.contribution.is_none() {
+            return Ok(Earlier::Resume(Box::new(existing)));
+        }
+        Err(SubmitError::DuplicateSubmission {
+            round: self.open_round().round,
+            submission_id: existing_id,
+            committed: existing.contribution.is_some(),
+        })
+    }
+
+    /// Staging is bounded: principals are free to create, so without a cap a flood of
+    /// uploads that never commit could stage deltas until the round closes.
+    fn check_pending_limit(&self) -> Result<(), SubmitError> {
+        let pending = self
+            .submissions
+            .len()
+            .saturating_sub(self.open_round().committed as u64);
+        let limit = pending_limit(self.job().config().max_clients);
+        if pending >= limit as u64 {
+            return Err(SubmitError::TooManyPendingSubmissions {
+                pending: pending as u32,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn own_open_submission(
+        &self,
+        ctx: &CallContext,
+        submission_id: u64,
+    ) -> Result<SubmissionRecord, SubmitError> {
+        self.require_running()?;
+        let s = self
+            .submissions
+            .get(&submission_id)
+            .ok_or(SubmitError::UnknownSubmission { submission_id })?
+            .0;
+        if s.contributor != ctx.caller {
+            return Err(SubmitError::NotSubmissionOwner { submission_id });
+        }
+        if s.contribution.is_some() {
+            return Err(SubmitError::AlreadyCommitted { submission_id });
+        }
+        Ok(s)
+    }
+
+    /// Stores one chunk after checking it against its declared hash. Idempotent; any order.
+    /// Returns the number of chunks still missing.
+    pub fn put_chunk(&mut self, ctx: &CallContext, args: PutChunkArgs) -> Result<u32, SubmitError> {
+        let mut s = self.own_open_submission(ctx, args.submission_id)?;
+        let chunk_size = self.job().config().chunk_size();
+        let chunk_count = s.header.chunk_count;
+        let index = args.index;
+        let (offset, len) = chunk_range(s.byte_len, chunk_size, index as u64)
+            .ok_or(SubmitError::ChunkIndexOutOfRange { index, chunk_count })?;
+        if args.bytes.len() as u64 != len {
+            return Err(SubmitError::ChunkLengthMismatch {
+                index,
+                expected: len,
+                got: args.bytes.len() as u64,
+            });
+        }
+        let got = Hash::new(leaf_hash(&args.bytes));
+        let expected = s.chunk_hashes[index as usize];
+        if got != expected {
+            return Err(SubmitError::ChunkHashMismatch {
+                index,
+                expected,
+                got,
+            });
+        }
+        let missing = chunk_count - s.stored_count;
+        if s.stored[index as usize] == 1 {
+            return Ok(missing);
+        }
+        write_bytes(&self.staging, s.staging_offset + offset, &args.bytes);
+        s.stored[index as usize] = 1;
+        s.stored_count += 1;
+        self.submissions.insert(s.id, Stored(s));
+        Ok(missing - 1)
+    }
+
+    /// Checks that every chunk is present, validates the delta, accumulates it, and closes
+    /// the round when `max_clients` have committed.
+    pub fn commit_submission(
+        &mut self,
+        ctx: &CallContext,
+        submission_id: u64,
+    ) -> Result<CommitReceipt, SubmitError> {
+        let mut s = self.own_open_submission(ctx, submission_id)?;
+        if s.stored_count < s.header.chunk_count {
+            let first_missing = s.stored.iter().position(|&b| b == 0).unwrap_or(0) as u32;
+            return Err(SubmitError::MissingChunks {
+                missing: s.header.chunk_count - s.stored_count,
+                first_missing,
+            });
+        }
+        let job = self.job();
+        let config = job.config();
+        let (param_count, frac_bits) = (job.param_count, job.frac_bits);
+        let (retain, max_clients) = (config.retain_contributions, config.max_clients);
+        let encoding = s.header.encoding();
+        aggregation::validate_staged(
+            &self.staging,
+            s.staging_offset,
+            encoding,
+            param_count,
+            config.clip_norm,
+        )
+        .map_err(SubmitError::InvalidDelta)?;
+        // Validated: from here on nothing can fail.
+        if self.acc.len() as u64 != param_count {
+            self.acc = vec![0; param_count as usize];
+        }
+        aggregation::accumulate_staged(
+            &self.staging,
+            &mut self.acc,
+            s.staging_offset,
+            encoding,
+            s.weight,
+            frac_bits,
+        );
+        let mut round = self.open_round().clone();
+        let mut ids = self.allocators().clone();
+        let index = ids.next_contribution;
+        let index_in_round = (index - round.first_contribution) as u32;
+        ids.next_contribution += 1;
+        round.committed += 1;
+        round.total_weight += s.weight;
+        let contribution = PublicContribution {
+            index,
+            round: round.round,
+            index_in_round,
+            contributor: s.contributor,
+            dataset_id: s.header.dataset_id,
+            header: s.header.clone(),
+            header_hash: s.header_hash,
+            public_key: s.public_key.clone(),
+            signature: s.signature.clone(),
+            weight: s.weight,
+            committed_at_ns: ctx.now,
+            retained: retain,
+        };
+        self.contributions.insert(
+            index,
+            Stored(ContributionRecord {
+                contribution,
+                retained_offset: retain.then_some(s.staging_offset),
+                byte_len: s.byte_len,
+            }),
+        );
+        self.by_contributor.insert((s.contributor, index), ());
+        self.by_dataset.insert((s.header.dataset_id, index), ());
+        s.contribution = Some(index);
+        let receipt_base = (s.id, s.round, s.header_hash, s.weight);
+        self.submissions.insert(s.id, Stored(s));
+        let close = round.committed >= max_clients;
+        self.set_open_round(round);
+        self.set_allocators(ids);
+        if close {
+            self.close_round(ctx.now);
+        }
+        Ok(CommitReceipt {
+            submission_id: receipt_base.0,
+            round: receipt_base.1,
+            contribution_index: index,
+            index_in_round,
+            header_hash: receipt_base.2,
+            weight: receipt_base.3,
+            round_closed: close,
+        })
+    }
+}
+
+fn check_caller(ctx: &CallContext) -> Result<(), SubmitError> {
+    if ctx.caller == Principal::anonymous() {
+        return Err(SubmitError::AnonymousCaller);
+    }
+    Ok(())
+}
+
+/// The public key is 32 bytes and its self-authenticating principal is the caller (a hash,
+/// far cheaper than the signature, which is verified last).
+fn check_key_is_callers(ctx: &CallContext, public_key: &[u8]) -> Result<(), SubmitError> {
+    let pk: [u8; 32] = public_key.try_into().map_err(|_| {
+        SubmitError::Signature(flic_protocol::submission::SignatureError::PublicKeyLength {
+            len: public_key.len() as u64,
+        })
+    })?;
+    let key_principal = principal_of_ed25519(&pk);
+    if key_principal != ctx.caller {
+        return Err(SubmitError::CallerMismatch {
+            caller: ctx.caller,
+            key_principal,
+        });
+    }
+    Ok(())
+}
+
+/// The chunk hashes' Merkle root is the one the header signs.
+fn check_chunk_root(h: &SubmissionHeader, args: &BeginSubmissionArgs) -> Result<(), SubmitError> {
+    let leaves: Vec<[u8; 32]> = args.chunk_hashes.iter().map(|x| x.into_array()).collect();
+    let computed = Hash::new(merkle::root(&leaves));
+    if computed != h.chunk_root {
+        return Err(SubmitError::ChunkRootMismatch {
+            computed,
+            header: h.chunk_root,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! The records kept in stable memory: the canister's own types, not the API's, so that the
+//! interface (`flic_protocol::api`) can change without touching what earlier releases
+//! wrote. Each converts to and from the API type it is shown as: a field added to an API
+//! type fails to compile here until someone decides what the stored record does about it.
+//!
+//! Every record is written with a version tag ([`super::versioned`]) and follows its rule:
+//! **a stored record that gains a field must still decode what the previous release wrote**
+//! (an `Option` field, or a new version that converts the old shape); never rename, retype
+//! or remove a field or enum variant in place; extend `tests::stable_image`.
+//!
+//! Version 1 of every record that existed before versioned records has exactly the Candid
+//! shape that release wrote bare (version 0), so both decode alike. The job, open round,
+//! allocator and history records are new in version 1: they split that release's `Meta`
+//! ([`super::legacy`]).
+
+use candid::{CandidType, Principal};
+use flic_protocol::api::{
+    ClientHyperparameters, Contribution, Dataset, Evaluation, JobConfig, JobState, Optimizer,
+    RoundRecord,
+};
+use flic_protocol::chunking::DEFAULT_CHUNK_SIZE;
+use flic_protocol::encoding::DeltaEncoding;
+use flic_protocol::merkle::MerkleFrontier;
+use flic_protocol::model::{ModelSpec, TensorSpec};
+use flic_protocol::{Hash, SubmissionHeader};
+use serde::Deserialize;
+use serde_bytes::ByteBuf;
+
+use super::versioned::StoredRecord;
+
+// ---------------------------------------------------------------- the job (MemoryId 18)
+
+/// The job: its configuration and the constants derived from it.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct JobRecord {
+    /// Incremented by every `configure_job` (0: never configured).
+    pub job_id: u64,
+    pub state: JobStateRecord,
+    pub config: Option<JobConfigRecord>,
+    pub spec_id: Option<Hash>,
+    pub param_count: u64,
+    /// Fractional bits of the accumulator's fixed point, derived from the job's limits.
+    pub frac_bits: u32,
+    /// Initial-model chunks received (one byte per chunk: 0 or 1).
+    pub model_chunks: ByteBuf,
+}
+
+impl StoredRecord for JobRecord {
+    const VERSION: u8 = 1;
+}
+
+impl JobRecord {
+    pub fn job_state(&self) -> JobState {
+        self.state.into()
+    }
+
+    pub fn config(&self) -> &JobConfigRecord {
+        self.config.as_ref().expect("a configured job")
+    }
+
+    pub fn spec_id(&self) -> [u8; 32] {
+        self.spec_id.expect("a configured job").into_array()
+    }
+
+    pub fn missing_model_chunks(&self) -> u32 {
+        self.model_chunks.iter().filter(|&&b| b == 0).count() as u32
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JobStateRecord {
+    #[default]
+    Unconfigured,
+    AwaitingModel,
+    Ready,
+    Running,
+    Paused,
+}
+
+impl From<JobState> for JobStateRecord {
+    fn from(s: JobState) -> Self {
+        match s {
+            JobState::Unconfigured => Self::Unconfigured,
+            JobState::AwaitingModel => Self::AwaitingModel,
+            JobState::Ready => Self::Ready,
+            JobState::Running => Self::Running,
+            JobState::Paused => Self::Paused,
+        }
+    }
+}
+
+impl From<JobStateRecord> for JobState {
+    fn from(s: JobStateRecord) -> Self {
+        match s {
+            JobStateRecord::Unconfigured => Self::Unconfigured,
+            JobStateRecord::AwaitingModel => Self::AwaitingModel,
+            JobStateRecord::Ready => Self::Ready,
+            JobStateRecord::Running => Self::Running,
+            JobStateRecord::Paused => Self::Paused,
+        }
+    }
+}
+
+/// A job configuration as stored (see [`JobConfig`] for the fields' meaning).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct JobConfigRecord {
+    pub model_spec: ModelSpecRecord,
+    pub client: ClientHyperparametersRecord,
+    pub min_clients: u32,
+    pub max_clients: u32,
+    pub round_duration_ns: u64,
+    pub allowed_encodings: Vec<EncodingRecord>,
+    pub clip_norm: f32,
+    pub max_weight: u64,
+    pub server_lr: f32,
+    pub chunk_size: Option<u32>,
+    pub retain_contributions: bool,
+}
+
+impl JobConfigRecord {
+    /// As [`JobConfig::chunk_size`].
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE)
+    }
+
+    pub fn allows(&self, encoding: DeltaEncoding) -> bool {
+        self.allowed_encodings.contains(&encoding.into())
+    }
+}
+
+impl From<JobConfig> for JobConfigRecord {
+    fn from(c: JobConfig) -> Self {
+        Self {
+            model_spec: c.model_spec.into(),
+            client: c.client.into(),
+            min_clients: c.min_clients,
+            max_clients: c.max_clients,
+            round_duration_ns: c.round_duration_ns,
+            allowed_encodings: c.allowed_encodings.into_iter().map(Into::into).collect(),
+            clip_norm: c.clip_norm,
+            max_weight: c.max_weight,
+            server_lr: c.server_lr,
+            chunk_size: c.chunk_size,
+            retain_contributions: c.retain_contributions,
+        }
+    }
+}
+
+impl From<JobConfigRecord> for JobConfig {
+    fn from(c: JobConfigRecord) -> Self {
+        Self {
+            model_spec: c.model_spec.into(),
+            client: c.client.into(),
+            min_clients: c.min_clients,
+            max_clients: c.max_clients,
+            round_duration_ns: c.round_duration_ns,
+            allowed_encodings: c.allowed_encodings.into_iter().map(Into::into).collect(),
+            clip_norm: c.clip_norm,
+            max_weight: c.max_weight,
+            server_lr: c.server_lr,
+            chunk_size: c.chunk_size,
+            retain_contributions: c.retain_contributions,
+        }
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct ModelSpecRecord {
+    pub architecture: String,
+    pub config_json: String,
+    pub tensors: Vec<TensorRecord>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct TensorRecord {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub offset: u64,
+}
+
+impl From<ModelSpec> for ModelSpecRecord {
+    fn from(s: ModelSpec) -> Self {
+        Self {
+            architecture: s.architecture,
+            config_json: s.config_json,
+            tensors: s
+                .tensors
+                .into_iter()
+                .map(|t| TensorRecord {
+                    name: t.name,
+                    shape: t.shape,
+                    offset: t.offset,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<ModelSpecRecord> for ModelSpec {
+    fn from(s: ModelSpecRecord) -> Self {
+        Self {
+            architecture: s.architecture,
+            config_json: s.config_json,
+            tensors: s
+                .tensors
+                .into_iter()
+                .map(|t| TensorSpec {
+                    name: t.name,
+                    shape: t.shape,
+                    offset: t.offset,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClientHyperparametersRecord {
+    pub learning_rate: f32,
+    pub batch_size: u32,
+    pub local_epochs: u32,
+    pub optimizer: OptimizerRecord,
+    pub seed: u64,
+}
+
+impl From<ClientHyperparameters> for ClientHyperparametersRecord {
+    fn from(c: ClientHyperparameters) -> Self {
+        Self {
+            learning_rate: c.learning_rate,
+            batch_size: c.batch_size,
+            local_epochs: c.local_epochs,
+            optimizer: match c.optimizer {
+                Optimizer::Sgd => OptimizerRecord::Sgd,
+                Optimizer::Adam => OptimizerRecord::Adam,
+            },
+            seed: c.seed,
+        }
+    }
+}
+
+impl From<ClientHyperparametersRecord> for ClientHyperparameters {
+    fn from(c: ClientHyperparametersRecord) -> Self {
+        Self {
+            learning_rate: c.learning_rate,
+            batch_size: c.batch_size,
+            local_epochs: c.local_epochs,
+            optimizer: match c.optimizer {
+                OptimizerRecord::Sgd => Optimizer::Sgd,
+                OptimizerRecord::Adam => Optimizer::Adam,
+            },
+            seed: c.seed,
+        }
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerRecord {
+    Sgd,
+    Adam,
+}
+
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodingRecord {
+    F32,
+    Int8Blocks,
+}
+
+impl From<DeltaEncoding> for EncodingRecord {
+    fn from(e: DeltaEncoding) -> Self {
+        match e {
+            DeltaEncoding::F32 => Self::F32,
+            DeltaEncoding::Int8Blocks => Self::Int8Blocks,
+        }
+    }
+}
+
+impl From<EncodingRecord> for DeltaEncoding {
+    fn from(e: EncodingRecord) -> Self {
+        match e {
+            EncodingRecord::F32 => Self::F32,
+            EncodingRecord::Int8Blocks => Self::Int8Blocks,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the open round (19)
+
+/// The open round's scalars.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct OpenRoundRecord {
+    pub round: u64,
+    /// The model the round trains on, `H_r` (none before the job starts).
+    pub model_version: Option<Hash>,
+    pub opened_at_ns: u64,
+    /// 0 when no round is open.
+    pub deadline_ns: u64,
+    /// Time left on the deadline when the job was paused.
+    pub paused_remaining_ns: u64,
+    pub extensions: u32,
+    pub committed: u32,
+    pub total_weight: u64,
+    /// Global index of the round's first contribution.
+    pub first_contribution: u64,
+}
+
+impl StoredRecord for OpenRoundRecord {
+    const VERSION: u8 = 1;
+}
+
+// ---------------------------------------------------------------- allocators (20)
+
+/// The next ids to hand out, and the staging arena's bump pointer.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct AllocatorsRecord {
+    pub next_contribution: u64,
+    pub next_submission_id: u64,
+    pub next_dataset_id: u64,
+    pub staging_top: u64,
+}
+
+impl StoredRecord for AllocatorsRecord {
+    const VERSION: u8 = 1;
+}
+
+// ---------------------------------------------------------------- history frontier (21)
+
+/// The RFC 6962 frontier of the round history: its size and the roots of its perfect
+/// subtrees.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct HistoryRecord {
+    pub size: u64,
+    pub peaks: Vec<Hash>,
+}
+
+impl StoredRecord for HistoryRecord {
+    const VERSION: u8 = 1;
+}
+
+impl HistoryRecord {
+    pub fn frontier(&self) -> MerkleFrontier {
+        MerkleFrontier::from_parts(
+            self.size,
+            self.peaks.iter().map(|h| h.into_array()).collect(),
+        )
+        .expect("stored history frontier is consistent")
+    }
+
+    pub fn of(f: &MerkleFrontier) -> Self {
+        Self {
+            size: f.size(),
+            peaks: f.peaks().iter().map(|p| Hash::new(*p)).collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- datasets (4)
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct DatasetRecord {
+    pub id: u64,
+    pub owner: Principal,
+    pub name: String,
+    pub commitment: Hash,
+    pub sample_count: u64,
+    pub license: String,
+    pub description: String,
+    pub registered_at_ns: u64,
+    pub revoked_at_ns: Option<u64>,
+}
+
+impl StoredRecord for DatasetRecord {
+    const VERSION: u8 = 1;
+}
+
+impl From<DatasetRecord> for Dataset {
+    fn from(d: DatasetRecord) -> Self {
+        Self {
+            id: d.id,
+            owner: d.owner,
+            name: d.name,
+            commitment: d.commitment,
+            sample_count: d.sample_count,
+            license: d.license,
+            description: d.description,
+            registered_at_ns: d.registered_at_ns,
+            revoked_at_ns: d.revoked_at_ns,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- submissions (6)
+
+/// A signed submission header as stored (see [`SubmissionHeader`]).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HeaderRecord {
+    pub canister_id: Principal,
+    pub job_id: u64,
+    pub round: u64,
+    pub base_model_version: Hash,
+    pub dataset_id: u64,
+    pub sample_count: u64,
+    pub encoding: EncodingRecord,
+    pub param_count: u64,
+    pub chunk_count: u32,
+    pub chunk_root: Hash,
+}
+
+impl From<SubmissionHeader> for HeaderRecord {
+    fn from(h: SubmissionHeader) -> Self {
+        Self {
+            canister_id: h.canister_id,
+            job_id: h.job_id,
+            round: h.round,
+            base_model_version: h.base_model_version,
+            dataset_id: h.dataset_id,
+            sample_count: h.sample_count,
+            encoding: h.encoding.into(),
+            param_count: h.param_count,
+            chunk_count: h.chunk_count,
+            chunk_root: h.chunk_root,
+        }
+    }
+}
+
+impl From<HeaderRecord> for SubmissionHeader {
+    fn from(h: HeaderRecord) -> Self {
+        Self {
+            canister_id: h.canister_id,
+            job_id: h.job_id,
+            round: h.round,
+            base_model_version: h.base_model_version,
+            dataset_id: h.dataset_id,
+            sample_count: h.sample_count,
+            encoding: h.encoding.into(),
+            param_count: h.param_count,
+            chunk_count: h.chunk_count,
+            chunk_root: h.chunk_root,
+        }
+    }
+}
+
+impl HeaderRecord {
+    pub fn encoding(&self) -> DeltaEncoding {
+        self.encoding.into()
+    }
+}
+
+/// An upload in the open round.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct SubmissionRecord {
+    pub id: u64,
+    pub round: u64,
+    pub contributor: Principal,
+    pub header: HeaderRecord,
+    pub header_hash: Hash,
+    pub public_key: ByteBuf,
+    pub signature: ByteBuf,
+    pub chunk_hashes: Vec<Hash>,
+    /// One byte per chunk: 1 when stored.
+    pub stored: ByteBuf,
+    pub stored_count: u32,
+    pub staging_offset: u64,
+    pub byte_len: u64,
+    pub weight: u64,
+    /// Contribution index once committed.
+    pub contribution: Option<u64>,
+}
+
+impl StoredRecord for SubmissionRecord {
+    const VERSION: u8 = 1;
+}
+
+// ---------------------------------------------------------------- contributions (8)
+
+/// A committed contribution plus where its delta is retained, if it is.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct ContributionRecord {
+    pub contribution: PublicContribution,
+    pub retained_offset: Option<u64>,
+    pub byte_len: u64,
+}
+
+impl StoredRecord for ContributionRecord {
+    const VERSION: u8 = 1;
+}
+
+/// What the API shows of a contribution (see [`Contribution`]).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct PublicContribution {
+    pub index: u64,
+    pub round: u64,
+    pub index_in_round: u32,
+    pub contributor: Principal,
+    pub dataset_id: u64,
+    pub header: HeaderRecord,
+    pub header_hash: Hash,
+    pub public_key: ByteBuf,
+    pub signature: ByteBuf,
+    pub weight: u64,
+    pub committed_at_ns: u64,
+    pub retained: bool,
+}
+
+impl From<PublicContribution> for Contribution {
+    fn from(c: PublicContribution) -> Self {
+        Self {
+            index: c.index,
+            round: c.round,
+            index_in_round: c.index_in_round,
+            contributor: c.contributor,
+            dataset_id: c.dataset_id,
+            header: c.header.into(),
+            header_hash: c.header_hash,
+            public_key: c.public_key,
+            signature: c.signature,
+            weight: c.weight,
+            committed_at_ns: c.committed_at_ns,
+            retained: c.retained,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- round history (11)
+
+/// A closed round (see [`RoundRecord`]; its canonical bytes are the API type's).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClosedRoundRecord {
+    pub round: u64,
+    pub base_version: Hash,
+    pub new_version: Hash,
+    pub contributions_root: Hash,
+    pub first_contribution: u64,
+    pub contribution_count: u32,
+    pub total_weight: u64,
+    pub contributors: Vec<Principal>,
+    pub frac_bits: u32,
+    pub server_lr: f32,
+    pub opened_at_ns: u64,
+    pub closed_at_ns: u64,
+    pub extensions: u32,
+}
+
+impl StoredRecord for ClosedRoundRecord {
+    const VERSION: u8 = 1;
+}
+
+impl From<RoundRecord> for ClosedRoundRecord {
+    fn from(r: RoundRecord) -> Self {
+        Self {
+            round: r.round,
+            base_version: r.base_version,
+            new_version: r.new_version,
+            contributions_root: r.contributions_root,
+            first_contribution: r.first_contribution,
+            contribution_count: r.contribution_count,
+            total_weight: r.total_weight,
+            contributors: r.contributors,
+            frac_bits: r.frac_bits,
+            server_lr: r.server_lr,
+            opened_at_ns: r.opened_at_ns,
+            closed_at_ns: r.closed_at_ns,
+            extensions: r.extensions,
+        }
+    }
+}
+
+impl From<ClosedRoundRecord> for RoundRecord {
+    fn from(r: ClosedRoundRecord) -> Self {
+        Self {
+            round: r.round,
+            base_version: r.base_version,
+            new_version: r.new_version,
+            contributions_root: r.contributions_root,
+            first_contribution: r.first_contribution,
+            contribution_count: r.contribution_count,
+            total_weight: r.total_weight,
+            contributors: r.contributors,
+            frac_bits: r.frac_bits,
+            server_lr: r.server_lr,
+            opened_at_ns: r.opened_at_ns,
+            closed_at_ns: r.closed_at_ns,
+            extensions: r.extensions,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- evaluations (16)
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct EvaluationRecord {
+    pub round: u64,
+    pub model_version: Hash,
+    pub reporter: Principal,
+    pub accuracy: f64,
+    pub loss: f64,
+    pub samples: u64,
+    pub reported_at_ns: u64,
+}
+
+impl StoredRecord for EvaluationRecord {
+    const VERSION: u8 = 1;
+}
+
+impl From<EvaluationRecord> for Evaluation {
+    fn from(e: EvaluationRecord) -> Self {
+        Self {
+            round: e.round,
+            model_version: e.model_version,
+            reporter: e.reporter,
+            accuracy: e.accuracy,
+            loss: e.loss,
+            samples: e.samples,
+            reported_at_ns: e.reported_at_ns,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- metrics (17)
+
+impl StoredRecord for crate::metrics::Metrics {
+    const VERSION: u8 = 1;
+}
