@@ -24,7 +24,7 @@ use candid::Principal;
 use ed25519_dalek::SigningKey;
 use flic_aggregator::state::{CallContext, State};
 use flic_protocol::api::{
-    BeginSubmissionArgs, ClientHyperparameters, JobConfig, Optimizer, PutChunkArgs,
+    BeginSubmissionArgs, JobConfig, PutChunkArgs,
     RegisterDatasetArgs, SubmitError,
 };
 use std::cell::RefCell;
@@ -35,8 +35,8 @@ use flic_protocol::chunking::{chunk_count, chunk_hashes};
 use flic_protocol::encoding::{clip_l2, encode, validate, DeltaEncoding, INT8_BLOCK_BYTES};
 use flic_protocol::fedavg::Accumulator;
 use flic_protocol::merkle;
-use flic_protocol::model::{model_version, weights_to_le_bytes, ModelSpec, TensorSpec};
-use flic_protocol::submission::{principal_of_ed25519, signing_key_from_seed};
+use flic_protocol::model::{model_version, weights_to_le_bytes, ModelSpec};
+use flic_protocol::submission::signing_key_from_seed;
 use flic_protocol::{Hash, SubmissionHeader};
 use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
@@ -55,51 +55,24 @@ pub const CLIENTS: usize = 4;
 pub const MAX_OPS: usize = 48;
 
 fn spec() -> ModelSpec {
-    ModelSpec {
-        architecture: "linear".into(),
-        config_json: "{}".into(),
-        tensors: vec![
-            TensorSpec {
-                name: "w".into(),
-                shape: vec![29, 10],
-                offset: 0,
-            },
-            TensorSpec {
-                name: "b".into(),
-                shape: vec![10],
-                offset: 290,
-            },
-        ],
-    }
+    flic_test_fixtures::linear_spec(29, 10)
 }
 
 pub fn config(shape: u8) -> JobConfig {
     let max_clients = 1 + ((shape >> 1) & 3) as u32;
     JobConfig {
-        model_spec: spec(),
-        client: ClientHyperparameters {
-            learning_rate: 0.01,
-            batch_size: 32,
-            local_epochs: 1,
-            optimizer: Optimizer::Sgd,
-            seed: 7,
-        },
         min_clients: if shape & 8 != 0 { max_clients } else { 1 },
         max_clients,
         round_duration_ns: DURATION,
-        allowed_encodings: vec![DeltaEncoding::F32, DeltaEncoding::Int8Blocks],
         clip_norm: CLIP,
         max_weight: MAX_WEIGHT,
-        server_lr: 1.0,
-        chunk_size: Some(CHUNK),
         retain_contributions: shape & 1 != 0,
+        ..flic_test_fixtures::job(spec(), CHUNK)
     }
 }
 
 fn initial_weights() -> Vec<f32> {
-    (0..PARAMS)
-        .map(|i| ((i as f32) * 0.37).sin() * 0.1)
-        .collect()
+    flic_test_fixtures::smooth_weights(PARAMS)
 }
 
 /// Deterministic delta clipped to the job's bound; `seed` also picks its size.
@@ -297,9 +270,8 @@ const CANISTER: [u8; 10] = [0, 0, 0, 0, 0, 0, 0, 1, 1, 1];
 const CONTROLLER: [u8; 10] = [0xc0; 10];
 
 fn key(seed: u8) -> (SigningKey, Principal) {
-    let key = signing_key_from_seed([seed; 32]);
-    let principal = principal_of_ed25519(&key.verifying_key().to_bytes());
-    (key, principal)
+    let k = flic_test_fixtures::key([seed; 32]);
+    (k.signing, k.principal)
 }
 
 /// Configures the job, uploads the model, starts it, and registers one dataset for each

@@ -8,8 +8,8 @@ use flic_protocol::chunking::{chunk_count, chunk_hashes};
 use flic_protocol::encoding::{clip_l2, encode, DeltaEncoding, DeltaError};
 use flic_protocol::fedavg::Accumulator;
 use flic_protocol::merkle;
-use flic_protocol::model::{model_version, weights_from_le_bytes, ModelSpec, TensorSpec};
-use flic_protocol::submission::{principal_of_ed25519, signing_key_from_seed, SignatureError};
+use flic_protocol::model::{model_version, weights_from_le_bytes, ModelSpec};
+use flic_protocol::submission::SignatureError;
 use flic_protocol::{Hash, SubmissionHeader};
 use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
@@ -20,53 +20,25 @@ mod stable_image;
 
 const PARAMS: u64 = 300;
 const CHUNK: u32 = 256;
-const DURATION: u64 = 60_000_000_000;
+const DURATION: u64 = flic_test_fixtures::ROUND_NS;
 
 fn spec() -> ModelSpec {
-    ModelSpec {
-        architecture: "linear".into(),
-        config_json: "{}".into(),
-        tensors: vec![
-            TensorSpec {
-                name: "w".into(),
-                shape: vec![29, 10],
-                offset: 0,
-            },
-            TensorSpec {
-                name: "b".into(),
-                shape: vec![10],
-                offset: 290,
-            },
-        ],
-    }
+    flic_test_fixtures::linear_spec(29, 10)
 }
 
 fn config() -> JobConfig {
     JobConfig {
-        model_spec: spec(),
         client: ClientHyperparameters {
-            learning_rate: 0.01,
-            batch_size: 32,
-            local_epochs: 1,
             optimizer: Optimizer::Adam,
-            seed: 7,
+            ..flic_test_fixtures::hyperparameters()
         },
-        min_clients: 2,
-        max_clients: 3,
-        round_duration_ns: DURATION,
-        allowed_encodings: vec![DeltaEncoding::F32, DeltaEncoding::Int8Blocks],
-        clip_norm: 1.0,
-        max_weight: 500,
-        server_lr: 1.0,
-        chunk_size: Some(CHUNK),
         retain_contributions: true,
+        ..flic_test_fixtures::job(spec(), CHUNK)
     }
 }
 
 fn initial_weights() -> Vec<f32> {
-    (0..PARAMS)
-        .map(|i| ((i as f32) * 0.37).sin() * 0.1)
-        .collect()
+    flic_test_fixtures::smooth_weights(PARAMS)
 }
 
 /// Deterministic pseudo-random delta, clipped to the job's bound.
@@ -161,8 +133,10 @@ impl Harness {
     }
 
     fn client(&mut self, seed: u8, samples: u64) -> Client {
-        let key = signing_key_from_seed([seed; 32]);
-        let principal = principal_of_ed25519(&key.verifying_key().to_bytes());
+        let flic_test_fixtures::Key {
+            signing: key,
+            principal,
+        } = flic_test_fixtures::key([seed; 32]);
         let dataset = self
             .state
             .register_dataset(&self.ctx(principal), dataset_args(samples))
@@ -1712,8 +1686,7 @@ fn json_api_pages_are_capped_and_bad_requests_are_explained() {
     let (mut h, clients) = closed_rounds(3);
     // More datasets than one page holds: 3 owners x 50.
     for seed in 20..23u8 {
-        let key = signing_key_from_seed([seed; 32]);
-        let owner = principal_of_ed25519(&key.verifying_key().to_bytes());
+        let owner = flic_test_fixtures::key([seed; 32]).principal;
         for _ in 0..50 {
             h.state
                 .register_dataset(&h.ctx(owner), dataset_args(10))
