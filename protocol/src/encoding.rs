@@ -6,8 +6,8 @@
 //!   element: `scale = max|x| / 127` (an `f32` division), `q = round_half_away(x / scale)`
 //!   clamped to `[-127, 127]` (`q = 0` everywhere when `scale = 0`); decoding is `q * scale`.
 //!   The encoding is canonical: a block with a nonzero scale holds a value of magnitude 127
-//!   (its largest), and a block with scale 0 holds only zeros; a block whose scale would be
-//!   subnormal (every `|x| < 127 * f32::MIN_POSITIVE`) is encoded as zeros.
+//!   (its largest), and a block with scale 0 holds only zeros; a block whose every `|x|` is
+//!   below [`INT8_FLUSH_BELOW`] (its scale would be subnormal) is encoded as zeros.
 //!
 //! Decoders take untrusted bytes: lengths are checked exactly, non-finite values, negative
 //! or oversized scales and `q = -128` are rejected with a [`DeltaError`], never a panic.
@@ -26,6 +26,10 @@ pub const INT8_BLOCK_BYTES: usize = 4 + INT8_BLOCK_LEN;
 /// again); 1e-5 is about 80 times that, and far below anything that matters for the
 /// aggregate.
 pub const CLIP_TOLERANCE: f64 = 1e-5;
+
+/// `127 * f32::MIN_POSITIVE` (exact in `f32`): an int8 block whose largest magnitude is
+/// below it encodes as zeros, since its scale `max / 127` would be subnormal.
+pub const INT8_FLUSH_BELOW: f32 = 127.0 * f32::MIN_POSITIVE;
 
 /// The most an accepted int8 delta's norm can exceed `clip_norm * (1 + CLIP_TOLERANCE)`,
 /// as a factor: `127 / 119`, independent of the parameter count (see [`DeltaCheck`]).
@@ -186,12 +190,12 @@ pub fn encode(encoding: DeltaEncoding, delta: &[f32]) -> Result<Vec<u8>, DeltaEr
 /// Int8 quantisation of one block: `(scale, q)`.
 pub fn quantize_block(block: &[f32]) -> (f32, Vec<i8>) {
     let max_abs = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let mut scale = max_abs / 127.0;
-    // A subnormal scale has too few bits for `max / scale` to round to 127 (the block would
-    // not be canonical); values that small do not matter to any model.
-    if scale < f32::MIN_POSITIVE {
+    // Below this the scale would be subnormal, with too few bits for `max / scale` to round
+    // to 127 (the block would not be canonical); values that small matter to no model.
+    if max_abs < INT8_FLUSH_BELOW {
         return (0.0, vec![0; block.len()]);
     }
+    let mut scale = max_abs / 127.0;
     // For |x| near f32::MAX, `127 * scale` rounds to infinity and the block would decode to
     // -inf/inf (found by fuzzing): step the scale down until it decodes finite.
     while (127.0 * scale).is_infinite() {
@@ -718,7 +722,14 @@ mod tests {
             Err(DeltaError::BadScale { .. })
         ));
         // What the encoder writes is canonical, tiny and huge blocks included.
-        for block in [vec![1e-40f32; 256], vec![-f32::MAX; 256], vec![0.0; 256]] {
+        // 2 * MIN_POSITIVE is the fuzzer's case: flushed, within INT8_FLUSH_BELOW.
+        for block in [
+            vec![1e-40f32; 256],
+            vec![2.0 * f32::MIN_POSITIVE; 256],
+            vec![INT8_FLUSH_BELOW; 256],
+            vec![-f32::MAX; 256],
+            vec![0.0; 256],
+        ] {
             let bytes = encode(DeltaEncoding::Int8Blocks, &block).unwrap();
             let scale = f32::from_le_bytes(bytes[..4].try_into().unwrap());
             let check = crate::kernels::int8_check(&bytes[4..]);
@@ -741,7 +752,8 @@ mod tests {
     }
 
     proptest! {
-        /// |x - decode(encode(x))| <= scale / 2 + slack. The slack covers three f32 roundings
+        /// |x - decode(encode(x))| <= scale / 2 + slack (less than INT8_FLUSH_BELOW in a block
+        /// flushed to zeros). The slack covers three f32 roundings
         /// on values of magnitude <= 127 * scale: the scale division, x / scale, and q * scale,
         /// each within 2^-24 relative, so 127 * scale * 3 * 2^-24 < scale * 2^-15. The
         /// absolute MIN_POSITIVE term covers subnormal scales, where f32 precision is absolute.
@@ -751,10 +763,15 @@ mod tests {
             let y = decode(DeltaEncoding::Int8Blocks, &bytes, x.len() as u64).unwrap();
             for (b, (xb, yb)) in x.chunks(INT8_BLOCK_LEN).zip(y.chunks(INT8_BLOCK_LEN)).enumerate() {
                 let scale = f32::from_le_bytes(bytes[b * INT8_BLOCK_BYTES..][..4].try_into().unwrap()) as f64;
-                let slack = scale * 2f64.powi(-15) + f32::MIN_POSITIVE as f64;
+                // A block flushed to zeros (scale 0) errs by less than INT8_FLUSH_BELOW.
+                let allowed = if scale == 0.0 {
+                    INT8_FLUSH_BELOW as f64
+                } else {
+                    scale / 2.0 + scale * 2f64.powi(-15) + f32::MIN_POSITIVE as f64
+                };
                 for (xi, yi) in xb.iter().zip(yb) {
                     let err = (*xi as f64 - *yi as f64).abs();
-                    prop_assert!(err <= scale / 2.0 + slack, "x={} y={} scale={}", xi, yi, scale);
+                    prop_assert!(err <= allowed, "x={} y={} scale={}", xi, yi, scale);
                 }
             }
         }
