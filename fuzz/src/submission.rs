@@ -775,6 +775,16 @@ impl Harness {
                     u.args.clone(),
                 )
             });
+        // The upload's dataset is still live (a revoked one takes no contribution).
+        let live = upload.as_ref().is_some_and(|u| {
+            idx.and_then(|i| {
+                self.clients[i]
+                    .datasets
+                    .iter()
+                    .find(|d| d.0 == u.4.header.dataset_id)
+            })
+            .is_some_and(|d| !d.2)
+        });
         let round_before = self.round();
         let r = self.guarded(
             "commit_submission",
@@ -787,6 +797,7 @@ impl Harness {
                     upload.expect("a commit succeeds only for the caller's own upload");
                 assert!(valid, "a commit accepted an invalid delta");
                 assert!(complete, "a commit succeeded with chunks missing");
+                assert!(live, "a commit succeeded on a revoked dataset");
                 let w = self
                     .reference
                     .acc
@@ -805,7 +816,7 @@ impl Harness {
             Err(e) => {
                 let valid = upload.as_ref().is_some_and(|u| u.1);
                 assert!(
-                    !(valid && complete && running),
+                    !(valid && complete && running && live),
                     "a complete, valid upload was not committed: {e:?}"
                 );
                 if matches!(e, SubmitError::InvalidDelta(_)) {

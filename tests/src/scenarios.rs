@@ -297,12 +297,24 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
         }
     );
 
-    // Revoked datasets take no further submissions.
+    // Revoked datasets take no further submissions: not one in flight when its dataset is
+    // revoked (refused at commit), nor a new one.
+    let in_flight = f.prepare(2, &delta(2, 0), DeltaEncoding::F32);
+    let status2 = f.begin(2, &in_flight).expect("begin before the revocation");
+    for i in 0..in_flight.chunk_count() {
+        f.put(2, status2.submission_id, i, in_flight.chunk(i))
+            .expect("chunks before the revocation");
+    }
     let c2 = f.contributors[2].principal;
     let ds2 = f.contributors[2].dataset_id;
     let revoked: Result<(), DatasetError> =
         f.update1(c2, "revoke_dataset", (ds2,)).expect("reached");
     revoked.expect("owner revokes");
+    rejects!(
+        f,
+        f.commit(2, status2.submission_id),
+        SubmitError::DatasetRevoked { .. }
+    );
     let after_revoke = f.prepare(2, &delta(2, 0), DeltaEncoding::F32);
     rejects!(
         f,

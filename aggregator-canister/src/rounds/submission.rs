@@ -207,6 +207,13 @@ impl State {
     }
 
     /// The dataset is registered, the caller's, not revoked, and has the samples claimed.
+    fn check_not_revoked(&self, dataset_id: u64) -> Result<(), SubmitError> {
+        match self.datasets.get(&dataset_id) {
+            Some(d) if d.0.revoked_at_ns.is_none() => Ok(()),
+            _ => Err(SubmitError::DatasetRevoked { dataset_id }),
+        }
+    }
+
     fn check_dataset(&self, ctx: &CallContext, h: &SubmissionHeader) -> Result<(), SubmitError> {
         let dataset = self
             .datasets
@@ -351,6 +358,8 @@ impl State {
                 first_missing,
             });
         }
+        // A dataset revoked while its upload was in flight takes no contribution.
+        self.check_not_revoked(s.header.dataset_id)?;
         let job = self.job();
         let config = job.config();
         let (param_count, frac_bits) = (job.param_count, job.frac_bits);
