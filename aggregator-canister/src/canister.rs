@@ -7,15 +7,17 @@ use std::cell::RefCell;
 
 use candid::Principal;
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo, CertifiedRoundPage,
-    CertifiedState, CommitReceipt, Contribution, ContributionPage, ContributionProof, Dataset,
-    DatasetError, DatasetPage, Evaluation, EvaluationError, HttpRequest, HttpResponse, InitArg,
-    JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError,
-    RegisterDatasetArgs, ReportEvaluationArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
+    AdminError, AllowListChange, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo,
+    CertifiedRoundPage, CertifiedState, CommitReceipt, Contribution, ContributionPage,
+    ContributionProof, Dataset, DatasetError, DatasetPage, Evaluation, EvaluationError,
+    HttpRequest, HttpResponse, InitArg, JobConfig, Lineage, LineageArgs, ModelChunk, ModelInfo,
+    PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, ReportEvaluationArgs, RoundInfo,
+    RoundPage, SubmissionStatus, SubmitError,
 };
 use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
 
+use crate::admission::AllowListPage;
 use crate::metrics::{variant_name, CallRecord};
 use crate::state::{CallContext, State};
 
@@ -187,6 +189,27 @@ fn pause_job() -> Result<(), AdminError> {
 #[ic_cdk::update]
 fn resume_job() -> Result<(), AdminError> {
     counted_update("resume_job", 0, |s, ctx| s.resume_job(ctx))
+}
+
+/// Drops an upload in progress (controllers): frees its slot for another contributor.
+#[ic_cdk::update]
+fn evict_submission(submission_id: u64) -> Result<(), AdminError> {
+    counted_update("evict_submission", 0, |s, ctx| {
+        s.evict_submission(ctx, submission_id)
+    })
+}
+
+/// Adds and removes principals on the allow-list (controllers); returns its length.
+#[ic_cdk::update]
+fn update_allow_list(change: AllowListChange) -> Result<u64, AdminError> {
+    counted_update("update_allow_list", 0, |s, ctx| {
+        s.update_allow_list(ctx, change)
+    })
+}
+
+#[ic_cdk::query]
+fn allow_list(page: PageArgs) -> AllowListPage {
+    read_state(|s| s.allow_list_page(page))
 }
 
 // ---------------------------------------------------------------- registry

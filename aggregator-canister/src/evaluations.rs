@@ -8,7 +8,8 @@
 
 use candid::Principal;
 use flic_protocol::api::{
-    Evaluation, EvaluationError, ReportEvaluationArgs, MAX_EVALUATIONS_PER_ROUND,
+    Evaluation, EvaluationError, ReportEvaluationArgs, EVALUATIONS_RESERVED_FOR_CONTROLLERS,
+    MAX_EVALUATIONS_PER_ROUND, MAX_SAMPLE_COUNT,
 };
 
 use crate::state::{CallContext, State};
@@ -51,6 +52,13 @@ impl State {
         if args.samples == 0 {
             return Err(invalid("samples", 0, "must be at least 1"));
         }
+        if args.samples > MAX_SAMPLE_COUNT {
+            return Err(invalid(
+                "samples",
+                args.samples,
+                &format!("must be at most {MAX_SAMPLE_COUNT}"),
+            ));
+        }
         let record = self
             .rounds
             .get(&args.round)
@@ -72,14 +80,27 @@ impl State {
                 got: args.model_version,
             });
         }
+        // Contributors fill at most MAX - RESERVED of the round's slots, so principals that
+        // joined the round can never keep its controllers from reporting.
         let key = (args.round, ctx.caller);
-        if self.evaluations.get(&key).is_none()
-            && self.round_evaluation_count(args.round) >= MAX_EVALUATIONS_PER_ROUND
-        {
-            return Err(EvaluationError::TooManyEvaluations {
-                round: args.round,
-                max: MAX_EVALUATIONS_PER_ROUND as u64,
-            });
+        if self.evaluations.get(&key).is_none() {
+            let (all, by_contributors) = self.round_evaluation_counts(args.round);
+            let contributor_max = MAX_EVALUATIONS_PER_ROUND - EVALUATIONS_RESERVED_FOR_CONTROLLERS;
+            let full = if ctx.is_controller {
+                all >= MAX_EVALUATIONS_PER_ROUND
+            } else {
+                by_contributors >= contributor_max
+            };
+            if full {
+                return Err(EvaluationError::TooManyEvaluations {
+                    round: args.round,
+                    max: if ctx.is_controller {
+                        MAX_EVALUATIONS_PER_ROUND
+                    } else {
+                        contributor_max
+                    } as u64,
+                });
+            }
         }
         self.evaluations.insert(
             key,
@@ -91,16 +112,26 @@ impl State {
                 loss: args.loss,
                 samples: args.samples,
                 reported_at_ns: ctx.now,
+                by_controller: Some(ctx.is_controller),
             }),
         );
         Ok(())
     }
 
-    fn round_evaluation_count(&self, round: u64) -> usize {
-        self.evaluations
-            .keys_range((round, Principal::management_canister())..)
-            .take_while(|(r, _)| *r == round)
-            .count()
+    /// The round's evaluations: all of them, and those not by a controller.
+    fn round_evaluation_counts(&self, round: u64) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for e in self
+            .evaluations
+            .range((round, Principal::management_canister())..)
+            .take_while(|e| e.key().0 == round)
+        {
+            counts.0 += 1;
+            if e.value().0.by_controller != Some(true) {
+                counts.1 += 1;
+            }
+        }
+        counts
     }
 
     /// Every evaluation of round `round`'s model (at most [`MAX_EVALUATIONS_PER_ROUND`]).
@@ -115,7 +146,9 @@ impl State {
     /// Sample-weighted mean over the round's evaluations; `None` without any.
     pub fn round_quality(&self, round: u64) -> Option<RoundQuality> {
         let evals = self.round_evaluations(round);
-        let samples: u64 = evals.iter().map(|e| e.samples).sum();
+        let samples = evals
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.samples));
         if evals.is_empty() || samples == 0 {
             return None;
         }

@@ -14,6 +14,7 @@
 //! - [`metrics`]: operational counters recorded by the boundary;
 //! - [`http`]: `http_request` (dashboard page, JSON API, Prometheus metrics).
 
+pub mod admission;
 pub mod aggregation;
 pub mod canister;
 pub mod certification;

@@ -5,8 +5,8 @@ use std::ops::Bound;
 use candid::Principal;
 use flic_protocol::api::{
     page_limit, Contribution, ContributionPage, Dataset, DatasetError, DatasetPage, PageArgs,
-    RegisterDatasetArgs, MAX_DATASETS_PER_OWNER, MAX_DATASET_NAME_LEN, MAX_DESCRIPTION_LEN,
-    MAX_LICENSE_LEN,
+    RegisterDatasetArgs, MAX_DATASETS, MAX_DATASETS_PER_OWNER, MAX_DATASET_NAME_LEN,
+    MAX_DESCRIPTION_LEN, MAX_LICENSE_LEN, MAX_SAMPLE_COUNT,
 };
 
 use crate::state::{CallContext, State};
@@ -34,6 +34,8 @@ impl State {
         if ctx.caller == Principal::anonymous() {
             return Err(DatasetError::AnonymousCaller);
         }
+        self.check_admitted(ctx.caller)
+            .map_err(|caller| DatasetError::NotAllowed { caller })?;
         if args.name.trim().is_empty() {
             return Err(DatasetError::EmptyName);
         }
@@ -42,6 +44,18 @@ impl State {
         check_len("description", &args.description, MAX_DESCRIPTION_LEN)?;
         if args.sample_count == 0 {
             return Err(DatasetError::ZeroSampleCount);
+        }
+        if args.sample_count > MAX_SAMPLE_COUNT {
+            return Err(DatasetError::SampleCountTooLarge {
+                got: args.sample_count,
+                max: MAX_SAMPLE_COUNT,
+            });
+        }
+        if let Some(dataset_id) = self.commitments.get(&args.commitment.into_array()) {
+            return Err(DatasetError::CommitmentTaken { dataset_id });
+        }
+        if self.datasets.len() >= MAX_DATASETS {
+            return Err(DatasetError::RegistryFull { max: MAX_DATASETS });
         }
         let owned = self
             .datasets_by_owner
@@ -66,6 +80,7 @@ impl State {
             registered_at_ns: ctx.now,
             revoked_at_ns: None,
         };
+        self.commitments.insert(dataset.commitment.into_array(), id);
         self.datasets.insert(id, Stored(dataset));
         self.datasets_by_owner.insert((ctx.caller, id), ());
         self.set_allocators(ids);

@@ -49,7 +49,14 @@ pub struct State {
     pub(crate) acc: Vec<i64>,
     /// Where `acc` waits out an upgrade (read only when the round has commits).
     pub(crate) accumulator: Mem,
+    /// The retained deltas' arena (see `MEMORY_STAGING`).
     pub(crate) staging: Mem,
+    /// Uploads in progress, one slot each (see `MEMORY_STAGING_SLOTS`).
+    pub(crate) staging_slots: Mem,
+    pub(crate) free_slots: Map<u64, ()>,
+    pub(crate) uploads_by_progress: Map<(u64, u64), ()>,
+    pub(crate) allow_list: Map<Principal, ()>,
+    pub(crate) commitments: Map<[u8; 32], u64>,
     pub(crate) datasets: Map<u64, Stored<DatasetRecord>>,
     pub(crate) datasets_by_owner: Map<(Principal, u64), ()>,
     pub(crate) submissions: Map<u64, Stored<SubmissionRecord>>,
@@ -109,6 +116,35 @@ impl State {
         } else {
             Vec::new()
         };
+        let datasets: Map<u64, Stored<DatasetRecord>> =
+            StableBTreeMap::init(m.get(MEMORY_DATASETS));
+        let mut commitments: Map<[u8; 32], u64> = StableBTreeMap::init(m.get(MEMORY_COMMITMENTS));
+        if commitments.is_empty() && !datasets.is_empty() {
+            // Once, on the upgrade from the release before the commitment index: index the
+            // datasets registered so far (bounded by `MAX_DATASETS`), first one first.
+            for e in datasets.iter() {
+                let d = e.value().0;
+                let key = d.commitment.into_array();
+                if !commitments.contains_key(&key) {
+                    commitments.insert(key, d.id);
+                }
+            }
+        }
+        let submissions: Map<u64, Stored<SubmissionRecord>> =
+            StableBTreeMap::init(m.get(MEMORY_SUBMISSIONS));
+        let mut uploads_by_progress: Map<(u64, u64), ()> =
+            StableBTreeMap::init(m.get(MEMORY_UPLOADS_BY_PROGRESS));
+        if uploads_by_progress.is_empty() && submissions.len() > open_round.get().0.committed as u64
+        {
+            // Once, on the upgrade from the release before the progress index: its uploads
+            // in progress (at most `pending_limit`) count as the most stalled.
+            for e in submissions.iter() {
+                let s = e.value().0;
+                if s.contribution.is_none() {
+                    uploads_by_progress.insert((s.last_progress_ns(), s.id), ());
+                }
+            }
+        }
         Self {
             job,
             open_round,
@@ -118,9 +154,14 @@ impl State {
             acc,
             accumulator,
             staging: m.get(MEMORY_STAGING),
-            datasets: StableBTreeMap::init(m.get(MEMORY_DATASETS)),
+            staging_slots: m.get(MEMORY_STAGING_SLOTS),
+            free_slots: StableBTreeMap::init(m.get(MEMORY_FREE_SLOTS)),
+            uploads_by_progress,
+            allow_list: StableBTreeMap::init(m.get(MEMORY_ALLOW_LIST)),
+            commitments,
+            datasets,
             datasets_by_owner: StableBTreeMap::init(m.get(MEMORY_DATASETS_BY_OWNER)),
-            submissions: StableBTreeMap::init(m.get(MEMORY_SUBMISSIONS)),
+            submissions,
             submitters: StableBTreeMap::init(m.get(MEMORY_SUBMITTERS)),
             contributions: StableBTreeMap::init(m.get(MEMORY_CONTRIBUTIONS)),
             by_contributor: StableBTreeMap::init(m.get(MEMORY_BY_CONTRIBUTOR)),
@@ -470,6 +511,21 @@ impl State {
             "one submission per submitter",
         )?;
         ensure(
+            self.uploads_by_progress.len() + round.committed as u64 == self.submissions.len(),
+            "every upload not committed is indexed by progress",
+        )?;
+        ensure(
+            self.free_slots.len() <= ids.next_slot(),
+            "free slots were handed out before",
+        )?;
+        if let Some(c) = &job.config {
+            ensure(
+                self.uploads_by_progress.len()
+                    <= crate::rounds::pending_limit(c.max_clients) as u64,
+                "uploads in progress within the limit",
+            )?;
+        }
+        ensure(
             self.submissions.len() >= round.committed as u64
                 && self.submissions.len() <= ids.next_submission_id,
             "committed <= #submissions <= next_submission_id",
@@ -525,9 +581,25 @@ impl State {
                 s.stored.iter().filter(|&&b| b == 1).count() as u32 == s.stored_count,
                 "stored_count matches",
             )?;
+            match s.slot {
+                Some(slot) => {
+                    ensure(slot < ids.next_slot(), "slot was handed out")?;
+                    ensure(
+                        s.contribution.is_some() || !self.free_slots.contains_key(&slot),
+                        "an upload in progress holds its slot",
+                    )?;
+                }
+                None => ensure(
+                    s.staging_offset + s.byte_len <= ids.staging_top,
+                    "legacy staged bytes inside the arena",
+                )?,
+            }
             ensure(
-                s.staging_offset + s.byte_len <= ids.staging_top,
-                "staged bytes inside the arena",
+                s.contribution.is_some()
+                    == !self
+                        .uploads_by_progress
+                        .contains_key(&(s.last_progress_ns(), s.id)),
+                "the progress index holds exactly the uploads in progress",
             )?;
             if s.contribution.is_some() {
                 committed += 1;

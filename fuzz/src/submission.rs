@@ -303,7 +303,10 @@ fn prepare_memory(shape: u8) -> (DefaultMemoryImpl, Vec<u64>) {
     let datasets = (1..CLIENTS as u8)
         .map(|seed| {
             state
-                .register_dataset(&ctx(key(seed).1), dataset_args(REGISTERED_SAMPLES))
+                .register_dataset(
+                    &ctx(key(seed).1),
+                    dataset_args(REGISTERED_SAMPLES, key(seed).1, 0),
+                )
                 .unwrap()
         })
         .collect();
@@ -857,7 +860,10 @@ impl Harness {
                 let samples = samples % 2000;
                 let r = self.guarded(
                     "register_dataset",
-                    |s, c| s.register_dataset(c, dataset_args(samples)),
+                    |s, c| {
+                        let n = s.allocators().next_dataset_id;
+                        s.register_dataset(c, dataset_args(samples, c.caller, n))
+                    },
                     caller,
                 );
                 if let Ok(id) = r {
@@ -928,10 +934,15 @@ impl Harness {
     }
 }
 
-fn dataset_args(samples: u64) -> RegisterDatasetArgs {
+/// A dataset of `samples` samples; its commitment is new for every (owner, dataset count),
+/// since a commitment is registered once.
+fn dataset_args(samples: u64, owner: Principal, registered: u64) -> RegisterDatasetArgs {
     RegisterDatasetArgs {
         name: "shard".into(),
-        commitment: Hash::new([9; 32]),
+        commitment: Hash::new(flic_protocol::hash::sha256_concat(&[
+            owner.as_slice(),
+            &registered.to_le_bytes(),
+        ])),
         sample_count: samples,
         license: "CC-BY-4.0".into(),
         description: "fuzz".into(),

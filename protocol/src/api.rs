@@ -27,9 +27,24 @@ pub const MAX_DATASET_NAME_LEN: usize = 128;
 pub const MAX_LICENSE_LEN: usize = 128;
 pub const MAX_DESCRIPTION_LEN: usize = 4096;
 pub const MAX_DATASETS_PER_OWNER: u64 = 64;
+/// Datasets the registry holds in all (principals are free, so the per-owner cap alone
+/// bounds nothing): about 1 KB each, so at most ~1 GB of stable memory.
+pub const MAX_DATASETS: u64 = 1_000_000;
+/// Largest sample count a dataset may register (2^40, about 10^12): self-declared counts
+/// are bounded so that every weight, sum and evaluation total stays far from overflow.
+pub const MAX_SAMPLE_COUNT: u64 = 1 << 40;
 /// Evaluations kept per closed round (one per reporter; a reporter's new report replaces
 /// its old one).
 pub const MAX_EVALUATIONS_PER_ROUND: usize = 16;
+/// Of those, the slots only controllers may fill: contributors are free principals.
+pub const EVALUATIONS_RESERVED_FOR_CONTROLLERS: usize = 4;
+/// How long an upload may go without storing a new chunk before it counts as stalled and
+/// gives way to a new one when the round's uploads are full; the default of
+/// [`JobConfig::upload_stall_ns`] (never more than a quarter of the round).
+pub const DEFAULT_UPLOAD_STALL_NS: u64 = 120 * 1_000_000_000;
+pub const MIN_UPLOAD_STALL_NS: u64 = 1_000_000_000;
+/// Principals one `update_allow_list` call may add or remove.
+pub const MAX_ALLOW_LIST_CHANGE: usize = 1_000;
 
 // ---------------------------------------------------------------- job configuration
 
@@ -69,6 +84,22 @@ pub struct JobConfig {
     pub chunk_size: Option<u32>,
     /// Keep committed deltas in stable memory so anyone can download and re-check them.
     pub retain_contributions: bool,
+    /// Who may register datasets and submit: anyone (`None`, the default) or the
+    /// principals a controller lists.
+    pub admission: Option<Admission>,
+    /// See [`JobConfig::upload_stall_ns`]; `None` takes the default.
+    pub upload_stall_ns: Option<u64>,
+}
+
+/// Who may take part in a job.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// Any non-anonymous principal (an open federation).
+    #[default]
+    Open,
+    /// Only the principals on the canister's allow-list (`update_allow_list`): a
+    /// permissioned federation, where strangers cannot register, upload or hold a place.
+    AllowList,
 }
 
 impl JobConfig {
@@ -89,11 +120,29 @@ impl JobConfig {
             server_lr: 1.0,
             chunk_size: None,
             retain_contributions: false,
+            admission: None,
+            upload_stall_ns: None,
         }
     }
 
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE)
+    }
+
+    pub fn admission(&self) -> Admission {
+        self.admission.unwrap_or_default()
+    }
+
+    /// How long an upload may store no new chunk before it counts as stalled: when the
+    /// round's uploads in progress are at their limit, the most stalled one gives way to a
+    /// new upload, and a deadline extension drops every stalled one. Default: the smaller
+    /// of [`DEFAULT_UPLOAD_STALL_NS`] and a quarter of the round.
+    pub fn upload_stall_ns(&self) -> u64 {
+        self.upload_stall_ns.unwrap_or_else(|| {
+            DEFAULT_UPLOAD_STALL_NS
+                .min(self.round_duration_ns / 4)
+                .max(MIN_UPLOAD_STALL_NS)
+        })
     }
 
     pub fn limits(&self) -> AggregationLimits {
@@ -150,6 +199,14 @@ impl JobConfig {
                 self.server_lr
             ));
         }
+        if let Some(stall) = self.upload_stall_ns {
+            if !(MIN_UPLOAD_STALL_NS..=self.round_duration_ns).contains(&stall) {
+                return bad(format!(
+                    "upload_stall_ns {stall} is outside [{MIN_UPLOAD_STALL_NS}, round_duration_ns = {}]",
+                    self.round_duration_ns
+                ));
+            }
+        }
         let cs = self.chunk_size();
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&cs) {
             return bad(format!(
@@ -183,6 +240,14 @@ pub enum InitArg {
 pub struct InitArgs {
     /// Configure the job at install time (the installer is a controller).
     pub job: Option<JobConfig>,
+}
+
+/// A change to the allow-list of an [`Admission::AllowList`] job (at most
+/// [`MAX_ALLOW_LIST_CHANGE`] principals in all); removals apply after additions.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct AllowListChange {
+    pub add: Vec<Principal>,
+    pub remove: Vec<Principal>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -231,6 +296,12 @@ pub enum AdminError {
     ModelIncomplete { missing: u32, first_missing: u32 },
     #[error("initial weight {index} is NaN or infinite")]
     NonFiniteWeight { index: u64 },
+    #[error("submission {submission_id} does not exist or was already evicted")]
+    UnknownSubmission { submission_id: u64 },
+    #[error("submission {submission_id} is committed: a committed contribution is never evicted")]
+    SubmissionCommitted { submission_id: u64 },
+    #[error("an allow-list change names {len} principals, the limit per call is {max}")]
+    AllowListChangeTooLarge { len: u64, max: u64 },
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
@@ -294,8 +365,15 @@ pub enum SubmitError {
         submission_id: u64,
         committed: bool,
     },
-    #[error("the round already has {pending} uploads in progress, the limit (twice max_clients); try again after some of them commit, or in the next round")]
-    TooManyPendingSubmissions { pending: u32, limit: u32 },
+    #[error("the round already has {pending} uploads in progress, the limit (twice max_clients), and none has stalled; the oldest stalls in {:.1} s unless it progresses: try again then", *retry_after_ns as f64 / 1e9)]
+    TooManyPendingSubmissions {
+        pending: u32,
+        limit: u32,
+        /// When the least recently progressing upload counts as stalled, from now.
+        retry_after_ns: u64,
+    },
+    #[error("the job admits only principals on its allow-list, and {caller} is not on it")]
+    NotAllowed { caller: Principal },
     #[error("submission {submission_id} does not exist (a submission not committed before its round closed is discarded)")]
     UnknownSubmission { submission_id: u64 },
     #[error("submission {submission_id} belongs to another principal")]
@@ -328,12 +406,20 @@ pub enum SubmitError {
 pub enum DatasetError {
     #[error("the anonymous principal cannot own datasets")]
     AnonymousCaller,
+    #[error("the job admits only principals on its allow-list, and {caller} is not on it")]
+    NotAllowed { caller: Principal },
     #[error("dataset name is empty")]
     EmptyName,
     #[error("{field} is {len} bytes, the limit is {max}")]
     FieldTooLong { field: String, len: u64, max: u64 },
     #[error("sample count is zero")]
     ZeroSampleCount,
+    #[error("sample count {got} is above the limit {max}")]
+    SampleCountTooLarge { got: u64, max: u64 },
+    #[error("this commitment is already registered as dataset {dataset_id}: a dataset is registered once, by its owner (register a salted commitment to keep a public dataset's commitment from being recognised)")]
+    CommitmentTaken { dataset_id: u64 },
+    #[error("the registry holds {max} datasets, its limit")]
+    RegistryFull { max: u64 },
     #[error("the caller already owns {max} datasets, the limit")]
     TooManyDatasets { max: u64 },
     #[error("dataset {dataset_id} is not registered")]

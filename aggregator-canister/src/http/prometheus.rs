@@ -195,6 +195,23 @@ pub(super) fn metrics(state: &State, env: &HttpEnv) -> HttpResponse {
         "Evaluations of round models stored.",
         state.evaluations.len(),
     );
+    let slot_bytes = state
+        .job()
+        .config
+        .as_ref()
+        .map_or(0, |c| c.slot_bytes(state.job().param_count));
+    p.single(
+        "flic_staging_slots_bytes",
+        "gauge",
+        "Bytes of the upload staging slots handed out so far (a fixed set, reused every round).",
+        state.allocators().next_slot() * slot_bytes,
+    );
+    p.single(
+        "flic_retained_bytes",
+        "gauge",
+        "Bytes of retained contribution deltas (grows by each committed delta when contributions are retained).",
+        state.allocators().staging_top,
+    );
     if let Some(q) = open_round
         .round
         .checked_sub(1)

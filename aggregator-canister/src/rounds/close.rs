@@ -3,7 +3,6 @@
 //! `w_{r+1}`, appends the round record to the history, indexes the new version and opens
 //! round `r + 1`.
 
-use candid::Principal;
 use flic_protocol::api::{Contribution, JobState, RoundRecord};
 use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::Hash;
@@ -64,16 +63,22 @@ impl State {
         self.rounds
             .insert(round.round, Stored(ClosedRoundRecord::from(record)));
         self.versions.insert(new_version, round.round + 1);
-        // Stale uploads of the closed round are discarded.
+        // Uploads of the closed round not committed are discarded, and their slots freed.
         let ids: Vec<u64> = self.submissions.keys().collect();
         for id in ids {
-            self.submissions.remove(&id);
-        }
-        let who: Vec<Principal> = self.submitters.keys().collect();
-        for p in who {
-            self.submitters.remove(&p);
+            let committed = self
+                .submissions
+                .get(&id)
+                .is_some_and(|s| s.0.contribution.is_some());
+            if committed {
+                let s = self.submissions.remove(&id).expect("listed").0;
+                self.submitters.remove(&s.contributor);
+            } else {
+                self.drop_upload(id);
+            }
         }
         if !retain {
+            // Only uploads begun by the release before staging slots used the arena.
             let mut ids = self.allocators().clone();
             ids.staging_top = 0;
             self.set_allocators(ids);
@@ -101,10 +106,13 @@ impl State {
         if round.committed >= job.config().min_clients {
             self.close_round(now);
         } else {
+            // Each extension drops the uploads that have stalled: nobody holds a slot
+            // from one deadline to the next without progressing.
             let mut round = round.clone();
             round.deadline_ns = now + job.config().round_duration_ns;
             round.extensions += 1;
             self.set_open_round(round);
+            self.drop_stalled_uploads(now);
         }
     }
 }

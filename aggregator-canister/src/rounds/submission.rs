@@ -9,7 +9,8 @@
 
 use candid::Principal;
 use flic_protocol::api::{
-    BeginSubmissionArgs, CommitReceipt, JobState, PutChunkArgs, SubmissionStatus, SubmitError,
+    Admission, BeginSubmissionArgs, CommitReceipt, JobState, PutChunkArgs, SubmissionStatus,
+    SubmitError,
 };
 use flic_protocol::chunking::{chunk_count, chunk_range};
 use flic_protocol::fedavg::capped_weight;
@@ -22,7 +23,7 @@ use serde_bytes::ByteBuf;
 use crate::aggregation;
 use crate::state::{CallContext, State};
 use crate::storage::records::{ContributionRecord, PublicContribution, SubmissionRecord};
-use crate::storage::{write_bytes, Stored};
+use crate::storage::{read_bytes_into, write_bytes, Mem, Stored};
 
 /// Uploads in progress a round accepts at once: twice `max_clients`, so honest
 /// contributors find room while staged bytes stay bounded by `3 × max_clients` deltas.
@@ -73,6 +74,13 @@ impl State {
 
     /// Verifies a signed header at once and opens an upload. Calling it again with the same
     /// header resumes the upload (same id, chunks kept).
+    ///
+    /// An upload holds no place in the round (places are taken by commits), only one of
+    /// the round's `pending_limit` staging slots; when they are all held, the most stalled
+    /// upload gives way if it has stalled (see [`JobConfig::upload_stall_ns`]), so an upload
+    /// that is not progressing never keeps out one that is.
+    ///
+    /// [`JobConfig::upload_stall_ns`]: flic_protocol::api::JobConfig::upload_stall_ns
     pub fn begin_submission(
         &mut self,
         ctx: &CallContext,
@@ -80,6 +88,8 @@ impl State {
     ) -> Result<SubmissionStatus, SubmitError> {
         check_caller(ctx)?;
         self.require_running()?;
+        self.check_admitted(ctx.caller)
+            .map_err(|caller| SubmitError::NotAllowed { caller })?;
         check_key_is_callers(ctx, &args.public_key)?;
         let h = &args.header;
         self.check_target(ctx, h)?;
@@ -88,9 +98,10 @@ impl State {
         let signing_bytes = h.signing_bytes();
         let header_hash = Hash::new(sha256(&signing_bytes));
         let earlier = self.check_earlier_upload(ctx, header_hash)?;
-        if let Earlier::None = earlier {
-            self.check_pending_limit()?;
-        }
+        let gives_way = match earlier {
+            Earlier::None => self.check_pending_limit(ctx.now)?,
+            Earlier::Resume(_) => None,
+        };
         check_chunk_root(h, &args)?;
         verify_signature(&args.public_key, &signing_bytes, &args.signature)
             .map_err(SubmitError::Signature)?;
@@ -98,13 +109,17 @@ impl State {
             return Ok(Self::status_of(&existing));
         }
 
-        // Everything checked: allocate the staging region and record the upload.
+        // Everything checked: the most stalled upload gives way if it must, then this one
+        // takes a slot.
+        if let Some(stalled) = gives_way {
+            self.drop_upload(stalled);
+        }
         let weight = capped_weight(h.sample_count, self.job().config().max_weight);
+        let slot = self.take_slot();
+        let slot_bytes = self.job().config().slot_bytes(self.job().param_count);
         let mut ids = self.allocators().clone();
         let id = ids.next_submission_id;
         ids.next_submission_id += 1;
-        let staging_offset = ids.staging_top;
-        ids.staging_top += shape.byte_len;
         let submission = SubmissionRecord {
             id,
             round: self.open_round().round,
@@ -116,16 +131,86 @@ impl State {
             chunk_hashes: args.chunk_hashes,
             stored: ByteBuf::from(vec![0u8; shape.chunk_count as usize]),
             stored_count: 0,
-            staging_offset,
+            staging_offset: slot * slot_bytes,
             byte_len: shape.byte_len,
             weight,
             contribution: None,
+            slot: Some(slot),
+            last_progress_ns: Some(ctx.now),
         };
         let status = Self::status_of(&submission);
+        self.uploads_by_progress.insert((ctx.now, id), ());
         self.submissions.insert(id, Stored(submission));
         self.submitters.insert(ctx.caller, id);
         self.set_allocators(ids);
         Ok(status)
+    }
+
+    /// `Err(caller)` when the job admits only its allow-list and `caller` is not on it.
+    pub(crate) fn check_admitted(&self, caller: Principal) -> Result<(), Principal> {
+        let admitted = match self.job.get().0.config.as_ref() {
+            Some(c) => c.admission() == Admission::Open || self.allow_list.contains_key(&caller),
+            None => true,
+        };
+        if admitted {
+            Ok(())
+        } else {
+            Err(caller)
+        }
+    }
+
+    /// A free staging slot (the lowest freed one, else a new one).
+    fn take_slot(&mut self) -> u64 {
+        if let Some((slot, ())) = self.free_slots.first_key_value() {
+            self.free_slots.remove(&slot);
+            return slot;
+        }
+        let mut ids = self.allocators().clone();
+        let slot = ids.next_slot();
+        ids.next_slot = Some(slot + 1);
+        self.set_allocators(ids);
+        slot
+    }
+
+    /// Where an upload's bytes are staged: its slot, or the arena for an upload begun by
+    /// the release before slots.
+    pub(crate) fn staged_in(&self, s: &SubmissionRecord) -> &crate::storage::Mem {
+        match s.slot {
+            Some(_) => &self.staging_slots,
+            None => &self.staging,
+        }
+    }
+
+    /// Removes an upload that is not committed, freeing its slot.
+    pub(crate) fn drop_upload(&mut self, submission_id: u64) {
+        let Some(s) = self.submissions.remove(&submission_id) else {
+            return;
+        };
+        let s = s.0;
+        debug_assert!(
+            s.contribution.is_none(),
+            "a committed upload is never dropped"
+        );
+        self.submitters.remove(&s.contributor);
+        self.uploads_by_progress
+            .remove(&(s.last_progress_ns(), s.id));
+        if let Some(slot) = s.slot {
+            self.free_slots.insert(slot, ());
+        }
+    }
+
+    /// Drops every upload in progress that stored no chunk for the job's stall time.
+    pub(crate) fn drop_stalled_uploads(&mut self, now: u64) {
+        let stall = self.job().config().upload_stall_ns();
+        let stalled: Vec<u64> = self
+            .uploads_by_progress
+            .keys()
+            .take_while(|&(at, _)| now.saturating_sub(at) >= stall)
+            .map(|(_, id)| id)
+            .collect();
+        for id in stalled {
+            self.drop_upload(id);
+        }
     }
 
     /// The header names this canister, job, open round and its base model.
@@ -270,21 +355,30 @@ impl State {
         })
     }
 
-    /// Staging is bounded: principals are free to create, so without a cap a flood of
-    /// uploads that never commit could stage deltas until the round closes.
-    fn check_pending_limit(&self) -> Result<(), SubmitError> {
-        let pending = self
-            .submissions
-            .len()
-            .saturating_sub(self.open_round().committed as u64);
+    /// Staging is bounded: principals are free to create, so the round's uploads in
+    /// progress are limited, and at the limit the most stalled one gives way (returned, to
+    /// be dropped once the new upload is accepted) if it has stalled.
+    fn check_pending_limit(&self, now: u64) -> Result<Option<u64>, SubmitError> {
+        let pending = self.uploads_by_progress.len();
         let limit = pending_limit(self.job().config().max_clients);
-        if pending >= limit as u64 {
-            return Err(SubmitError::TooManyPendingSubmissions {
-                pending: pending as u32,
-                limit,
-            });
+        if pending < limit as u64 {
+            return Ok(None);
         }
-        Ok(())
+        let (at, id) = self
+            .uploads_by_progress
+            .first_key_value()
+            .map(|(k, ())| k)
+            .expect("the limit is at least 2");
+        let stall = self.job().config().upload_stall_ns();
+        let idle = now.saturating_sub(at);
+        if idle >= stall {
+            return Ok(Some(id));
+        }
+        Err(SubmitError::TooManyPendingSubmissions {
+            pending: pending as u32,
+            limit,
+            retry_after_ns: stall - idle,
+        })
     }
 
     fn own_open_submission(
@@ -336,9 +430,13 @@ impl State {
         if s.stored[index as usize] == 1 {
             return Ok(missing);
         }
-        write_bytes(&self.staging, s.staging_offset + offset, &args.bytes);
+        write_bytes(self.staged_in(&s), s.staging_offset + offset, &args.bytes);
         s.stored[index as usize] = 1;
         s.stored_count += 1;
+        self.uploads_by_progress
+            .remove(&(s.last_progress_ns(), s.id));
+        self.uploads_by_progress.insert((ctx.now, s.id), ());
+        s.last_progress_ns = Some(ctx.now);
         self.submissions.insert(s.id, Stored(s));
         Ok(missing - 1)
     }
@@ -366,7 +464,7 @@ impl State {
         let (retain, max_clients) = (config.retain_contributions, config.max_clients);
         let encoding = s.header.encoding();
         aggregation::validate_staged(
-            &self.staging,
+            self.staged_in(&s),
             s.staging_offset,
             encoding,
             param_count,
@@ -378,7 +476,10 @@ impl State {
             self.acc = vec![0; param_count as usize];
         }
         aggregation::accumulate_staged(
-            &self.staging,
+            match s.slot {
+                Some(_) => &self.staging_slots,
+                None => &self.staging,
+            },
             &mut self.acc,
             s.staging_offset,
             encoding,
@@ -406,11 +507,34 @@ impl State {
             committed_at_ns: ctx.now,
             retained: retain,
         };
+        // The delta leaves its slot: copied to the retained arena if the job keeps
+        // contributions (an upload of the release before slots is already there).
+        let retained_offset = match (retain, s.slot) {
+            (false, _) => None,
+            (true, None) => Some(s.staging_offset),
+            (true, Some(_)) => {
+                let top = ids.staging_top;
+                copy_window_by_window(
+                    &self.staging_slots,
+                    s.staging_offset,
+                    &self.staging,
+                    top,
+                    s.byte_len,
+                );
+                ids.staging_top += s.byte_len;
+                Some(top)
+            }
+        };
+        self.uploads_by_progress
+            .remove(&(s.last_progress_ns(), s.id));
+        if let Some(slot) = s.slot {
+            self.free_slots.insert(slot, ());
+        }
         self.contributions.insert(
             index,
             Stored(ContributionRecord {
                 contribution,
-                retained_offset: retain.then_some(s.staging_offset),
+                retained_offset,
                 byte_len: s.byte_len,
             }),
         );
@@ -473,4 +597,18 @@ fn check_chunk_root(h: &SubmissionHeader, args: &BeginSubmissionArgs) -> Result<
         });
     }
     Ok(())
+}
+
+/// Copies `len` bytes from `from` at `src` to `to` at `dst`, one aggregation window at a
+/// time (heap use stays bounded whatever the model size).
+fn copy_window_by_window(from: &Mem, src: u64, to: &Mem, dst: u64, len: u64) {
+    const WINDOW: u64 = aggregation::WINDOW_PARAMS * 4;
+    let mut buf = Vec::new();
+    let mut done = 0;
+    while done < len {
+        let n = WINDOW.min(len - done);
+        read_bytes_into(from, src + done, n as usize, &mut buf);
+        write_bytes(to, dst + done, &buf);
+        done += n;
+    }
 }

@@ -82,6 +82,7 @@ impl LegacyMeta {
                 next_submission_id: self.next_submission_id,
                 next_dataset_id: self.next_dataset_id,
                 staging_top: self.staging_top,
+                next_slot: None,
             },
             history: HistoryRecord {
                 size: self.history_size,

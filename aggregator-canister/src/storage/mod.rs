@@ -36,7 +36,8 @@ pub const MEMORY_LEGACY_META: MemoryId = MemoryId::new(0);
 pub const MEMORY_WEIGHTS: MemoryId = MemoryId::new(1);
 /// Flat `i64` LE: the round's FedAvg accumulator while an upgrade runs (it lives on the heap).
 pub const MEMORY_ACCUMULATOR: MemoryId = MemoryId::new(2);
-/// Byte arena of staged (and, if retained, committed) encoded deltas.
+/// Append-only byte arena of retained committed deltas (and, in the release before staging
+/// slots, of uploads in progress).
 pub const MEMORY_STAGING: MemoryId = MemoryId::new(3);
 /// `dataset id -> DatasetRecord`.
 pub const MEMORY_DATASETS: MemoryId = MemoryId::new(4);
@@ -71,6 +72,19 @@ pub const MEMORY_OPEN_ROUND: MemoryId = MemoryId::new(19);
 pub const MEMORY_ALLOCATORS: MemoryId = MemoryId::new(20);
 /// `StableCell<HistoryRecord>`: the frontier of the round history's Merkle tree.
 pub const MEMORY_HISTORY: MemoryId = MemoryId::new(21);
+/// Uploads in progress, one fixed-size slot each (the largest delta the job's encodings
+/// make), reused round after round: staging never holds more than the slots' bytes.
+pub const MEMORY_STAGING_SLOTS: MemoryId = MemoryId::new(22);
+/// `slot -> ()`: staging slots below `AllocatorsRecord::next_slot` that are free.
+pub const MEMORY_FREE_SLOTS: MemoryId = MemoryId::new(23);
+// 24 to 29: reserved for the certified history's stored hashes.
+/// `(last progress ns, submission id) -> ()` over the uploads not yet committed: the most
+/// stalled upload is the first key.
+pub const MEMORY_UPLOADS_BY_PROGRESS: MemoryId = MemoryId::new(30);
+/// `principal -> ()`: who an `Admission::AllowList` job admits.
+pub const MEMORY_ALLOW_LIST: MemoryId = MemoryId::new(31);
+/// `dataset commitment -> dataset id`: a commitment is registered once.
+pub const MEMORY_COMMITMENTS: MemoryId = MemoryId::new(32);
 
 const WASM_PAGE: u64 = 65536;
 

@@ -15,8 +15,8 @@
 
 use candid::{CandidType, Principal};
 use flic_protocol::api::{
-    ClientHyperparameters, Contribution, Dataset, Evaluation, JobConfig, JobState, Optimizer,
-    RoundRecord,
+    Admission, ClientHyperparameters, Contribution, Dataset, Evaluation, JobConfig, JobState,
+    Optimizer, RoundRecord,
 };
 use flic_protocol::chunking::DEFAULT_CHUNK_SIZE;
 use flic_protocol::encoding::DeltaEncoding;
@@ -115,12 +115,58 @@ pub struct JobConfigRecord {
     pub server_lr: f32,
     pub chunk_size: Option<u32>,
     pub retain_contributions: bool,
+    /// Added after version 1 was first written: `None` in older records (open admission).
+    pub admission: Option<AdmissionRecord>,
+    /// Added after version 1 was first written: `None` in older records (the default).
+    pub upload_stall_ns: Option<u64>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmissionRecord {
+    Open,
+    AllowList,
+}
+
+impl From<Admission> for AdmissionRecord {
+    fn from(a: Admission) -> Self {
+        match a {
+            Admission::Open => Self::Open,
+            Admission::AllowList => Self::AllowList,
+        }
+    }
+}
+
+impl From<AdmissionRecord> for Admission {
+    fn from(a: AdmissionRecord) -> Self {
+        match a {
+            AdmissionRecord::Open => Self::Open,
+            AdmissionRecord::AllowList => Self::AllowList,
+        }
+    }
 }
 
 impl JobConfigRecord {
     /// As [`JobConfig::chunk_size`].
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE)
+    }
+
+    pub fn admission(&self) -> Admission {
+        self.admission.map(Into::into).unwrap_or_default()
+    }
+
+    /// As [`JobConfig::upload_stall_ns`].
+    pub fn upload_stall_ns(&self) -> u64 {
+        JobConfig::from(self.clone()).upload_stall_ns()
+    }
+
+    /// Bytes of the largest delta an allowed encoding makes: one staging slot.
+    pub fn slot_bytes(&self, param_count: u64) -> u64 {
+        self.allowed_encodings
+            .iter()
+            .map(|&e| DeltaEncoding::from(e).encoded_len(param_count))
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn allows(&self, encoding: DeltaEncoding) -> bool {
@@ -142,6 +188,8 @@ impl From<JobConfig> for JobConfigRecord {
             server_lr: c.server_lr,
             chunk_size: c.chunk_size,
             retain_contributions: c.retain_contributions,
+            admission: c.admission.map(Into::into),
+            upload_stall_ns: c.upload_stall_ns,
         }
     }
 }
@@ -160,6 +208,8 @@ impl From<JobConfigRecord> for JobConfig {
             server_lr: c.server_lr,
             chunk_size: c.chunk_size,
             retain_contributions: c.retain_contributions,
+            admission: c.admission.map(Into::into),
+            upload_stall_ns: c.upload_stall_ns,
         }
     }
 }
@@ -309,13 +359,25 @@ impl StoredRecord for OpenRoundRecord {
 
 // ---------------------------------------------------------------- allocators (20)
 
-/// The next ids to hand out, and the staging arena's bump pointer.
+/// The next ids to hand out, the retained arena's bump pointer, and the staging slots'
+/// high-water mark.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct AllocatorsRecord {
     pub next_contribution: u64,
     pub next_submission_id: u64,
     pub next_dataset_id: u64,
+    /// End of the arena in `MEMORY_STAGING`: retained deltas (and, in the release before
+    /// staging slots, uploads in progress).
     pub staging_top: u64,
+    /// Staging slots ever handed out in this job (`None` in older records: none); slots
+    /// below it that are free are in `free_slots`.
+    pub next_slot: Option<u64>,
+}
+
+impl AllocatorsRecord {
+    pub fn next_slot(&self) -> u64 {
+        self.next_slot.unwrap_or(0)
+    }
 }
 
 impl StoredRecord for AllocatorsRecord {
@@ -459,11 +521,24 @@ pub struct SubmissionRecord {
     /// One byte per chunk: 1 when stored.
     pub stored: ByteBuf,
     pub stored_count: u32,
+    /// Where the bytes are staged: in slot `slot` of the staging slots, or, for uploads
+    /// begun by the release before slots (`slot` is `None`), at this offset of the arena.
     pub staging_offset: u64,
     pub byte_len: u64,
     pub weight: u64,
     /// Contribution index once committed.
     pub contribution: Option<u64>,
+    /// The staging slot (`None`: an upload begun by the release before slots).
+    pub slot: Option<u64>,
+    /// When the upload last stored a new chunk, or began (`None` in older records: it
+    /// counts as the most stalled).
+    pub last_progress_ns: Option<u64>,
+}
+
+impl SubmissionRecord {
+    pub fn last_progress_ns(&self) -> u64 {
+        self.last_progress_ns.unwrap_or(0)
+    }
 }
 
 impl StoredRecord for SubmissionRecord {
@@ -595,6 +670,8 @@ pub struct EvaluationRecord {
     pub loss: f64,
     pub samples: u64,
     pub reported_at_ns: u64,
+    /// Reported by a controller (`None` in records written before the field: no).
+    pub by_controller: Option<bool>,
 }
 
 impl StoredRecord for EvaluationRecord {

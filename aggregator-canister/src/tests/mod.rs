@@ -244,10 +244,17 @@ impl Harness {
     }
 }
 
+thread_local! {
+    static DATASETS_MADE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A dataset of `samples` samples with a commitment never used before in this test (a
+/// commitment is registered once).
 fn dataset_args(samples: u64) -> RegisterDatasetArgs {
+    let n = DATASETS_MADE.with(|c| c.replace(c.get() + 1));
     RegisterDatasetArgs {
         name: "mnist shard".into(),
-        commitment: Hash::new([9; 32]),
+        commitment: Hash::new(flic_protocol::hash::sha256(&n.to_le_bytes())),
         sample_count: samples,
         license: "CC-BY-4.0".into(),
         description: "a shard".into(),

@@ -1,0 +1,373 @@
+//! An open federation against strangers with free principals (issue 12), on the
+//! aggregator's release wasm in the embedded IC: squatted upload slots, staging memory,
+//! the allow-list, copied commitments, inflated counts.
+
+use std::time::Duration;
+
+use candid::Principal;
+use flic_protocol::api::{
+    AdminError, Admission, AllowListChange, DatasetError, EvaluationError, HttpRequest,
+    HttpResponse, JobConfig, RegisterDatasetArgs, ReportEvaluationArgs, SubmitError,
+    MAX_EVALUATIONS_PER_ROUND, MAX_SAMPLE_COUNT,
+};
+use flic_protocol::{DeltaEncoding, Hash};
+use flic_tests::embedded::EmbeddedEnv;
+use flic_tests::env::IcEnv;
+use flic_tests::fixture::{delta, job, Fixture, SAMPLES};
+
+/// Two places per round, and round deadlines far beyond the stall time.
+fn two_client_job() -> JobConfig {
+    JobConfig {
+        min_clients: 2,
+        max_clients: 2,
+        ..job()
+    }
+}
+
+fn stall_ns(f: &Fixture<EmbeddedEnv>) -> u64 {
+    f.job.upload_stall_ns()
+}
+
+/// Begins an upload for contributor `c` and stores nothing: a squatter.
+fn squat(f: &mut Fixture<EmbeddedEnv>, c: usize) -> Result<u64, SubmitError> {
+    let up = f.prepare(c, &delta(c, 0), DeltaEncoding::F32);
+    f.begin(c, &up).map(|s| s.submission_id)
+}
+
+/// Squatters that begin the moment a round opens and never upload cannot keep two honest
+/// contributors from closing the round within its first deadline: once stalled, a squatter
+/// gives way to a new upload, and an upload that progresses is never the one that does.
+#[test]
+fn squatters_cannot_stop_a_round_from_closing() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 2, two_client_job());
+    let limit = 4; // twice max_clients
+    let first_deadline = f.round_info().deadline_ns;
+    let squatters: Vec<usize> = (0..3 * limit).map(|i| f.add_contributor(100 + i)).collect();
+    let mut held = 0;
+    for &s in &squatters {
+        match squat(&mut f, s) {
+            Ok(_) => held += 1,
+            Err(SubmitError::TooManyPendingSubmissions { .. }) => {}
+            Err(e) => panic!("unexpected rejection of a squatter: {e}"),
+        }
+    }
+    assert_eq!(held, limit, "squatters hold every slot");
+
+    // An honest contributor arriving now is told when to come back, and nothing changed.
+    let up0 = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
+    let before = f.snapshot();
+    let retry = match f.begin(0, &up0) {
+        Err(SubmitError::TooManyPendingSubmissions {
+            retry_after_ns,
+            limit: l,
+            ..
+        }) => {
+            assert_eq!(l as usize, limit);
+            retry_after_ns
+        }
+        other => panic!("expected TooManyPendingSubmissions, got {other:?}"),
+    };
+    assert!(retry > 0 && retry <= stall_ns(&f));
+    assert_eq!(f.snapshot(), before, "a rejection changes nothing");
+
+    f.env.advance_time(Duration::from_nanos(retry));
+    // Contributor 0 takes a stalled squatter's slot and starts uploading.
+    let s0 = f
+        .begin(0, &up0)
+        .expect("a stalled squatter gives way")
+        .submission_id;
+    f.put(0, s0, 0, up0.chunk(0)).expect("first chunk");
+
+    // Fresh squatters arrive while contributor 0 uploads slowly: they may push out the
+    // stalled squatters, never contributor 0, whose last chunk is recent.
+    f.env.advance_time(Duration::from_nanos(stall_ns(&f) / 2));
+    f.put(0, s0, 1, up0.chunk(1)).expect("second chunk");
+    f.env
+        .advance_time(Duration::from_nanos(stall_ns(&f) / 2 + 1));
+    let late: Vec<usize> = (0..2 * limit).map(|i| f.add_contributor(200 + i)).collect();
+    for &s in &late {
+        let _ = squat(&mut f, s);
+    }
+    let status: Result<flic_protocol::api::SubmissionStatus, flic_protocol::api::QueryError> =
+        f.query1("submission_status", (s0,));
+    assert!(status.is_ok(), "a progressing upload is never evicted");
+    for i in 2..up0.chunk_count() {
+        f.put(0, s0, i, up0.chunk(i)).expect("chunk");
+    }
+    f.commit(0, s0).expect("contributor 0 commits");
+
+    // Contributor 1 gets in once a squatter has stalled, and the round closes at
+    // max_clients, before its first deadline.
+    let up1 = f.prepare(1, &delta(1, 0), DeltaEncoding::F32);
+    let s1 = loop {
+        match f.begin(1, &up1) {
+            Ok(s) => break s.submission_id,
+            Err(SubmitError::TooManyPendingSubmissions { retry_after_ns, .. }) => {
+                f.env.advance_time(Duration::from_nanos(retry_after_ns))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for i in 0..up1.chunk_count() {
+        f.put(1, s1, i, up1.chunk(i)).expect("chunk");
+    }
+    let receipt = f.commit(1, s1).expect("contributor 1 commits");
+    assert!(receipt.round_closed);
+    assert!(
+        f.env.time_ns() < first_deadline,
+        "closed within the first deadline"
+    );
+    assert_eq!(f.round_info().round, 1);
+    assert_eq!(f.round_info().pending, 0, "the close freed every slot");
+}
+
+/// A deadline extension drops every upload that has stalled.
+#[test]
+fn an_extension_drops_stalled_uploads() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 1, two_client_job());
+    let squatter = f.add_contributor(100);
+    squat(&mut f, squatter).expect("slot");
+    let up = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
+    let id = f.begin(0, &up).unwrap().submission_id;
+    assert_eq!(f.round_info().pending, 2);
+    // Contributor 0 progresses just before the deadline; the squatter has stalled.
+    let deadline = f.round_info().deadline_ns;
+    f.env.advance_time(Duration::from_nanos(
+        deadline - f.env.time_ns() - 1_000_000_000,
+    ));
+    f.put(0, id, 0, up.chunk(0)).unwrap();
+    f.env.advance_time(Duration::from_nanos(2_000_000_000));
+    let info = f.round_info();
+    assert_eq!(info.round, 0, "short of min_clients: extended");
+    assert_eq!(
+        info.pending, 1,
+        "the stalled squatter was dropped, the upload kept"
+    );
+}
+
+/// A controller can evict an upload in progress; nobody else can, and a committed
+/// contribution is never evicted.
+#[test]
+fn a_controller_evicts_uploads() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 2, job());
+    let squatter = f.add_contributor(100);
+    let id = squat(&mut f, squatter).unwrap();
+    let who = f.contributors[0].principal;
+    let denied: Result<(), AdminError> = f.update1(who, "evict_submission", (id,)).unwrap();
+    assert!(matches!(denied, Err(AdminError::NotController { .. })));
+    f.admin_call::<_, ()>("evict_submission", (id,))
+        .expect("evicted");
+    assert_eq!(f.round_info().pending, 0);
+    assert!(matches!(
+        f.admin_call::<_, ()>("evict_submission", (id,)),
+        Err(AdminError::UnknownSubmission { .. })
+    ));
+    let receipt = f.submit(0, &delta(0, 0), DeltaEncoding::F32).unwrap();
+    assert!(matches!(
+        f.admin_call::<_, ()>("evict_submission", (receipt.submission_id,)),
+        Err(AdminError::SubmissionCommitted { .. })
+    ));
+}
+
+fn dataset_args(i: u8) -> RegisterDatasetArgs {
+    RegisterDatasetArgs {
+        name: format!("set-{i}"),
+        commitment: Hash::new([i; 32]),
+        sample_count: SAMPLES,
+        license: "CC0".into(),
+        description: String::new(),
+    }
+}
+
+/// With `Admission::AllowList`, only listed principals register datasets and upload.
+#[test]
+fn an_allow_list_keeps_strangers_out() {
+    let job = JobConfig {
+        admission: Some(Admission::AllowList),
+        ..job()
+    };
+    let mut f = Fixture::new(EmbeddedEnv::new(), 0, job);
+    let member = flic_test_fixtures::key_for(0).principal;
+    let stranger = flic_test_fixtures::key_for(1).principal;
+    let len = f
+        .admin_call::<_, u64>(
+            "update_allow_list",
+            (AllowListChange {
+                add: vec![member],
+                remove: vec![],
+            },),
+        )
+        .unwrap();
+    assert_eq!(len, 1);
+    let c = f.add_contributor(0);
+    f.submit(c, &delta(0, 0), DeltaEncoding::F32)
+        .expect("a listed contributor submits");
+    let refused: Result<u64, DatasetError> = f
+        .update1(stranger, "register_dataset", (dataset_args(200),))
+        .unwrap();
+    assert_eq!(refused, Err(DatasetError::NotAllowed { caller: stranger }));
+    // Removed from the list: no further upload.
+    f.admin_call::<_, u64>(
+        "update_allow_list",
+        (AllowListChange {
+            add: vec![],
+            remove: vec![member],
+        },),
+    )
+    .unwrap();
+    f.env.advance_time(Duration::from_secs(1));
+    let up = f.prepare(c, &delta(0, 1), DeltaEncoding::F32);
+    let before = f.snapshot();
+    assert_eq!(
+        f.begin(c, &up).unwrap_err(),
+        SubmitError::NotAllowed { caller: member }
+    );
+    assert_eq!(f.snapshot(), before);
+    let too_many = AllowListChange {
+        add: vec![member; flic_protocol::api::MAX_ALLOW_LIST_CHANGE + 1],
+        remove: vec![],
+    };
+    assert!(matches!(
+        f.admin_call::<_, u64>("update_allow_list", (too_many,)),
+        Err(AdminError::AllowListChangeTooLarge { .. })
+    ));
+}
+
+/// A gauge of the canister's `/metrics`.
+fn gauge(f: &mut Fixture<EmbeddedEnv>, name: &str) -> u64 {
+    let req = HttpRequest {
+        method: "GET".into(),
+        url: "/metrics".into(),
+        headers: vec![],
+        body: Default::default(),
+        certificate_version: None,
+    };
+    let r: HttpResponse = f.query1("http_request", (req,));
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+/// Staging is a fixed set of slots: many rounds of uploads that write only their last
+/// chunk and never commit, with contributions retained, grow staging by nothing and the
+/// retained arena by the committed deltas only.
+#[test]
+fn abandoned_uploads_do_not_grow_staging() {
+    let job = JobConfig {
+        retain_contributions: true,
+        ..two_client_job()
+    };
+    let mut f = Fixture::new(EmbeddedEnv::new(), 2, job);
+    let squatters: Vec<usize> = (0..2).map(|i| f.add_contributor(100 + i)).collect();
+    let delta_bytes = DeltaEncoding::F32.encoded_len(flic_tests::fixture::PARAMS);
+    let rounds = 10u64;
+    for round in 0..rounds {
+        for &s in &squatters {
+            let up = f.prepare(s, &delta(s, round), DeltaEncoding::F32);
+            let id = f.begin(s, &up).expect("slot").submission_id;
+            let last = up.chunk_count() - 1;
+            f.put(s, id, last, up.chunk(last)).expect("last chunk only");
+        }
+        for c in 0..2 {
+            f.submit(c, &delta(c, round), DeltaEncoding::F32)
+                .expect("honest commit");
+        }
+        assert_eq!(f.round_info().round, round + 1);
+    }
+    // At most 3 uploads were ever in progress at once (2 squatters and an honest one):
+    // every round reuses those slots.
+    assert_eq!(gauge(&mut f, "flic_staging_slots_bytes"), 3 * delta_bytes);
+    assert_eq!(
+        gauge(&mut f, "flic_retained_bytes"),
+        rounds * 2 * delta_bytes,
+        "only committed deltas are retained"
+    );
+}
+
+/// A commitment is registered once: a copier cannot claim someone else's dataset.
+#[test]
+fn a_commitment_is_registered_once() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 1, job());
+    let copier = flic_test_fixtures::key_for(7).principal;
+    let mut copy = dataset_args(0);
+    copy.commitment = Hash::new([0u8; 32]); // contributor 0's commitment
+    let before = f.snapshot();
+    let refused: Result<u64, DatasetError> =
+        f.update1(copier, "register_dataset", (copy,)).unwrap();
+    assert_eq!(
+        refused,
+        Err(DatasetError::CommitmentTaken {
+            dataset_id: f.contributors[0].dataset_id
+        })
+    );
+    assert_eq!(f.snapshot(), before);
+}
+
+/// Self-declared counts are bounded.
+#[test]
+fn sample_counts_are_bounded() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 0, job());
+    let who = flic_test_fixtures::key_for(3).principal;
+    let mut args = dataset_args(3);
+    args.sample_count = MAX_SAMPLE_COUNT + 1;
+    let refused: Result<u64, DatasetError> =
+        f.update1(who, "register_dataset", (args.clone(),)).unwrap();
+    assert!(matches!(
+        refused,
+        Err(DatasetError::SampleCountTooLarge { .. })
+    ));
+    args.sample_count = MAX_SAMPLE_COUNT;
+    let ok: Result<u64, DatasetError> = f.update1(who, "register_dataset", (args,)).unwrap();
+    ok.expect("the maximum is allowed");
+}
+
+/// Contributors (free principals) can fill at most 12 of a round's 16 evaluation slots,
+/// and cannot report more samples than the bound.
+#[test]
+fn contributors_cannot_crowd_out_controller_evaluations() {
+    let n = MAX_EVALUATIONS_PER_ROUND;
+    let job = JobConfig {
+        min_clients: n as u32,
+        max_clients: n as u32,
+        ..job()
+    };
+    let mut f = Fixture::new(EmbeddedEnv::new(), n, job);
+    for c in 0..n {
+        f.submit(c, &delta(c, 0), DeltaEncoding::F32).unwrap();
+    }
+    let version = f.round_info().model_version.unwrap();
+    let report = |samples| ReportEvaluationArgs {
+        round: 0,
+        model_version: version,
+        accuracy: 0.5,
+        loss: 1.0,
+        samples,
+    };
+    let mut accepted = 0;
+    for c in 0..n {
+        let who = f.contributors[c].principal;
+        let r: Result<(), EvaluationError> =
+            f.update1(who, "report_evaluation", (report(10),)).unwrap();
+        match r {
+            Ok(()) => accepted += 1,
+            Err(EvaluationError::TooManyEvaluations { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        accepted,
+        n - flic_protocol::api::EVALUATIONS_RESERVED_FOR_CONTROLLERS
+    );
+    let admin = f.admin;
+    let r: Result<(), EvaluationError> = f
+        .update1(admin, "report_evaluation", (report(10),))
+        .unwrap();
+    r.expect("a controller always finds a slot");
+    let who = f.contributors[0].principal;
+    let r: Result<(), EvaluationError> = f
+        .update1(who, "report_evaluation", (report(MAX_SAMPLE_COUNT + 1),))
+        .unwrap();
+    assert!(matches!(r, Err(EvaluationError::InvalidValue { .. })));
+    let _ = Principal::anonymous();
+}
