@@ -97,6 +97,15 @@ pub fn finalize(
         let range = w.params();
         read_f32s_into(weights, w.first_param, range.len(), &mut ws);
         apply_update(&mut ws, &acc[range.clone()], inv, server_lr);
+        // Unreachable by the job limits (`MAX_SERVER_LR`, `MAX_CLIP_NORM`, finite initial
+        // weights): a non-finite weight traps, rolling the close back, rather than being
+        // published as a model.
+        if let Some(i) = ws.iter().position(|w| !w.is_finite()) {
+            panic!(
+                "the update makes weight {} non-finite: the close is refused",
+                w.first_param + i as u64
+            );
+        }
         acc[range].fill(0);
         write_f32s(weights, w.first_param, &ws);
         hasher.update(f32s_as_le_bytes(&ws));

@@ -3,7 +3,7 @@
 //! if one fails, and the certified data and the deadline timer are brought in line with the
 //! state.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use candid::Principal;
 use flic_protocol::api::{
@@ -23,6 +23,12 @@ use crate::state::{CallContext, State};
 
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    /// The deadline last given to `global_timer_set` by this instance (0: none). The timer
+    /// is re-armed only when the state's deadline differs from it: if the timer message
+    /// traps, the heap rolls back to this same deadline, so later updates do not re-arm a
+    /// timer that would trap again (a loop burning cycles). An upgrade, which starts a
+    /// fresh heap, arms it once more.
+    static ARMED_DEADLINE: Cell<u64> = const { Cell::new(0) };
 }
 
 fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
@@ -90,7 +96,10 @@ fn context() -> CallContext {
 
 fn sync_runtime(state: &State) {
     ic_cdk::api::certified_data_set(state.certified_data());
-    ic_cdk::api::global_timer_set(state.timer_deadline());
+    let deadline = state.timer_deadline();
+    if ARMED_DEADLINE.replace(deadline) != deadline {
+        ic_cdk::api::global_timer_set(deadline);
+    }
 }
 
 fn load() {
@@ -147,6 +156,9 @@ fn post_upgrade(arg: Option<InitArg>) {
 #[unsafe(export_name = "canister_global_timer")]
 extern "C" fn canister_global_timer() {
     ic_cdk::futures::internals::in_executor_context(|| {
+        // The IC deactivated the timer to run this: if this message succeeds, `settle`
+        // arms the state's deadline again (if it traps, this write is rolled back too).
+        ARMED_DEADLINE.set(0);
         let now = ic_cdk::api::time();
         STATE.with_borrow_mut(|s| {
             let state = s.as_mut().expect("state is initialised");
@@ -160,6 +172,26 @@ extern "C" fn canister_global_timer() {
             });
         });
     });
+}
+
+/// Drops plainly invalid ingress before the IC accepts it (see `inspect.rs`).
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    let caller = ic_cdk::api::msg_caller();
+    let method = ic_cdk::api::msg_method_name();
+    let arg_len = ic_cdk::api::msg_arg_data().len() as u64;
+    let verdict = read_state(|s| {
+        s.inspect(
+            caller,
+            ic_cdk::api::is_controller(&caller),
+            &method,
+            arg_len,
+        )
+    });
+    match verdict {
+        Ok(()) => ic_cdk::api::accept_message(),
+        Err(why) => ic_cdk::trap(format!("{method} refused before execution: {why}")),
+    }
 }
 
 // ---------------------------------------------------------------- admin

@@ -20,6 +20,7 @@ pub mod canister;
 pub mod certification;
 pub mod evaluations;
 pub mod http;
+pub mod inspect;
 pub mod metrics;
 pub mod registry;
 pub mod rounds;

@@ -18,6 +18,60 @@ use crate::storage::records::{
 };
 use crate::storage::*;
 
+/// What the accumulator spilled by `pre_upgrade` is of, written after its `i64`s: the round,
+/// its commits and their total weight, so that a load can tell a stale spill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpillTag {
+    round: u64,
+    committed: u64,
+    total_weight: u64,
+}
+
+impl SpillTag {
+    const MAGIC: [u8; 8] = *b"flicacc1";
+    const LEN: u64 = 32;
+    /// Written when a job starts: no spill yet.
+    const NONE: SpillTag = SpillTag {
+        round: u64::MAX,
+        committed: 0,
+        total_weight: 0,
+    };
+
+    fn of(round: &OpenRoundRecord) -> Self {
+        Self {
+            round: round.round,
+            committed: round.committed as u64,
+            total_weight: round.total_weight,
+        }
+    }
+
+    fn write(&self, mem: &Mem, param_count: u64) {
+        let mut bytes = Vec::with_capacity(Self::LEN as usize);
+        bytes.extend_from_slice(&Self::MAGIC);
+        for v in [self.round, self.committed, self.total_weight] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        write_bytes(mem, param_count * 8, &bytes);
+    }
+
+    /// `None` when no tag was ever written (a spill by the release before tags).
+    fn read(mem: &Mem, param_count: u64) -> Option<Self> {
+        if mem.size() * 65536 < param_count * 8 + Self::LEN {
+            return None;
+        }
+        let b = read_bytes(mem, param_count * 8, Self::LEN);
+        if b[..8] != Self::MAGIC {
+            return None;
+        }
+        let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Some(Self {
+            round: u(8),
+            committed: u(16),
+            total_weight: u(24),
+        })
+    }
+}
+
 /// Who calls, when, and on which canister: everything the core needs from the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallContext {
@@ -111,8 +165,20 @@ impl State {
                 ),
             };
         let accumulator = m.get(MEMORY_ACCUMULATOR);
-        let acc = if open_round.get().0.committed > 0 {
-            read_i64s(&accumulator, 0, job.get().0.param_count as usize)
+        let round = &open_round.get().0;
+        let acc = if round.committed > 0 {
+            let n = job.get().0.param_count;
+            // The spill must be of this very round and its commits: an upgrade that skipped
+            // `pre_upgrade` would otherwise load an older round's sums.
+            match SpillTag::read(&accumulator, n) {
+                None => {} // written by the release before spill tags
+                Some(tag) if tag == SpillTag::of(round) => {}
+                Some(tag) => panic!(
+                    "the accumulator in stable memory is of round {} with {} commits, the open round is {} with {}: pre_upgrade did not run (skip_pre_upgrade?). Upgrade again without skipping it.",
+                    tag.round, tag.committed, round.round, round.committed
+                ),
+            }
+            read_i64s(&accumulator, 0, n as usize)
         } else {
             Vec::new()
         };
@@ -188,6 +254,7 @@ impl State {
     pub fn save_for_upgrade(&self) {
         if self.open_round().committed > 0 {
             write_i64s(&self.accumulator, 0, &self.acc);
+            SpillTag::of(self.open_round()).write(&self.accumulator, self.job().param_count);
         }
     }
 
@@ -368,7 +435,8 @@ impl State {
         )?;
         // The accumulator's upgrade spill area exists from the first round on, so an
         // upgrade never has to grow stable memory.
-        ensure_capacity(&self.accumulator, job.param_count * 8);
+        ensure_capacity(&self.accumulator, job.param_count * 8 + SpillTag::LEN);
+        SpillTag::NONE.write(&self.accumulator, job.param_count);
         if job.config().retain_contributions {
             // Lineage verifiers replay every round from the initial model.
             let bytes = read_bytes(&self.weights, 0, job.param_count * 4);

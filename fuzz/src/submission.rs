@@ -471,6 +471,8 @@ impl Harness {
                 } else if running && due {
                     assert_eq!(self.state.open_round().extensions, m.extensions + 1);
                     assert_eq!(self.state.open_round().deadline_ns, self.now + DURATION);
+                    // An extension drops the stalled uploads.
+                    self.forget_dropped_uploads();
                 }
             }
             Op::Dataset {
@@ -648,6 +650,8 @@ impl Harness {
                     !header_mutated,
                     "begin_submission accepted header mutation {mutation}"
                 );
+                // A new upload may have pushed out a stalled one.
+                self.forget_dropped_uploads();
                 let i = idx.expect("only contributors with a dataset can begin");
                 let (_, reg_samples, revoked) = registered.expect("a dataset");
                 assert!(!revoked && sample_count <= reg_samples);
@@ -795,6 +799,16 @@ impl Harness {
             caller,
         );
         match r {
+            Ok(receipt) if upload.is_none() => {
+                // A repeated commit (a retry after a lost reply): the caller's receipt of
+                // that commit again, and nothing changed.
+                let last = idx.and_then(|i| self.clients[i].last_committed.as_ref());
+                assert!(
+                    last.is_some_and(|a| a.header.header_hash() == receipt.header_hash.into_array()),
+                    "a commit succeeded for an upload that is not the caller's"
+                );
+                assert_eq!(self.round(), round_before);
+            }
             Ok(receipt) => {
                 let (payload, valid, encoding, samples, args) =
                     upload.expect("a commit succeeds only for the caller's own upload");
@@ -833,6 +847,18 @@ impl Harness {
     }
 
     /// A round closed: compare the new model with the reference and start the next round.
+    /// Uploads the canister dropped (stalled ones, pushed out by a new upload or by a
+    /// deadline extension) are no longer the clients'.
+    fn forget_dropped_uploads(&mut self) {
+        for c in &mut self.clients {
+            if let Some(u) = &c.upload {
+                if self.state.submission_status(u.id).is_err() {
+                    c.upload = None;
+                }
+            }
+        }
+    }
+
     fn round_closed(&mut self) {
         let expected = self
             .reference

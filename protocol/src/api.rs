@@ -15,12 +15,19 @@ use crate::model::ModelSpec;
 use crate::submission::{SignatureError, SubmissionHeader};
 use crate::Hash;
 
-/// Largest model a job may configure (weights 4 B + accumulator 8 B per parameter).
+/// Largest model a spec may describe (weights 4 B + accumulator 8 B per parameter). A job
+/// must also fit the IC's message limits ([`crate::ic_limits`]), which bind first: at
+/// about 3.7e7 parameters with both encodings, 4.3e7 with int8 only.
 pub const MAX_PARAMS: u64 = 100_000_000;
 /// Largest `max_clients`.
 pub const MAX_CLIENTS: u32 = 10_000;
 pub const MIN_ROUND_DURATION_NS: u64 = 1_000_000_000;
 pub const MAX_ROUND_DURATION_NS: u64 = 366 * 24 * 3600 * 1_000_000_000;
+/// Largest server learning rate, and largest clip norm: with both bounded, a round moves
+/// a weight by at most `MAX_SERVER_LR * MAX_CLIP_NORM`, so weights that start finite stay
+/// finite for more rounds than any job can run (about 3e31).
+pub const MAX_SERVER_LR: f32 = 10.0;
+pub const MAX_CLIP_NORM: f32 = 1e6;
 /// Largest page any paginated query returns.
 pub const MAX_PAGE_LEN: u32 = 100;
 pub const MAX_DATASET_NAME_LEN: usize = 128;
@@ -193,10 +200,17 @@ impl JobConfig {
         if encodings.len() != self.allowed_encodings.len() {
             return bad("allowed_encodings lists an encoding twice".into());
         }
-        if !(self.server_lr.is_finite() && self.server_lr > 0.0) {
+        if !(self.server_lr.is_finite() && self.server_lr > 0.0 && self.server_lr <= MAX_SERVER_LR)
+        {
             return bad(format!(
-                "server_lr must be finite and positive, got {}",
+                "server_lr must be in (0, {MAX_SERVER_LR}], got {}",
                 self.server_lr
+            ));
+        }
+        if self.clip_norm > MAX_CLIP_NORM {
+            return bad(format!(
+                "clip_norm {} is above {MAX_CLIP_NORM}",
+                self.clip_norm
             ));
         }
         if let Some(stall) = self.upload_stall_ns {
@@ -221,6 +235,13 @@ impl JobConfig {
         if chunks > MAX_CHUNKS as u64 {
             return bad(format!("the model needs {chunks} chunks of {cs} bytes, above {MAX_CHUNKS}: raise chunk_size"));
         }
+        crate::ic_limits::WorstCase::of(
+            self.model_spec.param_count(),
+            self.max_clients,
+            &self.allowed_encodings,
+        )
+        .check()
+        .map_err(|reason| AdminError::InvalidConfig { reason })?;
         self.limits()
             .safe_frac_bits()
             .map_err(|e| AdminError::InvalidConfig {

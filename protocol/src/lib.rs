@@ -10,6 +10,7 @@
 //! - [`hash`]: `sha256`, and hex for digests as text.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`api`]: every Candid type of the canister interface.
+//! - [`ic_limits`]: whether a job's worst-case messages fit the IC's limits.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
 //! - [`seeds`]: seeds every client derives the same way (local shuffling).
 //! - [`time`]: IC times as text.
@@ -40,6 +41,7 @@ pub mod chunking;
 pub mod encoding;
 pub mod fedavg;
 pub mod hash;
+pub mod ic_limits;
 pub mod kernels;
 pub mod merkle;
 pub mod model;

@@ -41,6 +41,11 @@ pub fn delta(client: usize, round: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Contributor `i`'s dataset commitment (a commitment is registered once).
+pub fn commitment(i: usize) -> Hash {
+    Hash::new(flic_protocol::hash::sha256(&(i as u64).to_le_bytes()))
+}
+
 pub fn job() -> JobConfig {
     JobConfig {
         round_duration_ns: ROUND_NS,
@@ -156,7 +161,7 @@ impl<E: IcEnv> Fixture<E> {
             .expect("start_job");
         let args = RegisterDatasetArgs {
             name: format!("dataset-{c}"),
-            commitment: Hash::new([c as u8; 32]),
+            commitment: commitment(c),
             sample_count: SAMPLES,
             license: "CC0".into(),
             description: String::new(),
@@ -169,6 +174,13 @@ impl<E: IcEnv> Fixture<E> {
         let second = self.canister;
         self.canister = first;
         second
+    }
+
+    /// Installs a second aggregator in the same host, with no job configured.
+    pub fn another_canister_empty(&mut self) -> Principal {
+        let init = candid::encode_one(InitArg::Init(InitArgs::default())).unwrap();
+        let wasm = self.wasm.clone();
+        self.env.install(&wasm, init, self.admin)
     }
 
     /// Runs `f` with calls going to `canister` instead of the fixture's own.
@@ -186,7 +198,7 @@ impl<E: IcEnv> Fixture<E> {
         } = flic_test_fixtures::key_for(i as u64);
         let args = RegisterDatasetArgs {
             name: format!("dataset-{i}"),
-            commitment: Hash::new([i as u8; 32]),
+            commitment: commitment(i),
             sample_count: SAMPLES,
             license: "CC0".into(),
             description: String::new(),

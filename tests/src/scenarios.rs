@@ -6,7 +6,7 @@ use std::time::Duration;
 use candid::Principal;
 use serde_bytes::ByteBuf;
 
-use flic_protocol::api::{AdminError, DatasetError, JobState, SubmitError};
+use flic_protocol::api::{AdminError, DatasetError, JobState, SubmissionStatus, SubmitError};
 use flic_protocol::encoding::DeltaError;
 use flic_protocol::submission::SignatureError;
 use flic_protocol::{chunking, merkle, DeltaEncoding, Hash};
@@ -135,11 +135,18 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
         f.begin_as(other, &good),
         SubmitError::CallerMismatch { .. }
     );
-    rejects!(
-        f,
-        f.begin_as(Principal::anonymous(), &good),
-        SubmitError::AnonymousCaller
+    // Anonymous ingress never reaches the update: inspect_message drops it.
+    let before = f.snapshot();
+    let anonymous = f.update1::<_, Result<SubmissionStatus, SubmitError>>(
+        Principal::anonymous(),
+        "begin_submission",
+        (&good.args,),
     );
+    match anonymous {
+        Err(CallFailure::Other(m)) => assert!(m.contains("anonymous"), "{m}"),
+        other => panic!("anonymous begin_submission: {other:?}"),
+    }
+    assert!(before == f.snapshot());
     let mut short_key = good.clone();
     short_key.args.public_key = ByteBuf::from(vec![1u8; 31]);
     rejects!(
@@ -202,20 +209,22 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
         SubmitError::ChunkRootMismatch { .. }
     );
 
-    // Non-controllers cannot administer.
+    // Non-controllers cannot administer: inspect_message drops their ingress (and the
+    // update would refuse it with `NotController`).
     let c0 = f.contributors[0].principal;
-    let not_admin: Result<(), AdminError> = f.update1(c0, "pause_job", ()).expect("reached");
+    let before = f.snapshot();
+    let not_admin = f.update1::<_, Result<(), AdminError>>(c0, "pause_job", ());
     assert!(
-        matches!(not_admin, Err(AdminError::NotController { .. })),
+        matches!(&not_admin, Err(CallFailure::Other(m)) if m.contains("not a controller")),
         "{not_admin:?}"
     );
     let cfg = job();
-    let reconfigure: Result<u64, AdminError> =
-        f.update1(c0, "configure_job", (&cfg,)).expect("reached");
+    let reconfigure = f.update1::<_, Result<u64, AdminError>>(c0, "configure_job", (&cfg,));
     assert!(
-        matches!(reconfigure, Err(AdminError::NotController { .. })),
+        matches!(&reconfigure, Err(CallFailure::Other(m)) if m.contains("not a controller")),
         "{reconfigure:?}"
     );
+    assert!(before == f.snapshot());
 
     // Chunks: wrong hash, wrong length, out of range; then commit with chunks missing.
     let status = f.begin(0, &good).expect("begin");
@@ -285,8 +294,11 @@ pub fn every_rejection_leaves_state_unchanged<E: IcEnv>(env: E) {
     for i in 1..good.chunk_count() {
         f.put(0, id, i, good.chunk(i)).expect("put");
     }
-    f.commit(0, id).expect("commit");
-    rejects!(f, f.commit(0, id), SubmitError::AlreadyCommitted { .. });
+    let receipt = f.commit(0, id).expect("commit");
+    // The same commit again (a retry after a lost reply) returns the same receipt.
+    let before = f.snapshot();
+    assert_eq!(f.commit(0, id).expect("repeated commit"), receipt);
+    assert!(before == f.snapshot());
     let second = f.prepare(0, &delta(0, 9), DeltaEncoding::F32);
     rejects!(
         f,

@@ -12,7 +12,7 @@ use flic_protocol::api::{
 };
 use flic_protocol::{DeltaEncoding, Hash};
 use flic_tests::embedded::EmbeddedEnv;
-use flic_tests::env::IcEnv;
+use flic_tests::env::{CallFailure, IcEnv};
 use flic_tests::fixture::{delta, job, Fixture, SAMPLES};
 
 /// Two places per round, and round deadlines far beyond the stall time.
@@ -153,8 +153,11 @@ fn a_controller_evicts_uploads() {
     let squatter = f.add_contributor(100);
     let id = squat(&mut f, squatter).unwrap();
     let who = f.contributors[0].principal;
-    let denied: Result<(), AdminError> = f.update1(who, "evict_submission", (id,)).unwrap();
-    assert!(matches!(denied, Err(AdminError::NotController { .. })));
+    let denied = f.update1::<_, Result<(), AdminError>>(who, "evict_submission", (id,));
+    assert!(
+        matches!(&denied, Err(CallFailure::Other(m)) if m.contains("not a controller")),
+        "{denied:?}"
+    );
     f.admin_call::<_, ()>("evict_submission", (id,))
         .expect("evicted");
     assert_eq!(f.round_info().pending, 0);
@@ -291,7 +294,7 @@ fn a_commitment_is_registered_once() {
     let mut f = Fixture::new(EmbeddedEnv::new(), 1, job());
     let copier = flic_test_fixtures::key_for(7).principal;
     let mut copy = dataset_args(0);
-    copy.commitment = Hash::new([0u8; 32]); // contributor 0's commitment
+    copy.commitment = flic_tests::fixture::commitment(0);
     let before = f.snapshot();
     let refused: Result<u64, DatasetError> =
         f.update1(copier, "register_dataset", (copy,)).unwrap();
@@ -370,4 +373,180 @@ fn contributors_cannot_crowd_out_controller_evaluations() {
         .unwrap();
     assert!(matches!(r, Err(EvaluationError::InvalidValue { .. })));
     let _ = Principal::anonymous();
+}
+
+/// A commit whose reply was lost is retried: the retry returns the same receipt, also
+/// when the lost commit closed the round.
+#[test]
+fn a_retried_commit_returns_its_receipt() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 2, two_client_job());
+    let up = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
+    let id = f.begin(0, &up).unwrap().submission_id;
+    for i in 0..up.chunk_count() {
+        f.put(0, id, i, up.chunk(i)).unwrap();
+    }
+    let first = f.commit(0, id).unwrap();
+    assert_eq!(
+        f.commit(0, id).unwrap(),
+        first,
+        "same receipt in the open round"
+    );
+    let last = f.submit(1, &delta(1, 0), DeltaEncoding::F32).unwrap();
+    assert!(last.round_closed);
+    assert_eq!(f.round_info().round, 1);
+    let before = f.snapshot();
+    assert_eq!(
+        f.commit(1, last.submission_id).unwrap(),
+        last,
+        "after the round closed"
+    );
+    assert_eq!(f.snapshot(), before, "a retry changes nothing");
+    // Only the owner gets it.
+    assert!(matches!(
+        f.commit(0, last.submission_id),
+        Err(SubmitError::UnknownSubmission { .. })
+    ));
+}
+
+/// A job whose worst-case message does not fit the IC's limits is refused, and so are an
+/// unbounded server learning rate and clip norm.
+#[test]
+fn a_job_the_ic_limits_cannot_hold_is_refused() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 0, job());
+    // A started job cannot be reconfigured: use a second canister in the same host.
+    let fresh = f.another_canister_empty();
+    let huge = JobConfig {
+        model_spec: flic_test_fixtures::linear_spec(5_000, 10_000),
+        chunk_size: Some(1024 * 1024),
+        ..job()
+    };
+    for (bad, why) in [
+        (huge, "B instructions"),
+        (
+            JobConfig {
+                server_lr: 1e6,
+                ..job()
+            },
+            "server_lr",
+        ),
+        (
+            JobConfig {
+                clip_norm: 1e9,
+                ..job()
+            },
+            "clip_norm",
+        ),
+    ] {
+        let r = f.on_canister(fresh, |f| f.admin_call::<_, u64>("configure_job", (&bad,)));
+        match r {
+            Err(AdminError::InvalidConfig { reason }) => {
+                assert!(reason.contains(why), "{reason}")
+            }
+            other => panic!("expected InvalidConfig ({why}), got {other:?}"),
+        }
+    }
+}
+
+/// A timer message that traps (here: over a lowered instruction limit) is not re-armed by
+/// every later update into a loop that burns cycles for nothing; an upgrade arms it again.
+#[test]
+fn a_trapping_timer_is_not_rearmed_into_a_loop() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 2, job());
+    f.submit(0, &delta(0, 0), DeltaEncoding::F32).unwrap();
+    f.submit(1, &delta(1, 0), DeltaEncoding::F32).unwrap();
+    let normal = f.env.ic.config().limits;
+    let deadline = f.round_info().deadline_ns;
+    f.env
+        .ic
+        .set_instruction_limits(flic_embedded_ic::InstructionLimits {
+            update: 1_000_000,
+            ..normal
+        });
+    let fired = f
+        .env
+        .ic
+        .advance_time(Duration::from_nanos(deadline - f.env.time_ns() + 1));
+    assert_eq!(fired.len(), 1);
+    assert!(fired[0].result.is_err(), "the close traps");
+    f.env.ic.set_instruction_limits(normal);
+    let mut runs = 0;
+    for i in 0..5 {
+        // Updates in between (each settles the state and would re-arm the timer).
+        let c = f.add_contributor(300 + i);
+        let _ = c;
+        runs += f.env.ic.advance_time(Duration::from_secs(1)).len();
+    }
+    assert_eq!(runs, 0, "no timer ran again after the trap");
+    assert_eq!(f.round_info().round, 0);
+    // An upgrade arms the timer again, and the close succeeds.
+    let wasm = f.wasm.clone();
+    let arg = candid::encode_one(flic_protocol::api::InitArg::Upgrade(None)).unwrap();
+    let (canister, admin) = (f.canister, f.admin);
+    f.env.upgrade(canister, &wasm, arg, admin).unwrap();
+    let fired = f.env.ic.advance_time(Duration::from_secs(1));
+    assert!(fired.iter().all(|t| t.result.is_ok()));
+    assert_eq!(f.round_info().round, 1, "closed once the timer could run");
+}
+
+/// Junk ingress from strangers is dropped by `canister_inspect_message` before the IC
+/// accepts it: the canister pays neither the ingress fee nor an execution. 100 junk
+/// calls: anonymous registrations, controller methods from a stranger, oversized chunks,
+/// queries called as updates, and uploads while the job is paused.
+#[test]
+fn junk_ingress_is_dropped_before_it_is_billed() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 1, job());
+    let stranger = flic_test_fixtures::key_for(900).principal;
+    let up = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
+    let mut junk: Vec<(Principal, &str, Vec<u8>)> = Vec::new();
+    for i in 0..20u8 {
+        junk.push((
+            Principal::anonymous(),
+            "register_dataset",
+            candid::encode_one(dataset_args(i)).unwrap(),
+        ));
+        junk.push((
+            stranger,
+            "configure_job",
+            candid::encode_one(job()).unwrap(),
+        ));
+        let big = flic_protocol::api::PutChunkArgs {
+            submission_id: 0,
+            index: 0,
+            bytes: serde_bytes::ByteBuf::from(vec![i; 64 * 1024]),
+        };
+        junk.push((stranger, "put_chunk", candid::encode_one(big).unwrap()));
+        junk.push((stranger, "round_info", candid::encode_args(()).unwrap()));
+    }
+    f.admin_call::<_, ()>("pause_job", ()).unwrap();
+    for _ in 0..20 {
+        let who = f.contributors[0].principal;
+        junk.push((
+            who,
+            "begin_submission",
+            candid::encode_one(&up.args).unwrap(),
+        ));
+    }
+    assert_eq!(junk.len(), 100);
+    let before = f.snapshot();
+    let (mut inspect_instructions, mut bytes) = (0u64, 0u64);
+    for (sender, method, arg) in junk {
+        bytes += arg.len() as u64;
+        match f.env.ic.update(f.canister, sender, method, arg) {
+            Err(flic_embedded_ic::CallError::InspectRejected { instructions, .. }) => {
+                inspect_instructions += instructions
+            }
+            other => panic!("{method} by {sender} was accepted: {other:?}"),
+        }
+    }
+    assert_eq!(f.snapshot(), before);
+    // Had they been accepted, each would have cost at least the ingress fee (1.2 M cycles
+    // plus 2,000 per byte) and the base fee of an execution (5 M): a lower bound.
+    let accepted_lower_bound = 100 * (1_200_000 + 5_000_000) + 2_000 * bytes;
+    eprintln!(
+        "100 junk calls, {bytes} bytes: without the filter at least {accepted_lower_bound} cycles billed; with it 0 (inspect_message ran {inspect_instructions} instructions on one replica, not billed)"
+    );
+    assert!(
+        inspect_instructions < 100 * 5_000_000,
+        "inspection stays cheap"
+    );
 }

@@ -401,6 +401,37 @@ impl State {
         Ok(s)
     }
 
+    /// The receipt of the caller's commit of `submission_id` if it was already committed,
+    /// in the open round or (the upload record gone with its round) as the caller's latest
+    /// contribution.
+    fn earlier_receipt(&self, ctx: &CallContext, submission_id: u64) -> Option<CommitReceipt> {
+        let index = match self.submissions.get(&submission_id) {
+            Some(s) if s.0.contributor == ctx.caller => s.0.contribution?,
+            Some(_) => return None,
+            None => {
+                let (_, index) = self
+                    .by_contributor
+                    .keys_range((ctx.caller, 0)..=(ctx.caller, u64::MAX))
+                    .next_back()?;
+                index
+            }
+        };
+        let c = self.contributions.get(&index)?.0;
+        if c.submission_id != Some(submission_id) {
+            return None;
+        }
+        let p = c.contribution;
+        Some(CommitReceipt {
+            submission_id,
+            round: p.round,
+            contribution_index: p.index,
+            index_in_round: p.index_in_round,
+            header_hash: p.header_hash,
+            weight: p.weight,
+            round_closed: p.round < self.open_round().round,
+        })
+    }
+
     /// Stores one chunk after checking it against its declared hash. Idempotent; any order.
     /// Returns the number of chunks still missing.
     pub fn put_chunk(&mut self, ctx: &CallContext, args: PutChunkArgs) -> Result<u32, SubmitError> {
@@ -448,6 +479,10 @@ impl State {
         ctx: &CallContext,
         submission_id: u64,
     ) -> Result<CommitReceipt, SubmitError> {
+        if let Some(receipt) = self.earlier_receipt(ctx, submission_id) {
+            // A retry after a lost reply: the same receipt, nothing changes.
+            return Ok(receipt);
+        }
         let mut s = self.own_open_submission(ctx, submission_id)?;
         if s.stored_count < s.header.chunk_count {
             let first_missing = s.stored.iter().position(|&b| b == 0).unwrap_or(0) as u32;
@@ -536,6 +571,7 @@ impl State {
                 contribution,
                 retained_offset,
                 byte_len: s.byte_len,
+                submission_id: Some(s.id),
             }),
         );
         self.by_contributor.insert((s.contributor, index), ());

@@ -553,6 +553,9 @@ pub struct ContributionRecord {
     pub contribution: PublicContribution,
     pub retained_offset: Option<u64>,
     pub byte_len: u64,
+    /// The upload it was committed from (`None` in records written before the field), so
+    /// a commit retried after a lost reply gets its receipt again.
+    pub submission_id: Option<u64>,
 }
 
 impl StoredRecord for ContributionRecord {

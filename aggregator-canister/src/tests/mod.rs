@@ -965,10 +965,13 @@ fn begin_submission_rejections_change_nothing() {
             ..
         }
     );
-    rejects!(
-        h,
-        h.state.commit_submission(&ctx, s.submission_id),
-        SubmitError::AlreadyCommitted { .. }
+    // A second commit (a retry after a lost reply) returns the first receipt, unchanged.
+    let before = h.snapshot();
+    let receipt = h.state.commit_submission(&ctx, s.submission_id).unwrap();
+    assert_eq!(receipt.submission_id, s.submission_id);
+    assert!(
+        before == h.snapshot(),
+        "a repeated commit changed the state"
     );
     let again = PutChunkArgs {
         submission_id: s.submission_id,
@@ -1974,4 +1977,29 @@ fn pending_uploads_are_capped_at_twice_max_clients() {
     h.state.begin_submission(&ctx, args).unwrap();
     h.check();
     assert_eq!(h.state.round_info().pending as usize, limit);
+}
+
+/// The accumulator spilled by `pre_upgrade` carries its round and commits: an upgrade that
+/// skipped `pre_upgrade` (the IC's `skip_pre_upgrade`) after another commit would load a
+/// stale sum, and the load refuses it instead.
+#[test]
+fn a_stale_accumulator_spill_is_refused() {
+    let mut h = Harness::running();
+    let (a, b) = (h.client(1, 1000), h.client(2, 1000));
+    h.submit(&a, &delta(1), DeltaEncoding::F32, 50);
+    h.upgrade(); // spills round 0 with one commit, and loads it back
+    h.submit(&b, &delta(2), DeltaEncoding::F32, 50);
+    // An upgrade without pre_upgrade: the spill still says one commit.
+    let mem = h.mem.clone();
+    let stale = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        State::load(mem).open_round().round
+    }));
+    let message = *stale
+        .expect_err("a stale spill is refused")
+        .downcast::<String>()
+        .unwrap();
+    assert!(message.contains("pre_upgrade did not run"), "{message}");
+    // With pre_upgrade, the same state loads.
+    h.upgrade();
+    h.check();
 }

@@ -218,7 +218,7 @@ pub fn run(
         ));
         let dataset_id = api.register_dataset(&RegisterDatasetArgs {
             name: format!("bench-{k}"),
-            commitment: Hash::new([k as u8; 32]),
+            commitment: Hash::new(flic_protocol::hash::sha256(&(k as u64).to_le_bytes())),
             sample_count: SAMPLES,
             license: "CC0".into(),
             description: String::new(),

@@ -1,0 +1,108 @@
+//! Whether a job fits the IC's per-message limits, from measured costs.
+//!
+//! A message over the instruction limit traps, and a trap rolls it back: a close that does
+//! not fit would be retried by every later timer and never succeed. So `configure_job`
+//! refuses a configuration whose worst-case message does not fit with a margin. The costs
+//! are upper bounds of what `flic bench aggregate` and `flic bench scale` measured on the
+//! release wasm in `flic-embedded-ic` (docs/benchmarks.md, sections 2 and 6), per
+//! parameter and per client; [`MARGIN`] covers what the embedded IC undercounts (the
+//! replica weighs some instructions, bulk memory and System API calls more).
+
+use crate::encoding::DeltaEncoding;
+
+/// Instructions one update call or timer message may use.
+pub const UPDATE_INSTRUCTION_LIMIT: u64 = 40_000_000_000;
+/// Instructions an upgrade (`pre_upgrade` plus `post_upgrade`) may use.
+pub const UPGRADE_INSTRUCTION_LIMIT: u64 = 300_000_000_000;
+/// Measured costs times this must fit the limits.
+pub const MARGIN: u64 = 2;
+
+/// Fixed cost of any update (decoding, checks, certified data, invariants).
+const FIXED: u64 = 10_000_000;
+/// `commit_submission` per parameter: validate and accumulate an `f32` delta (measured
+/// 109-115 from 1e5 parameters up).
+const COMMIT_F32_PER_PARAM: u64 = 130;
+/// The same for int8 blocks (measured 41-42).
+const COMMIT_INT8_PER_PARAM: u64 = 60;
+/// The close per parameter: apply the accumulator, write and hash the weights (measured
+/// 339-352).
+const CLOSE_PER_PARAM: u64 = 400;
+/// The close per client of `max_clients`: a contribution read into the round record, and
+/// up to two uploads in progress dropped (measured 420-530 k per contribution, the
+/// dropped uploads far less).
+const CLOSE_PER_CLIENT: u64 = 1_000_000;
+/// `pre_upgrade` writes, and `post_upgrade` reads, the accumulator: 8 bytes per parameter
+/// each way (measured under 10 instructions per parameter for both).
+const UPGRADE_PER_PARAM: u64 = 20;
+
+/// Worst-case instructions of the messages a job's size decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorstCase {
+    pub commit: u64,
+    pub close: u64,
+    pub upgrade: u64,
+}
+
+impl WorstCase {
+    pub fn of(param_count: u64, max_clients: u32, encodings: &[DeltaEncoding]) -> Self {
+        let per_param = encodings
+            .iter()
+            .map(|e| match e {
+                DeltaEncoding::F32 => COMMIT_F32_PER_PARAM,
+                DeltaEncoding::Int8Blocks => COMMIT_INT8_PER_PARAM,
+            })
+            .max()
+            .unwrap_or(COMMIT_F32_PER_PARAM);
+        let n = param_count;
+        let k = max_clients as u64;
+        Self {
+            // The commit that reaches max_clients also closes the round.
+            commit: FIXED + per_param * n + CLOSE_PER_PARAM * n + CLOSE_PER_CLIENT * k,
+            close: FIXED + CLOSE_PER_PARAM * n + CLOSE_PER_CLIENT * k,
+            upgrade: FIXED + UPGRADE_PER_PARAM * n,
+        }
+    }
+
+    /// `Err(reason)` naming the first message that does not fit with the margin.
+    pub fn check(&self) -> Result<(), String> {
+        let fits = |what: &str, cost: u64, limit: u64| {
+            if cost.saturating_mul(MARGIN) <= limit {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the worst-case {what} needs about {:.1} B instructions, and {MARGIN} times that is above the IC's limit of {:.0} B per message: use fewer parameters or clients",
+                    cost as f64 / 1e9,
+                    limit as f64 / 1e9
+                ))
+            }
+        };
+        fits(
+            "commit (with the close it triggers)",
+            self.commit,
+            UPDATE_INSTRUCTION_LIMIT,
+        )?;
+        fits("close", self.close, UPDATE_INSTRUCTION_LIMIT)?;
+        fits("upgrade", self.upgrade, UPGRADE_INSTRUCTION_LIMIT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_jobs_fit_and_the_largest_do_not() {
+        let both = [DeltaEncoding::F32, DeltaEncoding::Int8Blocks];
+        assert!(WorstCase::of(1_000_000, 100, &both).check().is_ok());
+        assert!(WorstCase::of(30_000_000, 1_000, &both).check().is_ok());
+        let e = WorstCase::of(100_000_000, 10, &both).check().unwrap_err();
+        assert!(e.contains("commit"), "{e}");
+        // int8 only commits cheaper, but the close alone is too big at 1e8.
+        let e = WorstCase::of(100_000_000, 10, &[DeltaEncoding::Int8Blocks])
+            .check()
+            .unwrap_err();
+        assert!(e.contains("B instructions"), "{e}");
+        // Ten thousand clients alone fit (the close reads each contribution once).
+        assert!(WorstCase::of(1_000, 10_000, &both).check().is_ok());
+    }
+}
