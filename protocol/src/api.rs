@@ -601,6 +601,9 @@ pub struct CertifiedState {
     pub round: u64,
     pub model_version: Hash,
     pub history_root: Hash,
+    /// `/job_config`: `job_config::job_config_hash` of the job's configuration; `None`
+    /// before a job is configured.
+    pub job_config_hash: Option<Hash>,
 }
 
 /// What makes a query reply checkable: the IC's certificate for the canister's certified
@@ -615,8 +618,9 @@ pub struct Certification {
     pub tree: ByteBuf,
 }
 
-/// `round_info` with a witness for `/job`, `/round` and `/model_version`. The other fields
-/// (configuration, counters, deadline) are not certified.
+/// `round_info` with a witness for `/job`, `/job_config`, `/round` and `/model_version`:
+/// the configuration is certified by its hash. The other fields (counters, deadline) are not
+/// certified.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct CertifiedRoundInfo {
     pub info: RoundInfo,

@@ -71,6 +71,10 @@ pub const MEMORY_OPEN_ROUND: MemoryId = MemoryId::new(19);
 pub const MEMORY_ALLOCATORS: MemoryId = MemoryId::new(20);
 /// `StableCell<HistoryRecord>`: the frontier of the round history's Merkle tree.
 pub const MEMORY_HISTORY: MemoryId = MemoryId::new(21);
+// 22, 23: kept for the upload staging slots.
+/// The certified tree's `/history`: an `RbTree` of round record hashes, node by node in a
+/// flat array (see `certification::HistoryTree`), so that loading it is O(1).
+pub const MEMORY_CERTIFIED_HISTORY: MemoryId = MemoryId::new(24);
 
 const WASM_PAGE: u64 = 65536;
 
