@@ -23,6 +23,12 @@ pub const MIN_ROUND_DURATION_NS: u64 = 1_000_000_000;
 pub const MAX_ROUND_DURATION_NS: u64 = 366 * 24 * 3600 * 1_000_000_000;
 /// Largest page any paginated query returns.
 pub const MAX_PAGE_LEN: u32 = 100;
+/// Contributors a page of round records may hold in total (`round_history`, its certified
+/// form and `/api/rounds`): a page ends before the record that would pass it, so a page of
+/// records at `MAX_CLIENTS` holds two and stays far below the IC's 2 MiB reply limit
+/// (about 31 bytes of Candid and 66 of JSON per contributor). A page always holds at least
+/// one record; `next` points at the rest.
+pub const MAX_PAGE_CONTRIBUTORS: u64 = 2 * MAX_CLIENTS as u64;
 pub const MAX_DATASET_NAME_LEN: usize = 128;
 pub const MAX_LICENSE_LEN: usize = 128;
 pub const MAX_DESCRIPTION_LEN: usize = 4096;
@@ -564,6 +570,8 @@ pub struct ContributionPage {
     pub next: Option<u64>,
 }
 
+/// Closed rounds from `start`, oldest first: at most `limit` records and at most
+/// [`MAX_PAGE_CONTRIBUTORS`] contributors (always at least one record when one exists).
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RoundPage {
     pub items: Vec<RoundRecord>,
