@@ -16,6 +16,7 @@ use flic_protocol::api::{
 use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
 
+use crate::counters::CONTRIBUTOR_COUNT_STEPS;
 use crate::metrics::{variant_name, CallRecord};
 use crate::state::{CallContext, State};
 
@@ -38,6 +39,7 @@ fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
             .as_mut()
             .expect("state is initialised in init/post_upgrade");
         let out = f(state, &ctx);
+        state.count_new_contributors(CONTRIBUTOR_COUNT_STEPS);
         settle(state);
         out
     })
@@ -136,7 +138,7 @@ fn post_upgrade(arg: Option<InitArg>) {
         Some(InitArg::Init(_)) => ic_cdk::trap("upgrade needs InitArg::Upgrade, not Init"),
     }
     // Timers are cleared by an upgrade: re-arm from the stored deadline.
-    read_state(settle);
+    mutate_state(|_, _| ());
 }
 
 /// The deadline timer. The raw system export (not `ic-cdk-timers`, whose self-calls need
@@ -149,6 +151,7 @@ extern "C" fn canister_global_timer() {
         STATE.with_borrow_mut(|s| {
             let state = s.as_mut().expect("state is initialised");
             state.on_timer(now);
+            state.count_new_contributors(CONTRIBUTOR_COUNT_STEPS);
             settle(state);
             state.record_call(CallRecord {
                 method: "canister_global_timer",
