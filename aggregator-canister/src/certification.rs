@@ -735,7 +735,7 @@ mod tests {
             .collect();
         let mem = VectorMemory::default();
         let tree = CertifiedTree::load(mem.clone(), 5, |from| {
-            records[from as usize..].to_vec().into_iter()
+            records[from as usize..].iter().cloned()
         });
         assert_eq!(tree.rounds(), 5);
         let heap = InMemoryTree::from_history(records.iter().cloned());
