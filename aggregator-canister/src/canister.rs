@@ -18,6 +18,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
 
 use crate::admission::AllowListPage;
+use crate::counters::CONTRIBUTOR_COUNT_STEPS;
 use crate::metrics::{variant_name, CallRecord};
 use crate::state::{CallContext, State};
 
@@ -46,6 +47,7 @@ fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
             .as_mut()
             .expect("state is initialised in init/post_upgrade");
         let out = f(state, &ctx);
+        state.count_new_contributors(CONTRIBUTOR_COUNT_STEPS);
         settle(state);
         out
     })
@@ -147,7 +149,7 @@ fn post_upgrade(arg: Option<InitArg>) {
         Some(InitArg::Init(_)) => ic_cdk::trap("upgrade needs InitArg::Upgrade, not Init"),
     }
     // Timers are cleared by an upgrade: re-arm from the stored deadline.
-    read_state(settle);
+    mutate_state(|_, _| ());
 }
 
 /// The deadline timer. The raw system export (not `ic-cdk-timers`, whose self-calls need
@@ -163,6 +165,7 @@ extern "C" fn canister_global_timer() {
         STATE.with_borrow_mut(|s| {
             let state = s.as_mut().expect("state is initialised");
             state.on_timer(now);
+            state.count_new_contributors(CONTRIBUTOR_COUNT_STEPS);
             settle(state);
             state.record_call(CallRecord {
                 method: "canister_global_timer",

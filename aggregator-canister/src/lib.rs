@@ -12,12 +12,14 @@
 //! - [`certification`]: the certified state tree and its witnesses;
 //! - [`evaluations`]: model quality per round, reported by controllers and contributors;
 //! - [`metrics`]: operational counters recorded by the boundary;
+//! - [`counters`]: counters of the state kept incrementally (distinct contributors);
 //! - [`http`]: `http_request` (dashboard page, JSON API, Prometheus metrics).
 
 pub mod admission;
 pub mod aggregation;
 pub mod canister;
 pub mod certification;
+pub mod counters;
 pub mod evaluations;
 pub mod http;
 pub mod inspect;

@@ -29,6 +29,20 @@ pub struct Metrics {
     pub methods: BTreeMap<String, MethodCounters>,
     /// `(method, error variant) -> count`. Keys are bounded by the error enums.
     pub rejections: BTreeMap<(String, String), u64>,
+    /// Distinct contributors among the first contributions (see [`ContributorCount`]);
+    /// `None` in what the releases before it wrote (counted from contribution 0 on).
+    pub contributors: Option<ContributorCount>,
+}
+
+/// Principals with at least one committed contribution, counted incrementally so that
+/// `/metrics` reads one counter instead of seeking once per contributor: `distinct` of the
+/// contributions `0..counted_through` (global indices) were the first of their principal.
+/// The boundary advances it after every update and timer by at most
+/// [`crate::counters::CONTRIBUTOR_COUNT_STEPS`] contributions (one index seek each).
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ContributorCount {
+    pub distinct: u64,
+    pub counted_through: u64,
 }
 
 /// What one finished call contributes to the counters.

@@ -122,7 +122,7 @@ pub struct State {
     pub(crate) versions: Map<[u8; 32], u64>,
     /// Flat `f32` LE copy of the initial model, kept with `retain_contributions`.
     pub(crate) initial_weights: Mem,
-    /// Heap cache of the certified tree's history, rebuilt from `rounds` on load.
+    /// The certified tree's history, in stable memory (MemoryId 24).
     pub(crate) certified: CertifiedTree,
     pub(crate) evaluations: Map<(u64, Principal), Stored<EvaluationRecord>>,
     pub(crate) metrics: Cell<Metrics>,
@@ -137,7 +137,11 @@ impl State {
         let m = Memories::init(memory);
         let rounds: Map<u64, Stored<ClosedRoundRecord>> =
             StableBTreeMap::init(m.get(MEMORY_ROUNDS));
-        let certified = CertifiedTree::from_history(rounds.iter().map(|e| e.value().0.into()));
+        // O(1) once the tree holds every round; fills it once from an older release's state.
+        let certified =
+            CertifiedTree::load(m.get(MEMORY_CERTIFIED_HISTORY), rounds.len(), |from| {
+                rounds.range(from..).map(|e| e.value().0.into())
+            });
         let (job, open_round, allocators, history) =
             match legacy::take_meta(m.get(MEMORY_LEGACY_META)) {
                 Some(meta) => {
@@ -524,6 +528,11 @@ impl State {
             round: self.open_round().round,
             model_version: self.open_round().model_version.unwrap_or_default(),
             history_root: Hash::new(self.history().frontier().root()),
+            job_config_hash: self
+                .job()
+                .config
+                .clone()
+                .map(|c| Hash::new(flic_protocol::job_config::job_config_hash(&c.into()))),
         }
     }
 

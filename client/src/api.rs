@@ -337,8 +337,10 @@ impl<T: Transport> AggregatorApi<T> {
         })
     }
 
-    /// The current round; job id, round and model version are checked against a
-    /// certificate (the rest of `RoundInfo` is informational).
+    /// The current round; job id, round, model version and the job configuration (by its
+    /// hash) are checked against a certificate, so a client never trains with a
+    /// configuration the canister did not certify (the rest of `RoundInfo` is
+    /// informational).
     pub fn round_info(&mut self) -> Result<RoundInfo, ApiError> {
         const M: &str = "round_info_certified";
         let reply: CertifiedRoundInfo = self.query1(M, ())?;
@@ -353,7 +355,7 @@ impl<T: Transport> AggregatorApi<T> {
         const M: &str = "round_history_certified";
         let reply: CertifiedRoundPage = self.query1(M, (page,))?;
         let trust = self.trust();
-        Self::verified(M, verify_round_page(&reply, &trust))?;
+        Self::verified(M, verify_round_page(&reply, page.start, &trust))?;
         Ok(reply.page)
     }
 

@@ -8,8 +8,9 @@ use flic_protocol::api::{
 };
 use flic_protocol::certified::{
     round_key, round_record_hash, u64_leaf, LABEL_HISTORY, LABEL_HISTORY_ROOT, LABEL_JOB,
-    LABEL_MODEL_VERSION, LABEL_ROUND,
+    LABEL_JOB_CONFIG, LABEL_MODEL_VERSION, LABEL_ROUND,
 };
+use flic_protocol::job_config::job_config_hash;
 use ic_certification::{HashTree, LookupResult};
 
 use crate::certificate::{lookup, verify_certificate, Freshness};
@@ -97,6 +98,22 @@ impl CertifiedView {
             })
     }
 
+    /// The hash of the job's configuration (`flic_protocol::job_config`); `None` before a
+    /// job is configured.
+    pub fn job_config_hash(&self) -> Result<Option<[u8; 32]>, ProofError> {
+        let bytes = self.leaf(LABEL_JOB_CONFIG)?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        bytes
+            .try_into()
+            .map(Some)
+            .map_err(|_| ProofError::MalformedValue {
+                path: "/job_config".into(),
+                reason: format!("{} bytes, expected 32", bytes.len()),
+            })
+    }
+
     pub fn history_root(&self) -> Result<[u8; 32], ProofError> {
         let bytes = self.leaf(LABEL_HISTORY_ROOT)?;
         bytes.try_into().map_err(|_| ProofError::MalformedValue {
@@ -126,6 +143,25 @@ impl CertifiedView {
         }
     }
 
+    /// Checks that the witness proves round `round` absent from the certified history (a
+    /// pruned part of the tree that could hold it is not proof).
+    pub fn check_round_absent(&self, round: u64, why: &str) -> Result<(), ProofError> {
+        match self.round_record_hash(round) {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(ProofError::Inconsistent {
+                what: "round history page".into(),
+                detail: format!("round {round} is certified but {why}"),
+            }),
+            Err(_) => Err(ProofError::Inconsistent {
+                what: "round history page".into(),
+                detail: format!(
+                    "{why}, but the witness does not prove that round {round} does not exist \
+                     (it prunes the part of the history that would hold it)"
+                ),
+            }),
+        }
+    }
+
     /// Checks that `record` is the certified record of its round.
     pub fn check_round_record(&self, record: &RoundRecord) -> Result<(), ProofError> {
         let reply = round_record_hash(record);
@@ -152,8 +188,9 @@ fn mismatch(what: &str, certified: &[u8], reply: &[u8]) -> ProofError {
     }
 }
 
-/// Checks `round_info_certified`: job id, round and model version. Returns the reply's
-/// `RoundInfo` (whose other fields are not certified).
+/// Checks `round_info_certified`: job id, round, model version and the job configuration
+/// (by its hash: a client trains only with a configuration that is certified). The other
+/// fields of `RoundInfo` (counters, deadline) are not certified.
 pub fn verify_round_info(
     reply: &CertifiedRoundInfo,
     trust: &Trust,
@@ -180,6 +217,15 @@ pub fn check_round_info(view: &CertifiedView, info: &RoundInfo) -> Result<(), Pr
             info.model_version
                 .as_ref()
                 .map_or(&[][..], |v| v.as_slice()),
+        ));
+    }
+    let certified = view.job_config_hash()?;
+    let reply = info.config.as_ref().map(job_config_hash);
+    if certified != reply {
+        return Err(mismatch(
+            "job configuration hash",
+            certified.as_ref().map_or(&[][..], |h| h.as_slice()),
+            reply.as_ref().map_or(&[][..], |h| h.as_slice()),
         ));
     }
     Ok(())
@@ -213,38 +259,68 @@ pub fn check_model_info(view: &CertifiedView, info: &ModelInfo) -> Result<(), Pr
     Ok(())
 }
 
-/// Checks `round_history_certified`: every record on the page is certified, rounds are
-/// consecutive from the first, and a page shorter than asked for ends the certified history.
+/// Checks `round_history_certified(PageArgs { start, .. })`: every record on the page is
+/// certified; the page starts at round `start` and its rounds are consecutive; `next`, when
+/// set, is the round after the last record; a page that ends the history (`next == None`)
+/// proves that no round follows its last record; and an empty page proves that round
+/// `start` does not exist (an empty history, or `start` past its end). A page may hold fewer
+/// records than asked for (the canister bounds pages by contributors as well).
 pub fn verify_round_page(
     reply: &CertifiedRoundPage,
+    start: u64,
     trust: &Trust,
 ) -> Result<CertifiedView, ProofError> {
     let view = CertifiedView::verify(&reply.certification, trust)?;
+    check_round_page(&view, reply, start)?;
+    Ok(view)
+}
+
+pub fn check_round_page(
+    view: &CertifiedView,
+    reply: &CertifiedRoundPage,
+    start: u64,
+) -> Result<(), ProofError> {
+    let inconsistent = |detail: String| ProofError::Inconsistent {
+        what: "round history page".into(),
+        detail,
+    };
     let items = &reply.page.items;
+    let Some(last) = items.last() else {
+        if let Some(next) = reply.page.next {
+            return Err(inconsistent(format!(
+                "the page is empty but points at round {next}"
+            )));
+        }
+        return view.check_round_absent(start, &format!("the page from round {start} is empty"));
+    };
+    if items[0].round != start {
+        return Err(inconsistent(format!(
+            "the page asked for from round {start} starts at round {}",
+            items[0].round
+        )));
+    }
     for (i, record) in items.iter().enumerate() {
-        if i > 0 && record.round != items[i - 1].round + 1 {
-            return Err(ProofError::Inconsistent {
-                what: "round history page".into(),
-                detail: format!(
-                    "round {} follows round {}",
-                    record.round,
-                    items[i - 1].round
-                ),
-            });
+        if i > 0 && Some(record.round) != items[i - 1].round.checked_add(1) {
+            return Err(inconsistent(format!(
+                "round {} follows round {}",
+                record.round,
+                items[i - 1].round
+            )));
         }
         view.check_round_record(record)?;
     }
-    if reply.page.next.is_none() {
-        // The history must provably end after the last record (or at the start).
-        if let Some(last) = items.last() {
-            let after = last.round + 1;
-            if let Ok(Some(_)) = view.round_record_hash(after) {
-                return Err(ProofError::Inconsistent {
-                    what: "round history page".into(),
-                    detail: format!("round {after} is certified but the page ends before it"),
-                });
-            }
-        }
+    let after = last.round.checked_add(1).ok_or_else(|| {
+        inconsistent(format!(
+            "round {} cannot be followed by another",
+            last.round
+        ))
+    })?;
+    match reply.page.next {
+        Some(next) if next == after => Ok(()),
+        Some(next) => Err(inconsistent(format!(
+            "the page ends at round {} but points at round {next}",
+            last.round
+        ))),
+        None => view.check_round_absent(after, "the page ends the history before it"),
     }
-    Ok(view)
 }

@@ -2,7 +2,7 @@
 //! error naming what did not match, never a panic.
 
 use candid::Principal;
-use flic_aggregator::certification::{CertifiedTree, HistoryWitness};
+use flic_aggregator::certification::{HistoryWitness, InMemoryTree};
 use flic_embedded_ic::{certificate_tree, BlsCertificateIssuer};
 use flic_proofs::certified::{check_model_info, verify_round_info, verify_round_page};
 use flic_proofs::lineage::{recompute_round, RetainedContribution, RoundInputs};
@@ -10,11 +10,12 @@ use flic_proofs::receipt::{verify_receipt, Receipt, RECEIPT_FORMAT};
 use flic_proofs::sample::{verify_sample, verify_sample_against, SampleProof, SAMPLE_PROOF_FORMAT};
 use flic_proofs::{CertifiedView, Freshness, ProofError, Trust};
 use flic_protocol::api::{
-    Certification, CertifiedRoundInfo, CertifiedRoundPage, CertifiedState, Contribution, JobState,
-    ModelInfo, RoundInfo, RoundPage, RoundRecord,
+    Certification, CertifiedRoundInfo, CertifiedRoundPage, CertifiedState, ClientHyperparameters,
+    Contribution, JobConfig, JobState, ModelInfo, Optimizer, RoundInfo, RoundPage, RoundRecord,
 };
 use flic_protocol::chunking::{chunk_hashes, chunk_root};
 use flic_protocol::fedavg::{Accumulator, AggregationLimits};
+use flic_protocol::job_config::job_config_hash;
 use flic_protocol::merkle::{self, leaf_hash, MerkleError};
 use flic_protocol::submission::{principal_of_ed25519, signing_key_from_seed};
 use flic_protocol::{encoding, model_version, DeltaEncoding, Hash, SubmissionHeader};
@@ -60,8 +61,38 @@ struct World {
     base: Vec<f32>,
     records: Vec<RoundRecord>,
     contributions: Vec<RetainedContribution>,
-    tree: CertifiedTree,
+    tree: InMemoryTree,
     scalars: CertifiedState,
+    config: JobConfig,
+}
+
+/// The job the world's canister certifies (its values matter only through their hash).
+fn config() -> JobConfig {
+    let spec = flic_protocol::ModelSpec {
+        architecture: "linear".into(),
+        config_json: "{}".into(),
+        tensors: vec![flic_protocol::TensorSpec {
+            name: "w".into(),
+            shape: vec![PARAMS as u64],
+            offset: 0,
+        }],
+    };
+    JobConfig {
+        clip_norm: 10.0,
+        max_weight: 1_000,
+        max_clients: 4,
+        chunk_size: Some(CHUNK),
+        ..JobConfig::new(
+            spec,
+            ClientHyperparameters {
+                learning_rate: 0.05,
+                batch_size: 16,
+                local_epochs: 1,
+                optimizer: Optimizer::Sgd,
+                seed: 42,
+            },
+        )
+    }
 }
 
 fn world() -> World {
@@ -145,7 +176,7 @@ fn world() -> World {
     record1.new_version = Hash::new([0xab; 32]);
     record1.first_contribution = 3;
     let records = vec![record0, record1];
-    let tree = CertifiedTree::from_history(records.iter().cloned());
+    let tree = InMemoryTree::from_history(records.iter().cloned());
     let mut frontier = merkle::MerkleFrontier::new();
     for r in &records {
         frontier.push(r.history_leaf());
@@ -155,6 +186,7 @@ fn world() -> World {
         round: 2,
         model_version: records[1].new_version,
         history_root: Hash::new(frontier.root()),
+        job_config_hash: Some(Hash::new(job_config_hash(&config()))),
     };
     World {
         base,
@@ -162,6 +194,7 @@ fn world() -> World {
         contributions,
         tree,
         scalars,
+        config: config(),
     }
 }
 
@@ -193,7 +226,7 @@ impl World {
                 committed: 0,
                 pending: 0,
                 frac_bits: 30,
-                config: None,
+                config: Some(self.config.clone()),
             },
             certification: self.certification(HistoryWitness::Pruned, NOW - 1),
         }
@@ -419,12 +452,12 @@ fn certified_round_pages_verify_and_altered_or_swapped_records_fail() {
         page: RoundPage { items, next: None },
         certification: w.certification(HistoryWitness::Range { first, last }, NOW),
     };
-    verify_round_page(&page(w.records.clone(), 0, 1), &trust()).unwrap();
+    verify_round_page(&page(w.records.clone(), 0, 1), 0, &trust()).unwrap();
 
     let mut altered = w.records.clone();
     altered[0].total_weight += 1;
     assert!(matches!(
-        verify_round_page(&page(altered, 0, 1), &trust()).unwrap_err(),
+        verify_round_page(&page(altered, 0, 1), 0, &trust()).unwrap_err(),
         ProofError::Mismatch { what, .. } if what.contains("round 0")
     ));
 
@@ -433,7 +466,7 @@ fn certified_round_pages_verify_and_altered_or_swapped_records_fail() {
     swapped[0].round = 0;
     swapped[1].round = 1;
     assert!(matches!(
-        verify_round_page(&page(swapped, 0, 1), &trust()).unwrap_err(),
+        verify_round_page(&page(swapped, 0, 1), 0, &trust()).unwrap_err(),
         ProofError::Mismatch { .. }
     ));
 
@@ -446,7 +479,7 @@ fn certified_round_pages_verify_and_altered_or_swapped_records_fail() {
         certification: w.certification(HistoryWitness::Pruned, NOW),
     };
     assert!(matches!(
-        verify_round_page(&pruned, &trust()).unwrap_err(),
+        verify_round_page(&pruned, 0, &trust()).unwrap_err(),
         ProofError::MissingPath { path } if path == "/history/0"
     ));
 
@@ -462,6 +495,172 @@ fn certified_round_pages_verify_and_altered_or_swapped_records_fail() {
         view.check_round_record(&ghost).unwrap_err(),
         ProofError::Inconsistent { .. } | ProofError::MissingPath { .. }
     ));
+}
+
+/// A job configuration altered in the reply (the clip norm a client would train with, or
+/// any other field) does not hash to the certified `/job_config`: the client refuses it.
+#[test]
+fn round_info_with_an_altered_job_config_is_rejected() {
+    let w = world();
+    let honest = w.round_info();
+    verify_round_info(&honest, &trust()).unwrap();
+    let tamper = |f: &dyn Fn(&mut JobConfig)| {
+        let mut reply = honest.clone();
+        f(reply.info.config.as_mut().unwrap());
+        verify_round_info(&reply, &trust()).unwrap_err()
+    };
+    let errors = [
+        tamper(&|c| c.clip_norm = 1_000.0),
+        tamper(&|c| c.max_weight = u64::MAX),
+        tamper(&|c| c.client.learning_rate = 5.0),
+        tamper(&|c| c.allowed_encodings.reverse()),
+    ];
+    for e in errors {
+        assert!(
+            matches!(&e, ProofError::Mismatch { what, .. } if what == "job configuration hash"),
+            "{e:?}"
+        );
+    }
+    // A reply that hides the configuration, or shows one where none is certified.
+    let mut hidden = honest.clone();
+    hidden.info.config = None;
+    assert!(matches!(
+        verify_round_info(&hidden, &trust()).unwrap_err(),
+        ProofError::Mismatch { what, .. } if what == "job configuration hash"
+    ));
+    let mut w2 = world();
+    w2.scalars.job_config_hash = None;
+    assert!(matches!(
+        verify_round_info(&w2.round_info(), &trust()).unwrap_err(),
+        ProofError::Mismatch { what, .. } if what == "job configuration hash"
+    ));
+}
+
+/// Replaces the labeled node of `round` under `/history` in a CBOR witness by its pruned
+/// hash, as a replica may: the tree still hashes to the certified data.
+fn prune_round(tree: &[u8], round: u64) -> Vec<u8> {
+    use serde_cbor::Value;
+    fn go(v: &Value, label: &[u8]) -> Value {
+        let Value::Array(a) = v else { return v.clone() };
+        match (&a[0], a.get(1)) {
+            (Value::Integer(1), _) => {
+                Value::Array(vec![a[0].clone(), go(&a[1], label), go(&a[2], label)])
+            }
+            (Value::Integer(2), Some(Value::Bytes(l))) if l.as_slice() == label => {
+                let t: ic_certification::HashTree =
+                    serde_cbor::from_slice(&serde_cbor::to_vec(v).unwrap()).unwrap();
+                Value::Array(vec![Value::Integer(4), Value::Bytes(t.digest().to_vec())])
+            }
+            (Value::Integer(2), _) => {
+                Value::Array(vec![a[0].clone(), a[1].clone(), go(&a[2], label)])
+            }
+            _ => v.clone(),
+        }
+    }
+    let v: Value = serde_cbor::from_slice(tree).unwrap();
+    serde_cbor::to_vec(&go(&v, &flic_protocol::certified::round_key(round))).unwrap()
+}
+
+fn is_inconsistent_page(e: &ProofError) -> bool {
+    matches!(e, ProofError::Inconsistent { what, .. } if what == "round history page")
+}
+
+/// `next == None` must prove that the history ends; an empty page must prove that its start
+/// round does not exist. Honest pages as the canister builds them (the last page, a page
+/// cut short with `next` set, the empty page past the end, the empty history) verify.
+#[test]
+fn truncated_and_empty_round_pages_are_rejected() {
+    let w = world();
+    let page = |items: Vec<RoundRecord>, next, history| CertifiedRoundPage {
+        page: RoundPage { items, next },
+        certification: w.certification(history, NOW),
+    };
+    let range = |first, last| HistoryWitness::Range { first, last };
+    // Honest: the whole history, a page cut short, the last page alone, the empty page at
+    // the end (the canister's witness for it) and past the end.
+    verify_round_page(&page(w.records.clone(), None, range(0, 1)), 0, &trust()).unwrap();
+    verify_round_page(
+        &page(vec![w.records[0].clone()], Some(1), range(0, 0)),
+        0,
+        &trust(),
+    )
+    .unwrap();
+    verify_round_page(
+        &page(vec![w.records[1].clone()], None, range(1, 1)),
+        1,
+        &trust(),
+    )
+    .unwrap();
+    verify_round_page(&page(vec![], None, range(2, 2)), 2, &trust()).unwrap();
+    verify_round_page(&page(vec![], None, range(2, 2)), 7, &trust()).unwrap();
+
+    // The empty history.
+    let mut empty = world();
+    empty.tree = InMemoryTree::from_history(std::iter::empty());
+    empty.scalars.history_root = Hash::new(merkle::MerkleFrontier::new().root());
+    let empty_page = CertifiedRoundPage {
+        page: RoundPage {
+            items: vec![],
+            next: None,
+        },
+        certification: empty.certification(range(0, 0), NOW),
+    };
+    verify_round_page(&empty_page, 0, &trust()).unwrap();
+
+    // A malicious replica drops the last record and ends the page, with the honest witness
+    // pruned where round 1 is (the certified data is unchanged) or with the witness the
+    // canister gives for round 0 alone.
+    let mut truncated = page(vec![w.records[0].clone()], None, range(0, 1));
+    truncated.certification.tree = ByteBuf::from(prune_round(&truncated.certification.tree, 1));
+    let e = verify_round_page(&truncated, 0, &trust()).unwrap_err();
+    assert!(
+        matches!(&e, ProofError::Inconsistent { detail, .. } if detail.contains("does not prove that round 1")),
+        "{e:?}"
+    );
+    let e = verify_round_page(
+        &page(vec![w.records[0].clone()], None, range(0, 0)),
+        0,
+        &trust(),
+    )
+    .unwrap_err();
+    assert!(is_inconsistent_page(&e), "{e:?}");
+    // With the round it hides still revealed, it is caught as a certified round.
+    let e = verify_round_page(
+        &page(vec![w.records[0].clone()], None, range(0, 1)),
+        0,
+        &trust(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ProofError::Inconsistent { detail, .. } if detail.contains("round 1 is certified")),
+        "{e:?}"
+    );
+
+    // An empty page that hides existing rounds: witness pruned, the end-of-history witness,
+    // or one that shows the round.
+    for history in [HistoryWitness::Pruned, range(2, 2), range(0, 1)] {
+        let e = verify_round_page(&page(vec![], None, history), 0, &trust()).unwrap_err();
+        assert!(is_inconsistent_page(&e), "{history:?}: {e:?}");
+    }
+    // An empty page that claims more follows.
+    let e = verify_round_page(&page(vec![], Some(0), range(0, 1)), 0, &trust()).unwrap_err();
+    assert!(is_inconsistent_page(&e), "{e:?}");
+
+    // A page that skips its first rounds, or whose `next` skips rounds.
+    let e = verify_round_page(
+        &page(vec![w.records[1].clone()], None, range(1, 1)),
+        0,
+        &trust(),
+    )
+    .unwrap_err();
+    assert!(is_inconsistent_page(&e), "{e:?}");
+    let e = verify_round_page(
+        &page(vec![w.records[0].clone()], Some(5), range(0, 0)),
+        0,
+        &trust(),
+    )
+    .unwrap_err();
+    assert!(is_inconsistent_page(&e), "{e:?}");
 }
 
 // ------------------------------------------------------------------ receipts

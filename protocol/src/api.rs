@@ -30,6 +30,12 @@ pub const MAX_SERVER_LR: f32 = 10.0;
 pub const MAX_CLIP_NORM: f32 = 1e6;
 /// Largest page any paginated query returns.
 pub const MAX_PAGE_LEN: u32 = 100;
+/// Contributors a page of round records may hold in total (`round_history`, its certified
+/// form and `/api/rounds`): a page ends before the record that would pass it, so a page of
+/// records at `MAX_CLIENTS` holds two and stays far below the IC's 2 MiB reply limit
+/// (about 31 bytes of Candid and 66 of JSON per contributor). A page always holds at least
+/// one record; `next` points at the rest.
+pub const MAX_PAGE_CONTRIBUTORS: u64 = 2 * MAX_CLIENTS as u64;
 pub const MAX_DATASET_NAME_LEN: usize = 128;
 pub const MAX_LICENSE_LEN: usize = 128;
 pub const MAX_DESCRIPTION_LEN: usize = 4096;
@@ -671,6 +677,8 @@ pub struct ContributionPage {
     pub next: Option<u64>,
 }
 
+/// Closed rounds from `start`, oldest first: at most `limit` records and at most
+/// [`MAX_PAGE_CONTRIBUTORS`] contributors (always at least one record when one exists).
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RoundPage {
     pub items: Vec<RoundRecord>,
@@ -708,6 +716,9 @@ pub struct CertifiedState {
     pub round: u64,
     pub model_version: Hash,
     pub history_root: Hash,
+    /// `/job_config`: `job_config::job_config_hash` of the job's configuration; `None`
+    /// before a job is configured.
+    pub job_config_hash: Option<Hash>,
 }
 
 /// What makes a query reply checkable: the IC's certificate for the canister's certified
@@ -722,8 +733,9 @@ pub struct Certification {
     pub tree: ByteBuf,
 }
 
-/// `round_info` with a witness for `/job`, `/round` and `/model_version`. The other fields
-/// (configuration, counters, deadline) are not certified.
+/// `round_info` with a witness for `/job`, `/job_config`, `/round` and `/model_version`:
+/// the configuration is certified by its hash. The other fields (counters, deadline) are not
+/// certified.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct CertifiedRoundInfo {
     pub info: RoundInfo,

@@ -9,6 +9,7 @@
 //! | `/history/<round u64 BE>` | `round_record_hash(record)` of each closed round |
 //! | `/history_root` | RFC 6962 root over `RoundRecord::history_leaf()` of all closed rounds |
 //! | `/job` | job id, u64 LE |
+//! | `/job_config` | `job_config_hash(config)` (32 bytes, [`crate::job_config`]), empty before a job is configured |
 //! | `/model_version` | current model version (32 bytes), empty before a model exists |
 //! | `/round` | open round, u64 LE |
 //!
@@ -21,6 +22,7 @@ use crate::hash::sha256;
 pub const LABEL_HISTORY: &[u8] = b"history";
 pub const LABEL_HISTORY_ROOT: &[u8] = b"history_root";
 pub const LABEL_JOB: &[u8] = b"job";
+pub const LABEL_JOB_CONFIG: &[u8] = b"job_config";
 pub const LABEL_MODEL_VERSION: &[u8] = b"model_version";
 pub const LABEL_ROUND: &[u8] = b"round";
 

@@ -12,6 +12,7 @@
 //! - [`api`]: every Candid type of the canister interface.
 //! - [`ic_limits`]: whether a job's worst-case messages fit the IC's limits.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
+//! - [`job_config`]: the canonical bytes of a job configuration (certified by hash).
 //! - [`seeds`]: seeds every client derives the same way (local shuffling).
 //! - [`time`]: IC times as text.
 //!
@@ -31,7 +32,8 @@
 //! | submission header (signed) | `flic/submission/v1` ([`submission::SUBMISSION_DOMAIN`]) | Ed25519 over `SubmissionHeader::signing_bytes()`; header hash `sha256` of them | `submission.rs` |
 //! | payload chunks | none (Merkle leaves) | chunk root = RFC 6962 root over `leaf_hash(chunk)` | `chunking.rs` |
 //! | round record | `flic/round/v1` ([`api::ROUND_RECORD_DOMAIN`]) | `RoundRecord::canonical_bytes()`; history leaf `leaf_hash` of them; contributions root over `leaf_hash(header_hash)` | `api.rs` |
-//! | certified state | IC `HashTree` labels | `/history/<round>` = `sha256(round record bytes)`, `/history_root`, `/job`, `/model_version`, `/round` | `certified.rs` |
+//! | job configuration | `flic/job-config/v1` ([`job_config::JOB_CONFIG_DOMAIN`]) | `job_config_bytes(config)`; `/job_config` = `sha256` of them | `job_config.rs` |
+//! | certified state | IC `HashTree` labels | `/history/<round>` = `sha256(round record bytes)`, `/history_root`, `/job`, `/job_config`, `/model_version`, `/round` | `certified.rs` |
 //! | sample / dataset commitment | `flic/sample/v1` ([`sample::SAMPLE_DOMAIN`]) | `sample_bytes(label, features)`; commitment = RFC 6962 root over `leaf_hash(sample_bytes)` | `sample.rs` |
 //! | local shuffle seed | `flic/shuffle/v1` ([`seeds::SHUFFLE_SEED_TAG`]) | first 8 bytes (`u64` LE) of `sha256(tag \|\| job seed \|\| round \|\| len \|\| principal)` | `seeds.rs` |
 
@@ -42,6 +44,7 @@ pub mod encoding;
 pub mod fedavg;
 pub mod hash;
 pub mod ic_limits;
+pub mod job_config;
 pub mod kernels;
 pub mod merkle;
 pub mod model;

@@ -5,7 +5,7 @@
 use flic_protocol::api::{
     page_limit, Certification, CertifiedModelInfo, CertifiedRoundInfo, CertifiedRoundPage,
     ContributionProof, JobState, Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, QueryError,
-    RoundInfo, RoundPage, RoundRecord, SubmissionStatus,
+    RoundInfo, RoundPage, RoundRecord, SubmissionStatus, MAX_PAGE_CONTRIBUTORS,
 };
 use flic_protocol::chunking::{chunk_count, chunk_range};
 use flic_protocol::merkle::{self, leaf_hash};
@@ -75,17 +75,39 @@ impl State {
         })
     }
 
-    /// Closed rounds with number `>= page.start`, oldest first.
+    /// Closed rounds with number `>= page.start`, oldest first: at most `page.limit`
+    /// records (capped at `MAX_PAGE_LEN`) holding at most [`MAX_PAGE_CONTRIBUTORS`]
+    /// contributors together, so that the reply (Candid here, JSON at `/api/rounds`) stays
+    /// far below the IC's reply limit whatever `max_clients` is. The first record is always
+    /// included; `next` is the first round left out.
     pub fn round_history(&self, page: PageArgs) -> RoundPage {
+        self.round_history_within(page, MAX_PAGE_CONTRIBUTORS)
+    }
+
+    /// [`round_history`](Self::round_history) with a contributor budget of `budget`.
+    pub(crate) fn round_history_within(&self, page: PageArgs, budget: u64) -> RoundPage {
         let limit = page_limit(page.limit);
-        let mut items: Vec<RoundRecord> = self
-            .rounds
-            .range(page.start..)
-            .take(limit + 1)
-            .map(|e| e.value().0.into())
-            .collect();
-        let next = (items.len() > limit).then(|| items.pop().expect("limit + 1 items").round);
-        RoundPage { items, next }
+        let mut items: Vec<RoundRecord> = Vec::new();
+        let mut contributors = 0u64;
+        for e in self.rounds.range(page.start..) {
+            if items.len() == limit {
+                return RoundPage {
+                    items,
+                    next: Some(*e.key()),
+                };
+            }
+            let record: RoundRecord = e.value().0.into();
+            let n = record.contributors.len() as u64;
+            if !items.is_empty() && contributors.saturating_add(n) > budget {
+                return RoundPage {
+                    items,
+                    next: Some(record.round),
+                };
+            }
+            contributors = contributors.saturating_add(n);
+            items.push(record);
+        }
+        RoundPage { items, next: None }
     }
 
     /// Every contribution that shaped `model_version`: all contributions of the rounds
@@ -157,7 +179,10 @@ impl State {
     }
 
     /// A page of round records; the witness reveals the hashes of exactly the rounds in
-    /// the page (an empty page reveals the rounds around `start`, proving there are none).
+    /// the page. When the page ends the history (`next` is `None`) nothing after its last
+    /// round is pruned, which proves that no later round exists; an empty page reveals the
+    /// last closed round's key, proving that no round from `start` on exists (see
+    /// [`HistoryWitness::Range`]).
     pub fn round_history_certified(
         &self,
         certificate: Vec<u8>,

@@ -77,7 +77,10 @@ pub const MEMORY_HISTORY: MemoryId = MemoryId::new(21);
 pub const MEMORY_STAGING_SLOTS: MemoryId = MemoryId::new(22);
 /// `slot -> ()`: staging slots below `AllocatorsRecord::next_slot` that are free.
 pub const MEMORY_FREE_SLOTS: MemoryId = MemoryId::new(23);
-// 24 to 29: reserved for the certified history's stored hashes.
+/// The certified tree's `/history`: an `RbTree` of round record hashes, node by node in a
+/// flat array (see `certification::HistoryTree`), so that loading it is O(1).
+pub const MEMORY_CERTIFIED_HISTORY: MemoryId = MemoryId::new(24);
+// 25 to 29: never used by a release.
 /// `(last progress ns, submission id) -> ()` over the uploads not yet committed: the most
 /// stalled upload is the first key.
 pub const MEMORY_UPLOADS_BY_PROGRESS: MemoryId = MemoryId::new(30);

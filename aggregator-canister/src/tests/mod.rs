@@ -16,6 +16,7 @@ use serde_bytes::ByteBuf;
 
 use crate::state::{CallContext, State};
 
+mod history_bounds;
 mod stable_image;
 
 const PARAMS: u64 = 300;

@@ -1,0 +1,208 @@
+//! The canonical bytes of a job's configuration, whose hash the canister certifies under
+//! `/job_config` (see [`crate::certified`]): a client trains with a configuration only when
+//! it hashes to the certified one.
+//!
+//! Layout (integers little-endian, `f32` as its IEEE-754 bits little-endian):
+//!
+//! | # | field | bytes |
+//! |---|---|---|
+//! | 1 | domain tag `flic/job-config/v1` | 18 |
+//! | 2 | spec id of `model_spec` (`sha256(ModelSpec::canonical_bytes())`) | 32 |
+//! | 3 | `client.learning_rate` (f32) | 4 |
+//! | 4 | `client.batch_size` (u32) | 4 |
+//! | 5 | `client.local_epochs` (u32) | 4 |
+//! | 6 | `client.optimizer`: `1` = SGD, `2` = Adam | 1 |
+//! | 7 | `client.seed` (u64) | 8 |
+//! | 8 | `min_clients` (u32) | 4 |
+//! | 9 | `max_clients` (u32) | 4 |
+//! | 10 | `round_duration_ns` (u64) | 8 |
+//! | 11 | number of `allowed_encodings` (u32), then each encoding's tag (u8), in order | 4 + n |
+//! | 12 | `clip_norm` (f32) | 4 |
+//! | 13 | `max_weight` (u64) | 8 |
+//! | 14 | `server_lr` (f32) | 4 |
+//! | 15 | `chunk_size`: `0` when unset, else `1` then the u32 | 1 or 5 |
+//! | 16 | `retain_contributions`: `0` or `1` | 1 |
+//! | 17 | `admission`: `0` when unset, `1` = Open, `2` = AllowList | 1 |
+//! | 18 | `upload_stall_ns`: `0` when unset, else `1` then the u64 | 1 or 9 |
+
+use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
+use crate::hash::sha256;
+
+/// Domain tag that starts the canonical bytes of a job configuration.
+pub const JOB_CONFIG_DOMAIN: &[u8] = b"flic/job-config/v1";
+
+/// Tag of an optimizer in [`job_config_bytes`].
+pub fn optimizer_tag(optimizer: Optimizer) -> u8 {
+    match optimizer {
+        Optimizer::Sgd => 1,
+        Optimizer::Adam => 2,
+    }
+}
+
+/// The canonical bytes of `config` (layout in the module documentation).
+pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
+    // Destructured without `..`: a field added to `JobConfig` does not compile here until
+    // someone decides how it is certified (and bumps the domain tag's version).
+    let JobConfig {
+        model_spec,
+        client,
+        min_clients,
+        max_clients,
+        round_duration_ns,
+        allowed_encodings,
+        clip_norm,
+        max_weight,
+        server_lr,
+        chunk_size,
+        retain_contributions,
+        admission,
+        upload_stall_ns,
+    } = config;
+    let ClientHyperparameters {
+        learning_rate,
+        batch_size,
+        local_epochs,
+        optimizer,
+        seed,
+    } = client;
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(JOB_CONFIG_DOMAIN);
+    out.extend_from_slice(&model_spec.spec_id());
+    out.extend_from_slice(&learning_rate.to_le_bytes());
+    out.extend_from_slice(&batch_size.to_le_bytes());
+    out.extend_from_slice(&local_epochs.to_le_bytes());
+    out.push(optimizer_tag(*optimizer));
+    out.extend_from_slice(&seed.to_le_bytes());
+    out.extend_from_slice(&min_clients.to_le_bytes());
+    out.extend_from_slice(&max_clients.to_le_bytes());
+    out.extend_from_slice(&round_duration_ns.to_le_bytes());
+    out.extend_from_slice(&(allowed_encodings.len() as u32).to_le_bytes());
+    out.extend(allowed_encodings.iter().map(|e| e.tag()));
+    out.extend_from_slice(&clip_norm.to_le_bytes());
+    out.extend_from_slice(&max_weight.to_le_bytes());
+    out.extend_from_slice(&server_lr.to_le_bytes());
+    match chunk_size {
+        None => out.push(0),
+        Some(size) => {
+            out.push(1);
+            out.extend_from_slice(&size.to_le_bytes());
+        }
+    }
+    out.push(u8::from(*retain_contributions));
+    out.push(match admission {
+        None => 0,
+        Some(Admission::Open) => 1,
+        Some(Admission::AllowList) => 2,
+    });
+    match upload_stall_ns {
+        None => out.push(0),
+        Some(ns) => {
+            out.push(1);
+            out.extend_from_slice(&ns.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The leaf under `/job_config`: `sha256(job_config_bytes(config))`.
+pub fn job_config_hash(config: &JobConfig) -> [u8; 32] {
+    sha256(&job_config_bytes(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ClientHyperparameters;
+    use crate::model::{ModelSpec, TensorSpec};
+
+    fn config() -> JobConfig {
+        let spec = ModelSpec {
+            architecture: "linear".into(),
+            config_json: "{}".into(),
+            tensors: vec![TensorSpec {
+                name: "w".into(),
+                shape: vec![2, 3],
+                offset: 0,
+            }],
+        };
+        JobConfig::new(
+            spec,
+            ClientHyperparameters {
+                learning_rate: 0.1,
+                batch_size: 8,
+                local_epochs: 1,
+                optimizer: Optimizer::Sgd,
+                seed: 7,
+            },
+        )
+    }
+
+    #[test]
+    fn every_field_changes_the_hash() {
+        let base = config();
+        let h = job_config_hash(&base);
+        let mut variants = Vec::new();
+        let mut v = base.clone();
+        v.model_spec.tensors[0].shape = vec![3, 2];
+        variants.push(v);
+        let mut v = base.clone();
+        v.client.learning_rate = 0.2;
+        variants.push(v);
+        let mut v = base.clone();
+        v.client.batch_size = 9;
+        variants.push(v);
+        let mut v = base.clone();
+        v.client.local_epochs = 2;
+        variants.push(v);
+        let mut v = base.clone();
+        v.client.optimizer = Optimizer::Adam;
+        variants.push(v);
+        let mut v = base.clone();
+        v.client.seed = 8;
+        variants.push(v);
+        let mut v = base.clone();
+        v.min_clients = 3;
+        variants.push(v);
+        let mut v = base.clone();
+        v.max_clients = 11;
+        variants.push(v);
+        let mut v = base.clone();
+        v.round_duration_ns += 1;
+        variants.push(v);
+        let mut v = base.clone();
+        v.allowed_encodings.reverse();
+        variants.push(v);
+        let mut v = base.clone();
+        v.clip_norm = 10.5;
+        variants.push(v);
+        let mut v = base.clone();
+        v.max_weight = 5;
+        variants.push(v);
+        let mut v = base.clone();
+        v.server_lr = 0.5;
+        variants.push(v);
+        let mut v = base.clone();
+        v.chunk_size = Some(crate::chunking::DEFAULT_CHUNK_SIZE);
+        variants.push(v);
+        let mut v = base.clone();
+        v.retain_contributions = true;
+        variants.push(v);
+        let mut v = base.clone();
+        v.admission = Some(Admission::AllowList);
+        variants.push(v);
+        let mut v = base.clone();
+        v.admission = Some(Admission::Open);
+        variants.push(v);
+        let mut v = base.clone();
+        v.upload_stall_ns = Some(5_000_000_000);
+        variants.push(v);
+        for (i, v) in variants.iter().enumerate() {
+            assert_ne!(job_config_hash(v), h, "variant {i}");
+        }
+        assert_eq!(job_config_hash(&base.clone()), h);
+        let bytes = job_config_bytes(&base);
+        assert!(bytes.starts_with(JOB_CONFIG_DOMAIN));
+        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1
+        assert_eq!(bytes.len(), 113);
+    }
+}
