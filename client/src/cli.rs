@@ -341,6 +341,12 @@ pub enum DatasetCommand {
         license: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// Register a salted commitment: a fresh random salt is written to the salt file
+        /// (`--salt-file`, default: the data path with `.salt` appended), so the
+        /// registered value does not reveal which dataset this is. Keep the salt file:
+        /// training and sample proofs need it.
+        #[arg(long)]
+        salted: bool,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -490,6 +496,19 @@ pub struct DataArgs {
     pub data: PathBuf,
     #[arg(long, value_enum)]
     pub format: DataFormatArg,
+    /// The salt of a salted commitment (written by `flic dataset register --salted`).
+    #[arg(long, value_name = "PATH")]
+    pub salt_file: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The salt given by `--salt-file`, if any.
+    pub fn salt(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        self.salt_file
+            .as_deref()
+            .map(crate::data::read_salt)
+            .transpose()
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

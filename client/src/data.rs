@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use flic_model_zoo::dataset::{self, Dataset};
 use flic_proofs::sample::{SampleProof, SAMPLE_PROOF_FORMAT};
 use flic_protocol::{merkle, Hash};
@@ -62,6 +63,49 @@ pub fn dataset_commitment(data: &Dataset) -> [u8; 32] {
     )
 }
 
+/// The commitment a dataset registers: its root, or with a salt the salted root
+/// (`flic_protocol::sample::salted_commitment`).
+pub fn registered_commitment(data: &Dataset, salt: Option<&[u8; 32]>) -> [u8; 32] {
+    let root = dataset_commitment(data);
+    match salt {
+        Some(salt) => flic_protocol::sample::salted_commitment(salt, &root),
+        None => root,
+    }
+}
+
+/// Reads a salt file: 64 hex digits (what `flic dataset register --salted` writes).
+pub fn read_salt(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the salt file {}", path.display()))?;
+    let bytes =
+        hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} does not hold 32 bytes of hex", path.display()))
+}
+
+/// Writes a fresh random salt to `path` (mode 0600, never over an existing file).
+pub fn write_new_salt(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use rand::RngCore;
+    let mut salt = [0u8; 32];
+    rand::rng().fill_bytes(&mut salt);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "creating the salt file {} (an existing salt is never overwritten)",
+            path.display()
+        )
+    })?;
+    std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(salt)).as_bytes())?;
+    Ok(salt)
+}
+
 /// A membership proof of sample `index` in the dataset's commitment.
 pub fn sample_proof(data: &Dataset, index: u64) -> anyhow::Result<SampleProof> {
     let leaves = sample_leaves(data);
@@ -75,6 +119,7 @@ pub fn sample_proof(data: &Dataset, index: u64) -> anyhow::Result<SampleProof> {
         sample_count: leaves.len() as u64,
         proof: proof.into_iter().map(Hash::new).collect(),
         root: Hash::new(merkle::root(&leaves)),
+        salt: None,
     })
 }
 

@@ -252,4 +252,91 @@ fn simulate_then_inspect_register_and_train_against_the_saved_state() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+
+    // A commitment is registered once: registering mine.csv again is refused, typed.
+    let again = flic(
+        &[
+            &[
+                "dataset",
+                "register",
+                "--data",
+                csv.to_str().unwrap(),
+                "--format",
+                "csv",
+                "--name",
+                "copy",
+            ][..],
+            &embedded,
+        ]
+        .concat(),
+        home.path(),
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already registered"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // A salted commitment of other.csv: the salt goes to a file, the registered value is
+    // not the data's Merkle root, and a sample proof made with the salt verifies against it.
+    let salted = json(&flic(
+        &[
+            &[
+                "dataset",
+                "register",
+                "--json",
+                "--salted",
+                "--data",
+                other.to_str().unwrap(),
+                "--format",
+                "csv",
+                "--name",
+                "other",
+            ][..],
+            &embedded,
+        ]
+        .concat(),
+        home.path(),
+    ));
+    assert_eq!(salted["salted"], true);
+    let salt_file = home.path().join("other.csv.salt");
+    assert!(salt_file.exists(), "the salt is kept beside the data");
+    let loaded = flic_client::data::load(&other, flic_client::data::DataFormat::Csv).unwrap();
+    let root = hex::encode(flic_client::data::dataset_commitment(&loaded));
+    assert_ne!(salted["commitment"].as_str().unwrap(), root);
+    let salted_id = salted["dataset_id"].as_u64().unwrap().to_string();
+    let proof = home.path().join("proof.json");
+    ok(&flic(
+        &[
+            "dataset",
+            "prove",
+            "--data",
+            other.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--salt-file",
+            salt_file.to_str().unwrap(),
+            "--sample",
+            "3",
+            "--out",
+            proof.to_str().unwrap(),
+        ],
+        home.path(),
+    ));
+    let verified = ok(&flic(
+        &[
+            &[
+                "verify",
+                "sample",
+                proof.to_str().unwrap(),
+                "--dataset-id",
+                &salted_id,
+            ][..],
+            &embedded,
+        ]
+        .concat(),
+        home.path(),
+    ));
+    assert!(verified.contains("sample proof OK"), "{verified}");
 }

@@ -23,8 +23,25 @@ pub struct SampleProof {
     pub sample_count: u64,
     /// Audit path from the leaf upwards.
     pub proof: Vec<Hash>,
-    /// The dataset commitment the proof leads to.
+    /// The Merkle root over the dataset's samples the proof leads to.
     pub root: Hash,
+    /// The salt of a salted commitment (`flic_protocol::sample::salted_commitment`):
+    /// present when the registered commitment is salted, disclosed by this proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<Hash>,
+}
+
+impl SampleProof {
+    /// The commitment the dataset registered: the root, or the root salted.
+    pub fn commitment(&self) -> [u8; 32] {
+        match &self.salt {
+            Some(salt) => flic_protocol::sample::salted_commitment(
+                &salt.into_array(),
+                &self.root.into_array(),
+            ),
+            None => self.root.into_array(),
+        }
+    }
 }
 
 /// Checks that `sample` sits at `index` under `root`. Returns the root.
@@ -47,14 +64,16 @@ pub fn verify_sample(p: &SampleProof) -> Result<[u8; 32], ProofError> {
     Ok(p.root.into_array())
 }
 
-/// Checks a proof and that its root is `commitment` (a dataset's registered commitment).
+/// Checks a proof and that it leads to `commitment` (a dataset's registered commitment:
+/// its root, or the root salted with the proof's salt).
 pub fn verify_sample_against(p: &SampleProof, commitment: &[u8; 32]) -> Result<(), ProofError> {
-    let root = verify_sample(p)?;
-    if &root != commitment {
+    verify_sample(p)?;
+    let committed = p.commitment();
+    if &committed != commitment {
         return Err(ProofError::Mismatch {
             what: "dataset commitment".into(),
             certified: commitment.to_vec(),
-            reply: root.to_vec(),
+            reply: committed.to_vec(),
         });
     }
     Ok(())

@@ -894,9 +894,37 @@ fn sample_proof() -> (SampleProof, [u8; 32]) {
             sample_count: 11,
             proof: proof.into_iter().map(Hash::new).collect(),
             root: Hash::new(root),
+            salt: None,
         },
         root,
     )
+}
+
+#[test]
+fn salted_sample_proofs_verify_against_the_salted_commitment_only() {
+    let (mut p, root) = sample_proof();
+    let salt = [0x5a; 32];
+    let salted = flic_protocol::sample::salted_commitment(&salt, &root);
+    assert_ne!(
+        salted, root,
+        "the registered value does not reveal the root"
+    );
+    // Without the salt, the proof does not lead to the salted commitment.
+    assert!(verify_sample_against(&p, &salted).is_err());
+    p.salt = Some(Hash::new(salt));
+    verify_sample_against(&p, &salted).unwrap();
+    assert!(verify_sample_against(&p, &root).is_err());
+    let mut wrong = p.clone();
+    wrong.salt = Some(Hash::new([0x5b; 32]));
+    assert!(matches!(
+        verify_sample_against(&wrong, &salted).unwrap_err(),
+        ProofError::Mismatch { .. }
+    ));
+    // The salt survives the proof file's JSON, and an unsalted file has no salt field.
+    let json = serde_json::to_string(&p).unwrap();
+    assert_eq!(serde_json::from_str::<SampleProof>(&json).unwrap(), p);
+    let (plain, _) = sample_proof();
+    assert!(!serde_json::to_string(&plain).unwrap().contains("salt"));
 }
 
 #[test]

@@ -41,6 +41,18 @@ pub fn dataset_commitment<'a>(samples: impl IntoIterator<Item = (u32, &'a [f32])
     merkle::root(&sample_leaves(samples))
 }
 
+/// Domain tag of a salted commitment.
+pub const SALTED_COMMITMENT_DOMAIN: &[u8] = b"flic/salted-commitment/v1";
+
+/// A salted commitment: `sha256("flic/salted-commitment/v1" || salt || root)`. The root
+/// of a public dataset is known to anyone who has the dataset, so registering it reveals
+/// which dataset a contributor holds (and invites copiers to race for it); with a secret
+/// 32-byte salt the registered value reveals nothing until the owner discloses the salt,
+/// which a sample proof against it carries.
+pub fn salted_commitment(salt: &[u8; 32], root: &Digest32) -> Digest32 {
+    crate::hash::sha256_concat(&[SALTED_COMMITMENT_DOMAIN, salt, root])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +77,11 @@ mod tests {
             "91025e1f8c75a2541cb5901b30c15c397a59202121733cf4aae8dc269866bdc3"
         );
         assert_eq!(dataset_commitment(std::iter::empty()), merkle::empty_root());
+        assert_eq!(
+            to_hex(&salted_commitment(&[1; 32], &[2; 32])),
+            to_hex(&crate::hash::sha256(
+                &[b"flic/salted-commitment/v1".as_slice(), &[1; 32], &[2; 32]].concat()
+            ))
+        );
     }
 }

@@ -7,24 +7,45 @@ use flic_protocol::Hash;
 use crate::cli::{DataArgs, TargetArgs};
 use crate::output::{short_hex, table, Printer};
 
+/// What `flic dataset register` registers besides the data.
+pub struct Registration {
+    pub name: String,
+    pub license: String,
+    pub description: String,
+    pub salted: bool,
+}
+
 pub fn register(
     printer: &Printer,
     target: &TargetArgs,
     data: &DataArgs,
-    name: String,
-    license: String,
-    description: String,
+    registration: Registration,
     json: bool,
 ) -> anyhow::Result<()> {
     let dataset = crate::data::load(&data.data, data.format.into())?;
-    let commitment = crate::data::dataset_commitment(&dataset);
+    let salt = if registration.salted {
+        let path = data.salt_file.clone().unwrap_or_else(|| {
+            let mut p = data.data.clone().into_os_string();
+            p.push(".salt");
+            p.into()
+        });
+        let salt = crate::data::write_new_salt(&path)?;
+        printer.info(format!(
+            "wrote the commitment's salt to {} (keep it: `--salt-file` for train and prove)",
+            path.display()
+        ));
+        Some(salt)
+    } else {
+        data.salt()?
+    };
+    let commitment = crate::data::registered_commitment(&dataset, salt.as_ref());
     let mut session = super::connect(target)?;
     let args = RegisterDatasetArgs {
-        name,
+        name: registration.name,
         commitment: Hash::new(commitment),
         sample_count: dataset.len() as u64,
-        license,
-        description,
+        license: registration.license,
+        description: registration.description,
     };
     let id = session
         .api
@@ -35,6 +56,7 @@ pub fn register(
         Ok(printer.json(&serde_json::json!({
             "dataset_id": id,
             "commitment": hex::encode(commitment),
+            "salted": salt.is_some(),
             "sample_count": dataset.len(),
             "owner": session.api.caller().to_text(),
         }))?)
@@ -57,14 +79,15 @@ pub fn prove(
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let dataset = crate::data::load(&data.data, data.format.into())?;
-    let proof = crate::data::sample_proof(&dataset, sample)?;
+    let mut proof = crate::data::sample_proof(&dataset, sample)?;
+    proof.salt = data.salt()?.map(Hash::new);
     let json = serde_json::to_vec_pretty(&proof)?;
     std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
     printer.out(format!(
         "wrote {}: sample {sample} of {} under commitment {}",
         out.display(),
         dataset.len(),
-        hex::encode(proof.root.as_slice())
+        hex::encode(proof.commitment())
     ))?;
     Ok(())
 }

@@ -80,8 +80,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             license,
             description,
+            salted,
             output,
-        }) => dataset::register(p, &target, &data, name, license, description, output.json),
+        }) => dataset::register(
+            p,
+            &target,
+            &data,
+            dataset::Registration {
+                name,
+                license,
+                description,
+                salted,
+            },
+            output.json,
+        ),
         Command::Dataset(DatasetCommand::List { target, output }) => {
             dataset::list(p, &target, output.json)
         }

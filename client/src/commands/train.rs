@@ -54,7 +54,7 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             dataset.owner
         );
     }
-    let commitment = crate::data::dataset_commitment(&data);
+    let commitment = crate::data::registered_commitment(&data, args.data.salt()?.as_ref());
     if commitment != *dataset.commitment {
         bail!(
             "{} does not match dataset {}'s registered commitment ({} here, {} registered)",
