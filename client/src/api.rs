@@ -16,11 +16,11 @@ use flic_proofs::certified::{check_model_info, check_round_info, verify_round_pa
 use flic_proofs::receipt::{verify_receipt, Receipt};
 use flic_proofs::{CertifiedView, Freshness, Trust};
 use flic_protocol::api::{
-    AdminError, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo, CertifiedRoundPage,
-    CommitReceipt, Contribution, ContributionPage, ContributionProof, Dataset, DatasetError,
-    DatasetPage, Evaluation, EvaluationError, HttpRequest, HttpResponse, JobConfig, Lineage,
-    LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs,
-    ReportEvaluationArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
+    AdminError, AllowListChange, BeginSubmissionArgs, CertifiedModelInfo, CertifiedRoundInfo,
+    CertifiedRoundPage, CommitReceipt, Contribution, ContributionPage, ContributionProof, Dataset,
+    DatasetError, DatasetPage, Evaluation, EvaluationError, HttpRequest, HttpResponse, JobConfig,
+    Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError,
+    RegisterDatasetArgs, ReportEvaluationArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
 };
 use flic_protocol::{model_version, ModelSpec, ModelVersionHasher};
 
@@ -199,6 +199,15 @@ impl<T: Transport> AggregatorApi<T> {
 
     pub fn resume_job(&mut self) -> Result<(), ApiError> {
         Ok(self.update1::<_, Result<(), AdminError>>("resume_job", ())??)
+    }
+
+    /// Changes the allow-list; returns its new length.
+    pub fn update_allow_list(&mut self, change: &AllowListChange) -> Result<u64, ApiError> {
+        Ok(self.update1::<_, Result<u64, AdminError>>("update_allow_list", (change,))??)
+    }
+
+    pub fn evict_submission(&mut self, submission_id: u64) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), AdminError>>("evict_submission", (submission_id,))??)
     }
 
     /// Configures `job`, uploads `weights` as the initial model and starts round 0.

@@ -396,6 +396,23 @@ pub enum JobCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Add or remove principals on the allow-list of a job started with `--allow-list`.
+    Allow {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Principals to admit (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        add: Vec<String>,
+        /// Principals to remove.
+        #[arg(long, value_delimiter = ',')]
+        remove: Vec<String>,
+    },
+    /// Drop an upload in progress (it frees its staging slot for another contributor).
+    Evict {
+        #[command(flatten)]
+        target: TargetArgs,
+        submission_id: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -446,6 +463,14 @@ pub struct JobStartArgs {
     /// Keep every committed delta so anyone can recompute each round.
     #[arg(long)]
     pub retain_contributions: bool,
+    /// A permissioned federation: only principals added with `flic job allow` may
+    /// register datasets and submit.
+    #[arg(long)]
+    pub allow_list: bool,
+    /// Seconds an upload may store no chunk before it gives way to a new one when the
+    /// round's uploads are full [default: min(120, a quarter of the round)].
+    #[arg(long)]
+    pub upload_stall_secs: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone, Copy)]

@@ -1,9 +1,9 @@
-//! `flic job start|pause|resume`: the controller's side of a real deployment.
+//! `flic job start|pause|resume|allow|evict`: the controller's side of a real deployment.
 
 use crate::output::Printer;
 use anyhow::Context;
 use flic_model_zoo::{init_weights, model_spec, ModelConfig};
-use flic_protocol::api::{ClientHyperparameters, JobConfig};
+use flic_protocol::api::{Admission, AllowListChange, ClientHyperparameters, JobConfig};
 use flic_protocol::DeltaEncoding;
 
 use crate::cli::ModelArg;
@@ -38,6 +38,10 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         max_weight: args.max_weight,
         server_lr: args.server_lr,
         retain_contributions: args.retain_contributions,
+        admission: args.allow_list.then_some(Admission::AllowList),
+        upload_stall_ns: args
+            .upload_stall_secs
+            .map(|s| s.saturating_mul(1_000_000_000)),
         ..JobConfig::new(spec, client)
     };
     let mut session = super::connect(&args.target)?;
@@ -72,5 +76,42 @@ pub fn resume(printer: &Printer, target: &TargetArgs) -> anyhow::Result<()> {
     session.api.resume_job()?;
     session.save()?;
     printer.out(format!("job resumed"))?;
+    Ok(())
+}
+
+pub fn allow(
+    printer: &Printer,
+    target: &TargetArgs,
+    add: &[String],
+    remove: &[String],
+) -> anyhow::Result<()> {
+    let parse = |texts: &[String]| -> anyhow::Result<Vec<candid::Principal>> {
+        texts
+            .iter()
+            .map(|t| {
+                candid::Principal::from_text(t).with_context(|| format!("`{t}` is not a principal"))
+            })
+            .collect()
+    };
+    let change = AllowListChange {
+        add: parse(add)?,
+        remove: parse(remove)?,
+    };
+    let mut session = super::connect(target)?;
+    let len = session.api.update_allow_list(&change)?;
+    session.save()?;
+    printer.out(format!(
+        "allow-list: {} added, {} removed, {len} principals listed",
+        change.add.len(),
+        change.remove.len()
+    ))?;
+    Ok(())
+}
+
+pub fn evict(printer: &Printer, target: &TargetArgs, submission_id: u64) -> anyhow::Result<()> {
+    let mut session = super::connect(target)?;
+    session.api.evict_submission(submission_id)?;
+    session.save()?;
+    printer.out(format!("upload {submission_id} evicted"))?;
     Ok(())
 }

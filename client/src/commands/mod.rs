@@ -129,6 +129,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(JobCommand::Start(args)) => job::start(p, &args),
         Command::Job(JobCommand::Pause { target }) => job::pause(p, &target),
         Command::Job(JobCommand::Resume { target }) => job::resume(p, &target),
+        Command::Job(JobCommand::Allow {
+            target,
+            add,
+            remove,
+        }) => job::allow(p, &target, &add, &remove),
+        Command::Job(JobCommand::Evict {
+            target,
+            submission_id,
+        }) => job::evict(p, &target, submission_id),
         Command::Simulate(args) => simulate::run(p, &args, progress),
         Command::Dashboard {
             state,
