@@ -72,6 +72,14 @@ impl SpillTag {
     }
 }
 
+/// The id of the next job: the IC time (ns) it is configured at, or one more than the
+/// previous id if that is larger. Signed headers name the job, so ids must never repeat
+/// on a canister; a reinstall wipes the previous ids, but not the clock, so the first job
+/// after it is numbered above every job before it (all of which were configured earlier).
+pub fn next_job_id(previous: u64, now_ns: u64) -> u64 {
+    previous.saturating_add(1).max(now_ns)
+}
+
 /// Who calls, when, and on which canister: everything the core needs from the runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallContext {
@@ -346,7 +354,7 @@ impl State {
         let param_count = config.model_spec.param_count();
         let chunks = flic_protocol::chunking::chunk_count(param_count * 4, config.chunk_size());
         let job = JobRecord {
-            job_id: self.job().job_id + 1,
+            job_id: next_job_id(self.job().job_id, ctx.now),
             state: JobStateRecord::AwaitingModel,
             spec_id: Some(Hash::new(config.model_spec.spec_id())),
             param_count,

@@ -550,3 +550,46 @@ fn junk_ingress_is_dropped_before_it_is_billed() {
         "inspection stays cheap"
     );
 }
+
+/// Job ids never repeat on a canister, even across a reinstall (which wipes the previous
+/// ids): a header signed for a job of an earlier install names a job this one never has.
+#[test]
+fn job_ids_do_not_repeat_after_a_reinstall() {
+    let mut f = Fixture::new(EmbeddedEnv::new(), 1, job());
+    let first_job = f.job_id;
+    let old = f.prepare(0, &delta(0, 0), DeltaEncoding::F32);
+    f.env.advance_time(Duration::from_secs(1));
+    let init = candid::encode_one(flic_protocol::api::InitArg::Init(Default::default())).unwrap();
+    let (canister, admin, wasm) = (f.canister, f.admin, f.wasm.clone());
+    f.env
+        .ic
+        .install_code(
+            canister,
+            &wasm,
+            init,
+            flic_embedded_ic::InstallMode::Reinstall,
+            admin,
+        )
+        .expect("reinstall");
+    let cfg = job();
+    let second_job = f.admin_call::<_, u64>("configure_job", (&cfg,)).unwrap();
+    assert!(second_job > first_job, "{second_job} after {first_job}");
+    let bytes = flic_protocol::model::weights_to_le_bytes(&flic_tests::fixture::initial_weights());
+    for (i, chunk) in bytes.chunks(cfg.chunk_size() as usize).enumerate() {
+        f.admin_call::<_, u32>(
+            "upload_model_chunk",
+            (i as u32, serde_bytes::ByteBuf::from(chunk.to_vec())),
+        )
+        .unwrap();
+    }
+    f.admin_call::<_, ()>("start_job", ()).unwrap();
+    f.job_id = second_job;
+    f.contributors.clear();
+    f.add_contributor(0);
+    // Same canister, same initial model, same round 0, same contributor: only the job id
+    // tells the old signature apart, and it does.
+    assert!(matches!(
+        f.begin(0, &old),
+        Err(SubmitError::WrongJob { .. })
+    ));
+}

@@ -33,7 +33,7 @@ use super::versioned::StoredRecord;
 /// The job: its configuration and the constants derived from it.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct JobRecord {
-    /// Incremented by every `configure_job` (0: never configured).
+    /// Set by every `configure_job` ([`crate::state::next_job_id`]; 0: never configured).
     pub job_id: u64,
     pub state: JobStateRecord,
     pub config: Option<JobConfigRecord>,
