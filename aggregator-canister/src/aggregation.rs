@@ -3,8 +3,9 @@
 //! size. The arithmetic is `flic_protocol::fedavg`'s, so any verifier gets the same bits.
 
 use flic_protocol::api::AdminError;
-use flic_protocol::encoding::{DeltaCheck, DeltaEncoding, DeltaError, DeltaStats};
+use flic_protocol::encoding::{DeltaCheck, DeltaEncoding, DeltaError, DeltaStats, Window};
 use flic_protocol::fedavg::{accumulate_window, apply_update, finalize_factor};
+use flic_protocol::rules::{aggregate, AggregationRule, DeltaSource, RoundContribution};
 use flic_protocol::ModelVersionHasher;
 
 use crate::storage::{
@@ -111,4 +112,65 @@ pub fn finalize(
         hasher.update(f32s_as_le_bytes(&ws));
     }
     hasher.finish()
+}
+
+/// Staged deltas read in place: from a staging slot, or from the arena for an upload of
+/// the release before slots.
+struct StagedSource<'a> {
+    slots: &'a Mem,
+    arena: &'a Mem,
+    /// `(in a slot, offset)` per contribution, in the order given to the rule.
+    at: Vec<(bool, u64)>,
+}
+
+impl DeltaSource for StagedSource<'_> {
+    fn read(&mut self, k: usize, window: &Window, buf: &mut Vec<u8>) {
+        let (in_slot, offset) = self.at[k];
+        let mem = if in_slot { self.slots } else { self.arena };
+        read_bytes_into(
+            mem,
+            offset + window.byte_offset,
+            window.byte_len as usize,
+            buf,
+        );
+    }
+}
+
+/// The close of a rule that needs every delta ([`flic_protocol::rules`]): runs the rule
+/// over the round's staged deltas window by window, applies `w <- w + server_lr * a / (d *
+/// 2^f)` and returns the new model version. `staged` is `(contribution, in a slot,
+/// offset)`, in any order.
+#[allow(clippy::too_many_arguments)]
+pub fn finalize_rule(
+    weights: &Mem,
+    slots: &Mem,
+    arena: &Mem,
+    rule: &AggregationRule,
+    staged: &[(RoundContribution, bool, u64)],
+    param_count: u64,
+    frac_bits: u32,
+    server_lr: f32,
+    spec_id: &[u8; 32],
+) -> [u8; 32] {
+    let contributions: Vec<RoundContribution> = staged.iter().map(|s| s.0).collect();
+    let mut source = StagedSource {
+        slots,
+        arena,
+        at: staged.iter().map(|s| (s.1, s.2)).collect(),
+    };
+    // The windows come in order, so the new weights are written (and hashed) as they
+    // come; the denominator is known only at the end, so the integers wait on the heap
+    // (8 bytes per parameter, as FedAvg's accumulator does).
+    let mut a = vec![0i64; param_count as usize];
+    let d = aggregate(
+        rule,
+        &contributions,
+        param_count,
+        frac_bits,
+        &mut source,
+        &mut |first, values| {
+            a[first as usize..first as usize + values.len()].copy_from_slice(values)
+        },
+    );
+    finalize(weights, &mut a, d, frac_bits, server_lr, spec_id)
 }

@@ -178,7 +178,13 @@ impl State {
             };
         let accumulator = m.get(MEMORY_ACCUMULATOR);
         let round = &open_round.get().0;
-        let acc = if round.committed > 0 {
+        let streams = job
+            .get()
+            .0
+            .config
+            .as_ref()
+            .is_none_or(|c| !c.aggregation().needs_all_deltas());
+        let acc = if round.committed > 0 && streams {
             let n = job.get().0.param_count;
             // The spill must be of this very round and its commits: an upgrade that skipped
             // `pre_upgrade` would otherwise load an older round's sums.
@@ -264,7 +270,8 @@ impl State {
     ///
     /// [`load`]: State::load
     pub fn save_for_upgrade(&self) {
-        if self.open_round().committed > 0 {
+        if self.open_round().committed > 0 && !self.job().config().aggregation().needs_all_deltas()
+        {
             write_i64s(&self.accumulator, 0, &self.acc);
             SpillTag::of(self.open_round()).write(&self.accumulator, self.job().param_count);
         }
@@ -623,9 +630,13 @@ impl State {
                 == Some(round.committed as u64),
             "this round's contributions are the committed submissions",
         )?;
+        let streams = job
+            .config
+            .as_ref()
+            .is_none_or(|c| !c.aggregation().needs_all_deltas());
         ensure(
-            round.committed == 0 || self.acc.len() as u64 == job.param_count,
-            "accumulator has one entry per parameter once the round has commits",
+            round.committed == 0 || !streams || self.acc.len() as u64 == job.param_count,
+            "the FedAvg accumulator has one entry per parameter once the round has commits",
         )?;
         ensure(
             round.committed > 0 || round.total_weight == 0,

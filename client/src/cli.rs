@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use flic_protocol::api::Optimizer;
+use flic_protocol::rules::AggregationRule;
 use flic_protocol::DeltaEncoding;
 
 use crate::data::DataFormat;
@@ -463,6 +464,10 @@ pub struct JobStartArgs {
     /// Keep every committed delta so anyone can recompute each round.
     #[arg(long)]
     pub retain_contributions: bool,
+    /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F or
+    /// multi-krum:F,M.
+    #[arg(long, default_value = "fedavg")]
+    pub aggregation: AggregationRule,
     /// A permissioned federation: only principals added with `flic job allow` may
     /// register datasets and submit.
     #[arg(long)]
@@ -693,6 +698,10 @@ pub struct SimulateArgs {
     /// the job's bound, as the canister requires).
     #[arg(long, default_value = "signflip")]
     pub attack: String,
+    /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F or
+    /// multi-krum:F,M (robust rules keep every delta of a round until its close).
+    #[arg(long, default_value = "fedavg")]
+    pub aggregation: AggregationRule,
 }
 
 impl SimulateArgs {
@@ -723,6 +732,7 @@ impl SimulateArgs {
             backend: self.backend.clone(),
             malicious: self.malicious,
             attack: self.attack.clone(),
+            aggregation: self.aggregation,
         }
     }
 }

@@ -21,6 +21,7 @@ use flic_protocol::api::{
     ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
     ReportEvaluationArgs,
 };
+use flic_protocol::rules::AggregationRule;
 use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::api::{AggregatorApi, CallStats};
@@ -83,6 +84,9 @@ pub struct SimulationConfig {
     pub malicious: usize,
     /// What attackers do to their delta: `scale:F`, `signflip` or `noise:SIGMA`.
     pub attack: String,
+    /// The canister's aggregation rule.
+    #[serde(default)]
+    pub aggregation: AggregationRule,
 }
 
 impl Default for SimulationConfig {
@@ -112,6 +116,7 @@ impl Default for SimulationConfig {
             backend: "ndarray".into(),
             malicious: 0,
             attack: "signflip".into(),
+            aggregation: AggregationRule::FedAvg,
         }
     }
 }
@@ -415,6 +420,7 @@ fn deploy(
         max_weight: max_samples.max(1),
         server_lr: args.server_lr,
         retain_contributions: args.retain_contributions,
+        aggregation: Some(args.aggregation),
         ..JobConfig::new(spec, client_hyperparameters(args))
     };
     api.launch_job(&job, weights)

@@ -5,10 +5,11 @@
 
 use flic_protocol::api::{Contribution, JobConfig, RoundRecord};
 use flic_protocol::chunking::{chunk_count, chunk_root};
-use flic_protocol::fedavg::{Accumulator, AggregationLimits};
+use flic_protocol::fedavg::{apply_update, finalize_factor, Accumulator, AggregationLimits};
 use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::model::weights_from_le_bytes;
 use flic_protocol::model_version;
+use flic_protocol::rules::{aggregate, AggregationRule, RoundContribution};
 use flic_protocol::submission::verify_signature;
 
 use crate::ProofError;
@@ -30,6 +31,8 @@ pub struct RoundInputs<'a> {
     pub limits: AggregationLimits,
     pub chunk_size: u32,
     pub contributions: &'a [RetainedContribution],
+    /// The job's aggregation rule ([`flic_protocol::rules`]).
+    pub rule: AggregationRule,
 }
 
 /// Who shaped a round, with which weight.
@@ -146,9 +149,13 @@ pub fn recompute_round(inputs: &RoundInputs) -> Result<(Vec<f32>, Vec<Shaper>), 
             ),
         ));
     }
-    let next = acc
-        .apply(inputs.base_weights, rec.server_lr)
-        .ok_or_else(|| ProofError::Recompute("the round has no contributions".into()))?;
+    let next = if inputs.rule.needs_all_deltas() {
+        // Every payload was validated by the accumulator above; the rule reads them again.
+        recompute_with_rule(inputs, rec.frac_bits, rec.server_lr)
+    } else {
+        acc.apply(inputs.base_weights, rec.server_lr)
+            .ok_or_else(|| ProofError::Recompute("the round has no contributions".into()))?
+    };
     let version = model_version(&inputs.spec_id, &next);
     if version != *rec.new_version {
         return Err(ProofError::VersionMismatch {
@@ -157,6 +164,40 @@ pub fn recompute_round(inputs: &RoundInputs) -> Result<(Vec<f32>, Vec<Shaper>), 
         });
     }
     Ok((next, shapers))
+}
+
+/// `w_{r+1}` under a rule that needs every delta: the protocol's driver over the payloads.
+fn recompute_with_rule(inputs: &RoundInputs, frac_bits: u32, server_lr: f32) -> Vec<f32> {
+    let contributions: Vec<RoundContribution> = inputs
+        .contributions
+        .iter()
+        .map(|rc| RoundContribution {
+            encoding: rc.contribution.header.encoding,
+            weight: rc.contribution.weight,
+            key: rc.contribution.header_hash.into_array(),
+        })
+        .collect();
+    let payloads: Vec<Vec<u8>> = inputs
+        .contributions
+        .iter()
+        .map(|rc| rc.payload.clone())
+        .collect();
+    let n = inputs.base_weights.len();
+    let mut a = vec![0i64; n];
+    let mut source: &[Vec<u8>] = &payloads;
+    let d = aggregate(
+        &inputs.rule,
+        &contributions,
+        n as u64,
+        frac_bits,
+        &mut source,
+        &mut |first, values| {
+            a[first as usize..first as usize + values.len()].copy_from_slice(values)
+        },
+    );
+    let mut next = inputs.base_weights.to_vec();
+    apply_update(&mut next, &a, finalize_factor(d, frac_bits), server_lr);
+    next
 }
 
 /// Where [`replay_lineage`] reads the public data it recomputes from: a canister through
@@ -261,6 +302,7 @@ pub fn replay_lineage(
             limits: job.limits(),
             chunk_size: job.chunk_size(),
             contributions: &contributions,
+            rule: job.aggregation(),
         })?;
         weights = next;
         shapers.extend(round_shapers.into_iter().map(|s| (record.round, s)));

@@ -260,6 +260,7 @@ impl World {
             limits: limits(),
             chunk_size: CHUNK,
             contributions,
+            rule: flic_protocol::rules::AggregationRule::FedAvg,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::encoding::{DeltaEncoding, DeltaError};
 use crate::fedavg::AggregationLimits;
 use crate::hash::to_hex;
 use crate::model::ModelSpec;
+use crate::rules::AggregationRule;
 use crate::submission::{SignatureError, SubmissionHeader};
 use crate::Hash;
 
@@ -102,6 +103,9 @@ pub struct JobConfig {
     pub admission: Option<Admission>,
     /// See [`JobConfig::upload_stall_ns`]; `None` takes the default.
     pub upload_stall_ns: Option<u64>,
+    /// How a round's contributions become the update (`None`: FedAvg). See
+    /// [`crate::rules`].
+    pub aggregation: Option<AggregationRule>,
 }
 
 /// Who may take part in a job.
@@ -135,7 +139,12 @@ impl JobConfig {
             retain_contributions: false,
             admission: None,
             upload_stall_ns: None,
+            aggregation: None,
         }
+    }
+
+    pub fn aggregation(&self) -> AggregationRule {
+        self.aggregation.unwrap_or_default()
     }
 
     pub fn chunk_size(&self) -> u32 {
@@ -241,10 +250,20 @@ impl JobConfig {
         if chunks > MAX_CHUNKS as u64 {
             return bad(format!("the model needs {chunks} chunks of {cs} bytes, above {MAX_CHUNKS}: raise chunk_size"));
         }
+        self.aggregation()
+            .validate(self.min_clients, self.max_clients)
+            .map_err(|e| AdminError::InvalidConfig {
+                reason: e.to_string(),
+            })?;
         crate::ic_limits::WorstCase::of(
             self.model_spec.param_count(),
             self.max_clients,
             &self.allowed_encodings,
+        )
+        .with_rule(
+            &self.aggregation(),
+            self.model_spec.param_count(),
+            self.max_clients,
         )
         .check()
         .map_err(|reason| AdminError::InvalidConfig { reason })?;

@@ -24,9 +24,11 @@
 //! | 16 | `retain_contributions`: `0` or `1` | 1 |
 //! | 17 | `admission`: `0` when unset, `1` = Open, `2` = AllowList | 1 |
 //! | 18 | `upload_stall_ns`: `0` when unset, else `1` then the u64 | 1 or 9 |
+//! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each) | 1 to 9 |
 
 use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
 use crate::hash::sha256;
+use crate::rules::AggregationRule;
 
 /// Domain tag that starts the canonical bytes of a job configuration.
 pub const JOB_CONFIG_DOMAIN: &[u8] = b"flic/job-config/v1";
@@ -57,6 +59,7 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         retain_contributions,
         admission,
         upload_stall_ns,
+        aggregation,
     } = config;
     let ClientHyperparameters {
         learning_rate,
@@ -99,6 +102,24 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         Some(ns) => {
             out.push(1);
             out.extend_from_slice(&ns.to_le_bytes());
+        }
+    }
+    match aggregation {
+        None => out.push(0),
+        Some(AggregationRule::FedAvg) => out.push(1),
+        Some(AggregationRule::Median) => out.push(2),
+        Some(AggregationRule::TrimmedMean { beta }) => {
+            out.push(3);
+            out.extend_from_slice(&beta.to_le_bytes());
+        }
+        Some(AggregationRule::Krum { f }) => {
+            out.push(4);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Some(AggregationRule::MultiKrum { f, m }) => {
+            out.push(5);
+            out.extend_from_slice(&f.to_le_bytes());
+            out.extend_from_slice(&m.to_le_bytes());
         }
     }
     out
@@ -196,13 +217,28 @@ mod tests {
         let mut v = base.clone();
         v.upload_stall_ns = Some(5_000_000_000);
         variants.push(v);
+        for rule in [
+            AggregationRule::FedAvg,
+            AggregationRule::Median,
+            AggregationRule::TrimmedMean { beta: 0.1 },
+            AggregationRule::TrimmedMean { beta: 0.2 },
+            AggregationRule::Krum { f: 1 },
+            AggregationRule::MultiKrum { f: 1, m: 2 },
+        ] {
+            let mut v = base.clone();
+            v.aggregation = Some(rule);
+            variants.push(v);
+        }
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(job_config_hash(v), h, "variant {i}");
         }
         assert_eq!(job_config_hash(&base.clone()), h);
         let bytes = job_config_bytes(&base);
         assert!(bytes.starts_with(JOB_CONFIG_DOMAIN));
-        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1
-        assert_eq!(bytes.len(), 113);
+        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1
+        assert_eq!(bytes.len(), 114);
+        let distinct: std::collections::HashSet<[u8; 32]> =
+            variants.iter().map(job_config_hash).collect();
+        assert_eq!(distinct.len(), variants.len(), "variants hash apart");
     }
 }

@@ -9,6 +9,8 @@
 //! - [`sample`]: canonical sample bytes and dataset commitments.
 //! - [`hash`]: `sha256`, and hex for digests as text.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
+//! - [`rules`]: aggregation rules (FedAvg, median, trimmed mean, Krum, Multi-Krum) over the
+//!   same fixed point, exact and order-independent.
 //! - [`api`]: every Candid type of the canister interface.
 //! - [`ic_limits`]: whether a job's worst-case messages fit the IC's limits.
 //! - [`certified`]: the layout of the certified state tree and IC key encodings.
@@ -48,6 +50,7 @@ pub mod job_config;
 pub mod kernels;
 pub mod merkle;
 pub mod model;
+pub mod rules;
 pub mod sample;
 pub mod seeds;
 pub mod submission;

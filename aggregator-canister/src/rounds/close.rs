@@ -7,6 +7,8 @@ use flic_protocol::api::{Contribution, JobState, RoundRecord};
 use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::Hash;
 
+use flic_protocol::rules::RoundContribution;
+
 use crate::aggregation;
 use crate::state::State;
 use crate::storage::records::{ClosedRoundRecord, HistoryRecord};
@@ -23,16 +25,49 @@ impl State {
             config.server_lr,
             config.round_duration_ns,
         );
-        let (frac_bits, spec_id) = (job.frac_bits, job.spec_id());
+        let (frac_bits, spec_id, param_count) = (job.frac_bits, job.spec_id(), job.param_count);
+        let rule = config.aggregation();
         let mut round = self.open_round().clone();
-        let new_version = aggregation::finalize(
-            &self.weights,
-            &mut self.acc,
-            round.total_weight,
-            frac_bits,
-            server_lr,
-            &spec_id,
-        );
+        let new_version = if rule.needs_all_deltas() {
+            // The round's committed deltas, still in their slots.
+            let staged: Vec<(RoundContribution, bool, u64)> = self
+                .submissions
+                .iter()
+                .map(|e| e.value().0)
+                .filter(|s| s.contribution.is_some())
+                .map(|s| {
+                    (
+                        RoundContribution {
+                            encoding: s.header.encoding(),
+                            weight: s.weight,
+                            key: s.header_hash.into_array(),
+                        },
+                        s.slot.is_some(),
+                        s.staging_offset,
+                    )
+                })
+                .collect();
+            aggregation::finalize_rule(
+                &self.weights,
+                &self.staging_slots,
+                &self.staging,
+                &rule,
+                &staged,
+                param_count,
+                frac_bits,
+                server_lr,
+                &spec_id,
+            )
+        } else {
+            aggregation::finalize(
+                &self.weights,
+                &mut self.acc,
+                round.total_weight,
+                frac_bits,
+                server_lr,
+                &spec_id,
+            )
+        };
         let next_contribution = self.allocators().next_contribution;
         let contributions: Vec<Contribution> = (round.first_contribution..next_contribution)
             .map(|i| self.contribution(i).expect("round contribution"))
@@ -73,6 +108,11 @@ impl State {
             if committed {
                 let s = self.submissions.remove(&id).expect("listed").0;
                 self.submitters.remove(&s.contributor);
+                // Every upload of the round goes: its slot is free again (a FedAvg
+                // upload's was freed at its commit; inserting twice changes nothing).
+                if let Some(slot) = s.slot {
+                    self.free_slots.insert(slot, ());
+                }
             } else {
                 self.drop_upload(id);
             }

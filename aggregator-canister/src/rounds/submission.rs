@@ -497,6 +497,7 @@ impl State {
         let config = job.config();
         let (param_count, frac_bits) = (job.param_count, job.frac_bits);
         let (retain, max_clients) = (config.retain_contributions, config.max_clients);
+        let keeps_delta = config.aggregation().needs_all_deltas();
         let encoding = s.header.encoding();
         aggregation::validate_staged(
             self.staged_in(&s),
@@ -506,21 +507,24 @@ impl State {
             config.clip_norm,
         )
         .map_err(SubmitError::InvalidDelta)?;
-        // Validated: from here on nothing can fail.
-        if self.acc.len() as u64 != param_count {
-            self.acc = vec![0; param_count as usize];
+        // Validated: from here on nothing can fail. FedAvg adds the delta now; a rule that
+        // needs every delta of the round keeps it in its slot until the close.
+        if !keeps_delta {
+            if self.acc.len() as u64 != param_count {
+                self.acc = vec![0; param_count as usize];
+            }
+            aggregation::accumulate_staged(
+                match s.slot {
+                    Some(_) => &self.staging_slots,
+                    None => &self.staging,
+                },
+                &mut self.acc,
+                s.staging_offset,
+                encoding,
+                s.weight,
+                frac_bits,
+            );
         }
-        aggregation::accumulate_staged(
-            match s.slot {
-                Some(_) => &self.staging_slots,
-                None => &self.staging,
-            },
-            &mut self.acc,
-            s.staging_offset,
-            encoding,
-            s.weight,
-            frac_bits,
-        );
         let mut round = self.open_round().clone();
         let mut ids = self.allocators().clone();
         let index = ids.next_contribution;
@@ -562,7 +566,7 @@ impl State {
         };
         self.uploads_by_progress
             .remove(&(s.last_progress_ns(), s.id));
-        if let Some(slot) = s.slot {
+        if let (Some(slot), false) = (s.slot, keeps_delta) {
             self.free_slots.insert(slot, ());
         }
         self.contributions.insert(

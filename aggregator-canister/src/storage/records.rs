@@ -22,6 +22,7 @@ use flic_protocol::chunking::DEFAULT_CHUNK_SIZE;
 use flic_protocol::encoding::DeltaEncoding;
 use flic_protocol::merkle::MerkleFrontier;
 use flic_protocol::model::{ModelSpec, TensorSpec};
+use flic_protocol::rules::AggregationRule;
 use flic_protocol::{Hash, SubmissionHeader};
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
@@ -119,6 +120,42 @@ pub struct JobConfigRecord {
     pub admission: Option<AdmissionRecord>,
     /// Added after version 1 was first written: `None` in older records (the default).
     pub upload_stall_ns: Option<u64>,
+    /// Added after version 1 was first written: `None` in older records (FedAvg).
+    pub aggregation: Option<AggregationRuleRecord>,
+}
+
+/// An aggregation rule as stored (see [`AggregationRule`]).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub enum AggregationRuleRecord {
+    FedAvg,
+    Median,
+    TrimmedMean { beta: f32 },
+    Krum { f: u32 },
+    MultiKrum { f: u32, m: u32 },
+}
+
+impl From<AggregationRule> for AggregationRuleRecord {
+    fn from(r: AggregationRule) -> Self {
+        match r {
+            AggregationRule::FedAvg => Self::FedAvg,
+            AggregationRule::Median => Self::Median,
+            AggregationRule::TrimmedMean { beta } => Self::TrimmedMean { beta },
+            AggregationRule::Krum { f } => Self::Krum { f },
+            AggregationRule::MultiKrum { f, m } => Self::MultiKrum { f, m },
+        }
+    }
+}
+
+impl From<AggregationRuleRecord> for AggregationRule {
+    fn from(r: AggregationRuleRecord) -> Self {
+        match r {
+            AggregationRuleRecord::FedAvg => Self::FedAvg,
+            AggregationRuleRecord::Median => Self::Median,
+            AggregationRuleRecord::TrimmedMean { beta } => Self::TrimmedMean { beta },
+            AggregationRuleRecord::Krum { f } => Self::Krum { f },
+            AggregationRuleRecord::MultiKrum { f, m } => Self::MultiKrum { f, m },
+        }
+    }
 }
 
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +190,10 @@ impl JobConfigRecord {
 
     pub fn admission(&self) -> Admission {
         self.admission.map(Into::into).unwrap_or_default()
+    }
+
+    pub fn aggregation(&self) -> AggregationRule {
+        self.aggregation.map(Into::into).unwrap_or_default()
     }
 
     /// As [`JobConfig::upload_stall_ns`].
@@ -190,6 +231,7 @@ impl From<JobConfig> for JobConfigRecord {
             retain_contributions: c.retain_contributions,
             admission: c.admission.map(Into::into),
             upload_stall_ns: c.upload_stall_ns,
+            aggregation: c.aggregation.map(Into::into),
         }
     }
 }
@@ -210,6 +252,7 @@ impl From<JobConfigRecord> for JobConfig {
             retain_contributions: c.retain_contributions,
             admission: c.admission.map(Into::into),
             upload_stall_ns: c.upload_stall_ns,
+            aggregation: c.aggregation.map(Into::into),
         }
     }
 }

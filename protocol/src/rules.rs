@@ -1,0 +1,618 @@
+//! Aggregation rules: FedAvg and Byzantine-robust rules, exact and order-independent.
+//!
+//! Every rule works on the same fixed-point values as [`crate::fedavg`]: element `i` of
+//! contribution `k` is `x_k[i]`, the integer [`accumulate_window`] adds for weight 1 (an
+//! `f32` element rounded to `2^-f`, or an int8 value times its block's factor). A rule
+//! produces, per parameter, an integer `a[i]` and, once per round, a positive denominator
+//! `d`; the model then moves by the same finalisation as FedAvg,
+//! `w_i + server_lr * (a[i] / (d * 2^f))` ([`crate::fedavg::apply_update`]). Integer
+//! arithmetic and deterministic tie-breaking make every rule bit-identical on any machine
+//! and in any commit order; contributions are put in a canonical order first (by header
+//! hash), which only Krum's ties can observe.
+//!
+//! | rule | `a[i]` | `d` |
+//! |---|---|---|
+//! | FedAvg | `sum_k w_k x_k[i]` | `sum_k w_k` |
+//! | coordinate-wise median | the middle value, twice (odd `K`); the two middle values summed (even `K`) | 2 |
+//! | coordinate-wise trimmed mean (`beta`) | the sum of the values left after dropping the `t = floor(beta K)` smallest and `t` largest | `K - 2t` |
+//! | Krum (`f`) | `x_s[i]` of the contribution `s` with the lowest score | 1 |
+//! | Multi-Krum (`f`, `m`) | `sum` over the `m` lowest scores of `x_k[i]` | `m` |
+//!
+//! Krum's score of `k` is the sum of the squared distances `||x_k - x_j||^2` (exact,
+//! in `u128`, saturating) to its `K - f - 2` nearest others; ties go to the earlier
+//! contribution in the canonical order. Robust rules are unweighted: a contribution's
+//! weight is a self-declared sample count, exactly what they must not trust.
+
+use candid::CandidType;
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::{DeltaEncoding, Window};
+use crate::fedavg::accumulate_window;
+
+/// How a round's contributions become the model update.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+pub enum AggregationRule {
+    /// Weighted mean (McMahan et al.), streamed at commit.
+    #[default]
+    FedAvg,
+    /// Coordinate-wise median (Yin et al., 2018).
+    Median,
+    /// Coordinate-wise trimmed mean dropping a fraction `beta` (in `[0, 0.5)`) of the
+    /// values at each end (Yin et al., 2018).
+    TrimmedMean { beta: f32 },
+    /// The contribution closest to its `K - f - 2` nearest others (Blanchard et al., 2017),
+    /// for up to `f` attackers.
+    Krum { f: u32 },
+    /// The mean of the `m` contributions with the best Krum scores.
+    MultiKrum { f: u32, m: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("trimmed-mean beta must be in [0, 0.5), got {0}")]
+    BadBeta(String),
+    #[error("Krum with f = {f} needs at least 2f + 3 = {needed} contributions per round (min_clients is {min_clients})")]
+    TooFewForKrum {
+        f: u32,
+        needed: u32,
+        min_clients: u32,
+    },
+    #[error("Multi-Krum selects m = {m}, which must be between 1 and min_clients - f = {max}")]
+    BadM { m: u32, max: u32 },
+}
+
+impl AggregationRule {
+    /// Whether the rule needs every delta of a round at the close (all but FedAvg, which
+    /// is accumulated as contributions commit).
+    pub fn needs_all_deltas(&self) -> bool {
+        !matches!(self, AggregationRule::FedAvg)
+    }
+
+    /// Checks the rule against the round sizes a job allows.
+    pub fn validate(&self, min_clients: u32, max_clients: u32) -> Result<(), RuleError> {
+        let _ = max_clients;
+        match *self {
+            AggregationRule::FedAvg | AggregationRule::Median => Ok(()),
+            AggregationRule::TrimmedMean { beta } => {
+                if beta.is_finite() && (0.0..0.5).contains(&beta) {
+                    Ok(())
+                } else {
+                    Err(RuleError::BadBeta(beta.to_string()))
+                }
+            }
+            AggregationRule::Krum { f } => krum_size(f, min_clients),
+            AggregationRule::MultiKrum { f, m } => {
+                krum_size(f, min_clients)?;
+                let max = min_clients - f;
+                if m == 0 || m > max {
+                    return Err(RuleError::BadM { m, max });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// How many values each end of a coordinate a trimmed mean drops with `k` values.
+    pub fn trim_count(beta: f32, k: usize) -> usize {
+        (beta as f64 * k as f64).floor() as usize
+    }
+}
+
+/// `fedavg`, `median`, `trimmed-mean:BETA`, `krum:F`, `multi-krum:F,M`: the command
+/// line's names, which [`std::fmt::Display`] writes back.
+impl std::str::FromStr for AggregationRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        let num = |what: &str, v: &str| -> Result<u32, String> {
+            v.trim()
+                .parse()
+                .map_err(|_| format!("`{v}` is not a count for {what}"))
+        };
+        let rule = match (name, arg) {
+            ("fedavg", "") => AggregationRule::FedAvg,
+            ("median", "") => AggregationRule::Median,
+            ("trimmed-mean", beta) => AggregationRule::TrimmedMean {
+                beta: beta
+                    .parse()
+                    .map_err(|_| format!("trimmed-mean needs a fraction, e.g. trimmed-mean:0.2 (got `{beta}`)"))?,
+            },
+            ("krum", f) => AggregationRule::Krum { f: num("krum:F", f)? },
+            ("multi-krum", fm) => {
+                let (f, m) = fm
+                    .split_once(',')
+                    .ok_or_else(|| format!("multi-krum needs F,M, e.g. multi-krum:1,3 (got `{fm}`)"))?;
+                AggregationRule::MultiKrum {
+                    f: num("multi-krum:F,M", f)?,
+                    m: num("multi-krum:F,M", m)?,
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown aggregation `{s}`: use fedavg, median, trimmed-mean:BETA, krum:F or multi-krum:F,M"
+                ))
+            }
+        };
+        Ok(rule)
+    }
+}
+
+impl std::fmt::Display for AggregationRule {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AggregationRule::FedAvg => write!(out, "fedavg"),
+            AggregationRule::Median => write!(out, "median"),
+            AggregationRule::TrimmedMean { beta } => write!(out, "trimmed-mean:{beta}"),
+            AggregationRule::Krum { f } => write!(out, "krum:{f}"),
+            AggregationRule::MultiKrum { f, m } => write!(out, "multi-krum:{f},{m}"),
+        }
+    }
+}
+
+fn krum_size(f: u32, min_clients: u32) -> Result<(), RuleError> {
+    let needed = 2 * f + 3;
+    if min_clients < needed {
+        return Err(RuleError::TooFewForKrum {
+            f,
+            needed,
+            min_clients,
+        });
+    }
+    Ok(())
+}
+
+/// One contribution of a round as a rule sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundContribution {
+    pub encoding: DeltaEncoding,
+    /// The capped weight (FedAvg only).
+    pub weight: u64,
+    /// The header hash: the canonical order.
+    pub key: [u8; 32],
+}
+
+/// Where the rule reads contributions from: bytes of window `w` (in contribution `k`'s own
+/// encoding) of contribution `k` in the order given to [`aggregate`].
+pub trait DeltaSource {
+    fn read(&mut self, k: usize, window: &Window, buf: &mut Vec<u8>);
+}
+
+/// In-memory encoded deltas (verifiers, tests, the simulation's reference).
+impl DeltaSource for &[Vec<u8>] {
+    fn read(&mut self, k: usize, window: &Window, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.extend_from_slice(&self[k][window.bytes()]);
+    }
+}
+
+/// Parameters per window of the driver.
+pub const RULE_WINDOW_PARAMS: u64 = 1 << 14;
+
+/// The window of `encoding`'s bytes holding parameters `[first, first + count)`.
+pub fn window_of(encoding: DeltaEncoding, first: u64, count: u64) -> Window {
+    Window {
+        first_param: first,
+        param_count: count,
+        byte_offset: encoding.byte_offset(first),
+        byte_len: encoding.encoded_len(count),
+    }
+}
+
+/// Runs `rule` over validated contributions (all of `param_count` parameters), calling
+/// `sink(first_param, a)` for each window's integers in order. Returns the denominator.
+/// `contributions` may be in any order: the result does not depend on it.
+pub fn aggregate(
+    rule: &AggregationRule,
+    contributions: &[RoundContribution],
+    param_count: u64,
+    frac_bits: u32,
+    source: &mut dyn DeltaSource,
+    sink: &mut dyn FnMut(u64, &[i64]),
+) -> u64 {
+    let k = contributions.len();
+    assert!(k > 0, "a round closes with at least one contribution");
+    // The canonical order: by header hash (ties cannot happen: one header per upload).
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by_key(|&i| contributions[i].key);
+    let selected: Option<Vec<usize>> = match *rule {
+        AggregationRule::Krum { f } => Some(krum_select(
+            contributions,
+            &order,
+            param_count,
+            frac_bits,
+            source,
+            f,
+            1,
+        )),
+        AggregationRule::MultiKrum { f, m } => Some(krum_select(
+            contributions,
+            &order,
+            param_count,
+            frac_bits,
+            source,
+            f,
+            m,
+        )),
+        _ => None,
+    };
+    let trim = match *rule {
+        AggregationRule::TrimmedMean { beta } => AggregationRule::trim_count(beta, k),
+        _ => 0,
+    };
+    let mut values: Vec<Vec<i64>> = vec![Vec::new(); k];
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut column = Vec::with_capacity(k);
+    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
+        let n = w.param_count as usize;
+        for (slot, &c) in order.iter().enumerate() {
+            let enc = contributions[c].encoding;
+            source.read(c, &window_of(enc, w.first_param, w.param_count), &mut buf);
+            let v = &mut values[slot];
+            v.clear();
+            v.resize(n, 0);
+            accumulate_window(v, enc, &buf, 1, frac_bits);
+        }
+        out.clear();
+        out.resize(n, 0i64);
+        match *rule {
+            AggregationRule::FedAvg => {
+                for (slot, &c) in order.iter().enumerate() {
+                    let wt = contributions[c].weight as i64;
+                    for (o, &x) in out.iter_mut().zip(&values[slot]) {
+                        *o = o.wrapping_add(wt.wrapping_mul(x));
+                    }
+                }
+            }
+            AggregationRule::Median | AggregationRule::TrimmedMean { .. } => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    column.clear();
+                    column.extend(values.iter().map(|v| v[i]));
+                    column.sort_unstable();
+                    *o = match *rule {
+                        AggregationRule::Median => column[(k - 1) / 2].wrapping_add(column[k / 2]),
+                        _ => column[trim..k - trim]
+                            .iter()
+                            .fold(0i64, |s, &x| s.wrapping_add(x)),
+                    };
+                }
+            }
+            AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. } => {
+                for &slot in selected.as_ref().expect("selected") {
+                    for (o, &x) in out.iter_mut().zip(&values[slot]) {
+                        *o = o.wrapping_add(x);
+                    }
+                }
+            }
+        }
+        sink(w.first_param, &out);
+    }
+    match *rule {
+        AggregationRule::FedAvg => contributions.iter().map(|c| c.weight).sum(),
+        AggregationRule::Median => 2,
+        AggregationRule::TrimmedMean { .. } => (k - 2 * trim) as u64,
+        AggregationRule::Krum { .. } => 1,
+        AggregationRule::MultiKrum { .. } => selected.expect("selected").len() as u64,
+    }
+}
+
+/// Krum's selection: positions (in the canonical order) of the `m` best-scored
+/// contributions, best first.
+fn krum_select(
+    contributions: &[RoundContribution],
+    order: &[usize],
+    param_count: u64,
+    frac_bits: u32,
+    source: &mut dyn DeltaSource,
+    f: u32,
+    m: u32,
+) -> Vec<usize> {
+    let k = order.len();
+    let dist = pairwise_squared_distances(contributions, order, param_count, frac_bits, source);
+    // Neighbours counted: K - f - 2, at least 1 (a round below the job's min_clients
+    // cannot close, and the job guarantees min_clients >= 2f + 3).
+    let neighbours = k.saturating_sub(f as usize + 2).max(1).min(k - 1);
+    let mut scores: Vec<(u128, usize)> = (0..k)
+        .map(|a| {
+            let mut d: Vec<u128> = (0..k).filter(|&b| b != a).map(|b| dist[a][b]).collect();
+            d.sort_unstable();
+            let score = d[..neighbours.min(d.len())]
+                .iter()
+                .fold(0u128, |s, &x| s.saturating_add(x));
+            (score, a)
+        })
+        .collect();
+    scores.sort_unstable();
+    scores
+        .into_iter()
+        .take((m as usize).clamp(1, k))
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// `||x_a - x_b||^2` for every pair, exact in `u128` (saturating), window by window.
+fn pairwise_squared_distances(
+    contributions: &[RoundContribution],
+    order: &[usize],
+    param_count: u64,
+    frac_bits: u32,
+    source: &mut dyn DeltaSource,
+) -> Vec<Vec<u128>> {
+    let k = order.len();
+    let mut dist = vec![vec![0u128; k]; k];
+    let mut values: Vec<Vec<i64>> = vec![Vec::new(); k];
+    let mut buf = Vec::new();
+    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
+        for (slot, &c) in order.iter().enumerate() {
+            let enc = contributions[c].encoding;
+            source.read(c, &window_of(enc, w.first_param, w.param_count), &mut buf);
+            let v = &mut values[slot];
+            v.clear();
+            v.resize(w.param_count as usize, 0);
+            accumulate_window(v, enc, &buf, 1, frac_bits);
+        }
+        for a in 0..k {
+            for b in a + 1..k {
+                let d = values[a].iter().zip(&values[b]).fold(0u128, |s, (&x, &y)| {
+                    let diff = (x as i128 - y as i128).unsigned_abs();
+                    s.saturating_add(diff.saturating_mul(diff))
+                });
+                dist[a][b] = dist[a][b].saturating_add(d);
+                dist[b][a] = dist[a][b];
+            }
+        }
+    }
+    dist
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::encode;
+    use crate::fedavg::{Accumulator, AggregationLimits};
+    use proptest::prelude::*;
+
+    const FRAC: u32 = 24;
+
+    fn run(rule: &AggregationRule, deltas: &[Vec<f32>], weights: &[u64]) -> (Vec<i64>, u64) {
+        let bytes: Vec<Vec<u8>> = deltas
+            .iter()
+            .map(|d| encode(DeltaEncoding::F32, d).unwrap())
+            .collect();
+        let contributions: Vec<RoundContribution> = (0..deltas.len())
+            .map(|k| RoundContribution {
+                encoding: DeltaEncoding::F32,
+                weight: weights[k],
+                key: crate::hash::sha256(&bytes[k]),
+            })
+            .collect();
+        let n = deltas[0].len() as u64;
+        let mut out = vec![0i64; n as usize];
+        let mut source: &[Vec<u8>] = &bytes;
+        let d = aggregate(
+            rule,
+            &contributions,
+            n,
+            FRAC,
+            &mut source,
+            &mut |first, a| out[first as usize..first as usize + a.len()].copy_from_slice(a),
+        );
+        (out, d)
+    }
+
+    fn fixed(deltas: &[Vec<f32>]) -> Vec<Vec<i64>> {
+        deltas
+            .iter()
+            .map(|d| {
+                d.iter()
+                    .map(|&x| crate::fedavg::fixed_from_f32(x, FRAC))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The plain reference of each rule: sort each column, or score by brute force.
+    fn reference(rule: &AggregationRule, deltas: &[Vec<f32>]) -> (Vec<i64>, u64) {
+        let x = fixed(deltas);
+        let k = x.len();
+        let n = x[0].len();
+        let col = |i: usize| {
+            let mut c: Vec<i64> = x.iter().map(|v| v[i]).collect();
+            c.sort();
+            c
+        };
+        match *rule {
+            AggregationRule::Median => (
+                (0..n)
+                    .map(|i| {
+                        let c = col(i);
+                        if k % 2 == 1 {
+                            2 * c[k / 2]
+                        } else {
+                            c[k / 2 - 1] + c[k / 2]
+                        }
+                    })
+                    .collect(),
+                2,
+            ),
+            AggregationRule::TrimmedMean { beta } => {
+                let t = (beta as f64 * k as f64).floor() as usize;
+                (
+                    (0..n).map(|i| col(i)[t..k - t].iter().sum()).collect(),
+                    (k - 2 * t) as u64,
+                )
+            }
+            AggregationRule::Krum { f } | AggregationRule::MultiKrum { f, .. } => {
+                let m = match *rule {
+                    AggregationRule::MultiKrum { m, .. } => m as usize,
+                    _ => 1,
+                };
+                // Canonical order by header hash, as the driver.
+                let bytes: Vec<Vec<u8>> = deltas
+                    .iter()
+                    .map(|d| encode(DeltaEncoding::F32, d).unwrap())
+                    .collect();
+                let mut order: Vec<usize> = (0..k).collect();
+                order.sort_by_key(|&i| crate::hash::sha256(&bytes[i]));
+                let d2 = |a: usize, b: usize| -> u128 {
+                    (0..n)
+                        .map(|i| {
+                            let d = (x[a][i] as i128 - x[b][i] as i128).unsigned_abs();
+                            d * d
+                        })
+                        .sum()
+                };
+                let nb = (k - f as usize - 2).max(1);
+                let mut scored: Vec<(u128, usize, usize)> = order
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, &a)| {
+                        let mut ds: Vec<u128> =
+                            (0..k).filter(|&b| b != a).map(|b| d2(a, b)).collect();
+                        ds.sort();
+                        (ds[..nb].iter().sum(), pos, a)
+                    })
+                    .collect();
+                scored.sort();
+                let chosen: Vec<usize> = scored.iter().take(m).map(|s| s.2).collect();
+                (
+                    (0..n)
+                        .map(|i| chosen.iter().map(|&a| x[a][i]).sum())
+                        .collect(),
+                    m as u64,
+                )
+            }
+            AggregationRule::FedAvg => unreachable!(),
+        }
+    }
+
+    fn deltas_strategy() -> impl Strategy<Value = Vec<Vec<f32>>> {
+        (3usize..10, 1usize..40).prop_flat_map(|(k, n)| {
+            // Small integers times 2^-8 make ties likely.
+            proptest::collection::vec(
+                proptest::collection::vec((-8i32..8).prop_map(|v| v as f32 / 256.0), n),
+                k,
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn robust_rules_match_the_plain_reference(deltas in deltas_strategy(), beta in 0.0f32..0.49) {
+            let k = deltas.len();
+            let ones = vec![1u64; k];
+            for rule in [
+                AggregationRule::Median,
+                AggregationRule::TrimmedMean { beta },
+                AggregationRule::Krum { f: ((k - 3) / 2) as u32 },
+                AggregationRule::MultiKrum { f: ((k - 3) / 2) as u32, m: 2 },
+            ] {
+                prop_assert_eq!(run(&rule, &deltas, &ones), reference(&rule, &deltas), "{:?}", rule);
+            }
+        }
+
+        #[test]
+        fn every_rule_is_order_independent(deltas in deltas_strategy(), beta in 0.0f32..0.49, rot in 0usize..10) {
+            let k = deltas.len();
+            let ones = vec![1u64; k];
+            let mut turned = deltas.clone();
+            turned.rotate_left(rot % k);
+            turned.reverse();
+            for rule in [
+                AggregationRule::FedAvg,
+                AggregationRule::Median,
+                AggregationRule::TrimmedMean { beta },
+                AggregationRule::Krum { f: 0 },
+                AggregationRule::MultiKrum { f: 0, m: 2 },
+            ] {
+                prop_assert_eq!(run(&rule, &deltas, &ones), run(&rule, &turned, &ones), "{:?}", rule);
+            }
+        }
+    }
+
+    /// FedAvg through the driver is the streaming accumulator, bit for bit.
+    #[test]
+    fn fedavg_through_the_driver_is_the_accumulator() {
+        let deltas: Vec<Vec<f32>> = (0..5)
+            .map(|k| {
+                (0..300)
+                    .map(|i| ((i * 7 + k * 13) % 17) as f32 / 400.0 - 0.02)
+                    .collect()
+            })
+            .collect();
+        let weights = [3u64, 1, 4, 1, 5];
+        let limits = AggregationLimits {
+            max_clients: 5,
+            max_weight: 10,
+            clip_norm: 10.0,
+        };
+        let mut acc = Accumulator::new(300, limits, FRAC).unwrap();
+        for (d, &w) in deltas.iter().zip(&weights) {
+            acc.add(
+                DeltaEncoding::F32,
+                &encode(DeltaEncoding::F32, d).unwrap(),
+                w,
+            )
+            .unwrap();
+        }
+        let (a, d) = run(&AggregationRule::FedAvg, &deltas, &weights);
+        assert_eq!(a, acc.values());
+        assert_eq!(d, acc.total_weight());
+    }
+
+    /// The edges: trimming that leaves one value, and the two middles of an even count.
+    #[test]
+    fn trim_and_median_edges() {
+        let deltas: Vec<Vec<f32>> = [1.0f32, 2.0, 3.0, 100.0]
+            .iter()
+            .map(|&v| vec![v / 256.0])
+            .collect();
+        let ones = [1u64; 4];
+        let (a, d) = run(&AggregationRule::Median, &deltas, &ones);
+        assert_eq!((a[0], d), ((2 + 3) << (FRAC - 8), 2));
+        let (a, d) = run(&AggregationRule::TrimmedMean { beta: 0.25 }, &deltas, &ones);
+        assert_eq!((a[0], d), ((2 + 3) << (FRAC - 8), 2));
+        let (a, d) = run(&AggregationRule::TrimmedMean { beta: 0.0 }, &deltas, &ones);
+        assert_eq!((a[0], d), ((1 + 2 + 3 + 100) << (FRAC - 8), 4));
+        // Krum with one outlier never picks it.
+        let (a, d) = run(&AggregationRule::Krum { f: 0 }, &deltas, &ones);
+        assert_eq!(d, 1);
+        assert!(a[0] < 100 << (FRAC - 8));
+    }
+
+    #[test]
+    fn names_parse_and_print_back() {
+        for s in [
+            "fedavg",
+            "median",
+            "trimmed-mean:0.2",
+            "krum:1",
+            "multi-krum:1,3",
+        ] {
+            let r: AggregationRule = s.parse().unwrap();
+            assert_eq!(r.to_string(), s);
+        }
+        for bad in ["avg", "krum:x", "multi-krum:1", "trimmed-mean:"] {
+            assert!(bad.parse::<AggregationRule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn configurations_are_checked() {
+        assert!(AggregationRule::TrimmedMean { beta: 0.5 }
+            .validate(3, 3)
+            .is_err());
+        assert!(AggregationRule::TrimmedMean { beta: f32::NAN }
+            .validate(3, 3)
+            .is_err());
+        assert!(AggregationRule::Krum { f: 1 }.validate(4, 10).is_err());
+        assert!(AggregationRule::Krum { f: 1 }.validate(5, 10).is_ok());
+        assert!(AggregationRule::MultiKrum { f: 1, m: 5 }
+            .validate(5, 10)
+            .is_err());
+        assert!(AggregationRule::MultiKrum { f: 1, m: 4 }
+            .validate(5, 10)
+            .is_ok());
+    }
+}
