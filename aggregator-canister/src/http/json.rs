@@ -103,6 +103,8 @@ pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
         "pending": info.pending,
         "min_clients": info.config.as_ref().map(|c| c.min_clients),
         "max_clients": info.config.as_ref().map(|c| c.max_clients),
+        "aggregation": info.config.as_ref().map(|c| c.aggregation().to_string()),
+        "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
     })
 }
 

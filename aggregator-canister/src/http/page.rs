@@ -236,6 +236,9 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
         "contributions",
     );
     stat(&mut h, &info.param_count.to_string(), "parameters");
+    if let Some(c) = &info.config {
+        stat(&mut h, &c.aggregation().to_string(), "aggregation");
+    }
     h.push_str("</div>");
     if info.deadline_ns > 0 {
         let left = info.deadline_ns.saturating_sub(env.now_ns) / 1_000_000_000;

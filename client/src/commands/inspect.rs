@@ -26,6 +26,8 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             "min_clients": info.config.as_ref().map(|c| c.min_clients),
             "max_clients": info.config.as_ref().map(|c| c.max_clients),
             "architecture": info.config.as_ref().map(|c| c.model_spec.architecture.clone()),
+            "aggregation": info.config.as_ref().map(|c| c.aggregation().to_string()),
+            "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
         }))?);
     }
     let mut rows = vec![
@@ -50,6 +52,8 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             format!("{}..{}", c.min_clients, c.max_clients),
         ));
         rows.push(("clip norm".into(), c.clip_norm.to_string()));
+        rows.push(("aggregation".into(), c.aggregation().to_string()));
+        rows.push(("admission".into(), format!("{:?}", c.admission())));
         rows.push((
             "encodings".into(),
             c.allowed_encodings
