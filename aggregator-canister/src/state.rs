@@ -691,8 +691,8 @@ impl State {
                 )?,
             }
             ensure(
-                s.contribution.is_some()
-                    == !self
+                s.contribution.is_none()
+                    == self
                         .uploads_by_progress
                         .contains_key(&(s.last_progress_ns(), s.id)),
                 "the progress index holds exactly the uploads in progress",
