@@ -4,7 +4,8 @@
 
 use flic_protocol::api::AdminError;
 use flic_protocol::encoding::{DeltaCheck, DeltaEncoding, DeltaError, DeltaStats, Window};
-use flic_protocol::fedavg::{accumulate_window, apply_update, finalize_factor};
+use flic_protocol::fedavg::{accumulate_window, finalize_factor};
+use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::rules::{aggregate, AggregationRule, DeltaSource, RoundContribution};
 use flic_protocol::ModelVersionHasher;
 
@@ -81,23 +82,55 @@ pub fn accumulate_staged(
     }
 }
 
-/// `w <- w + server_lr * acc / (total_weight * 2^f)`, zeroes the accumulator, and returns
-/// the new model version.
+/// The server step of a close: the job's optimizer, its learning rate, and where its state
+/// vectors live.
+pub struct ServerStep<'a> {
+    pub optimizer: ServerOptimizer,
+    pub server_lr: f32,
+    pub m: &'a Mem,
+    pub v: &'a Mem,
+}
+
+/// Moves the model by the round's update `acc / (total_weight * 2^f)` with the server
+/// optimizer (`flic_protocol::optimizers`), updating its state; zeroes the accumulator, and
+/// returns the new model version.
 pub fn finalize(
     weights: &Mem,
     acc: &mut [i64],
     total_weight: u64,
     frac_bits: u32,
-    server_lr: f32,
+    step: &ServerStep,
     spec_id: &[u8; 32],
 ) -> [u8; 32] {
     let inv = finalize_factor(total_weight, frac_bits);
     let mut hasher = ModelVersionHasher::new(spec_id);
-    let mut ws = Vec::new();
+    let (mut ws, mut ms, mut vs) = (Vec::new(), Vec::new(), Vec::new());
+    let vectors = step.optimizer.state_vectors();
     for w in DeltaEncoding::F32.windows(acc.len() as u64, WINDOW_PARAMS) {
         let range = w.params();
         read_f32s_into(weights, w.first_param, range.len(), &mut ws);
-        apply_update(&mut ws, &acc[range.clone()], inv, server_lr);
+        ms.clear();
+        vs.clear();
+        if vectors >= 1 {
+            read_f32s_into(step.m, w.first_param, range.len(), &mut ms);
+        }
+        if vectors >= 2 {
+            read_f32s_into(step.v, w.first_param, range.len(), &mut vs);
+        }
+        step.optimizer.apply(
+            &mut ws,
+            &acc[range.clone()],
+            inv,
+            step.server_lr,
+            &mut ms,
+            &mut vs,
+        );
+        if vectors >= 1 {
+            write_f32s(step.m, w.first_param, &ms);
+        }
+        if vectors >= 2 {
+            write_f32s(step.v, w.first_param, &vs);
+        }
         // Unreachable by the job limits (`MAX_SERVER_LR`, `MAX_CLIP_NORM`, finite initial
         // weights): a non-finite weight traps, rolling the close back, rather than being
         // published as a model.
@@ -149,7 +182,7 @@ pub fn finalize_rule(
     staged: &[(RoundContribution, bool, u64)],
     param_count: u64,
     frac_bits: u32,
-    server_lr: f32,
+    step: &ServerStep,
     spec_id: &[u8; 32],
 ) -> [u8; 32] {
     let contributions: Vec<RoundContribution> = staged.iter().map(|s| s.0).collect();
@@ -172,5 +205,5 @@ pub fn finalize_rule(
             a[first as usize..first as usize + values.len()].copy_from_slice(values)
         },
     );
-    finalize(weights, &mut a, d, frac_bits, server_lr, spec_id)
+    finalize(weights, &mut a, d, frac_bits, step, spec_id)
 }

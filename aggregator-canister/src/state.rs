@@ -119,6 +119,9 @@ pub struct State {
     pub(crate) uploads_by_progress: Map<(u64, u64), ()>,
     pub(crate) allow_list: Map<Principal, ()>,
     pub(crate) commitments: Map<[u8; 32], u64>,
+    /// The server optimizer's state vectors (see `MEMORY_OPTIMIZER_M`, `_V`).
+    pub(crate) optimizer_m: Mem,
+    pub(crate) optimizer_v: Mem,
     pub(crate) datasets: Map<u64, Stored<DatasetRecord>>,
     pub(crate) datasets_by_owner: Map<(Principal, u64), ()>,
     pub(crate) submissions: Map<u64, Stored<SubmissionRecord>>,
@@ -243,6 +246,8 @@ impl State {
             uploads_by_progress,
             allow_list: StableBTreeMap::init(m.get(MEMORY_ALLOW_LIST)),
             commitments,
+            optimizer_m: m.get(MEMORY_OPTIMIZER_M),
+            optimizer_v: m.get(MEMORY_OPTIMIZER_V),
             datasets,
             datasets_by_owner: StableBTreeMap::init(m.get(MEMORY_DATASETS_BY_OWNER)),
             submissions,
@@ -456,6 +461,23 @@ impl State {
         // upgrade never has to grow stable memory.
         ensure_capacity(&self.accumulator, job.param_count * 8 + SpillTag::LEN);
         SpillTag::NONE.write(&self.accumulator, job.param_count);
+        // The server optimizer starts from zero state (a job started earlier on this
+        // canister may have left some).
+        let vectors = job.config().server_optimizer().state_vectors();
+        for (i, mem) in [&self.optimizer_m, &self.optimizer_v]
+            .into_iter()
+            .enumerate()
+        {
+            if i < vectors {
+                let zeros = vec![0f32; crate::aggregation::WINDOW_PARAMS as usize];
+                let mut first = 0;
+                while first < job.param_count {
+                    let n = (job.param_count - first).min(zeros.len() as u64) as usize;
+                    write_f32s(mem, first, &zeros[..n]);
+                    first += n as u64;
+                }
+            }
+        }
         if job.config().retain_contributions {
             // Lineage verifiers replay every round from the initial model.
             let bytes = read_bytes(&self.weights, 0, job.param_count * 4);

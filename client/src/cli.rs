@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use flic_protocol::api::Optimizer;
+use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::DeltaEncoding;
 
@@ -468,6 +469,10 @@ pub struct JobStartArgs {
     /// multi-krum:F,M.
     #[arg(long, default_value = "fedavg")]
     pub aggregation: AggregationRule,
+    /// How the server applies each round's update (with --server-lr): sgd, momentum:B,
+    /// nesterov:B, adagrad[:TAU], adam[:B1,B2,TAU] or yogi[:B1,B2,TAU].
+    #[arg(long, default_value = "sgd")]
+    pub server_optimizer: ServerOptimizer,
     /// A permissioned federation: only principals added with `flic job allow` may
     /// register datasets and submit.
     #[arg(long)]
@@ -702,6 +707,10 @@ pub struct SimulateArgs {
     /// multi-krum:F,M (robust rules keep every delta of a round until its close).
     #[arg(long, default_value = "fedavg")]
     pub aggregation: AggregationRule,
+    /// How the server applies each round's update (with --server-lr): sgd, momentum:B,
+    /// nesterov:B, adagrad[:TAU], adam[:B1,B2,TAU] or yogi[:B1,B2,TAU].
+    #[arg(long, default_value = "sgd")]
+    pub server_optimizer: ServerOptimizer,
 }
 
 impl SimulateArgs {
@@ -733,6 +742,7 @@ impl SimulateArgs {
             malicious: self.malicious,
             attack: self.attack.clone(),
             aggregation: self.aggregation,
+            server_optimizer: self.server_optimizer,
         }
     }
 }

@@ -21,6 +21,7 @@ use flic_protocol::api::{
     ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
     ReportEvaluationArgs,
 };
+use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::{DeltaEncoding, Hash};
 
@@ -87,6 +88,9 @@ pub struct SimulationConfig {
     /// The canister's aggregation rule.
     #[serde(default)]
     pub aggregation: AggregationRule,
+    /// The canister's server optimizer.
+    #[serde(default)]
+    pub server_optimizer: ServerOptimizer,
 }
 
 impl Default for SimulationConfig {
@@ -117,6 +121,7 @@ impl Default for SimulationConfig {
             malicious: 0,
             attack: "signflip".into(),
             aggregation: AggregationRule::FedAvg,
+            server_optimizer: ServerOptimizer::Sgd,
         }
     }
 }
@@ -421,6 +426,7 @@ fn deploy(
         server_lr: args.server_lr,
         retain_contributions: args.retain_contributions,
         aggregation: Some(args.aggregation),
+        server_optimizer: Some(args.server_optimizer),
         ..JobConfig::new(spec, client_hyperparameters(args))
     };
     api.launch_job(&job, weights)

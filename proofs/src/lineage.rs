@@ -5,10 +5,11 @@
 
 use flic_protocol::api::{Contribution, JobConfig, RoundRecord};
 use flic_protocol::chunking::{chunk_count, chunk_root};
-use flic_protocol::fedavg::{apply_update, finalize_factor, Accumulator, AggregationLimits};
+use flic_protocol::fedavg::{finalize_factor, Accumulator, AggregationLimits};
 use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::model::weights_from_le_bytes;
 use flic_protocol::model_version;
+use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::rules::{aggregate, AggregationRule, RoundContribution};
 use flic_protocol::submission::verify_signature;
 
@@ -33,6 +34,31 @@ pub struct RoundInputs<'a> {
     pub contributions: &'a [RetainedContribution],
     /// The job's aggregation rule ([`flic_protocol::rules`]).
     pub rule: AggregationRule,
+    /// The job's server optimizer ([`flic_protocol::optimizers`]).
+    pub optimizer: ServerOptimizer,
+}
+
+/// A server optimizer's state between rounds (zero before the first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OptimizerState {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl OptimizerState {
+    pub fn zero(optimizer: &ServerOptimizer, param_count: usize) -> Self {
+        let n = |k: usize| {
+            if optimizer.state_vectors() > k {
+                param_count
+            } else {
+                0
+            }
+        };
+        Self {
+            m: vec![0.0; n(0)],
+            v: vec![0.0; n(1)],
+        }
+    }
 }
 
 /// Who shaped a round, with which weight.
@@ -56,7 +82,21 @@ fn inconsistent(what: &str, detail: String) -> ProofError {
 /// base weights are `record.base_version`, that the contributions are exactly the round's
 /// (their header hashes rebuild `contributions_root`), each signed by its contributor,
 /// each payload matching its signed chunk root. Returns the new weights and the shapers.
+///
+/// The server optimizer starts from zero state: exact for SGD, and for any optimizer in the
+/// job's first round; later rounds of a stateful optimizer need
+/// [`recompute_round_with_state`] (which [`replay_lineage`] uses).
 pub fn recompute_round(inputs: &RoundInputs) -> Result<(Vec<f32>, Vec<Shaper>), ProofError> {
+    let mut state = OptimizerState::zero(&inputs.optimizer, inputs.base_weights.len());
+    recompute_round_with_state(inputs, &mut state)
+}
+
+/// [`recompute_round`] with the server optimizer's state before the round, updated to the
+/// state after it.
+pub fn recompute_round_with_state(
+    inputs: &RoundInputs,
+    state: &mut OptimizerState,
+) -> Result<(Vec<f32>, Vec<Shaper>), ProofError> {
     let rec = inputs.record;
     let base = model_version(&inputs.spec_id, inputs.base_weights);
     if base != *rec.base_version {
@@ -149,13 +189,26 @@ pub fn recompute_round(inputs: &RoundInputs) -> Result<(Vec<f32>, Vec<Shaper>), 
             ),
         ));
     }
-    let next = if inputs.rule.needs_all_deltas() {
+    if acc.total_weight() == 0 {
+        return Err(ProofError::Recompute(
+            "the round has no contributions".into(),
+        ));
+    }
+    let (a, d) = if inputs.rule.needs_all_deltas() {
         // Every payload was validated by the accumulator above; the rule reads them again.
-        recompute_with_rule(inputs, rec.frac_bits, rec.server_lr)
+        rule_integers(inputs, rec.frac_bits)
     } else {
-        acc.apply(inputs.base_weights, rec.server_lr)
-            .ok_or_else(|| ProofError::Recompute("the round has no contributions".into()))?
+        (acc.values().to_vec(), acc.total_weight())
     };
+    let mut next = inputs.base_weights.to_vec();
+    inputs.optimizer.apply(
+        &mut next,
+        &a,
+        finalize_factor(d, rec.frac_bits),
+        rec.server_lr,
+        &mut state.m,
+        &mut state.v,
+    );
     let version = model_version(&inputs.spec_id, &next);
     if version != *rec.new_version {
         return Err(ProofError::VersionMismatch {
@@ -166,8 +219,9 @@ pub fn recompute_round(inputs: &RoundInputs) -> Result<(Vec<f32>, Vec<Shaper>), 
     Ok((next, shapers))
 }
 
-/// `w_{r+1}` under a rule that needs every delta: the protocol's driver over the payloads.
-fn recompute_with_rule(inputs: &RoundInputs, frac_bits: u32, server_lr: f32) -> Vec<f32> {
+/// The integers and denominator of a rule that needs every delta: the protocol's driver
+/// over the payloads.
+fn rule_integers(inputs: &RoundInputs, frac_bits: u32) -> (Vec<i64>, u64) {
     let contributions: Vec<RoundContribution> = inputs
         .contributions
         .iter()
@@ -195,9 +249,7 @@ fn recompute_with_rule(inputs: &RoundInputs, frac_bits: u32, server_lr: f32) -> 
             a[first as usize..first as usize + values.len()].copy_from_slice(values)
         },
     );
-    let mut next = inputs.base_weights.to_vec();
-    apply_update(&mut next, &a, finalize_factor(d, frac_bits), server_lr);
-    next
+    (a, d)
 }
 
 /// Where [`replay_lineage`] reads the public data it recomputes from: a canister through
@@ -279,6 +331,8 @@ pub fn replay_lineage(
         });
     }
     let mut shapers = Vec::new();
+    let optimizer = job.server_optimizer();
+    let mut state = OptimizerState::zero(&optimizer, weights.len());
     for record in &history {
         let mut contributions = Vec::with_capacity(record.contribution_count as usize);
         for index in
@@ -295,15 +349,19 @@ pub fn replay_lineage(
                 payload,
             });
         }
-        let (next, round_shapers) = recompute_round(&RoundInputs {
-            record,
-            spec_id,
-            base_weights: &weights,
-            limits: job.limits(),
-            chunk_size: job.chunk_size(),
-            contributions: &contributions,
-            rule: job.aggregation(),
-        })?;
+        let (next, round_shapers) = recompute_round_with_state(
+            &RoundInputs {
+                record,
+                spec_id,
+                base_weights: &weights,
+                limits: job.limits(),
+                chunk_size: job.chunk_size(),
+                contributions: &contributions,
+                rule: job.aggregation(),
+                optimizer,
+            },
+            &mut state,
+        )?;
         weights = next;
         shapers.extend(round_shapers.into_iter().map(|s| (record.round, s)));
     }

@@ -261,6 +261,7 @@ impl World {
             chunk_size: CHUNK,
             contributions,
             rule: flic_protocol::rules::AggregationRule::FedAvg,
+            optimizer: flic_protocol::optimizers::ServerOptimizer::Sgd,
         }
     }
 }

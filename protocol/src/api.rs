@@ -12,6 +12,7 @@ use crate::encoding::{DeltaEncoding, DeltaError};
 use crate::fedavg::AggregationLimits;
 use crate::hash::to_hex;
 use crate::model::ModelSpec;
+use crate::optimizers::ServerOptimizer;
 use crate::rules::AggregationRule;
 use crate::submission::{SignatureError, SubmissionHeader};
 use crate::Hash;
@@ -106,6 +107,9 @@ pub struct JobConfig {
     /// How a round's contributions become the update (`None`: FedAvg). See
     /// [`crate::rules`].
     pub aggregation: Option<AggregationRule>,
+    /// How the update moves the model (`None`: SGD with `server_lr`). See
+    /// [`crate::optimizers`].
+    pub server_optimizer: Option<ServerOptimizer>,
 }
 
 /// Who may take part in a job.
@@ -140,7 +144,12 @@ impl JobConfig {
             admission: None,
             upload_stall_ns: None,
             aggregation: None,
+            server_optimizer: None,
         }
+    }
+
+    pub fn server_optimizer(&self) -> ServerOptimizer {
+        self.server_optimizer.unwrap_or_default()
     }
 
     pub fn aggregation(&self) -> AggregationRule {
@@ -250,6 +259,11 @@ impl JobConfig {
         if chunks > MAX_CHUNKS as u64 {
             return bad(format!("the model needs {chunks} chunks of {cs} bytes, above {MAX_CHUNKS}: raise chunk_size"));
         }
+        self.server_optimizer()
+            .validate()
+            .map_err(|reason| AdminError::InvalidConfig {
+                reason: format!("server optimizer: {reason}"),
+            })?;
         self.aggregation()
             .validate(self.min_clients, self.max_clients)
             .map_err(|e| AdminError::InvalidConfig {
@@ -265,6 +279,7 @@ impl JobConfig {
             self.model_spec.param_count(),
             self.max_clients,
         )
+        .with_optimizer(&self.server_optimizer(), self.model_spec.param_count())
         .check()
         .map_err(|reason| AdminError::InvalidConfig { reason })?;
         self.limits()

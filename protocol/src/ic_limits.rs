@@ -9,6 +9,7 @@
 //! replica weighs some instructions, bulk memory and System API calls more).
 
 use crate::encoding::DeltaEncoding;
+use crate::optimizers::ServerOptimizer;
 use crate::rules::AggregationRule;
 
 /// Instructions one update call or timer message may use.
@@ -43,6 +44,9 @@ const DECODE_PER_VALUE: u64 = 40;
 const SORT_PER_VALUE_LOG: u64 = 30;
 /// Krum's squared distance, per pair and parameter.
 const DISTANCE_PER_PAIR_VALUE: u64 = 20;
+
+/// A server optimizer's state vector, per parameter: read, update, write (estimate).
+const STATE_PER_VECTOR: u64 = 60;
 
 /// Worst-case instructions of the messages a job's size decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +94,15 @@ impl WorstCase {
                 n * k * 2 * DECODE_PER_VALUE + n * (k * k / 2) * DISTANCE_PER_PAIR_VALUE
             }
         };
+        self.close = self.close.saturating_add(extra);
+        self.commit = self.commit.saturating_add(extra);
+        self
+    }
+
+    /// Adds the close's cost of a server optimizer's state: each state vector is read and
+    /// written once per parameter, and the adaptive ones take a square root.
+    pub fn with_optimizer(mut self, optimizer: &ServerOptimizer, param_count: u64) -> Self {
+        let extra = param_count * STATE_PER_VECTOR * optimizer.state_vectors() as u64;
         self.close = self.close.saturating_add(extra);
         self.commit = self.commit.saturating_add(extra);
         self

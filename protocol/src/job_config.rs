@@ -25,9 +25,11 @@
 //! | 17 | `admission`: `0` when unset, `1` = Open, `2` = AllowList | 1 |
 //! | 18 | `upload_stall_ns`: `0` when unset, else `1` then the u64 | 1 or 9 |
 //! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each) | 1 to 9 |
+//! | 20 | `server_optimizer`: `0` when unset; `1` SGD; `2` momentum then `beta`; `3` Nesterov then `beta`; `4` Adagrad then `tau`; `5` Adam then `beta1`, `beta2`, `tau`; `6` Yogi then `beta1`, `beta2`, `tau` (f32 each) | 1 to 13 |
 
 use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
 use crate::hash::sha256;
+use crate::optimizers::ServerOptimizer;
 use crate::rules::AggregationRule;
 
 /// Domain tag that starts the canonical bytes of a job configuration.
@@ -60,6 +62,7 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         admission,
         upload_stall_ns,
         aggregation,
+        server_optimizer,
     } = config;
     let ClientHyperparameters {
         learning_rate,
@@ -121,6 +124,19 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
             out.extend_from_slice(&f.to_le_bytes());
             out.extend_from_slice(&m.to_le_bytes());
         }
+    }
+    let (tag, params): (u8, Vec<f32>) = match server_optimizer {
+        None => (0, vec![]),
+        Some(ServerOptimizer::Sgd) => (1, vec![]),
+        Some(ServerOptimizer::Momentum { beta }) => (2, vec![*beta]),
+        Some(ServerOptimizer::Nesterov { beta }) => (3, vec![*beta]),
+        Some(ServerOptimizer::Adagrad { tau }) => (4, vec![*tau]),
+        Some(ServerOptimizer::Adam { beta1, beta2, tau }) => (5, vec![*beta1, *beta2, *tau]),
+        Some(ServerOptimizer::Yogi { beta1, beta2, tau }) => (6, vec![*beta1, *beta2, *tau]),
+    };
+    out.push(tag);
+    for p in params {
+        out.extend_from_slice(&p.to_le_bytes());
     }
     out
 }
@@ -229,14 +245,27 @@ mod tests {
             v.aggregation = Some(rule);
             variants.push(v);
         }
+        for opt in [
+            "sgd",
+            "momentum:0.9",
+            "nesterov:0.9",
+            "adagrad",
+            "adam",
+            "yogi",
+            "adam:0.8,0.99,0.001",
+        ] {
+            let mut v = base.clone();
+            v.server_optimizer = Some(opt.parse().unwrap());
+            variants.push(v);
+        }
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(job_config_hash(v), h, "variant {i}");
         }
         assert_eq!(job_config_hash(&base.clone()), h);
         let bytes = job_config_bytes(&base);
         assert!(bytes.starts_with(JOB_CONFIG_DOMAIN));
-        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1
-        assert_eq!(bytes.len(), 114);
+        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1 + 1
+        assert_eq!(bytes.len(), 115);
         let distinct: std::collections::HashSet<[u8; 32]> =
             variants.iter().map(job_config_hash).collect();
         assert_eq!(distinct.len(), variants.len(), "variants hash apart");

@@ -9,6 +9,7 @@
 //! - [`sample`]: canonical sample bytes and dataset commitments.
 //! - [`hash`]: `sha256`, and hex for digests as text.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
+//! - [`optimizers`]: server optimizers (SGD, momentum, Nesterov, Adagrad, Adam, Yogi).
 //! - [`rules`]: aggregation rules (FedAvg, median, trimmed mean, Krum, Multi-Krum) over the
 //!   same fixed point, exact and order-independent.
 //! - [`api`]: every Candid type of the canister interface.
@@ -50,6 +51,7 @@ pub mod job_config;
 pub mod kernels;
 pub mod merkle;
 pub mod model;
+pub mod optimizers;
 pub mod rules;
 pub mod sample;
 pub mod seeds;

@@ -177,3 +177,50 @@ fn lineage_recomputes_every_aggregation_rule() {
         flic(&argv).unwrap_or_else(|e| panic!("lineage of {rule}: {e:#}"));
     }
 }
+
+/// Every server optimizer is recomputable by lineage: its state lives in the canister's
+/// stable memory and lineage replays it from the first round (3 rounds; one robust rule
+/// with an adaptive optimizer too).
+#[test]
+fn lineage_recomputes_every_server_optimizer() {
+    use flic_protocol::rules::AggregationRule;
+    for (optimizer, rule) in [
+        ("momentum:0.9", AggregationRule::FedAvg),
+        ("nesterov:0.9", AggregationRule::FedAvg),
+        ("adagrad", AggregationRule::FedAvg),
+        ("adam", AggregationRule::FedAvg),
+        ("yogi", AggregationRule::FedAvg),
+        ("adam", AggregationRule::Median),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let args = SimulationConfig {
+            clients: Some(3),
+            rounds: 3,
+            samples: 300,
+            seed: 11,
+            state: Some(state.clone()),
+            retain_contributions: true,
+            aggregation: rule,
+            server_optimizer: optimizer.parse().unwrap(),
+            server_lr: if optimizer == "adam" || optimizer == "yogi" || optimizer == "adagrad" {
+                0.01
+            } else {
+                1.0
+            },
+            ..SimulationConfig::default()
+        };
+        let report = run(&args, &mut Silent).unwrap_or_else(|e| panic!("{optimizer}: {e:#}"));
+        let versions: std::collections::HashSet<&String> =
+            report.rounds.iter().map(|r| &r.model_version).collect();
+        assert_eq!(
+            versions.len(),
+            3,
+            "{optimizer}: every round moves the model"
+        );
+        let last = &report.rounds.last().unwrap().model_version;
+        let mut argv = vec!["verify", "lineage", "--version", last.as_str()];
+        argv.extend_from_slice(&["--network", "embedded", "--state", s(&state)]);
+        flic(&argv).unwrap_or_else(|e| panic!("lineage of {optimizer} with {rule}: {e:#}"));
+    }
+}

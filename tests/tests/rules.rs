@@ -129,3 +129,83 @@ fn a_rule_the_round_sizes_cannot_hold_is_refused() {
         );
     }
 }
+
+/// A server optimizer's state lives in stable memory: an upgrade between rounds (and one
+/// inside a round) loses none of it, and each round's version is what the protocol's
+/// optimizer computes natively from the carried state.
+#[test]
+fn optimizer_state_survives_upgrades() {
+    use flic_protocol::fedavg::Accumulator;
+    use flic_protocol::optimizers::ServerOptimizer;
+    for optimizer in [
+        ServerOptimizer::Momentum { beta: 0.9 },
+        ServerOptimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.99,
+            tau: 1e-3,
+        },
+    ] {
+        let job = JobConfig {
+            min_clients: 3,
+            max_clients: 3,
+            server_optimizer: Some(optimizer),
+            server_lr: 0.05,
+            ..job()
+        };
+        let mut f = Fixture::new(EmbeddedEnv::new(), 3, job);
+        let frac_bits = f.round_info().frac_bits;
+        let mut weights = initial_weights();
+        let (mut m, mut v) = (vec![0f32; weights.len()], vec![0f32; weights.len()]);
+        for round in 0..3u64 {
+            let uploads: Vec<Upload> = (0..3)
+                .map(|c| f.prepare(c, &delta(c, round), DeltaEncoding::F32))
+                .collect();
+            let mut acc = Accumulator::new(weights.len(), f.job.limits(), frac_bits).unwrap();
+            for (c, up) in uploads.iter().enumerate() {
+                acc.add(
+                    up.args.header.encoding,
+                    &up.payload,
+                    up.args.header.sample_count,
+                )
+                .unwrap();
+                if c == 1 {
+                    // An upgrade inside the round, after two commits.
+                    let wasm = f.wasm.clone();
+                    let arg =
+                        candid::encode_one(flic_protocol::api::InitArg::Upgrade(None)).unwrap();
+                    let (canister, admin) = (f.canister, f.admin);
+                    f.env.upgrade(canister, &wasm, arg, admin).unwrap();
+                }
+                let id = f.begin(c, up).unwrap().submission_id;
+                for i in 0..up.chunk_count() {
+                    f.put(c, id, i, up.chunk(i)).unwrap();
+                }
+                f.commit(c, id).unwrap();
+            }
+            let (sv, vv) = match optimizer.state_vectors() {
+                1 => (&mut m[..], &mut [][..]),
+                _ => (&mut m[..], &mut v[..]),
+            };
+            optimizer.apply(
+                &mut weights,
+                acc.values(),
+                finalize_factor(acc.total_weight(), frac_bits),
+                f.job.server_lr,
+                sv,
+                vv,
+            );
+            let info = f.round_info();
+            assert_eq!(info.round, round + 1);
+            assert_eq!(
+                info.model_version.unwrap(),
+                Hash::new(model_version(&f.job.model_spec.spec_id(), &weights)),
+                "{optimizer}, round {round}"
+            );
+            // And an upgrade between rounds.
+            let wasm = f.wasm.clone();
+            let arg = candid::encode_one(flic_protocol::api::InitArg::Upgrade(None)).unwrap();
+            let (canister, admin) = (f.canister, f.admin);
+            f.env.upgrade(canister, &wasm, arg, admin).unwrap();
+        }
+    }
+}

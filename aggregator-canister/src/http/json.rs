@@ -104,6 +104,7 @@ pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
         "min_clients": info.config.as_ref().map(|c| c.min_clients),
         "max_clients": info.config.as_ref().map(|c| c.max_clients),
         "aggregation": info.config.as_ref().map(|c| c.aggregation().to_string()),
+        "server_optimizer": info.config.as_ref().map(|c| c.server_optimizer().to_string()),
         "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
     })
 }

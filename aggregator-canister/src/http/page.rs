@@ -238,6 +238,11 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
     stat(&mut h, &info.param_count.to_string(), "parameters");
     if let Some(c) = &info.config {
         stat(&mut h, &c.aggregation().to_string(), "aggregation");
+        stat(
+            &mut h,
+            &c.server_optimizer().to_string(),
+            "server optimizer",
+        );
     }
     h.push_str("</div>");
     if info.deadline_ns > 0 {

@@ -27,6 +27,12 @@ impl State {
         );
         let (frac_bits, spec_id, param_count) = (job.frac_bits, job.spec_id(), job.param_count);
         let rule = config.aggregation();
+        let step = aggregation::ServerStep {
+            optimizer: config.server_optimizer(),
+            server_lr,
+            m: &self.optimizer_m,
+            v: &self.optimizer_v,
+        };
         let mut round = self.open_round().clone();
         let new_version = if rule.needs_all_deltas() {
             // The round's committed deltas, still in their slots.
@@ -55,7 +61,7 @@ impl State {
                 &staged,
                 param_count,
                 frac_bits,
-                server_lr,
+                &step,
                 &spec_id,
             )
         } else {
@@ -64,7 +70,7 @@ impl State {
                 &mut self.acc,
                 round.total_weight,
                 frac_bits,
-                server_lr,
+                &step,
                 &spec_id,
             )
         };

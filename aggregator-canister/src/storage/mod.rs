@@ -88,6 +88,11 @@ pub const MEMORY_UPLOADS_BY_PROGRESS: MemoryId = MemoryId::new(30);
 pub const MEMORY_ALLOW_LIST: MemoryId = MemoryId::new(31);
 /// `dataset commitment -> dataset id`: a commitment is registered once.
 pub const MEMORY_COMMITMENTS: MemoryId = MemoryId::new(32);
+/// Flat `f32` LE: the server optimizer's first state vector (momentum `m`, or Adagrad's
+/// `v`), zeroed when the job starts.
+pub const MEMORY_OPTIMIZER_M: MemoryId = MemoryId::new(33);
+/// Flat `f32` LE: Adam's and Yogi's second moment `v`.
+pub const MEMORY_OPTIMIZER_V: MemoryId = MemoryId::new(34);
 
 const WASM_PAGE: u64 = 65536;
 

@@ -22,6 +22,7 @@ use flic_protocol::chunking::DEFAULT_CHUNK_SIZE;
 use flic_protocol::encoding::DeltaEncoding;
 use flic_protocol::merkle::MerkleFrontier;
 use flic_protocol::model::{ModelSpec, TensorSpec};
+use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::{Hash, SubmissionHeader};
 use serde::Deserialize;
@@ -122,6 +123,45 @@ pub struct JobConfigRecord {
     pub upload_stall_ns: Option<u64>,
     /// Added after version 1 was first written: `None` in older records (FedAvg).
     pub aggregation: Option<AggregationRuleRecord>,
+    /// Added after version 1 was first written: `None` in older records (SGD).
+    pub server_optimizer: Option<ServerOptimizerRecord>,
+}
+
+/// A server optimizer as stored (see [`ServerOptimizer`]).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub enum ServerOptimizerRecord {
+    Sgd,
+    Momentum { beta: f32 },
+    Nesterov { beta: f32 },
+    Adagrad { tau: f32 },
+    Adam { beta1: f32, beta2: f32, tau: f32 },
+    Yogi { beta1: f32, beta2: f32, tau: f32 },
+}
+
+impl From<ServerOptimizer> for ServerOptimizerRecord {
+    fn from(o: ServerOptimizer) -> Self {
+        match o {
+            ServerOptimizer::Sgd => Self::Sgd,
+            ServerOptimizer::Momentum { beta } => Self::Momentum { beta },
+            ServerOptimizer::Nesterov { beta } => Self::Nesterov { beta },
+            ServerOptimizer::Adagrad { tau } => Self::Adagrad { tau },
+            ServerOptimizer::Adam { beta1, beta2, tau } => Self::Adam { beta1, beta2, tau },
+            ServerOptimizer::Yogi { beta1, beta2, tau } => Self::Yogi { beta1, beta2, tau },
+        }
+    }
+}
+
+impl From<ServerOptimizerRecord> for ServerOptimizer {
+    fn from(o: ServerOptimizerRecord) -> Self {
+        match o {
+            ServerOptimizerRecord::Sgd => Self::Sgd,
+            ServerOptimizerRecord::Momentum { beta } => Self::Momentum { beta },
+            ServerOptimizerRecord::Nesterov { beta } => Self::Nesterov { beta },
+            ServerOptimizerRecord::Adagrad { tau } => Self::Adagrad { tau },
+            ServerOptimizerRecord::Adam { beta1, beta2, tau } => Self::Adam { beta1, beta2, tau },
+            ServerOptimizerRecord::Yogi { beta1, beta2, tau } => Self::Yogi { beta1, beta2, tau },
+        }
+    }
 }
 
 /// An aggregation rule as stored (see [`AggregationRule`]).
@@ -196,6 +236,10 @@ impl JobConfigRecord {
         self.aggregation.map(Into::into).unwrap_or_default()
     }
 
+    pub fn server_optimizer(&self) -> ServerOptimizer {
+        self.server_optimizer.map(Into::into).unwrap_or_default()
+    }
+
     /// As [`JobConfig::upload_stall_ns`].
     pub fn upload_stall_ns(&self) -> u64 {
         JobConfig::from(self.clone()).upload_stall_ns()
@@ -232,6 +276,7 @@ impl From<JobConfig> for JobConfigRecord {
             admission: c.admission.map(Into::into),
             upload_stall_ns: c.upload_stall_ns,
             aggregation: c.aggregation.map(Into::into),
+            server_optimizer: c.server_optimizer.map(Into::into),
         }
     }
 }
@@ -253,6 +298,7 @@ impl From<JobConfigRecord> for JobConfig {
             admission: c.admission.map(Into::into),
             upload_stall_ns: c.upload_stall_ns,
             aggregation: c.aggregation.map(Into::into),
+            server_optimizer: c.server_optimizer.map(Into::into),
         }
     }
 }

@@ -27,6 +27,7 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             "max_clients": info.config.as_ref().map(|c| c.max_clients),
             "architecture": info.config.as_ref().map(|c| c.model_spec.architecture.clone()),
             "aggregation": info.config.as_ref().map(|c| c.aggregation().to_string()),
+            "server_optimizer": info.config.as_ref().map(|c| c.server_optimizer().to_string()),
             "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
         }))?);
     }
@@ -53,6 +54,7 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
         ));
         rows.push(("clip norm".into(), c.clip_norm.to_string()));
         rows.push(("aggregation".into(), c.aggregation().to_string()));
+        rows.push(("server optimizer".into(), c.server_optimizer().to_string()));
         rows.push(("admission".into(), format!("{:?}", c.admission())));
         rows.push((
             "encodings".into(),

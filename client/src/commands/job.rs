@@ -40,6 +40,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         retain_contributions: args.retain_contributions,
         admission: args.allow_list.then_some(Admission::AllowList),
         aggregation: Some(args.aggregation),
+        server_optimizer: Some(args.server_optimizer),
         upload_stall_ns: args
             .upload_stall_secs
             .map(|s| s.saturating_mul(1_000_000_000)),
