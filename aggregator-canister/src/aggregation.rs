@@ -147,19 +147,15 @@ pub fn finalize(
     hasher.finish()
 }
 
-/// Staged deltas read in place: from a staging slot, or from the arena for an upload of
-/// the release before slots.
+/// Staged deltas read in place: `(memory, offset)` per contribution, in the order given
+/// to the rule.
 struct StagedSource<'a> {
-    slots: &'a Mem,
-    arena: &'a Mem,
-    /// `(in a slot, offset)` per contribution, in the order given to the rule.
-    at: Vec<(bool, u64)>,
+    at: Vec<(&'a Mem, u64)>,
 }
 
 impl DeltaSource for StagedSource<'_> {
     fn read(&mut self, k: usize, window: &Window, buf: &mut Vec<u8>) {
-        let (in_slot, offset) = self.at[k];
-        let mem = if in_slot { self.slots } else { self.arena };
+        let (mem, offset) = self.at[k];
         read_bytes_into(
             mem,
             offset + window.byte_offset,
@@ -171,15 +167,12 @@ impl DeltaSource for StagedSource<'_> {
 
 /// The close of a rule that needs every delta ([`flic_protocol::rules`]): runs the rule
 /// over the round's staged deltas window by window, applies `w <- w + server_lr * a / (d *
-/// 2^f)` and returns the new model version. `staged` is `(contribution, in a slot,
-/// offset)`, in any order.
-#[allow(clippy::too_many_arguments)]
+/// 2^f)` and returns the new model version. `staged` is `(contribution, the memory its
+/// delta is staged in, offset)`, in any order.
 pub fn finalize_rule(
     weights: &Mem,
-    slots: &Mem,
-    arena: &Mem,
     rule: &AggregationRule,
-    staged: &[(RoundContribution, bool, u64)],
+    staged: &[(RoundContribution, &Mem, u64)],
     param_count: u64,
     frac_bits: u32,
     step: &ServerStep,
@@ -187,8 +180,6 @@ pub fn finalize_rule(
 ) -> [u8; 32] {
     let contributions: Vec<RoundContribution> = staged.iter().map(|s| s.0).collect();
     let mut source = StagedSource {
-        slots,
-        arena,
         at: staged.iter().map(|s| (s.1, s.2)).collect(),
     };
     // The windows come in order, so the new weights are written (and hashed) as they

@@ -85,23 +85,18 @@ impl CertifiedView {
 
     /// The current model version; `None` before a model exists.
     pub fn model_version(&self) -> Result<Option<[u8; 32]>, ProofError> {
-        let bytes = self.leaf(LABEL_MODEL_VERSION)?;
-        if bytes.is_empty() {
-            return Ok(None);
-        }
-        bytes
-            .try_into()
-            .map(Some)
-            .map_err(|_| ProofError::MalformedValue {
-                path: "/model_version".into(),
-                reason: format!("{} bytes, expected 32", bytes.len()),
-            })
+        self.optional_hash_at(LABEL_MODEL_VERSION)
     }
 
     /// The hash of the job's configuration (`flic_protocol::job_config`); `None` before a
     /// job is configured.
     pub fn job_config_hash(&self) -> Result<Option<[u8; 32]>, ProofError> {
-        let bytes = self.leaf(LABEL_JOB_CONFIG)?;
+        self.optional_hash_at(LABEL_JOB_CONFIG)
+    }
+
+    /// A 32-byte leaf that is empty until its value exists.
+    fn optional_hash_at(&self, label: &[u8]) -> Result<Option<[u8; 32]>, ProofError> {
+        let bytes = self.leaf(label)?;
         if bytes.is_empty() {
             return Ok(None);
         }
@@ -109,7 +104,7 @@ impl CertifiedView {
             .try_into()
             .map(Some)
             .map_err(|_| ProofError::MalformedValue {
-                path: "/job_config".into(),
+                path: format!("/{}", String::from_utf8_lossy(label)),
                 reason: format!("{} bytes, expected 32", bytes.len()),
             })
     }

@@ -231,14 +231,15 @@ fn rule_integers(inputs: &RoundInputs, frac_bits: u32) -> (Vec<i64>, u64) {
             key: rc.contribution.header_hash.into_array(),
         })
         .collect();
-    let payloads: Vec<Vec<u8>> = inputs
+    // Borrowed, not copied: the round's deltas can be large.
+    let payloads: Vec<&[u8]> = inputs
         .contributions
         .iter()
-        .map(|rc| rc.payload.clone())
+        .map(|rc| rc.payload.as_slice())
         .collect();
     let n = inputs.base_weights.len();
     let mut a = vec![0i64; n];
-    let mut source: &[Vec<u8>] = &payloads;
+    let mut source: &[&[u8]] = &payloads;
     let d = aggregate(
         &inputs.rule,
         &contributions,

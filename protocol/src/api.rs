@@ -169,11 +169,7 @@ impl JobConfig {
     /// new upload, and a deadline extension drops every stalled one. Default: the smaller
     /// of [`DEFAULT_UPLOAD_STALL_NS`] and a quarter of the round.
     pub fn upload_stall_ns(&self) -> u64 {
-        self.upload_stall_ns.unwrap_or_else(|| {
-            DEFAULT_UPLOAD_STALL_NS
-                .min(self.round_duration_ns / 4)
-                .max(MIN_UPLOAD_STALL_NS)
-        })
+        upload_stall_ns(self.upload_stall_ns, self.round_duration_ns)
     }
 
     pub fn limits(&self) -> AggregationLimits {
@@ -301,6 +297,15 @@ pub enum InitArg {
 pub struct InitArgs {
     /// Configure the job at install time (the installer is a controller).
     pub job: Option<JobConfig>,
+}
+
+/// [`JobConfig::upload_stall_ns`] from its two fields (the stored job record calls it too).
+pub fn upload_stall_ns(configured: Option<u64>, round_duration_ns: u64) -> u64 {
+    configured.unwrap_or_else(|| {
+        DEFAULT_UPLOAD_STALL_NS
+            .min(round_duration_ns / 4)
+            .max(MIN_UPLOAD_STALL_NS)
+    })
 }
 
 /// A change to the allow-list of an [`Admission::AllowList`] job (at most

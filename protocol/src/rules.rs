@@ -178,11 +178,11 @@ pub trait DeltaSource {
     fn read(&mut self, k: usize, window: &Window, buf: &mut Vec<u8>);
 }
 
-/// In-memory encoded deltas (verifiers, tests, the simulation's reference).
-impl DeltaSource for &[Vec<u8>] {
+/// In-memory encoded deltas, owned or borrowed (verifiers, tests).
+impl<T: AsRef<[u8]>> DeltaSource for &[T] {
     fn read(&mut self, k: usize, window: &Window, buf: &mut Vec<u8>) {
         buf.clear();
-        buf.extend_from_slice(&self[k][window.bytes()]);
+        buf.extend_from_slice(&self[k].as_ref()[window.bytes()]);
     }
 }
 

@@ -12,6 +12,7 @@ use flic_protocol::rules::RoundContribution;
 use crate::aggregation;
 use crate::state::State;
 use crate::storage::records::{ClosedRoundRecord, HistoryRecord};
+use crate::storage::Mem;
 use crate::storage::Stored;
 
 impl State {
@@ -36,7 +37,7 @@ impl State {
         let mut round = self.open_round().clone();
         let new_version = if rule.needs_all_deltas() {
             // The round's committed deltas, still in their slots.
-            let staged: Vec<(RoundContribution, bool, u64)> = self
+            let staged: Vec<(RoundContribution, &Mem, u64)> = self
                 .submissions
                 .iter()
                 .map(|e| e.value().0)
@@ -48,15 +49,13 @@ impl State {
                             weight: s.weight,
                             key: s.header_hash.into_array(),
                         },
-                        s.slot.is_some(),
+                        self.staged_in(&s),
                         s.staging_offset,
                     )
                 })
                 .collect();
             aggregation::finalize_rule(
                 &self.weights,
-                &self.staging_slots,
-                &self.staging,
                 &rule,
                 &staged,
                 param_count,
@@ -104,24 +103,11 @@ impl State {
         self.rounds
             .insert(round.round, Stored(ClosedRoundRecord::from(record)));
         self.versions.insert(new_version, round.round + 1);
-        // Uploads of the closed round not committed are discarded, and their slots freed.
+        // Every upload of the closed round goes (those not committed are discarded), and
+        // every slot is free again.
         let ids: Vec<u64> = self.submissions.keys().collect();
         for id in ids {
-            let committed = self
-                .submissions
-                .get(&id)
-                .is_some_and(|s| s.0.contribution.is_some());
-            if committed {
-                let s = self.submissions.remove(&id).expect("listed").0;
-                self.submitters.remove(&s.contributor);
-                // Every upload of the round goes: its slot is free again (a FedAvg
-                // upload's was freed at its commit; inserting twice changes nothing).
-                if let Some(slot) = s.slot {
-                    self.free_slots.insert(slot, ());
-                }
-            } else {
-                self.drop_upload(id);
-            }
+            self.remove_upload(id);
         }
         if !retain {
             // Only uploads begun by the release before staging slots used the arena.

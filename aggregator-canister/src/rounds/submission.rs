@@ -174,29 +174,30 @@ impl State {
 
     /// Where an upload's bytes are staged: its slot, or the arena for an upload begun by
     /// the release before slots.
-    pub(crate) fn staged_in(&self, s: &SubmissionRecord) -> &crate::storage::Mem {
-        match s.slot {
-            Some(_) => &self.staging_slots,
-            None => &self.staging,
-        }
+    pub(crate) fn staged_in(&self, s: &SubmissionRecord) -> &Mem {
+        staged_memory(&self.staging_slots, &self.staging, s)
     }
 
     /// Removes an upload that is not committed, freeing its slot.
     pub(crate) fn drop_upload(&mut self, submission_id: u64) {
-        let Some(s) = self.submissions.remove(&submission_id) else {
-            return;
-        };
-        let s = s.0;
+        let dropped = self.remove_upload(submission_id);
         debug_assert!(
-            s.contribution.is_none(),
+            dropped.is_none_or(|s| s.contribution.is_none()),
             "a committed upload is never dropped"
         );
+    }
+
+    /// Removes an upload record, committed or not, with its indexes, and frees its slot
+    /// (a FedAvg upload's was freed at its commit already; freeing twice changes nothing).
+    pub(crate) fn remove_upload(&mut self, submission_id: u64) -> Option<SubmissionRecord> {
+        let s = self.submissions.remove(&submission_id)?.0;
         self.submitters.remove(&s.contributor);
         self.uploads_by_progress
             .remove(&(s.last_progress_ns(), s.id));
         if let Some(slot) = s.slot {
             self.free_slots.insert(slot, ());
         }
+        Some(s)
     }
 
     /// Drops every upload in progress that stored no chunk for the job's stall time.
@@ -514,10 +515,8 @@ impl State {
                 self.acc = vec![0; param_count as usize];
             }
             aggregation::accumulate_staged(
-                match s.slot {
-                    Some(_) => &self.staging_slots,
-                    None => &self.staging,
-                },
+                // Field by field (not `staged_in`): `self.acc` is borrowed mutably.
+                staged_memory(&self.staging_slots, &self.staging, &s),
                 &mut self.acc,
                 s.staging_offset,
                 encoding,
@@ -637,6 +636,15 @@ fn check_chunk_root(h: &SubmissionHeader, args: &BeginSubmissionArgs) -> Result<
         });
     }
     Ok(())
+}
+
+/// The staging slots for an upload in a slot, the arena for one begun by the release
+/// before slots.
+fn staged_memory<'a>(slots: &'a Mem, arena: &'a Mem, s: &SubmissionRecord) -> &'a Mem {
+    match s.slot {
+        Some(_) => slots,
+        None => arena,
+    }
 }
 
 /// Copies `len` bytes from `from` at `src` to `to` at `dst`, one aggregation window at a

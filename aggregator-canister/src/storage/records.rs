@@ -242,7 +242,7 @@ impl JobConfigRecord {
 
     /// As [`JobConfig::upload_stall_ns`].
     pub fn upload_stall_ns(&self) -> u64 {
-        JobConfig::from(self.clone()).upload_stall_ns()
+        flic_protocol::api::upload_stall_ns(self.upload_stall_ns, self.round_duration_ns)
     }
 
     /// Bytes of the largest delta an allowed encoding makes: one staging slot.
