@@ -34,6 +34,7 @@ pub fn train_params(hp: &ClientHyperparameters, shuffle_seed: u64) -> flic_model
             Optimizer::Adam => flic_model_zoo::OptimizerKind::Adam,
         },
         seed: shuffle_seed,
+        proximal_mu: hp.proximal_mu() as f64,
     }
 }
 

@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 local_epochs: 1,
                 optimizer,
                 seed: 0,
+                proximal_mu: 0.0,
             };
             // One warm-up epoch, then the measured one.
             train_local(&config, &w0, &train, &params, &device, &mut |_| {})?;

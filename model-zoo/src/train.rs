@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -78,6 +79,10 @@ pub struct TrainParams {
     pub optimizer: OptimizerKind,
     /// Seeds the per-epoch shuffling of the local data.
     pub seed: u64,
+    /// FedProx's `mu`: the loss gains `mu / 2 * ||w - w_initial||^2`, which keeps a
+    /// client's model near the global one on heterogeneous data (0 = plain training).
+    #[serde(default)]
+    pub proximal_mu: f64,
 }
 
 impl Default for TrainParams {
@@ -88,6 +93,7 @@ impl Default for TrainParams {
             local_epochs: 1,
             optimizer: OptimizerKind::Sgd,
             seed: 0,
+            proximal_mu: 0.0,
         }
     }
 }
@@ -109,6 +115,12 @@ impl TrainParams {
             return Err(TrainError::BadParams(
                 "local epochs must be at least 1".into(),
             ));
+        }
+        if !(self.proximal_mu.is_finite() && self.proximal_mu >= 0.0) {
+            return Err(TrainError::BadParams(format!(
+                "proximal mu {} must be a finite number >= 0",
+                self.proximal_mu
+            )));
         }
         Ok(())
     }
@@ -198,6 +210,46 @@ fn batch(data: &Dataset, indices: &[usize], device: &Device) -> (Tensor<2>, Tens
     (x, y)
 }
 
+/// FedProx's `||w - w_initial||^2` over every float parameter. The visitor walks the
+/// module in the flat layout's order, so the `i`th parameter it meets is `anchor[i]`.
+struct ProximalTerm<'a> {
+    anchor: &'a [Tensor<1>],
+    next: usize,
+    sum: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for ProximalTerm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let w = param.val();
+        let a = self.anchor[self.next].clone().reshape(w.shape());
+        self.next += 1;
+        let d = w - a;
+        let s = (d.clone() * d).sum();
+        self.sum = Some(match self.sum.take() {
+            Some(t) => t + s,
+            None => s,
+        });
+    }
+}
+
+/// The initial weights, one constant (gradient-free) tensor per parameter tensor.
+fn anchor_tensors(
+    config: &ModelConfig,
+    weights: &[f32],
+    device: &Device,
+) -> Result<Vec<Tensor<1>>, TrainError> {
+    let spec = crate::flat::model_spec(config)?;
+    Ok(spec
+        .tensors
+        .iter()
+        .map(|t| {
+            let n: u64 = t.shape.iter().product();
+            let slice = &weights[t.offset as usize..(t.offset + n) as usize];
+            Tensor::<1>::from_data(TensorData::new(slice.to_vec(), [n as usize]), device)
+        })
+        .collect())
+}
+
 /// Trains the model of `config`, starting from `initial_weights`, on `data` for
 /// `params.local_epochs` epochs of seeded shuffled mini-batches, on `device` (made autodiff
 /// here). `progress` is called after every step.
@@ -217,6 +269,11 @@ pub fn train_local(
     let started = Instant::now();
     let device = device.clone().autodiff();
     let mut model: Model = unflatten(config, initial_weights, &device)?;
+    let anchor = if params.proximal_mu > 0.0 {
+        anchor_tensors(config, initial_weights, &device)?
+    } else {
+        Vec::new()
+    };
     let mut optim = params.optimizer.build();
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let mut order: Vec<usize> = (0..data.len()).collect();
@@ -229,8 +286,20 @@ pub fn train_local(
         epoch_loss_sum = 0.0;
         for (b, indices) in order.chunks(params.batch_size).enumerate() {
             let (x, y) = batch(data, indices, &device);
-            let loss = cross_entropy(model.forward(x), y);
+            let mut loss = cross_entropy(model.forward(x), y);
+            // Progress and divergence report the data loss, without the proximal term.
             let loss_value: f32 = loss.clone().into_scalar();
+            if params.proximal_mu > 0.0 {
+                let mut term = ProximalTerm {
+                    anchor: &anchor,
+                    next: 0,
+                    sum: None,
+                };
+                model.visit(&mut term);
+                if let Some(t) = term.sum {
+                    loss = loss + t.mul_scalar(params.proximal_mu / 2.0);
+                }
+            }
             if !loss_value.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,
@@ -399,6 +468,7 @@ mod tests {
             local_epochs: 3,
             optimizer: OptimizerKind::Sgd,
             seed: 1,
+            proximal_mu: 0.0,
         };
         train_and_check(config, params, 0.75);
     }
@@ -412,8 +482,66 @@ mod tests {
             local_epochs: 3,
             optimizer: OptimizerKind::Adam,
             seed: 1,
+            proximal_mu: 0.0,
         };
         train_and_check(config, params, 0.75);
+    }
+
+    /// FedProx's term pulls the trained weights towards the initial ones: the larger `mu`,
+    /// the closer, and `mu = 0` is plain training bit for bit.
+    #[test]
+    fn the_proximal_term_keeps_weights_near_the_start() {
+        let (train, _) = clusters();
+        let config = ModelConfig::Mlp(MlpConfig::new(32).with_hidden(vec![16]));
+        let w0 = init_weights(&config, 3).unwrap();
+        let run = |mu: f64| {
+            let p = TrainParams {
+                lr: 0.05,
+                batch_size: 32,
+                local_epochs: 2,
+                optimizer: OptimizerKind::Sgd,
+                seed: 5,
+                proximal_mu: mu,
+            };
+            let w = train_local(&config, &w0, &train, &p, &cpu(), &mut |_| {})
+                .unwrap()
+                .weights;
+            let d2: f64 = w
+                .iter()
+                .zip(&w0)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum();
+            (w, d2.sqrt())
+        };
+        let (plain, d_plain) = run(0.0);
+        let (_, d_small) = run(0.1);
+        let (_, d_large) = run(5.0);
+        assert!(
+            d_small < d_plain && d_large < 0.5 * d_small,
+            "{d_plain} {d_small} {d_large}"
+        );
+        let default = train_local(
+            &config,
+            &w0,
+            &train,
+            &TrainParams {
+                lr: 0.05,
+                batch_size: 32,
+                local_epochs: 2,
+                optimizer: OptimizerKind::Sgd,
+                seed: 5,
+                ..TrainParams::default()
+            },
+            &cpu(),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(default.weights, plain);
+        let bad = TrainParams {
+            proximal_mu: -1.0,
+            ..TrainParams::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]
@@ -428,6 +556,7 @@ mod tests {
                 local_epochs: 2,
                 optimizer,
                 seed,
+                proximal_mu: 0.0,
             };
             train_local(&config, &w0, &train, &p, &cpu(), &mut |_| {}).unwrap()
         };
@@ -463,6 +592,7 @@ mod tests {
             local_epochs: 1,
             optimizer: OptimizerKind::Adam,
             seed: 0,
+            proximal_mu: 0.0,
         };
         let out = train_local(&config, &w0, &data, &p, &cpu(), &mut |_| {}).unwrap();
         assert_eq!(out.steps, 3);
@@ -490,6 +620,7 @@ mod tests {
                 local_epochs: 1,
                 optimizer: OptimizerKind::Sgd,
                 seed: 9,
+                proximal_mu: 0.0,
             };
             let a = train_local(&config, &w0, data, &p, &cpu(), &mut |_| {}).unwrap();
             let b = train_local(&config, &w0, data, &p, &flex, &mut |_| {}).unwrap();

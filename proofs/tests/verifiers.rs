@@ -90,6 +90,7 @@ fn config() -> JobConfig {
                 local_epochs: 1,
                 optimizer: Optimizer::Sgd,
                 seed: 42,
+                proximal_mu: None,
             },
         )
     }

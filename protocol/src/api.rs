@@ -58,6 +58,9 @@ pub const EVALUATIONS_RESERVED_FOR_CONTROLLERS: usize = 4;
 /// [`JobConfig::upload_stall_ns`] (never more than a quarter of the round).
 pub const DEFAULT_UPLOAD_STALL_NS: u64 = 120 * 1_000_000_000;
 pub const MIN_UPLOAD_STALL_NS: u64 = 1_000_000_000;
+/// Largest FedProx coefficient a job may set (past this the proximal term alone decides
+/// every step: the clients would learn nothing from their data).
+pub const MAX_PROXIMAL_MU: f32 = 1000.0;
 /// Principals one `update_allow_list` call may add or remove.
 pub const MAX_ALLOW_LIST_CHANGE: usize = 1_000;
 
@@ -77,6 +80,18 @@ pub struct ClientHyperparameters {
     pub local_epochs: u32,
     pub optimizer: Optimizer,
     pub seed: u64,
+    /// FedProx's proximal term: every client minimises its loss plus
+    /// `mu / 2 * ||w - w_global||^2` (Li et al., 2020). `None` (or 0) is plain local
+    /// training. Added after version 1: older configurations decode as `None`.
+    #[serde(default)]
+    pub proximal_mu: Option<f32>,
+}
+
+impl ClientHyperparameters {
+    /// The proximal coefficient clients use (0 when unset).
+    pub fn proximal_mu(&self) -> f32 {
+        self.proximal_mu.unwrap_or(0.0)
+    }
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -195,6 +210,13 @@ impl JobConfig {
         }
         if c.batch_size == 0 || c.local_epochs == 0 {
             return bad("client batch_size and local_epochs must be at least 1".into());
+        }
+        if let Some(mu) = c.proximal_mu {
+            if !(mu.is_finite() && (0.0..=MAX_PROXIMAL_MU).contains(&mu)) {
+                return bad(format!(
+                    "client proximal_mu must be in [0, {MAX_PROXIMAL_MU}], got {mu}"
+                ));
+            }
         }
         if self.min_clients == 0
             || self.min_clients > self.max_clients

@@ -24,8 +24,9 @@
 //! | 16 | `retain_contributions`: `0` or `1` | 1 |
 //! | 17 | `admission`: `0` when unset, `1` = Open, `2` = AllowList | 1 |
 //! | 18 | `upload_stall_ns`: `0` when unset, else `1` then the u64 | 1 or 9 |
-//! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each) | 1 to 9 |
+//! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each); `6` centered clipping then `iters` (u32) | 1 to 9 |
 //! | 20 | `server_optimizer`: `0` when unset; `1` SGD; `2` momentum then `beta`; `3` Nesterov then `beta`; `4` Adagrad then `tau`; `5` Adam then `beta1`, `beta2`, `tau`; `6` Yogi then `beta1`, `beta2`, `tau` (f32 each) | 1 to 13 |
+//! | 21 | `client.proximal_mu`: `0` when unset, else `1` then the f32 | 1 or 5 |
 
 use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
 use crate::hash::sha256;
@@ -70,6 +71,7 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         local_epochs,
         optimizer,
         seed,
+        proximal_mu,
     } = client;
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(JOB_CONFIG_DOMAIN);
@@ -124,6 +126,10 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
             out.extend_from_slice(&f.to_le_bytes());
             out.extend_from_slice(&m.to_le_bytes());
         }
+        Some(AggregationRule::CenteredClip { iters }) => {
+            out.push(6);
+            out.extend_from_slice(&iters.to_le_bytes());
+        }
     }
     let (tag, params): (u8, Vec<f32>) = match server_optimizer {
         None => (0, vec![]),
@@ -137,6 +143,13 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
     out.push(tag);
     for p in params {
         out.extend_from_slice(&p.to_le_bytes());
+    }
+    match proximal_mu {
+        None => out.push(0),
+        Some(mu) => {
+            out.push(1);
+            out.extend_from_slice(&mu.to_le_bytes());
+        }
     }
     out
 }
@@ -170,6 +183,7 @@ mod tests {
                 local_epochs: 1,
                 optimizer: Optimizer::Sgd,
                 seed: 7,
+                proximal_mu: None,
             },
         )
     }
@@ -233,6 +247,11 @@ mod tests {
         let mut v = base.clone();
         v.upload_stall_ns = Some(5_000_000_000);
         variants.push(v);
+        for mu in [0.0f32, 0.01, 0.1] {
+            let mut v = base.clone();
+            v.client.proximal_mu = Some(mu);
+            variants.push(v);
+        }
         for rule in [
             AggregationRule::FedAvg,
             AggregationRule::Median,
@@ -240,6 +259,8 @@ mod tests {
             AggregationRule::TrimmedMean { beta: 0.2 },
             AggregationRule::Krum { f: 1 },
             AggregationRule::MultiKrum { f: 1, m: 2 },
+            AggregationRule::CenteredClip { iters: 1 },
+            AggregationRule::CenteredClip { iters: 2 },
         ] {
             let mut v = base.clone();
             v.aggregation = Some(rule);
@@ -264,8 +285,8 @@ mod tests {
         assert_eq!(job_config_hash(&base.clone()), h);
         let bytes = job_config_bytes(&base);
         assert!(bytes.starts_with(JOB_CONFIG_DOMAIN));
-        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1 + 1
-        assert_eq!(bytes.len(), 115);
+        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+        assert_eq!(bytes.len(), 116);
         let distinct: std::collections::HashSet<[u8; 32]> =
             variants.iter().map(job_config_hash).collect();
         assert_eq!(distinct.len(), variants.len(), "variants hash apart");

@@ -17,10 +17,24 @@
 //! | coordinate-wise trimmed mean (`beta`) | the sum of the values left after dropping the `t = floor(beta K)` smallest and `t` largest | `K - 2t` |
 //! | Krum (`f`) | `x_s[i]` of the contribution `s` with the lowest score | 1 |
 //! | Multi-Krum (`f`, `m`) | `sum` over the `m` lowest scores of `x_k[i]` | `m` |
+//! | centered clipping (`L` iterations) | `v_L[i]` below | 1 |
 //!
 //! Krum's score of `k` is the sum of the squared distances `||x_k - x_j||^2` (exact,
 //! in `u128`, saturating) to its `K - f - 2` nearest others; ties go to the earlier
-//! contribution in the canonical order. Robust rules are unweighted: a contribution's
+//! contribution in the canonical order.
+//!
+//! Centered clipping (Karimireddy, He and Jaggi, ICML 2021) starts from the coordinate-wise
+//! median, `v_0[i] = floor((lo_i + hi_i) / 2)` of the two middle values, and takes `L`
+//! steps `v_{t+1}[i] = v_t[i] + floor(sum_k c_k(x_k[i] - v_t[i]) / K)`, where `c_k` clips
+//! contribution `k`'s difference to the radius `tau_t`: it is kept when
+//! `r_k = isqrt(||x_k - v_t||^2) <= tau_t`, and otherwise each element becomes
+//! `floor((x_k[i] - v_t[i]) * g_k / 2^32)` with the factor `g_k = floor(tau_t * 2^32 / r_k)`
+//! (one division per contribution, not per element). The radius adapts to the round: `tau_t` is
+//! the lower median of the `r_k`, so at least half the contributions count in full and
+//! none moves the centre by more than `tau_t / K` (the paper's fixed radius would have to
+//! be tuned to the deltas' scale, which changes with every model and learning rate).
+//! Every step is integer arithmetic (`i128`, floor division), so there is nothing to round
+//! differently anywhere. Robust rules are unweighted: a contribution's
 //! weight is a self-declared sample count, exactly what they must not trust.
 
 use candid::CandidType;
@@ -45,7 +59,18 @@ pub enum AggregationRule {
     Krum { f: u32 },
     /// The mean of the `m` contributions with the best Krum scores.
     MultiKrum { f: u32, m: u32 },
+    /// `iters` steps of centered clipping from the coordinate-wise median, at a radius
+    /// adapted to the round's distances (Karimireddy et al., 2021; module documentation).
+    CenteredClip { iters: u32 },
 }
+
+/// Centered clipping's iterations when the name gives none (the paper finds one step
+/// enough from a good centre; the median is one).
+pub const DEFAULT_CENTERED_CLIP_ITERS: u32 = 1;
+/// At most this many: each iteration is one more pass over every delta at the close.
+pub const MAX_CENTERED_CLIP_ITERS: u32 = 5;
+/// Fractional bits of centered clipping's per-contribution factor `tau / r_k`.
+pub const CLIP_FACTOR_BITS: u32 = 32;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
@@ -59,6 +84,8 @@ pub enum RuleError {
     },
     #[error("Multi-Krum selects m = {m}, which must be between 1 and min_clients - f = {max}")]
     BadM { m: u32, max: u32 },
+    #[error("centered clipping takes 1 to {MAX_CENTERED_CLIP_ITERS} iterations, got {0}")]
+    BadIters(u32),
 }
 
 impl AggregationRule {
@@ -89,6 +116,25 @@ impl AggregationRule {
                 }
                 Ok(())
             }
+            AggregationRule::CenteredClip { iters } => {
+                if (1..=MAX_CENTERED_CLIP_ITERS).contains(&iters) {
+                    Ok(())
+                } else {
+                    Err(RuleError::BadIters(iters))
+                }
+            }
+        }
+    }
+
+    /// Passes over every delta of the round the close makes (FedAvg none: it streams).
+    pub fn passes(&self) -> u64 {
+        match *self {
+            AggregationRule::FedAvg => 0,
+            AggregationRule::Median | AggregationRule::TrimmedMean { .. } => 1,
+            // Distances, then the selected contributions' sum.
+            AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. } => 2,
+            // The median (with the first distances), then one pass per step.
+            AggregationRule::CenteredClip { iters } => 1 + iters as u64,
         }
     }
 
@@ -98,7 +144,8 @@ impl AggregationRule {
     }
 }
 
-/// `fedavg`, `median`, `trimmed-mean:BETA`, `krum:F`, `multi-krum:F,M`: the command
+/// `fedavg`, `median`, `trimmed-mean:BETA`, `krum:F`, `multi-krum:F,M`,
+/// `centered-clip[:ITERS]`: the command
 /// line's names, which [`std::fmt::Display`] writes back.
 impl std::str::FromStr for AggregationRule {
     type Err = String;
@@ -128,9 +175,15 @@ impl std::str::FromStr for AggregationRule {
                     m: num("multi-krum:F,M", m)?,
                 }
             }
+            ("centered-clip", "") => AggregationRule::CenteredClip {
+                iters: DEFAULT_CENTERED_CLIP_ITERS,
+            },
+            ("centered-clip", iters) => AggregationRule::CenteredClip {
+                iters: num("centered-clip:ITERS", iters)?,
+            },
             _ => {
                 return Err(format!(
-                    "unknown aggregation `{s}`: use fedavg, median, trimmed-mean:BETA, krum:F or multi-krum:F,M"
+                    "unknown aggregation `{s}`: use fedavg, median, trimmed-mean:BETA, krum:F, multi-krum:F,M or centered-clip[:ITERS]"
                 ))
             }
         };
@@ -146,6 +199,7 @@ impl std::fmt::Display for AggregationRule {
             AggregationRule::TrimmedMean { beta } => write!(out, "trimmed-mean:{beta}"),
             AggregationRule::Krum { f } => write!(out, "krum:{f}"),
             AggregationRule::MultiKrum { f, m } => write!(out, "multi-krum:{f},{m}"),
+            AggregationRule::CenteredClip { iters } => write!(out, "centered-clip:{iters}"),
         }
     }
 }
@@ -215,6 +269,14 @@ pub fn aggregate(
     // The canonical order: by header hash (ties cannot happen: one header per upload).
     let mut order: Vec<usize> = (0..k).collect();
     order.sort_by_key(|&i| contributions[i].key);
+    if let AggregationRule::CenteredClip { iters } = *rule {
+        let centre = centered_clip(contributions, &order, param_count, frac_bits, source, iters);
+        for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
+            let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
+            sink(w.first_param, &centre[range]);
+        }
+        return 1;
+    }
     let selected: Option<Vec<usize>> = match *rule {
         AggregationRule::Krum { f } => Some(krum_select(
             contributions,
@@ -246,14 +308,15 @@ pub fn aggregate(
     let mut column = Vec::with_capacity(k);
     for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
         let n = w.param_count as usize;
-        for (slot, &c) in order.iter().enumerate() {
-            let enc = contributions[c].encoding;
-            source.read(c, &window_of(enc, w.first_param, w.param_count), &mut buf);
-            let v = &mut values[slot];
-            v.clear();
-            v.resize(n, 0);
-            accumulate_window(v, enc, &buf, 1, frac_bits);
-        }
+        read_window(
+            contributions,
+            order.as_slice(),
+            &w,
+            frac_bits,
+            source,
+            &mut buf,
+            &mut values,
+        );
         out.clear();
         out.resize(n, 0i64);
         match *rule {
@@ -285,6 +348,7 @@ pub fn aggregate(
                     }
                 }
             }
+            AggregationRule::CenteredClip { .. } => unreachable!("handled above"),
         }
         sink(w.first_param, &out);
     }
@@ -294,7 +358,146 @@ pub fn aggregate(
         AggregationRule::TrimmedMean { .. } => (k - 2 * trim) as u64,
         AggregationRule::Krum { .. } => 1,
         AggregationRule::MultiKrum { .. } => selected.expect("selected").len() as u64,
+        AggregationRule::CenteredClip { .. } => unreachable!("handled above"),
     }
+}
+
+/// `||a - b||^2`, exact (saturating at `u128::MAX`). Two `i64` differ by less than 2^64,
+/// so every square fits a `u128`; the common squares below 2^64 are summed in a `u64`
+/// that is flushed before it overflows, since wasm has no 128-bit multiply.
+fn squared_distance(a: &[i64], b: &[i64]) -> u128 {
+    let (mut total, mut part) = (0u128, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        let d = x.abs_diff(y);
+        if d < 1 << 32 {
+            let sq = d * d;
+            part = match part.checked_add(sq) {
+                Some(p) => p,
+                None => {
+                    total = total.saturating_add(part as u128);
+                    sq
+                }
+            };
+        } else {
+            total = total.saturating_add(d as u128 * d as u128);
+        }
+    }
+    total.saturating_add(part as u128)
+}
+
+/// `floor(diff * factor / 2^32)` for `factor < 2^32`, in 64 bits when the product fits.
+fn scale_down(diff: i128, factor: i64) -> i128 {
+    match i64::try_from(diff) {
+        Ok(d) if d.unsigned_abs() < 1 << 31 => ((d * factor) >> CLIP_FACTOR_BITS) as i128,
+        // |diff| < 2^65 and factor < 2^32: no overflow in 128 bits.
+        _ => (diff * factor as i128) >> CLIP_FACTOR_BITS,
+    }
+}
+
+/// Reads window `w` of every contribution (canonical order) into `values` as fixed point.
+fn read_window(
+    contributions: &[RoundContribution],
+    order: &[usize],
+    w: &Window,
+    frac_bits: u32,
+    source: &mut dyn DeltaSource,
+    buf: &mut Vec<u8>,
+    values: &mut [Vec<i64>],
+) {
+    for (slot, &c) in order.iter().enumerate() {
+        let enc = contributions[c].encoding;
+        source.read(c, &window_of(enc, w.first_param, w.param_count), buf);
+        let v = &mut values[slot];
+        v.clear();
+        v.resize(w.param_count as usize, 0);
+        accumulate_window(v, enc, buf, 1, frac_bits);
+    }
+}
+
+/// Centered clipping's centre after `iters` steps (module documentation): one pass for
+/// the median and the first distances, then one pass per step, each of which also sums
+/// the distances to the new centre for the next step.
+fn centered_clip(
+    contributions: &[RoundContribution],
+    order: &[usize],
+    param_count: u64,
+    frac_bits: u32,
+    source: &mut dyn DeltaSource,
+    iters: u32,
+) -> Vec<i64> {
+    let k = order.len();
+    let mut centre = vec![0i64; param_count as usize];
+    let mut values: Vec<Vec<i64>> = vec![Vec::new(); k];
+    let mut buf = Vec::new();
+    let mut column = Vec::with_capacity(k);
+    // Squared distances of every contribution to the current centre.
+    let mut dist2 = vec![0u128; k];
+    let add_distances = |dist2: &mut [u128], values: &[Vec<i64>], centre: &[i64]| {
+        for (d, v) in dist2.iter_mut().zip(values) {
+            *d = d.saturating_add(squared_distance(v, centre));
+        }
+    };
+    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
+        read_window(
+            contributions,
+            order,
+            &w,
+            frac_bits,
+            source,
+            &mut buf,
+            &mut values,
+        );
+        let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
+        let c = &mut centre[range];
+        for (i, o) in c.iter_mut().enumerate() {
+            column.clear();
+            column.extend(values.iter().map(|v| v[i]));
+            column.sort_unstable();
+            *o = ((column[(k - 1) / 2] as i128 + column[k / 2] as i128).div_euclid(2)) as i64;
+        }
+        add_distances(&mut dist2, &values, c);
+    }
+    for _ in 0..iters {
+        let radii: Vec<u128> = dist2.iter().map(|&d| d.isqrt()).collect();
+        let mut sorted = radii.clone();
+        sorted.sort_unstable();
+        let tau = sorted[(k - 1) / 2];
+        // Each clipped contribution's factor tau / r_k in 32 fractional bits (below 2^32).
+        let factors: Vec<Option<i64>> = radii
+            .iter()
+            .map(|&r| (r > tau).then(|| ((tau << CLIP_FACTOR_BITS) / r) as i64))
+            .collect();
+        dist2.iter_mut().for_each(|d| *d = 0);
+        for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
+            read_window(
+                contributions,
+                order,
+                &w,
+                frac_bits,
+                source,
+                &mut buf,
+                &mut values,
+            );
+            let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
+            let c = &mut centre[range];
+            for (i, o) in c.iter_mut().enumerate() {
+                let sum = values.iter().zip(&factors).fold(0i128, |s, (v, f)| {
+                    let diff = v[i] as i128 - *o as i128;
+                    // An arithmetic shift is the floor, for either sign.
+                    let clipped = f.map_or(diff, |f| scale_down(diff, f));
+                    s.saturating_add(clipped)
+                });
+                // A 64-bit division when the sum fits (a 128-bit one is a long library call).
+                let step = match i64::try_from(sum) {
+                    Ok(s) => s.div_euclid(k as i64) as i128,
+                    Err(_) => sum.div_euclid(k as i128),
+                };
+                *o = (*o as i128 + step).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            }
+            add_distances(&mut dist2, &values, c);
+        }
+    }
+    centre
 }
 
 /// Krum's selection: positions (in the canonical order) of the `m` best-scored
@@ -344,20 +547,18 @@ fn pairwise_squared_distances(
     let mut values: Vec<Vec<i64>> = vec![Vec::new(); k];
     let mut buf = Vec::new();
     for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
-        for (slot, &c) in order.iter().enumerate() {
-            let enc = contributions[c].encoding;
-            source.read(c, &window_of(enc, w.first_param, w.param_count), &mut buf);
-            let v = &mut values[slot];
-            v.clear();
-            v.resize(w.param_count as usize, 0);
-            accumulate_window(v, enc, &buf, 1, frac_bits);
-        }
+        read_window(
+            contributions,
+            order,
+            &w,
+            frac_bits,
+            source,
+            &mut buf,
+            &mut values,
+        );
         for a in 0..k {
             for b in a + 1..k {
-                let d = values[a].iter().zip(&values[b]).fold(0u128, |s, (&x, &y)| {
-                    let diff = (x as i128 - y as i128).unsigned_abs();
-                    s.saturating_add(diff.saturating_mul(diff))
-                });
+                let d = squared_distance(&values[a], &values[b]);
                 dist[a][b] = dist[a][b].saturating_add(d);
                 dist[b][a] = dist[a][b];
             }
@@ -483,6 +684,45 @@ mod tests {
                     m as u64,
                 )
             }
+            AggregationRule::CenteredClip { iters } => {
+                let mut v: Vec<i64> = (0..n)
+                    .map(|i| {
+                        let c = col(i);
+                        (c[(k - 1) / 2] + c[k / 2]).div_euclid(2)
+                    })
+                    .collect();
+                for _ in 0..iters {
+                    let r: Vec<u128> = x
+                        .iter()
+                        .map(|xk| {
+                            let d2: u128 = (0..n)
+                                .map(|i| ((xk[i] - v[i]) as i128).pow(2) as u128)
+                                .sum();
+                            d2.isqrt()
+                        })
+                        .collect();
+                    let mut sorted = r.clone();
+                    sorted.sort();
+                    let tau = sorted[(k - 1) / 2];
+                    v = (0..n)
+                        .map(|i| {
+                            let s: i128 = (0..k)
+                                .map(|j| {
+                                    let d = (x[j][i] - v[i]) as i128;
+                                    if r[j] <= tau {
+                                        d
+                                    } else {
+                                        let g = ((tau << 32) / r[j]) as i128;
+                                        (d * g).div_euclid(1 << 32)
+                                    }
+                                })
+                                .sum();
+                            (v[i] as i128 + s.div_euclid(k as i128)) as i64
+                        })
+                        .collect();
+                }
+                (v, 1)
+            }
             AggregationRule::FedAvg => unreachable!(),
         }
     }
@@ -507,6 +747,8 @@ mod tests {
                 AggregationRule::TrimmedMean { beta },
                 AggregationRule::Krum { f: ((k - 3) / 2) as u32 },
                 AggregationRule::MultiKrum { f: ((k - 3) / 2) as u32, m: 2 },
+                AggregationRule::CenteredClip { iters: 1 },
+                AggregationRule::CenteredClip { iters: 3 },
             ] {
                 prop_assert_eq!(run(&rule, &deltas, &ones), reference(&rule, &deltas), "{:?}", rule);
             }
@@ -525,6 +767,7 @@ mod tests {
                 AggregationRule::TrimmedMean { beta },
                 AggregationRule::Krum { f: 0 },
                 AggregationRule::MultiKrum { f: 0, m: 2 },
+                AggregationRule::CenteredClip { iters: 2 },
             ] {
                 prop_assert_eq!(run(&rule, &deltas, &ones), run(&rule, &turned, &ones), "{:?}", rule);
             }
@@ -589,11 +832,24 @@ mod tests {
             "trimmed-mean:0.2",
             "krum:1",
             "multi-krum:1,3",
+            "centered-clip:2",
         ] {
             let r: AggregationRule = s.parse().unwrap();
             assert_eq!(r.to_string(), s);
         }
-        for bad in ["avg", "krum:x", "multi-krum:1", "trimmed-mean:"] {
+        assert_eq!(
+            "centered-clip".parse::<AggregationRule>(),
+            Ok(AggregationRule::CenteredClip {
+                iters: DEFAULT_CENTERED_CLIP_ITERS
+            })
+        );
+        for bad in [
+            "avg",
+            "krum:x",
+            "multi-krum:1",
+            "trimmed-mean:",
+            "centered-clip:x",
+        ] {
             assert!(bad.parse::<AggregationRule>().is_err(), "{bad}");
         }
     }
@@ -614,5 +870,30 @@ mod tests {
         assert!(AggregationRule::MultiKrum { f: 1, m: 4 }
             .validate(5, 10)
             .is_ok());
+        assert!(AggregationRule::CenteredClip { iters: 0 }
+            .validate(3, 3)
+            .is_err());
+        assert!(AggregationRule::CenteredClip { iters: 6 }
+            .validate(3, 3)
+            .is_err());
+        assert!(AggregationRule::CenteredClip { iters: 5 }
+            .validate(1, 3)
+            .is_ok());
+    }
+
+    /// An outlier far from the rest moves centered clipping's centre by at most the radius
+    /// over K, where the mean follows it all the way.
+    #[test]
+    fn centered_clipping_bounds_an_outlier() {
+        let mut deltas: Vec<Vec<f32>> =
+            (0..9).map(|k| vec![(k as f32 - 4.0) / 1024.0; 4]).collect();
+        deltas.push(vec![1000.0; 4]);
+        let ones = [1u64; 10];
+        let (a, d) = run(&AggregationRule::CenteredClip { iters: 3 }, &deltas, &ones);
+        assert_eq!(d, 1);
+        let unit = 1i64 << FRAC;
+        for &x in &a {
+            assert!(x.abs() < unit / 100, "centre {x} followed the outlier");
+        }
     }
 }

@@ -44,6 +44,7 @@ pub fn hyperparameters() -> ClientHyperparameters {
         local_epochs: 1,
         optimizer: Optimizer::Sgd,
         seed: 7,
+        proximal_mu: None,
     }
 }
 

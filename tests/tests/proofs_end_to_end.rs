@@ -157,6 +157,7 @@ fn lineage_recomputes_every_aggregation_rule() {
         AggregationRule::TrimmedMean { beta: 0.2 },
         AggregationRule::Krum { f: 1 },
         AggregationRule::MultiKrum { f: 1, m: 3 },
+        AggregationRule::CenteredClip { iters: 2 },
     ] {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");

@@ -52,6 +52,7 @@ fn robust_rounds_survive_an_upgrade_and_close_as_the_driver_computes() {
         AggregationRule::TrimmedMean { beta: 0.25 },
         AggregationRule::Krum { f: 1 },
         AggregationRule::MultiKrum { f: 1, m: 2 },
+        AggregationRule::CenteredClip { iters: 2 },
     ] {
         let job = JobConfig {
             min_clients: 5,
@@ -128,6 +129,43 @@ fn a_rule_the_round_sizes_cannot_hold_is_refused() {
             "{rule} with min_clients {min_clients}: {r:?}"
         );
     }
+    // A model that FedAvg closes in one message, but whose robust close would not fit the
+    // instruction limit at 100 contributions per round: refused, naming the message.
+    let spec = flic_protocol::ModelSpec {
+        architecture: "big".into(),
+        config_json: "{}".into(),
+        tensors: vec![flic_protocol::TensorSpec {
+            name: "w".into(),
+            shape: vec![4_000_000],
+            offset: 0,
+        }],
+    };
+    let sized = |rule| JobConfig {
+        model_spec: spec.clone(),
+        min_clients: 10,
+        max_clients: 100,
+        aggregation: Some(rule),
+        chunk_size: Some(flic_protocol::chunking::MAX_CHUNK_SIZE),
+        ..job()
+    };
+    for rule in [
+        AggregationRule::Krum { f: 3 },
+        AggregationRule::CenteredClip { iters: 5 },
+    ] {
+        let r = f.on_canister(fresh, |f| {
+            f.admin_call::<_, u64>("configure_job", (&sized(rule),))
+        });
+        match r {
+            Err(AdminError::InvalidConfig { reason }) => {
+                assert!(reason.contains("B instructions"), "{rule}: {reason}")
+            }
+            other => panic!("{rule} at 4e6 x 100 should not fit: {other:?}"),
+        }
+    }
+    let fits = f.on_canister(fresh, |f| {
+        f.admin_call::<_, u64>("configure_job", (&sized(AggregationRule::FedAvg),))
+    });
+    assert!(fits.is_ok(), "FedAvg at 4e6 x 100 fits: {fits:?}");
 }
 
 /// A server optimizer's state lives in stable memory: an upgrade between rounds (and one

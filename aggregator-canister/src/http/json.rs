@@ -105,6 +105,7 @@ pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
         "max_clients": info.config.as_ref().map(|c| c.max_clients),
         "aggregation": info.config.as_ref().map(|c| c.aggregation().to_string()),
         "server_optimizer": info.config.as_ref().map(|c| c.server_optimizer().to_string()),
+        "proximal_mu": info.config.as_ref().map(|c| c.client.proximal_mu()),
         "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
     })
 }

@@ -243,6 +243,9 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
             &c.server_optimizer().to_string(),
             "server optimizer",
         );
+        if c.client.proximal_mu() > 0.0 {
+            stat(&mut h, &c.client.proximal_mu().to_string(), "FedProx mu");
+        }
     }
     h.push_str("</div>");
     if info.deadline_ns > 0 {

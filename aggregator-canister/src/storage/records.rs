@@ -172,6 +172,7 @@ pub enum AggregationRuleRecord {
     TrimmedMean { beta: f32 },
     Krum { f: u32 },
     MultiKrum { f: u32, m: u32 },
+    CenteredClip { iters: u32 },
 }
 
 impl From<AggregationRule> for AggregationRuleRecord {
@@ -182,6 +183,7 @@ impl From<AggregationRule> for AggregationRuleRecord {
             AggregationRule::TrimmedMean { beta } => Self::TrimmedMean { beta },
             AggregationRule::Krum { f } => Self::Krum { f },
             AggregationRule::MultiKrum { f, m } => Self::MultiKrum { f, m },
+            AggregationRule::CenteredClip { iters } => Self::CenteredClip { iters },
         }
     }
 }
@@ -194,6 +196,7 @@ impl From<AggregationRuleRecord> for AggregationRule {
             AggregationRuleRecord::TrimmedMean { beta } => Self::TrimmedMean { beta },
             AggregationRuleRecord::Krum { f } => Self::Krum { f },
             AggregationRuleRecord::MultiKrum { f, m } => Self::MultiKrum { f, m },
+            AggregationRuleRecord::CenteredClip { iters } => Self::CenteredClip { iters },
         }
     }
 }
@@ -360,6 +363,8 @@ pub struct ClientHyperparametersRecord {
     pub local_epochs: u32,
     pub optimizer: OptimizerRecord,
     pub seed: u64,
+    /// Added after version 1 was first written: `None` in older records (no proximal term).
+    pub proximal_mu: Option<f32>,
 }
 
 impl From<ClientHyperparameters> for ClientHyperparametersRecord {
@@ -373,6 +378,7 @@ impl From<ClientHyperparameters> for ClientHyperparametersRecord {
                 Optimizer::Adam => OptimizerRecord::Adam,
             },
             seed: c.seed,
+            proximal_mu: c.proximal_mu,
         }
     }
 }
@@ -388,6 +394,7 @@ impl From<ClientHyperparametersRecord> for ClientHyperparameters {
                 OptimizerRecord::Adam => Optimizer::Adam,
             },
             seed: c.seed,
+            proximal_mu: c.proximal_mu,
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn measure(
             local_epochs: 1,
             optimizer: OptimizerKind::Sgd,
             seed: s.seed,
+            proximal_mu: 0.0,
         };
         let mut results = Vec::new();
         for &backend in s.backends {

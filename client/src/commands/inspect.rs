@@ -28,6 +28,7 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             "architecture": info.config.as_ref().map(|c| c.model_spec.architecture.clone()),
             "aggregation": info.config.as_ref().map(|c| c.aggregation().to_string()),
             "server_optimizer": info.config.as_ref().map(|c| c.server_optimizer().to_string()),
+            "proximal_mu": info.config.as_ref().map(|c| c.client.proximal_mu()),
             "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
         }))?);
     }
@@ -55,6 +56,9 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
         rows.push(("clip norm".into(), c.clip_norm.to_string()));
         rows.push(("aggregation".into(), c.aggregation().to_string()));
         rows.push(("server optimizer".into(), c.server_optimizer().to_string()));
+        if c.client.proximal_mu() > 0.0 {
+            rows.push(("FedProx mu".into(), c.client.proximal_mu().to_string()));
+        }
         rows.push(("admission".into(), format!("{:?}", c.admission())));
         rows.push((
             "encodings".into(),

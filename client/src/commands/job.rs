@@ -24,6 +24,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         local_epochs: args.local_epochs,
         optimizer: args.optimizer.into(),
         seed: args.seed,
+        proximal_mu: args.proximal_mu,
     };
     let job = JobConfig {
         min_clients: args.min_clients,
