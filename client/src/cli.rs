@@ -11,6 +11,8 @@ use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::DeltaEncoding;
 
+use crate::attack::Knowledge;
+
 use crate::data::DataFormat;
 use crate::simulate::SimulationConfig;
 
@@ -178,6 +180,70 @@ pub enum BenchCommand {
     /// Client training throughput per zoo model on burn's CPU backends, side by side with
     /// PyTorch on the same model, data, weights, batch size and threads.
     Train(BenchTrainArgs),
+    /// Every aggregation rule against every attack at 0-3 attackers of 10 on IID and
+    /// non-IID federations; each rule's cost at the close; rounds to a target accuracy per
+    /// server optimizer and with FedProx.
+    Robust(BenchRobustArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchRobustArgs {
+    /// The federation every run shares (model, data, rounds, clip norm, seed, attack
+    /// knowledge); --clients defaults to 10 here, and the grid sets --aggregation,
+    /// --attack, --malicious, --partition, --server-optimizer and --proximal-mu itself.
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
+    /// Aggregation rules to compare (space separated).
+    #[arg(
+        long,
+        num_args = 1..,
+        default_values = ["fedavg", "median", "trimmed-mean:0.3", "krum:3", "multi-krum:3,7", "centered-clip"]
+    )]
+    pub rules: Vec<AggregationRule>,
+    /// Attacks (space separated), as for `flic simulate --attack`.
+    #[arg(
+        long,
+        num_args = 1..,
+        default_values = ["signflip", "scale:-10", "noise:1", "alie", "ipm"]
+    )]
+    pub attacks: Vec<String>,
+    /// Attacker counts; 0 is each rule's clean run.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,3")]
+    pub attackers: Vec<usize>,
+    /// Partitions of the grid.
+    #[arg(
+        long = "partitions-list",
+        value_delimiter = ',',
+        default_value = "iid,dirichlet:0.5"
+    )]
+    pub partitions_list: Vec<String>,
+    /// Server optimizers timed to the target, each NAME[@SERVER_LR] (space separated). The
+    /// rates keep the effective step of FedAvg for momentum (lr / (1 - beta) = 1) and use
+    /// Reddi et al.'s most frequent best rate, 10^-1.5, for the adaptive ones.
+    #[arg(
+        long,
+        num_args = 1..,
+        default_values = ["sgd@1", "momentum:0.9@0.1", "nesterov:0.9@0.1", "adagrad@0.03", "adam@0.03", "yogi@0.03"]
+    )]
+    pub optimizers: Vec<String>,
+    /// FedProx coefficients run beside the optimizers (with SGD at --server-lr).
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1")]
+    pub proximal_mus: Vec<f32>,
+    /// The partition of the optimizer comparison.
+    #[arg(long, default_value = "dirichlet:0.5")]
+    pub optimizer_partition: String,
+    /// Target test accuracy in [0, 1] [default: 95% of FedAvg's best].
+    #[arg(long)]
+    pub target: Option<f64>,
+    /// Parameters of the rule-cost round.
+    #[arg(long, value_parser = parse_count, default_value = "1e5")]
+    pub cost_params: u64,
+    /// Contributions of the rule-cost round.
+    #[arg(long, default_value_t = 10)]
+    pub cost_contributions: u32,
+    /// Rewrite the robustness section of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -321,6 +387,9 @@ pub struct BenchAggregateArgs {
     pub compare_wasm: Option<PathBuf>,
     #[arg(long, default_value = "compare")]
     pub compare_build: String,
+    /// The job's aggregation rule (the single case; the sweep measures FedAvg).
+    #[arg(long, default_value = "fedavg")]
+    pub aggregation: AggregationRule,
     /// Rewrite the aggregate, cost and bytes sections of this Markdown file.
     #[arg(long, value_name = "PATH")]
     pub doc: Option<PathBuf>,
@@ -465,10 +534,13 @@ pub struct JobStartArgs {
     /// Keep every committed delta so anyone can recompute each round.
     #[arg(long)]
     pub retain_contributions: bool,
-    /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F or
-    /// multi-krum:F,M.
+    /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F,
+    /// multi-krum:F,M or centered-clip[:ITERS].
     #[arg(long, default_value = "fedavg")]
     pub aggregation: AggregationRule,
+    /// FedProx: every client adds MU/2 ||w - w_global||^2 to its loss (0 = off).
+    #[arg(long, value_name = "MU")]
+    pub proximal_mu: Option<f32>,
     /// How the server applies each round's update (with --server-lr): sgd, momentum:B,
     /// nesterov:B, adagrad[:TAU], adam[:B1,B2,TAU] or yogi[:B1,B2,TAU].
     #[arg(long, default_value = "sgd")]
@@ -699,14 +771,27 @@ pub struct SimulateArgs {
     /// How many clients attack (the last K).
     #[arg(long, default_value_t = 0)]
     pub malicious: usize,
-    /// What attackers do to their delta: scale:F, signflip or noise:SIGMA (then clipped to
-    /// the job's bound, as the canister requires).
+    /// What attackers do to their delta: scale:F, signflip, noise:SIGMA, or the colluding
+    /// alie[:Z] ("a little is enough") and ipm[:EPS] (inner-product manipulation); then
+    /// clipped to the job's bound, as the canister requires.
     #[arg(long, default_value = "signflip")]
     pub attack: String,
-    /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F or
-    /// multi-krum:F,M (robust rules keep every delta of a round until its close).
+    /// What colluding attackers know of the round's benign deltas: omniscient (every honest
+    /// delta, the literature's worst case) or coalition (only their own, trained honestly).
+    #[arg(long, default_value = "omniscient")]
+    pub attack_knowledge: Knowledge,
+    /// Colluding attackers adapt their deviation each round from the public models: double
+    /// it when the last model moved their way, halve it when the rule filtered them.
+    #[arg(long)]
+    pub attack_adaptive: bool,
+    /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F,
+    /// multi-krum:F,M or centered-clip[:ITERS] (robust rules keep every delta of a round
+    /// until its close).
     #[arg(long, default_value = "fedavg")]
     pub aggregation: AggregationRule,
+    /// FedProx: every client adds MU/2 ||w - w_global||^2 to its loss (0 = off).
+    #[arg(long, value_name = "MU")]
+    pub proximal_mu: Option<f32>,
     /// How the server applies each round's update (with --server-lr): sgd, momentum:B,
     /// nesterov:B, adagrad[:TAU], adam[:B1,B2,TAU] or yogi[:B1,B2,TAU].
     #[arg(long, default_value = "sgd")]
@@ -743,6 +828,9 @@ impl SimulateArgs {
             attack: self.attack.clone(),
             aggregation: self.aggregation,
             server_optimizer: self.server_optimizer,
+            attack_knowledge: self.attack_knowledge,
+            attack_adaptive: self.attack_adaptive,
+            proximal_mu: self.proximal_mu,
         }
     }
 }

@@ -26,7 +26,7 @@ use flic_protocol::rules::AggregationRule;
 use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::api::{AggregatorApi, CallStats};
-use crate::attack::Attack;
+use crate::attack::{mean_and_std, Adaptive, Attack, Knowledge};
 use crate::data::{self, DataFormat};
 use crate::identity::Identity;
 use crate::output::Progress;
@@ -91,6 +91,15 @@ pub struct SimulationConfig {
     /// The canister's server optimizer.
     #[serde(default)]
     pub server_optimizer: ServerOptimizer,
+    /// What colluding attackers (`alie`, `ipm`) know of the benign deltas.
+    #[serde(default)]
+    pub attack_knowledge: Knowledge,
+    /// Colluding attackers steer their deviation by the public models of past rounds.
+    #[serde(default)]
+    pub attack_adaptive: bool,
+    /// FedProx's proximal coefficient the job sets for every client.
+    #[serde(default)]
+    pub proximal_mu: Option<f32>,
 }
 
 impl Default for SimulationConfig {
@@ -122,6 +131,9 @@ impl Default for SimulationConfig {
             attack: "signflip".into(),
             aggregation: AggregationRule::FedAvg,
             server_optimizer: ServerOptimizer::Sgd,
+            attack_knowledge: Knowledge::Omniscient,
+            attack_adaptive: false,
+            proximal_mu: None,
         }
     }
 }
@@ -147,6 +159,9 @@ pub struct RoundReport {
     pub train_seconds: f64,
     pub encode_seconds: f64,
     pub canister_seconds: f64,
+    /// The adaptive coalition's gain on its deviation in this round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack_gain: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -393,6 +408,7 @@ fn client_hyperparameters(args: &SimulationConfig) -> ClientHyperparameters {
         local_epochs: args.local_epochs as u32,
         optimizer: args.optimizer,
         seed: args.seed,
+        proximal_mu: args.proximal_mu,
     }
 }
 
@@ -511,8 +527,21 @@ pub fn run(
         );
     }
     if args.malicious > 0 {
+        let how = if attack.colludes() {
+            format!(
+                ", colluding with {} knowledge{}",
+                args.attack_knowledge,
+                if args.attack_adaptive {
+                    ", adaptive"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            String::new()
+        };
         progress.note(&format!(
-            "{} of {n} clients attack with {attack}, clipped to the job's L2 bound {}",
+            "{} of {n} clients attack with {attack}{how}, clipped to the job's L2 bound {}",
             args.malicious, args.clip_norm
         ));
     }
@@ -560,6 +589,10 @@ pub fn run(
     ));
 
     let encoding = args.encoding;
+    let colluding = attack.colludes() && args.malicious > 0;
+    let first_attacker = n - args.malicious;
+    let mut adaptive = Adaptive::default();
+    let mut current = initial.clone();
     // Receipts name the saved state they can be checked against.
     let state_dir = args.state.as_deref().map(std::path::absolute).transpose()?;
     let mut rounds = Vec::new();
@@ -575,6 +608,33 @@ pub fn run(
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut done_before = 0u64;
         let mut commits = Vec::with_capacity(clients.len());
+        // What a colluding coalition knows of this round's benign deltas, and what it sends.
+        let benign: std::cell::RefCell<Vec<Vec<f32>>> = Default::default();
+        let crafted: std::cell::OnceCell<Vec<f32>> = Default::default();
+        let gain = args.attack_adaptive.then_some(adaptive.gain);
+        if colluding && args.attack_knowledge == Knowledge::Coalition {
+            // The attackers first train honestly on their own data, as their estimate.
+            let hp = client_hyperparameters(args);
+            for (i, c) in clients.iter().enumerate().skip(first_attacker) {
+                let seed = sub_seed_u64(args.seed, "coalition", r * 1_000_003 + i as u64);
+                let out = train_local(
+                    &config,
+                    &current,
+                    &c.data,
+                    &train_params(&hp, seed),
+                    &device,
+                    &mut |_| {},
+                )
+                .with_context(|| format!("attacker {i}'s honest training in round {r}"))?;
+                benign.borrow_mut().push(
+                    out.weights
+                        .iter()
+                        .zip(&current)
+                        .map(|(w, b)| w - b)
+                        .collect(),
+                );
+            }
+        }
         for (i, c) in clients.iter_mut().enumerate() {
             c.api.stats = CallStats::default();
             let t = Instant::now();
@@ -588,11 +648,31 @@ pub fn run(
             canister_t += t.elapsed();
             let job = info.config.as_ref().context("job config missing")?;
             let poison = |base: &[f32], trained: &[f32]| {
+                if colluding {
+                    let d = crafted.get_or_init(|| {
+                        attack.collude(&benign.borrow(), n, args.malicious, gain.unwrap_or(1.0))
+                    });
+                    return base.iter().zip(d).map(|(b, d)| b + d).collect();
+                }
                 attack.poison(
                     base,
                     trained,
                     sub_seed_u64(args.seed, "attack", r * 1_000_003 + i as u64),
                 )
+            };
+            // An omniscient coalition sees every honest delta (honest clients go first).
+            let record = |base: &[f32], trained: &[f32]| {
+                benign
+                    .borrow_mut()
+                    .push(trained.iter().zip(base).map(|(t, b)| t - b).collect());
+                trained.to_vec()
+            };
+            let tamper: Option<Tamper> = if i >= first_attacker {
+                Some(&poison)
+            } else if colluding && args.attack_knowledge == Knowledge::Omniscient {
+                Some(&record)
+            } else {
+                None
             };
             let contributor = Contributor {
                 identity: &c.identity,
@@ -606,7 +686,7 @@ pub fn run(
                 &info,
                 StepOptions {
                     encoding: Some(encoding),
-                    tamper: (i >= n - args.malicious).then_some(&poison as Tamper),
+                    tamper,
                     before_upload: None,
                 },
                 &mut TrainingOnly::new(progress, done_before),
@@ -634,6 +714,22 @@ pub fn run(
         }
         let model = observer.download_model(&mut |_, _| {})?;
         let global = model.weights;
+        if let (true, Some(sent)) = (args.attack_adaptive, crafted.get()) {
+            let step: Vec<f32> = global.iter().zip(&current).map(|(g, c)| g - c).collect();
+            let (mean, _) = mean_and_std(&benign.borrow());
+            let through = adaptive.observe(&step, &mean, sent, args.server_lr);
+            progress.note(&format!(
+                "round {}: the coalition's deviation {} (gain now {})",
+                r + 1,
+                if through {
+                    "got through"
+                } else {
+                    "was filtered"
+                },
+                adaptive.gain
+            ));
+        }
+        current.clone_from(&global);
         if let Some(dir) = &args.receipts {
             let round_dir = dir.join(format!("round-{r}"));
             for (i, index) in commits.iter().enumerate() {
@@ -689,6 +785,7 @@ pub fn run(
             train_seconds: train_t.as_secs_f64(),
             encode_seconds: encode_t.as_secs_f64(),
             canister_seconds: canister_t.as_secs_f64(),
+            attack_gain: gain,
         };
         progress.finish("");
         progress.note(&format!(

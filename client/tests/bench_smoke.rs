@@ -20,6 +20,7 @@ fn aggregate_report_is_consistent() {
             encoding,
             chunk_size: chunk,
             download: true,
+            rule: Default::default(),
         };
         let r = aggregate::run(wasm, "default", &case, &mut Silent).unwrap();
         assert!(r.verified);

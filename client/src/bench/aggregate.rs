@@ -15,6 +15,7 @@ use flic_protocol::api::{
 };
 use flic_protocol::fedavg::Accumulator;
 use flic_protocol::hash::sha256;
+use flic_protocol::rules::{self, AggregationRule, RoundContribution};
 use flic_protocol::{model_version, DeltaEncoding, Hash, ModelSpec, TensorSpec};
 
 use crate::api::{AggregatorApi, CallStats};
@@ -39,6 +40,8 @@ pub struct AggregateCase {
     pub chunk_size: u32,
     /// Also download the new model (every chunk, verified against its version hash).
     pub download: bool,
+    /// The job's aggregation rule (robust rules do their work at the close).
+    pub rule: AggregationRule,
 }
 
 /// Instructions of one update method over the round.
@@ -138,6 +141,7 @@ fn job(case: &AggregateCase) -> JobConfig {
         local_epochs: 1,
         optimizer: Optimizer::Sgd,
         seed: 0,
+        proximal_mu: None,
     };
     JobConfig {
         // One more than the contributors, so no commit closes the round: the deadline
@@ -148,6 +152,7 @@ fn job(case: &AggregateCase) -> JobConfig {
         clip_norm: CLIP_NORM,
         max_weight: SAMPLES,
         chunk_size: Some(case.chunk_size),
+        aggregation: Some(case.rule),
         ..JobConfig::new(synthetic_spec(case.params), client)
     }
 }
@@ -205,6 +210,8 @@ pub fn run(
     )?;
     let mut stats = CallStats::default();
     let mut payload_bytes = 0;
+    // A robust rule's native recomputation needs every payload.
+    let mut staged: Vec<(RoundContribution, Vec<u8>)> = Vec::new();
     progress.start(
         &format!("{} x {} {}", case.contributions, case.params, case.encoding),
         case.contributions as u64,
@@ -240,6 +247,16 @@ pub fn run(
         native
             .add(case.encoding, &prepared.payload, SAMPLES)
             .context("native accumulator rejected the delta")?;
+        if case.rule.needs_all_deltas() {
+            staged.push((
+                RoundContribution {
+                    encoding: case.encoding,
+                    weight: SAMPLES,
+                    key: prepared.header.header_hash(),
+                },
+                prepared.payload.clone(),
+            ));
+        }
         // Only the upload's own calls count towards the round (not registration).
         api.stats = CallStats::default();
         upload(&mut api, &prepared, &mut |_, _| {}, &mut |_| true)?
@@ -266,7 +283,30 @@ pub fn run(
         "the round did not close (round {})",
         info.round
     );
-    let next = native.apply(&base, job.server_lr).context("empty round")?;
+    let next = if case.rule.needs_all_deltas() {
+        let (contributions, payloads): (Vec<_>, Vec<_>) = staged.into_iter().unzip();
+        let frac_bits = job.limits().safe_frac_bits()?;
+        let mut a = vec![0i64; case.params as usize];
+        let mut source: &[Vec<u8>] = &payloads;
+        let d = rules::aggregate(
+            &case.rule,
+            &contributions,
+            case.params,
+            frac_bits,
+            &mut source,
+            &mut |first, v| a[first as usize..first as usize + v.len()].copy_from_slice(v),
+        );
+        let mut next = base.clone();
+        flic_protocol::fedavg::apply_update(
+            &mut next,
+            &a,
+            flic_protocol::fedavg::finalize_factor(d, frac_bits),
+            job.server_lr,
+        );
+        next
+    } else {
+        native.apply(&base, job.server_lr).context("empty round")?
+    };
     let expected = model_version(&spec_id, &next);
     let verified = info.model_version.map(|h| *h) == Some(expected);
     ensure!(
@@ -396,6 +436,7 @@ pub fn sweep(
                         encoding,
                         chunk_size,
                         download: false,
+                        rule: AggregationRule::FedAvg,
                     };
                     let r = run(wasm, label, &case, progress)?;
                     progress.note(&one_line(&r));

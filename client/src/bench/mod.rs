@@ -12,6 +12,7 @@ pub mod doc;
 pub mod fees;
 pub mod learning;
 pub mod plot;
+pub mod robust;
 pub mod scale;
 pub mod simulation;
 pub mod training;

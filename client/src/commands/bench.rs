@@ -3,12 +3,15 @@
 
 use anyhow::Context;
 
-use crate::bench::{aggregate, doc, invocation, learning, scale, simulation, training, Machine};
+use crate::bench::{
+    aggregate, doc, invocation, learning, robust, scale, simulation, training, Machine,
+};
 use crate::cli::{
-    BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchScaleArgs, BenchSimulateArgs,
-    BenchTrainArgs,
+    BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchRobustArgs, BenchScaleArgs,
+    BenchSimulateArgs, BenchTrainArgs,
 };
 use crate::output::{Printer, Progress};
+use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::DeltaEncoding;
 
 pub fn run(
@@ -22,7 +25,86 @@ pub fn run(
         BenchCommand::Simulate(args) => run_simulate(printer, &args, progress),
         BenchCommand::Scale(args) => run_scale(printer, &args, progress),
         BenchCommand::Train(args) => run_train(printer, &args, progress),
+        BenchCommand::Robust(args) => run_robust(printer, &args, progress),
     }
+}
+
+/// `NAME[@SERVER_LR]`.
+fn optimizer_with_lr(s: &str, default_lr: f32) -> anyhow::Result<(ServerOptimizer, f32)> {
+    let (name, lr) = match s.split_once('@') {
+        Some((n, lr)) => (
+            n,
+            lr.parse::<f32>()
+                .ok()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .with_context(|| {
+                    format!("`{lr}` in `{s}` is not a positive server learning rate")
+                })?,
+        ),
+        None => (s, default_lr),
+    };
+    let opt = name
+        .parse::<ServerOptimizer>()
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("--optimizers `{s}`"))?;
+    Ok((opt, lr))
+}
+
+fn run_robust(
+    printer: &Printer,
+    args: &BenchRobustArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    let mut base = args.simulate.config();
+    base.clients = base.clients.or(Some(10));
+    for a in &args.attacks {
+        a.parse::<crate::attack::Attack>()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--attacks `{a}`"))?;
+    }
+    if let Some(t) = args.target {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&t),
+            "--target must be in [0, 1], got {t}"
+        );
+    }
+    let optimizers = args
+        .optimizers
+        .iter()
+        .map(|s| optimizer_with_lr(s, base.server_lr))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let plan = robust::RobustPlan {
+        base,
+        rules: args.rules.clone(),
+        attacks: args.attacks.clone(),
+        attackers: args.attackers.clone(),
+        partitions: args.partitions_list.clone(),
+        optimizers,
+        proximal_mus: args.proximal_mus.clone(),
+        optimizer_partition: args.optimizer_partition.clone(),
+        target: args.target,
+        cost_params: args.cost_params,
+        cost_contributions: args.cost_contributions,
+    };
+    let report = robust::run(&plan, progress)?;
+    let text = robust::render(&report);
+    printer.out(text.clone())?;
+    if let Some(path) = &args.simulate.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.doc {
+        doc::write_section(
+            path,
+            "robust",
+            &doc::section_body(&text, &Machine::detect(), &invocation()),
+        )?;
+        printer.info(format!(
+            "wrote the robustness section of {}",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The command line for the document, with the local Python replaced by the setup script
@@ -114,6 +196,7 @@ fn run_scale(
             encoding: args.encoding.into(),
             chunk_size: flic_protocol::chunking::DEFAULT_CHUNK_SIZE,
             download: true,
+            rule: Default::default(),
         };
         match aggregate::run(&wasm, &args.build, &case, progress) {
             Ok(r) => {
@@ -255,6 +338,7 @@ fn run_aggregate(
             encoding: args.encoding.into(),
             chunk_size: args.chunk_size,
             download: false,
+            rule: args.aggregation,
         };
         let mut out = Vec::new();
         for (label, wasm) in &builds {
