@@ -6,7 +6,9 @@ use flic_protocol::api::AdminError;
 use flic_protocol::encoding::{DeltaCheck, DeltaEncoding, DeltaError, DeltaStats, Window};
 use flic_protocol::fedavg::{accumulate_window, finalize_factor};
 use flic_protocol::optimizers::ServerOptimizer;
-use flic_protocol::rules::{aggregate, AggregationRule, DeltaSource, RoundContribution};
+use flic_protocol::rules::{
+    aggregate_slice, AggregationRule, DeltaSource, RoundContribution, RuleProgress,
+};
 use flic_protocol::ModelVersionHasher;
 
 use crate::storage::{
@@ -165,36 +167,34 @@ impl DeltaSource for StagedSource<'_> {
     }
 }
 
-/// The close of a rule that needs every delta ([`flic_protocol::rules`]): runs the rule
-/// over the round's staged deltas window by window, applies `w <- w + server_lr * a / (d *
-/// 2^f)` and returns the new model version. `staged` is `(contribution, the memory its
-/// delta is staged in, offset)`, in any order.
-pub fn finalize_rule(
-    weights: &Mem,
+/// One message's share of a robust close ([`flic_protocol::rules::aggregate_slice`]) over
+/// the round's staged deltas: `staged` is `(contribution, the memory its delta is staged
+/// in, offset)`, in any order; the integers go to `integers`. `Some(denominator)` once
+/// every pass is done.
+#[allow(clippy::too_many_arguments)]
+pub fn rule_slice(
     rule: &AggregationRule,
     staged: &[(RoundContribution, &Mem, u64)],
     param_count: u64,
     frac_bits: u32,
-    step: &ServerStep,
-    spec_id: &[u8; 32],
-) -> [u8; 32] {
+    integers: &mut [i64],
+    progress: &mut RuleProgress,
+    window_params: u64,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Option<u64> {
     let contributions: Vec<RoundContribution> = staged.iter().map(|s| s.0).collect();
     let mut source = StagedSource {
         at: staged.iter().map(|s| (s.1, s.2)).collect(),
     };
-    // The windows come in order, so the new weights are written (and hashed) as they
-    // come; the denominator is known only at the end, so the integers wait on the heap
-    // (8 bytes per parameter, as FedAvg's accumulator does).
-    let mut a = vec![0i64; param_count as usize];
-    let d = aggregate(
+    aggregate_slice(
         rule,
         &contributions,
         param_count,
         frac_bits,
         &mut source,
-        &mut |first, values| {
-            a[first as usize..first as usize + values.len()].copy_from_slice(values)
-        },
-    );
-    finalize(weights, &mut a, d, frac_bits, step, spec_id)
+        &mut &mut *integers,
+        progress,
+        window_params,
+        keep_going,
+    )
 }

@@ -137,6 +137,13 @@ pub struct State {
     pub(crate) certified: CertifiedTree,
     pub(crate) evaluations: Map<(u64, Principal), Stored<EvaluationRecord>>,
     pub(crate) metrics: Cell<Metrics>,
+    /// A robust rule's close under way (see `rounds/close.rs`). On the heap only: an
+    /// upgrade drops it, and the close starts again from the staged deltas, which stay in
+    /// their slots until it ends.
+    pub(crate) closing: Option<crate::rounds::Closing>,
+    /// Instructions the current message has used (`ic0.performance_counter`); tests
+    /// outside wasm count none, so a close there never needs a second message.
+    pub meter: fn() -> u64,
 }
 
 impl State {
@@ -261,6 +268,8 @@ impl State {
             certified,
             evaluations: StableBTreeMap::init(m.get(MEMORY_EVALUATIONS)),
             metrics: StableCell::init(m.get(MEMORY_METRICS), Stored(Metrics::default())),
+            closing: None,
+            meter: || 0,
         }
     }
 
@@ -331,10 +340,13 @@ impl State {
 
     /// The timer deadline the runtime should arm (0 = none).
     pub fn timer_deadline(&self) -> u64 {
-        if self.job().job_state() == JobState::Running {
-            self.open_round().deadline_ns
-        } else {
+        if self.job().job_state() != JobState::Running {
             0
+        } else if self.close_pending() {
+            // As soon as possible: the close goes on in the next message.
+            1
+        } else {
+            self.open_round().deadline_ns
         }
     }
 
@@ -373,6 +385,7 @@ impl State {
             frac_bits,
             model_chunks: ByteBuf::from(vec![0u8; chunks as usize]),
             config: Some(JobConfigRecord::from(config)),
+            close_slice_instructions: self.job().close_slice_instructions,
         };
         let job_id = job.job_id;
         self.set_job(job);
@@ -542,6 +555,20 @@ impl State {
 
     /// Applies upgrade arguments (post_upgrade runs as a controller).
     pub fn apply_upgrade(&mut self, args: &UpgradeArgs) -> Result<(), AdminError> {
+        if let Some(n) = args.close_slice_instructions {
+            let max = flic_protocol::ic_limits::UPDATE_INSTRUCTION_LIMIT / 2;
+            if !(flic_protocol::api::MIN_CLOSE_SLICE_INSTRUCTIONS..=max).contains(&n) {
+                return Err(AdminError::InvalidConfig {
+                    reason: format!(
+                        "close_slice_instructions {n} is outside [{}, {max}]",
+                        flic_protocol::api::MIN_CLOSE_SLICE_INSTRUCTIONS
+                    ),
+                });
+            }
+            let mut job = self.job().clone();
+            job.close_slice_instructions = Some(n);
+            self.set_job(job);
+        }
         if let Some(d) = args.round_duration_ns {
             if !(MIN_ROUND_DURATION_NS..=MAX_ROUND_DURATION_NS).contains(&d) {
                 return Err(AdminError::InvalidConfig {

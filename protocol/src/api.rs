@@ -342,7 +342,15 @@ pub struct AllowListChange {
 pub struct UpgradeArgs {
     /// New round duration for the rounds to come (the current deadline is kept).
     pub round_duration_ns: Option<u64>,
+    /// Instructions a robust rule's close may use per message before it goes on in the
+    /// next (default [`crate::ic_limits::CLOSE_SLICE_INSTRUCTIONS`]; at least
+    /// [`MIN_CLOSE_SLICE_INSTRUCTIONS`]). Kept across later upgrades.
+    #[serde(default)]
+    pub close_slice_instructions: Option<u64>,
 }
+
+/// The smallest close slice an upgrade may set.
+pub const MIN_CLOSE_SLICE_INSTRUCTIONS: u64 = 1_000_000;
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -462,6 +470,8 @@ pub enum SubmitError {
     },
     #[error("the job admits only principals on its allow-list, and {caller} is not on it")]
     NotAllowed { caller: Principal },
+    #[error("round {round} is closing (its robust rule reads every delta over several messages): nothing changes until round {} opens, in a few seconds", round + 1)]
+    RoundClosing { round: u64 },
     #[error("submission {submission_id} does not exist (a submission not committed before its round closed is discarded)")]
     UnknownSubmission { submission_id: u64 },
     #[error("submission {submission_id} belongs to another principal")]
@@ -496,6 +506,8 @@ pub enum DatasetError {
     AnonymousCaller,
     #[error("the job admits only principals on its allow-list, and {caller} is not on it")]
     NotAllowed { caller: Principal },
+    #[error("round {round} is closing (its robust rule reads every delta over several messages): nothing changes until round {} opens, in a few seconds", round + 1)]
+    RoundClosing { round: u64 },
     #[error("dataset name is empty")]
     EmptyName,
     #[error("{field} is {len} bytes, the limit is {max}")]

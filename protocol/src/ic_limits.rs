@@ -10,7 +10,7 @@
 
 use crate::encoding::DeltaEncoding;
 use crate::optimizers::ServerOptimizer;
-use crate::rules::AggregationRule;
+use crate::rules::{AggregationRule, RULE_WINDOW_PARAMS};
 
 /// Instructions one update call or timer message may use.
 pub const UPDATE_INSTRUCTION_LIMIT: u64 = 40_000_000_000;
@@ -18,6 +18,10 @@ pub const UPDATE_INSTRUCTION_LIMIT: u64 = 40_000_000_000;
 pub const UPGRADE_INSTRUCTION_LIMIT: u64 = 300_000_000_000;
 /// Measured costs times this must fit the limits.
 pub const MARGIN: u64 = 2;
+/// Instructions a robust rule's close uses per message by default: it starts another
+/// window only while its estimated cost, times [`MARGIN`], keeps the message below this.
+/// Half the limit, so that the commit that starts a close has room for its own work.
+pub const CLOSE_SLICE_INSTRUCTIONS: u64 = UPDATE_INSTRUCTION_LIMIT / 2;
 
 /// Fixed cost of any update (decoding, checks, certified data, invariants).
 const FIXED: u64 = 10_000_000;
@@ -62,6 +66,48 @@ pub struct WorstCase {
     pub commit: u64,
     pub close: u64,
     pub upgrade: u64,
+    /// One window of a robust rule's close (0 for FedAvg, which streams).
+    pub window: u64,
+}
+
+/// A robust rule's close instructions per parameter, all passes (0 for FedAvg): decoding
+/// `K` deltas per parameter and pass, then sorting each coordinate's `K` values (median,
+/// trimmed mean, centered clipping's start), the `K^2 / 2` pairwise distances (Krum), or
+/// centered clipping's steps; measured per rule (constants above).
+pub fn rule_per_param(rule: &AggregationRule, max_clients: u32) -> u64 {
+    let k = max_clients as u64;
+    let log_k = 64 - k.leading_zeros() as u64;
+    match rule {
+        AggregationRule::FedAvg => 0,
+        AggregationRule::Median | AggregationRule::TrimmedMean { .. } => {
+            k * (DECODE_PER_VALUE + SORT_PER_VALUE_LOG * log_k)
+        }
+        AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. } => {
+            k * 2 * DECODE_PER_VALUE + (k * k / 2) * DISTANCE_PER_PAIR_VALUE
+        }
+        AggregationRule::CenteredClip { iters } => {
+            k * (DECODE_PER_VALUE + SORT_PER_VALUE_LOG * log_k + DISTANCE_PER_VALUE)
+                + *iters as u64 * k * (DECODE_PER_VALUE + CLIP_PER_VALUE)
+        }
+    }
+}
+
+/// The finalisation of a close (the update applied, the weights written and hashed, the
+/// round recorded), which a robust close runs only in a message with this much room left.
+pub fn finalisation(param_count: u64, max_clients: u32, optimizer: &ServerOptimizer) -> u64 {
+    FIXED
+        + (CLOSE_PER_PARAM + STATE_PER_VECTOR * optimizer.state_vectors() as u64) * param_count
+        + CLOSE_PER_CLIENT * max_clients as u64
+}
+
+/// Parameters per window of a robust close at `max_clients`: the driver's
+/// [`RULE_WINDOW_PARAMS`], fewer (whole int8 blocks, at least one) when a window of the
+/// rule would take more than a tenth of a slice. Any window size gives the same integers.
+pub fn rule_window_params(rule: &AggregationRule, max_clients: u32) -> u64 {
+    let block = crate::encoding::INT8_BLOCK_LEN as u64;
+    let per_param = rule_per_param(rule, max_clients).max(1);
+    let fit = CLOSE_SLICE_INSTRUCTIONS / 10 / MARGIN / per_param;
+    (fit / block * block).clamp(block, RULE_WINDOW_PARAMS)
 }
 
 impl WorstCase {
@@ -81,33 +127,18 @@ impl WorstCase {
             commit: FIXED + per_param * n + CLOSE_PER_PARAM * n + CLOSE_PER_CLIENT * k,
             close: FIXED + CLOSE_PER_PARAM * n + CLOSE_PER_CLIENT * k,
             upgrade: FIXED + UPGRADE_PER_PARAM * n,
+            window: 0,
         }
     }
 
-    /// Adds the close's cost of a rule that reads every delta of the round at once: decoding
-    /// `K` deltas per parameter and pass, then sorting each coordinate's `K` values
-    /// (median, trimmed mean, centered clipping's start), the `K^2 / 2` pairwise distances
-    /// (Krum), or centered clipping's steps; measured per rule (constants above).
+    /// Adds what a rule that reads every delta of the round costs: its close runs window by
+    /// window across messages, each stopping before [`CLOSE_SLICE_INSTRUCTIONS`], so what
+    /// must fit is one window of [`rule_window_params`] (its estimate times the margin
+    /// within a slice) and the finalisation, which runs in a message of its own when the
+    /// slice has no room left for it (as FedAvg's close).
     pub fn with_rule(mut self, rule: &AggregationRule, param_count: u64, max_clients: u32) -> Self {
-        let k = max_clients as u64;
-        let n = param_count;
-        let extra = match rule {
-            AggregationRule::FedAvg => 0,
-            AggregationRule::Median | AggregationRule::TrimmedMean { .. } => {
-                let log_k = 64 - k.leading_zeros() as u64;
-                n * k * (DECODE_PER_VALUE + SORT_PER_VALUE_LOG * log_k)
-            }
-            AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. } => {
-                n * k * 2 * DECODE_PER_VALUE + n * (k * k / 2) * DISTANCE_PER_PAIR_VALUE
-            }
-            AggregationRule::CenteredClip { iters } => {
-                let log_k = 64 - k.leading_zeros() as u64;
-                n * k * (DECODE_PER_VALUE + SORT_PER_VALUE_LOG * log_k + DISTANCE_PER_VALUE)
-                    + *iters as u64 * n * k * (DECODE_PER_VALUE + CLIP_PER_VALUE)
-            }
-        };
-        self.close = self.close.saturating_add(extra);
-        self.commit = self.commit.saturating_add(extra);
+        let _ = param_count;
+        self.window = rule_per_param(rule, max_clients) * rule_window_params(rule, max_clients);
         self
     }
 
@@ -139,6 +170,13 @@ impl WorstCase {
             UPDATE_INSTRUCTION_LIMIT,
         )?;
         fits("close", self.close, UPDATE_INSTRUCTION_LIMIT)?;
+        if self.window.saturating_mul(MARGIN) > CLOSE_SLICE_INSTRUCTIONS {
+            return Err(format!(
+                "one window of the robust rule's close needs about {:.1} B instructions, and {MARGIN} times that is above a close slice of {:.0} B: use fewer clients per round or another rule",
+                self.window as f64 / 1e9,
+                CLOSE_SLICE_INSTRUCTIONS as f64 / 1e9
+            ));
+        }
         fits("upgrade", self.upgrade, UPGRADE_INSTRUCTION_LIMIT)
     }
 }
@@ -165,11 +203,6 @@ mod tests {
 
     #[test]
     fn robust_rules_cost_what_was_measured() {
-        let both = [DeltaEncoding::F32, DeltaEncoding::Int8Blocks];
-        let close = |rule: AggregationRule, n: u64, k: u32| {
-            WorstCase::of(n, k, &both).with_rule(&rule, n, k).close
-                - WorstCase::of(n, k, &both).close
-        };
         // Measured extra close instructions per value (docs/benchmarks.md) stay below the
         // model's: median 135 (K = 10) and 173 (K = 30), Krum(3) 410 and 1,407, centered
         // clipping 441 and 506.
@@ -181,7 +214,7 @@ mod tests {
             (AggregationRule::CenteredClip { iters: 1 }, 10, 441.0),
             (AggregationRule::CenteredClip { iters: 1 }, 30, 506.0),
         ] {
-            let per_value = close(rule, 100_000, k) as f64 / (100_000.0 * k as f64);
+            let per_value = rule_per_param(&rule, k) as f64 / k as f64;
             assert!(
                 per_value >= measured,
                 "{rule} K={k}: {per_value} < {measured}"
@@ -191,15 +224,30 @@ mod tests {
                 "{rule} K={k}: {per_value} far above {measured}"
             );
         }
-        // Krum's pairs grow with K^2: 1e6 parameters fit at 10 contributions, not at 200.
-        let krum = AggregationRule::Krum { f: 3 };
-        assert!(WorstCase::of(1_000_000, 10, &both)
-            .with_rule(&krum, 1_000_000, 10)
+        let both = [DeltaEncoding::F32, DeltaEncoding::Int8Blocks];
+        // Sliced, a robust close is no longer bounded by the model's size...
+        let cc = AggregationRule::CenteredClip { iters: 5 };
+        assert!(WorstCase::of(30_000_000, 100, &both)
+            .with_rule(&cc, 30_000_000, 100)
             .check()
             .is_ok());
-        assert!(WorstCase::of(1_000_000, 200, &both)
-            .with_rule(&krum, 1_000_000, 200)
+        // ...but one window still has to fit a slice: Krum's pairs grow with K^2.
+        let krum = AggregationRule::Krum { f: 3 };
+        assert!(WorstCase::of(1_000, 300, &both)
+            .with_rule(&krum, 1_000, 300)
             .check()
-            .is_err());
+            .is_ok());
+        let e = WorstCase::of(1_000, 2_000, &both)
+            .with_rule(&krum, 1_000, 2_000)
+            .check()
+            .unwrap_err();
+        assert!(e.contains("window"), "{e}");
+        // Windows shrink with K, in whole int8 blocks.
+        assert_eq!(
+            rule_window_params(&AggregationRule::Median, 10),
+            RULE_WINDOW_PARAMS
+        );
+        let w = rule_window_params(&krum, 300);
+        assert!(w < RULE_WINDOW_PARAMS && w % 256 == 0, "{w}");
     }
 }

@@ -255,7 +255,8 @@ pub fn window_of(encoding: DeltaEncoding, first: u64, count: u64) -> Window {
 
 /// Runs `rule` over validated contributions (all of `param_count` parameters), calling
 /// `sink(first_param, a)` for each window's integers in order. Returns the denominator.
-/// `contributions` may be in any order: the result does not depend on it.
+/// `contributions` may be in any order: the result does not depend on it. (One call of
+/// [`aggregate_slice`] with no budget, the integers held in a vector.)
 pub fn aggregate(
     rule: &AggregationRule,
     contributions: &[RoundContribution],
@@ -264,71 +265,153 @@ pub fn aggregate(
     source: &mut dyn DeltaSource,
     sink: &mut dyn FnMut(u64, &[i64]),
 ) -> u64 {
+    let mut a = vec![0i64; param_count as usize];
+    let mut progress = RuleProgress::default();
+    let d = aggregate_slice(
+        rule,
+        contributions,
+        param_count,
+        frac_bits,
+        source,
+        &mut a.as_mut_slice(),
+        &mut progress,
+        RULE_WINDOW_PARAMS,
+        &mut || true,
+    )
+    .expect("an unbounded slice finishes");
+    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
+        sink(w.first_param, &a[w.params()]);
+    }
+    d
+}
+
+/// Where a rule keeps its per-parameter integers between windows and between messages:
+/// its output `a`, and centered clipping's centre on the way. Every pass writes a window
+/// before anything reads it, so the store's old contents never matter.
+pub trait IntegerStore {
+    fn read(&mut self, first: u64, out: &mut [i64]);
+    fn write(&mut self, first: u64, values: &[i64]);
+}
+
+impl IntegerStore for &mut [i64] {
+    fn read(&mut self, first: u64, out: &mut [i64]) {
+        out.copy_from_slice(&self[first as usize..first as usize + out.len()]);
+    }
+    fn write(&mut self, first: u64, values: &[i64]) {
+        self[first as usize..first as usize + values.len()].copy_from_slice(values);
+    }
+}
+
+/// How far a rule has got through its passes, so that a close can stop after any window
+/// and go on in a later message. Small: `K^2` distances for Krum, `2K` for centered
+/// clipping, nothing per parameter (those are in the [`IntegerStore`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleProgress {
+    /// The pass under way, from 0.
+    pub pass: u32,
+    /// The first parameter of the next window of this pass.
+    pub next_param: u64,
+    /// Windows done so far, over all passes.
+    pub windows: u64,
+    /// Krum: the pairwise squared distances (row-major `K x K`). Centered clipping: each
+    /// contribution's squared distance to the centre the pass starts from.
+    dist: Vec<u128>,
+    /// Centered clipping: the distances to the centre this pass writes.
+    next_dist: Vec<u128>,
+    /// Krum: the selected positions (canonical order), known after the first pass.
+    selected: Vec<usize>,
+}
+
+impl RuleProgress {
+    /// Whether every pass is done.
+    pub fn is_done(&self, rule: &AggregationRule) -> bool {
+        self.pass >= rule_passes(rule)
+    }
+}
+
+/// Passes of the driver (FedAvg through the driver: one).
+fn rule_passes(rule: &AggregationRule) -> u32 {
+    rule.passes().max(1) as u32
+}
+
+/// Runs `rule` from `progress` on, `window_params` parameters at a time (a multiple of
+/// the int8 block, [`crate::encoding::INT8_BLOCK_LEN`]; the same in every call of one
+/// run), while `keep_going()` says so (asked before every window after the first, so
+/// every call advances); the integers go to `store`. Returns the denominator once every pass is done, `None` to be called again
+/// with the same arguments and progress. Slicing changes nothing: every window's
+/// arithmetic is exact, so any split gives the integers of one uninterrupted run.
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate_slice(
+    rule: &AggregationRule,
+    contributions: &[RoundContribution],
+    param_count: u64,
+    frac_bits: u32,
+    source: &mut dyn DeltaSource,
+    store: &mut dyn IntegerStore,
+    progress: &mut RuleProgress,
+    window_params: u64,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Option<u64> {
+    assert!(
+        window_params > 0 && window_params % crate::encoding::INT8_BLOCK_LEN as u64 == 0,
+        "windows are whole int8 blocks"
+    );
     let k = contributions.len();
     assert!(k > 0, "a round closes with at least one contribution");
     // The canonical order: by header hash (ties cannot happen: one header per upload).
     let mut order: Vec<usize> = (0..k).collect();
     order.sort_by_key(|&i| contributions[i].key);
-    if let AggregationRule::CenteredClip { iters } = *rule {
-        let centre = centered_clip(contributions, &order, param_count, frac_bits, source, iters);
-        for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
-            let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
-            sink(w.first_param, &centre[range]);
-        }
-        return 1;
-    }
-    let selected: Option<Vec<usize>> = match *rule {
-        AggregationRule::Krum { f } => Some(krum_select(
-            contributions,
-            &order,
-            param_count,
-            frac_bits,
-            source,
-            f,
-            1,
-        )),
-        AggregationRule::MultiKrum { f, m } => Some(krum_select(
-            contributions,
-            &order,
-            param_count,
-            frac_bits,
-            source,
-            f,
-            m,
-        )),
-        _ => None,
-    };
+    let passes = rule_passes(rule);
     let trim = match *rule {
         AggregationRule::TrimmedMean { beta } => AggregationRule::trim_count(beta, k),
         _ => 0,
     };
     let mut values: Vec<Vec<i64>> = vec![Vec::new(); k];
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut column = Vec::with_capacity(k);
-    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
-        let n = w.param_count as usize;
+    let (mut buf, mut out, mut column) = (Vec::new(), Vec::new(), Vec::with_capacity(k));
+    let mut first_window = true;
+    loop {
+        if progress.pass >= passes {
+            return Some(match *rule {
+                AggregationRule::FedAvg => contributions.iter().map(|c| c.weight).sum(),
+                AggregationRule::Median => 2,
+                AggregationRule::TrimmedMean { .. } => (k - 2 * trim) as u64,
+                AggregationRule::Krum { .. } | AggregationRule::CenteredClip { .. } => 1,
+                AggregationRule::MultiKrum { .. } => progress.selected.len() as u64,
+            });
+        }
+        if progress.next_param >= param_count {
+            end_pass(rule, k, progress);
+            continue;
+        }
+        if !first_window && !keep_going() {
+            return None;
+        }
+        first_window = false;
+        let count = window_params.min(param_count - progress.next_param);
+        let w = window_of(DeltaEncoding::Int8Blocks, progress.next_param, count);
         read_window(
             contributions,
-            order.as_slice(),
+            &order,
             &w,
             frac_bits,
             source,
             &mut buf,
             &mut values,
         );
+        let n = count as usize;
         out.clear();
         out.resize(n, 0i64);
-        match *rule {
-            AggregationRule::FedAvg => {
+        match (*rule, progress.pass) {
+            (AggregationRule::FedAvg, _) => {
                 for (slot, &c) in order.iter().enumerate() {
                     let wt = contributions[c].weight as i64;
                     for (o, &x) in out.iter_mut().zip(&values[slot]) {
                         *o = o.wrapping_add(wt.wrapping_mul(x));
                     }
                 }
+                store.write(w.first_param, &out);
             }
-            AggregationRule::Median | AggregationRule::TrimmedMean { .. } => {
+            (AggregationRule::Median | AggregationRule::TrimmedMean { .. }, _) => {
                 for (i, o) in out.iter_mut().enumerate() {
                     column.clear();
                     column.extend(values.iter().map(|v| v[i]));
@@ -340,25 +423,104 @@ pub fn aggregate(
                             .fold(0i64, |s, &x| s.wrapping_add(x)),
                     };
                 }
+                store.write(w.first_param, &out);
             }
-            AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. } => {
-                for &slot in selected.as_ref().expect("selected") {
+            (AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. }, 0) => {
+                progress.dist.resize(k * k, 0);
+                for a in 0..k {
+                    for b in a + 1..k {
+                        let d = squared_distance(&values[a], &values[b]);
+                        let ab = progress.dist[a * k + b].saturating_add(d);
+                        progress.dist[a * k + b] = ab;
+                        progress.dist[b * k + a] = ab;
+                    }
+                }
+            }
+            (AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. }, _) => {
+                for &slot in &progress.selected {
                     for (o, &x) in out.iter_mut().zip(&values[slot]) {
                         *o = o.wrapping_add(x);
                     }
                 }
+                store.write(w.first_param, &out);
             }
-            AggregationRule::CenteredClip { .. } => unreachable!("handled above"),
+            (AggregationRule::CenteredClip { .. }, 0) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    column.clear();
+                    column.extend(values.iter().map(|v| v[i]));
+                    column.sort_unstable();
+                    *o = ((column[(k - 1) / 2] as i128 + column[k / 2] as i128).div_euclid(2))
+                        as i64;
+                }
+                store.write(w.first_param, &out);
+                add_distances(&mut progress.next_dist, k, &values, &out);
+            }
+            (AggregationRule::CenteredClip { .. }, _) => {
+                store.read(w.first_param, &mut out);
+                clip_step(&progress.dist, &values, &mut out);
+                store.write(w.first_param, &out);
+                add_distances(&mut progress.next_dist, k, &values, &out);
+            }
         }
-        sink(w.first_param, &out);
+        progress.next_param += count;
+        progress.windows += 1;
     }
-    match *rule {
-        AggregationRule::FedAvg => contributions.iter().map(|c| c.weight).sum(),
-        AggregationRule::Median => 2,
-        AggregationRule::TrimmedMean { .. } => (k - 2 * trim) as u64,
-        AggregationRule::Krum { .. } => 1,
-        AggregationRule::MultiKrum { .. } => selected.expect("selected").len() as u64,
-        AggregationRule::CenteredClip { .. } => unreachable!("handled above"),
+}
+
+/// What a pass leaves for the next: Krum's selection, centered clipping's distances.
+fn end_pass(rule: &AggregationRule, k: usize, progress: &mut RuleProgress) {
+    match (*rule, progress.pass) {
+        (AggregationRule::Krum { f }, 0) => {
+            progress.dist.resize(k * k, 0);
+            progress.selected = krum_select(&progress.dist, k, f, 1);
+        }
+        (AggregationRule::MultiKrum { f, m }, 0) => {
+            progress.dist.resize(k * k, 0);
+            progress.selected = krum_select(&progress.dist, k, f, m);
+        }
+        (AggregationRule::CenteredClip { .. }, _) => {
+            progress.dist = std::mem::take(&mut progress.next_dist);
+        }
+        _ => {}
+    }
+    progress.pass += 1;
+    progress.next_param = 0;
+}
+
+/// Adds each contribution's squared distance to `centre` over one window.
+fn add_distances(dist: &mut Vec<u128>, k: usize, values: &[Vec<i64>], centre: &[i64]) {
+    dist.resize(k, 0);
+    for (d, v) in dist.iter_mut().zip(values) {
+        *d = d.saturating_add(squared_distance(v, centre));
+    }
+}
+
+/// One centered-clipping step over a window (module documentation): `dist` holds every
+/// contribution's squared distance to the centre `centre` came from.
+fn clip_step(dist: &[u128], values: &[Vec<i64>], centre: &mut [i64]) {
+    let k = values.len();
+    let radii: Vec<u128> = dist.iter().map(|&d| d.isqrt()).collect();
+    let mut sorted = radii.clone();
+    sorted.sort_unstable();
+    let tau = sorted[(k - 1) / 2];
+    // Each clipped contribution's factor tau / r_k in 32 fractional bits (below 2^32).
+    let factors: Vec<Option<i64>> = radii
+        .iter()
+        .map(|&r| (r > tau).then(|| ((tau << CLIP_FACTOR_BITS) / r) as i64))
+        .collect();
+    for (i, o) in centre.iter_mut().enumerate() {
+        let sum = values.iter().zip(&factors).fold(0i128, |s, (v, f)| {
+            let diff = v[i] as i128 - *o as i128;
+            // An arithmetic shift is the floor, for either sign.
+            let clipped = f.map_or(diff, |f| scale_down(diff, f));
+            s.saturating_add(clipped)
+        });
+        // A 64-bit division when the sum fits (a 128-bit one is a long library call).
+        let step = match i64::try_from(sum) {
+            Ok(s) => s.div_euclid(k as i64) as i128,
+            Err(_) => sum.div_euclid(k as i128),
+        };
+        *o = (*o as i128 + step).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
     }
 }
 
@@ -414,111 +576,21 @@ fn read_window(
     }
 }
 
-/// Centered clipping's centre after `iters` steps (module documentation): one pass for
-/// the median and the first distances, then one pass per step, each of which also sums
-/// the distances to the new centre for the next step.
-fn centered_clip(
-    contributions: &[RoundContribution],
-    order: &[usize],
-    param_count: u64,
-    frac_bits: u32,
-    source: &mut dyn DeltaSource,
-    iters: u32,
-) -> Vec<i64> {
-    let k = order.len();
-    let mut centre = vec![0i64; param_count as usize];
-    let mut values: Vec<Vec<i64>> = vec![Vec::new(); k];
-    let mut buf = Vec::new();
-    let mut column = Vec::with_capacity(k);
-    // Squared distances of every contribution to the current centre.
-    let mut dist2 = vec![0u128; k];
-    let add_distances = |dist2: &mut [u128], values: &[Vec<i64>], centre: &[i64]| {
-        for (d, v) in dist2.iter_mut().zip(values) {
-            *d = d.saturating_add(squared_distance(v, centre));
-        }
-    };
-    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
-        read_window(
-            contributions,
-            order,
-            &w,
-            frac_bits,
-            source,
-            &mut buf,
-            &mut values,
-        );
-        let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
-        let c = &mut centre[range];
-        for (i, o) in c.iter_mut().enumerate() {
-            column.clear();
-            column.extend(values.iter().map(|v| v[i]));
-            column.sort_unstable();
-            *o = ((column[(k - 1) / 2] as i128 + column[k / 2] as i128).div_euclid(2)) as i64;
-        }
-        add_distances(&mut dist2, &values, c);
-    }
-    for _ in 0..iters {
-        let radii: Vec<u128> = dist2.iter().map(|&d| d.isqrt()).collect();
-        let mut sorted = radii.clone();
-        sorted.sort_unstable();
-        let tau = sorted[(k - 1) / 2];
-        // Each clipped contribution's factor tau / r_k in 32 fractional bits (below 2^32).
-        let factors: Vec<Option<i64>> = radii
-            .iter()
-            .map(|&r| (r > tau).then(|| ((tau << CLIP_FACTOR_BITS) / r) as i64))
-            .collect();
-        dist2.iter_mut().for_each(|d| *d = 0);
-        for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
-            read_window(
-                contributions,
-                order,
-                &w,
-                frac_bits,
-                source,
-                &mut buf,
-                &mut values,
-            );
-            let range = w.first_param as usize..(w.first_param + w.param_count) as usize;
-            let c = &mut centre[range];
-            for (i, o) in c.iter_mut().enumerate() {
-                let sum = values.iter().zip(&factors).fold(0i128, |s, (v, f)| {
-                    let diff = v[i] as i128 - *o as i128;
-                    // An arithmetic shift is the floor, for either sign.
-                    let clipped = f.map_or(diff, |f| scale_down(diff, f));
-                    s.saturating_add(clipped)
-                });
-                // A 64-bit division when the sum fits (a 128-bit one is a long library call).
-                let step = match i64::try_from(sum) {
-                    Ok(s) => s.div_euclid(k as i64) as i128,
-                    Err(_) => sum.div_euclid(k as i128),
-                };
-                *o = (*o as i128 + step).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-            }
-            add_distances(&mut dist2, &values, c);
-        }
-    }
-    centre
-}
-
-/// Krum's selection: positions (in the canonical order) of the `m` best-scored
-/// contributions, best first.
-fn krum_select(
-    contributions: &[RoundContribution],
-    order: &[usize],
-    param_count: u64,
-    frac_bits: u32,
-    source: &mut dyn DeltaSource,
-    f: u32,
-    m: u32,
-) -> Vec<usize> {
-    let k = order.len();
-    let dist = pairwise_squared_distances(contributions, order, param_count, frac_bits, source);
+/// Krum's selection from the pairwise squared distances (row-major `k x k`): positions
+/// (in the canonical order) of the `m` best-scored contributions, best first.
+fn krum_select(dist: &[u128], k: usize, f: u32, m: u32) -> Vec<usize> {
     // Neighbours counted: K - f - 2, at least 1 (a round below the job's min_clients
     // cannot close, and the job guarantees min_clients >= 2f + 3).
-    let neighbours = k.saturating_sub(f as usize + 2).max(1).min(k - 1);
+    let neighbours = k
+        .saturating_sub(f as usize + 2)
+        .max(1)
+        .min(k.saturating_sub(1));
     let mut scores: Vec<(u128, usize)> = (0..k)
         .map(|a| {
-            let mut d: Vec<u128> = (0..k).filter(|&b| b != a).map(|b| dist[a][b]).collect();
+            let mut d: Vec<u128> = (0..k)
+                .filter(|&b| b != a)
+                .map(|b| dist[a * k + b])
+                .collect();
             d.sort_unstable();
             let score = d[..neighbours.min(d.len())]
                 .iter()
@@ -532,39 +604,6 @@ fn krum_select(
         .take((m as usize).clamp(1, k))
         .map(|(_, a)| a)
         .collect()
-}
-
-/// `||x_a - x_b||^2` for every pair, exact in `u128` (saturating), window by window.
-fn pairwise_squared_distances(
-    contributions: &[RoundContribution],
-    order: &[usize],
-    param_count: u64,
-    frac_bits: u32,
-    source: &mut dyn DeltaSource,
-) -> Vec<Vec<u128>> {
-    let k = order.len();
-    let mut dist = vec![vec![0u128; k]; k];
-    let mut values: Vec<Vec<i64>> = vec![Vec::new(); k];
-    let mut buf = Vec::new();
-    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
-        read_window(
-            contributions,
-            order,
-            &w,
-            frac_bits,
-            source,
-            &mut buf,
-            &mut values,
-        );
-        for a in 0..k {
-            for b in a + 1..k {
-                let d = squared_distance(&values[a], &values[b]);
-                dist[a][b] = dist[a][b].saturating_add(d);
-                dist[b][a] = dist[a][b];
-            }
-        }
-    }
-    dist
 }
 
 #[cfg(test)]
@@ -770,6 +809,76 @@ mod tests {
                 AggregationRule::CenteredClip { iters: 2 },
             ] {
                 prop_assert_eq!(run(&rule, &deltas, &ones), run(&rule, &turned, &ones), "{:?}", rule);
+            }
+        }
+    }
+
+    /// A close cut after every window, resumed from its progress, gives the integers of
+    /// one uninterrupted run, for every rule.
+    #[test]
+    fn slicing_changes_nothing() {
+        let n = 3 * RULE_WINDOW_PARAMS as usize + 300;
+        let deltas: Vec<Vec<f32>> = (0..7)
+            .map(|k| {
+                (0..n)
+                    .map(|i| (((i * 31 + k * 17) % 23) as f32 - 11.0) / 1024.0 * (1 + k % 3) as f32)
+                    .collect()
+            })
+            .collect();
+        let bytes: Vec<Vec<u8>> = deltas
+            .iter()
+            .map(|d| encode(DeltaEncoding::F32, d).unwrap())
+            .collect();
+        let contributions: Vec<RoundContribution> = (0..deltas.len())
+            .map(|k| RoundContribution {
+                encoding: DeltaEncoding::F32,
+                weight: 1 + k as u64,
+                key: crate::hash::sha256(&bytes[k]),
+            })
+            .collect();
+        for rule in [
+            AggregationRule::FedAvg,
+            AggregationRule::Median,
+            AggregationRule::TrimmedMean { beta: 0.2 },
+            AggregationRule::Krum { f: 2 },
+            AggregationRule::MultiKrum { f: 1, m: 3 },
+            AggregationRule::CenteredClip { iters: 2 },
+        ] {
+            let (whole, d) = run(
+                &rule,
+                &deltas,
+                &contributions.iter().map(|c| c.weight).collect::<Vec<_>>(),
+            );
+            for (window, per_pass) in [(RULE_WINDOW_PARAMS, 4), (1024, n.div_ceil(1024) as u64)] {
+                let mut a = vec![0x5555i64; n];
+                let mut progress = RuleProgress::default();
+                let mut calls = 0;
+                let denominator = loop {
+                    calls += 1;
+                    let mut source: &[Vec<u8>] = &bytes;
+                    if let Some(d) = aggregate_slice(
+                        &rule,
+                        &contributions,
+                        n as u64,
+                        FRAC,
+                        &mut source,
+                        &mut a.as_mut_slice(),
+                        &mut progress,
+                        window,
+                        &mut || false,
+                    ) {
+                        break d;
+                    }
+                };
+                assert!(progress.is_done(&rule));
+                let windows = per_pass * rule_passes(&rule) as u64;
+                assert_eq!(progress.windows, windows, "{rule}");
+                assert_eq!(calls as u64, windows, "{rule}: one window per call");
+                assert_eq!(
+                    (&a, denominator),
+                    (&whole, d),
+                    "{rule} in windows of {window}"
+                );
             }
         }
     }

@@ -129,43 +129,40 @@ fn a_rule_the_round_sizes_cannot_hold_is_refused() {
             "{rule} with min_clients {min_clients}: {r:?}"
         );
     }
-    // A model that FedAvg closes in one message, but whose robust close would not fit the
-    // instruction limit at 100 contributions per round: refused, naming the message.
-    let spec = flic_protocol::ModelSpec {
-        architecture: "big".into(),
-        config_json: "{}".into(),
-        tensors: vec![flic_protocol::TensorSpec {
-            name: "w".into(),
-            shape: vec![4_000_000],
-            offset: 0,
-        }],
-    };
-    let sized = |rule| JobConfig {
-        model_spec: spec.clone(),
+    // A robust close runs across messages, so the model's size no longer bounds it: a
+    // 4e6-parameter job at 100 contributions per round is accepted with centered clipping.
+    // One window must still fit a slice, and Krum's pairwise distances grow with K^2: at
+    // 2,000 contributions per round even the smallest window does not, and the job is
+    // refused, naming it.
+    let sized = |params: u64, clients: u32, rule| JobConfig {
+        model_spec: flic_protocol::ModelSpec {
+            architecture: "big".into(),
+            config_json: "{}".into(),
+            tensors: vec![flic_protocol::TensorSpec {
+                name: "w".into(),
+                shape: vec![params],
+                offset: 0,
+            }],
+        },
         min_clients: 10,
-        max_clients: 100,
+        max_clients: clients,
         aggregation: Some(rule),
         chunk_size: Some(flic_protocol::chunking::MAX_CHUNK_SIZE),
         ..job()
     };
-    for rule in [
-        AggregationRule::Krum { f: 3 },
-        AggregationRule::CenteredClip { iters: 5 },
-    ] {
-        let r = f.on_canister(fresh, |f| {
-            f.admin_call::<_, u64>("configure_job", (&sized(rule),))
-        });
-        match r {
-            Err(AdminError::InvalidConfig { reason }) => {
-                assert!(reason.contains("B instructions"), "{rule}: {reason}")
-            }
-            other => panic!("{rule} at 4e6 x 100 should not fit: {other:?}"),
+    let krum = sized(1_000, 2_000, AggregationRule::Krum { f: 3 });
+    match f.on_canister(fresh, |f| f.admin_call::<_, u64>("configure_job", (&krum,))) {
+        Err(AdminError::InvalidConfig { reason }) => {
+            assert!(reason.contains("window"), "{reason}")
         }
+        other => panic!("Krum at 2,000 contributions should not fit: {other:?}"),
     }
-    let fits = f.on_canister(fresh, |f| {
-        f.admin_call::<_, u64>("configure_job", (&sized(AggregationRule::FedAvg),))
-    });
-    assert!(fits.is_ok(), "FedAvg at 4e6 x 100 fits: {fits:?}");
+    let cc = sized(4_000_000, 100, AggregationRule::CenteredClip { iters: 5 });
+    let fits = f.on_canister(fresh, |f| f.admin_call::<_, u64>("configure_job", (&cc,)));
+    assert!(
+        fits.is_ok(),
+        "centered clipping at 4e6 x 100 fits: {fits:?}"
+    );
 }
 
 /// A server optimizer's state lives in stable memory: an upgrade between rounds (and one
@@ -246,4 +243,83 @@ fn optimizer_state_survives_upgrades() {
             f.env.upgrade(canister, &wasm, arg, admin).unwrap();
         }
     }
+}
+
+/// A robust close that does not fit one message goes on in the following timer messages,
+/// window by window, while the round refuses submissions; an upgrade in the middle drops
+/// the progress and the close starts again from the staged deltas. The version is the
+/// driver's, bit for bit, however the close was cut.
+#[test]
+fn a_robust_close_spans_messages_and_survives_an_upgrade() {
+    use flic_protocol::api::{InitArg, SubmitError, UpgradeArgs};
+    let rule = AggregationRule::CenteredClip { iters: 2 };
+    let job = JobConfig {
+        min_clients: 5,
+        max_clients: 5,
+        aggregation: Some(rule),
+        ..job()
+    };
+    let mut f = Fixture::new(EmbeddedEnv::new(), 6, job);
+    let frac_bits = f.round_info().frac_bits;
+    let (canister, admin, wasm) = (f.canister, f.admin, f.wasm.clone());
+    let upgrade = |f: &mut Fixture<EmbeddedEnv>, slice: Option<u64>| {
+        let arg = candid::encode_one(InitArg::Upgrade(Some(UpgradeArgs {
+            round_duration_ns: None,
+            close_slice_instructions: slice,
+        })))
+        .unwrap();
+        f.env.upgrade(canister, &wasm, arg, admin).unwrap();
+    };
+    // The smallest slice: one window per message (the fixture's model is one window).
+    upgrade(
+        &mut f,
+        Some(flic_protocol::api::MIN_CLOSE_SLICE_INSTRUCTIONS),
+    );
+    let uploads: Vec<Upload> = (0..5)
+        .map(|c| f.prepare(c, &delta(c, 0), DeltaEncoding::F32))
+        .collect();
+    let mut last = None;
+    for (c, up) in uploads.iter().enumerate() {
+        let id = f.begin(c, up).unwrap().submission_id;
+        for i in 0..up.chunk_count() {
+            f.put(c, id, i, up.chunk(i)).unwrap();
+        }
+        last = Some(f.commit(c, id).unwrap());
+    }
+    let receipt = last.unwrap();
+    assert!(
+        !receipt.round_closed,
+        "the close goes on after the last commit"
+    );
+    assert_eq!(f.round_info().round, 0);
+    let late = f.prepare(5, &delta(5, 0), DeltaEncoding::F32);
+    assert!(
+        matches!(
+            f.begin(5, &late),
+            Err(SubmitError::RoundClosing { round: 0 })
+        ),
+        "a closing round takes no submissions"
+    );
+    // One timer message: still closing. Then an upgrade drops the progress (the slice
+    // setting stays), and the close starts again.
+    f.env.advance_time(std::time::Duration::from_millis(10));
+    assert_eq!(f.round_info().round, 0);
+    upgrade(&mut f, None);
+    let mut messages = 0;
+    while f.round_info().round == 0 {
+        messages += 1;
+        assert!(messages <= 10, "the close does not end");
+        f.env.advance_time(std::time::Duration::from_millis(10));
+    }
+    // Three passes of one window, then the finalisation: four messages after the upgrade.
+    assert_eq!(messages, 4, "one window per message");
+    let refs: Vec<&Upload> = uploads.iter().collect();
+    assert_eq!(
+        f.round_info().model_version.unwrap(),
+        expected(&f, &rule, &refs, frac_bits),
+        "the sliced close is the driver's, bit for bit"
+    );
+    // The next round takes submissions again.
+    let next = f.prepare(5, &delta(5, 1), DeltaEncoding::F32);
+    assert!(f.begin(5, &next).is_ok());
 }

@@ -7,7 +7,8 @@ use flic_protocol::api::{Contribution, JobState, RoundRecord};
 use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::Hash;
 
-use flic_protocol::rules::RoundContribution;
+use flic_protocol::ic_limits;
+use flic_protocol::rules::{RoundContribution, RuleProgress};
 
 use crate::aggregation;
 use crate::state::State;
@@ -15,27 +16,79 @@ use crate::storage::records::{ClosedRoundRecord, HistoryRecord};
 use crate::storage::Mem;
 use crate::storage::Stored;
 
+/// A robust rule's close under way: the rule's progress and its integers (8 bytes per
+/// parameter, as FedAvg's accumulator), then its denominator once every pass is done.
+pub struct Closing {
+    /// When the round stopped taking contributions (its record's `closed_at_ns`).
+    started_ns: u64,
+    progress: RuleProgress,
+    integers: Vec<i64>,
+    denominator: Option<u64>,
+    /// Messages that ran a slice.
+    pub messages: u32,
+}
+
+/// How a round's integers reach the finalisation.
+enum Update<'a> {
+    /// FedAvg: the streaming accumulator and the round's total weight.
+    Accumulated,
+    /// A robust rule: its integers and denominator.
+    Rule(&'a mut Vec<i64>, u64),
+}
+
 impl State {
-    /// Closes the open round: computes `w_{r+1}`, records the round, discards uncommitted
-    /// uploads, and opens round `r + 1`. Needs at least one commit.
+    /// Closes the open round (needs at least one commit). FedAvg closes here and now; a
+    /// rule that reads every delta starts its close, which goes on window by window in
+    /// this message and the following timer messages ([`State::continue_close`]) while
+    /// the round refuses submissions.
     pub(super) fn close_round(&mut self, now: u64) {
+        if self.job().config().aggregation().needs_all_deltas() {
+            if self.closing.is_none() {
+                self.closing = Some(Closing {
+                    started_ns: now,
+                    progress: RuleProgress::default(),
+                    integers: vec![0; self.job().param_count as usize],
+                    denominator: None,
+                    messages: 0,
+                });
+            }
+            self.continue_close(now);
+        } else {
+            self.finish_close(now, now, Update::Accumulated);
+        }
+    }
+
+    /// Whether the round is closing: a robust close under way, or one an upgrade
+    /// interrupted (the round reached `max_clients` and is still open), which the next
+    /// timer starts again. The round takes no submissions meanwhile.
+    pub fn close_pending(&self) -> bool {
+        if self.closing.is_some() {
+            return true;
+        }
+        let job = self.job();
+        job.job_state() == JobState::Running
+            && job.config().aggregation().needs_all_deltas()
+            && self.open_round().committed >= job.config().max_clients
+    }
+
+    /// One message's share of a robust close: windows while the message stays below the
+    /// slice budget, then the finalisation if it fits too (else the next message does it).
+    fn continue_close(&mut self, now: u64) {
+        let Some(mut closing) = self.closing.take() else {
+            return;
+        };
         let job = self.job();
         let config = job.config();
-        let (retain, server_lr, round_duration_ns) = (
-            config.retain_contributions,
-            config.server_lr,
-            config.round_duration_ns,
-        );
-        let (frac_bits, spec_id, param_count) = (job.frac_bits, job.spec_id(), job.param_count);
         let rule = config.aggregation();
-        let step = aggregation::ServerStep {
-            optimizer: config.server_optimizer(),
-            server_lr,
-            m: &self.optimizer_m,
-            v: &self.optimizer_v,
-        };
-        let mut round = self.open_round().clone();
-        let new_version = if rule.needs_all_deltas() {
+        let (frac_bits, param_count) = (job.frac_bits, job.param_count);
+        let budget = job.close_slice_instructions();
+        let clients = config.max_clients;
+        let meter = self.meter;
+        closing.messages += 1;
+        // A rule done in an earlier message leaves this one to the finalisation alone (the
+        // job's limit check makes it fit a message, whatever the slice budget).
+        let fresh = closing.denominator.is_some();
+        if closing.denominator.is_none() {
             // The round's committed deltas, still in their slots.
             let staged: Vec<(RoundContribution, &Mem, u64)> = self
                 .submissions
@@ -54,24 +107,64 @@ impl State {
                     )
                 })
                 .collect();
-            aggregation::finalize_rule(
-                &self.weights,
+            let window = ic_limits::rule_window_params(&rule, clients);
+            let window_cost =
+                ic_limits::rule_per_param(&rule, clients) * window * ic_limits::MARGIN;
+            closing.denominator = aggregation::rule_slice(
                 &rule,
                 &staged,
                 param_count,
                 frac_bits,
-                &step,
-                &spec_id,
-            )
-        } else {
-            aggregation::finalize(
+                &mut closing.integers,
+                &mut closing.progress,
+                window,
+                &mut || meter().saturating_add(window_cost) <= budget,
+            );
+        }
+        let finalisation = ic_limits::finalisation(
+            param_count,
+            clients,
+            &self.job().config().server_optimizer(),
+        );
+        match closing.denominator {
+            Some(d) if fresh || meter().saturating_add(finalisation) <= budget => {
+                let closed_at = closing.started_ns;
+                self.finish_close(closed_at, now, Update::Rule(&mut closing.integers, d));
+            }
+            _ => self.closing = Some(closing),
+        }
+    }
+
+    /// Computes `w_{r+1}`, records the round as closed at `closed_at`, discards
+    /// uncommitted uploads, and opens round `r + 1` at `now`.
+    fn finish_close(&mut self, closed_at: u64, now: u64, update: Update) {
+        let job = self.job();
+        let config = job.config();
+        let (retain, server_lr, round_duration_ns) = (
+            config.retain_contributions,
+            config.server_lr,
+            config.round_duration_ns,
+        );
+        let (frac_bits, spec_id) = (job.frac_bits, job.spec_id());
+        let step = aggregation::ServerStep {
+            optimizer: config.server_optimizer(),
+            server_lr,
+            m: &self.optimizer_m,
+            v: &self.optimizer_v,
+        };
+        let mut round = self.open_round().clone();
+        let new_version = match update {
+            Update::Rule(integers, d) => {
+                aggregation::finalize(&self.weights, integers, d, frac_bits, &step, &spec_id)
+            }
+            Update::Accumulated => aggregation::finalize(
                 &self.weights,
                 &mut self.acc,
                 round.total_weight,
                 frac_bits,
                 &step,
                 &spec_id,
-            )
+            ),
         };
         let next_contribution = self.allocators().next_contribution;
         let contributions: Vec<Contribution> = (round.first_contribution..next_contribution)
@@ -93,7 +186,7 @@ impl State {
             frac_bits,
             server_lr,
             opened_at_ns: round.opened_at_ns,
-            closed_at_ns: now,
+            closed_at_ns: closed_at,
             extensions: round.extensions,
         };
         let mut history = self.history().frontier();
@@ -129,6 +222,15 @@ impl State {
     /// The deadline timer: close the round if it has `min_clients`, else extend it by one
     /// round duration from now. Does nothing before the deadline or when not running.
     pub fn on_timer(&mut self, now: u64) {
+        if self.closing.is_some() {
+            self.continue_close(now);
+            return;
+        }
+        if self.close_pending() {
+            // A robust close an upgrade interrupted: it starts again.
+            self.close_round(now);
+            return;
+        }
         let job = self.job();
         let round = self.open_round();
         if job.job_state() != JobState::Running || round.deadline_ns == 0 || now < round.deadline_ns

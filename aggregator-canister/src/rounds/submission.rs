@@ -51,6 +51,11 @@ impl State {
         if state != JobState::Running {
             return Err(SubmitError::JobNotRunning { state });
         }
+        if self.close_pending() {
+            return Err(SubmitError::RoundClosing {
+                round: self.open_round().round,
+            });
+        }
         Ok(())
     }
 
@@ -595,7 +600,8 @@ impl State {
             index_in_round,
             header_hash: receipt_base.2,
             weight: receipt_base.3,
-            round_closed: close,
+            // A robust close may go on in later messages.
+            round_closed: close && self.closing.is_none(),
         })
     }
 }

@@ -65,6 +65,7 @@ impl LegacyMeta {
                 param_count: self.param_count,
                 frac_bits: self.frac_bits,
                 model_chunks: self.model_chunks,
+                close_slice_instructions: None,
             },
             open_round: OpenRoundRecord {
                 round: self.round,

@@ -45,6 +45,9 @@ pub struct JobRecord {
     pub frac_bits: u32,
     /// Initial-model chunks received (one byte per chunk: 0 or 1).
     pub model_chunks: ByteBuf,
+    /// Set by an upgrade (`UpgradeArgs::close_slice_instructions`), kept by later jobs.
+    /// Added after version 1 was first written: `None` in older records (the default).
+    pub close_slice_instructions: Option<u64>,
 }
 
 impl StoredRecord for JobRecord {
@@ -54,6 +57,12 @@ impl StoredRecord for JobRecord {
 impl JobRecord {
     pub fn job_state(&self) -> JobState {
         self.state.into()
+    }
+
+    /// Instructions a robust close may use per message.
+    pub fn close_slice_instructions(&self) -> u64 {
+        self.close_slice_instructions
+            .unwrap_or(flic_protocol::ic_limits::CLOSE_SLICE_INSTRUCTIONS)
     }
 
     pub fn config(&self) -> &JobConfigRecord {

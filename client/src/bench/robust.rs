@@ -60,7 +60,7 @@ pub struct RuleCost {
     pub close_instructions: u64,
     /// Close instructions per parameter and contribution.
     pub close_per_value: f64,
-    /// Messages the close takes.
+    /// Messages the close took (each below the slice budget).
     pub close_messages: u32,
     /// The largest model this rule fits at `contributions` per round (the job limit check).
     pub max_params: u64,
@@ -220,7 +220,7 @@ pub fn run(plan: &RobustPlan, progress: &mut dyn Progress) -> anyhow::Result<Rob
             close_instructions: r.close_instructions,
             close_per_value: r.close_instructions as f64
                 / (case.params * case.contributions as u64) as f64,
-            close_messages: 1,
+            close_messages: r.close_messages,
             max_params: largest_fitting(rule, plan.cost_contributions),
         });
         tick(
