@@ -197,7 +197,7 @@ pub struct BenchRobustArgs {
     #[arg(
         long,
         num_args = 1..,
-        default_values = ["fedavg", "median", "trimmed-mean:0.3", "krum:3", "multi-krum:3,7", "centered-clip"]
+        default_values = ["fedavg", "median", "trimmed-mean:0.3", "krum:3", "multi-krum:3,7", "centered-clip:1", "centered-clip:3"]
     )]
     pub rules: Vec<AggregationRule>,
     /// Attacks (space separated), as for `flic simulate --attack`.

@@ -112,6 +112,7 @@ fn candid_seeds(root: &Path) {
     );
     let upgrade = InitArg::Upgrade(Some(UpgradeArgs {
         round_duration_ns: Some(120_000_000_000),
+        close_slice_instructions: None,
     }));
     seed("post_upgrade", 8, encode_args((Some(upgrade),)).unwrap());
     seed(
