@@ -163,3 +163,57 @@ fn training_report_covers_every_model_and_backend() {
     }
     assert!(text.contains("PyTorch was not run"));
 }
+
+/// The robustness grid at toy size: every cell is there, a rule's clean run is shared by
+/// its attacks, the close costs come from verified rounds (a robust close costs more than
+/// FedAvg's), and the rendered section names every rule and optimizer.
+#[test]
+fn robust_report_covers_the_grid() {
+    use flic_client::bench::robust::{self, RobustPlan};
+    use flic_protocol::optimizers::ServerOptimizer;
+    use flic_protocol::rules::AggregationRule;
+    let plan = RobustPlan {
+        base: SimulationConfig {
+            clients: Some(5),
+            rounds: 1,
+            samples: 600,
+            ..SimulationConfig::default()
+        },
+        rules: vec![AggregationRule::FedAvg, AggregationRule::Median],
+        attacks: vec!["signflip".into(), "ipm".into()],
+        attackers: vec![0, 1],
+        partitions: vec!["iid".into()],
+        optimizers: vec![(ServerOptimizer::Sgd, 1.0)],
+        proximal_mus: vec![0.01],
+        optimizer_partition: "iid".into(),
+        target: Some(0.0),
+        cost_params: 2_000,
+        cost_contributions: 3,
+    };
+    let report = robust::run(&plan, &mut Silent).unwrap();
+    // Per rule: one clean run and one per attack with one attacker.
+    assert_eq!(report.cells.len(), 2 * (1 + 2));
+    assert!(report.clean("iid").is_some());
+    assert_eq!(report.costs.len(), 2);
+    assert!(report.costs[1].close_instructions > report.costs[0].close_instructions);
+    assert!(report
+        .costs
+        .iter()
+        .all(|c| c.close_messages == 1 && c.max_params > 0));
+    assert_eq!(report.optimizers.len(), 2, "sgd and one FedProx run");
+    assert!(report
+        .optimizers
+        .iter()
+        .all(|o| o.rounds_to_target == Some(1)));
+    let text = robust::render(&report);
+    for needle in [
+        "`fedavg`",
+        "`median`",
+        "`ipm`",
+        "`sgd`",
+        "fedprox (mu 0.01)",
+        "1 of 5",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+}
