@@ -197,7 +197,7 @@ pub struct BenchRobustArgs {
     #[arg(
         long,
         num_args = 1..,
-        default_values = ["fedavg", "median", "trimmed-mean:0.3", "krum:3", "multi-krum:3,7", "centered-clip:1", "centered-clip:3"]
+        default_values = ["fedavg", "median", "trimmed-mean:0.3", "krum:3", "multi-krum:3,7", "bulyan:1", "centered-clip:1", "centered-clip:3"]
     )]
     pub rules: Vec<AggregationRule>,
     /// Attacks (space separated), as for `flic simulate --attack`.
@@ -535,7 +535,7 @@ pub struct JobStartArgs {
     #[arg(long)]
     pub retain_contributions: bool,
     /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F,
-    /// multi-krum:F,M or centered-clip[:ITERS].
+    /// multi-krum:F,M, bulyan:F or centered-clip[:ITERS].
     #[arg(long, default_value = "fedavg")]
     pub aggregation: AggregationRule,
     /// FedProx: every client adds MU/2 ||w - w_global||^2 to its loss (0 = off).
@@ -785,8 +785,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub attack_adaptive: bool,
     /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F,
-    /// multi-krum:F,M or centered-clip[:ITERS] (robust rules keep every delta of a round
-    /// until its close).
+    /// multi-krum:F,M, bulyan:F or centered-clip[:ITERS] (robust rules keep every delta of
+    /// a round until its close).
     #[arg(long, default_value = "fedavg")]
     pub aggregation: AggregationRule,
     /// FedProx: every client adds MU/2 ||w - w_global||^2 to its loss (0 = off).

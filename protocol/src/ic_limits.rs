@@ -85,6 +85,12 @@ pub fn rule_per_param(rule: &AggregationRule, max_clients: u32) -> u64 {
         AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. } => {
             k * 2 * DECODE_PER_VALUE + (k * k / 2) * DISTANCE_PER_PAIR_VALUE
         }
+        // Krum's distances, then two sorts of the selected values per coordinate.
+        AggregationRule::Bulyan { .. } => {
+            k * 2 * DECODE_PER_VALUE
+                + (k * k / 2) * DISTANCE_PER_PAIR_VALUE
+                + 2 * k * SORT_PER_VALUE_LOG * log_k
+        }
         AggregationRule::CenteredClip { iters } => {
             k * (DECODE_PER_VALUE + SORT_PER_VALUE_LOG * log_k + DISTANCE_PER_VALUE)
                 + *iters as u64 * k * (DECODE_PER_VALUE + CLIP_PER_VALUE)

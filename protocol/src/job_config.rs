@@ -24,7 +24,7 @@
 //! | 16 | `retain_contributions`: `0` or `1` | 1 |
 //! | 17 | `admission`: `0` when unset, `1` = Open, `2` = AllowList | 1 |
 //! | 18 | `upload_stall_ns`: `0` when unset, else `1` then the u64 | 1 or 9 |
-//! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each); `6` centered clipping then `iters` (u32) | 1 to 9 |
+//! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each); `6` centered clipping then `iters` (u32); `7` Bulyan then `f` (u32) | 1 to 9 |
 //! | 20 | `server_optimizer`: `0` when unset; `1` SGD; `2` momentum then `beta`; `3` Nesterov then `beta`; `4` Adagrad then `tau`; `5` Adam then `beta1`, `beta2`, `tau`; `6` Yogi then `beta1`, `beta2`, `tau` (f32 each) | 1 to 13 |
 //! | 21 | `client.proximal_mu`: `0` when unset, else `1` then the f32 | 1 or 5 |
 
@@ -129,6 +129,10 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         Some(AggregationRule::CenteredClip { iters }) => {
             out.push(6);
             out.extend_from_slice(&iters.to_le_bytes());
+        }
+        Some(AggregationRule::Bulyan { f }) => {
+            out.push(7);
+            out.extend_from_slice(&f.to_le_bytes());
         }
     }
     let (tag, params): (u8, Vec<f32>) = match server_optimizer {
@@ -261,6 +265,7 @@ mod tests {
             AggregationRule::MultiKrum { f: 1, m: 2 },
             AggregationRule::CenteredClip { iters: 1 },
             AggregationRule::CenteredClip { iters: 2 },
+            AggregationRule::Bulyan { f: 1 },
         ] {
             let mut v = base.clone();
             v.aggregation = Some(rule);

@@ -17,11 +17,19 @@
 //! | coordinate-wise trimmed mean (`beta`) | the sum of the values left after dropping the `t = floor(beta K)` smallest and `t` largest | `K - 2t` |
 //! | Krum (`f`) | `x_s[i]` of the contribution `s` with the lowest score | 1 |
 //! | Multi-Krum (`f`, `m`) | `sum` over the `m` lowest scores of `x_k[i]` | `m` |
+//! | Bulyan (`f`) | the sum of the `beta = theta - 2f` values of the selected set closest to its median | `beta` |
 //! | centered clipping (`L` iterations) | `v_L[i]` below | 1 |
 //!
 //! Krum's score of `k` is the sum of the squared distances `||x_k - x_j||^2` (exact,
 //! in `u128`, saturating) to its `K - f - 2` nearest others; ties go to the earlier
 //! contribution in the canonical order.
+//!
+//! Bulyan (El Mhamdi, Guerraoui and Rouault, ICML 2018) first selects `theta = K - 2f`
+//! contributions by Krum, one at a time: each pick is the best Krum score among those not
+//! yet picked, with `|R| - f - 2` neighbours in the remaining set `R`. Per coordinate it then
+//! sums the `beta = theta - 2f` selected values closest to their median (by
+//! `|2x - (lo + hi)|` with `lo`, `hi` the two middle values; ties to the smaller value).
+//! It needs `min_clients >= 4f + 3`.
 //!
 //! Centered clipping (Karimireddy, He and Jaggi, ICML 2021) starts from the coordinate-wise
 //! median, `v_0[i] = floor((lo_i + hi_i) / 2)` of the two middle values, and takes `L`
@@ -59,6 +67,9 @@ pub enum AggregationRule {
     Krum { f: u32 },
     /// The mean of the `m` contributions with the best Krum scores.
     MultiKrum { f: u32, m: u32 },
+    /// Krum picks `K - 2f` contributions one at a time, then a coordinate-wise trimmed
+    /// mean around their median (El Mhamdi et al., 2018).
+    Bulyan { f: u32 },
     /// `iters` steps of centered clipping from the coordinate-wise median, at a radius
     /// adapted to the round's distances (Karimireddy et al., 2021; module documentation).
     CenteredClip { iters: u32 },
@@ -84,6 +95,12 @@ pub enum RuleError {
     },
     #[error("Multi-Krum selects m = {m}, which must be between 1 and min_clients - f = {max}")]
     BadM { m: u32, max: u32 },
+    #[error("Bulyan with f = {f} needs at least 4f + 3 = {needed} contributions per round (min_clients is {min_clients})")]
+    TooFewForBulyan {
+        f: u32,
+        needed: u32,
+        min_clients: u32,
+    },
     #[error("centered clipping takes 1 to {MAX_CENTERED_CLIP_ITERS} iterations, got {0}")]
     BadIters(u32),
 }
@@ -116,6 +133,17 @@ impl AggregationRule {
                 }
                 Ok(())
             }
+            AggregationRule::Bulyan { f } => {
+                let needed = 4 * f + 3;
+                if min_clients < needed {
+                    return Err(RuleError::TooFewForBulyan {
+                        f,
+                        needed,
+                        min_clients,
+                    });
+                }
+                Ok(())
+            }
             AggregationRule::CenteredClip { iters } => {
                 if (1..=MAX_CENTERED_CLIP_ITERS).contains(&iters) {
                     Ok(())
@@ -132,7 +160,9 @@ impl AggregationRule {
             AggregationRule::FedAvg => 0,
             AggregationRule::Median | AggregationRule::TrimmedMean { .. } => 1,
             // Distances, then the selected contributions' sum.
-            AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. } => 2,
+            AggregationRule::Krum { .. }
+            | AggregationRule::MultiKrum { .. }
+            | AggregationRule::Bulyan { .. } => 2,
             // The median (with the first distances), then one pass per step.
             AggregationRule::CenteredClip { iters } => 1 + iters as u64,
         }
@@ -145,7 +175,7 @@ impl AggregationRule {
 }
 
 /// `fedavg`, `median`, `trimmed-mean:BETA`, `krum:F`, `multi-krum:F,M`,
-/// `centered-clip[:ITERS]`: the command
+/// `bulyan:F`, `centered-clip[:ITERS]`: the command
 /// line's names, which [`std::fmt::Display`] writes back.
 impl std::str::FromStr for AggregationRule {
     type Err = String;
@@ -175,6 +205,9 @@ impl std::str::FromStr for AggregationRule {
                     m: num("multi-krum:F,M", m)?,
                 }
             }
+            ("bulyan", f) => AggregationRule::Bulyan {
+                f: num("bulyan:F", f)?,
+            },
             ("centered-clip", "") => AggregationRule::CenteredClip {
                 iters: DEFAULT_CENTERED_CLIP_ITERS,
             },
@@ -183,7 +216,7 @@ impl std::str::FromStr for AggregationRule {
             },
             _ => {
                 return Err(format!(
-                    "unknown aggregation `{s}`: use fedavg, median, trimmed-mean:BETA, krum:F, multi-krum:F,M or centered-clip[:ITERS]"
+                    "unknown aggregation `{s}`: use fedavg, median, trimmed-mean:BETA, krum:F, multi-krum:F,M, bulyan:F or centered-clip[:ITERS]"
                 ))
             }
         };
@@ -199,6 +232,7 @@ impl std::fmt::Display for AggregationRule {
             AggregationRule::TrimmedMean { beta } => write!(out, "trimmed-mean:{beta}"),
             AggregationRule::Krum { f } => write!(out, "krum:{f}"),
             AggregationRule::MultiKrum { f, m } => write!(out, "multi-krum:{f},{m}"),
+            AggregationRule::Bulyan { f } => write!(out, "bulyan:{f}"),
             AggregationRule::CenteredClip { iters } => write!(out, "centered-clip:{iters}"),
         }
     }
@@ -377,6 +411,7 @@ pub fn aggregate_slice(
                 AggregationRule::TrimmedMean { .. } => (k - 2 * trim) as u64,
                 AggregationRule::Krum { .. } | AggregationRule::CenteredClip { .. } => 1,
                 AggregationRule::MultiKrum { .. } => progress.selected.len() as u64,
+                AggregationRule::Bulyan { f } => bulyan_beta(k, f) as u64,
             });
         }
         if progress.next_param >= param_count {
@@ -425,7 +460,12 @@ pub fn aggregate_slice(
                 }
                 store.write(w.first_param, &out);
             }
-            (AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. }, 0) => {
+            (
+                AggregationRule::Krum { .. }
+                | AggregationRule::MultiKrum { .. }
+                | AggregationRule::Bulyan { .. },
+                0,
+            ) => {
                 progress.dist.resize(k * k, 0);
                 for a in 0..k {
                     for b in a + 1..k {
@@ -435,6 +475,28 @@ pub fn aggregate_slice(
                         progress.dist[b * k + a] = ab;
                     }
                 }
+            }
+            (AggregationRule::Bulyan { f }, _) => {
+                let beta = bulyan_beta(k, f);
+                let mut keyed: Vec<(u128, i64)> = Vec::with_capacity(progress.selected.len());
+                for (i, o) in out.iter_mut().enumerate() {
+                    column.clear();
+                    column.extend(progress.selected.iter().map(|&slot| values[slot][i]));
+                    column.sort_unstable();
+                    let t = column.len();
+                    let med2 = column[(t - 1) / 2] as i128 + column[t / 2] as i128;
+                    keyed.clear();
+                    keyed.extend(
+                        column
+                            .iter()
+                            .map(|&x| ((2 * x as i128 - med2).unsigned_abs(), x)),
+                    );
+                    keyed.sort_unstable();
+                    *o = keyed[..beta]
+                        .iter()
+                        .fold(0i64, |s, &(_, x)| s.wrapping_add(x));
+                }
+                store.write(w.first_param, &out);
             }
             (AggregationRule::Krum { .. } | AggregationRule::MultiKrum { .. }, _) => {
                 for &slot in &progress.selected {
@@ -477,6 +539,10 @@ fn end_pass(rule: &AggregationRule, k: usize, progress: &mut RuleProgress) {
         (AggregationRule::MultiKrum { f, m }, 0) => {
             progress.dist.resize(k * k, 0);
             progress.selected = krum_select(&progress.dist, k, f, m);
+        }
+        (AggregationRule::Bulyan { f }, 0) => {
+            progress.dist.resize(k * k, 0);
+            progress.selected = bulyan_select(&progress.dist, k, f);
         }
         (AggregationRule::CenteredClip { .. }, _) => {
             progress.dist = std::mem::take(&mut progress.next_dist);
@@ -574,6 +640,48 @@ fn read_window(
         v.resize(w.param_count as usize, 0);
         accumulate_window(v, enc, buf, 1, frac_bits);
     }
+}
+
+/// Bulyan's `beta`: `theta - 2f` values per coordinate of the `theta = K - 2f` selected
+/// (at least 1, for rounds below the job's `min_clients >= 4f + 3`).
+fn bulyan_beta(k: usize, f: u32) -> usize {
+    let theta = bulyan_theta(k, f);
+    theta.saturating_sub(2 * f as usize).max(1)
+}
+
+fn bulyan_theta(k: usize, f: u32) -> usize {
+    k.saturating_sub(2 * f as usize).max(1)
+}
+
+/// Bulyan's selection: `theta` picks, each the best Krum score (`|R| - f - 2` neighbours,
+/// at least 1) among the contributions `R` not yet picked; ties to the earlier one.
+fn bulyan_select(dist: &[u128], k: usize, f: u32) -> Vec<usize> {
+    let mut remaining: Vec<usize> = (0..k).collect();
+    let mut selected = Vec::new();
+    while selected.len() < bulyan_theta(k, f) && !remaining.is_empty() {
+        let r = remaining.len();
+        let neighbours = r.saturating_sub(f as usize + 2).max(1).min(r - 1);
+        let best = remaining
+            .iter()
+            .enumerate()
+            .map(|(pos, &a)| {
+                let mut d: Vec<u128> = remaining
+                    .iter()
+                    .filter(|&&b| b != a)
+                    .map(|&b| dist[a * k + b])
+                    .collect();
+                d.sort_unstable();
+                let score = d[..neighbours.min(d.len())]
+                    .iter()
+                    .fold(0u128, |s, &x| s.saturating_add(x));
+                (score, a, pos)
+            })
+            .min()
+            .expect("non-empty");
+        selected.push(best.1);
+        remaining.remove(best.2);
+    }
+    selected
 }
 
 /// Krum's selection from the pairwise squared distances (row-major `k x k`): positions
@@ -762,6 +870,54 @@ mod tests {
                 }
                 (v, 1)
             }
+            AggregationRule::Bulyan { f } => {
+                let f = f as usize;
+                let bytes: Vec<Vec<u8>> = deltas
+                    .iter()
+                    .map(|d| encode(DeltaEncoding::F32, d).unwrap())
+                    .collect();
+                let mut remaining: Vec<usize> = (0..k).collect();
+                remaining.sort_by_key(|&i| crate::hash::sha256(&bytes[i]));
+                let d2 = |a: usize, b: usize| -> u128 {
+                    (0..n)
+                        .map(|i| ((x[a][i] - x[b][i]) as i128).pow(2) as u128)
+                        .sum()
+                };
+                let theta = (k - 2 * f).max(1);
+                let mut chosen = Vec::new();
+                while chosen.len() < theta {
+                    let r = remaining.len();
+                    let nb = (r as i64 - f as i64 - 2).max(1).min(r as i64 - 1) as usize;
+                    let mut best: Option<(u128, usize)> = None;
+                    for (pos, &a) in remaining.iter().enumerate() {
+                        let mut ds: Vec<u128> = remaining
+                            .iter()
+                            .filter(|&&b| b != a)
+                            .map(|&b| d2(a, b))
+                            .collect();
+                        ds.sort();
+                        let score: u128 = ds[..nb.min(ds.len())].iter().sum();
+                        if best.is_none_or(|(s, _)| score < s) {
+                            best = Some((score, pos));
+                        }
+                    }
+                    chosen.push(remaining.remove(best.unwrap().1));
+                }
+                let beta = (theta - 2 * f).max(1);
+                (
+                    (0..n)
+                        .map(|i| {
+                            let mut c: Vec<i64> = chosen.iter().map(|&a| x[a][i]).collect();
+                            c.sort();
+                            let t = c.len();
+                            let med2 = c[(t - 1) / 2] + c[t / 2];
+                            c.sort_by_key(|&v| ((2 * v - med2).abs(), v));
+                            c[..beta].iter().sum()
+                        })
+                        .collect(),
+                    beta as u64,
+                )
+            }
             AggregationRule::FedAvg => unreachable!(),
         }
     }
@@ -788,6 +944,7 @@ mod tests {
                 AggregationRule::MultiKrum { f: ((k - 3) / 2) as u32, m: 2 },
                 AggregationRule::CenteredClip { iters: 1 },
                 AggregationRule::CenteredClip { iters: 3 },
+                AggregationRule::Bulyan { f: ((k - 3) / 4) as u32 },
             ] {
                 prop_assert_eq!(run(&rule, &deltas, &ones), reference(&rule, &deltas), "{:?}", rule);
             }
@@ -807,6 +964,7 @@ mod tests {
                 AggregationRule::Krum { f: 0 },
                 AggregationRule::MultiKrum { f: 0, m: 2 },
                 AggregationRule::CenteredClip { iters: 2 },
+                AggregationRule::Bulyan { f: 0 },
             ] {
                 prop_assert_eq!(run(&rule, &deltas, &ones), run(&rule, &turned, &ones), "{:?}", rule);
             }
@@ -842,6 +1000,7 @@ mod tests {
             AggregationRule::TrimmedMean { beta: 0.2 },
             AggregationRule::Krum { f: 2 },
             AggregationRule::MultiKrum { f: 1, m: 3 },
+            AggregationRule::Bulyan { f: 1 },
             AggregationRule::CenteredClip { iters: 2 },
         ] {
             let (whole, d) = run(
@@ -942,6 +1101,7 @@ mod tests {
             "krum:1",
             "multi-krum:1,3",
             "centered-clip:2",
+            "bulyan:1",
         ] {
             let r: AggregationRule = s.parse().unwrap();
             assert_eq!(r.to_string(), s);
@@ -979,6 +1139,8 @@ mod tests {
         assert!(AggregationRule::MultiKrum { f: 1, m: 4 }
             .validate(5, 10)
             .is_ok());
+        assert!(AggregationRule::Bulyan { f: 1 }.validate(6, 10).is_err());
+        assert!(AggregationRule::Bulyan { f: 1 }.validate(7, 10).is_ok());
         assert!(AggregationRule::CenteredClip { iters: 0 }
             .validate(3, 3)
             .is_err());

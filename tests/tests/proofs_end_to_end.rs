@@ -158,6 +158,7 @@ fn lineage_recomputes_every_aggregation_rule() {
         AggregationRule::Krum { f: 1 },
         AggregationRule::MultiKrum { f: 1, m: 3 },
         AggregationRule::CenteredClip { iters: 2 },
+        AggregationRule::Bulyan { f: 0 },
     ] {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");

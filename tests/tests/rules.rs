@@ -53,6 +53,7 @@ fn robust_rounds_survive_an_upgrade_and_close_as_the_driver_computes() {
         AggregationRule::Krum { f: 1 },
         AggregationRule::MultiKrum { f: 1, m: 2 },
         AggregationRule::CenteredClip { iters: 2 },
+        AggregationRule::Bulyan { f: 0 },
     ] {
         let job = JobConfig {
             min_clients: 5,

@@ -182,6 +182,7 @@ pub enum AggregationRuleRecord {
     Krum { f: u32 },
     MultiKrum { f: u32, m: u32 },
     CenteredClip { iters: u32 },
+    Bulyan { f: u32 },
 }
 
 impl From<AggregationRule> for AggregationRuleRecord {
@@ -193,6 +194,7 @@ impl From<AggregationRule> for AggregationRuleRecord {
             AggregationRule::Krum { f } => Self::Krum { f },
             AggregationRule::MultiKrum { f, m } => Self::MultiKrum { f, m },
             AggregationRule::CenteredClip { iters } => Self::CenteredClip { iters },
+            AggregationRule::Bulyan { f } => Self::Bulyan { f },
         }
     }
 }
@@ -206,6 +208,7 @@ impl From<AggregationRuleRecord> for AggregationRule {
             AggregationRuleRecord::Krum { f } => Self::Krum { f },
             AggregationRuleRecord::MultiKrum { f, m } => Self::MultiKrum { f, m },
             AggregationRuleRecord::CenteredClip { iters } => Self::CenteredClip { iters },
+            AggregationRuleRecord::Bulyan { f } => Self::Bulyan { f },
         }
     }
 }
