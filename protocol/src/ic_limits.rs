@@ -259,6 +259,6 @@ mod tests {
             RULE_WINDOW_PARAMS
         );
         let w = rule_window_params(&krum, 300);
-        assert!(w < RULE_WINDOW_PARAMS && w % 256 == 0, "{w}");
+        assert!(w < RULE_WINDOW_PARAMS && w.is_multiple_of(256), "{w}");
     }
 }

@@ -387,7 +387,7 @@ pub fn aggregate_slice(
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Option<u64> {
     assert!(
-        window_params > 0 && window_params % crate::encoding::INT8_BLOCK_LEN as u64 == 0,
+        window_params > 0 && window_params.is_multiple_of(crate::encoding::INT8_BLOCK_LEN as u64),
         "windows are whole int8 blocks"
     );
     let k = contributions.len();

@@ -77,6 +77,8 @@ pub struct OptimizerRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct RobustReport {
     pub plan: RobustPlan,
+    /// Clients per federation (as the simulations found them).
+    pub clients: usize,
     pub cells: Vec<Cell>,
     pub costs: Vec<RuleCost>,
     pub target: f64,
@@ -154,6 +156,7 @@ pub fn run(plan: &RobustPlan, progress: &mut dyn Progress) -> anyhow::Result<Rob
         progress.note(what);
     };
     let mut cells = Vec::new();
+    let mut clients = plan.base.clients.unwrap_or(0);
     for partition in &plan.partitions {
         for rule in &plan.rules {
             let mut args = plan.base.clone();
@@ -176,6 +179,7 @@ pub fn run(plan: &RobustPlan, progress: &mut dyn Progress) -> anyhow::Result<Rob
                     args.attack = attack.clone();
                 }
                 let r = run_one(&args)?;
+                clients = r.clients;
                 let cell = Cell {
                     partition: partition.clone(),
                     rule: rule.to_string(),
@@ -278,6 +282,7 @@ pub fn run(plan: &RobustPlan, progress: &mut dyn Progress) -> anyhow::Result<Rob
     }
     Ok(RobustReport {
         plan: plan.clone(),
+        clients,
         cells,
         costs,
         target,
@@ -321,7 +326,7 @@ pub fn render(report: &RobustReport) -> String {
         "{} clients, model `{}`, {} rounds, clip norm {}, client lr {}, {} local epochs, seed {}; \
          attackers are the last K clients, colluding attacks with {} knowledge{}. Final test \
          accuracy in %; in brackets, points against clean FedAvg on the same partition.\n\n",
-        b.clients.unwrap_or(10),
+        report.clients,
         b.model,
         b.rounds,
         b.clip_norm,
@@ -331,7 +336,7 @@ pub fn render(report: &RobustReport) -> String {
         b.attack_knowledge,
         if b.attack_adaptive { ", adaptive" } else { "" },
     ));
-    let n = b.clients.unwrap_or(10);
+    let n = report.clients;
     for partition in &plan.partitions {
         let clean = report.clean(partition).unwrap_or(f64::NAN);
         out.push_str(&format!(

@@ -56,7 +56,9 @@ fn run_robust(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
     let mut base = args.simulate.config();
-    base.clients = base.clients.or(Some(10));
+    if base.partitions.is_none() {
+        base.clients = base.clients.or(Some(10));
+    }
     for a in &args.attacks {
         a.parse::<crate::attack::Attack>()
             .map_err(anyhow::Error::msg)
@@ -73,15 +75,27 @@ fn run_robust(
         .iter()
         .map(|s| optimizer_with_lr(s, base.server_lr))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Clients already split into files are one partition, whatever the list says.
+    let (partitions, optimizer_partition) = if base.partitions.is_some() {
+        (
+            vec!["pre-partitioned".to_string()],
+            "pre-partitioned".to_string(),
+        )
+    } else {
+        (
+            args.partitions_list.clone(),
+            args.optimizer_partition.clone(),
+        )
+    };
     let plan = robust::RobustPlan {
         base,
         rules: args.rules.clone(),
         attacks: args.attacks.clone(),
         attackers: args.attackers.clone(),
-        partitions: args.partitions_list.clone(),
+        partitions,
         optimizers,
         proximal_mus: args.proximal_mus.clone(),
-        optimizer_partition: args.optimizer_partition.clone(),
+        optimizer_partition,
         target: args.target,
         cost_params: args.cost_params,
         cost_contributions: args.cost_contributions,
