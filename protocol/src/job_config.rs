@@ -26,7 +26,7 @@
 //! | 18 | `upload_stall_ns`: `0` when unset, else `1` then the u64 | 1 or 9 |
 //! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each); `6` centered clipping then `iters` (u32); `7` Bulyan then `f` (u32) | 1 to 9 |
 //! | 20 | `server_optimizer`: `0` when unset; `1` SGD; `2` momentum then `beta`; `3` Nesterov then `beta`; `4` Adagrad then `tau`; `5` Adam then `beta1`, `beta2`, `tau`; `6` Yogi then `beta1`, `beta2`, `tau` (f32 each) | 1 to 13 |
-//! | 21 | `client.proximal_mu`: `0` when unset, else `1` then the f32 | 1 or 5 |
+//! | 21 | `client.proximal_mu`: nothing when unset (the bytes of the release before it), else `1` then the f32 | 0 or 5 |
 
 use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
 use crate::hash::sha256;
@@ -148,12 +148,11 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
     for p in params {
         out.extend_from_slice(&p.to_le_bytes());
     }
-    match proximal_mu {
-        None => out.push(0),
-        Some(mu) => {
-            out.push(1);
-            out.extend_from_slice(&mu.to_le_bytes());
-        }
+    // Last, and absent when unset: a configuration without it keeps the bytes (and the
+    // certified hash) the release before it wrote, which its clients check against.
+    if let Some(mu) = proximal_mu {
+        out.push(1);
+        out.extend_from_slice(&mu.to_le_bytes());
     }
     out
 }
@@ -290,8 +289,8 @@ mod tests {
         assert_eq!(job_config_hash(&base.clone()), h);
         let bytes = job_config_bytes(&base);
         assert!(bytes.starts_with(JOB_CONFIG_DOMAIN));
-        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1
-        assert_eq!(bytes.len(), 116);
+        // 18 + 32 + 4 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + (4 + 2) + 4 + 8 + 4 + 1 + 1 + 1 + 1 + 1 + 1
+        assert_eq!(bytes.len(), 115);
         let distinct: std::collections::HashSet<[u8; 32]> =
             variants.iter().map(job_config_hash).collect();
         assert_eq!(distinct.len(), variants.len(), "variants hash apart");

@@ -18,6 +18,9 @@
 //!
 //! `v1` is the release before stored records carried a version (untagged Candid, one
 //! `Meta` cell), written at commit "canister: stable-memory image of the previous release".
+//! `v2` is the release at commit 4649289 (issue 12: staging slots, allow-list, certified
+//! history in stable memory, aggregation rules and server optimizers), before FedProx's
+//! `proximal_mu`, the close-slice setting, and the centered-clipping and Bulyan rules.
 //! A change that adds a stored field must keep these images loading, and extend the checks
 //! here (and, once released, add that release's image).
 
@@ -30,7 +33,7 @@ use serde_json::{json, Value};
 use super::*;
 
 /// The images this release must upgrade from.
-const RELEASES: &[&str] = &["v1"];
+const RELEASES: &[&str] = &["v1", "v2"];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -380,6 +383,16 @@ fn upgrade_from_release_images_loses_nothing() {
             assert_eq!(h.state.allocators(), &split.allocators, "{release}");
             assert_eq!(h.state.history(), &split.history, "{release}");
         }
+        // Fields added after these releases decode as unset, which keeps their behaviour.
+        let job = h.state.job();
+        assert_eq!(job.close_slice_instructions, None, "{release}");
+        if let Some(c) = &job.config {
+            assert_eq!(c.client.proximal_mu, None, "{release}");
+        }
+        assert!(
+            !h.state.close_pending(),
+            "{release}: no robust close pending"
+        );
         assert_eq!(h.canister.to_text(), expected["canister_id"], "{release}");
         assert_eq!(h.controller.to_text(), expected["controller"], "{release}");
         h.now = expected["now_ns"].as_u64().unwrap();
