@@ -534,17 +534,8 @@ pub struct JobStartArgs {
     /// Keep every committed delta so anyone can recompute each round.
     #[arg(long)]
     pub retain_contributions: bool,
-    /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F,
-    /// multi-krum:F,M, bulyan:F or centered-clip[:ITERS].
-    #[arg(long, default_value = "fedavg")]
-    pub aggregation: AggregationRule,
-    /// FedProx: every client adds MU/2 ||w - w_global||^2 to its loss (0 = off).
-    #[arg(long, value_name = "MU")]
-    pub proximal_mu: Option<f32>,
-    /// How the server applies each round's update (with --server-lr): sgd, momentum:B,
-    /// nesterov:B, adagrad[:TAU], adam[:B1,B2,TAU] or yogi[:B1,B2,TAU].
-    #[arg(long, default_value = "sgd")]
-    pub server_optimizer: ServerOptimizer,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
     /// A permissioned federation: only principals added with `flic job allow` may
     /// register datasets and submit.
     #[arg(long)]
@@ -784,6 +775,13 @@ pub struct SimulateArgs {
     /// it when the last model moved their way, halve it when the rule filtered them.
     #[arg(long)]
     pub attack_adaptive: bool,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+}
+
+/// How a job turns contributions into a model: `flic job start` and `flic simulate`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct StrategyArgs {
     /// How the canister aggregates: fedavg, median, trimmed-mean:BETA, krum:F,
     /// multi-krum:F,M, bulyan:F or centered-clip[:ITERS] (robust rules keep every delta of
     /// a round until its close).
@@ -826,11 +824,11 @@ impl SimulateArgs {
             backend: self.backend.clone(),
             malicious: self.malicious,
             attack: self.attack.clone(),
-            aggregation: self.aggregation,
-            server_optimizer: self.server_optimizer,
+            aggregation: self.strategy.aggregation,
+            server_optimizer: self.strategy.server_optimizer,
             attack_knowledge: self.attack_knowledge,
             attack_adaptive: self.attack_adaptive,
-            proximal_mu: self.proximal_mu,
+            proximal_mu: self.strategy.proximal_mu,
         }
     }
 }

@@ -133,17 +133,13 @@ impl AggregationRule {
                 }
                 Ok(())
             }
-            AggregationRule::Bulyan { f } => {
-                let needed = 4 * f + 3;
-                if min_clients < needed {
-                    return Err(RuleError::TooFewForBulyan {
-                        f,
-                        needed,
-                        min_clients,
-                    });
+            AggregationRule::Bulyan { f } => at_least(4 * f + 3, min_clients, |needed| {
+                RuleError::TooFewForBulyan {
+                    f,
+                    needed,
+                    min_clients,
                 }
-                Ok(())
-            }
+            }),
             AggregationRule::CenteredClip { iters } => {
                 if (1..=MAX_CENTERED_CLIP_ITERS).contains(&iters) {
                     Ok(())
@@ -239,13 +235,21 @@ impl std::fmt::Display for AggregationRule {
 }
 
 fn krum_size(f: u32, min_clients: u32) -> Result<(), RuleError> {
-    let needed = 2 * f + 3;
+    at_least(2 * f + 3, min_clients, |needed| RuleError::TooFewForKrum {
+        f,
+        needed,
+        min_clients,
+    })
+}
+
+/// `Err(too_few(needed))` unless a round has at least `needed` contributions.
+fn at_least(
+    needed: u32,
+    min_clients: u32,
+    too_few: impl FnOnce(u32) -> RuleError,
+) -> Result<(), RuleError> {
     if min_clients < needed {
-        return Err(RuleError::TooFewForKrum {
-            f,
-            needed,
-            min_clients,
-        });
+        return Err(too_few(needed));
     }
     Ok(())
 }
@@ -448,11 +452,10 @@ pub fn aggregate_slice(
             }
             (AggregationRule::Median | AggregationRule::TrimmedMean { .. }, _) => {
                 for (i, o) in out.iter_mut().enumerate() {
-                    column.clear();
-                    column.extend(values.iter().map(|v| v[i]));
-                    column.sort_unstable();
+                    sorted_column(&mut column, values.iter().map(|v| v[i]));
                     *o = match *rule {
-                        AggregationRule::Median => column[(k - 1) / 2].wrapping_add(column[k / 2]),
+                        // The same bits as an i64 wrapping sum of the two.
+                        AggregationRule::Median => middle_sum(&column) as i64,
                         _ => column[trim..k - trim]
                             .iter()
                             .fold(0i64, |s, &x| s.wrapping_add(x)),
@@ -480,11 +483,11 @@ pub fn aggregate_slice(
                 let beta = bulyan_beta(k, f);
                 let mut keyed: Vec<(u128, i64)> = Vec::with_capacity(progress.selected.len());
                 for (i, o) in out.iter_mut().enumerate() {
-                    column.clear();
-                    column.extend(progress.selected.iter().map(|&slot| values[slot][i]));
-                    column.sort_unstable();
-                    let t = column.len();
-                    let med2 = column[(t - 1) / 2] as i128 + column[t / 2] as i128;
+                    sorted_column(
+                        &mut column,
+                        progress.selected.iter().map(|&slot| values[slot][i]),
+                    );
+                    let med2 = middle_sum(&column);
                     keyed.clear();
                     keyed.extend(
                         column
@@ -508,11 +511,8 @@ pub fn aggregate_slice(
             }
             (AggregationRule::CenteredClip { .. }, 0) => {
                 for (i, o) in out.iter_mut().enumerate() {
-                    column.clear();
-                    column.extend(values.iter().map(|v| v[i]));
-                    column.sort_unstable();
-                    *o = ((column[(k - 1) / 2] as i128 + column[k / 2] as i128).div_euclid(2))
-                        as i64;
+                    sorted_column(&mut column, values.iter().map(|v| v[i]));
+                    *o = middle_sum(&column).div_euclid(2) as i64;
                 }
                 store.write(w.first_param, &out);
                 add_distances(&mut progress.next_dist, k, &values, &out);
@@ -529,20 +529,37 @@ pub fn aggregate_slice(
     }
 }
 
+/// `column` becomes one coordinate's values, sorted.
+fn sorted_column(column: &mut Vec<i64>, values: impl Iterator<Item = i64>) {
+    column.clear();
+    column.extend(values);
+    column.sort_unstable();
+}
+
+/// The sum of a sorted column's two middle values (the middle one twice for an odd count):
+/// twice its median, exact.
+fn middle_sum(sorted: &[i64]) -> i128 {
+    let t = sorted.len();
+    sorted[(t - 1) / 2] as i128 + sorted[t / 2] as i128
+}
+
 /// What a pass leaves for the next: Krum's selection, centered clipping's distances.
 fn end_pass(rule: &AggregationRule, k: usize, progress: &mut RuleProgress) {
     match (*rule, progress.pass) {
-        (AggregationRule::Krum { f }, 0) => {
+        (
+            AggregationRule::Krum { .. }
+            | AggregationRule::MultiKrum { .. }
+            | AggregationRule::Bulyan { .. },
+            0,
+        ) => {
+            // A round of one contribution has no pairs, so no window sized the matrix.
             progress.dist.resize(k * k, 0);
-            progress.selected = krum_select(&progress.dist, k, f, 1);
-        }
-        (AggregationRule::MultiKrum { f, m }, 0) => {
-            progress.dist.resize(k * k, 0);
-            progress.selected = krum_select(&progress.dist, k, f, m);
-        }
-        (AggregationRule::Bulyan { f }, 0) => {
-            progress.dist.resize(k * k, 0);
-            progress.selected = bulyan_select(&progress.dist, k, f);
+            progress.selected = match *rule {
+                AggregationRule::Krum { f } => krum_select(&progress.dist, k, f, 1),
+                AggregationRule::MultiKrum { f, m } => krum_select(&progress.dist, k, f, m),
+                AggregationRule::Bulyan { f } => bulyan_select(&progress.dist, k, f),
+                _ => unreachable!("matched above"),
+            };
         }
         (AggregationRule::CenteredClip { .. }, _) => {
             progress.dist = std::mem::take(&mut progress.next_dist);
@@ -653,51 +670,23 @@ fn bulyan_theta(k: usize, f: u32) -> usize {
     k.saturating_sub(2 * f as usize).max(1)
 }
 
-/// Bulyan's selection: `theta` picks, each the best Krum score (`|R| - f - 2` neighbours,
-/// at least 1) among the contributions `R` not yet picked; ties to the earlier one.
-fn bulyan_select(dist: &[u128], k: usize, f: u32) -> Vec<usize> {
-    let mut remaining: Vec<usize> = (0..k).collect();
-    let mut selected = Vec::new();
-    while selected.len() < bulyan_theta(k, f) && !remaining.is_empty() {
-        let r = remaining.len();
-        let neighbours = r.saturating_sub(f as usize + 2).max(1).min(r - 1);
-        let best = remaining
-            .iter()
-            .enumerate()
-            .map(|(pos, &a)| {
-                let mut d: Vec<u128> = remaining
-                    .iter()
-                    .filter(|&&b| b != a)
-                    .map(|&b| dist[a * k + b])
-                    .collect();
-                d.sort_unstable();
-                let score = d[..neighbours.min(d.len())]
-                    .iter()
-                    .fold(0u128, |s, &x| s.saturating_add(x));
-                (score, a, pos)
-            })
-            .min()
-            .expect("non-empty");
-        selected.push(best.1);
-        remaining.remove(best.2);
-    }
-    selected
-}
-
-/// Krum's selection from the pairwise squared distances (row-major `k x k`): positions
-/// (in the canonical order) of the `m` best-scored contributions, best first.
-fn krum_select(dist: &[u128], k: usize, f: u32, m: u32) -> Vec<usize> {
-    // Neighbours counted: K - f - 2, at least 1 (a round below the job's min_clients
-    // cannot close, and the job guarantees min_clients >= 2f + 3).
-    let neighbours = k
+/// Krum's score of each contribution `a` in `among` (positions in the canonical order),
+/// from the pairwise squared distances (row-major `k x k`): the sum of its
+/// `|among| - f - 2` smallest distances to the others in `among` (at least 1: a round
+/// below the job's `min_clients` cannot close). `(score, a)`, in `among`'s order.
+fn krum_scores(dist: &[u128], k: usize, among: &[usize], f: u32) -> Vec<(u128, usize)> {
+    let r = among.len();
+    let neighbours = r
         .saturating_sub(f as usize + 2)
         .max(1)
-        .min(k.saturating_sub(1));
-    let mut scores: Vec<(u128, usize)> = (0..k)
-        .map(|a| {
-            let mut d: Vec<u128> = (0..k)
-                .filter(|&b| b != a)
-                .map(|b| dist[a * k + b])
+        .min(r.saturating_sub(1));
+    among
+        .iter()
+        .map(|&a| {
+            let mut d: Vec<u128> = among
+                .iter()
+                .filter(|&&b| b != a)
+                .map(|&b| dist[a * k + b])
                 .collect();
             d.sort_unstable();
             let score = d[..neighbours.min(d.len())]
@@ -705,7 +694,30 @@ fn krum_select(dist: &[u128], k: usize, f: u32, m: u32) -> Vec<usize> {
                 .fold(0u128, |s, &x| s.saturating_add(x));
             (score, a)
         })
-        .collect();
+        .collect()
+}
+
+/// Bulyan's selection: `theta` picks, each the best Krum score among the contributions
+/// not yet picked; ties to the earlier one.
+fn bulyan_select(dist: &[u128], k: usize, f: u32) -> Vec<usize> {
+    let mut remaining: Vec<usize> = (0..k).collect();
+    let mut selected = Vec::new();
+    while selected.len() < bulyan_theta(k, f) && !remaining.is_empty() {
+        let (_, best) = krum_scores(dist, k, &remaining, f)
+            .into_iter()
+            .min()
+            .expect("non-empty");
+        selected.push(best);
+        remaining.retain(|&a| a != best);
+    }
+    selected
+}
+
+/// Krum's selection: positions (in the canonical order) of the `m` best-scored
+/// contributions, best first; ties to the earlier one.
+fn krum_select(dist: &[u128], k: usize, f: u32, m: u32) -> Vec<usize> {
+    let all: Vec<usize> = (0..k).collect();
+    let mut scores = krum_scores(dist, k, &all, f);
     scores.sort_unstable();
     scores
         .into_iter()

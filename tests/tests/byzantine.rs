@@ -45,8 +45,9 @@ fn clipping_bounds_what_two_attackers_of_ten_can_do() {
     );
 }
 
-fn robust_accuracy(rule: &str, malicious: usize, attack: &str) -> f64 {
-    let args = SimulationConfig {
+/// 10 clients, no clipping in effect (1000), `malicious` of them attacking, `rule` closing.
+fn unclipped(rule: &str, malicious: usize, attack: &str) -> SimulationConfig {
+    SimulationConfig {
         clients: Some(10),
         rounds: 10,
         clip_norm: 1000.0,
@@ -55,8 +56,11 @@ fn robust_accuracy(rule: &str, malicious: usize, attack: &str) -> f64 {
         seed: 42,
         aggregation: rule.parse().unwrap(),
         ..SimulationConfig::default()
-    };
-    run(&args, &mut Silent)
+    }
+}
+
+fn robust_accuracy(rule: &str, malicious: usize, attack: &str) -> f64 {
+    run(&unclipped(rule, malicious, attack), &mut Silent)
         .expect("simulation runs")
         .final_accuracy
 }
@@ -99,16 +103,11 @@ fn robust_rules_hold_where_fedavg_breaks() {
 fn colluding_attacks_run_and_robust_rules_contain_them() {
     let run_with = |rule: &str, malicious: usize, attack: &str, knowledge: &str, adaptive: bool| {
         let args = SimulationConfig {
-            clients: Some(10),
             rounds: 6,
-            clip_norm: 1000.0,
-            malicious,
-            attack: attack.into(),
             attack_knowledge: knowledge.parse().unwrap(),
             attack_adaptive: adaptive,
             seed: 7,
-            aggregation: rule.parse().unwrap(),
-            ..SimulationConfig::default()
+            ..unclipped(rule, malicious, attack)
         };
         run(&args, &mut Silent).expect("simulation runs")
     };

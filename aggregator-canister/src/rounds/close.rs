@@ -24,8 +24,6 @@ pub struct Closing {
     progress: RuleProgress,
     integers: Vec<i64>,
     denominator: Option<u64>,
-    /// Messages that ran a slice.
-    pub messages: u32,
 }
 
 /// How a round's integers reach the finalisation.
@@ -33,7 +31,7 @@ enum Update<'a> {
     /// FedAvg: the streaming accumulator and the round's total weight.
     Accumulated,
     /// A robust rule: its integers and denominator.
-    Rule(&'a mut Vec<i64>, u64),
+    Rule(&'a mut [i64], u64),
 }
 
 impl State {
@@ -49,7 +47,6 @@ impl State {
                     progress: RuleProgress::default(),
                     integers: vec![0; self.job().param_count as usize],
                     denominator: None,
-                    messages: 0,
                 });
             }
             self.continue_close(now);
@@ -82,9 +79,8 @@ impl State {
         let rule = config.aggregation();
         let (frac_bits, param_count) = (job.frac_bits, job.param_count);
         let budget = job.close_slice_instructions();
-        let clients = config.max_clients;
+        let (clients, optimizer) = (config.max_clients, config.server_optimizer());
         let meter = self.meter;
-        closing.messages += 1;
         // A rule done in an earlier message leaves this one to the finalisation alone (the
         // job's limit check makes it fit a message, whatever the slice budget).
         let fresh = closing.denominator.is_some();
@@ -121,11 +117,7 @@ impl State {
                 &mut || meter().saturating_add(window_cost) <= budget,
             );
         }
-        let finalisation = ic_limits::finalisation(
-            param_count,
-            clients,
-            &self.job().config().server_optimizer(),
-        );
+        let finalisation = ic_limits::finalisation(param_count, clients, &optimizer);
         match closing.denominator {
             Some(d) if fresh || meter().saturating_add(finalisation) <= budget => {
                 let closed_at = closing.started_ns;
@@ -222,12 +214,8 @@ impl State {
     /// The deadline timer: close the round if it has `min_clients`, else extend it by one
     /// round duration from now. Does nothing before the deadline or when not running.
     pub fn on_timer(&mut self, now: u64) {
-        if self.closing.is_some() {
-            self.continue_close(now);
-            return;
-        }
         if self.close_pending() {
-            // A robust close an upgrade interrupted: it starts again.
+            // A robust close goes on (or, after an upgrade dropped it, starts again).
             self.close_round(now);
             return;
         }

@@ -24,7 +24,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         local_epochs: args.local_epochs,
         optimizer: args.optimizer.into(),
         seed: args.seed,
-        proximal_mu: args.proximal_mu,
+        proximal_mu: args.strategy.proximal_mu,
     };
     let job = JobConfig {
         min_clients: args.min_clients,
@@ -40,8 +40,8 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         server_lr: args.server_lr,
         retain_contributions: args.retain_contributions,
         admission: args.allow_list.then_some(Admission::AllowList),
-        aggregation: Some(args.aggregation),
-        server_optimizer: Some(args.server_optimizer),
+        aggregation: Some(args.strategy.aggregation),
+        server_optimizer: Some(args.strategy.server_optimizer),
         upload_stall_ns: args
             .upload_stall_secs
             .map(|s| s.saturating_mul(1_000_000_000)),
