@@ -90,6 +90,15 @@ pub enum Command {
     /// Check proofs: receipts, lineage of a model version, dataset samples.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Run a local Internet Computer network: the embedded IC behind the IC's HTTP
+    /// interface, for `ic-agent`, the `icp` CLI and `flic --network http://ADDR`.
+    /// Serves `/api/v2/status`, `/api/v4/canister/<id>/call`, `/api/v3/.../query` and
+    /// `read_state`, the management canister, and an HTTP gateway at
+    /// `http://<canister-id>.localhost:<port>/`. See docs/devnet.md.
+    Devnet(DevnetArgs),
+    /// Deploy the aggregator canister to a network: create it and install the wasm built
+    /// into this `flic` (or --wasm), or reinstall or upgrade an existing one (--canister).
+    Deploy(DeployArgs),
     /// Serve the canister's dashboard (its own `http_request`) from a saved embedded IC
     /// over HTTP on this machine. For a deployed canister, open it through the IC's HTTP
     /// gateway instead (see docs/dashboard.md).
@@ -108,6 +117,57 @@ pub enum Command {
     /// `--doc docs/benchmarks.md` writes the figures into the benchmarks document.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevnetArgs {
+    /// Address to listen on (port 0 picks a free port; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:4943")]
+    pub listen: String,
+    /// State directory: loaded if it holds a saved state (from `flic simulate --state DIR`
+    /// or an earlier devnet), and written after every committed message, so a devnet
+    /// killed and restarted with the same directory loses nothing.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Do not log each request on stderr.
+    #[arg(long)]
+    pub no_request_log: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How `flic deploy` installs.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployMode {
+    Install,
+    Reinstall,
+    Upgrade,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// `local`, `ic`, or an http(s) URL (a devnet or a replica).
+    #[arg(long, env = "FLIC_NETWORK", default_value = "local")]
+    pub network: String,
+    /// An existing canister to install into [default: create one, with you as its
+    /// controller].
+    #[arg(long, env = "FLIC_CANISTER")]
+    pub canister: Option<String>,
+    /// install, reinstall (wipes the state), or upgrade (keeps it) [default: install,
+    /// or upgrade with --canister].
+    #[arg(long, value_enum)]
+    pub mode: Option<DeployMode>,
+    /// The wasm module to install [default: the aggregator built into this flic].
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    /// Cycles for a new canister (`provisional_create_canister_with_cycles`; local
+    /// networks only).
+    #[arg(long, default_value_t = 100_000_000_000_000)]
+    pub cycles: u128,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -520,6 +580,9 @@ pub struct JobStartArgs {
     /// Round length in minutes (a round short of --min-clients is extended by as much).
     #[arg(long, default_value_t = 60)]
     pub round_minutes: u64,
+    /// Round length in seconds, instead of --round-minutes (short rounds for local networks).
+    #[arg(long, conflicts_with = "round_minutes")]
+    pub round_seconds: Option<u64>,
     /// L2 bound of every delta.
     #[arg(long, default_value_t = 10.0)]
     pub clip_norm: f32,

@@ -228,6 +228,9 @@ impl EmbeddedIc {
                 continue;
             };
             canister.sys.time = time;
+            if canister.sys.stopped {
+                continue;
+            }
             let timer = canister.sys.global_timer;
             if timer != 0 && timer <= time {
                 canister.sys.global_timer = 0;
@@ -263,8 +266,32 @@ impl EmbeddedIc {
 
     /// Creates an empty canister with these controllers and the configured balance.
     pub fn create_canister(&mut self, controllers: Vec<Principal>) -> Principal {
-        let id = canister_id(self.next_index);
+        let mut id = canister_id(self.next_index);
         self.next_index += 1;
+        // Skip ids taken by `create_canister_with_id`.
+        while self.canisters.contains_key(&id) {
+            id = canister_id(self.next_index);
+            self.next_index += 1;
+        }
+        self.insert_canister(id, controllers);
+        id
+    }
+
+    /// Creates an empty canister under a chosen id (the management canister's
+    /// `specified_id`, as on a local replica).
+    pub fn create_canister_with_id(
+        &mut self,
+        id: Principal,
+        controllers: Vec<Principal>,
+    ) -> Result<Principal, CallError> {
+        if self.canisters.contains_key(&id) {
+            return Err(CallError::CanisterExists(id));
+        }
+        self.insert_canister(id, controllers);
+        Ok(id)
+    }
+
+    fn insert_canister(&mut self, id: Principal, controllers: Vec<Principal>) {
         let sys = SystemState {
             id,
             controllers,
@@ -281,7 +308,47 @@ impl EmbeddedIc {
                 restart_arg: empty_candid(),
             },
         );
-        id
+    }
+
+    /// Stops a canister: calls to it fail with [`CallError::CanisterStopped`] and its
+    /// timer does not fire until [`start_canister`](Self::start_canister).
+    pub fn stop_canister(&mut self, id: Principal) -> Result<(), CallError> {
+        self.canister_mut(id)?.sys.stopped = true;
+        Ok(())
+    }
+
+    pub fn start_canister(&mut self, id: Principal) -> Result<(), CallError> {
+        self.canister_mut(id)?.sys.stopped = false;
+        Ok(())
+    }
+
+    pub fn is_stopped(&self, id: Principal) -> Option<bool> {
+        self.canisters.get(&id).map(|c| c.sys.stopped)
+    }
+
+    /// Deletes a stopped canister with its code, memory and state.
+    pub fn delete_canister(&mut self, id: Principal) -> Result<(), CallError> {
+        match self.canisters.get(&id) {
+            None => Err(CallError::CanisterNotFound(id)),
+            Some(c) if !c.sys.stopped => Err(CallError::NotStopped(id)),
+            Some(_) => {
+                self.canisters.remove(&id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the code, heap, stable memory, certified data and timer; the canister
+    /// stays, empty, with its controllers and cycles.
+    pub fn uninstall_code(&mut self, id: Principal) -> Result<(), CallError> {
+        let canister = self.canister_mut(id)?;
+        canister.live = None;
+        canister.sys.stable = Default::default();
+        canister.sys.certified_data.clear();
+        canister.sys.global_timer = 0;
+        canister.sys.version += 1;
+        canister.restart_arg = empty_candid();
+        Ok(())
     }
 
     fn canister_mut(&mut self, id: Principal) -> Result<&mut Canister, CallError> {
@@ -342,6 +409,9 @@ impl EmbeddedIc {
     ) -> Result<CallOutcome, CallError> {
         let limits = self.config.limits;
         let canister = self.canister_mut(id)?;
+        if canister.sys.stopped {
+            return Err(CallError::CanisterStopped(id));
+        }
         let live = canister.live.as_mut().ok_or(CallError::NoCode(id))?;
         let sys = &mut canister.sys;
         let (export, kind) = if live.exports(&format!("canister_update {method}")) {
@@ -417,6 +487,9 @@ impl EmbeddedIc {
             .get_mut(&id)
             .ok_or(CallError::CanisterNotFound(id))?;
         canister.sys.time = time;
+        if canister.sys.stopped {
+            return Err(CallError::CanisterStopped(id));
+        }
         let live = canister.live.as_mut().ok_or(CallError::NoCode(id))?;
         let sys = &mut canister.sys;
         let export = [
@@ -542,6 +615,17 @@ impl EmbeddedIc {
             .env_vars
             .insert(name.to_string(), value.to_string());
         Ok(())
+    }
+
+    /// The canister's environment variables, sorted by name (empty for an unknown canister).
+    pub fn env_vars(&self, id: Principal) -> Vec<(String, String)> {
+        self.canisters.get(&id).map_or_else(Vec::new, |c| {
+            c.sys
+                .env_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
     }
 
     /// Incremented by every committed message and install, as `ic0.canister_version`.

@@ -58,6 +58,15 @@ pub enum CallError {
     /// No canister with this id exists in this host.
     #[error("canister {0} does not exist")]
     CanisterNotFound(Principal),
+    /// The canister is stopped (`stop_canister`); start it to call it again.
+    #[error("canister {0} is stopped")]
+    CanisterStopped(Principal),
+    /// A canister with this id exists already.
+    #[error("canister {0} exists already")]
+    CanisterExists(Principal),
+    /// A canister must be stopped before it is deleted.
+    #[error("canister {0} must be stopped before it is deleted")]
+    NotStopped(Principal),
     /// The canister exists but has no code installed.
     #[error("canister {0} has no wasm module installed")]
     NoCode(Principal),

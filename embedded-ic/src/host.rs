@@ -37,6 +37,8 @@ pub(crate) struct SystemState {
     pub env_vars: BTreeMap<String, String>,
     pub time: u64,
     pub root_key: Vec<u8>,
+    /// Stopped by `stop_canister`: no messages or timers run until it is started.
+    pub stopped: bool,
 }
 
 impl Default for SystemState {
@@ -54,6 +56,7 @@ impl Default for SystemState {
             env_vars: BTreeMap::new(),
             time: 0,
             root_key: Vec::new(),
+            stopped: false,
         }
     }
 }

@@ -15,8 +15,14 @@
 //! - `manifest.json`: time, canister ids, controllers, cycles, certified data, timer,
 //!   version, restart argument, environment variables, module hash, stable size;
 //! - `wasm/<sha256>.wasm`: each module once;
-//! - `stable/<canister id>.bin`: the pages of stable memory that hold data, each as
-//!   an 8-byte little-endian page index followed by the 65,536 bytes of the page.
+//! - `stable/<canister id>.<generation>.bin` (`stable/<canister id>.bin` before
+//!   generations): the pages of stable memory that hold data, each as an 8-byte
+//!   little-endian page index followed by the 65,536 bytes of the page.
+//!
+//! A save is crash-safe: every file is written under a new name and synced, and the
+//! manifest, renamed into place last, is the commit point; files of older generations are
+//! removed after it. A process killed at any moment leaves the previous save or the new
+//! one, never a mix.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
@@ -38,6 +44,9 @@ const FORMAT: u32 = 1;
 #[derive(Serialize, Deserialize)]
 struct Manifest {
     format: u32,
+    /// Incremented by every save; names its stable files (0: a save before generations).
+    #[serde(default)]
+    generation: u64,
     time_ns: u64,
     next_index: u64,
     canisters: Vec<SavedCanister>,
@@ -56,6 +65,11 @@ struct SavedCanister {
     restart_arg: String,
     env_vars: BTreeMap<String, String>,
     stable_pages: u64,
+    /// The stable memory file under `stable/` (absent: `<id>.bin`, before generations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stable_file: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    stopped: bool,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
@@ -78,11 +92,16 @@ impl EmbeddedIc {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(io_err(&path))?;
         }
+        let generation = std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            .map_or(1, |m| m.generation + 1);
         let limit = self.config.limits.install;
         let mut saved = Vec::new();
         for (&id, canister) in self.canisters.iter_mut() {
             canister.sys.time = self.time;
-            let stable_path = dir.join("stable").join(format!("{}.bin", id.to_text()));
+            let stable_file = format!("{}.{generation}.bin", id.to_text());
+            let stable_path = dir.join("stable").join(&stable_file);
             let sys = &mut canister.sys;
             let (module_hash, stable_pages) = match canister.live.as_mut() {
                 None => (None, write_stable(&stable_path, &sys.stable)?),
@@ -91,8 +110,7 @@ impl EmbeddedIc {
                         .join("wasm")
                         .join(format!("{}.wasm", hex::encode(live.prepared.hash)));
                     if !wasm_path.exists() {
-                        std::fs::write(&wasm_path, live.prepared.wasm.as_slice())
-                            .map_err(io_err(&wasm_path))?;
+                        write_synced(&wasm_path, live.prepared.wasm.as_slice())?;
                     }
                     let snapshot = live.snapshot(sys);
                     let mut failure = None;
@@ -138,17 +156,32 @@ impl EmbeddedIc {
                 env_vars: sys.env_vars.clone(),
                 // The size after pre_upgrade: what the stable file holds.
                 stable_pages,
+                stable_file: Some(stable_file),
+                stopped: sys.stopped,
             });
         }
+        let keep: std::collections::BTreeSet<String> =
+            saved.iter().filter_map(|c| c.stable_file.clone()).collect();
         let manifest = Manifest {
             format: FORMAT,
+            generation,
             time_ns: self.time,
             next_index: self.next_index,
             canisters: saved,
         };
         let path = dir.join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).map_err(corrupt)?;
-        std::fs::write(&path, json).map_err(io_err(&path))
+        write_synced(&path, &json)?;
+        // The new manifest is in place: the older generations' files are garbage.
+        if let Ok(entries) = std::fs::read_dir(dir.join("stable")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !keep.contains(&name) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Restarts a saved host with the default [`Config`]; see [`load_with_config`](Self::load_with_config).
@@ -182,7 +215,14 @@ impl EmbeddedIc {
                 Principal::from_text(text).map_err(|e| corrupt(format!("principal {text}: {e}")))
             };
             let id = principal(&saved.id)?;
-            let stable_path = dir.join("stable").join(format!("{}.bin", saved.id));
+            let stable_file = saved
+                .stable_file
+                .clone()
+                .unwrap_or_else(|| format!("{}.bin", saved.id));
+            if stable_file.contains(['/', '\\']) || stable_file.starts_with('.') {
+                return Err(corrupt(format!("stable file name {stable_file:?}")));
+            }
+            let stable_path = dir.join("stable").join(stable_file);
             let stable = read_stable(&stable_path, saved.stable_pages)?;
             let sys = SystemState {
                 id,
@@ -201,6 +241,7 @@ impl EmbeddedIc {
                 env_vars: saved.env_vars,
                 time: ic.time,
                 root_key: ic.issuer.root_key(),
+                stopped: saved.stopped,
             };
             let restart_arg = hex::decode(&saved.restart_arg).map_err(corrupt)?;
             let mut canister = Canister {
@@ -285,18 +326,43 @@ fn stop_to_error(
     }
 }
 
+/// Writes `bytes` to a temporary file, syncs it and renames it to `path`: a crash
+/// leaves the old file or the new one.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    write_atomically(path, |out| out.write_all(bytes))
+}
+
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), PersistError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut out = BufWriter::new(file);
+    write(&mut out).map_err(io_err(&tmp))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| PersistError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
 /// File layout: 8-byte little-endian size in pages, then (index, page) records.
 /// Returns the size in pages.
-fn write_stable(path: &PathBuf, stable: &StableMemory) -> Result<u64, PersistError> {
-    let file = std::fs::File::create(path).map_err(io_err(path))?;
-    let mut out = BufWriter::new(file);
-    out.write_all(&stable.size_pages().to_le_bytes())
-        .map_err(io_err(path))?;
-    for (index, page) in stable.allocated_pages() {
-        out.write_all(&index.to_le_bytes()).map_err(io_err(path))?;
-        out.write_all(page).map_err(io_err(path))?;
-    }
-    out.flush().map_err(io_err(path))?;
+fn write_stable(path: &Path, stable: &StableMemory) -> Result<u64, PersistError> {
+    write_atomically(path, |out| {
+        out.write_all(&stable.size_pages().to_le_bytes())?;
+        for (index, page) in stable.allocated_pages() {
+            out.write_all(&index.to_le_bytes())?;
+            out.write_all(page)?;
+        }
+        Ok(())
+    })?;
     Ok(stable.size_pages())
 }
 

@@ -29,7 +29,10 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
     let job = JobConfig {
         min_clients: args.min_clients,
         max_clients: args.max_clients,
-        round_duration_ns: args.round_minutes.saturating_mul(60_000_000_000),
+        round_duration_ns: match args.round_seconds {
+            Some(secs) => secs.saturating_mul(1_000_000_000),
+            None => args.round_minutes.saturating_mul(60_000_000_000),
+        },
         allowed_encodings: args
             .encodings
             .iter()

@@ -3,6 +3,8 @@
 mod bench;
 mod dashboard;
 mod dataset;
+mod deploy;
+mod devnet;
 mod identity;
 mod inspect;
 mod job;
@@ -139,6 +141,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             submission_id,
         }) => job::evict(p, &target, submission_id),
         Command::Simulate(args) => simulate::run(p, &args, progress),
+        Command::Devnet(args) => devnet::run(p, &args),
+        Command::Deploy(args) => deploy::run(p, &args),
         Command::Dashboard {
             state,
             listen,
@@ -258,7 +262,7 @@ pub fn load_embedded(
 
 /// Compiled canister modules are cached here across `flic` invocations (compiling the
 /// aggregator takes about a second and a half).
-fn module_cache_dir() -> PathBuf {
+pub(crate) fn module_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

@@ -111,6 +111,27 @@ fn classify(method: &str, err: ic_agent::AgentError) -> TransportError {
     }
 }
 
+impl AgentTransport {
+    /// An update call with an explicit effective canister id: what the management
+    /// canister's methods need (the canister they act on).
+    pub fn update_with_effective(
+        &mut self,
+        method: &str,
+        arg: Vec<u8>,
+        effective: Principal,
+    ) -> Result<Vec<u8>, TransportError> {
+        let call = self
+            .agent
+            .update(&self.canister, method)
+            .with_effective_canister_id(effective)
+            .with_arg(arg)
+            .call_and_wait();
+        self.runtime
+            .block_on(call)
+            .map_err(|e| classify(method, e))
+    }
+}
+
 impl Transport for AgentTransport {
     fn caller(&self) -> Principal {
         self.caller
