@@ -1,0 +1,319 @@
+//! The `flic` binary against `flic devnet`, every party in its own process and every
+//! call through `ic-agent` over HTTP: the path a contributor takes to a deployed canister.
+//! A controller deploys and starts a job, three contributors register and train, rounds
+//! close on the canister's timer in wall-clock time, and the results verify against the
+//! devnet's root key; then the devnet is killed and restarted from its state directory
+//! and the canister upgraded mid-round, and nothing is lost.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn flic(args: &[&str], home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flic"));
+    c.args(args)
+        .env("FLIC_HOME", home)
+        .env("FLIC_NO_PROGRESS", "true")
+        .env_remove("FLIC_IDENTITY")
+        .env_remove("FLIC_NETWORK")
+        .env_remove("FLIC_CANISTER")
+        .env_remove("FLIC_STATE");
+    c
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "flic failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn run(args: &[&str], home: &Path) -> String {
+    ok(flic(args, home).output().expect("run flic"))
+}
+
+fn json(args: &[&str], home: &Path) -> serde_json::Value {
+    serde_json::from_str(&run(args, home)).expect("stdout is JSON")
+}
+
+/// `flic devnet` in a child process, killed (SIGKILL: no goodbye save) on drop.
+struct Devnet {
+    child: Child,
+    url: String,
+}
+
+impl Devnet {
+    fn start(state: &Path, home: &Path) -> Devnet {
+        let mut child = flic(
+            &[
+                "devnet",
+                "--listen",
+                "127.0.0.1:0",
+                "--state",
+                state.to_str().unwrap(),
+                "--json",
+                "--no-request-log",
+            ],
+            home,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start flic devnet");
+        // The first thing on stdout is one JSON object saying where it listens.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut text = String::new();
+        let started: serde_json::Value = loop {
+            let line = lines.next().expect("the devnet prints its address").unwrap();
+            text.push_str(&line);
+            if let Ok(v) = serde_json::from_str(&text) {
+                break v;
+            }
+        };
+        Devnet {
+            child,
+            url: started["url"].as_str().unwrap().to_string(),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `flic status` until `done` holds for its JSON (rounds close on the canister's
+/// timer, in wall-clock time).
+fn wait_for(
+    target: &[&str],
+    home: &Path,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let status = json(&[&["status", "--json"][..], target].concat(), home);
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+struct Contributor {
+    home: PathBuf,
+    csv: PathBuf,
+    dataset_id: String,
+}
+
+#[test]
+fn a_federation_of_processes_through_the_devnet_survives_kill_restart_and_upgrade() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("devnet-state");
+    let admin = root.path().join("admin");
+    run(&["keygen"], &admin);
+    let devnet = Devnet::start(&state, &admin);
+    let url = devnet.url.clone();
+
+    // The controller deploys the canister wasm built into flic and starts a job whose
+    // rounds last 6 s: they close on the canister's timer.
+    let deployed = json(&["deploy", "--network", &url, "--json"], &admin);
+    let canister = deployed["canister"].as_str().unwrap().to_string();
+    let target = ["--network", url.as_str(), "--canister", canister.as_str()];
+    run(
+        &[
+            &[
+                "job",
+                "start",
+                "--input-shape",
+                "16",
+                "--classes",
+                "4",
+                "--hidden",
+                "8",
+                "--min-clients",
+                "3",
+                "--max-clients",
+                "10",
+                "--round-seconds",
+                "6",
+                "--retain-contributions",
+            ][..],
+            &target,
+        ]
+        .concat(),
+        &admin,
+    );
+
+    // Three contributors, each with its own key and data, register their datasets.
+    let contributors: Vec<Contributor> = (0..3)
+        .map(|i| {
+            let home = root.path().join(format!("contributor{i}"));
+            run(&["keygen"], &home);
+            let csv = home.join("data.csv");
+            let data = flic_model_zoo::dataset::synthetic_clusters(120, 16, 4, 100 + i);
+            flic_model_zoo::dataset::write_csv(&csv, &data).unwrap();
+            let reg = json(
+                &[
+                    &[
+                        "dataset",
+                        "register",
+                        "--json",
+                        "--data",
+                        csv.to_str().unwrap(),
+                        "--format",
+                        "csv",
+                        "--name",
+                        &format!("clinic {i}"),
+                    ][..],
+                    &target,
+                ]
+                .concat(),
+                &home,
+            );
+            Contributor {
+                dataset_id: reg["dataset_id"].as_u64().unwrap().to_string(),
+                home,
+                csv,
+            }
+        })
+        .collect();
+    let train = |c: &Contributor, rounds: &str, target: &[&str]| {
+        flic(
+            &[
+                &[
+                    "train",
+                    "-q",
+                    "--json",
+                    "--rounds",
+                    rounds,
+                    "--data",
+                    c.csv.to_str().unwrap(),
+                    "--format",
+                    "csv",
+                    "--dataset-id",
+                    &c.dataset_id,
+                ][..],
+                target,
+            ]
+            .concat(),
+            &c.home,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start flic train")
+    };
+
+    // All three train rounds 0 and 1 at once; each waits for the timer to close round 0.
+    let children: Vec<Child> = contributors.iter().map(|c| train(c, "2", &target)).collect();
+    for child in children {
+        ok(child.wait_with_output().unwrap());
+    }
+    let status = wait_for(&target, &admin, "round 1 to close", |s| {
+        s["round"].as_u64() >= Some(2)
+    });
+    let rounds = json(&[&["rounds", "--json"][..], &target].concat(), &admin);
+    let rounds = rounds["rounds"].as_array().unwrap().clone();
+    assert_eq!(rounds.len(), 2);
+    for r in &rounds {
+        assert_eq!(r["contributions"], 3, "{r}");
+        assert_eq!(r["total_weight"], 360);
+    }
+    assert_eq!(
+        rounds[1]["new_version"], status["model_version"],
+        "the current model is round 1's"
+    );
+
+    // The model downloads and verifies; round 0's receipts verify against the devnet's
+    // certified history; the lineage of the current model recomputes bit for bit.
+    let model = root.path().join("model.safetensors");
+    run(
+        &[&["model", "pull", "--out", model.to_str().unwrap()][..], &target].concat(),
+        &admin,
+    );
+    assert!(std::fs::metadata(&model).unwrap().len() > 0);
+    for c in &contributors {
+        let receipts: Vec<PathBuf> = std::fs::read_dir(c.home.join("work").join("receipts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("receipt-round"))
+            })
+            .collect();
+        assert_eq!(receipts.len(), 1, "round 0's receipt was collected in round 1");
+        run(
+            &[
+                &["verify", "receipt", receipts[0].to_str().unwrap()][..],
+                &target,
+            ]
+            .concat(),
+            &c.home,
+        );
+    }
+    let version = status["model_version"].as_str().unwrap();
+    let lineage = json(
+        &[
+            &["verify", "lineage", "--json", "--version", version][..],
+            &target,
+        ]
+        .concat(),
+        &admin,
+    );
+    assert_eq!(lineage["recomputed"], true, "{lineage}");
+    assert_eq!(lineage["contributions"].as_array().unwrap().len(), 6);
+
+    // Round 2: two contributions staged, then the devnet is killed without warning.
+    for c in &contributors[..2] {
+        ok(train(c, "1", &target).wait_with_output().unwrap());
+    }
+    let before = wait_for(&target, &admin, "two commits", |s| s["committed"] == 2);
+    devnet.kill();
+    let devnet = Devnet::start(&state, &admin);
+    let target = ["--network", devnet.url.as_str(), "--canister", canister.as_str()];
+    let after = json(&[&["status", "--json"][..], &target].concat(), &admin);
+    for key in ["round", "model_version", "committed", "job_id"] {
+        assert_eq!(after[key], before[key], "{key} survives a kill and restart");
+    }
+
+    // An upgrade through install_code mid-round keeps the staged contributions.
+    let upgraded = json(
+        &[
+            &["deploy", "--json", "--mode", "upgrade"][..],
+            &target,
+        ]
+        .concat(),
+        &admin,
+    );
+    assert_eq!(upgraded["mode"], "upgrade");
+    let after = json(&[&["status", "--json"][..], &target].concat(), &admin);
+    assert_eq!(after["committed"], 2, "the staged uploads survive the upgrade");
+    assert_eq!(after["round"], before["round"]);
+
+    // The third contributor completes round 2; its timer closes it on the restarted devnet.
+    ok(train(&contributors[2], "1", &target).wait_with_output().unwrap());
+    let closed = wait_for(&target, &admin, "round 2 to close", |s| {
+        s["round"].as_u64() >= Some(3)
+    });
+    assert_ne!(closed["model_version"], before["model_version"]);
+    let rounds = json(&[&["rounds", "--json"][..], &target].concat(), &admin);
+    let last = &rounds["rounds"].as_array().unwrap()[2];
+    assert_eq!(last["contributions"], 3, "{last}");
+}
