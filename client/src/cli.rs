@@ -808,8 +808,13 @@ pub struct SimulateArgs {
     pub server_lr: f32,
     /// Save the embedded IC's state here at the end, for `flic status --network embedded
     /// --state DIR` and the other commands.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "network")]
     pub state: Option<PathBuf>,
+    /// Run the federation against a network instead of the embedded IC: a `flic devnet`
+    /// or a local replica at this URL (`local` for 127.0.0.1:4943). The canister is
+    /// deployed there; the same seed ends on the same model versions.
+    #[arg(long, value_name = "URL")]
+    pub network: Option<String>,
     /// Write every contributor's verified receipt of every round here
     /// (`round-<r>/client-<i>.json`).
     #[arg(long, value_name = "DIR")]
@@ -882,6 +887,7 @@ impl SimulateArgs {
             clip_norm: self.clip_norm,
             server_lr: self.server_lr,
             state: self.state.clone(),
+            network: self.network.clone(),
             receipts: self.receipts.clone(),
             retain_contributions: self.retain_contributions,
             backend: self.backend.clone(),

@@ -32,7 +32,9 @@ use crate::identity::Identity;
 use crate::output::Progress;
 use crate::participant::{contribute, train_params, Contributor, StepOptions, Tamper};
 use crate::receipts::{ReceiptFile, ReceiptOrigin};
+use crate::transport::agent::{AgentTransport, Management, Network};
 use crate::transport::embedded::{self, EmbeddedTransport, SharedIc};
+use crate::transport::Transport;
 
 /// What `flic simulate` runs: plain configuration, built by the CLI from its flags or by
 /// tests and benchmarks directly. Every field has the CLI's default ([`Default`]).
@@ -74,6 +76,9 @@ pub struct SimulationConfig {
     pub server_lr: f32,
     /// Save the embedded IC's state here at the end.
     pub state: Option<PathBuf>,
+    /// Run against this network (`flic devnet`, a local replica) instead of the embedded IC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Write every contributor's verified receipt of every round here
     /// (`round-<r>/client-<i>.json`).
     pub receipts: Option<PathBuf>,
@@ -124,6 +129,7 @@ impl Default for SimulationConfig {
             clip_norm: 10.0,
             server_lr: 1.0,
             state: None,
+            network: None,
             receipts: None,
             retain_contributions: false,
             backend: "ndarray".into(),
@@ -180,7 +186,7 @@ pub struct SimulationReport {
 
 struct SimClient {
     identity: Identity,
-    api: AggregatorApi<EmbeddedTransport>,
+    api: AggregatorApi<Box<dyn Transport>>,
     data: Dataset,
     dataset_id: u64,
 }
@@ -217,6 +223,9 @@ impl Progress for TrainingOnly<'_> {
     }
     fn note(&mut self, _line: &str) {}
 }
+
+/// How long `--network` waits for a round's close to finish in timer messages.
+const CLOSE_WAIT: Duration = Duration::from_secs(300);
 
 /// Derives a per-purpose seed so streams never collide.
 fn sub_seed(seed: u64, purpose: &str, index: u64) -> [u8; 32] {
@@ -412,28 +421,78 @@ fn client_hyperparameters(args: &SimulationConfig) -> ClientHyperparameters {
     }
 }
 
-/// Installs the embedded aggregator and configures, uploads and starts the job.
+/// Where the simulated federation's canister runs.
+enum Host {
+    Embedded(SharedIc),
+    Network(Network),
+}
+
+impl Host {
+    /// A connection to `canister` as `identity`.
+    fn connect(&self, canister: Principal, identity: &Identity) -> anyhow::Result<Box<dyn Transport>> {
+        Ok(match self {
+            Host::Embedded(ic) => Box::new(EmbeddedTransport::new(
+                ic.clone(),
+                canister,
+                identity.principal(),
+            )),
+            Host::Network(network) => {
+                Box::new(AgentTransport::connect(network, canister, Some(identity))?)
+            }
+        })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Host::Embedded(_) => "embedded".into(),
+            Host::Network(n) => n.url().to_string(),
+        }
+    }
+}
+
+/// Installs the aggregator (in the embedded IC, or through the management canister of
+/// `--network`) and configures, uploads and starts the job.
 fn deploy(
     args: &SimulationConfig,
     spec: flic_protocol::ModelSpec,
     weights: &[f32],
     clients: usize,
     max_samples: u64,
-) -> anyhow::Result<(SharedIc, Principal)> {
-    let mut ic = EmbeddedIc::new();
-    let admin = controller_identity(args.seed).principal();
-    let canister = ic.create_canister(vec![admin]);
+) -> anyhow::Result<(Host, Principal)> {
+    let admin = controller_identity(args.seed);
     let init = candid::encode_one(InitArg::Init(InitArgs::default()))?;
-    ic.install_code(
-        canister,
-        flic_aggregator_wasm::AGGREGATOR_WASM,
-        init,
-        InstallMode::Install,
-        admin,
-    )
-    .context("installing the aggregator wasm")?;
-    let ic = embedded::share(ic);
-    let mut api = AggregatorApi::new(EmbeddedTransport::new(ic.clone(), canister, admin));
+    let (host, canister) = match &args.network {
+        None => {
+            let mut ic = EmbeddedIc::new();
+            let canister = ic.create_canister(vec![admin.principal()]);
+            ic.install_code(
+                canister,
+                flic_aggregator_wasm::AGGREGATOR_WASM,
+                init,
+                InstallMode::Install,
+                admin.principal(),
+            )
+            .context("installing the aggregator wasm")?;
+            (Host::Embedded(embedded::share(ic)), canister)
+        }
+        Some(url) => {
+            let network = Network::parse(url).map_err(anyhow::Error::msg)?;
+            let mut management = Management::connect(&network, &admin)?;
+            let canister = management
+                .create_canister(100_000_000_000_000)
+                .with_context(|| format!("creating the canister on {url}"))?;
+            management
+                .install_code(
+                    canister,
+                    ic_management_canister_types::CanisterInstallMode::Install,
+                    flic_aggregator_wasm::AGGREGATOR_WASM,
+                    init,
+                )
+                .with_context(|| format!("installing the aggregator wasm on {url}"))?;
+            (Host::Network(network), canister)
+        }
+    };
+    let mut api = AggregatorApi::new(host.connect(canister, &admin)?);
     let job = JobConfig {
         min_clients: clients as u32,
         max_clients: clients as u32,
@@ -447,7 +506,7 @@ fn deploy(
     };
     api.launch_job(&job, weights)
         .context("configuring and starting the job")?;
-    Ok((ic, canister))
+    Ok((host, canister))
 }
 
 /// What the canister simulation and the float reference both start from: the same
@@ -545,13 +604,10 @@ pub fn run(
             args.malicious, args.clip_norm
         ));
     }
-    let (ic, canister) = deploy(args, spec.clone(), &initial, n, max_samples)?;
+    let (host, canister) = deploy(args, spec.clone(), &initial, n, max_samples)?;
     // The controller reports each round's test accuracy, so the dashboard can chart it.
-    let mut reporter = AggregatorApi::new(EmbeddedTransport::new(
-        ic.clone(),
-        canister,
-        controller_identity(args.seed).principal(),
-    ));
+    let mut reporter =
+        AggregatorApi::new(host.connect(canister, &controller_identity(args.seed))?);
 
     // Contributors: a key each, a registered dataset each.
     let mut clients = Vec::with_capacity(n);
@@ -560,11 +616,7 @@ pub fn run(
             bail!("client {i} has no data; use fewer clients or another partition");
         }
         let identity = client_identity(args.seed, i);
-        let mut api = AggregatorApi::new(EmbeddedTransport::new(
-            ic.clone(),
-            canister,
-            identity.principal(),
-        ));
+        let mut api = AggregatorApi::new(host.connect(canister, &identity)?);
         let dataset_id = api
             .register_dataset(&RegisterDatasetArgs {
                 name: format!("client-{i}"),
@@ -703,9 +755,16 @@ pub fn run(
             commits.push(up.receipt.contribution_index);
             stats.merge(&c.api.stats);
         }
-        // The last commit reached max_clients and closed the round inside the canister.
+        // The last commit reached max_clients and closed the round inside the canister
+        // (a close sliced across messages goes on in timer messages: a network's timers
+        // run on their own, so wait for them there).
         let observer = &mut clients[0].api;
-        let info = observer.round_info()?;
+        let mut info = observer.round_info()?;
+        let waiting = Instant::now();
+        while info.round == r && matches!(host, Host::Network(_)) && waiting.elapsed() < CLOSE_WAIT {
+            std::thread::sleep(Duration::from_millis(200));
+            info = observer.round_info()?;
+        }
         if info.round != r + 1 {
             bail!(
                 "round {r} did not close after {n} commits (the canister is at round {})",
@@ -741,7 +800,7 @@ pub fn run(
                 let file = ReceiptFile {
                     receipt,
                     origin: Some(ReceiptOrigin {
-                        network: "embedded".into(),
+                        network: host.name(),
                         state: state_dir.clone(),
                     }),
                 };
@@ -800,8 +859,8 @@ pub fn run(
         ));
         rounds.push(report);
     }
-    if let Some(dir) = &args.state {
-        embedded::lock(&ic)
+    if let (Some(dir), Host::Embedded(ic)) = (&args.state, &host) {
+        embedded::lock(ic)
             .save(dir)
             .with_context(|| format!("saving the embedded IC state to {}", dir.display()))?;
         // The controller's key, so the saved federation can be administered

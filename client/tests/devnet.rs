@@ -317,3 +317,48 @@ fn a_federation_of_processes_through_the_devnet_survives_kill_restart_and_upgrad
     let last = &rounds["rounds"].as_array().unwrap()[2];
     assert_eq!(last["contributions"], 3, "{last}");
 }
+
+#[test]
+fn simulate_against_the_devnet_ends_on_the_embedded_runs_model_versions() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path();
+    let devnet = Devnet::start(&home.join("devnet-state"), home);
+    let versions = |network: Option<&str>, name: &str| {
+        let report = home.join(name);
+        let mut args = vec![
+            "simulate",
+            "-q",
+            "--clients",
+            "3",
+            "--rounds",
+            "2",
+            "--samples",
+            "600",
+            "--seed",
+            "11",
+            "--aggregation",
+            "median",
+            "--json",
+            report.to_str().unwrap(),
+        ];
+        if let Some(url) = network {
+            args.extend(["--network", url]);
+        }
+        run(&args, home);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        report["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["model_version"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let over_http = versions(Some(&devnet.url), "devnet.json");
+    let in_process = versions(None, "embedded.json");
+    assert_eq!(over_http.len(), 2);
+    assert_eq!(
+        over_http, in_process,
+        "the same seed gives the same model versions over HTTP and in process"
+    );
+}

@@ -2,18 +2,15 @@
 //! reinstalls or upgrades an existing canister, through the management canister.
 
 use anyhow::Context;
-use candid::{Nat, Principal};
+use candid::Principal;
 use flic_protocol::api::{InitArg, InitArgs};
-use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterSettings, InstallCodeArgs,
-    ProvisionalCreateCanisterWithCyclesArgs,
-};
+use ic_management_canister_types::CanisterInstallMode;
 use serde::Serialize;
 
 use crate::cli::{DeployArgs, DeployMode};
 use crate::identity::Identity;
 use crate::output::Printer;
-use crate::transport::agent::{AgentTransport, Network};
+use crate::transport::agent::{Management, Network};
 
 #[derive(Serialize)]
 struct Deployed {
@@ -30,8 +27,7 @@ pub fn run(printer: &Printer, args: &DeployArgs) -> anyhow::Result<()> {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => flic_aggregator_wasm::AGGREGATOR_WASM.to_vec(),
     };
-    let mut management =
-        AgentTransport::connect(&network, Principal::management_canister(), Some(&identity))?;
+    let mut management = Management::connect(&network, &identity)?;
     let existing = args
         .canister
         .as_deref()
@@ -48,44 +44,24 @@ pub fn run(printer: &Printer, args: &DeployArgs) -> anyhow::Result<()> {
     let canister = match existing {
         Some(id) => id,
         None => {
-            let arg = candid::encode_one(ProvisionalCreateCanisterWithCyclesArgs {
-                amount: Some(Nat::from(args.cycles)),
-                settings: Some(CanisterSettings {
-                    controllers: Some(vec![identity.principal()]),
-                    ..CanisterSettings::default()
-                }),
-                specified_id: None,
-                sender_canister_version: None,
-            })?;
-            // Any canister id of the subnet is a valid effective id for the creation: the
-            // first one of the IC's local subnets.
-            let effective = Principal::from_text("rwlgt-iiaaa-aaaaa-aaaaa-cai")?;
-            let reply = management
-                .update_with_effective("provisional_create_canister_with_cycles", arg, effective)
-                .context("creating the canister (provisional_create_canister_with_cycles works on local networks only)")?;
-            let record: CanisterIdRecord =
-                candid::decode_one(&reply).context("decoding the new canister's id")?;
-            printer.info(format!("created canister {}", record.canister_id));
-            record.canister_id
+            let id = management.create_canister(args.cycles).context(
+                "creating the canister (provisional_create_canister_with_cycles works on local networks only)",
+            )?;
+            printer.info(format!("created canister {id}"));
+            id
         }
     };
     let init = match mode {
         DeployMode::Upgrade => candid::encode_one(Some(InitArg::Upgrade(None)))?,
         _ => candid::encode_one(InitArg::Init(InitArgs::default()))?,
     };
-    let arg = candid::encode_one(InstallCodeArgs {
-        mode: match mode {
-            DeployMode::Install => CanisterInstallMode::Install,
-            DeployMode::Reinstall => CanisterInstallMode::Reinstall,
-            DeployMode::Upgrade => CanisterInstallMode::Upgrade(None),
-        },
-        canister_id: canister,
-        wasm_module: wasm.clone(),
-        arg: init,
-        sender_canister_version: None,
-    })?;
+    let install_mode = match mode {
+        DeployMode::Install => CanisterInstallMode::Install,
+        DeployMode::Reinstall => CanisterInstallMode::Reinstall,
+        DeployMode::Upgrade => CanisterInstallMode::Upgrade(None),
+    };
     management
-        .update_with_effective("install_code", arg, canister)
+        .install_code(canister, install_mode, &wasm, init)
         .with_context(|| format!("installing the wasm into {canister}"))?;
     let deployed = Deployed {
         canister: canister.to_text(),
@@ -101,8 +77,8 @@ pub fn run(printer: &Printer, args: &DeployArgs) -> anyhow::Result<()> {
         printer.json(&deployed)?;
     } else {
         printer.out(format!(
-            "{} {} into canister {} (module {})",
-            deployed.mode, "done", deployed.canister, deployed.module_hash
+            "{}: canister {} runs module {}",
+            deployed.mode, deployed.canister, deployed.module_hash
         ))?;
         printer.out(format!(
             "next: flic job start --network {} --canister {} ...",

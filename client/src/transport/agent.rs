@@ -3,6 +3,10 @@
 use candid::Principal;
 use ic_agent::identity::{AnonymousIdentity, BasicIdentity};
 use ic_agent::Agent;
+use ic_management_canister_types::{
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, InstallCodeArgs,
+    ProvisionalCreateCanisterWithCyclesArgs,
+};
 
 use super::{Reply, Transport, TransportError};
 use crate::identity::Identity;
@@ -129,6 +133,59 @@ impl AgentTransport {
         self.runtime
             .block_on(call)
             .map_err(|e| classify(method, e))
+    }
+}
+
+/// Deploying through the management canister (`aaaaa-aa`): what `flic deploy` and
+/// `flic simulate --network` do.
+pub struct Management(AgentTransport);
+
+impl Management {
+    pub fn connect(network: &Network, identity: &Identity) -> Result<Self, TransportError> {
+        AgentTransport::connect(network, Principal::management_canister(), Some(identity))
+            .map(Management)
+    }
+
+    /// `provisional_create_canister_with_cycles` (local networks only), with the caller as
+    /// the only controller.
+    pub fn create_canister(&mut self, cycles: u128) -> Result<Principal, TransportError> {
+        let method = "provisional_create_canister_with_cycles";
+        let arg = candid::encode_one(ProvisionalCreateCanisterWithCyclesArgs {
+            amount: Some(candid::Nat::from(cycles)),
+            settings: Some(CanisterSettings {
+                controllers: Some(vec![self.0.caller]),
+                ..CanisterSettings::default()
+            }),
+            specified_id: None,
+            sender_canister_version: None,
+        })
+        .map_err(|e| TransportError::Other(e.to_string()))?;
+        // Any canister id of the subnet is a valid effective id for the creation: the
+        // first one of the IC's local subnets.
+        let effective = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        let reply = self.0.update_with_effective(method, arg, effective)?;
+        candid::decode_one::<CanisterIdRecord>(&reply)
+            .map(|r| r.canister_id)
+            .map_err(|e| TransportError::Other(format!("`{method}` replied {e}")))
+    }
+
+    pub fn install_code(
+        &mut self,
+        canister: Principal,
+        mode: CanisterInstallMode,
+        wasm: &[u8],
+        arg: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let arg = candid::encode_one(InstallCodeArgs {
+            mode,
+            canister_id: canister,
+            wasm_module: wasm.to_vec(),
+            arg,
+            sender_canister_version: None,
+        })
+        .map_err(|e| TransportError::Other(e.to_string()))?;
+        self.0.update_with_effective("install_code", arg, canister)?;
+        Ok(())
     }
 }
 
