@@ -607,6 +607,10 @@ pub struct JobStartArgs {
     /// round's uploads are full [default: min(120, a quarter of the round)].
     #[arg(long)]
     pub upload_stall_secs: Option<u64>,
+    /// Upload and download chunk size in bytes [default: 1 MiB, the IC's ingress limit
+    /// with room for the envelope].
+    #[arg(long)]
+    pub chunk_size: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -914,6 +918,9 @@ pub struct TrainArgs {
     /// How many rounds to take part in before exiting.
     #[arg(long, default_value_t = 1)]
     pub rounds: u64,
+    /// Upload at most this many bytes per second (e.g. 1e6), for a shared or metered link.
+    #[arg(long, value_parser = parse_count, value_name = "BYTES_PER_SEC")]
+    pub max_upload_rate: Option<u64>,
     /// Where interrupted uploads are remembered, so a restart resumes them.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,

@@ -60,6 +60,8 @@ pub struct StepOptions<'a> {
     /// Sees the signed submission before its upload starts, e.g. to journal it so that a
     /// restarted client resumes it; an error stops the step before anything is sent.
     pub before_upload: Option<&'a mut dyn FnMut(&PreparedSubmission) -> anyhow::Result<()>>,
+    /// Upload at most this many bytes per second (a contributor on a shared or metered link).
+    pub max_upload_rate: Option<u64>,
 }
 
 /// What a round step did.
@@ -158,7 +160,7 @@ pub fn contribute<T: Transport>(
     }
 
     let t = Instant::now();
-    let upload = upload_with_retry(api, &prepared, progress)?;
+    let upload = upload_with_retry(api, &prepared, options.max_upload_rate, progress)?;
     canister_time += t.elapsed();
     Ok(RoundStep {
         train,
@@ -175,13 +177,27 @@ pub fn contribute<T: Transport>(
 pub fn upload_with_retry<T: Transport>(
     api: &mut AggregatorApi<T>,
     prepared: &PreparedSubmission,
+    max_upload_rate: Option<u64>,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<UploadOutcome> {
     use anyhow::Context;
     progress.start("uploading", prepared.header.chunk_count as u64);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    // Before each chunk, wait until the bytes sent so far fit the rate.
+    let mut pace = |index: u32| {
+        if let Some(rate) = max_upload_rate.filter(|&r| r > 0) {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        sent += prepared.chunk(index).len() as u64;
+        true
+    };
     let outcome = Backoff::default()
         .run("uploading", progress, |p| {
-            upload(api, prepared, &mut |d, _| p.set(d as u64), &mut |_| true)
+            upload(api, prepared, &mut |d, _| p.set(d as u64), &mut pace)
         })?
         .context("upload stopped before commit")?;
     progress.finish("");

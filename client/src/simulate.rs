@@ -739,7 +739,7 @@ pub fn run(
                 StepOptions {
                     encoding: Some(encoding),
                     tamper,
-                    before_upload: None,
+                    ..StepOptions::default()
                 },
                 &mut TrainingOnly::new(progress, done_before),
             )

@@ -362,3 +362,114 @@ fn simulate_against_the_devnet_ends_on_the_embedded_runs_model_versions() {
         "the same seed gives the same model versions over HTTP and in process"
     );
 }
+
+#[test]
+fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("devnet-state");
+    let admin = root.path().join("admin");
+    run(&["keygen"], &admin);
+    let devnet = Devnet::start(&state, &admin);
+    let canister = json(&["deploy", "--network", &devnet.url, "--json"], &admin)["canister"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = |url: &str| {
+        vec![
+            "--network".to_string(),
+            url.to_string(),
+            "--canister".to_string(),
+            canister.clone(),
+        ]
+    };
+    let with = |args: &[&str], url: &str| -> Vec<String> {
+        args.iter()
+            .map(|s| s.to_string())
+            .chain(target(url))
+            .collect()
+    };
+    let strs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join("\u{0}");
+    let call = |v: Vec<String>, home: &Path| {
+        let joined = strs(&v);
+        let args: Vec<&str> = joined.split('\u{0}').collect();
+        json(&args, home)
+    };
+    // f32 deltas in 1 KiB chunks: a 1,348-parameter model is six chunks.
+    let start = with(
+        &[
+            "job", "start", "--input-shape", "16", "--classes", "4", "--hidden", "64",
+            "--min-clients", "1", "--max-clients", "2", "--encodings", "f32",
+            "--chunk-size", "1024",
+        ],
+        &devnet.url,
+    );
+    let joined = strs(&start);
+    run(&joined.split('\u{0}').collect::<Vec<_>>(), &admin);
+
+    let home = root.path().join("contributor");
+    run(&["keygen"], &home);
+    let csv = home.join("data.csv");
+    flic_model_zoo::dataset::write_csv(
+        &csv,
+        &flic_model_zoo::dataset::synthetic_clusters(100, 16, 4, 3),
+    )
+    .unwrap();
+    let csv = csv.to_str().unwrap();
+    let reg = call(
+        with(
+            &["dataset", "register", "--json", "--data", csv, "--format", "csv", "--name", "d"],
+            &devnet.url,
+        ),
+        &home,
+    );
+    let dataset = reg["dataset_id"].as_u64().unwrap().to_string();
+    let train_args = |url: &str, rate: Option<&str>| {
+        let mut v = with(
+            &["train", "-q", "--json", "--data", csv, "--format", "csv", "--dataset-id", &dataset],
+            url,
+        );
+        if let Some(rate) = rate {
+            v.extend(["--max-upload-rate".to_string(), rate.to_string()]);
+        }
+        v
+    };
+
+    // At 1 KiB/s the upload takes about five seconds: kill the contributor and the
+    // devnet once it is under way.
+    let args = train_args(&devnet.url, Some("1024"));
+    let mut contributor = flic(&args.iter().map(String::as_str).collect::<Vec<_>>(), &home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_args = with(&["status", "--json"], &devnet.url);
+    let status_args: Vec<&str> = status_args.iter().map(String::as_str).collect();
+    let under_way = wait_for(&status_args[2..], &admin, "the upload to start", |s| {
+        s["pending"] == 1
+    });
+    assert_eq!(under_way["committed"], 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    contributor.kill().unwrap();
+    contributor.wait().unwrap();
+    let mid = json(&status_args, &admin);
+    assert_eq!(mid["committed"], 0, "killed before the commit: {mid}");
+    devnet.kill();
+
+    // The restarted contributor finds its journal and resumes the stored chunks.
+    let devnet = Devnet::start(&state, &admin);
+    let args = train_args(&devnet.url, None);
+    let resumed = json(&args.iter().map(String::as_str).collect::<Vec<_>>(), &home);
+    assert_eq!(resumed["round"], 0);
+    let chunks_resumed = resumed["chunks_resumed"].as_u64().unwrap();
+    assert!(
+        (1..6).contains(&chunks_resumed),
+        "some, not all, chunks were stored before the kill: {resumed}"
+    );
+    assert_eq!(
+        chunks_resumed + resumed["chunks_sent"].as_u64().unwrap(),
+        6,
+        "{resumed}"
+    );
+    let status = call(with(&["status", "--json"], &devnet.url), &admin);
+    assert_eq!(status["committed"], 1, "{status}");
+}

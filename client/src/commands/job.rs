@@ -48,6 +48,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         upload_stall_ns: args
             .upload_stall_secs
             .map(|s| s.saturating_mul(1_000_000_000)),
+        chunk_size: args.chunk_size,
         ..JobConfig::new(spec, client)
     };
     let mut session = super::connect(&args.target)?;

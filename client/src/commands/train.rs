@@ -91,7 +91,8 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
                 info.round,
                 work_dir.display()
             ));
-            let outcome = upload_with_retry(&mut session.api, &pending, progress)?;
+            let outcome =
+                upload_with_retry(&mut session.api, &pending, args.max_upload_rate, progress)?;
             record(
                 printer,
                 &mut session,
@@ -152,6 +153,7 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             &info,
             StepOptions {
                 before_upload: Some(&mut journal_it),
+                max_upload_rate: args.max_upload_rate,
                 ..StepOptions::default()
             },
             progress,
