@@ -192,6 +192,7 @@ impl Devnet {
             })?,
             None => Requests::default(),
         };
+        ic.reserve_canister_ids(system::reserved_ids());
         let issuer = BlsCertificateIssuer::from_seed(&config.root_key_seed);
         ic.set_certificate_issuer(Box::new(BlsCertificateIssuer::from_seed(
             &config.root_key_seed,
@@ -281,10 +282,13 @@ impl Devnet {
                 reply: HttpReply::text(405, "use GET for /api/v2/status"),
             },
             ("POST", ["api", version @ ("v2" | "v3" | "v4"), kind @ ("canister" | "subnet"), id, endpoint @ ("call" | "query" | "read_state")]) => {
-                let summary = format!("{endpoint} {kind}/{id} ({version})");
-                let reply = match self.api(req, version, kind, id, endpoint, now) {
+                let mut summary = format!("{endpoint} {kind}/{id}");
+                let reply = match self.api(req, version, kind, id, endpoint, now, &mut summary) {
                     Ok(reply) => reply,
-                    Err(e) => HttpReply::error(&e),
+                    Err(e) => {
+                        summary.push_str(&format!(": {e}"));
+                        HttpReply::error(&e)
+                    }
                 };
                 Handled { summary, reply }
             }
@@ -333,6 +337,7 @@ impl Devnet {
         id: &str,
         endpoint: &str,
         now: u64,
+        summary: &mut String,
     ) -> Result<HttpReply, IngressError> {
         if req.body.len() > self.config.max_body_bytes {
             return Err(IngressError::TooLarge {
@@ -342,6 +347,12 @@ impl Devnet {
         let effective = Principal::from_text(id)
             .map_err(|e| IngressError::Malformed(format!("`{id}` is not a principal: {e}")))?;
         let request = authenticate(&req.body, now)?;
+        if let EnvelopeContent::Call { method_name, .. } | EnvelopeContent::Query { method_name, .. } =
+            &request.content
+        {
+            summary.push(' ');
+            summary.push_str(method_name);
+        }
         match (kind, endpoint, &request.content) {
             ("canister", "call", EnvelopeContent::Call { .. }) => {
                 self.call(&request, effective, version == "v2", now)
@@ -416,7 +427,7 @@ impl Devnet {
                 body: Vec::new(),
             });
         }
-        let tree = self.state_tree(now);
+        let tree = self.state_tree(now, request.sender());
         let witness = tree.witness(&[
             vec![b"time".to_vec()],
             vec![b"request_status".to_vec(), request.request_id.to_vec()],
@@ -517,7 +528,17 @@ impl Devnet {
         self.check_target(request, *canister_id, effective, method_name, arg)?;
         let answer: Result<Vec<u8>, RejectResponse> = if *canister_id
             == Principal::management_canister()
+            && method_name == "fetch_canister_logs"
         {
+            management::fetch_canister_logs(&self.ic, request.sender(), effective, arg).map_err(
+                |r| RejectResponse {
+                    reject_code: RejectCode::try_from(u64::from(r.code))
+                        .unwrap_or(RejectCode::CanisterError),
+                    reject_message: r.message,
+                    error_code: Some(r.error_code.into()),
+                },
+            )
+        } else if *canister_id == Principal::management_canister() {
             Err(RejectResponse {
                 reject_code: RejectCode::DestinationInvalid,
                 reject_message: format!(
@@ -654,14 +675,16 @@ impl Devnet {
         }
         let mut paths = paths.to_vec();
         paths.push(vec![b"time".to_vec()]);
-        let tree = self.state_tree(self.ic.time());
+        let tree = self.state_tree(self.ic.time(), request.sender());
         Ok(HttpReply::cbor(&ReadStateResponse {
             certificate: self.issuer.sign_tree(tree.witness(&paths)),
         }))
     }
 
-    /// The state tree as of now: time, request statuses, canisters, the subnet.
-    fn state_tree(&self, now: u64) -> Tree {
+    /// The state tree as of now, as `reader` may see it: time, request statuses,
+    /// canisters (with their `icp:public` metadata, and `icp:private` for controllers),
+    /// the subnet.
+    fn state_tree(&self, now: u64, reader: Principal) -> Tree {
         let mut tree = Tree::default();
         tree.insert(&[b"time"], leb128(now as u128));
         for (id, record) in self.requests.iter() {
@@ -696,6 +719,10 @@ impl Devnet {
             if let Some(hash) = self.ic.module_hash(id) {
                 tree.insert(&[b"canister", c, b"module_hash"], hash.to_vec());
             }
+            let is_controller = controllers.contains(&reader);
+            for (name, data) in self.metadata(id, is_controller) {
+                tree.insert(&[b"canister", c, b"metadata", name.as_bytes()], data);
+            }
         }
         let s = self.subnet_id.as_slice();
         let ranges = cbor(&canister_ranges());
@@ -713,6 +740,26 @@ impl Devnet {
 
     pub fn max_body_bytes(&self) -> usize {
         self.config.max_body_bytes
+    }
+
+    /// The canister's metadata sections (`icp:public NAME`, and `icp:private NAME` for a
+    /// controller), by name.
+    fn metadata(&self, id: Principal, is_controller: bool) -> Vec<(String, Vec<u8>)> {
+        let Some(wasm_names) = self.ic.custom_section_names(id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for section in wasm_names {
+            let name = match section.split_once(' ') {
+                Some(("icp:public", name)) => name,
+                Some(("icp:private", name)) if is_controller => name,
+                _ => continue,
+            };
+            if let Some(data) = self.ic.custom_sections(id, &section).pop() {
+                out.push((name.to_string(), data));
+            }
+        }
+        out
     }
 
     /// How many request records the devnet holds (replay protection and polling).

@@ -23,6 +23,17 @@ pub fn cycles_minting_canister() -> Principal {
 /// managed local network seeds each identity with).
 pub const UNMETERED_BALANCE: u128 = 1_000_000_000_000_000;
 
+/// `ryjl3-tyaaa-aaaaa-aaaba-cai`, the ICP ledger's id: not emulated, but clients query it
+/// by id, so no canister of the devnet gets it.
+pub fn icp_ledger() -> Principal {
+    Principal::from_text("ryjl3-tyaaa-aaaaa-aaaba-cai").expect("a valid principal")
+}
+
+/// Ids the devnet never gives a new canister.
+pub fn reserved_ids() -> [Principal; 3] {
+    [cycles_ledger(), cycles_minting_canister(), icp_ledger()]
+}
+
 pub fn is_system_canister(id: Principal) -> bool {
     id == cycles_ledger() || id == cycles_minting_canister()
 }

@@ -488,3 +488,78 @@ fn the_gateway_serves_http_request_by_host_or_canister_id() {
     let (status, body) = post(devnet.addr, "/elsewhere", b"");
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
 }
+
+#[test]
+fn metadata_sections_are_certified_public_to_all_and_private_to_controllers() {
+    let devnet = Running::start(DevnetConfig::default());
+    let (rt, admin) = devnet.agent(BasicIdentity::from_raw_key(&[1; 32]));
+    let id = deploy_counter(&rt, &admin);
+    let wasm = wat::parse_str(
+        r#"(module
+            (@custom "icp:public candid:service" "service : { get : () -> (nat) query }")
+            (@custom "icp:private notes" "for controllers"))"#,
+    )
+    .unwrap();
+    let install = InstallCodeArgs {
+        mode: CanisterInstallMode::Reinstall,
+        canister_id: id,
+        wasm_module: wasm,
+        arg: vec![],
+        sender_canister_version: None,
+    };
+    rt.block_on(
+        admin
+            .update(&Principal::management_canister(), "install_code")
+            .with_effective_canister_id(id)
+            .with_arg(Encode!(&install).unwrap())
+            .call_and_wait(),
+    )
+    .unwrap();
+    let read = |rt: &tokio::runtime::Runtime, agent: &Agent, name: &str| {
+        rt.block_on(agent.read_state_canister_metadata(id, name))
+    };
+    assert_eq!(
+        read(&rt, &admin, "candid:service").unwrap(),
+        b"service : { get : () -> (nat) query }"
+    );
+    assert_eq!(read(&rt, &admin, "notes").unwrap(), b"for controllers");
+    let (rt2, stranger) = devnet.agent(BasicIdentity::from_raw_key(&[2; 32]));
+    assert!(read(&rt2, &stranger, "candid:service").is_ok());
+    assert!(
+        read(&rt2, &stranger, "notes").is_err(),
+        "icp:private metadata is for controllers only"
+    );
+
+    // Logs: the management canister's fetch_canister_logs query, for controllers.
+    let logs = rt
+        .block_on(
+            admin
+                .query(&Principal::management_canister(), "fetch_canister_logs")
+                .with_effective_canister_id(id)
+                .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+                .call(),
+        )
+        .unwrap();
+    assert!(!logs.is_empty());
+    assert!(rt2
+        .block_on(
+            stranger
+                .query(&Principal::management_canister(), "fetch_canister_logs")
+                .with_effective_canister_id(id)
+                .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+                .call(),
+        )
+        .is_err());
+}
+
+#[test]
+fn new_canisters_never_take_a_system_canisters_id() {
+    let mut devnet = Devnet::start(DevnetConfig::default(), server::wall_clock_ns()).unwrap();
+    let ids: Vec<Principal> = (0..8)
+        .map(|_| devnet.ic_mut().create_canister(vec![]))
+        .collect();
+    for reserved in flic_devnet::system::reserved_ids() {
+        assert!(!ids.contains(&reserved), "{reserved} was handed out");
+    }
+    assert_eq!(ids.len(), 8);
+}

@@ -126,6 +126,8 @@ pub struct EmbeddedIc {
     pub(crate) next_index: u64,
     pub(crate) canisters: BTreeMap<Principal, Canister>,
     pub(crate) issuer: Box<dyn CertificateIssuer>,
+    /// Ids `create_canister` never hands out (a devnet's system canisters).
+    pub(crate) reserved: std::collections::BTreeSet<Principal>,
 }
 
 impl Default for EmbeddedIc {
@@ -157,6 +159,7 @@ impl EmbeddedIc {
             next_index: 0,
             canisters: BTreeMap::new(),
             issuer: Box::new(BlsCertificateIssuer::test_root()),
+            reserved: Default::default(),
         }
     }
 
@@ -268,8 +271,8 @@ impl EmbeddedIc {
     pub fn create_canister(&mut self, controllers: Vec<Principal>) -> Principal {
         let mut id = canister_id(self.next_index);
         self.next_index += 1;
-        // Skip ids taken by `create_canister_with_id`.
-        while self.canisters.contains_key(&id) {
+        // Skip ids taken by `create_canister_with_id`, and reserved ones.
+        while self.canisters.contains_key(&id) || self.reserved.contains(&id) {
             id = canister_id(self.next_index);
             self.next_index += 1;
         }
@@ -308,6 +311,43 @@ impl EmbeddedIc {
                 restart_arg: empty_candid(),
             },
         );
+    }
+
+    /// Keeps `create_canister` from handing out these ids (for canisters a host answers
+    /// itself, such as a devnet's cycles ledger).
+    pub fn reserve_canister_ids(&mut self, ids: impl IntoIterator<Item = Principal>) {
+        self.reserved.extend(ids);
+    }
+
+    /// The module's custom sections named `name` (e.g. `icp:public candid:service`), in
+    /// order; empty without code.
+    pub fn custom_sections(&self, id: Principal, name: &str) -> Vec<Vec<u8>> {
+        let Some(live) = self.canisters.get(&id).and_then(|c| c.live.as_ref()) else {
+            return Vec::new();
+        };
+        wasmparser::Parser::new(0)
+            .parse_all(&live.prepared.wasm)
+            .filter_map(|payload| match payload {
+                Ok(wasmparser::Payload::CustomSection(c)) if c.name() == name => {
+                    Some(c.data().to_vec())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Names of the module's custom sections (`None` without code).
+    pub fn custom_section_names(&self, id: Principal) -> Option<Vec<String>> {
+        let live = self.canisters.get(&id)?.live.as_ref()?;
+        Some(
+            wasmparser::Parser::new(0)
+                .parse_all(&live.prepared.wasm)
+                .filter_map(|payload| match payload {
+                    Ok(wasmparser::Payload::CustomSection(c)) => Some(c.name().to_string()),
+                    _ => None,
+                })
+                .collect(),
+        )
     }
 
     /// Stops a canister: calls to it fail with [`CallError::CanisterStopped`] and its

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cli::DevnetArgs;
 use crate::output::Printer;
 
-/// What `--json` prints once the devnet listens (one line, for scripts).
+/// What `--json` prints once the devnet listens (one JSON value, for scripts).
 #[derive(Serialize)]
 struct Started {
     url: String,
@@ -85,7 +85,10 @@ pub fn run(printer: &Printer, args: &DevnetArgs) -> anyhow::Result<()> {
         server::serve(devnet, listener, log, shutdown_signal())
             .await
             .context("serving the devnet")?;
-        printer.info("devnet stopped; state saved");
+        printer.info(match &args.state {
+            Some(d) => format!("devnet stopped; state saved in {}", d.display()),
+            None => "devnet stopped".to_string(),
+        });
         anyhow::Ok(())
     })
 }
