@@ -7,7 +7,6 @@ pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod commands;
-pub mod dashboard;
 pub mod data;
 pub mod identity;
 pub mod output;

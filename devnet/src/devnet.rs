@@ -88,6 +88,9 @@ pub struct DevnetConfig {
     pub max_body_bytes: usize,
     /// Where compiled canister modules are cached across runs.
     pub module_cache_dir: Option<PathBuf>,
+    /// The canister the HTTP gateway serves for a request that names none (no
+    /// `<id>.localhost` host, no `canisterId`): what `flic dashboard` serves at `/`.
+    pub default_canister: Option<Principal>,
 }
 
 impl Default for DevnetConfig {
@@ -97,6 +100,7 @@ impl Default for DevnetConfig {
             state_dir: None,
             max_body_bytes: MAX_BODY_BYTES,
             module_cache_dir: None,
+            default_canister: None,
         }
     }
 }
@@ -176,7 +180,7 @@ impl Devnet {
             .state_dir
             .as_deref()
             .filter(|d| d.join("manifest.json").exists());
-        let mut ic = match saved {
+        let ic = match saved {
             Some(dir) => EmbeddedIc::load_with_config(dir, ic_config.clone()).map_err(|source| {
                 StartError::Load {
                     dir: dir.to_path_buf(),
@@ -192,6 +196,16 @@ impl Devnet {
             })?,
             None => Requests::default(),
         };
+        Ok(Devnet::with_ic(ic, requests, config, now_ns))
+    }
+
+    /// A devnet around an embedded IC loaded elsewhere (`flic dashboard`). It saves to
+    /// `config.state_dir` only if one is given.
+    pub fn from_ic(ic: EmbeddedIc, config: DevnetConfig, now_ns: u64) -> Devnet {
+        Devnet::with_ic(ic, Requests::default(), config, now_ns)
+    }
+
+    fn with_ic(mut ic: EmbeddedIc, requests: Requests, config: DevnetConfig, now_ns: u64) -> Devnet {
         ic.reserve_canister_ids(system::reserved_ids());
         let issuer = BlsCertificateIssuer::from_seed(&config.root_key_seed);
         ic.set_certificate_issuer(Box::new(BlsCertificateIssuer::from_seed(
@@ -210,7 +224,7 @@ impl Devnet {
         };
         // A saved clock may be ahead of this machine's (or behind it): time only moves on.
         devnet.tick(now_ns);
-        Ok(devnet)
+        devnet
     }
 
     pub fn root_key(&self) -> &[u8] {
@@ -273,14 +287,12 @@ impl Devnet {
         }
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segments.as_slice()) {
-            ("GET", ["api", "v2", "status"]) => Handled {
-                summary: "status".into(),
-                reply: self.status(),
-            },
-            (_, ["api", "v2", "status"]) => Handled {
-                summary: "status (wrong method)".into(),
-                reply: HttpReply::text(405, "use GET for /api/v2/status"),
-            },
+            ("GET", ["api", "v2", "status"]) => {
+                return Handled {
+                    summary: "status".into(),
+                    reply: self.status(),
+                }
+            }
             ("POST", ["api", version @ ("v2" | "v3" | "v4"), kind @ ("canister" | "subnet"), id, endpoint @ ("call" | "query" | "read_state")]) => {
                 let mut summary = format!("{endpoint} {kind}/{id}");
                 let reply = match self.api(req, version, kind, id, endpoint, now, &mut summary) {
@@ -290,9 +302,22 @@ impl Devnet {
                         HttpReply::error(&e)
                     }
                 };
-                Handled { summary, reply }
+                return Handled { summary, reply };
             }
-            (_, ["api", ..]) => Handled {
+            _ => {}
+        }
+        if let Some(canister) = self.config.default_canister {
+            return Handled {
+                summary: format!("gateway {canister} {} {}", req.method, req.path),
+                reply: gateway::serve(&mut self.ic, canister, req),
+            };
+        }
+        match segments.as_slice() {
+            ["api", "v2", "status"] => Handled {
+                summary: "status (wrong method)".into(),
+                reply: HttpReply::text(405, "use GET for /api/v2/status"),
+            },
+            ["api", ..] => Handled {
                 summary: format!("unknown endpoint {} {}", req.method, req.path),
                 reply: HttpReply::text(
                     404,

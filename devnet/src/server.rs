@@ -11,13 +11,15 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::devnet::{Devnet, HttpReply, HttpRequest};
 
 /// How often the clock follows the wall clock (and due timers run).
 pub const TICK: Duration = Duration::from_millis(200);
+/// How long a connection may take to send a request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Nanoseconds since the Unix epoch, by this machine's clock.
 pub fn wall_clock_ns() -> u64 {
@@ -65,7 +67,10 @@ pub async fn serve(
                 let log = log.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(devnet.clone(), log.clone(), req));
+                    // A client that never finishes its request head gives up its connection.
                     let _ = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });

@@ -9,16 +9,16 @@
 //! `FLIC_UPDATE_SCREENSHOT=1` writes `docs/dashboard.png` and `docs/dashboard-phone.png`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use candid::Principal;
 use flic_client::api::AggregatorApi;
-use flic_client::dashboard::{serve, Dashboard};
+use flic_devnet::server;
+use flic_devnet::{Devnet, DevnetConfig};
 use flic_client::output::Silent;
 use flic_client::simulate::{run, SimulationConfig, SimulationReport};
 use flic_client::transport::embedded::{self, EmbeddedTransport};
@@ -40,26 +40,42 @@ fn simulate(dir: &Path) -> SimulationReport {
     run(&args, &mut Silent).expect("simulation runs")
 }
 
-/// A running `flic dashboard` server on an ephemeral loopback port.
+/// A running `flic dashboard` server (the devnet's gateway with the saved canister at `/`)
+/// on an ephemeral loopback port.
 struct Server {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Server {
     fn start(state: &Path) -> Self {
         let ic = EmbeddedIc::load(state).expect("saved state loads");
-        let canister = ic.canister_ids()[0];
-        let dashboard = Dashboard::new(embedded::share(ic), canister);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || serve(listener, &dashboard, &flag, false));
+        let config = DevnetConfig {
+            default_canister: Some(ic.canister_ids()[0]),
+            ..DevnetConfig::default()
+        };
+        let devnet = Arc::new(Mutex::new(Devnet::from_ic(ic, config, server::wall_clock_ns())));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let listener = server::bind("127.0.0.1:0".parse().unwrap()).await?;
+                tx.send(listener.local_addr()?).unwrap();
+                let log: server::Logger = Arc::new(|_, _| {});
+                server::serve(devnet, listener, log, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
         Self {
-            addr,
-            stop,
+            addr: rx.recv().unwrap(),
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -68,9 +84,9 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Stops the server and checks it returned cleanly within a second or two.
+    /// Stops the server and checks it returned cleanly within a few seconds.
     fn shutdown(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.stop.take().unwrap().send(());
         let started = Instant::now();
         let thread = self.thread.take().unwrap();
         while !thread.is_finished() {
@@ -86,7 +102,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -96,7 +114,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();

@@ -1,34 +1,16 @@
-//! `flic dashboard --state DIR --listen 127.0.0.1:PORT`: loads a saved embedded IC and
-//! serves its canister's `http_request` on loopback until Ctrl-C.
+//! `flic dashboard --state DIR --listen 127.0.0.1:PORT`: a saved embedded IC behind the
+//! devnet's HTTP gateway, with the canister's dashboard at `/`, until Ctrl-C. Nothing is
+//! written back to DIR. `flic devnet --state DIR` serves the same and everything else.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use flic_devnet::server::{self, wall_clock_ns};
+use flic_devnet::{Devnet, DevnetConfig};
 
-use crate::dashboard::{serve, Dashboard};
 use crate::output::Printer;
-use crate::transport::embedded;
-
-/// Set by SIGINT or SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-#[cfg(unix)]
-fn on_signal_stop() {
-    extern "C" fn handler(_: libc::c_int) {
-        // Only an atomic store: async-signal-safe.
-        STOP.store(true, Ordering::SeqCst);
-    }
-    // SAFETY: installs a handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, handler as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, handler as *const () as libc::sighandler_t);
-    }
-}
-
-#[cfg(not(unix))]
-fn on_signal_stop() {}
 
 pub fn run(
     printer: &Printer,
@@ -46,14 +28,39 @@ pub fn run(
         ));
     }
     let (ic, canister) = super::load_embedded(state, canister)?;
-    let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-    let bound = listener.local_addr()?;
-    let dashboard = Dashboard::new(embedded::share(ic), canister);
-    on_signal_stop();
-    printer.out(format!(
-        "dashboard of canister {canister} at http://{bound}/  (Ctrl-C stops)"
-    ))?;
-    serve(listener, &dashboard, &STOP, !printer.is_quiet()).context("serving the dashboard")?;
-    printer.info("dashboard stopped");
-    Ok(())
+    let config = DevnetConfig {
+        default_canister: Some(canister),
+        ..DevnetConfig::default()
+    };
+    let devnet = Devnet::from_ic(ic, config, wall_clock_ns());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let quiet = printer.is_quiet();
+    runtime.block_on(async {
+        let listener = server::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let bound = listener.local_addr()?;
+        printer.out(format!(
+            "dashboard of canister {canister} at http://{bound}/  (Ctrl-C stops)"
+        ))?;
+        let log: server::Logger = Arc::new(move |summary: &str, status: u16| {
+            if !quiet {
+                eprintln!("{status} {summary}");
+            }
+        });
+        server::serve(
+            Arc::new(Mutex::new(devnet)),
+            listener,
+            log,
+            super::devnet::shutdown_signal(),
+        )
+        .await
+        .context("serving the dashboard")?;
+        printer.info("dashboard stopped");
+        anyhow::Ok(())
+    })
 }

@@ -95,7 +95,7 @@ pub fn run(printer: &Printer, args: &DevnetArgs) -> anyhow::Result<()> {
 
 
 /// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
