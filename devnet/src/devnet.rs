@@ -111,7 +111,7 @@ pub enum StartError {
     #[error("cannot load the state in {dir}: {source}")]
     Load {
         dir: PathBuf,
-        source: flic_embedded_ic::PersistError,
+        source: Box<flic_embedded_ic::PersistError>,
     },
     #[error("cannot read the devnet records in {dir}: {message}")]
     Records { dir: PathBuf, message: String },
@@ -184,7 +184,7 @@ impl Devnet {
             Some(dir) => EmbeddedIc::load_with_config(dir, ic_config.clone()).map_err(|source| {
                 StartError::Load {
                     dir: dir.to_path_buf(),
-                    source,
+                    source: Box::new(source),
                 }
             })?,
             None => EmbeddedIc::with_config(ic_config),
@@ -295,7 +295,8 @@ impl Devnet {
             }
             ("POST", ["api", version @ ("v2" | "v3" | "v4"), kind @ ("canister" | "subnet"), id, endpoint @ ("call" | "query" | "read_state")]) => {
                 let mut summary = format!("{endpoint} {kind}/{id}");
-                let reply = match self.api(req, version, kind, id, endpoint, now, &mut summary) {
+                let route = Route { version, kind, id, endpoint };
+                let reply = match self.api(req, &route, now, &mut summary) {
                     Ok(reply) => reply,
                     Err(e) => {
                         summary.push_str(&format!(": {e}"));
@@ -357,13 +358,16 @@ impl Devnet {
     fn api(
         &mut self,
         req: &HttpRequest,
-        version: &str,
-        kind: &str,
-        id: &str,
-        endpoint: &str,
+        route: &Route<'_>,
         now: u64,
         summary: &mut String,
     ) -> Result<HttpReply, IngressError> {
+        let Route {
+            version,
+            kind,
+            id,
+            endpoint,
+        } = *route;
         if req.body.len() > self.config.max_body_bytes {
             return Err(IngressError::TooLarge {
                 limit: self.config.max_body_bytes,
@@ -791,6 +795,15 @@ impl Devnet {
     pub fn request_records(&self) -> usize {
         self.requests.len()
     }
+}
+
+/// An IC API path: `/api/<version>/<kind>/<id>/<endpoint>`.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    version: &'a str,
+    kind: &'a str,
+    id: &'a str,
+    endpoint: &'a str,
 }
 
 /// The subnet's canister range: every principal, shortest first (so `aaaaa-aa` is in it

@@ -563,3 +563,31 @@ fn new_canisters_never_take_a_system_canisters_id() {
     }
     assert_eq!(ids.len(), 8);
 }
+
+#[test]
+fn a_v2_call_is_accepted_then_polled_and_only_its_sender_reads_its_status() {
+    let devnet = Running::start(DevnetConfig::default());
+    let (rt, admin) = devnet.agent(BasicIdentity::from_raw_key(&[1; 32]));
+    let id = deploy_counter(&rt, &admin);
+    let key = ed25519_key(3);
+    let (envelope, content) =
+        signed_call(&key, id, "inc", server::wall_clock_ns() + 120_000_000_000);
+    let (status, _) = post(devnet.addr, &format!("/api/v2/canister/{id}/call"), &envelope);
+    assert_eq!(status, 202);
+    assert_eq!(counter(&rt, &admin, id), 1);
+
+    // The same key polls through ic-agent: the certified status says replied.
+    let (rt3, sender) = devnet.agent(BasicIdentity::from_raw_key(&[3; 32]));
+    let status = rt3
+        .block_on(sender.request_status_raw(&content.to_request_id(), id))
+        .unwrap();
+    assert!(
+        matches!(status.0, ic_agent::agent::RequestStatusResponse::Replied(_)),
+        "{status:?}"
+    );
+    // Anyone else is refused the status of someone else's request.
+    match rt.block_on(admin.request_status_raw(&content.to_request_id(), id)) {
+        Err(AgentError::HttpError(e)) => assert_eq!(e.status, 403),
+        other => panic!("another sender reads no status: {other:?}"),
+    }
+}
