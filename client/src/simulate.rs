@@ -429,7 +429,11 @@ enum Host {
 
 impl Host {
     /// A connection to `canister` as `identity`.
-    fn connect(&self, canister: Principal, identity: &Identity) -> anyhow::Result<Box<dyn Transport>> {
+    fn connect(
+        &self,
+        canister: Principal,
+        identity: &Identity,
+    ) -> anyhow::Result<Box<dyn Transport>> {
         Ok(match self {
             Host::Embedded(ic) => Box::new(EmbeddedTransport::new(
                 ic.clone(),
@@ -606,8 +610,7 @@ pub fn run(
     }
     let (host, canister) = deploy(args, spec.clone(), &initial, n, max_samples)?;
     // The controller reports each round's test accuracy, so the dashboard can chart it.
-    let mut reporter =
-        AggregatorApi::new(host.connect(canister, &controller_identity(args.seed))?);
+    let mut reporter = AggregatorApi::new(host.connect(canister, &controller_identity(args.seed))?);
 
     // Contributors: a key each, a registered dataset each.
     let mut clients = Vec::with_capacity(n);
@@ -761,7 +764,8 @@ pub fn run(
         let observer = &mut clients[0].api;
         let mut info = observer.round_info()?;
         let waiting = Instant::now();
-        while info.round == r && matches!(host, Host::Network(_)) && waiting.elapsed() < CLOSE_WAIT {
+        while info.round == r && matches!(host, Host::Network(_)) && waiting.elapsed() < CLOSE_WAIT
+        {
             std::thread::sleep(Duration::from_millis(200));
             info = observer.round_info()?;
         }

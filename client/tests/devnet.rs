@@ -69,7 +69,10 @@ impl Devnet {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut text = String::new();
         let started: serde_json::Value = loop {
-            let line = lines.next().expect("the devnet prints its address").unwrap();
+            let line = lines
+                .next()
+                .expect("the devnet prints its address")
+                .unwrap();
             text.push_str(&line);
             if let Ok(v) = serde_json::from_str(&text) {
                 break v;
@@ -222,7 +225,10 @@ fn a_federation_of_processes_through_the_devnet_survives_kill_restart_and_upgrad
     };
 
     // All three train rounds 0 and 1 at once; each waits for the timer to close round 0.
-    let children: Vec<Child> = contributors.iter().map(|c| train(c, "2", &target)).collect();
+    let children: Vec<Child> = contributors
+        .iter()
+        .map(|c| train(c, "2", &target))
+        .collect();
     for child in children {
         ok(child.wait_with_output().unwrap());
     }
@@ -245,7 +251,11 @@ fn a_federation_of_processes_through_the_devnet_survives_kill_restart_and_upgrad
     // certified history; the lineage of the current model recomputes bit for bit.
     let model = root.path().join("model.safetensors");
     run(
-        &[&["model", "pull", "--out", model.to_str().unwrap()][..], &target].concat(),
+        &[
+            &["model", "pull", "--out", model.to_str().unwrap()][..],
+            &target,
+        ]
+        .concat(),
         &admin,
     );
     assert!(std::fs::metadata(&model).unwrap().len() > 0);
@@ -258,7 +268,11 @@ fn a_federation_of_processes_through_the_devnet_survives_kill_restart_and_upgrad
                     .is_some_and(|n| n.to_string_lossy().starts_with("receipt-round"))
             })
             .collect();
-        assert_eq!(receipts.len(), 1, "round 0's receipt was collected in round 1");
+        assert_eq!(
+            receipts.len(),
+            1,
+            "round 0's receipt was collected in round 1"
+        );
         run(
             &[
                 &["verify", "receipt", receipts[0].to_str().unwrap()][..],
@@ -287,7 +301,12 @@ fn a_federation_of_processes_through_the_devnet_survives_kill_restart_and_upgrad
     let before = wait_for(&target, &admin, "two commits", |s| s["committed"] == 2);
     devnet.kill();
     let devnet = Devnet::start(&state, &admin);
-    let target = ["--network", devnet.url.as_str(), "--canister", canister.as_str()];
+    let target = [
+        "--network",
+        devnet.url.as_str(),
+        "--canister",
+        canister.as_str(),
+    ];
     let after = json(&[&["status", "--json"][..], &target].concat(), &admin);
     for key in ["round", "model_version", "committed", "job_id"] {
         assert_eq!(after[key], before[key], "{key} survives a kill and restart");
@@ -295,20 +314,21 @@ fn a_federation_of_processes_through_the_devnet_survives_kill_restart_and_upgrad
 
     // An upgrade through install_code mid-round keeps the staged contributions.
     let upgraded = json(
-        &[
-            &["deploy", "--json", "--mode", "upgrade"][..],
-            &target,
-        ]
-        .concat(),
+        &[&["deploy", "--json", "--mode", "upgrade"][..], &target].concat(),
         &admin,
     );
     assert_eq!(upgraded["mode"], "upgrade");
     let after = json(&[&["status", "--json"][..], &target].concat(), &admin);
-    assert_eq!(after["committed"], 2, "the staged uploads survive the upgrade");
+    assert_eq!(
+        after["committed"], 2,
+        "the staged uploads survive the upgrade"
+    );
     assert_eq!(after["round"], before["round"]);
 
     // The third contributor completes round 2; its timer closes it on the restarted devnet.
-    ok(train(&contributors[2], "1", &target).wait_with_output().unwrap());
+    ok(train(&contributors[2], "1", &target)
+        .wait_with_output()
+        .unwrap());
     let closed = wait_for(&target, &admin, "round 2 to close", |s| {
         s["round"].as_u64() >= Some(3)
     });
@@ -388,7 +408,12 @@ fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
             .chain(target(url))
             .collect()
     };
-    let strs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join("\u{0}");
+    let strs = |v: &[String]| {
+        v.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\u{0}")
+    };
     let call = |v: Vec<String>, home: &Path| {
         let joined = strs(&v);
         let args: Vec<&str> = joined.split('\u{0}').collect();
@@ -397,9 +422,22 @@ fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
     // f32 deltas in 1 KiB chunks: a 1,348-parameter model is six chunks.
     let start = with(
         &[
-            "job", "start", "--input-shape", "16", "--classes", "4", "--hidden", "64",
-            "--min-clients", "1", "--max-clients", "2", "--encodings", "f32",
-            "--chunk-size", "1024",
+            "job",
+            "start",
+            "--input-shape",
+            "16",
+            "--classes",
+            "4",
+            "--hidden",
+            "64",
+            "--min-clients",
+            "1",
+            "--max-clients",
+            "2",
+            "--encodings",
+            "f32",
+            "--chunk-size",
+            "1024",
         ],
         &devnet.url,
     );
@@ -417,7 +455,9 @@ fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
     let csv = csv.to_str().unwrap();
     let reg = call(
         with(
-            &["dataset", "register", "--json", "--data", csv, "--format", "csv", "--name", "d"],
+            &[
+                "dataset", "register", "--json", "--data", csv, "--format", "csv", "--name", "d",
+            ],
             &devnet.url,
         ),
         &home,
@@ -425,7 +465,17 @@ fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
     let dataset = reg["dataset_id"].as_u64().unwrap().to_string();
     let train_args = |url: &str, rate: Option<&str>| {
         let mut v = with(
-            &["train", "-q", "--json", "--data", csv, "--format", "csv", "--dataset-id", &dataset],
+            &[
+                "train",
+                "-q",
+                "--json",
+                "--data",
+                csv,
+                "--format",
+                "csv",
+                "--dataset-id",
+                &dataset,
+            ],
             url,
         );
         if let Some(rate) = rate {

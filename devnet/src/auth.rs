@@ -35,7 +35,9 @@ pub fn authenticate(body: &[u8], now_ns: u64) -> Result<Authenticated, IngressEr
     let value: Value = serde_cbor::from_slice(body)
         .map_err(|e| IngressError::Malformed(format!("the body is not CBOR: {e}")))?;
     let Value::Map(map) = &value else {
-        return Err(IngressError::Malformed("the envelope is not a CBOR map".into()));
+        return Err(IngressError::Malformed(
+            "the envelope is not a CBOR map".into(),
+        ));
     };
     let content_value = map
         .get(&Value::Text("content".into()))
@@ -48,10 +50,16 @@ pub fn authenticate(body: &[u8], now_ns: u64) -> Result<Authenticated, IngressEr
 
     let expiry = content.ingress_expiry();
     if expiry < now_ns {
-        return Err(IngressError::Expired { expiry, now: now_ns });
+        return Err(IngressError::Expired {
+            expiry,
+            now: now_ns,
+        });
     }
     if expiry > now_ns.saturating_add(MAX_INGRESS_TTL_NS) {
-        return Err(IngressError::ExpiryTooFar { expiry, now: now_ns });
+        return Err(IngressError::ExpiryTooFar {
+            expiry,
+            now: now_ns,
+        });
     }
 
     let sender = *content.sender();

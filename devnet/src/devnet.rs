@@ -16,8 +16,10 @@ use sha2::Digest;
 use crate::auth::{authenticate, Authenticated};
 use crate::error::IngressError;
 use crate::gateway;
+use crate::http::{HttpReply, HttpRequest};
 use crate::management::{self, ChunkStores};
 use crate::requests::{Outcome, Record, Requests};
+use crate::state_tree;
 use crate::store;
 use crate::system;
 use crate::tree::Tree;
@@ -25,57 +27,6 @@ use crate::tree::Tree;
 /// The largest request body taken (the IC's limit on an ingress message is 2 MiB plus the
 /// envelope; boundary nodes refuse more than about 4 MiB).
 pub const MAX_BODY_BYTES: usize = 4 << 20;
-
-/// One HTTP request, as the server received it.
-#[derive(Debug, Clone, Default)]
-pub struct HttpRequest {
-    pub method: String,
-    /// The path, without the query string.
-    pub path: String,
-    pub query: Option<String>,
-    /// The `Host` header, if any.
-    pub host: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// The response to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpReply {
-    pub status: u16,
-    pub content_type: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpReply {
-    pub fn cbor<T: Serialize>(value: &T) -> HttpReply {
-        let mut ser = serde_cbor::Serializer::new(Vec::new());
-        ser.self_describe().expect("writing to a Vec");
-        value.serialize(&mut ser).expect("CBOR encoding of a response");
-        HttpReply {
-            status: 200,
-            content_type: "application/cbor".into(),
-            headers: Vec::new(),
-            body: ser.into_inner(),
-        }
-    }
-
-    pub fn text(status: u16, message: impl Into<String>) -> HttpReply {
-        let mut body = message.into().into_bytes();
-        body.push(b'\n');
-        HttpReply {
-            status,
-            content_type: "text/plain; charset=utf-8".into(),
-            headers: Vec::new(),
-            body,
-        }
-    }
-
-    fn error(e: &IngressError) -> HttpReply {
-        HttpReply::text(e.http_status(), e.to_string())
-    }
-}
 
 /// Settings of a devnet.
 #[derive(Debug, Clone)]
@@ -181,12 +132,14 @@ impl Devnet {
             .as_deref()
             .filter(|d| d.join("manifest.json").exists());
         let ic = match saved {
-            Some(dir) => EmbeddedIc::load_with_config(dir, ic_config.clone()).map_err(|source| {
-                StartError::Load {
-                    dir: dir.to_path_buf(),
-                    source: Box::new(source),
-                }
-            })?,
+            Some(dir) => {
+                EmbeddedIc::load_with_config(dir, ic_config.clone()).map_err(|source| {
+                    StartError::Load {
+                        dir: dir.to_path_buf(),
+                        source: Box::new(source),
+                    }
+                })?
+            }
             None => EmbeddedIc::with_config(ic_config),
         };
         let requests = match saved {
@@ -205,7 +158,12 @@ impl Devnet {
         Devnet::with_ic(ic, Requests::default(), config, now_ns)
     }
 
-    fn with_ic(mut ic: EmbeddedIc, requests: Requests, config: DevnetConfig, now_ns: u64) -> Devnet {
+    fn with_ic(
+        mut ic: EmbeddedIc,
+        requests: Requests,
+        config: DevnetConfig,
+        now_ns: u64,
+    ) -> Devnet {
         ic.reserve_canister_ids(system::reserved_ids());
         let issuer = BlsCertificateIssuer::from_seed(&config.root_key_seed);
         ic.set_certificate_issuer(Box::new(BlsCertificateIssuer::from_seed(
@@ -293,9 +251,17 @@ impl Devnet {
                     reply: self.status(),
                 }
             }
-            ("POST", ["api", version @ ("v2" | "v3" | "v4"), kind @ ("canister" | "subnet"), id, endpoint @ ("call" | "query" | "read_state")]) => {
+            (
+                "POST",
+                ["api", version @ ("v2" | "v3" | "v4"), kind @ ("canister" | "subnet"), id, endpoint @ ("call" | "query" | "read_state")],
+            ) => {
                 let mut summary = format!("{endpoint} {kind}/{id}");
-                let route = Route { version, kind, id, endpoint };
+                let route = Route {
+                    version,
+                    kind,
+                    id,
+                    endpoint,
+                };
                 let reply = match self.api(req, &route, now, &mut summary) {
                     Ok(reply) => reply,
                     Err(e) => {
@@ -376,8 +342,8 @@ impl Devnet {
         let effective = Principal::from_text(id)
             .map_err(|e| IngressError::Malformed(format!("`{id}` is not a principal: {e}")))?;
         let request = authenticate(&req.body, now)?;
-        if let EnvelopeContent::Call { method_name, .. } | EnvelopeContent::Query { method_name, .. } =
-            &request.content
+        if let EnvelopeContent::Call { method_name, .. }
+        | EnvelopeContent::Query { method_name, .. } = &request.content
         {
             summary.push(' ');
             summary.push_str(method_name);
@@ -429,15 +395,16 @@ impl Devnet {
         self.check_target(request, *canister_id, effective, method_name, arg)?;
         // A replay: the same request id is answered from its record and never runs again.
         if self.requests.get(&request.request_id).is_none() {
-            let outcome = match self.execute(request.sender(), *canister_id, effective, method_name, arg) {
-                Ok(outcome) => outcome,
-                // Never entered the ingress queue: nothing to record or certify.
-                Err(reject) => {
-                    return Ok(HttpReply::cbor(
-                        &TransportCallResponse::NonReplicatedRejection(reject),
-                    ))
-                }
-            };
+            let outcome =
+                match self.execute(request.sender(), *canister_id, effective, method_name, arg) {
+                    Ok(outcome) => outcome,
+                    // Never entered the ingress queue: nothing to record or certify.
+                    Err(reject) => {
+                        return Ok(HttpReply::cbor(
+                            &TransportCallResponse::NonReplicatedRejection(reject),
+                        ))
+                    }
+                };
             self.requests.insert(
                 request.request_id,
                 Record {
@@ -477,11 +444,12 @@ impl Devnet {
         arg: &[u8],
     ) -> Result<Outcome, RejectResponse> {
         let native = |r: Result<Vec<u8>, management::ManagementReject>| {
-            r.map(Outcome::Replied).unwrap_or_else(|r| Outcome::Rejected {
-                code: r.code,
-                message: r.message,
-                error_code: r.error_code.into(),
-            })
+            r.map(Outcome::Replied)
+                .unwrap_or_else(|r| Outcome::Rejected {
+                    code: r.code,
+                    message: r.message,
+                    error_code: r.error_code.into(),
+                })
         };
         if canister == Principal::management_canister() {
             return Ok(native(management::call(
@@ -494,7 +462,13 @@ impl Devnet {
             )));
         }
         if system::is_system_canister(canister) {
-            return Ok(native(system::update(&mut self.ic, canister, sender, method, arg)));
+            return Ok(native(system::update(
+                &mut self.ic,
+                canister,
+                sender,
+                method,
+                arg,
+            )));
         }
         match self.ic.update(canister, sender, method, arg.to_vec()) {
             Ok(out) => Ok(Outcome::Replied(out.reply)),
@@ -519,10 +493,7 @@ impl Devnet {
             // sets no effective canister id sends).
             if let Some(target) = management::effective_canister_id(method, arg) {
                 if effective != target && effective != Principal::management_canister() {
-                    return Err(IngressError::WrongEffectiveCanister {
-                        effective,
-                        target,
-                    });
+                    return Err(IngressError::WrongEffectiveCanister { effective, target });
                 }
             }
         } else if effective != canister {
@@ -692,7 +663,9 @@ impl Devnet {
                 _ => {
                     return Err(IngressError::Forbidden(format!(
                         "path {:?} may not be read at this endpoint",
-                        path.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>()
+                        path.iter()
+                            .map(|l| String::from_utf8_lossy(l).into_owned())
+                            .collect::<Vec<_>>()
                     )))
                 }
             }
@@ -710,85 +683,19 @@ impl Devnet {
         }))
     }
 
-    /// The state tree as of now, as `reader` may see it: time, request statuses,
-    /// canisters (with their `icp:public` metadata, and `icp:private` for controllers),
-    /// the subnet.
+    /// The state tree as of now, as `reader` may see it.
     fn state_tree(&self, now: u64, reader: Principal) -> Tree {
-        let mut tree = Tree::default();
-        tree.insert(&[b"time"], leb128(now as u128));
-        for (id, record) in self.requests.iter() {
-            let base: [&[u8]; 2] = [b"request_status", id];
-            let at = |leaf: &'static [u8]| [base[0], base[1], leaf];
-            match &record.outcome {
-                Outcome::Replied(reply) => {
-                    tree.insert(&at(b"status"), b"replied".to_vec());
-                    tree.insert(&at(b"reply"), reply.clone());
-                }
-                Outcome::Rejected {
-                    code,
-                    message,
-                    error_code,
-                } => {
-                    tree.insert(&at(b"status"), b"rejected".to_vec());
-                    tree.insert(&at(b"reject_code"), leb128(u128::from(*code)));
-                    tree.insert(&at(b"reject_message"), message.clone().into_bytes());
-                    tree.insert(&at(b"error_code"), error_code.clone().into_bytes());
-                }
-            }
-        }
-        for id in self.ic.canister_ids() {
-            let c = id.as_slice();
-            tree.insert(
-                &[b"canister", c, b"certified_data"],
-                self.ic.certified_data(id).unwrap_or_default().to_vec(),
-            );
-            let controllers: Vec<Principal> =
-                self.ic.controllers(id).unwrap_or_default().to_vec();
-            tree.insert(&[b"canister", c, b"controllers"], cbor(&controllers));
-            if let Some(hash) = self.ic.module_hash(id) {
-                tree.insert(&[b"canister", c, b"module_hash"], hash.to_vec());
-            }
-            let is_controller = controllers.contains(&reader);
-            for (name, data) in self.metadata(id, is_controller) {
-                tree.insert(&[b"canister", c, b"metadata", name.as_bytes()], data);
-            }
-        }
-        let s = self.subnet_id.as_slice();
-        let ranges = cbor(&canister_ranges());
-        tree.insert(&[b"subnet", s, b"public_key"], self.root_key.clone());
-        tree.insert(&[b"subnet", s, b"canister_ranges"], ranges.clone());
-        tree.insert(&[b"subnet", s, b"type"], b"application".to_vec());
-        tree.insert(
-            &[b"subnet", s, b"node", self.node.id.as_slice(), b"public_key"],
-            self.node.der.clone(),
-        );
-        let low = canister_ranges()[0].0;
-        tree.insert(&[b"canister_ranges", s, low.as_slice()], ranges);
-        tree
+        let subnet = state_tree::Subnet {
+            id: self.subnet_id,
+            root_key: &self.root_key,
+            node_id: self.node.id,
+            node_der: &self.node.der,
+        };
+        state_tree::build(&self.ic, &self.requests, &subnet, now, reader)
     }
 
     pub fn max_body_bytes(&self) -> usize {
         self.config.max_body_bytes
-    }
-
-    /// The canister's metadata sections (`icp:public NAME`, and `icp:private NAME` for a
-    /// controller), by name.
-    fn metadata(&self, id: Principal, is_controller: bool) -> Vec<(String, Vec<u8>)> {
-        let Some(wasm_names) = self.ic.custom_section_names(id) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for section in wasm_names {
-            let name = match section.split_once(' ') {
-                Some(("icp:public", name)) => name,
-                Some(("icp:private", name)) if is_controller => name,
-                _ => continue,
-            };
-            if let Some(data) = self.ic.custom_sections(id, &section).pop() {
-                out.push((name.to_string(), data));
-            }
-        }
-        out
     }
 
     /// How many request records the devnet holds (replay protection and polling).
@@ -804,22 +711,6 @@ struct Route<'a> {
     kind: &'a str,
     id: &'a str,
     endpoint: &'a str,
-}
-
-/// The subnet's canister range: every principal, shortest first (so `aaaaa-aa` is in it
-/// too), as `ic-agent` compares principals.
-fn canister_ranges() -> Vec<(Principal, Principal)> {
-    vec![(
-        Principal::management_canister(),
-        Principal::from_slice(&[0xff; 29]),
-    )]
-}
-
-fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut ser = serde_cbor::Serializer::new(Vec::new());
-    ser.self_describe().expect("writing to a Vec");
-    value.serialize(&mut ser).expect("CBOR encoding");
-    ser.into_inner()
 }
 
 fn request_type(content: &EnvelopeContent) -> &'static str {
@@ -863,17 +754,3 @@ fn rejected(e: &CallError) -> Outcome {
         error_code: error_code.into(),
     }
 }
-
-fn leb128(mut v: u128) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
-}
-

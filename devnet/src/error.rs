@@ -16,7 +16,9 @@ pub enum IngressError {
     BadSignature(String),
     #[error("the body is larger than {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("the effective canister id {effective} in the URL does not match the request's {target}")]
+    #[error(
+        "the effective canister id {effective} in the URL does not match the request's {target}"
+    )]
     WrongEffectiveCanister {
         effective: Principal,
         target: Principal,

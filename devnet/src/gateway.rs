@@ -7,7 +7,7 @@ use candid::{CandidType, Deserialize, Principal};
 use flic_embedded_ic::EmbeddedIc;
 use serde_bytes::ByteBuf;
 
-use crate::devnet::{HttpReply, HttpRequest};
+use crate::http::{HttpReply, HttpRequest};
 
 /// The IC HTTP gateway protocol's request and response (without streaming).
 #[derive(CandidType, Deserialize, Clone, Debug)]
@@ -74,7 +74,10 @@ pub fn serve(ic: &mut EmbeddedIc, canister: Principal, req: &HttpRequest) -> Htt
                 .headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                .map_or_else(|| "application/octet-stream".to_string(), |(_, v)| v.clone());
+                .map_or_else(
+                    || "application/octet-stream".to_string(),
+                    |(_, v)| v.clone(),
+                );
             HttpReply {
                 status: r.status_code,
                 content_type,

@@ -77,7 +77,9 @@ pub fn effective_canister_id(method: &str, arg: &[u8]) -> Option<Principal> {
             .ok()
             .map(|t| t.target_canister),
         "provisional_create_canister_with_cycles" | "create_canister" => None,
-        _ => candid::decode_one::<Target>(arg).ok().map(|t| t.canister_id),
+        _ => candid::decode_one::<Target>(arg)
+            .ok()
+            .map(|t| t.canister_id),
     }
 }
 
@@ -248,7 +250,10 @@ pub fn call(
     }
 }
 
-fn decode<T: DeserializeOwned + CandidType>(method: &str, arg: &[u8]) -> Result<T, ManagementReject> {
+fn decode<T: DeserializeOwned + CandidType>(
+    method: &str,
+    arg: &[u8],
+) -> Result<T, ManagementReject> {
     candid::decode_one(arg).map_err(|e| {
         reject(
             4,
@@ -300,7 +305,14 @@ fn create(
         Some(id) => ic.create_canister_with_id(id, controllers)?,
         None => ic.create_canister(controllers),
     };
-    apply_settings(ic, id, &CanisterSettings { controllers: None, ..settings })?;
+    apply_settings(
+        ic,
+        id,
+        &CanisterSettings {
+            controllers: None,
+            ..settings
+        },
+    )?;
     Ok(id)
 }
 
@@ -358,7 +370,13 @@ fn gunzip_if_needed(wasm: &[u8]) -> Result<Vec<u8>, ManagementReject> {
     flate2::read::GzDecoder::new(wasm)
         .take(MAX_WASM_BYTES as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| reject(5, "IC0505", format!("the gzipped module does not decompress: {e}")))?;
+        .map_err(|e| {
+            reject(
+                5,
+                "IC0505",
+                format!("the gzipped module does not decompress: {e}"),
+            )
+        })?;
     if out.len() > MAX_WASM_BYTES {
         return Err(reject(
             5,

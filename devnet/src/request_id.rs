@@ -119,15 +119,27 @@ mod tests {
 
     #[test]
     fn every_field_counts_and_order_does_not() {
-        let a: Value = serde_cbor::from_slice(&serde_cbor::to_vec(&serde_json::json!({
-            "a": 1, "b": "x"
-        })).unwrap()).unwrap();
-        let b: Value = serde_cbor::from_slice(&serde_cbor::to_vec(&serde_json::json!({
-            "b": "x", "a": 1
-        })).unwrap()).unwrap();
-        let c: Value = serde_cbor::from_slice(&serde_cbor::to_vec(&serde_json::json!({
-            "b": "x", "a": 1, "extra": 2
-        })).unwrap()).unwrap();
+        let a: Value = serde_cbor::from_slice(
+            &serde_cbor::to_vec(&serde_json::json!({
+                "a": 1, "b": "x"
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let b: Value = serde_cbor::from_slice(
+            &serde_cbor::to_vec(&serde_json::json!({
+                "b": "x", "a": 1
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let c: Value = serde_cbor::from_slice(
+            &serde_cbor::to_vec(&serde_json::json!({
+                "b": "x", "a": 1, "extra": 2
+            }))
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(hash_of(&a), hash_of(&b));
         assert_ne!(hash_of(&a), hash_of(&c));
         assert_eq!(hash_of(&Value::Float(1.0)), Err(HashError::Unsupported));

@@ -75,7 +75,6 @@ impl Requests {
     pub fn len(&self) -> usize {
         self.records.len()
     }
-
 }
 
 fn record_bytes(r: &Record) -> usize {

@@ -14,7 +14,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::devnet::{Devnet, HttpReply, HttpRequest};
+use crate::devnet::Devnet;
+use crate::http::{HttpReply, HttpRequest};
 
 /// How often the clock follows the wall clock (and due timers run).
 pub const TICK: Duration = Duration::from_millis(200);
@@ -104,7 +105,10 @@ async fn answer(
         Ok(b) => b.to_bytes().to_vec(),
         Err(_) => {
             let reply = HttpReply::text(413, format!("the body is larger than {max} bytes"));
-            log(&format!("{} {} (too large)", parts.method, parts.uri.path()), 413);
+            log(
+                &format!("{} {} (too large)", parts.method, parts.uri.path()),
+                413,
+            );
             return Ok(to_response(reply));
         }
     };
@@ -124,8 +128,8 @@ async fn answer(
             .collect(),
         body,
     };
-    let handled = tokio::task::spawn_blocking(move || lock(&devnet).handle(&request, wall_clock_ns()))
-        .await;
+    let handled =
+        tokio::task::spawn_blocking(move || lock(&devnet).handle(&request, wall_clock_ns())).await;
     let reply = match handled {
         Ok(h) => {
             log(&h.summary, h.reply.status);
@@ -148,7 +152,9 @@ fn to_response(reply: HttpReply) -> Response<Full<Bytes>> {
         .unwrap_or_else(|_| {
             Response::builder()
                 .status(502)
-                .body(Full::new(Bytes::from_static(b"the canister sent an invalid header\n")))
+                .body(Full::new(Bytes::from_static(
+                    b"the canister sent an invalid header\n",
+                )))
                 .expect("a plain response builds")
         })
 }

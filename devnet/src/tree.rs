@@ -126,8 +126,15 @@ mod tests {
             vec![b"request_status".to_vec(), b"aa".to_vec()],
             vec![b"request_status".to_vec(), b"ab".to_vec()],
         ]);
-        assert_eq!(w.digest(), full.digest(), "a witness certifies the same root");
-        assert_eq!(w.lookup_path([b"time".as_slice()]), LookupResult::Found(&[1]));
+        assert_eq!(
+            w.digest(),
+            full.digest(),
+            "a witness certifies the same root"
+        );
+        assert_eq!(
+            w.lookup_path([b"time".as_slice()]),
+            LookupResult::Found(&[1])
+        );
         assert_eq!(
             w.lookup_path([b"request_status".as_slice(), b"aa", b"reply"]),
             LookupResult::Found(b"r1")
@@ -141,6 +148,9 @@ mod tests {
             LookupResult::Unknown,
             "what was not asked for stays pruned"
         );
-        assert_eq!(w.lookup_path([b"canister".as_slice()]), LookupResult::Absent);
+        assert_eq!(
+            w.lookup_path([b"canister".as_slice()]),
+            LookupResult::Absent
+        );
     }
 }

@@ -15,8 +15,7 @@ use ic_agent::agent::RejectCode;
 use ic_agent::identity::{BasicIdentity, DelegatedIdentity, Secp256k1Identity};
 use ic_agent::{Agent, AgentError, Identity};
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, InstallCodeArgs,
-    ProvisionalCreateCanisterWithCyclesArgs,
+    CanisterIdRecord, CanisterInstallMode, InstallCodeArgs, ProvisionalCreateCanisterWithCyclesArgs,
 };
 use ic_transport_types::{Delegation, Envelope, EnvelopeContent, SignedDelegation};
 
@@ -166,41 +165,71 @@ fn ic_agent_deploys_updates_and_queries_with_verified_certificates_and_node_sign
 
     // An update replies with a certificate the agent verifies against the root key.
     for _ in 0..3 {
-        rt.block_on(agent.update(&id, "inc").with_arg(Vec::<u8>::new()).call_and_wait())
-            .unwrap();
+        rt.block_on(
+            agent
+                .update(&id, "inc")
+                .with_arg(Vec::<u8>::new())
+                .call_and_wait(),
+        )
+        .unwrap();
     }
     // A query comes back signed by the node the subnet's certified state names.
     assert_eq!(counter(&rt, &agent, id), 3);
 
     // The caller is the sender's self-authenticating principal.
     let whoami = rt
-        .block_on(agent.update(&id, "whoami").with_arg(Vec::<u8>::new()).call_and_wait())
+        .block_on(
+            agent
+                .update(&id, "whoami")
+                .with_arg(Vec::<u8>::new())
+                .call_and_wait(),
+        )
         .unwrap();
     assert_eq!(Principal::from_slice(&whoami), me);
 
     // Rejects carry the IC's codes: a trap is a certified canister error, an explicit
     // reject a certified canister reject, inspect_message's refusal is not replicated.
-    match rt.block_on(agent.update(&id, "inc_then_trap").with_arg(vec![]).call_and_wait()) {
+    match rt.block_on(
+        agent
+            .update(&id, "inc_then_trap")
+            .with_arg(vec![])
+            .call_and_wait(),
+    ) {
         Err(AgentError::CertifiedReject { reject, .. }) => {
             assert_eq!(reject.reject_code, RejectCode::CanisterError);
             assert_eq!(reject.error_code.as_deref(), Some("IC0503"));
         }
         other => panic!("a trap is a certified reject, not {other:?}"),
     }
-    match rt.block_on(agent.update(&id, "inc_then_reject").with_arg(vec![]).call_and_wait()) {
+    match rt.block_on(
+        agent
+            .update(&id, "inc_then_reject")
+            .with_arg(vec![])
+            .call_and_wait(),
+    ) {
         Err(AgentError::CertifiedReject { reject, .. }) => {
             assert_eq!(reject.reject_code, RejectCode::CanisterReject)
         }
         other => panic!("msg_reject is a certified reject, not {other:?}"),
     }
-    match rt.block_on(agent.update(&id, "forbidden").with_arg(vec![]).call_and_wait()) {
+    match rt.block_on(
+        agent
+            .update(&id, "forbidden")
+            .with_arg(vec![])
+            .call_and_wait(),
+    ) {
         Err(AgentError::UncertifiedReject { reject, .. }) => {
             assert_eq!(reject.reject_code, RejectCode::CanisterReject);
             assert_eq!(reject.error_code.as_deref(), Some("IC0516"));
         }
         other => panic!("inspect_message refuses before execution, not {other:?}"),
     }
-    match rt.block_on(agent.update(&id, "no_such_method").with_arg(vec![]).call_and_wait()) {
+    match rt.block_on(
+        agent
+            .update(&id, "no_such_method")
+            .with_arg(vec![])
+            .call_and_wait(),
+    ) {
         Err(AgentError::UncertifiedReject { reject, .. }) => {
             assert_eq!(reject.reject_code, RejectCode::DestinationInvalid);
             assert_eq!(reject.error_code.as_deref(), Some("IC0536"));
@@ -238,7 +267,10 @@ fn ic_agent_deploys_updates_and_queries_with_verified_certificates_and_node_sign
             .call_and_wait(),
     ) {
         Err(AgentError::CertifiedReject { reject, .. }) => {
-            assert!(reject.reject_message.contains("not a controller"), "{reject:?}")
+            assert!(
+                reject.reject_message.contains("not a controller"),
+                "{reject:?}"
+            )
         }
         other => panic!("a stranger cannot stop the canister: {other:?}"),
     }
@@ -381,7 +413,9 @@ fn malformed_traffic_gets_the_right_status_and_changes_nothing() {
     let (valid, _) = signed_call(&key, id, "inc", now + 120_000_000_000);
     let mut bad_sig = serde_cbor::from_slice::<serde_cbor::Value>(&valid).unwrap();
     if let serde_cbor::Value::Map(m) = &mut bad_sig {
-        let sig = m.get_mut(&serde_cbor::Value::Text("sender_sig".into())).unwrap();
+        let sig = m
+            .get_mut(&serde_cbor::Value::Text("sender_sig".into()))
+            .unwrap();
         if let serde_cbor::Value::Bytes(b) = sig {
             b[0] ^= 1;
         }
@@ -390,9 +424,21 @@ fn malformed_traffic_gets_the_right_status_and_changes_nothing() {
     let (expired, _) = signed_call(&key, id, "inc", now - 1_000_000_000);
     let (too_far, _) = signed_call(&key, id, "inc", now + 3_600_000_000_000);
     let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
-        ("bad signature", call_path.clone(), bad_sig, 400, "signature"),
+        (
+            "bad signature",
+            call_path.clone(),
+            bad_sig,
+            400,
+            "signature",
+        ),
         ("expired", call_path.clone(), expired, 400, "expired"),
-        ("expiry too far ahead", call_path.clone(), too_far, 400, "6 minutes"),
+        (
+            "expiry too far ahead",
+            call_path.clone(),
+            too_far,
+            400,
+            "6 minutes",
+        ),
         (
             "wrong effective canister id",
             format!("/api/v4/canister/{other}/call"),
@@ -400,29 +446,74 @@ fn malformed_traffic_gets_the_right_status_and_changes_nothing() {
             400,
             "effective canister id",
         ),
-        ("not CBOR", call_path.clone(), b"{\"hello\": 1}".to_vec(), 400, "not CBOR"),
-        ("no content", call_path.clone(), serde_cbor::to_vec(&serde_cbor::Value::Map(Default::default())).unwrap(), 400, "no `content`"),
-        ("oversize", call_path.clone(), vec![0u8; 5 << 20], 413, "larger than"),
-        ("a query at the call endpoint", call_path.clone(), {
-            let q = EnvelopeContent::Query {
-                ingress_expiry: now + 60_000_000_000,
-                sender: Principal::anonymous(),
-                canister_id: id,
-                method_name: "get".into(),
-                arg: vec![],
-                nonce: None,
-                sender_info: None,
-            };
-            Envelope { content: std::borrow::Cow::Owned(q), sender_pubkey: None, sender_sig: None, sender_delegation: None }.encode_bytes()
-        }, 400, "call endpoint"),
-        ("unknown endpoint", format!("/api/v4/canister/{id}/teleport"), valid.clone(), 404, "no endpoint"),
-        ("not a principal", "/api/v4/canister/not-a-principal/call".into(), valid.clone(), 400, "not a principal"),
+        (
+            "not CBOR",
+            call_path.clone(),
+            b"{\"hello\": 1}".to_vec(),
+            400,
+            "not CBOR",
+        ),
+        (
+            "no content",
+            call_path.clone(),
+            serde_cbor::to_vec(&serde_cbor::Value::Map(Default::default())).unwrap(),
+            400,
+            "no `content`",
+        ),
+        (
+            "oversize",
+            call_path.clone(),
+            vec![0u8; 5 << 20],
+            413,
+            "larger than",
+        ),
+        (
+            "a query at the call endpoint",
+            call_path.clone(),
+            {
+                let q = EnvelopeContent::Query {
+                    ingress_expiry: now + 60_000_000_000,
+                    sender: Principal::anonymous(),
+                    canister_id: id,
+                    method_name: "get".into(),
+                    arg: vec![],
+                    nonce: None,
+                    sender_info: None,
+                };
+                Envelope {
+                    content: std::borrow::Cow::Owned(q),
+                    sender_pubkey: None,
+                    sender_sig: None,
+                    sender_delegation: None,
+                }
+                .encode_bytes()
+            },
+            400,
+            "call endpoint",
+        ),
+        (
+            "unknown endpoint",
+            format!("/api/v4/canister/{id}/teleport"),
+            valid.clone(),
+            404,
+            "no endpoint",
+        ),
+        (
+            "not a principal",
+            "/api/v4/canister/not-a-principal/call".into(),
+            valid.clone(),
+            400,
+            "not a principal",
+        ),
     ];
     for (what, path, body, status, needle) in cases {
         let (got, reply) = post(devnet.addr, &path, &body);
         let text = String::from_utf8_lossy(&reply);
         assert_eq!(got, status, "{what}: {text}");
-        assert!(text.contains(needle), "{what}: `{text}` should say `{needle}`");
+        assert!(
+            text.contains(needle),
+            "{what}: `{text}` should say `{needle}`"
+        );
         assert_eq!(snapshot(&devnet), before, "{what} changed nothing");
     }
     assert_eq!(counter(&rt, &agent, id), 0);
@@ -432,7 +523,9 @@ fn malformed_traffic_gets_the_right_status_and_changes_nothing() {
         let (status, reply) = post(devnet.addr, &call_path, &valid);
         assert_eq!(status, 200);
         let v: serde_cbor::Value = serde_cbor::from_slice(&reply).unwrap();
-        let serde_cbor::Value::Map(m) = v else { panic!() };
+        let serde_cbor::Value::Map(m) = v else {
+            panic!()
+        };
         assert_eq!(
             m.get(&serde_cbor::Value::Text("status".into())),
             Some(&serde_cbor::Value::Text("replied".into()))
@@ -475,11 +568,21 @@ fn the_gateway_serves_http_request_by_host_or_canister_id() {
     let id = deploy_counter(&rt, &agent);
     // The counter has no http_request: the gateway says so with a 502, by either form.
     for (host, path) in [
-        (format!("{id}.localhost:{}", devnet.addr.port()), "/".to_string()),
-        (devnet.addr.to_string(), format!("/index.html?canisterId={id}")),
+        (
+            format!("{id}.localhost:{}", devnet.addr.port()),
+            "/".to_string(),
+        ),
+        (
+            devnet.addr.to_string(),
+            format!("/index.html?canisterId={id}"),
+        ),
     ] {
         let mut s = TcpStream::connect(devnet.addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.1 502"), "{out}");
@@ -572,7 +675,11 @@ fn a_v2_call_is_accepted_then_polled_and_only_its_sender_reads_its_status() {
     let key = ed25519_key(3);
     let (envelope, content) =
         signed_call(&key, id, "inc", server::wall_clock_ns() + 120_000_000_000);
-    let (status, _) = post(devnet.addr, &format!("/api/v2/canister/{id}/call"), &envelope);
+    let (status, _) = post(
+        devnet.addr,
+        &format!("/api/v2/canister/{id}/call"),
+        &envelope,
+    );
     assert_eq!(status, 202);
     assert_eq!(counter(&rt, &admin, id), 1);
 

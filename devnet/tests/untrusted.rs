@@ -16,7 +16,13 @@ fn devnet() -> (Devnet, Principal) {
     let admin = Principal::from_slice(&[0xad]);
     let id = d.ic_mut().create_canister(vec![admin]);
     d.ic_mut()
-        .install_code(id, &wat::parse_str(COUNTER).unwrap(), vec![], InstallMode::Install, admin)
+        .install_code(
+            id,
+            &wat::parse_str(COUNTER).unwrap(),
+            vec![],
+            InstallMode::Install,
+            admin,
+        )
         .unwrap();
     (d, id)
 }

@@ -342,12 +342,10 @@ fn write_atomically(
     let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
     let mut out = BufWriter::new(file);
     write(&mut out).map_err(io_err(&tmp))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| PersistError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
+    let file = out.into_inner().map_err(|e| PersistError::Io {
+        path: tmp.clone(),
+        source: e.into_error(),
+    })?;
     file.sync_all().map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }

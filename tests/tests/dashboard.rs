@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use candid::Principal;
 use flic_client::api::AggregatorApi;
-use flic_devnet::server;
-use flic_devnet::{Devnet, DevnetConfig};
 use flic_client::output::Silent;
 use flic_client::simulate::{run, SimulationConfig, SimulationReport};
 use flic_client::transport::embedded::{self, EmbeddedTransport};
+use flic_devnet::server;
+use flic_devnet::{Devnet, DevnetConfig};
 use flic_embedded_ic::EmbeddedIc;
 use flic_protocol::api::{EvaluationError, HttpRequest, HttpResponse, ReportEvaluationArgs};
 use flic_protocol::Hash;
@@ -55,7 +55,11 @@ impl Server {
             default_canister: Some(ic.canister_ids()[0]),
             ..DevnetConfig::default()
         };
-        let devnet = Arc::new(Mutex::new(Devnet::from_ic(ic, config, server::wall_clock_ns())));
+        let devnet = Arc::new(Mutex::new(Devnet::from_ic(
+            ic,
+            config,
+            server::wall_clock_ns(),
+        )));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

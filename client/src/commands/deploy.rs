@@ -31,7 +31,9 @@ pub fn run(printer: &Printer, args: &DeployArgs) -> anyhow::Result<()> {
     let existing = args
         .canister
         .as_deref()
-        .map(|t| Principal::from_text(t).with_context(|| format!("--canister {t} is not a principal")))
+        .map(|t| {
+            Principal::from_text(t).with_context(|| format!("--canister {t} is not a principal"))
+        })
         .transpose()?;
     let mode = args.mode.unwrap_or(if existing.is_some() {
         DeployMode::Upgrade

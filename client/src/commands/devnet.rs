@@ -24,7 +24,10 @@ struct Started {
 
 pub fn run(printer: &Printer, args: &DevnetArgs) -> anyhow::Result<()> {
     let addr: SocketAddr = args.listen.parse().with_context(|| {
-        format!("--listen {} is not an address like 127.0.0.1:4943", args.listen)
+        format!(
+            "--listen {} is not an address like 127.0.0.1:4943",
+            args.listen
+        )
     })?;
     if !addr.ip().is_loopback() {
         printer.info(format!(
@@ -55,13 +58,21 @@ pub fn run(printer: &Printer, args: &DevnetArgs) -> anyhow::Result<()> {
             url: format!("http://{bound}"),
             root_key: hex::encode(devnet.root_key()),
             subnet: devnet.subnet_id().to_text(),
-            canisters: devnet.ic().canister_ids().iter().map(|c| c.to_text()).collect(),
+            canisters: devnet
+                .ic()
+                .canister_ids()
+                .iter()
+                .map(|c| c.to_text())
+                .collect(),
             state: args.state.as_ref().map(|d| d.display().to_string()),
         };
         if args.output.json {
             printer.json(&started)?;
         } else {
-            printer.out(format!("devnet listening on {}  (Ctrl-C stops)", started.url))?;
+            printer.out(format!(
+                "devnet listening on {}  (Ctrl-C stops)",
+                started.url
+            ))?;
             printer.out(format!("  subnet    {}", started.subnet))?;
             printer.out(format!("  root key  {}", started.root_key))?;
             for c in &started.canisters {
@@ -71,7 +82,9 @@ pub fn run(printer: &Printer, args: &DevnetArgs) -> anyhow::Result<()> {
                 ))?;
             }
             match &started.state {
-                Some(d) => printer.out(format!("  state     {d} (saved after every committed message)"))?,
+                Some(d) => printer.out(format!(
+                    "  state     {d} (saved after every committed message)"
+                ))?,
                 None => printer.out("  state     in memory only (use --state DIR to keep it)")?,
             }
         }
@@ -93,18 +106,18 @@ pub fn run(printer: &Printer, args: &DevnetArgs) -> anyhow::Result<()> {
     })
 }
 
-
 /// Ctrl-C or SIGTERM.
 pub(super) async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -130,9 +130,7 @@ impl AgentTransport {
             .with_effective_canister_id(effective)
             .with_arg(arg)
             .call_and_wait();
-        self.runtime
-            .block_on(call)
-            .map_err(|e| classify(method, e))
+        self.runtime.block_on(call).map_err(|e| classify(method, e))
     }
 }
 
@@ -184,7 +182,8 @@ impl Management {
             sender_canister_version: None,
         })
         .map_err(|e| TransportError::Other(e.to_string()))?;
-        self.0.update_with_effective("install_code", arg, canister)?;
+        self.0
+            .update_with_effective("install_code", arg, canister)?;
         Ok(())
     }
 }
