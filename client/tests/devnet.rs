@@ -523,3 +523,78 @@ fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
     let status = call(with(&["status", "--json"], &devnet.url), &admin);
     assert_eq!(status["committed"], 1, "{status}");
 }
+
+#[test]
+fn the_devnet_serves_a_saved_simulation_and_its_receipts_verify_over_http() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path();
+    let state = home.join("sim-state");
+    let receipts = home.join("receipts");
+    let report = home.join("report.json");
+    run(
+        &[
+            "simulate",
+            "-q",
+            "--clients",
+            "3",
+            "--rounds",
+            "2",
+            "--samples",
+            "600",
+            "--retain-contributions",
+            "--state",
+            state.to_str().unwrap(),
+            "--receipts",
+            receipts.to_str().unwrap(),
+            "--json",
+            report.to_str().unwrap(),
+        ],
+        home,
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let canister = report["canister_id"].as_str().unwrap();
+    let last = report["rounds"][1]["model_version"].as_str().unwrap();
+
+    // The same directory, served over HTTP: the job, its history and its receipts.
+    let devnet = Devnet::start(&state, home);
+    let target = ["--network", devnet.url.as_str(), "--canister", canister];
+    let status = json(&[&["status", "--json"][..], &target].concat(), home);
+    assert_eq!(status["round"], 2);
+    assert_eq!(status["model_version"], last);
+    let rounds = json(&[&["rounds", "--json"][..], &target].concat(), home);
+    assert_eq!(rounds["rounds"].as_array().unwrap().len(), 2);
+    let receipt = receipts.join("round-1").join("client-2.json");
+    run(
+        &[
+            &["verify", "receipt", receipt.to_str().unwrap()][..],
+            &target,
+        ]
+        .concat(),
+        home,
+    );
+    let lineage = json(
+        &[
+            &["verify", "lineage", "--json", "--version", last][..],
+            &target,
+        ]
+        .concat(),
+        home,
+    );
+    assert_eq!(lineage["recomputed"], true);
+    // The dashboard, through the gateway, as a browser on the IC would ask for it.
+    let url = devnet.url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(url).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET /api/rounds?limit=1 HTTP/1.1\r\nHost: {canister}.localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let body: serde_json::Value =
+        serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["items"][0]["round"], 0, "{body}");
+}
