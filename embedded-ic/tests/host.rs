@@ -765,3 +765,55 @@ fn save_and_load_restart_through_post_upgrade() {
     // New canisters get fresh ids.
     assert_ne!(loaded.create_canister(vec![]), id);
 }
+
+#[test]
+fn saves_replace_each_other_whole_and_the_layout_before_generations_loads() {
+    let (mut ic, id) = setup();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    ic.save(dir.path()).unwrap();
+    call(&mut ic, id, "inc", vec![]).unwrap();
+    ic.stop_canister(id).unwrap();
+    ic.save(dir.path()).unwrap();
+    // One generation's files remain, and no temporary file.
+    let files = |sub: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files("stable"), vec![format!("{}.2.bin", id.to_text())]);
+    assert!(files(".").iter().all(|f| !f.ends_with(".tmp")));
+    let mut loaded = EmbeddedIc::load(dir.path()).unwrap();
+    assert_eq!(
+        loaded.is_stopped(id),
+        Some(true),
+        "the stopped state is saved"
+    );
+    loaded.start_canister(id).unwrap();
+    assert_eq!(state(&mut loaded, id).2, 2);
+
+    // A directory saved before generations: `stable/<id>.bin`, no generation or file name.
+    let manifest_path = dir.path().join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest.as_object_mut().unwrap().remove("generation");
+    let saved = &mut manifest["canisters"][0];
+    saved.as_object_mut().unwrap().remove("stable_file");
+    saved.as_object_mut().unwrap().remove("stopped");
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let stable = dir.path().join("stable");
+    std::fs::rename(
+        stable.join(format!("{}.2.bin", id.to_text())),
+        stable.join(format!("{}.bin", id.to_text())),
+    )
+    .unwrap();
+    let mut old = EmbeddedIc::load(dir.path()).unwrap();
+    assert_eq!(old.is_stopped(id), Some(false));
+    assert_eq!(state(&mut old, id).2, 2);
+    // Its next save moves it to generations and removes the old file.
+    old.save(dir.path()).unwrap();
+    assert_eq!(files("stable"), vec![format!("{}.1.bin", id.to_text())]);
+}
