@@ -90,14 +90,17 @@ pub enum Command {
     /// Check proofs: receipts, lineage of a model version, dataset samples.
     #[command(subcommand)]
     Verify(VerifyCommand),
-    /// Run a local Internet Computer network: the embedded IC behind the IC's HTTP
-    /// interface, for `ic-agent`, the `icp` CLI and `flic --network http://ADDR`.
-    /// Serves `/api/v2/status`, `/api/v4/canister/<id>/call`, `/api/v3/.../query` and
+    /// Run a local IC network on this machine (the embedded IC behind the IC's HTTP interface).
+    ///
+    /// For `ic-agent`, the `icp` CLI and `flic --network http://ADDR`: serves
+    /// `/api/v2/status`, `/api/v4/canister/<id>/call`, `/api/v3/.../query` and
     /// `read_state`, the management canister, and an HTTP gateway at
     /// `http://<canister-id>.localhost:<port>/`. See docs/devnet.md.
     Devnet(DevnetArgs),
-    /// Deploy the aggregator canister to a network: create it and install the wasm built
-    /// into this `flic` (or --wasm), or reinstall or upgrade an existing one (--canister).
+    /// Deploy the aggregator canister to a network (create and install, or upgrade).
+    ///
+    /// Creates a canister and installs the wasm built into this `flic` (or --wasm), or
+    /// reinstalls or upgrades an existing one (--canister).
     Deploy(DeployArgs),
     /// Serve the canister's dashboard (its own `http_request`) from a saved embedded IC
     /// over HTTP on this machine. For a deployed canister, open it through the IC's HTTP
