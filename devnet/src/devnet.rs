@@ -17,7 +17,7 @@ use crate::auth::{authenticate, Authenticated};
 use crate::error::IngressError;
 use crate::gateway;
 use crate::http::{HttpReply, HttpRequest};
-use crate::management::{self, ChunkStores};
+use crate::management::{self, ChunkStores, ManagementReject};
 use crate::requests::{Outcome, Record, Requests};
 use crate::state_tree;
 use crate::store;
@@ -443,13 +443,8 @@ impl Devnet {
         method: &str,
         arg: &[u8],
     ) -> Result<Outcome, RejectResponse> {
-        let native = |r: Result<Vec<u8>, management::ManagementReject>| {
-            r.map(Outcome::Replied)
-                .unwrap_or_else(|r| Outcome::Rejected {
-                    code: r.code,
-                    message: r.message,
-                    error_code: r.error_code.into(),
-                })
+        let native = |r: Result<Vec<u8>, ManagementReject>| {
+            r.map(Outcome::Replied).unwrap_or_else(Outcome::from)
         };
         if canister == Principal::management_canister() {
             return Ok(native(management::call(
@@ -474,7 +469,7 @@ impl Devnet {
             Ok(out) => Ok(Outcome::Replied(out.reply)),
             Err(e) => match refused_before_execution(&e) {
                 Some(reject) => Err(reject),
-                None => Ok(rejected(&e)),
+                None => Ok(rejected(&e).into()),
             },
         }
     }
@@ -530,14 +525,8 @@ impl Devnet {
             == Principal::management_canister()
             && method_name == "fetch_canister_logs"
         {
-            management::fetch_canister_logs(&self.ic, request.sender(), effective, arg).map_err(
-                |r| RejectResponse {
-                    reject_code: RejectCode::try_from(u64::from(r.code))
-                        .unwrap_or(RejectCode::CanisterError),
-                    reject_message: r.message,
-                    error_code: Some(r.error_code.into()),
-                },
-            )
+            management::fetch_canister_logs(&self.ic, request.sender(), effective, arg)
+                .map_err(RejectResponse::from)
         } else if *canister_id == Principal::management_canister() {
             Err(RejectResponse {
                 reject_code: RejectCode::DestinationInvalid,
@@ -551,34 +540,12 @@ impl Devnet {
         {
             Ok(system::default_subnets(self.subnet_id))
         } else if system::is_system_canister(*canister_id) {
-            system::query(*canister_id, method_name, arg).map_err(|r| RejectResponse {
-                reject_code: RejectCode::try_from(u64::from(r.code))
-                    .unwrap_or(RejectCode::CanisterError),
-                reject_message: r.message,
-                error_code: Some(r.error_code.into()),
-            })
+            system::query(*canister_id, method_name, arg).map_err(RejectResponse::from)
         } else {
             self.ic
                 .query(*canister_id, request.sender(), method_name, arg.clone())
                 .map(|out| out.reply)
-                .map_err(|e| {
-                    refused_before_execution(&e).unwrap_or_else(|| {
-                        let Outcome::Rejected {
-                            code,
-                            message,
-                            error_code,
-                        } = rejected(&e)
-                        else {
-                            unreachable!("rejected() rejects")
-                        };
-                        RejectResponse {
-                            reject_code: RejectCode::try_from(u64::from(code))
-                                .unwrap_or(RejectCode::CanisterError),
-                            reject_message: message,
-                            error_code: Some(error_code),
-                        }
-                    })
-                })
+                .map_err(|e| refused_before_execution(&e).unwrap_or_else(|| rejected(&e).into()))
         };
         let response = match answer {
             Ok(arg) => QueryResponse::Replied {
@@ -740,7 +707,7 @@ fn refused_before_execution(e: &CallError) -> Option<RejectResponse> {
 }
 
 /// A message that ran and failed: a certified rejection.
-fn rejected(e: &CallError) -> Outcome {
+fn rejected(e: &CallError) -> ManagementReject {
     let (code, error_code) = match e {
         CallError::Reject { .. } => (4, "IC0406"),
         CallError::Trap { .. } => (5, "IC0503"),
@@ -748,9 +715,9 @@ fn rejected(e: &CallError) -> Outcome {
         CallError::InstructionLimit { .. } => (5, "IC0522"),
         _ => (5, "IC0504"),
     };
-    Outcome::Rejected {
+    ManagementReject {
         code,
+        error_code,
         message: e.to_string(),
-        error_code: error_code.into(),
     }
 }

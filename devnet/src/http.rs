@@ -29,16 +29,11 @@ pub struct HttpReply {
 
 impl HttpReply {
     pub fn cbor<T: Serialize>(value: &T) -> HttpReply {
-        let mut ser = serde_cbor::Serializer::new(Vec::new());
-        ser.self_describe().expect("writing to a Vec");
-        value
-            .serialize(&mut ser)
-            .expect("CBOR encoding of a response");
         HttpReply {
             status: 200,
             content_type: "application/cbor".into(),
             headers: Vec::new(),
-            body: ser.into_inner(),
+            body: cbor(value),
         }
     }
 
@@ -56,4 +51,13 @@ impl HttpReply {
     pub(crate) fn error(e: &IngressError) -> HttpReply {
         HttpReply::text(e.http_status(), e.to_string())
     }
+}
+
+/// `value` as CBOR with the self-describing tag, as the IC encodes replies and state-tree
+/// leaves.
+pub(crate) fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut ser = serde_cbor::Serializer::new(Vec::new());
+    ser.self_describe().expect("writing to a Vec");
+    value.serialize(&mut ser).expect("CBOR encoding");
+    ser.into_inner()
 }

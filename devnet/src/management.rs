@@ -16,13 +16,37 @@ use ic_management_canister_types::{
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-/// A call to the management canister failed; it maps to an IC reject.
+/// A reject as the IC reports it: from the management canister, a system canister, or a
+/// canister message that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagementReject {
     /// 3 (destination invalid), 4 (canister reject) or 5 (canister error).
     pub code: u8,
     pub error_code: &'static str,
     pub message: String,
+}
+
+/// A query's rejection.
+impl From<ManagementReject> for ic_transport_types::RejectResponse {
+    fn from(r: ManagementReject) -> Self {
+        ic_transport_types::RejectResponse {
+            reject_code: ic_transport_types::RejectCode::try_from(u64::from(r.code))
+                .unwrap_or(ic_transport_types::RejectCode::CanisterError),
+            reject_message: r.message,
+            error_code: Some(r.error_code.into()),
+        }
+    }
+}
+
+/// A call's recorded (certified) rejection.
+impl From<ManagementReject> for crate::requests::Outcome {
+    fn from(r: ManagementReject) -> Self {
+        crate::requests::Outcome::Rejected {
+            code: r.code,
+            message: r.message,
+            error_code: r.error_code.into(),
+        }
+    }
 }
 
 fn reject(code: u8, error_code: &'static str, message: impl Into<String>) -> ManagementReject {

@@ -63,8 +63,9 @@ fn hash_at(value: &Value, depth: usize) -> Result<[u8; 32], HashError> {
     })
 }
 
-/// Unsigned LEB128 for naturals, signed LEB128 for negative integers (as the spec says).
-fn leb128(i: i128) -> Vec<u8> {
+/// Unsigned LEB128 for naturals, signed LEB128 for negative integers (as the spec says;
+/// also the encoding of numbers in the state tree).
+pub(crate) fn leb128(i: i128) -> Vec<u8> {
     let mut out = Vec::new();
     if i >= 0 {
         let mut v = i as u128;

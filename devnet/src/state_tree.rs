@@ -4,8 +4,9 @@
 
 use candid::Principal;
 use flic_embedded_ic::EmbeddedIc;
-use serde::Serialize;
 
+use crate::http::cbor;
+use crate::request_id::leb128;
 use crate::requests::{Outcome, Requests};
 use crate::tree::Tree;
 
@@ -26,7 +27,7 @@ pub fn build(
     reader: Principal,
 ) -> Tree {
     let mut tree = Tree::default();
-    tree.insert(&[b"time"], leb128(now as u128));
+    tree.insert(&[b"time"], leb128(i128::from(now)));
     for (id, record) in requests.iter() {
         let base: [&[u8]; 2] = [b"request_status", id];
         let at = |leaf: &'static [u8]| [base[0], base[1], leaf];
@@ -41,7 +42,7 @@ pub fn build(
                 error_code,
             } => {
                 tree.insert(&at(b"status"), b"rejected".to_vec());
-                tree.insert(&at(b"reject_code"), leb128(u128::from(*code)));
+                tree.insert(&at(b"reject_code"), leb128(i128::from(*code)));
                 tree.insert(&at(b"reject_message"), message.clone().into_bytes());
                 tree.insert(&at(b"error_code"), error_code.clone().into_bytes());
             }
@@ -86,19 +87,15 @@ pub fn build(
 /// The canister's metadata sections (`icp:public NAME`, and `icp:private NAME` for a
 /// controller), by name.
 fn metadata(ic: &EmbeddedIc, id: Principal, is_controller: bool) -> Vec<(String, Vec<u8>)> {
-    let Some(wasm_names) = ic.custom_section_names(id) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for section in wasm_names {
+    for (section, data) in ic.custom_sections(id).unwrap_or_default() {
         let name = match section.split_once(' ') {
             Some(("icp:public", name)) => name,
             Some(("icp:private", name)) if is_controller => name,
             _ => continue,
         };
-        if let Some(data) = ic.custom_sections(id, &section).pop() {
-            out.push((name.to_string(), data));
-        }
+        // Of two sections with one name, the tree keeps the later (insert replaces).
+        out.push((name.to_string(), data.clone()));
     }
     out
 }
@@ -110,24 +107,4 @@ fn canister_ranges() -> Vec<(Principal, Principal)> {
         Principal::management_canister(),
         Principal::from_slice(&[0xff; 29]),
     )]
-}
-
-fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut ser = serde_cbor::Serializer::new(Vec::new());
-    ser.self_describe().expect("writing to a Vec");
-    value.serialize(&mut ser).expect("CBOR encoding");
-    ser.into_inner()
-}
-
-fn leb128(mut v: u128) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }

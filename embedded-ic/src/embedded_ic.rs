@@ -319,35 +319,11 @@ impl EmbeddedIc {
         self.reserved.extend(ids);
     }
 
-    /// The module's custom sections named `name` (e.g. `icp:public candid:service`), in
-    /// order; empty without code.
-    pub fn custom_sections(&self, id: Principal, name: &str) -> Vec<Vec<u8>> {
-        let Some(live) = self.canisters.get(&id).and_then(|c| c.live.as_ref()) else {
-            return Vec::new();
-        };
-        wasmparser::Parser::new(0)
-            .parse_all(&live.prepared.wasm)
-            .filter_map(|payload| match payload {
-                Ok(wasmparser::Payload::CustomSection(c)) if c.name() == name => {
-                    Some(c.data().to_vec())
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Names of the module's custom sections (`None` without code).
-    pub fn custom_section_names(&self, id: Principal) -> Option<Vec<String>> {
+    /// The installed module's custom sections (name, contents), in order (`None`
+    /// without code); e.g. `icp:public candid:service`.
+    pub fn custom_sections(&self, id: Principal) -> Option<&[(String, Vec<u8>)]> {
         let live = self.canisters.get(&id)?.live.as_ref()?;
-        Some(
-            wasmparser::Parser::new(0)
-                .parse_all(&live.prepared.wasm)
-                .filter_map(|payload| match payload {
-                    Ok(wasmparser::Payload::CustomSection(c)) => Some(c.name().to_string()),
-                    _ => None,
-                })
-                .collect(),
-        )
+        Some(&live.prepared.custom_sections)
     }
 
     /// Stops a canister: calls to it fail with [`CallError::CanisterStopped`] and its

@@ -30,6 +30,8 @@ pub(crate) struct Prepared {
     pub pre: wasmtime::InstancePre<Host>,
     /// Names of exported functions of the original module.
     pub exports: BTreeSet<String>,
+    /// The module's custom sections (name, contents), in order: parsed once, here.
+    pub custom_sections: Vec<(String, Vec<u8>)>,
     /// Export names of the mutable globals, in index order.
     pub global_exports: Vec<String>,
 }
@@ -109,6 +111,7 @@ impl Runtime {
             wasm: Arc::new(wasm.to_vec()),
             pre,
             exports: scan.function_exports,
+            custom_sections: scan.custom_sections,
             global_exports: scan
                 .mutable_globals
                 .iter()
@@ -166,6 +169,7 @@ fn cache_file(engine: &wasmtime::Engine, dir: &Path, hash: &[u8; 32]) -> PathBuf
 struct Scan {
     imports: Vec<(String, String, bool)>,
     function_exports: BTreeSet<String>,
+    custom_sections: Vec<(String, Vec<u8>)>,
     mutable_globals: Vec<u32>,
     memories: u32,
     /// (section id, header start, body range) of every section, in order.
@@ -193,6 +197,10 @@ fn scan(wasm: &[u8]) -> Result<Scan, CallError> {
         match payload {
             Payload::Version { encoding, .. } if encoding != Encoding::Module => {
                 return Err(invalid("a component, not a core wasm module"));
+            }
+            Payload::CustomSection(c) => {
+                scan.custom_sections
+                    .push((c.name().to_string(), c.data().to_vec()));
             }
             Payload::ImportSection(reader) => {
                 for group in reader {
