@@ -9,19 +9,21 @@
 //!   seeded synthetic data.
 //! - [`partition`]: `iid`, `dirichlet:ALPHA` and `shards:K` splits of a dataset over clients.
 //! - [`train`]: [`train_local`] and [`evaluate`].
-//! - [`backend`]: the run-time [`Backend`] choice (ndarray by default).
+//! - [`backend`]: the run-time [`Backend`] choice (`auto`: a GPU where one is found).
+//! - [`hardware`]: the GPU adapters and CUDA devices this machine has.
 //!
 //! The layout rule and the file formats are described in `docs/model-zoo.md`.
 
 pub mod backend;
 pub mod dataset;
 pub mod flat;
+pub mod hardware;
 pub mod model;
 pub mod partition;
 pub mod safetensors_io;
 pub mod train;
 
-pub use backend::{Backend, BackendError};
+pub use backend::{Backend, BackendError, BackendRequest, Plan, Started};
 pub use dataset::{Dataset, DatasetError};
 pub use flat::{
     config_from_spec, flatten, init_weights, model_from_spec, model_spec, param_count, unflatten,

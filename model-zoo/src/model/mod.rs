@@ -104,6 +104,11 @@ impl Model {
     }
 }
 
+/// Whether an architecture id names a convolutional model.
+pub fn is_convolutional(architecture: &str) -> bool {
+    matches!(architecture, "lenet" | "cifar-cnn")
+}
+
 impl ModelConfig {
     /// The stable architecture id.
     pub fn architecture(&self) -> &'static str {
@@ -113,6 +118,12 @@ impl ModelConfig {
             ModelConfig::LeNet(_) => "lenet",
             ModelConfig::CifarCnn(_) => "cifar-cnn",
         }
+    }
+
+    /// Whether the architecture is convolutional (`lenet`, `cifar-cnn`): the CPU backend
+    /// choice of `--backend auto` depends on it.
+    pub fn is_convolutional(&self) -> bool {
+        is_convolutional(self.architecture())
     }
 
     /// Builds a configuration with default sizes for data of `feature_shape` and
