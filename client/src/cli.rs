@@ -15,6 +15,7 @@ use crate::attack::Knowledge;
 
 use crate::data::DataFormat;
 use crate::simulate::SimulationConfig;
+use flic_model_zoo::BackendRequest;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -120,6 +121,18 @@ pub enum Command {
     /// `--doc docs/benchmarks.md` writes the figures into the benchmarks document.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// List the compiled training backends, every GPU adapter found, and what
+    /// `--backend auto` picks.
+    ///
+    /// Adapters are wgpu's (Vulkan, Metal, DX12, GL) and, in a build with `--features
+    /// cuda`, CUDA devices: name, driver, type and memory. `auto` prefers CUDA, then a
+    /// discrete or integrated GPU through wgpu, then flex for convolutional models and
+    /// ndarray otherwise; a software adapter (lavapipe) is used only when named with
+    /// `--backend wgpu`.
+    Backends {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -319,7 +332,8 @@ pub struct BenchTrainArgs {
         default_value = "linear,mlp,lenet,cifar-cnn"
     )]
     pub models: Vec<ModelArg>,
-    /// burn backends to time [default: the CPU backends compiled in: ndarray and flex].
+    /// burn backends to time [default: the CPU backends compiled in: ndarray and flex];
+    /// wgpu and cuda must start on a GPU adapter (`flic backends`), or the bench fails.
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<flic_model_zoo::Backend>,
     #[arg(long, default_value_t = 64)]
@@ -343,6 +357,9 @@ pub struct BenchTrainArgs {
     /// makes one and prints its path).
     #[arg(long, value_name = "PYTHON")]
     pub pytorch: Option<PathBuf>,
+    /// PyTorch's device: cpu, or cuda (a GPU machine; `bench/gpu/run.sh` passes it).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    pub pytorch_device: String,
     /// The PyTorch side [default: bench/pytorch/train_throughput.py of this source tree].
     #[arg(long, value_name = "PATH")]
     pub script: Option<PathBuf>,
@@ -352,6 +369,10 @@ pub struct BenchTrainArgs {
     /// Rewrite the training section of this Markdown file.
     #[arg(long, value_name = "PATH")]
     pub doc: Option<PathBuf>,
+    /// The section of --doc to rewrite (`training`: the CPU table; `training-gpu`: GPU
+    /// backends).
+    #[arg(long, default_value = "training", requires = "doc")]
+    pub section: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -830,10 +851,11 @@ pub struct SimulateArgs {
     /// `flic verify lineage` can recompute every version.
     #[arg(long)]
     pub retain_contributions: bool,
-    /// Training backend: ndarray (default), flex (compiled in; much faster for lenet and
-    /// cifar-cnn), wgpu or cuda (these two need the matching cargo feature).
+    /// Training backend: ndarray, flex (much faster for lenet and cifar-cnn), wgpu (a GPU,
+    /// or lavapipe), cuda (a build with `--features cuda`), or auto (see `flic backends`).
+    /// ndarray by default so that a simulation gives the same bytes on every machine.
     #[arg(long, default_value = "ndarray")]
-    pub backend: String,
+    pub backend: BackendRequest,
     /// How many clients attack (the last K).
     #[arg(long, default_value_t = 0)]
     pub malicious: usize,
@@ -897,7 +919,7 @@ impl SimulateArgs {
             network: self.network.clone(),
             receipts: self.receipts.clone(),
             retain_contributions: self.retain_contributions,
-            backend: self.backend.clone(),
+            backend: self.backend.to_string(),
             malicious: self.malicious,
             attack: self.attack.clone(),
             aggregation: self.strategy.aggregation,
@@ -927,10 +949,12 @@ pub struct TrainArgs {
     /// Where interrupted uploads are remembered, so a restart resumes them.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Compute backend for local training: ndarray (default), flex (compiled in; much faster
-    /// for lenet and cifar-cnn), wgpu or cuda (these two need the matching cargo feature).
-    #[arg(long, default_value = "ndarray")]
-    pub backend: String,
+    /// Compute backend for local training: auto (CUDA, then a GPU through wgpu, then flex
+    /// for convolutional models and ndarray otherwise; `flic backends` shows the pick),
+    /// ndarray, flex, wgpu or cuda (a build with `--features cuda`). A GPU backend that
+    /// fails at start falls back to the CPU, saying why.
+    #[arg(long, default_value = "auto")]
+    pub backend: BackendRequest,
     #[command(flatten)]
     pub output: OutputArgs,
 }

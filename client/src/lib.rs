@@ -7,6 +7,7 @@ pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod compute;
 pub mod data;
 pub mod identity;
 pub mod output;

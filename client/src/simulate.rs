@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use flic_embedded_ic::{EmbeddedIc, InstallMode};
 use flic_model_zoo::dataset::{Dataset, SyntheticClusters, SyntheticImages};
 use flic_model_zoo::{
-    evaluate, init_weights, model_spec, train_local, Backend, ModelConfig, Partitioner,
+    evaluate, init_weights, model_spec, train_local, Backend, BackendRequest, ModelConfig,
+    Partitioner,
 };
 use flic_protocol::api::{
     ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
@@ -84,7 +85,7 @@ pub struct SimulationConfig {
     pub receipts: Option<PathBuf>,
     /// Keep every contribution's delta (and the initial model) in the canister.
     pub retain_contributions: bool,
-    /// Training backend (`ndarray`, `flex`, `wgpu`, `cuda`).
+    /// Training backend asked for (`ndarray`, `flex`, `wgpu`, `cuda` or `auto`).
     pub backend: String,
     /// How many clients attack (the last K).
     pub malicious: usize,
@@ -173,6 +174,8 @@ pub struct RoundReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct SimulationReport {
     pub config: SimulationConfig,
+    /// The backend that trained (`config.backend` asks; `auto` or a fallback decides).
+    pub backend: Backend,
     pub canister_id: String,
     pub wasm_sha256: String,
     pub clients: usize,
@@ -518,6 +521,8 @@ fn deploy(
 struct Setup {
     backend: Backend,
     device: flic_model_zoo::Device,
+    /// What started the backend said (its pick, a fallback).
+    backend_notes: Vec<String>,
     fed: Federation,
     config: ModelConfig,
     initial: Vec<f32>,
@@ -527,8 +532,13 @@ fn setup(args: &SimulationConfig) -> anyhow::Result<Setup> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
-    let backend: Backend = args.backend.parse()?;
-    let device = backend.device()?;
+    let request: BackendRequest = args.backend.parse()?;
+    let convolutional = flic_model_zoo::model::is_convolutional(&args.model);
+    let mut backend_notes = Vec::new();
+    let started = crate::compute::start(request, convolutional, &mut |n| {
+        backend_notes.push(n.into())
+    })?;
+    let (backend, device) = (started.plan.backend, started.device);
     let fed = unify_classes(build_federation(args)?)?;
     let first = &fed.clients[0];
     let hidden: Vec<usize> = if args.model == "mlp" {
@@ -546,6 +556,7 @@ fn setup(args: &SimulationConfig) -> anyhow::Result<Setup> {
     Ok(Setup {
         backend,
         device,
+        backend_notes,
         fed,
         config,
         initial,
@@ -562,10 +573,14 @@ pub fn run(
     let Setup {
         backend,
         device,
+        backend_notes,
         fed,
         config,
         initial,
     } = setup(args)?;
+    for line in &backend_notes {
+        progress.note(line);
+    }
     let n = fed.clients.len();
     let spec = model_spec(&config)?;
     let max_samples = fed
@@ -886,6 +901,7 @@ pub fn run(
     let wasm_sha256 = flic_aggregator_wasm::module_hash_hex();
     Ok(SimulationReport {
         config: args.clone(),
+        backend,
         canister_id: canister.to_text(),
         wasm_sha256,
         clients: n,

@@ -1,5 +1,6 @@
 //! One module per subcommand; this file dispatches and connects to the canister.
 
+mod backends;
 mod bench;
 mod dashboard;
 mod dataset;
@@ -149,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             canister,
         } => dashboard::run(p, &state, &listen, canister.as_deref()),
         Command::Bench(cmd) => bench::run(p, cmd, progress),
+        Command::Backends { output } => backends::run(p, output.json),
     }
 }
 

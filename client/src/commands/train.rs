@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use flic_model_zoo::Backend;
 use flic_protocol::api::JobState;
 
 use crate::api::ApiError;
@@ -33,7 +32,6 @@ fn with_retry<T>(
 
 pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
     let data = crate::data::load(&args.data.data, args.data.format.into())?;
-    let device = args.backend.parse::<Backend>()?.device()?;
     let mut session = super::connect(&args.target)?;
     let identity = session.identity.take().expect("connect loads the identity");
     let me = identity.principal();
@@ -64,6 +62,15 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             hex::encode(dataset.commitment.as_slice())
         );
     }
+
+    // The job's architecture decides the CPU backend `auto` falls back to.
+    let first = with_retry("reading the round", progress, |_| session.api.round_info())?;
+    let convolutional = first
+        .config
+        .as_ref()
+        .is_some_and(|job| flic_model_zoo::model::is_convolutional(&job.model_spec.architecture));
+    let device =
+        crate::compute::start(args.backend, convolutional, &mut |n| progress.note(n))?.device;
 
     let work_dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
     let journal = UploadJournal::new(&work_dir);
