@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of `flic bench train`: the same model, data, initial weights, batch size
-and thread count as burn, trained on the CPU, timed the same way.
+and thread count as burn, trained on the CPU or on CUDA (the manifest's `device`), timed
+the same way.
 
 `flic bench train --pytorch PYTHON` writes one folder per model (manifest.json plus raw
 little-endian files) and runs this script on it; the script prints one JSON object on
@@ -111,7 +112,7 @@ def mean_loss(model, x, y, batch=512):
 
 def train_epoch(model, opt, x, y, batch_size, gen):
     """One epoch as `train_local` runs it: shuffle, forward, loss read back, backward, step."""
-    order = torch.randperm(x.shape[0], generator=gen)
+    order = torch.randperm(x.shape[0], generator=gen).to(x.device)
     loss_sum = 0.0
     for i in range(0, x.shape[0], batch_size):
         idx = order[i : i + batch_size]
@@ -140,8 +141,13 @@ def main():
     y = torch.from_numpy(np.fromfile(os.path.join(args.workdir, "labels.u32"), dtype="<u4").astype(np.int64))
     flat = np.fromfile(os.path.join(args.workdir, "weights.f32"), dtype="<f4")
 
+    device = torch.device(m.get("device", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("the manifest asks for CUDA, but torch.cuda.is_available() is False")
     model = ZooModel(m["config"])
     load_weights(model, m["tensors"], flat)
+    model.to(device)
+    x, y = x.to(device), y.to(device)
     initial_loss = mean_loss(model, x, y)
     if m["optimizer"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=m["lr"])
@@ -152,7 +158,10 @@ def main():
         train_epoch(model, opt, x, y, m["batch_size"], gen)
     started = time.perf_counter()
     losses = [train_epoch(model, opt, x, y, m["batch_size"], gen) for _ in range(m["epochs"])]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
+    where = "cpu" if device.type == "cpu" else f"cuda: {torch.cuda.get_device_name(device)}"
 
     json.dump(
         {
@@ -160,6 +169,7 @@ def main():
             "version": torch.__version__,
             "threads": torch.get_num_threads(),
             "mkldnn": torch.backends.mkldnn.is_available(),
+            "device": where,
             "initial_loss": initial_loss,
             "last_epoch_loss": losses[-1],
             "samples": n * m["epochs"],

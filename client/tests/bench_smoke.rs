@@ -136,6 +136,7 @@ fn training_report_covers_every_model_and_backend() {
         lr: 0.01,
         seed: 3,
         pytorch: None,
+        pytorch_device: "cpu",
         script: "unused".into(),
     };
     let report = training::measure(&workloads, &settings, &mut Silent).unwrap();

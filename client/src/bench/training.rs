@@ -1,6 +1,7 @@
 //! Client training throughput: samples per second of `train_local` for each zoo model on
-//! burn's CPU backends, side by side with PyTorch on the same model, data, initial weights,
-//! batch size and thread count, run from this process (`bench/pytorch/train_throughput.py`).
+//! burn's backends (CPU, and the GPU backends on a GPU machine: `bench/gpu/run.sh`), side by
+//! side with PyTorch (on the CPU, or CUDA) on the same model, data, initial weights, batch
+//! size and thread count, run from this process (`bench/pytorch/train_throughput.py`).
 //!
 //! Both sides run one warm-up epoch, then time `epochs` epochs of shuffle, forward,
 //! cross-entropy read back to the host, backward and an SGD step. The initial weights'
@@ -13,8 +14,8 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use flic_model_zoo::dataset::{SyntheticClusters, SyntheticImages};
 use flic_model_zoo::{
-    evaluate, init_weights, model_spec, train_local, Backend, Dataset, ModelConfig, OptimizerKind,
-    TrainParams,
+    evaluate, init_weights, model_spec, train_local, Backend, BackendRequest, Dataset, ModelConfig,
+    OptimizerKind, TrainParams,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,8 +83,16 @@ pub fn workloads(
 /// One framework's figure for one model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Throughput {
-    /// `burn/ndarray`, `burn/flex` or `pytorch`.
+    /// `burn/ndarray`, `burn/flex`, `burn/wgpu`, `burn/cuda`, `pytorch` (CPU) or
+    /// `pytorch/cuda`.
     pub framework: String,
+    /// The GPU adapter it ran on, for GPU backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Whether that adapter is a software rasterizer (lavapipe): its figures say the
+    /// kernels run correctly, not how fast a GPU is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub software: bool,
     pub samples_per_sec: f64,
     pub seconds: f64,
     /// Mean cross-entropy of the initial weights over the data.
@@ -108,6 +117,9 @@ pub struct TrainingReport {
     pub lr: f64,
     /// `torch x.y.z` when PyTorch ran.
     pub pytorch_version: Option<String>,
+    /// Where PyTorch ran: `cpu` or `cuda` (with the GPU's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pytorch_device: Option<String>,
     pub models: Vec<ModelThroughput>,
 }
 
@@ -120,6 +132,8 @@ pub struct Settings<'a> {
     pub seed: u64,
     /// A Python with torch and numpy (see `bench/pytorch/setup.sh`).
     pub pytorch: Option<&'a Path>,
+    /// PyTorch's device: `cpu` or `cuda`.
+    pub pytorch_device: &'a str,
     pub script: PathBuf,
 }
 
@@ -129,6 +143,7 @@ pub fn measure(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<TrainingReport> {
     let mut pytorch_version = None;
+    let mut pytorch_device = None;
     let mut models = Vec::new();
     for w in workloads {
         let weights = init_weights(&w.config, s.seed)?;
@@ -142,7 +157,25 @@ pub fn measure(
         };
         let mut results = Vec::new();
         for &backend in s.backends {
-            let device = backend.device()?;
+            // A GPU backend is started as `--backend` starts it, but a fallback to the CPU
+            // is an error here: its figure would be the CPU's under the GPU's name.
+            let mut notes = Vec::new();
+            let started = crate::compute::start(
+                BackendRequest::Named(backend),
+                w.config.is_convolutional(),
+                &mut |n| notes.push(n.to_string()),
+            )?;
+            if started.plan.backend != backend {
+                bail!(
+                    "backend {backend} did not start: {}",
+                    started
+                        .plan
+                        .fallback
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                );
+            }
+            let device = started.device;
             let initial = evaluate(&w.config, &weights, &w.data, &device)?;
             let timed = TrainParams {
                 local_epochs: s.epochs,
@@ -161,6 +194,14 @@ pub fn measure(
             progress.finish(&format!("{:.0} samples/s", out.samples_per_sec));
             results.push(Throughput {
                 framework: format!("burn/{backend}"),
+                device: started.plan.adapter.clone(),
+                software: matches!(
+                    started.plan.device,
+                    flic_model_zoo::backend::DeviceChoice::Wgpu {
+                        kind: Some(flic_model_zoo::hardware::AdapterKind::Cpu),
+                        ..
+                    }
+                ),
                 samples_per_sec: out.samples_per_sec,
                 seconds: out.elapsed.as_secs_f64(),
                 initial_loss: initial.loss,
@@ -169,7 +210,8 @@ pub fn measure(
         }
         if let Some(python) = s.pytorch {
             progress.note(&format!("{} on PyTorch ...", w.model));
-            let (t, version) = run_pytorch(python, &s.script, w, &weights, s)?;
+            let (t, version, device) = run_pytorch(python, &s.script, w, &weights, s)?;
+            pytorch_device = Some(device);
             if let Some(burn) = results.first() {
                 let rel = (t.initial_loss - burn.initial_loss).abs() / burn.initial_loss.max(1e-9);
                 if rel > 1e-3 {
@@ -200,6 +242,7 @@ pub fn measure(
         epochs: s.epochs,
         lr: s.lr,
         pytorch_version,
+        pytorch_device,
         models,
     })
 }
@@ -212,6 +255,9 @@ struct PytorchOutput {
     last_epoch_loss: f64,
     seconds: f64,
     samples_per_sec: f64,
+    /// `cpu`, or `cuda: <GPU name>`.
+    #[serde(default)]
+    device: Option<String>,
 }
 
 /// Writes the workload as raw little-endian files plus a manifest and runs the script on it.
@@ -221,7 +267,7 @@ fn run_pytorch(
     w: &Workload,
     weights: &[f32],
     s: &Settings,
-) -> anyhow::Result<(Throughput, String)> {
+) -> anyhow::Result<(Throughput, String, String)> {
     let dir = tempfile::tempdir()?;
     let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     std::fs::write(dir.path().join("features.f32"), le(&w.data.features))?;
@@ -241,6 +287,7 @@ fn run_pytorch(
         "warmup_epochs": 1,
         "epochs": s.epochs,
         "seed": s.seed,
+        "device": s.pytorch_device,
     });
     std::fs::write(
         dir.path().join("manifest.json"),
@@ -272,15 +319,23 @@ fn run_pytorch(
             s.threads
         );
     }
+    let framework = if s.pytorch_device == "cpu" {
+        "pytorch".to_string()
+    } else {
+        format!("pytorch/{}", s.pytorch_device)
+    };
     Ok((
         Throughput {
-            framework: "pytorch".into(),
+            framework,
+            device: o.device.clone().filter(|d| d != "cpu"),
+            software: false,
             samples_per_sec: o.samples_per_sec,
             seconds: o.seconds,
             initial_loss: o.initial_loss,
             last_epoch_loss: o.last_epoch_loss,
         },
         format!("torch {}", o.version),
+        o.device.unwrap_or_else(|| s.pytorch_device.to_string()),
     ))
 }
 
@@ -306,7 +361,8 @@ pub fn render(r: &TrainingReport) -> String {
         }
         f
     };
-    let has_pytorch = frameworks.iter().any(|f| f == "pytorch");
+    let is_torch = |f: &str| f.starts_with("pytorch");
+    let has_pytorch = frameworks.iter().any(|f| is_torch(f));
     let mut headers: Vec<String> = vec![
         "model".into(),
         "params".into(),
@@ -318,7 +374,7 @@ pub fn render(r: &TrainingReport) -> String {
         headers.extend(
             frameworks
                 .iter()
-                .filter(|f| *f != "pytorch")
+                .filter(|f| !is_torch(f))
                 .map(|f| format!("{f} / PyTorch")),
         );
         headers.push("initial loss (burn = PyTorch)".into());
@@ -344,8 +400,8 @@ pub fn render(r: &TrainingReport) -> String {
                 );
             }
             if has_pytorch {
-                let torch = get("pytorch");
-                for f in frameworks.iter().filter(|f| *f != "pytorch") {
+                let torch = m.results.iter().find(|t| is_torch(&t.framework));
+                for f in frameworks.iter().filter(|f| !is_torch(f)) {
                     row.push(match (get(f), torch) {
                         (Some(b), Some(p)) => ratio(b.samples_per_sec / p.samples_per_sec),
                         _ => "-".into(),
@@ -360,12 +416,39 @@ pub fn render(r: &TrainingReport) -> String {
         })
         .collect();
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    // Where each GPU framework ran, once per framework.
+    let mut devices: Vec<String> = Vec::new();
+    for f in &frameworks {
+        let t = r
+            .models
+            .iter()
+            .flat_map(|m| m.results.iter())
+            .find(|t| &t.framework == f && t.device.is_some());
+        if let Some(t) = t {
+            devices.push(format!(
+                "`{f}` ran on {}{}.",
+                t.device.as_deref().unwrap_or_default(),
+                if t.software {
+                    ", a software driver on the CPU: its figures show that the GPU kernels run \
+                     and train the same model, not how fast a GPU is"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    let where_ = r.pytorch_device.as_deref().unwrap_or("cpu");
+    let devices = if devices.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", devices.join(" "))
+    };
     format!(
         "Training samples per second of one client (`train_local`: shuffle, forward, \
          cross-entropy read back every step, backward, SGD step with lr {lr}), batch {batch}, \
          {threads} threads on each side, {epochs} timed epoch(s) after one warm-up epoch, on \
          synthetic data of the model's input shape (`linear` and `mlp` (hidden [128]) on \
-         784-feature samples, `lenet` on 28×28 images, `cifar-cnn` on 3×32×32). {torch}\n\n{}",
+         784-feature samples, `lenet` on 28×28 images, `cifar-cnn` on 3×32×32).{devices} {torch}\n\n{}",
         table(&headers, &body),
         lr = r.lr,
         batch = r.batch_size,
@@ -373,7 +456,7 @@ pub fn render(r: &TrainingReport) -> String {
         epochs = r.epochs,
         torch = match &r.pytorch_version {
             Some(v) => format!(
-                "PyTorch ({v}, CPU) ran `bench/pytorch/train_throughput.py` in the same session on \
+                "PyTorch ({v}, {where_}) ran `bench/pytorch/train_throughput.py` in the same session on \
                  the same data and initial weights (the initial-loss column is the check that \
                  both train the same model); a ratio above 1 means burn is faster."
             ),

@@ -176,6 +176,7 @@ fn run_train(
         lr: args.lr,
         seed: args.seed,
         pytorch: args.pytorch.as_deref(),
+        pytorch_device: &args.pytorch_device,
         script,
     };
     let report = training::measure(&workloads, &settings, progress)?;
@@ -188,10 +189,14 @@ fn run_train(
     if let Some(path) = &args.doc {
         doc::write_section(
             path,
-            "training",
+            &args.section,
             &doc::section_body(&text, &Machine::detect(), &train_invocation(args)),
         )?;
-        printer.info(format!("wrote the training section of {}", path.display()));
+        printer.info(format!(
+            "wrote the {} section of {}",
+            args.section,
+            path.display()
+        ));
     }
     Ok(())
 }
