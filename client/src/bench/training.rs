@@ -379,6 +379,11 @@ pub fn render(r: &TrainingReport) -> String {
         );
         headers.push("initial loss (burn = PyTorch)".into());
     }
+    // Without PyTorch, the check that every backend trains the same model.
+    let each_burn = !has_pytorch && frameworks.len() > 1;
+    if each_burn {
+        headers.push(format!("initial loss ({})", frameworks.join(" = ")));
+    }
     let body: Vec<Vec<String>> = r
         .models
         .iter()
@@ -411,6 +416,13 @@ pub fn render(r: &TrainingReport) -> String {
                     (Some(b), Some(p)) => format!("{:.4} = {:.4}", b.initial_loss, p.initial_loss),
                     _ => "-".into(),
                 });
+            }
+            if each_burn {
+                let losses: Vec<String> = frameworks
+                    .iter()
+                    .map(|f| get(f).map_or("-".into(), |t| format!("{:.4}", t.initial_loss)))
+                    .collect();
+                row.push(losses.join(" = "));
             }
             row
         })
