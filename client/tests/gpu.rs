@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use flic_model_zoo::backend::{self, BackendRequest};
 use flic_model_zoo::dataset::{SyntheticClusters, SyntheticImages};
@@ -28,21 +28,19 @@ use flic_model_zoo::{
 /// instances made on several threads at once): tests that touch them in-process take turns.
 static GPU: Mutex<()> = Mutex::new(());
 
-fn gpu_lock() -> std::sync::MutexGuard<'static, ()> {
-    GPU.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn flic() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_flic"));
     c.env("FLIC_NO_PROGRESS", "true");
     c
 }
 
-/// True if wgpu has an adapter here; false (skip) otherwise, unless CI requires one.
-fn wgpu_available(test: &str) -> bool {
+/// The GPU turn, if wgpu has an adapter here; `None` (skip) otherwise, unless CI requires
+/// one. A test that trains in-process keeps the turn; one that runs `flic` lets it go.
+fn wgpu_available(test: &str) -> Option<MutexGuard<'static, ()>> {
+    let turn = GPU.lock().unwrap_or_else(|p| p.into_inner());
     let found = hardware::discover();
     if found.of(Backend::Wgpu).next().is_some() {
-        return true;
+        return Some(turn);
     }
     let why = format!(
         "{test}: wgpu found no adapter ({}); install a Vulkan driver (Debian: \
@@ -53,7 +51,7 @@ fn wgpu_available(test: &str) -> bool {
         panic!("{why} (FLIC_REQUIRE_WGPU=1)");
     }
     eprintln!("skipped: {why}");
-    false
+    None
 }
 
 fn mlp_workload() -> (ModelConfig, Dataset) {
@@ -95,10 +93,9 @@ fn rel(a: f32, b: f32) -> f32 {
 
 #[test]
 fn mlp_and_lenet_train_on_wgpu_as_on_ndarray() {
-    let _gpu = gpu_lock();
-    if !wgpu_available("mlp_and_lenet_train_on_wgpu_as_on_ndarray") {
+    let Some(_gpu) = wgpu_available("mlp_and_lenet_train_on_wgpu_as_on_ndarray") else {
         return;
-    }
+    };
     let started = {
         let found = hardware::discover();
         let plan = backend::plan(BackendRequest::Named(Backend::Wgpu), false, &found).unwrap();
@@ -184,10 +181,7 @@ fn simulate(dir: &Path, backend: &str) -> (serde_json::Value, String) {
 
 #[test]
 fn simulate_on_wgpu_reaches_the_cpu_accuracy() {
-    if !{
-        let _gpu = gpu_lock();
-        wgpu_available("simulate_on_wgpu_reaches_the_cpu_accuracy")
-    } {
+    if wgpu_available("simulate_on_wgpu_reaches_the_cpu_accuracy").is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -336,10 +330,7 @@ fn repo_root() -> PathBuf {
 
 #[test]
 fn the_gpu_benchmark_runs_end_to_end() {
-    if !{
-        let _gpu = gpu_lock();
-        wgpu_available("the_gpu_benchmark_runs_end_to_end")
-    } {
+    if wgpu_available("the_gpu_benchmark_runs_end_to_end").is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -389,12 +389,16 @@ fn smoke_test(device: &Device) -> Result<(), String> {
     match result {
         Ok(v) if v == 6.0 => Ok(()),
         Ok(v) => Err(format!("sum([1, 2, 3]) gave {v}")),
-        Err(p) => Err(p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the runtime panicked".into())),
+        Err(p) => Err(panic_message(p.as_ref())),
     }
+}
+
+/// The text of a caught panic (a driver binding's or a runtime's).
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 #[cfg(test)]

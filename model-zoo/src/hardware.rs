@@ -82,14 +82,8 @@ pub fn discover() -> Discovery {
 /// Runs `f`, turning a panic inside a driver binding into an error line.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
-        format!("{what}: {msg}")
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|p| format!("{what}: {}", crate::backend::panic_message(p.as_ref())))
 }
 
 #[cfg(feature = "wgpu")]

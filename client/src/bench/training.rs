@@ -145,6 +145,20 @@ pub fn measure(
     let mut pytorch_version = None;
     let mut pytorch_device = None;
     let mut models = Vec::new();
+    // Each backend is started once, as `--backend` starts it, but a fallback to the CPU is
+    // an error here: its figure would be the CPU's under the GPU's name. (The model only
+    // picks the CPU backend of a fallback, so any model will do.)
+    let mut started = Vec::new();
+    for &backend in s.backends {
+        let run = crate::compute::start(BackendRequest::Named(backend), false, &mut |_| {})?;
+        if run.plan.backend != backend {
+            bail!(
+                "backend {backend} did not start: {}",
+                run.plan.fallback.as_deref().unwrap_or("no reason given")
+            );
+        }
+        started.push((backend, run));
+    }
     for w in workloads {
         let weights = init_weights(&w.config, s.seed)?;
         let params = TrainParams {
@@ -156,27 +170,9 @@ pub fn measure(
             proximal_mu: 0.0,
         };
         let mut results = Vec::new();
-        for &backend in s.backends {
-            // A GPU backend is started as `--backend` starts it, but a fallback to the CPU
-            // is an error here: its figure would be the CPU's under the GPU's name.
-            let mut notes = Vec::new();
-            let started = crate::compute::start(
-                BackendRequest::Named(backend),
-                w.config.is_convolutional(),
-                &mut |n| notes.push(n.to_string()),
-            )?;
-            if started.plan.backend != backend {
-                bail!(
-                    "backend {backend} did not start: {}",
-                    started
-                        .plan
-                        .fallback
-                        .as_deref()
-                        .unwrap_or("no reason given")
-                );
-            }
-            let device = started.device;
-            let initial = evaluate(&w.config, &weights, &w.data, &device)?;
+        for (backend, started) in &started {
+            let (backend, device) = (*backend, &started.device);
+            let initial = evaluate(&w.config, &weights, &w.data, device)?;
             let timed = TrainParams {
                 local_epochs: s.epochs,
                 ..params.clone()
@@ -185,10 +181,10 @@ pub fn measure(
                 &format!("{} on burn/{backend}", w.model),
                 (w.data.len() * (1 + s.epochs)) as u64,
             );
-            let warm = train_local(&w.config, &weights, &w.data, &params, &device, &mut |p| {
+            let warm = train_local(&w.config, &weights, &w.data, &params, device, &mut |p| {
                 progress.set(p.samples_done as u64)
             })?;
-            let out = train_local(&w.config, &weights, &w.data, &timed, &device, &mut |p| {
+            let out = train_local(&w.config, &weights, &w.data, &timed, device, &mut |p| {
                 progress.set((warm.samples + p.samples_done) as u64)
             })?;
             progress.finish(&format!("{:.0} samples/s", out.samples_per_sec));
