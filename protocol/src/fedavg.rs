@@ -28,9 +28,7 @@
 //! w_next_i = ((w_i as f64) + (server_lr as f64) * ((acc_i as f64) * inv)) as f32
 //! ```
 
-use crate::encoding::{
-    DeltaEncoding, DeltaError, CLIP_TOLERANCE, INT8_BLOCK_BYTES, INT8_BLOCK_LEN,
-};
+use crate::encoding::{DeltaEncoding, DeltaError, CLIP_TOLERANCE};
 
 /// Upper cap on the fractional bits (2^-40 ~ 1e-12 resolution is plenty for f32 models).
 pub const MAX_FRAC_BITS: u32 = 40;
@@ -73,7 +71,7 @@ pub enum LimitsError {
     NoSafeFracBits,
 }
 
-fn pow2(f: u32) -> f64 {
+pub(crate) fn pow2(f: u32) -> f64 {
     (f as f64).exp2()
 }
 
@@ -165,50 +163,7 @@ pub fn int8_block_factor(scale: f32, frac_bits: u32) -> i64 {
     round_half_away(scale as f64 * pow2(frac_bits)) as i64
 }
 
-/// Adds one validated window of an encoded delta, times `weight`, into `acc` (the
-/// accumulator entries of the same parameters). The bytes must have passed [`crate::encoding::DeltaCheck`]
-/// with limits that satisfy [`AggregationLimits::check`] for `frac_bits`; arithmetic wraps
-/// rather than panics, and the bound makes wrapping impossible.
-pub fn accumulate_window(
-    acc: &mut [i64],
-    encoding: DeltaEncoding,
-    bytes: &[u8],
-    weight: u64,
-    frac_bits: u32,
-) {
-    assert_eq!(
-        encoding.encoded_len(acc.len() as u64),
-        bytes.len() as u64,
-        "window length mismatch"
-    );
-    match encoding {
-        DeltaEncoding::F32 => accumulate_f32(acc, bytes, weight, frac_bits),
-        DeltaEncoding::Int8Blocks => accumulate_int8(acc, bytes, weight, frac_bits),
-    }
-}
-
-fn accumulate_f32(acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
-    let w = weight as i64;
-    let scale = pow2(frac_bits);
-    for (a, c) in acc.iter_mut().zip(bytes.chunks_exact(4)) {
-        let d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let q = round_half_away(d as f64 * scale) as i64;
-        *a = a.wrapping_add(w.wrapping_mul(q));
-    }
-}
-
-fn accumulate_int8(acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
-    let w = weight as i64;
-    for (acc_block, block) in acc
-        .chunks_mut(INT8_BLOCK_LEN)
-        .zip(bytes.chunks(INT8_BLOCK_BYTES))
-    {
-        let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
-        let wf = w.wrapping_mul(int8_block_factor(scale, frac_bits));
-        // The hot loop: load i8, sign-extend, multiply, add (explicit SIMD in the canister).
-        crate::kernels::int8_mul_add(acc_block, &block[4..], wf);
-    }
-}
+pub use crate::encoding::accumulate_window;
 
 /// `1 / (total_weight * 2^f)`, computed once per round. `total_weight` must be non-zero.
 pub fn finalize_factor(total_weight: u64, frac_bits: u32) -> f64 {
@@ -351,19 +306,17 @@ mod tests {
     fn contributions(params: usize) -> impl Strategy<Value = Vec<Contribution>> {
         let one = (
             prop::collection::vec(-10f32..10f32, params),
-            prop::bool::ANY,
+            prop::sample::select(crate::encoding::tests::every_encoding()),
             1u64..2000,
+            any::<u64>(),
         )
-            .prop_map(|(mut d, int8, samples)| {
+            .prop_map(|(mut d, encoding, samples, seed)| {
                 clip_l2(&mut d, 5.0);
-                let encoding = if int8 {
-                    DeltaEncoding::Int8Blocks
-                } else {
-                    DeltaEncoding::F32
-                };
                 Contribution {
                     encoding,
-                    bytes: encode(encoding, &d).unwrap(),
+                    bytes: crate::encoding::encode_within(encoding, &d, 5.0, seed)
+                        .unwrap()
+                        .bytes,
                     samples,
                 }
             });

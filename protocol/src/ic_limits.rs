@@ -25,11 +25,9 @@ pub const CLOSE_SLICE_INSTRUCTIONS: u64 = UPDATE_INSTRUCTION_LIMIT / 2;
 
 /// Fixed cost of any update (decoding, checks, certified data, invariants).
 const FIXED: u64 = 10_000_000;
-/// `commit_submission` per parameter: validate and accumulate an `f32` delta (measured
-/// 109-115 from 1e5 parameters up).
+/// `commit_submission` per parameter when no encoding is allowed: the `f32` codec's
+/// (each codec states its own, `Codec::commit_instructions_per_param`).
 const COMMIT_F32_PER_PARAM: u64 = 130;
-/// The same for int8 blocks (measured 41-42).
-const COMMIT_INT8_PER_PARAM: u64 = 60;
 /// The close per parameter: apply the accumulator, write and hash the weights (measured
 /// 339-352).
 const CLOSE_PER_PARAM: u64 = 400;
@@ -113,7 +111,7 @@ pub fn finalisation(param_count: u64, max_clients: u32, optimizer: &ServerOptimi
 /// [`RULE_WINDOW_PARAMS`], fewer (whole int8 blocks, at least one) when a window of the
 /// rule would take more than a tenth of a slice. Any window size gives the same integers.
 pub fn rule_window_params(rule: &AggregationRule, max_clients: u32) -> u64 {
-    let block = crate::encoding::INT8_BLOCK_LEN as u64;
+    let block = crate::encoding::WINDOW_ALIGN;
     let per_param = rule_per_param(rule, max_clients).max(1);
     let fit = CLOSE_SLICE_INSTRUCTIONS / 10 / MARGIN / per_param;
     (fit / block * block).clamp(block, RULE_WINDOW_PARAMS)
@@ -123,10 +121,7 @@ impl WorstCase {
     pub fn of(param_count: u64, max_clients: u32, encodings: &[DeltaEncoding]) -> Self {
         let per_param = encodings
             .iter()
-            .map(|e| match e {
-                DeltaEncoding::F32 => COMMIT_F32_PER_PARAM,
-                DeltaEncoding::Int8Blocks => COMMIT_INT8_PER_PARAM,
-            })
+            .map(|e| e.codec().commit_instructions_per_param())
             .max()
             .unwrap_or(COMMIT_F32_PER_PARAM);
         let n = param_count;

@@ -16,7 +16,7 @@
 //! | 8 | `min_clients` (u32) | 4 |
 //! | 9 | `max_clients` (u32) | 4 |
 //! | 10 | `round_duration_ns` (u64) | 8 |
-//! | 11 | number of `allowed_encodings` (u32), then each encoding's tag (u8), in order | 4 + n |
+//! | 11 | number of `allowed_encodings` (u32), then each encoding's descriptor (`DeltaEncoding::descriptor`: its tag, then its parameters), in order | 4 + n or more |
 //! | 12 | `clip_norm` (f32) | 4 |
 //! | 13 | `max_weight` (u64) | 8 |
 //! | 14 | `server_lr` (f32) | 4 |
@@ -85,7 +85,9 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
     out.extend_from_slice(&max_clients.to_le_bytes());
     out.extend_from_slice(&round_duration_ns.to_le_bytes());
     out.extend_from_slice(&(allowed_encodings.len() as u32).to_le_bytes());
-    out.extend(allowed_encodings.iter().map(|e| e.tag()));
+    allowed_encodings
+        .iter()
+        .for_each(|e| out.extend_from_slice(&e.descriptor()));
     out.extend_from_slice(&clip_norm.to_le_bytes());
     out.extend_from_slice(&max_weight.to_le_bytes());
     out.extend_from_slice(&server_lr.to_le_bytes());

@@ -283,12 +283,7 @@ pub const RULE_WINDOW_PARAMS: u64 = 1 << 14;
 
 /// The window of `encoding`'s bytes holding parameters `[first, first + count)`.
 pub fn window_of(encoding: DeltaEncoding, first: u64, count: u64) -> Window {
-    Window {
-        first_param: first,
-        param_count: count,
-        byte_offset: encoding.byte_offset(first),
-        byte_len: encoding.encoded_len(count),
-    }
+    encoding.window(first, count)
 }
 
 /// Runs `rule` over validated contributions (all of `param_count` parameters), calling
@@ -317,8 +312,8 @@ pub fn aggregate(
         &mut || true,
     )
     .expect("an unbounded slice finishes");
-    for w in DeltaEncoding::Int8Blocks.windows(param_count, RULE_WINDOW_PARAMS) {
-        sink(w.first_param, &a[w.params()]);
+    for (first, count) in crate::encoding::aligned_windows(param_count, RULE_WINDOW_PARAMS) {
+        sink(first, &a[first as usize..(first + count) as usize]);
     }
     d
 }
@@ -391,8 +386,8 @@ pub fn aggregate_slice(
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Option<u64> {
     assert!(
-        window_params > 0 && window_params.is_multiple_of(crate::encoding::INT8_BLOCK_LEN as u64),
-        "windows are whole int8 blocks"
+        window_params > 0 && window_params.is_multiple_of(crate::encoding::WINDOW_ALIGN),
+        "windows are whole blocks of every encoding"
     );
     let k = contributions.len();
     assert!(k > 0, "a round closes with at least one contribution");
@@ -427,7 +422,12 @@ pub fn aggregate_slice(
         }
         first_window = false;
         let count = window_params.min(param_count - progress.next_param);
-        let w = window_of(DeltaEncoding::Int8Blocks, progress.next_param, count);
+        let w = Window {
+            first_param: progress.next_param,
+            param_count: count,
+            byte_offset: 0,
+            byte_len: 0,
+        };
         read_window(
             contributions,
             &order,

@@ -12,7 +12,7 @@
 //! | base model version | 32 |
 //! | dataset id | 8 (u64) |
 //! | sample count | 8 (u64) |
-//! | encoding tag (1 = f32, 2 = int8 blocks) | 1 |
+//! | encoding descriptor (`DeltaEncoding::descriptor`: tag 1 = f32, 2 = int8 blocks; 3 = low-bit blocks, then bits; 4 = top-k, then bits and k (u16)) | 1, 2 or 4 |
 //! | param count | 8 (u64) |
 //! | chunk count | 4 (u32) |
 //! | chunk Merkle root | 32 |
@@ -67,7 +67,7 @@ impl SubmissionHeader {
         out.extend_from_slice(self.base_model_version.as_slice());
         out.extend_from_slice(&self.dataset_id.to_le_bytes());
         out.extend_from_slice(&self.sample_count.to_le_bytes());
-        out.push(self.encoding.tag());
+        out.extend_from_slice(&self.encoding.descriptor());
         out.extend_from_slice(&self.param_count.to_le_bytes());
         out.extend_from_slice(&self.chunk_count.to_le_bytes());
         out.extend_from_slice(self.chunk_root.as_slice());
