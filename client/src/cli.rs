@@ -260,6 +260,10 @@ pub enum BenchCommand {
     /// non-IID federations; each rule's cost at the close; rounds to a target accuracy per
     /// server optimizer and with FedProx.
     Robust(BenchRobustArgs),
+    /// Every delta encoding on the same federation (IID and non-IID): bytes per
+    /// parameter, accuracy per round against f32, and each encoding's commit instructions,
+    /// cycles and USD per contribution at scale; writes an SVG plot.
+    Compression(BenchCompressionArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -382,8 +386,8 @@ pub struct BenchScaleArgs {
     pub params: Vec<u64>,
     #[arg(long, default_value_t = 2)]
     pub contributions: u32,
-    #[arg(long, value_enum, default_value = "int8")]
-    pub encoding: EncodingArg,
+    #[arg(long, value_parser = parse_encoding, default_value = "int8")]
+    pub encoding: DeltaEncoding,
     /// Canister wasm [default: the embedded release build].
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
@@ -406,6 +410,40 @@ pub struct BenchLearningArgs {
     )]
     pub partitions_list: Vec<String>,
     /// Rewrite the learning section of this Markdown file (the SVG goes next to it).
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchCompressionArgs {
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
+    /// Encodings to compare (f32 first: the others are measured against it).
+    #[arg(
+        long = "encodings",
+        value_parser = parse_encoding_list,
+        default_value = "f32,int8,int4,int2,topk:26/256,4,topk:16/256,4,topk:8/256,4,topk:3/256,2"
+    )]
+    pub encodings: EncodingList,
+    /// Partitions to compare.
+    #[arg(
+        long = "partitions-list",
+        value_delimiter = ',',
+        default_value = "iid,dirichlet:0.5"
+    )]
+    pub partitions_list: Vec<String>,
+    /// Parameters of the cost round per encoding.
+    #[arg(long, value_parser = parse_count, default_value = "1e6")]
+    pub cost_params: u64,
+    /// Contributions of the cost round per encoding.
+    #[arg(long, default_value_t = 10)]
+    pub cost_contributions: u32,
+    /// Canister wasm to measure [default: the embedded release build].
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+    #[arg(long, default_value = "embedded")]
+    pub build: String,
+    /// Rewrite the compression section of this Markdown file (the SVG goes next to it).
     #[arg(long, value_name = "PATH")]
     pub doc: Option<PathBuf>,
 }
@@ -442,8 +480,8 @@ pub struct BenchAggregateArgs {
     /// Contributions K in the round.
     #[arg(long, default_value_t = 10)]
     pub contributions: u32,
-    #[arg(long, value_enum, default_value = "int8")]
-    pub encoding: EncodingArg,
+    #[arg(long, value_parser = parse_encoding, default_value = "int8")]
+    pub encoding: DeltaEncoding,
     /// Upload and download chunk size in bytes.
     #[arg(long, default_value_t = flic_protocol::chunking::DEFAULT_CHUNK_SIZE)]
     pub chunk_size: u32,
@@ -615,9 +653,10 @@ pub struct JobStartArgs {
     pub max_weight: u64,
     #[arg(long, default_value_t = 1.0)]
     pub server_lr: f32,
-    /// Encodings clients may use.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,int8")]
-    pub encodings: Vec<EncodingArg>,
+    /// Encodings clients may use: f32, int8, int4, int2, topk:FRAC[,BITS] (FRAC of every
+    /// block of 256 kept, BITS 2, 4 or 8 per value), comma-separated.
+    #[arg(long, value_parser = parse_encoding_list, default_value = "f32,int8")]
+    pub encodings: EncodingList,
     /// Keep every committed delta so anyone can recompute each round.
     #[arg(long)]
     pub retain_contributions: bool,
@@ -723,19 +762,38 @@ impl From<DataFormatArg> for DataFormat {
     }
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncodingArg {
-    F32,
-    Int8,
+/// `--encoding`: f32, int8, int4, int2 or topk:FRAC[,BITS] (see `DeltaEncoding`'s
+/// `FromStr`).
+pub fn parse_encoding(s: &str) -> Result<DeltaEncoding, String> {
+    s.parse()
+        .map_err(|e: flic_protocol::encoding::EncodingParseError| e.0)
 }
 
-impl From<EncodingArg> for DeltaEncoding {
-    fn from(e: EncodingArg) -> Self {
-        match e {
-            EncodingArg::F32 => DeltaEncoding::F32,
-            EncodingArg::Int8 => DeltaEncoding::Int8Blocks,
+/// The encodings a job allows, comma-separated. A top-k's own `,BITS` stays with it: a
+/// bare number after a `topk:` item is that item's width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodingList(pub Vec<DeltaEncoding>);
+
+pub fn parse_encoding_list(s: &str) -> Result<EncodingList, String> {
+    let mut items: Vec<String> = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        match items.last_mut() {
+            Some(last)
+                if last.starts_with("topk:")
+                    && !last.contains(',')
+                    && part.parse::<u8>().is_ok() =>
+            {
+                last.push(',');
+                last.push_str(part);
+            }
+            _ => items.push(part.to_string()),
         }
     }
+    items
+        .iter()
+        .map(|i| parse_encoding(i))
+        .collect::<Result<_, _>>()
+        .map(EncodingList)
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -797,9 +855,11 @@ pub struct SimulateArgs {
     pub local_epochs: usize,
     #[arg(long, value_enum, default_value = "sgd")]
     pub optimizer: OptimizerArg,
-    /// Delta encoding on the wire.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub encoding: EncodingArg,
+    /// Delta encoding on the wire: f32, int8, int4, int2 or topk:FRAC[,BITS] (the FRAC
+    /// largest of every block of 256 at BITS 2, 4 or 8 per value; clients keep the rest
+    /// for their next round).
+    #[arg(long, value_parser = parse_encoding, default_value = "f32")]
+    pub encoding: DeltaEncoding,
     /// Seed for data, partition, initial weights, keys and the job's client seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -946,9 +1006,15 @@ pub struct TrainArgs {
     /// Upload at most this many bytes per second (e.g. 1e6), for a shared or metered link.
     #[arg(long, value_parser = parse_count, value_name = "BYTES_PER_SEC")]
     pub max_upload_rate: Option<u64>,
-    /// Where interrupted uploads are remembered, so a restart resumes them.
+    /// Where interrupted uploads, and what top-k uploads left unsent, are kept, so a
+    /// restart resumes them.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Delta encoding: f32, int8, int4, int2 or topk:FRAC[,BITS] (the job must allow it;
+    /// `flic inspect` lists what it does) [default: int8 if allowed, else the most
+    /// compact the job allows].
+    #[arg(long, value_parser = parse_encoding)]
+    pub encoding: Option<DeltaEncoding>,
     /// Compute backend for local training: auto (CUDA, then a GPU through wgpu, then flex
     /// for convolutional models and ndarray otherwise; `flic backends` shows the pick),
     /// ndarray, flex, wgpu or cuda (a build with `--features cuda`). A GPU backend that

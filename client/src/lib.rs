@@ -13,6 +13,7 @@ pub mod identity;
 pub mod output;
 pub mod participant;
 pub mod receipts;
+pub mod residual;
 pub mod retry;
 pub mod simulate;
 pub mod transport;

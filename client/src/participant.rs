@@ -62,6 +62,10 @@ pub struct StepOptions<'a> {
     pub before_upload: Option<&'a mut dyn FnMut(&PreparedSubmission) -> anyhow::Result<()>>,
     /// Upload at most this many bytes per second (a contributor on a shared or metered link).
     pub max_upload_rate: Option<u64>,
+    /// What earlier contributions with an error-feedback encoding (top-k) did not send:
+    /// added to this round's delta before it is encoded. The step's
+    /// [`PreparedSubmission::residual`] is what to carry to the next round once it commits.
+    pub residual: Option<&'a [f32]>,
 }
 
 /// What a round step did.
@@ -76,13 +80,18 @@ pub struct RoundStep {
     pub encode_time: Duration,
 }
 
-/// The encoding a client uses when it is free to choose: the most compact the job allows.
+/// The encoding a client uses when it is free to choose: int8 if the job allows it (close
+/// to exact at a quarter of the bytes), else the most compact the job allows. A job that
+/// allows only lossier encodings wants them used.
 pub fn preferred_encoding(allowed: &[DeltaEncoding]) -> DeltaEncoding {
     if allowed.contains(&DeltaEncoding::Int8Blocks) {
-        DeltaEncoding::Int8Blocks
-    } else {
-        DeltaEncoding::F32
+        return DeltaEncoding::Int8Blocks;
     }
+    allowed
+        .iter()
+        .copied()
+        .min_by(|a, b| a.bytes_per_param().total_cmp(&b.bytes_per_param()))
+        .unwrap_or(DeltaEncoding::F32)
 }
 
 /// One contributor's round: downloads the model of the open round `round` (its version
@@ -99,6 +108,17 @@ pub fn contribute<T: Transport>(
 ) -> anyhow::Result<RoundStep> {
     use anyhow::Context;
     let job = round.config.as_ref().ok_or(PrepareError::NoJob)?;
+    let encoding = options
+        .encoding
+        .unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
+    // Refused before any training, not after it.
+    if !job.allowed_encodings.contains(&encoding) {
+        return Err(PrepareError::EncodingNotAllowed {
+            requested: encoding,
+            allowed: job.allowed_encodings.clone(),
+        }
+        .into());
+    }
     let retry = Backoff::default();
 
     let t = Instant::now();
@@ -150,9 +170,8 @@ pub fn contribute<T: Transport>(
         train.samples as u64,
         &model.weights,
         tampered.as_deref().unwrap_or(&train.weights),
-        options
-            .encoding
-            .unwrap_or_else(|| preferred_encoding(&job.allowed_encodings)),
+        encoding,
+        options.residual,
     )?;
     let encode_time = t.elapsed();
     if let Some(hook) = options.before_upload {
@@ -217,6 +236,19 @@ pub struct PreparedSubmission {
     pub payload: Vec<u8>,
     /// L2 norm of the delta before clipping.
     pub norm_before_clip: f64,
+    /// Error feedback: what this contribution leaves unsent (the clipped delta plus the
+    /// residual carried in, minus what the payload decodes to), for the next round. `None`
+    /// for encodings without error feedback. Absent in journals of earlier releases.
+    #[serde(default)]
+    pub residual: Option<Vec<f32>>,
+    /// How much the delta was scaled down so that its encoding meets the clip bound
+    /// (1: not at all).
+    #[serde(default = "one")]
+    pub shrink: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl PreparedSubmission {
@@ -244,7 +276,10 @@ pub enum PrepareError {
     NoModel,
     #[error("local weights have {got} values, the model has {expected}")]
     WrongLength { expected: usize, got: usize },
-    #[error("the job allows {allowed:?}, not {requested}")]
+    #[error(
+        "the job allows {}, not {requested}; pick one with --encoding",
+        names(allowed)
+    )]
     EncodingNotAllowed {
         requested: DeltaEncoding,
         allowed: Vec<DeltaEncoding>,
@@ -253,7 +288,18 @@ pub enum PrepareError {
     Encode(#[from] flic_protocol::DeltaError),
 }
 
-/// Computes `trained - base`, clips it to the job's L2 bound, encodes, chunks and signs it.
+fn names(encodings: &[DeltaEncoding]) -> String {
+    encodings
+        .iter()
+        .map(|e| e.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Computes `trained - base`, clips it to the job's L2 bound, adds the error-feedback
+/// `residual` (top-k encodings), encodes within the clip bound (stochastic rounding seeded
+/// by `seeds::quantize_seed`), chunks and signs it.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare_submission(
     identity: &Identity,
     canister_id: Principal,
@@ -263,6 +309,7 @@ pub fn prepare_submission(
     base: &[f32],
     trained: &[f32],
     encoding: DeltaEncoding,
+    residual: Option<&[f32]>,
 ) -> Result<PreparedSubmission, PrepareError> {
     let config = round.config.as_ref().ok_or(PrepareError::NoJob)?;
     let base_version = round.model_version.ok_or(PrepareError::NoModel)?;
@@ -280,7 +327,23 @@ pub fn prepare_submission(
     }
     let mut delta: Vec<f32> = trained.iter().zip(base).map(|(t, b)| t - b).collect();
     let norm_before_clip = clip_l2(&mut delta, config.clip_norm);
-    let payload = encoding::encode(encoding, &delta)?;
+    let feedback = encoding.wants_error_feedback();
+    if let (true, Some(r)) = (feedback, residual) {
+        if r.len() == delta.len() {
+            delta.iter_mut().zip(r).for_each(|(d, r)| *d += r);
+        }
+    }
+    let seed =
+        flic_protocol::seeds::quantize_seed(config.client.seed, round.round, &identity.principal());
+    let encoded = encoding::encode_within(encoding, &delta, config.clip_norm, seed)?;
+    let residual = feedback.then(|| {
+        delta
+            .iter()
+            .zip(&encoded.decoded)
+            .map(|(v, sent)| v - sent)
+            .collect()
+    });
+    let payload = encoded.bytes;
     let chunk_size = config.chunk_size();
     let hashes = chunking::chunk_hashes(&payload, chunk_size);
     let header = SubmissionHeader {
@@ -304,6 +367,8 @@ pub fn prepare_submission(
         chunk_size,
         payload,
         norm_before_clip,
+        residual,
+        shrink: encoded.shrink,
     })
 }
 

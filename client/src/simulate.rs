@@ -154,6 +154,18 @@ pub struct RoundReport {
     pub contributors: usize,
     /// Delta bytes uploaded in the round (all chunks of all contributors).
     pub upload_bytes: u64,
+    /// The same per contribution, and per parameter of one contribution.
+    pub bytes_per_contribution: u64,
+    pub bytes_per_param: f64,
+    /// Cycles the submissions cost the canister (execution and ingress, at the fees of
+    /// `bench::fees`), per contribution, and the round's in USD.
+    pub cycles_per_contribution: u64,
+    pub usd: f64,
+    /// Contributions scaled down so that their encoding met the clip bound.
+    pub shrunk: usize,
+    /// Instructions of the round's `commit_submission` calls (validation and
+    /// accumulation of every delta).
+    pub commit_instructions: u64,
     /// Version hash (hex) of the model this round produced.
     pub model_version: String,
     /// Wasm instructions the canister executed for the round's update calls.
@@ -192,6 +204,8 @@ struct SimClient {
     api: AggregatorApi<Box<dyn Transport>>,
     data: Dataset,
     dataset_id: u64,
+    /// Error feedback: what this client's top-k uploads left unsent so far.
+    residual: Option<Vec<f32>>,
 }
 
 /// Shows a contributor step's training progress on the round's one bar (samples of all
@@ -511,6 +525,11 @@ fn deploy(
         server_optimizer: Some(args.server_optimizer),
         ..JobConfig::new(spec, client_hyperparameters(args))
     };
+    // The default allows f32 and int8; a simulation of another encoding allows it too.
+    let mut job = job;
+    if !job.allowed_encodings.contains(&args.encoding) {
+        job.allowed_encodings.push(args.encoding);
+    }
     api.launch_job(&job, weights)
         .context("configuring and starting the job")?;
     Ok((host, canister))
@@ -649,6 +668,7 @@ pub fn run(
             api,
             data,
             dataset_id,
+            residual: None,
         });
     }
     let samples_per_client: Vec<usize> = clients.iter().map(|c| c.data.len()).collect();
@@ -673,7 +693,8 @@ pub fn run(
             .sum();
         progress.start(&format!("round {}/{}", r + 1, args.rounds), total_samples);
         let mut stats = CallStats::default();
-        let (mut upload_bytes, mut norm_sum, mut clipped) = (0u64, 0f64, 0usize);
+        let (mut upload_bytes, mut norm_sum, mut clipped, mut shrunk) =
+            (0u64, 0f64, 0usize, 0usize);
         let (mut train_t, mut encode_t, mut canister_t) =
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut done_before = 0u64;
@@ -757,6 +778,7 @@ pub fn run(
                 StepOptions {
                     encoding: Some(encoding),
                     tamper,
+                    residual: c.residual.as_deref(),
                     ..StepOptions::default()
                 },
                 &mut TrainingOnly::new(progress, done_before),
@@ -768,6 +790,10 @@ pub fn run(
             canister_t += step.canister_time;
             norm_sum += step.prepared.norm_before_clip;
             clipped += usize::from(step.prepared.norm_before_clip > job.clip_norm as f64);
+            if step.prepared.residual.is_some() {
+                c.residual = step.prepared.residual;
+            }
+            shrunk += usize::from(step.prepared.shrink < 1.0);
             let up = step.upload;
             upload_bytes += up.bytes_sent;
             commits.push(up.receipt.contribution_index);
@@ -845,18 +871,34 @@ pub fn run(
                 eval.loss
             ));
         }
+        let submission_methods = ["begin_submission", "put_chunk", "commit_submission"];
+        let (calls, arg_bytes) = submission_methods
+            .iter()
+            .filter_map(|m| stats.per_method.get(*m))
+            .fold((0, 0), |(c, b), s| (c + s.calls, b + s.arg_bytes));
+        let instructions: u64 = submission_methods
+            .iter()
+            .filter_map(|m| stats.per_method.get(*m))
+            .map(|s| s.instructions)
+            .sum();
+        let cycles = crate::bench::fees::RoundCycles::new(calls, instructions, calls, arg_bytes);
         let report = RoundReport {
             round: r + 1,
+            bytes_per_contribution: upload_bytes / n.max(1) as u64,
+            bytes_per_param: upload_bytes as f64 / (n.max(1) as f64 * spec.param_count() as f64),
+            cycles_per_contribution: cycles.total() / n.max(1) as u64,
+            usd: cycles.usd(),
+            shrunk,
+            commit_instructions: stats
+                .per_method
+                .get("commit_submission")
+                .map_or(0, |s| s.instructions),
             test_accuracy: eval.accuracy,
             test_loss: eval.loss,
             contributors: n,
             upload_bytes,
             model_version: hex::encode(model.info.version.as_slice()),
-            instructions: ["begin_submission", "put_chunk", "commit_submission"]
-                .iter()
-                .filter_map(|m| stats.per_method.get(*m))
-                .map(|s| s.instructions)
-                .sum(),
+            instructions,
             max_message_instructions: stats.max_instructions(),
             mean_delta_norm: norm_sum / n as f64,
             clipped,
@@ -867,12 +909,13 @@ pub fn run(
         };
         progress.finish("");
         progress.note(&format!(
-            "round {}: test accuracy {:.2}%  loss {:.4}  {} contributors  {} uploaded  {:.1} M instructions  model {}",
+            "round {}: test accuracy {:.2}%  loss {:.4}  {} contributors  {} uploaded ({:.3} B/param)  {:.1} M instructions  model {}",
             report.round,
             report.test_accuracy * 100.0,
             report.test_loss,
             report.contributors,
             crate::output::human_bytes(report.upload_bytes),
+            report.bytes_per_param,
             report.instructions as f64 / 1e6,
             &report.model_version[..12],
         ));

@@ -340,3 +340,130 @@ fn simulate_then_inspect_register_and_train_against_the_saved_state() {
     ));
     assert!(verified.contains("sample proof OK"), "{verified}");
 }
+
+/// `flic train --encoding topk:...` keeps what each upload leaves unsent in its work
+/// directory and adds it to its next round: the residual file is written after the
+/// commit, replaced after the next one, and the reports say what was sent.
+#[test]
+fn train_with_top_k_keeps_its_residual_across_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let s = state.to_str().unwrap();
+    ok(&flic(
+        &[
+            "simulate",
+            "-q",
+            "--clients",
+            "2",
+            "--rounds",
+            "1",
+            "--samples",
+            "600",
+            "--encoding",
+            "topk:0.05,4",
+            "--state",
+            s,
+        ],
+        home.path(),
+    ));
+    let embedded = ["--network", "embedded", "--state", s];
+    // Two new contributors, each with their own home (identity) and data.
+    let homes = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut ids = Vec::new();
+    for (i, h) in homes.iter().enumerate() {
+        ok(&flic(&["keygen"], h.path()));
+        let csv = h.path().join("mine.csv");
+        let data = flic_model_zoo::dataset::synthetic_clusters(200, 32, 10, 20 + i as u64);
+        flic_model_zoo::dataset::write_csv(&csv, &data).unwrap();
+        let reg = json(&flic(
+            &[
+                &[
+                    "dataset",
+                    "register",
+                    "--json",
+                    "--data",
+                    csv.to_str().unwrap(),
+                    "--format",
+                    "csv",
+                    "--name",
+                    "mine",
+                ][..],
+                &embedded,
+            ]
+            .concat(),
+            h.path(),
+        ));
+        ids.push(reg["dataset_id"].as_u64().unwrap().to_string());
+    }
+    let train = |i: usize| {
+        let h = homes[i].path();
+        let csv = h.join("mine.csv");
+        let work = h.join("work");
+        json(&flic(
+            &[
+                &[
+                    "train",
+                    "-q",
+                    "--json",
+                    "--encoding",
+                    "topk:0.05,4",
+                    "--backend",
+                    "ndarray",
+                    "--data",
+                    csv.to_str().unwrap(),
+                    "--format",
+                    "csv",
+                    "--dataset-id",
+                    &ids[i],
+                    "--work-dir",
+                    work.to_str().unwrap(),
+                ][..],
+                &embedded,
+            ]
+            .concat(),
+            h,
+        ))
+    };
+    let residual = homes[0].path().join("work").join("residual.bin");
+    let first = train(0);
+    assert_eq!(first["encoding"], "topk:13/256,4");
+    assert!(first["bytes_per_param"].as_f64().unwrap() < 0.12, "{first}");
+    assert!(first["residual_norm"].as_f64().unwrap() > 0.0, "{first}");
+    let kept = std::fs::read(&residual).expect("the residual is saved after the commit");
+    // The second contributor closes round 1; the first trains round 2 with its residual.
+    train(1);
+    let second = train(0);
+    assert_eq!(second["round"], 2);
+    let kept_again = std::fs::read(&residual).unwrap();
+    assert_ne!(kept, kept_again, "the next commit replaces the residual");
+    // An encoding the job does not allow is refused before training, saying what it allows.
+    let refused = flic(
+        &[
+            &[
+                "train",
+                "-q",
+                "--encoding",
+                "int4",
+                "--data",
+                homes[0].path().join("mine.csv").to_str().unwrap(),
+                "--format",
+                "csv",
+                "--dataset-id",
+                &ids[0],
+            ][..],
+            &embedded,
+        ]
+        .concat(),
+        homes[0].path(),
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("int4") && err.contains("allows"), "{err}");
+    // A malformed encoding is a usage error (exit 2) that says what is accepted.
+    let bad = flic(
+        &["train", "--encoding", "topk:2", "--dataset-id", "1"],
+        home.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("(0, 1]"));
+}

@@ -149,9 +149,19 @@ impl Runtime {
             .map_err(|e| CallError::InvalidWasm(format!("{e:#}")))?;
         if let Some(file) = &file {
             // The disk cache is an optimisation: failing to write it is not an error.
+            // Written to a file of this process's own, then renamed into place: another
+            // process may be reading (mapping) the cache file at this moment, and a file
+            // written in place could be read half-written. Found when two `flic` processes
+            // compiled a new wasm at once, and one ran a canister whose post_upgrade
+            // had not run.
             if let Ok(bytes) = module.serialize() {
                 let _ = std::fs::create_dir_all(file.parent().expect("cache file has a parent"));
-                let _ = std::fs::write(file, bytes);
+                static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = file.with_extension(format!("tmp.{}.{n}", std::process::id()));
+                if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, file).is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
             }
         }
         Ok(module)
@@ -429,7 +439,19 @@ mod tests {
         let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
         let x = instance.get_typed_func::<(), i32>(&mut store, "x").unwrap();
         assert_eq!(x.call(&mut store, ()).unwrap(), 9);
-        std::fs::write(&file, b"not a module").unwrap();
+        // The loaded module maps the file: replace it (as the cache itself does) rather
+        // than truncate it under the mapping, which faults (SIGBUS) on the next access.
+        drop(store);
+        drop(module);
+        let corrupt = file.with_extension("corrupt");
+        std::fs::write(&corrupt, b"not a module").unwrap();
+        std::fs::rename(&corrupt, &file).unwrap();
         assert!(runtime().compile(&wasm, &hash, Some(dir.path())).is_ok());
+        // Rewriting the cache leaves no temporary file behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 }

@@ -127,10 +127,9 @@ fn candid_seeds(root: &Path) {
 
 fn delta_seed(enc: DeltaEncoding, values: &[f32], clip: f32) -> Vec<u8> {
     let mut w = Writer::default();
-    let flags = match enc {
-        DeltaEncoding::F32 => 0,
-        DeltaEncoding::Int8Blocks => 1,
-    };
+    let flags = (0..=255u8)
+        .find(|&f| flic_fuzz::delta::encoding_of(f) == enc && f & 2 == 0)
+        .expect("every encoding has flags");
     w.u8(flags)
         .u64(values.len() as u64)
         .u32(clip.to_bits())
@@ -157,6 +156,24 @@ fn delta_seeds(root: &Path) {
             &delta_seed(DeltaEncoding::Int8Blocks, &x, 1.0),
         );
     }
+    // The compressed encodings, a short last block and several blocks.
+    for n in [257usize, 1000] {
+        let mut x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).cos()).collect();
+        clip_l2(&mut x, 1.0);
+        for (name, enc) in [
+            ("int4", DeltaEncoding::LowBitBlocks { bits: 4 }),
+            ("int2", DeltaEncoding::LowBitBlocks { bits: 2 }),
+            ("topk3_2", DeltaEncoding::TopK { k: 3, bits: 2 }),
+            ("topk13_4", DeltaEncoding::TopK { k: 13, bits: 4 }),
+            ("topk256_8", DeltaEncoding::TopK { k: 256, bits: 8 }),
+        ] {
+            write(&dir, &format!("{name}_{n}"), &delta_seed(enc, &x, 1.0));
+        }
+    }
+    // Top-k offsets out of order (header 21 bytes, then the scale, then the offsets).
+    let mut unsorted = delta_seed(DeltaEncoding::TopK { k: 13, bits: 4 }, &[0.1; 300], 1.0);
+    unsorted.swap(21 + 4, 21 + 5);
+    write(&dir, "topk13_4_unsorted", &unsorted);
     let big: Vec<f32> = vec![0.5; 64];
     write(
         &dir,

@@ -5,7 +5,7 @@
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | flags: bit 0 encoding (0 f32, 1 int8 blocks); bit 1: take `param_count` raw from the next field, else derive it from the payload length |
+//! | 1 | flags: bits 0, 2 and 3 the encoding ([`encoding_of`]: f32, int8 blocks, int4, int2, top-k at 2, 4 or 8 bits), bits 4-7 top-k's `k`; bit 1: take `param_count` raw from the next field, else derive it from the payload length |
 //! | 8 | raw `param_count` |
 //! | 4 | `clip_norm` as `f32` bits |
 //! | 2 | window size in parameters for the streaming check |
@@ -25,12 +25,14 @@
 //!    reference sum;
 //! 5. round trips of the payload read as `f32` values (non-finite ones zeroed): `f32`
 //!    exact, int8 within `scale / 2 + scale * 2^-15 + 2^-126` per element (below
-//!    `INT8_FLUSH_BELOW` in a block the encoder flushes to zeros); after
-//!    `clip_l2(clip_norm)` both encodings validate, for every `clip_norm` a job accepts.
+//!    `INT8_FLUSH_BELOW` in a block the encoder flushes to zeros), every other encoding
+//!    decodes what it encodes; after `clip_l2(clip_norm)`, what `encode_within` makes
+//!    validates in every encoding, for every `clip_norm` a job accepts.
 
 use flic_protocol::encoding::{
-    check_length, clip_l2, decode, encode, validate, DeltaCheck, DeltaEncoding, DeltaError,
-    CLIP_TOLERANCE, INT8_BLOCK_BYTES, INT8_BLOCK_LEN, INT8_FLUSH_BELOW,
+    accumulate_window, check_length, clip_l2, decode, encode, encode_seeded, encode_within,
+    validate, DeltaCheck, DeltaEncoding, DeltaError, CLIP_TOLERANCE, INT8_BLOCK_BYTES,
+    INT8_BLOCK_LEN, INT8_FLUSH_BELOW,
 };
 use flic_protocol::fedavg::{fixed_from_f32, int8_block_factor, Accumulator, AggregationLimits};
 
@@ -49,17 +51,44 @@ pub struct DeltaInput<'a> {
     pub payload: &'a [u8],
 }
 
-/// Parameter count whose encoded length is `len`, if any.
+/// The encoding the flags select: bits 0, 2 and 3 pick one of eight, bits 4-7 top-k's `k`.
+pub fn encoding_of(flags: u8) -> DeltaEncoding {
+    const KS: [u16; 16] = [1, 2, 3, 5, 8, 13, 16, 26, 32, 51, 64, 100, 128, 200, 255, 256];
+    let k = KS[(flags >> 4) as usize];
+    match (flags & 1) | ((flags >> 1) & 0b110) {
+        0 => DeltaEncoding::F32,
+        1 => DeltaEncoding::Int8Blocks,
+        2 => DeltaEncoding::LowBitBlocks { bits: 4 },
+        3 => DeltaEncoding::LowBitBlocks { bits: 2 },
+        4 | 7 => DeltaEncoding::TopK { k, bits: 2 },
+        5 => DeltaEncoding::TopK { k, bits: 4 },
+        _ => DeltaEncoding::TopK { k, bits: 8 },
+    }
+}
+
+/// Every encoding, top-k at three `k` (1, 13 and 256), for the round trips.
+fn every_encoding() -> Vec<DeltaEncoding> {
+    (0..16u8)
+        .flat_map(|sel| [0u8, 5, 15].map(|k| (sel & 0b1101) | (k << 4)))
+        .map(encoding_of)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Parameter count whose encoded length is `len`, if any (the encoded length grows with
+/// the count, so a bisection finds it).
 fn params_for_len(encoding: DeltaEncoding, len: u64) -> Option<u64> {
-    let n = match encoding {
-        DeltaEncoding::F32 => len / 4,
-        DeltaEncoding::Int8Blocks => {
-            let full = len / INT8_BLOCK_BYTES as u64;
-            let tail = len % INT8_BLOCK_BYTES as u64;
-            full * INT8_BLOCK_LEN as u64 + tail.saturating_sub(4)
+    let (mut lo, mut hi) = (0u64, len.saturating_mul(64).saturating_add(256));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if encoding.encoded_len(mid) < len {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
-    };
-    (encoding.encoded_len(n) == len).then_some(n)
+    }
+    (encoding.encoded_len(lo) == len).then_some(lo)
 }
 
 impl<'a> DeltaInput<'a> {
@@ -72,11 +101,7 @@ impl<'a> DeltaInput<'a> {
         let max_clients = c.u16() as u64;
         let max_weight = c.u32() as u64;
         let payload = c.rest();
-        let encoding = if flags & 1 == 0 {
-            DeltaEncoding::F32
-        } else {
-            DeltaEncoding::Int8Blocks
-        };
+        let encoding = encoding_of(flags);
         let param_count = if flags & 2 != 0 {
             raw_count
         } else {
@@ -139,6 +164,16 @@ fn fixed_values(encoding: DeltaEncoding, bytes: &[u8], frac_bits: u32) -> Vec<i6
                 b[4..].iter().map(move |&q| f * q as i8 as i64)
             })
             .collect(),
+        // The codec's own accumulation at weight 1: the check below is then of the
+        // overflow bound and of weights and repeated additions.
+        other => {
+            let n = (0..)
+                .find(|&n| other.encoded_len(n) >= bytes.len() as u64)
+                .expect("a validated length");
+            let mut v = vec![0i64; n as usize];
+            accumulate_window(&mut v, other, bytes, 1, frac_bits);
+            v
+        }
     }
 }
 
@@ -222,6 +257,14 @@ fn check_round_trips(input: &DeltaInput) {
         }
     }
 
+    // Every other encoding decodes what it encodes, to finite values.
+    for enc in every_encoding() {
+        let bytes = encode_seeded(enc, &x, n).unwrap();
+        assert_eq!(bytes.len() as u64, enc.encoded_len(n), "{enc} length");
+        let y = decode(enc, &bytes, n).unwrap_or_else(|e| panic!("{enc} decodes its own bytes: {e}"));
+        assert!(y.iter().all(|v| v.is_finite()), "{enc} decodes finite");
+    }
+
     // For every clip_norm a job can be configured with.
     let clip = input.clip_norm;
     if job_accepts_clip(clip) {
@@ -231,6 +274,13 @@ fn check_round_trips(input: &DeltaInput) {
             let bytes = encode(enc, &c).unwrap();
             if let Err(e) = validate(enc, &bytes, n, clip) {
                 panic!("a delta clipped to {clip} fails {enc} validation: {e}");
+            }
+        }
+        for enc in every_encoding() {
+            let e = encode_within(enc, &c, clip, 1)
+                .unwrap_or_else(|e| panic!("encode_within {enc} at {clip}: {e}"));
+            if let Err(err) = validate(enc, &e.bytes, n, clip) {
+                panic!("encode_within's {enc} delta fails validation at {clip}: {err}");
             }
         }
     }

@@ -32,7 +32,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use flic_protocol::chunking::{chunk_count, chunk_hashes};
-use flic_protocol::encoding::{clip_l2, encode, validate, DeltaEncoding, INT8_BLOCK_BYTES};
+use flic_protocol::encoding::{
+    clip_l2, encode, encode_within, validate, DeltaEncoding, INT8_BLOCK_BYTES,
+};
 use flic_protocol::fedavg::Accumulator;
 use flic_protocol::merkle;
 use flic_protocol::model::{model_version, weights_to_le_bytes, ModelSpec};
@@ -67,9 +69,18 @@ pub fn config(shape: u8) -> JobConfig {
         clip_norm: CLIP,
         max_weight: MAX_WEIGHT,
         retain_contributions: shape & 1 != 0,
+        allowed_encodings: ENCODINGS.to_vec(),
         ..flic_test_fixtures::job(spec(), CHUNK)
     }
 }
+
+/// The encodings the harness's jobs allow; an op's `enc` picks one.
+pub const ENCODINGS: [DeltaEncoding; 4] = [
+    DeltaEncoding::F32,
+    DeltaEncoding::Int8Blocks,
+    DeltaEncoding::TopK { k: 8, bits: 4 },
+    DeltaEncoding::LowBitBlocks { bits: 4 },
+];
 
 fn initial_weights() -> Vec<f32> {
     flic_test_fixtures::smooth_weights(PARAMS)
@@ -538,12 +549,10 @@ impl Harness {
 
     fn begin(&mut self, who: u8, enc: u8, seed: u8, mutation: u8, samples: u16) {
         let (idx, caller) = self.caller(who);
-        let encoding = if enc & 1 == 0 {
-            DeltaEncoding::F32
-        } else {
-            DeltaEncoding::Int8Blocks
-        };
-        let mut payload = encode(encoding, &delta(seed)).unwrap();
+        let encoding = ENCODINGS[(enc & 3) as usize];
+        let mut payload = encode_within(encoding, &delta(seed), CLIP, seed as u64)
+            .unwrap()
+            .bytes;
         // Payload mutations: the header stays honest, the delta is bad.
         match (mutation, encoding) {
             (1, DeltaEncoding::F32) => payload[4 * (seed as usize % PARAMS as usize)..][..4]
@@ -557,6 +566,19 @@ impl Harness {
                 payload[..4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes())
             }
             (3, DeltaEncoding::Int8Blocks) => payload[5 + seed as usize % 200] = 0x80,
+            // Top-k: a NaN scale, a scale whose largest code is above the bound, two
+            // offsets out of order.
+            (1, DeltaEncoding::TopK { .. }) => payload[..4].copy_from_slice(&f32::NAN.to_le_bytes()),
+            (2, DeltaEncoding::TopK { .. }) => payload[..4].copy_from_slice(&CLIP.to_le_bytes()),
+            (3, DeltaEncoding::TopK { .. }) => payload[5] = payload[4],
+            // Low-bit: an infinite scale, an oversized one, the forbidden code -8.
+            (1, DeltaEncoding::LowBitBlocks { .. }) => {
+                payload[..4].copy_from_slice(&f32::INFINITY.to_le_bytes())
+            }
+            (2, DeltaEncoding::LowBitBlocks { .. }) => {
+                payload[..4].copy_from_slice(&CLIP.to_le_bytes())
+            }
+            (3, DeltaEncoding::LowBitBlocks { .. }) => payload[4 + seed as usize % 100] = 0x88,
             (4, _) => {
                 // Every element within the bound, the norm far above it.
                 let x = vec![0.9 * CLIP; PARAMS as usize];
@@ -610,10 +632,9 @@ impl Harness {
             14 => header.job_id += 1,
             15 => header.canister_id = Principal::from_slice(&[9; 10]),
             16 => {
-                header.encoding = match encoding {
-                    DeltaEncoding::F32 => DeltaEncoding::Int8Blocks,
-                    DeltaEncoding::Int8Blocks => DeltaEncoding::F32,
-                }
+                // Another allowed encoding than the payload's.
+                let i = ENCODINGS.iter().position(|&e| e == encoding).unwrap_or(0);
+                header.encoding = ENCODINGS[(i + 1) % ENCODINGS.len()];
             }
             17 => chunk_hashes[0] = Hash::new([0x22; 32]),
             18 => {

@@ -243,10 +243,9 @@ impl JobConfig {
             return bad("allowed_encodings lists an encoding twice".into());
         }
         for e in &self.allowed_encodings {
-            e.check()
-                .map_err(|err| AdminError::InvalidConfig {
-                    reason: format!("allowed_encodings: {err}"),
-                })?;
+            e.check().map_err(|err| AdminError::InvalidConfig {
+                reason: format!("allowed_encodings: {err}"),
+            })?;
         }
         if !(self.server_lr.is_finite() && self.server_lr > 0.0 && self.server_lr <= MAX_SERVER_LR)
         {

@@ -31,6 +31,28 @@ pub fn shuffle_seed(job_seed: u64, round: u64, contributor: &Principal) -> u64 {
     )
 }
 
+/// Domain tag of [`quantize_seed`].
+pub const QUANTIZE_SEED_TAG: &[u8] = b"flic/quantize/v1";
+
+/// The seed of a contributor's stochastic rounding in one round (`int4`, `int2`): as
+/// [`shuffle_seed`] with the tag `flic/quantize/v1`, so that anyone who knows the job, the
+/// round and the contributor can re-encode a delta to the same bytes.
+pub fn quantize_seed(job_seed: u64, round: u64, contributor: &Principal) -> u64 {
+    let p = contributor.as_slice();
+    let digest = sha256_concat(&[
+        QUANTIZE_SEED_TAG,
+        &job_seed.to_le_bytes(),
+        &round.to_le_bytes(),
+        &[p.len() as u8],
+        p,
+    ]);
+    u64::from_le_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 32 bytes"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +71,11 @@ mod tests {
         assert_ne!(s, shuffle_seed(1, 0, &anonymous), "job seed matters");
         assert_ne!(s, shuffle_seed(0, 1, &anonymous), "round matters");
         assert_ne!(s, shuffle_seed(0, 0, &other), "contributor matters");
+        assert_ne!(
+            s,
+            quantize_seed(0, 0, &anonymous),
+            "the tags separate the seeds"
+        );
     }
 
     /// `shuffle_seed(0, 0, anonymous)`; see docs/protocol.md.

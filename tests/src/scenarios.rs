@@ -577,3 +577,165 @@ pub fn replayed_submissions_are_rejected<E: IcEnv>(env: E) {
         SubmitError::StaleRound { current: 1, got: 0 }
     );
 }
+
+/// Top-k and low-bit payloads that break their layout, signed and chunked correctly, are
+/// refused at commit with a typed error and no state change: unsorted, duplicate and
+/// out-of-range offsets, NaN, negative and oversized scales, the forbidden code, nonzero
+/// padding, a norm above the clip bound. Well-formed deltas of every encoding are then
+/// accepted in one round, which closes on the model the native accumulator computes.
+pub fn compressed_payloads_are_validated<E: IcEnv>(env: E) {
+    const TOPK: DeltaEncoding = DeltaEncoding::TopK { k: 8, bits: 4 };
+    const INT4: DeltaEncoding = DeltaEncoding::LowBitBlocks { bits: 4 };
+    const INT2: DeltaEncoding = DeltaEncoding::LowBitBlocks { bits: 2 };
+    let mut cfg = job();
+    cfg.allowed_encodings = vec![
+        DeltaEncoding::F32,
+        DeltaEncoding::Int8Blocks,
+        TOPK,
+        INT4,
+        INT2,
+    ];
+    cfg.max_clients = 12;
+    let mut f = Fixture::new(env, 4, cfg);
+    let (_, w0) = f.model();
+    // One block of PARAMS = 100 parameters: scale [0, 4), offsets [4, 12), codes [12, 16).
+    type Edit = fn(&mut Vec<u8>);
+    let cases: Vec<(&str, DeltaEncoding, Edit, fn(&DeltaError) -> bool)> = vec![
+        (
+            "unsorted",
+            TOPK,
+            |p| p.swap(4, 5),
+            |e| matches!(e, DeltaError::UnsortedIndices { position: 1, .. }),
+        ),
+        (
+            "duplicate",
+            TOPK,
+            |p| p[6] = p[5],
+            |e| matches!(e, DeltaError::UnsortedIndices { position: 2, .. }),
+        ),
+        (
+            "out of range",
+            TOPK,
+            |p| p[11] = 100,
+            |e| {
+                matches!(
+                    e,
+                    DeltaError::IndexOutOfRange {
+                        offset: 100,
+                        block_len: 100,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "NaN scale",
+            TOPK,
+            |p| p[..4].copy_from_slice(&f32::NAN.to_le_bytes()),
+            |e| matches!(e, DeltaError::BadScale { .. }),
+        ),
+        (
+            "negative scale",
+            TOPK,
+            |p| p[..4].copy_from_slice(&(-0.01f32).to_le_bytes()),
+            |e| matches!(e, DeltaError::BadScale { .. }),
+        ),
+        (
+            "oversized scale",
+            TOPK,
+            |p| p[..4].copy_from_slice(&1.0f32.to_le_bytes()),
+            |e| matches!(e, DeltaError::BadScale { .. }),
+        ),
+        (
+            "code -8",
+            TOPK,
+            |p| p[12] = 0x88,
+            |e| matches!(e, DeltaError::QuantOutOfRange { .. }),
+        ),
+        (
+            "norm above the clip",
+            TOPK,
+            |p| {
+                p[..4].copy_from_slice(&(1.0f32 / 7.0).to_le_bytes());
+                p[12..16].fill(0x77);
+            },
+            |e| matches!(e, DeltaError::NormAboveClip { .. }),
+        ),
+        (
+            "int4 code -8",
+            INT4,
+            |p| p[4] = 0x88,
+            |e| matches!(e, DeltaError::QuantOutOfRange { index: 0 }),
+        ),
+        (
+            "int4 scale 0 with codes",
+            INT4,
+            |p| p[..4].copy_from_slice(&0f32.to_le_bytes()),
+            |e| matches!(e, DeltaError::NonCanonicalBlock { block: 0 }),
+        ),
+        (
+            "int2 oversized scale",
+            INT2,
+            |p| p[..4].copy_from_slice(&2.0f32.to_le_bytes()),
+            |e| matches!(e, DeltaError::BadScale { .. }),
+        ),
+    ];
+    for (i, (what, enc, edit, want)) in cases.into_iter().enumerate() {
+        let c = f.add_contributor(10 + i);
+        let up = tampered_upload(&f, c, enc, edit);
+        let status = f
+            .begin(c, &up)
+            .unwrap_or_else(|e| panic!("{what}: the header is valid: {e:?}"));
+        for k in 0..up.chunk_count() {
+            f.put(c, status.submission_id, k, up.chunk(k))
+                .unwrap_or_else(|e| panic!("{what}: chunks match their hashes: {e:?}"));
+        }
+        let before = f.snapshot();
+        match f.commit(c, status.submission_id) {
+            Err(SubmitError::InvalidDelta(e)) => assert!(want(&e), "{what}: {e:?}"),
+            other => panic!("{what}: expected an invalid delta, got {other:?}"),
+        }
+        assert!(
+            before == f.snapshot(),
+            "{what}: a rejected commit changed state"
+        );
+    }
+
+    // Every encoding, well formed, in one round; the deadline closes it.
+    let ups: Vec<Upload> = [TOPK, INT4, INT2, DeltaEncoding::Int8Blocks]
+        .iter()
+        .enumerate()
+        .map(|(c, &enc)| {
+            let mut d = delta(c, 0);
+            flic_protocol::encoding::clip_l2(&mut d, f.job.clip_norm);
+            let mut up = f.prepare(c, &d, DeltaEncoding::F32);
+            up.payload = flic_protocol::encoding::encode_within(enc, &d, f.job.clip_norm, c as u64)
+                .expect("encodes")
+                .bytes;
+            up.args.header.encoding = enc;
+            up.args.header.param_count = PARAMS;
+            let hashes = chunking::chunk_hashes(&up.payload, CHUNK_SIZE);
+            up.args.header.chunk_count = hashes.len() as u32;
+            up.args.header.chunk_root = Hash::new(merkle::root(&hashes));
+            up.args.chunk_hashes = hashes.into_iter().map(Hash::new).collect();
+            resign(&f, c, &mut up);
+            up
+        })
+        .collect();
+    for (c, up) in ups.iter().enumerate() {
+        let status = f.begin(c, up).expect("begin");
+        for k in 0..up.chunk_count() {
+            f.put(c, status.submission_id, k, up.chunk(k)).expect("put");
+        }
+        f.commit(c, status.submission_id)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", up.args.header.encoding));
+    }
+    f.env
+        .advance_time(Duration::from_nanos(ROUND_NS + 1_000_000_000));
+    let info = f.round_info();
+    assert_eq!(info.round, 1, "the deadline closed the round");
+    let (v1, _) = f.model();
+    let refs: Vec<&Upload> = ups.iter().rev().collect();
+    let (expected, _) = f.expected_next(&w0, &refs, info.frac_bits);
+    assert_eq!(v1, expected, "canister and native accumulator disagree");
+}

@@ -10,4 +10,5 @@ flic_tests::scenario_tests!(Ok::<_, String>(EmbeddedEnv::new());
     deadline_timer_closes_or_extends,
     instruction_counts_are_reported,
     replayed_submissions_are_rejected,
+    compressed_payloads_are_validated,
 );

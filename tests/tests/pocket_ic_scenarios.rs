@@ -11,4 +11,5 @@ flic_tests::scenario_tests!(PocketIcEnv::from_env();
     deadline_timer_closes_or_extends,
     instruction_counts_are_reported,
     replayed_submissions_are_rejected,
+    compressed_payloads_are_validated,
 );

@@ -61,6 +61,7 @@ fn interrupted_upload_resumes_and_commits_once() {
         &base,
         &trained,
         DeltaEncoding::F32,
+        None,
     )
     .unwrap();
     let total = prepared.header.chunk_count;

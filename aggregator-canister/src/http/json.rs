@@ -104,6 +104,11 @@ pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
         "min_clients": info.config.as_ref().map(|c| c.min_clients),
         "max_clients": info.config.as_ref().map(|c| c.max_clients),
         "aggregation": info.config.as_ref().map(|c| c.aggregation().to_string()),
+        "allowed_encodings": info.config.as_ref().map(|c| c
+            .allowed_encodings
+            .iter()
+            .map(|e| json!({ "encoding": e.to_string(), "bytes_per_param": e.bytes_per_param() }))
+            .collect::<Vec<_>>()),
         "server_optimizer": info.config.as_ref().map(|c| c.server_optimizer().to_string()),
         "proximal_mu": info.config.as_ref().map(|c| c.client.proximal_mu()),
         "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),

@@ -238,6 +238,12 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
     stat(&mut h, &info.param_count.to_string(), "parameters");
     if let Some(c) = &info.config {
         stat(&mut h, &c.aggregation().to_string(), "aggregation");
+        let encodings: Vec<String> = c
+            .allowed_encodings
+            .iter()
+            .map(|e| format!("{e} ({:.3} B/param)", e.bytes_per_param()))
+            .collect();
+        stat(&mut h, &encodings.join(", "), "encodings");
         stat(
             &mut h,
             &c.server_optimizer().to_string(),

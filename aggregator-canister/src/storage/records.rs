@@ -417,10 +417,14 @@ pub enum OptimizerRecord {
     Adam,
 }
 
+/// A delta encoding as stored. Variants are only ever added (records of earlier releases
+/// hold `F32` and `Int8Blocks`).
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncodingRecord {
     F32,
     Int8Blocks,
+    LowBitBlocks { bits: u8 },
+    TopK { k: u16, bits: u8 },
 }
 
 impl From<DeltaEncoding> for EncodingRecord {
@@ -428,6 +432,8 @@ impl From<DeltaEncoding> for EncodingRecord {
         match e {
             DeltaEncoding::F32 => Self::F32,
             DeltaEncoding::Int8Blocks => Self::Int8Blocks,
+            DeltaEncoding::LowBitBlocks { bits } => Self::LowBitBlocks { bits },
+            DeltaEncoding::TopK { k, bits } => Self::TopK { k, bits },
         }
     }
 }
@@ -437,6 +443,8 @@ impl From<EncodingRecord> for DeltaEncoding {
         match e {
             EncodingRecord::F32 => Self::F32,
             EncodingRecord::Int8Blocks => Self::Int8Blocks,
+            EncodingRecord::LowBitBlocks { bits } => Self::LowBitBlocks { bits },
+            EncodingRecord::TopK { k, bits } => Self::TopK { k, bits },
         }
     }
 }

@@ -156,6 +156,7 @@ fn job(case: &AggregateCase) -> JobConfig {
         max_weight: SAMPLES,
         chunk_size: Some(case.chunk_size),
         aggregation: Some(case.rule),
+        allowed_encodings: vec![case.encoding],
         ..JobConfig::new(synthetic_spec(case.params), client)
     }
 }
@@ -244,6 +245,7 @@ pub fn run(
             &base,
             &delta,
             case.encoding,
+            None,
         )?;
         drop(delta);
         payload_bytes = prepared.payload.len() as u64;
@@ -414,11 +416,8 @@ pub fn run(
     })
 }
 
-pub fn encoding_name(e: DeltaEncoding) -> &'static str {
-    match e {
-        DeltaEncoding::F32 => "f32",
-        DeltaEncoding::Int8Blocks => "int8",
-    }
+pub fn encoding_name(e: DeltaEncoding) -> String {
+    e.name()
 }
 
 fn seed_bytes(k: u32) -> [u8; 32] {

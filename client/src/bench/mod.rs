@@ -8,6 +8,7 @@
 //! others taken in the same session.
 
 pub mod aggregate;
+pub mod compression;
 pub mod doc;
 pub mod fees;
 pub mod learning;

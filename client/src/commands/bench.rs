@@ -4,11 +4,11 @@
 use anyhow::Context;
 
 use crate::bench::{
-    aggregate, doc, invocation, learning, robust, scale, simulation, training, Machine,
+    aggregate, compression, doc, invocation, learning, robust, scale, simulation, training, Machine,
 };
 use crate::cli::{
-    BenchAggregateArgs, BenchCommand, BenchLearningArgs, BenchRobustArgs, BenchScaleArgs,
-    BenchSimulateArgs, BenchTrainArgs,
+    BenchAggregateArgs, BenchCommand, BenchCompressionArgs, BenchLearningArgs, BenchRobustArgs,
+    BenchScaleArgs, BenchSimulateArgs, BenchTrainArgs,
 };
 use crate::output::{Printer, Progress};
 use flic_protocol::optimizers::ServerOptimizer;
@@ -26,7 +26,73 @@ pub fn run(
         BenchCommand::Scale(args) => run_scale(printer, &args, progress),
         BenchCommand::Train(args) => run_train(printer, &args, progress),
         BenchCommand::Robust(args) => run_robust(printer, &args, progress),
+        BenchCommand::Compression(args) => run_compression(printer, &args, progress),
     }
+}
+
+fn run_compression(
+    printer: &Printer,
+    args: &BenchCompressionArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    let wasm = load_wasm(args.wasm.as_deref())?;
+    let report = compression::run(
+        &args.simulate.config(),
+        &args.encodings.0,
+        &args.partitions_list,
+        &compression::CostSetup {
+            wasm: &wasm,
+            build: &args.build,
+            params: args.cost_params,
+            contributions: args.cost_contributions,
+        },
+        progress,
+    )?;
+    {
+        for r in &report.runs {
+            printer.out(format!(
+                "{} {}: {:.4} bytes/param, accuracy {:.2}% at round {}",
+                r.partition,
+                r.encoding,
+                r.bytes_per_param,
+                r.accuracy.last().copied().unwrap_or(0.0) * 100.0,
+                r.accuracy.len()
+            ))?;
+        }
+        for c in &report.costs {
+            printer.out(format!(
+                "{}: commit {:.1} instr/param/contribution, {:.1} M cycles and {:.5} USD per contribution at N={}",
+                c.encoding,
+                c.commit_per_param_contribution,
+                c.cycles_per_contribution as f64 / 1e6,
+                c.usd_per_contribution,
+                c.params
+            ))?;
+        }
+    }
+    if let Some(path) = &args.doc {
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let svg_rel = "benchmarks/compression.svg";
+        let svg_path = dir.join(svg_rel);
+        std::fs::create_dir_all(svg_path.parent().expect("has a parent"))?;
+        std::fs::write(&svg_path, compression::svg(&report))
+            .with_context(|| format!("writing {}", svg_path.display()))?;
+        doc::write_section(
+            path,
+            "compression",
+            &doc::section_body(
+                &compression::render(&report, svg_rel),
+                &Machine::detect(),
+                &invocation(),
+            ),
+        )?;
+        printer.info(format!(
+            "wrote the compression section of {} and {}",
+            path.display(),
+            svg_path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// `NAME[@SERVER_LR]`.

@@ -4,7 +4,6 @@ use crate::output::Printer;
 use anyhow::Context;
 use flic_model_zoo::{init_weights, model_spec, ModelConfig};
 use flic_protocol::api::{Admission, AllowListChange, ClientHyperparameters, JobConfig};
-use flic_protocol::DeltaEncoding;
 
 use crate::cli::ModelArg;
 use crate::cli::{JobStartArgs, TargetArgs};
@@ -33,11 +32,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
             Some(secs) => secs.saturating_mul(1_000_000_000),
             None => args.round_minutes.saturating_mul(60_000_000_000),
         },
-        allowed_encodings: args
-            .encodings
-            .iter()
-            .map(|&e| DeltaEncoding::from(e))
-            .collect(),
+        allowed_encodings: args.encodings.0.clone(),
         clip_norm: args.clip_norm,
         max_weight: args.max_weight,
         server_lr: args.server_lr,

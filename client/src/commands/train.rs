@@ -4,6 +4,8 @@
 //! the local data with the job's hyperparameters, clip, encode, sign, and upload in
 //! chunks. The prepared submission is journaled in the work directory before upload, so
 //! a client restarted after a crash resumes the same upload instead of training again.
+//! With a top-k encoding, what each upload leaves unsent is kept in the work directory
+//! (`residual.bin`) and added to the next round's delta (error feedback).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,10 +17,11 @@ use crate::api::ApiError;
 use crate::cli::TrainArgs;
 use crate::output::{Printer, Progress};
 use crate::participant::{
-    contribute, upload_with_retry, Contributor, PreparedSubmission, StepOptions, UploadJournal,
-    UploadOutcome,
+    contribute, preferred_encoding, upload_with_retry, Contributor, PreparedSubmission,
+    StepOptions, UploadJournal, UploadOutcome,
 };
 use crate::receipts::{ReceiptOrigin, ReceiptStore};
+use crate::residual::{ResidualStore, Unused};
 use crate::retry::Backoff;
 
 /// Retries transient failures with exponential backoff, saying so.
@@ -74,6 +77,7 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
 
     let work_dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
     let journal = UploadJournal::new(&work_dir);
+    let residuals = ResidualStore::new(&work_dir);
     let origin = ReceiptOrigin {
         network: args.target.network.clone(),
         state: args
@@ -103,9 +107,9 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             record(
                 printer,
                 &mut session,
-                &journal,
+                (&journal, &residuals),
                 &receipts,
-                &outcome,
+                (&pending, &outcome),
                 args.output.json,
                 progress,
             )?;
@@ -154,13 +158,43 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
                 .map(|v| hex::encode(v.as_slice()))
                 .unwrap_or_default()
         ));
+        let job = info
+            .config
+            .as_ref()
+            .context("the canister has no job configured")?;
+        let encoding = args
+            .encoding
+            .unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
+        let residual = if encoding.wants_error_feedback() {
+            match residuals.load(info.job_id, encoding, info.param_count)? {
+                Ok(r) => {
+                    progress.note(&format!(
+                        "adding what earlier {encoding} uploads left unsent (from {})",
+                        residuals.path().display()
+                    ));
+                    Some(r)
+                }
+                Err(Unused::Damaged) => {
+                    progress.note(&format!(
+                        "ignoring {}: it is damaged; starting error feedback afresh",
+                        residuals.path().display()
+                    ));
+                    None
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
         let step = contribute(
             &mut session.api,
             &contributor,
             &info,
             StepOptions {
+                encoding: Some(encoding),
                 before_upload: Some(&mut journal_it),
                 max_upload_rate: args.max_upload_rate,
+                residual: residual.as_deref(),
                 ..StepOptions::default()
             },
             progress,
@@ -168,9 +202,9 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
         record(
             printer,
             &mut session,
-            &journal,
+            (&journal, &residuals),
             &receipts,
-            &step.upload,
+            (&step.prepared, &step.upload),
             args.output.json,
             progress,
         )?;
@@ -182,20 +216,27 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
 
 /// After a commit: saves the state, clears the journal, remembers the receipt to collect
 /// once its round closes, collects those that can be, and reports the commit.
+/// The error-feedback residual the commit leaves is saved before the journal is cleared:
+/// a crash in between resumes the journaled upload and saves it then.
 fn record(
     printer: &Printer,
     session: &mut super::Session,
-    journal: &UploadJournal,
+    (journal, residuals): (&UploadJournal, &ResidualStore),
     receipts: &ReceiptStore,
-    outcome: &UploadOutcome,
+    (prepared, outcome): (&PreparedSubmission, &UploadOutcome),
     json: bool,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
     session.save()?;
+    if let Some(r) = &prepared.residual {
+        residuals
+            .save(prepared.header.job_id, prepared.header.encoding, r)
+            .with_context(|| format!("saving {}", residuals.path().display()))?;
+    }
     journal.clear()?;
     receipts.add_pending(outcome.receipt.contribution_index)?;
     collect_receipts(receipts, &mut session.api, progress)?;
-    report(printer, outcome, json)
+    report(printer, prepared, outcome, json)
 }
 
 /// Writes the receipts of earlier commits whose rounds have closed since.
@@ -213,8 +254,20 @@ fn collect_receipts<T: crate::transport::Transport>(
     Ok(())
 }
 
-fn report(printer: &Printer, outcome: &UploadOutcome, json: bool) -> anyhow::Result<()> {
+fn report(
+    printer: &Printer,
+    prepared: &PreparedSubmission,
+    outcome: &UploadOutcome,
+    json: bool,
+) -> anyhow::Result<()> {
     let r = &outcome.receipt;
+    let encoding = prepared.header.encoding;
+    let payload = prepared.payload.len() as u64;
+    let per_param = payload as f64 / prepared.header.param_count.max(1) as f64;
+    // Ingress is most of what an upload costs the canister (docs/benchmarks.md).
+    let ingress_cycles =
+        crate::bench::fees::RoundCycles::new(0, 0, prepared.header.chunk_count as u64 + 2, payload)
+            .ingress;
     if json {
         Ok(printer.json(&serde_json::json!({
             "round": r.round,
@@ -227,15 +280,25 @@ fn report(printer: &Printer, outcome: &UploadOutcome, json: bool) -> anyhow::Res
             "chunks_sent": outcome.chunks_sent,
             "chunks_resumed": outcome.chunks_resumed,
             "bytes_sent": outcome.bytes_sent,
+            "encoding": encoding.name(),
+            "payload_bytes": payload,
+            "bytes_per_param": per_param,
+            "ingress_cycles": ingress_cycles,
+            "shrink": prepared.shrink,
+            "residual_norm": prepared.residual.as_ref().map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt()),
         }))?)
     } else {
         printer.out(format!(
-            "committed contribution {} to round {} (weight {}, {} chunks sent, {} resumed){}",
+            "committed contribution {} to round {} (weight {}, {} chunks sent, {} resumed; {} {}, {:.3} bytes/param, about {:.1} M cycles of ingress){}",
             r.contribution_index,
             r.round,
             r.weight,
             outcome.chunks_sent,
             outcome.chunks_resumed,
+            encoding.name(),
+            crate::output::human_bytes(payload),
+            per_param,
+            ingress_cycles as f64 / 1e6,
             if r.round_closed {
                 "; the round closed"
             } else {

@@ -303,7 +303,6 @@ mod tests {
         }
     }
 
-
     fn delta_strategy() -> impl Strategy<Value = Vec<f32>> {
         prop::collection::vec(
             prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],

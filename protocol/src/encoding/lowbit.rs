@@ -48,7 +48,12 @@ impl LowBit {
     }
 
     /// The block's codes into `out[..len]`; `Err(j)` if code `j` is the forbidden one.
-    fn unpack(&self, packed: &[u8], len: usize, out: &mut [i8; BLOCK_LEN as usize]) -> Result<(), usize> {
+    fn unpack(
+        &self,
+        packed: &[u8],
+        len: usize,
+        out: &mut [i8; BLOCK_LEN as usize],
+    ) -> Result<(), usize> {
         let per_byte = 8 / self.bits as usize;
         let shift = 8 - self.bits as u32;
         for (i, &byte) in packed.iter().enumerate() {
@@ -198,45 +203,86 @@ mod tests {
         // Code -8 (0x8) is outside the symmetric range.
         let mut min = good.clone();
         min[4] = 0x80 | (min[4] & 0x0F);
-        assert_eq!(validate(INT4, &min, 3, 1.0), Err(DeltaError::QuantOutOfRange { index: 1 }));
-        assert_eq!(decode(INT4, &min, 3), Err(DeltaError::QuantOutOfRange { index: 1 }));
+        assert_eq!(
+            validate(INT4, &min, 3, 1.0),
+            Err(DeltaError::QuantOutOfRange { index: 1 })
+        );
+        assert_eq!(
+            decode(INT4, &min, 3),
+            Err(DeltaError::QuantOutOfRange { index: 1 })
+        );
         // Bits after the last code must be zero.
         let mut pad = good.clone();
         pad[5] |= 0x10;
-        assert_eq!(validate(INT4, &pad, 3, 1.0), Err(DeltaError::NonCanonicalBlock { block: 0 }));
+        assert_eq!(
+            validate(INT4, &pad, 3, 1.0),
+            Err(DeltaError::NonCanonicalBlock { block: 0 })
+        );
         // Scale 0 with nonzero codes, a negative zero, NaN, a scale above the bound.
-        for (scale, err) in [(0.0f32, "canonical"), (-0.0, "scale"), (f32::NAN, "scale"), (1.0, "scale")] {
+        for (scale, err) in [
+            (0.0f32, "canonical"),
+            (-0.0, "scale"),
+            (f32::NAN, "scale"),
+            (1.0, "scale"),
+        ] {
             let mut b = good.clone();
             b[..4].copy_from_slice(&scale.to_le_bytes());
             let v = validate(INT4, &b, 3, 1.0);
             match err {
                 "canonical" => assert_eq!(v, Err(DeltaError::NonCanonicalBlock { block: 0 })),
-                _ => assert!(matches!(v, Err(DeltaError::BadScale { block: 0, .. })), "{v:?}"),
+                _ => assert!(
+                    matches!(v, Err(DeltaError::BadScale { block: 0, .. })),
+                    "{v:?}"
+                ),
             }
         }
         // The norm is checked exactly: every code at 7 with the largest scale allowed.
         let mut loud = vec![0u8; 4];
         loud[..4].copy_from_slice(&(1.0f32 / 7.0).to_le_bytes());
         loud.extend([0x77u8; 128]);
-        assert!(matches!(validate(INT4, &loud, 256, 1.0), Err(DeltaError::NormAboveClip { .. })));
+        assert!(matches!(
+            validate(INT4, &loud, 256, 1.0),
+            Err(DeltaError::NormAboveClip { .. })
+        ));
     }
 
     #[test]
     fn stochastic_rounding_is_seeded_and_unbiased() {
-        let x: Vec<f32> = (0..4096).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.01).collect();
+        let x: Vec<f32> = (0..4096)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.01)
+            .collect();
         for enc in [INT4, INT2] {
-            assert_eq!(encode_seeded(enc, &x, 7).unwrap(), encode_seeded(enc, &x, 7).unwrap());
-            assert_ne!(encode_seeded(enc, &x, 7).unwrap(), encode_seeded(enc, &x, 8).unwrap());
+            assert_eq!(
+                encode_seeded(enc, &x, 7).unwrap(),
+                encode_seeded(enc, &x, 7).unwrap()
+            );
+            assert_ne!(
+                encode_seeded(enc, &x, 7).unwrap(),
+                encode_seeded(enc, &x, 8).unwrap()
+            );
             // The mean over seeds approaches x: the error of the mean shrinks as 1/sqrt(n).
             let seeds = 400;
             let mut mean = vec![0f64; x.len()];
             for s in 0..seeds {
                 let y = decode(enc, &encode_seeded(enc, &x, s).unwrap(), x.len() as u64).unwrap();
-                mean.iter_mut().zip(&y).for_each(|(m, &v)| *m += v as f64 / seeds as f64);
+                mean.iter_mut()
+                    .zip(&y)
+                    .for_each(|(m, &v)| *m += v as f64 / seeds as f64);
             }
-            let scale = 0.01 / ((1 << (match enc { DeltaEncoding::LowBitBlocks { bits } => bits, _ => 0 } - 1)) - 1) as f64;
-            let bias = mean.iter().zip(&x).map(|(m, &v)| m - v as f64).sum::<f64>() / x.len() as f64;
-            let worst = mean.iter().zip(&x).map(|(m, &v)| (m - v as f64).abs()).fold(0f64, f64::max);
+            let scale = 0.01
+                / ((1
+                    << (match enc {
+                        DeltaEncoding::LowBitBlocks { bits } => bits,
+                        _ => 0,
+                    } - 1))
+                    - 1) as f64;
+            let bias =
+                mean.iter().zip(&x).map(|(m, &v)| m - v as f64).sum::<f64>() / x.len() as f64;
+            let worst = mean
+                .iter()
+                .zip(&x)
+                .map(|(m, &v)| (m - v as f64).abs())
+                .fold(0f64, f64::max);
             // Per element the std of the mean is at most scale / 2 / sqrt(400) = scale / 40.
             assert!(worst < scale * 0.25, "{enc}: worst {worst} scale {scale}");
             assert!(bias.abs() < scale * 0.01, "{enc}: bias {bias}");
@@ -244,7 +290,10 @@ mod tests {
     }
 
     fn delta() -> impl Strategy<Value = Vec<f32>> {
-        prop::collection::vec(prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32], 1..800)
+        prop::collection::vec(
+            prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],
+            1..800,
+        )
     }
 
     proptest! {

@@ -28,7 +28,9 @@ mod int8;
 mod lowbit;
 mod topk;
 
-pub use int8::{quantize_block, INT8_BLOCK_BYTES, INT8_BLOCK_LEN, INT8_FLUSH_BELOW, INT8_MAX_NORM_FACTOR};
+pub use int8::{
+    quantize_block, INT8_BLOCK_BYTES, INT8_BLOCK_LEN, INT8_FLUSH_BELOW, INT8_MAX_NORM_FACTOR,
+};
 pub use lowbit::stochastic_uniform;
 pub use topk::TOPK_BLOCK_LEN;
 
@@ -53,10 +55,15 @@ pub enum DeltaEncoding {
     Int8Blocks,
     /// Dense blocks of 256 with one `f32` scale and `bits`-bit codes (2 or 4), rounded
     /// stochastically (unbiased) from a seed.
-    LowBitBlocks { bits: u8 },
+    LowBitBlocks {
+        bits: u8,
+    },
     /// In every block of 256 parameters, the `k` largest (1 to 256) with their offsets and
     /// `bits`-bit values (2, 4 or 8) on one `f32` scale.
-    TopK { k: u16, bits: u8 },
+    TopK {
+        k: u16,
+        bits: u8,
+    },
 }
 
 /// Why an encoding (or its text) is not one flic knows.
@@ -168,6 +175,15 @@ impl DeltaEncoding {
         match param_count % b {
             0 => full,
             rest => full.saturating_add(codec.block_bytes(rest)),
+        }
+    }
+
+    /// The name users type and reports print (`f32`, `int8`, `int4`, `int2`,
+    /// `topk:K/256,BITS`); it parses back to the same encoding.
+    pub fn name(self) -> String {
+        match self {
+            DeltaEncoding::Int8Blocks => "int8".into(),
+            other => other.to_string(),
         }
     }
 
@@ -304,11 +320,22 @@ pub enum DeltaError {
     #[error("delta L2 norm {norm} exceeds the clip bound {bound} (clip_norm plus tolerance); clip before encoding")]
     NormAboveClip { norm: f64, bound: f64 },
     #[error("top-k block {block}: offset {offset} at position {position} is not above the one before it; offsets must be strictly increasing (sorted, no duplicates)")]
-    UnsortedIndices { block: u64, position: u64, offset: u64 },
+    UnsortedIndices {
+        block: u64,
+        position: u64,
+        offset: u64,
+    },
     #[error("top-k block {block}: offset {offset} is outside the block's {block_len} parameters")]
-    IndexOutOfRange { block: u64, offset: u64, block_len: u64 },
+    IndexOutOfRange {
+        block: u64,
+        offset: u64,
+        block_len: u64,
+    },
     #[error("encoding {encoding} has parameters no codec supports: {reason}")]
-    UnsupportedEncoding { encoding: DeltaEncoding, reason: String },
+    UnsupportedEncoding {
+        encoding: DeltaEncoding,
+        reason: String,
+    },
 }
 
 /// Squared norms a check adds up over the windows of one delta.
@@ -691,10 +718,18 @@ pub(crate) fn scale_for(x: impl Iterator<Item = f32>, levels: f32) -> f32 {
 
 /// Reads a block's `f32` LE scale and checks it: finite, not negative (nor `-0.0`: one
 /// delta, one encoding), and `levels * scale <= bound`.
-pub(crate) fn read_scale(block: &[u8], index: u64, levels: f64, bound: f64) -> Result<f32, DeltaError> {
+pub(crate) fn read_scale(
+    block: &[u8],
+    index: u64,
+    levels: f64,
+    bound: f64,
+) -> Result<f32, DeltaError> {
     let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
     if !scale.is_finite() || scale.is_sign_negative() || levels * scale as f64 > bound {
-        return Err(DeltaError::BadScale { block: index, scale });
+        return Err(DeltaError::BadScale {
+            block: index,
+            scale,
+        });
     }
     Ok(scale)
 }
@@ -716,7 +751,6 @@ pub fn clip_l2(delta: &mut [f32], clip_norm: f32) -> f64 {
     }
     norm
 }
-
 
 #[cfg(test)]
 pub(crate) mod tests {

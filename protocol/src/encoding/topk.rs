@@ -48,18 +48,30 @@ pub struct TopK {
 pub(super) fn parse(spec: &str) -> Result<DeltaEncoding, EncodingParseError> {
     let err = |m: String| EncodingParseError(format!("topk:{spec}: {m}"));
     let (frac, bits) = match spec.split_once(',') {
-        Some((f, b)) => (f, b.trim().parse::<u8>().map_err(|_| err(format!("bits `{b}` is not 2, 4 or 8")))?),
+        Some((f, b)) => (
+            f,
+            b.trim()
+                .parse::<u8>()
+                .map_err(|_| err(format!("bits `{b}` is not 2, 4 or 8")))?,
+        ),
         None => (spec, 2),
     };
     let k = match frac.split_once('/') {
         Some((k, n)) => {
             if n.trim() != TOPK_BLOCK_LEN.to_string() {
-                return Err(err(format!("blocks are {TOPK_BLOCK_LEN} long: write K/{TOPK_BLOCK_LEN}")));
+                return Err(err(format!(
+                    "blocks are {TOPK_BLOCK_LEN} long: write K/{TOPK_BLOCK_LEN}"
+                )));
             }
-            k.trim().parse::<u16>().map_err(|_| err(format!("`{k}` is not a count")))?
+            k.trim()
+                .parse::<u16>()
+                .map_err(|_| err(format!("`{k}` is not a count")))?
         }
         None => {
-            let f: f64 = frac.trim().parse().map_err(|_| err(format!("`{frac}` is not a fraction")))?;
+            let f: f64 = frac
+                .trim()
+                .parse()
+                .map_err(|_| err(format!("`{frac}` is not a fraction")))?;
             if !(f > 0.0 && f <= 1.0) {
                 return Err(err(format!("the fraction must be in (0, 1], got {f}")));
             }
@@ -153,13 +165,27 @@ impl Codec for TopK {
             offsets.sort_unstable();
             let values: Vec<f32> = offsets.iter().map(|&o| block[o as usize]).collect();
             let (scale, codes): (f32, Vec<i32>) = if l == 1 {
-                let nonzero: Vec<f64> = values.iter().filter(|v| **v != 0.0).map(|v| v.abs() as f64).collect();
-                let mean = if nonzero.is_empty() { 0.0 } else { nonzero.iter().sum::<f64>() / nonzero.len() as f64 };
+                let nonzero: Vec<f64> = values
+                    .iter()
+                    .filter(|v| **v != 0.0)
+                    .map(|v| v.abs() as f64)
+                    .collect();
+                let mean = if nonzero.is_empty() {
+                    0.0
+                } else {
+                    nonzero.iter().sum::<f64>() / nonzero.len() as f64
+                };
                 let s = mean as f32;
                 if s < f32::MIN_POSITIVE {
                     (0.0, vec![0; kept])
                 } else {
-                    (s, values.iter().map(|&v| (v > 0.0) as i32 - (v < 0.0) as i32).collect())
+                    (
+                        s,
+                        values
+                            .iter()
+                            .map(|&v| (v > 0.0) as i32 - (v < 0.0) as i32)
+                            .collect(),
+                    )
                 }
             } else {
                 let s = super::scale_for(values.iter().copied(), l as f32);
@@ -184,7 +210,8 @@ impl Codec for TopK {
     fn decode(&self, first: u64, bytes: &[u8], out: &mut [f32]) -> Result<(), DeltaError> {
         let mut codes = [0i32; TOPK_BLOCK_LEN as usize];
         for (start, len, block) in blocks(self, first, out.len() as u64, bytes) {
-            let (scale, offsets) = self.parse_block(start, len, block, f64::INFINITY, &mut codes)?;
+            let (scale, offsets) =
+                self.parse_block(start, len, block, f64::INFINITY, &mut codes)?;
             let o = &mut out[(start - first) as usize..][..len as usize];
             for (&off, &c) in offsets.iter().zip(&codes) {
                 let x = c as f32 * scale;
@@ -254,15 +281,35 @@ mod tests {
     #[test]
     fn parses_what_users_type() {
         assert_eq!("topk:0.02".parse::<DeltaEncoding>().unwrap(), topk(5, 2));
-        assert_eq!("topk:0.0625,4".parse::<DeltaEncoding>().unwrap(), topk(16, 4));
+        assert_eq!(
+            "topk:0.0625,4".parse::<DeltaEncoding>().unwrap(),
+            topk(16, 4)
+        );
         assert_eq!("topk:3/256,8".parse::<DeltaEncoding>().unwrap(), topk(3, 8));
         assert_eq!("topk:0.0001".parse::<DeltaEncoding>().unwrap(), topk(1, 2));
-        for bad in ["topk:0", "topk:1.5", "topk:0.1,3", "topk:x", "topk:3/100", "topk:300/256", "int3"] {
+        for bad in [
+            "topk:0",
+            "topk:1.5",
+            "topk:0.1,3",
+            "topk:x",
+            "topk:3/100",
+            "topk:300/256",
+            "int3",
+        ] {
             assert!(bad.parse::<DeltaEncoding>().is_err(), "{bad}");
         }
-        for e in [topk(3, 2), topk(256, 8), DeltaEncoding::LowBitBlocks { bits: 4 }, DeltaEncoding::F32] {
+        for e in [
+            topk(3, 2),
+            topk(256, 8),
+            DeltaEncoding::LowBitBlocks { bits: 4 },
+            DeltaEncoding::F32,
+        ] {
             let text = e.to_string();
-            let text = if e == DeltaEncoding::Int8Blocks { "int8".into() } else { text };
+            let text = if e == DeltaEncoding::Int8Blocks {
+                "int8".into()
+            } else {
+                text
+            };
             assert_eq!(text.parse::<DeltaEncoding>().unwrap(), e);
             let d = e.descriptor();
             assert_eq!(DeltaEncoding::from_descriptor(&d), Some((e, d.len())));
@@ -289,7 +336,10 @@ mod tests {
         // 2 bits: signs and the mean magnitude.
         let bytes = encode(topk(2, 2), &x).unwrap();
         assert_eq!(&bytes[..4], &3.5f32.to_le_bytes());
-        assert_eq!(decode(topk(2, 2), &bytes, 5).unwrap(), [0.0, 3.5, 0.0, -3.5, 0.0]);
+        assert_eq!(
+            decode(topk(2, 2), &bytes, 5).unwrap(),
+            [0.0, 3.5, 0.0, -3.5, 0.0]
+        );
     }
 
     /// Malformed sparse payloads: each is a typed error from both the decoder and the
@@ -297,7 +347,9 @@ mod tests {
     #[test]
     fn malformed_payloads_are_rejected() {
         let enc = topk(3, 4);
-        let x: Vec<f32> = (0..300).map(|i| ((i * 7919) % 263) as f32 / 263.0 - 0.5).collect();
+        let x: Vec<f32> = (0..300)
+            .map(|i| ((i * 7919) % 263) as f32 / 263.0 - 0.5)
+            .collect();
         let mut x = x;
         clip_l2(&mut x, 1.0);
         let good = encode(enc, &x).unwrap();
@@ -306,26 +358,60 @@ mod tests {
         let check = |bytes: &[u8], want: &dyn Fn(&DeltaError) -> bool| {
             let v = validate(enc, bytes, n, 1.0).unwrap_err();
             assert!(want(&v), "validate: {v:?}");
-            if !matches!(v, DeltaError::NormAboveClip { .. } | DeltaError::BadScale { .. } | DeltaError::WrongLength { .. }) {
+            if !matches!(
+                v,
+                DeltaError::NormAboveClip { .. }
+                    | DeltaError::BadScale { .. }
+                    | DeltaError::WrongLength { .. }
+            ) {
                 let d = decode(enc, bytes, n).unwrap_err();
                 assert_eq!(d, v, "decode and validate disagree");
             }
         };
         let offsets = 4..7; // block 0's offsets
-        // Unsorted, duplicate.
+                            // Unsorted, duplicate.
         let mut b = good.clone();
         b.swap(offsets.start, offsets.start + 1);
-        check(&b, &|e| matches!(e, DeltaError::UnsortedIndices { block: 0, position: 1, .. }));
+        check(&b, &|e| {
+            matches!(
+                e,
+                DeltaError::UnsortedIndices {
+                    block: 0,
+                    position: 1,
+                    ..
+                }
+            )
+        });
         let mut b = good.clone();
         b[offsets.start + 1] = b[offsets.start];
-        check(&b, &|e| matches!(e, DeltaError::UnsortedIndices { block: 0, position: 1, .. }));
+        check(&b, &|e| {
+            matches!(
+                e,
+                DeltaError::UnsortedIndices {
+                    block: 0,
+                    position: 1,
+                    ..
+                }
+            )
+        });
         // Out of range in the short last block (44 parameters).
         let last = 9; // block 0 is 4 + 3 + 2 bytes
         let mut b = good.clone();
         b[last + 4 + 2] = 44;
-        check(&b, &|e| matches!(e, DeltaError::IndexOutOfRange { block: 1, offset: 44, block_len: 44 }));
+        check(&b, &|e| {
+            matches!(
+                e,
+                DeltaError::IndexOutOfRange {
+                    block: 1,
+                    offset: 44,
+                    block_len: 44
+                }
+            )
+        });
         // Wrong lengths.
-        check(&good[..good.len() - 1], &|e| matches!(e, DeltaError::WrongLength { .. }));
+        check(&good[..good.len() - 1], &|e| {
+            matches!(e, DeltaError::WrongLength { .. })
+        });
         let mut long = good.clone();
         long.push(0);
         check(&long, &|e| matches!(e, DeltaError::WrongLength { .. }));
@@ -341,7 +427,9 @@ mod tests {
         check(&b, &|e| matches!(e, DeltaError::QuantOutOfRange { .. }));
         let mut b = good.clone();
         b[8] |= 0xF0;
-        check(&b, &|e| matches!(e, DeltaError::NonCanonicalBlock { block: 0 }));
+        check(&b, &|e| {
+            matches!(e, DeltaError::NonCanonicalBlock { block: 0 })
+        });
         // Every value at the largest code and scale: each element within the bound, the
         // delta's norm far above it.
         let loud: Vec<f32> = vec![1.0; 300];
@@ -349,14 +437,23 @@ mod tests {
         check(&bytes, &|e| matches!(e, DeltaError::NormAboveClip { .. }));
         // Unsupported parameters are refused before any byte is read.
         for e in [topk(0, 2), topk(257, 2), topk(3, 3)] {
-            assert!(matches!(validate(e, &[], 0, 1.0), Err(DeltaError::UnsupportedEncoding { .. })));
-            assert!(matches!(decode(e, &good, n), Err(DeltaError::UnsupportedEncoding { .. })));
+            assert!(matches!(
+                validate(e, &[], 0, 1.0),
+                Err(DeltaError::UnsupportedEncoding { .. })
+            ));
+            assert!(matches!(
+                decode(e, &good, n),
+                Err(DeltaError::UnsupportedEncoding { .. })
+            ));
             assert_eq!(e.encoded_len(1000), u64::MAX);
         }
     }
 
     fn delta() -> impl Strategy<Value = Vec<f32>> {
-        prop::collection::vec(prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32], 1..900)
+        prop::collection::vec(
+            prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],
+            1..900,
+        )
     }
 
     fn encoding() -> impl Strategy<Value = DeltaEncoding> {
