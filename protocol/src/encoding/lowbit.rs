@@ -47,28 +47,41 @@ impl LowBit {
         (1 << (self.bits - 1)) - 1
     }
 
-    /// The block's codes into `out[..len]`; `Err(j)` if code `j` is the forbidden one.
+    /// The block's codes into `out[..len]` as `i8` bytes, so the int8 kernels (explicit
+    /// SIMD in the canister) check and add them; `Err(j)` if code `j` is the forbidden
+    /// one. One loop per width with constant shifts (the IC charges every instruction);
+    /// forbidden codes are collected branch-free and located only when there is one.
     fn unpack(
         &self,
         packed: &[u8],
         len: usize,
-        out: &mut [i8; BLOCK_LEN as usize],
+        out: &mut [u8; BLOCK_LEN as usize],
     ) -> Result<(), usize> {
-        let per_byte = 8 / self.bits as usize;
-        let shift = 8 - self.bits as u32;
-        for (i, &byte) in packed.iter().enumerate() {
-            for k in 0..per_byte {
-                let j = i * per_byte + k;
-                if j >= len {
-                    break;
-                }
-                // Move code k to the top bits, then sign-extend with an arithmetic shift.
-                out[j] = ((byte << (shift - k as u32 * self.bits as u32)) as i8) >> shift;
+        let mut forbidden = 0u8;
+        if self.bits == 4 {
+            for (pair, &b) in out.chunks_exact_mut(2).zip(packed) {
+                pair[0] = (((b << 4) as i8) >> 4) as u8;
+                pair[1] = ((b as i8) >> 4) as u8;
+                // A nibble of 0b1000 is -8.
+                forbidden |= u8::from(b & 0x0F == 0x08) | u8::from(b & 0xF0 == 0x80);
+            }
+        } else {
+            for (quad, &b) in out.chunks_exact_mut(4).zip(packed) {
+                quad[0] = (((b << 6) as i8) >> 6) as u8;
+                quad[1] = (((b << 4) as i8) >> 6) as u8;
+                quad[2] = (((b << 2) as i8) >> 6) as u8;
+                quad[3] = ((b as i8) >> 6) as u8;
+                // A pair of 0b10 is -2: its high bit set and its low bit clear.
+                forbidden |= (b & !(b << 1)) & 0xAA;
             }
         }
+        if forbidden == 0 {
+            return Ok(());
+        }
         let min = -(1i8 << (self.bits - 1));
-        match out[..len].iter().position(|&q| q == min) {
+        match out[..len].iter().position(|&q| q as i8 == min) {
             Some(j) => Err(j),
+            // Only in the last byte's padding, which the canonical check refuses.
             None => Ok(()),
         }
     }
@@ -102,7 +115,7 @@ impl Codec for LowBit {
     }
 
     fn decode(&self, first: u64, bytes: &[u8], out: &mut [f32]) -> Result<(), DeltaError> {
-        let mut q = [0i8; BLOCK_LEN as usize];
+        let mut q = [0u8; BLOCK_LEN as usize];
         for (start, len, block) in blocks(self, first, out.len() as u64, bytes) {
             let scale = read_scale(block, start / BLOCK_LEN, 0.0, f64::INFINITY)?;
             self.unpack(&block[4..], len as usize, &mut q)
@@ -111,7 +124,7 @@ impl Codec for LowBit {
                 })?;
             let o = &mut out[(start - first) as usize..][..len as usize];
             for (j, (o, &q)) in o.iter_mut().zip(&q).enumerate() {
-                *o = q as f32 * scale;
+                *o = q as i8 as f32 * scale;
                 if !o.is_finite() {
                     return Err(DeltaError::NonFiniteValue {
                         index: start + j as u64,
@@ -130,7 +143,7 @@ impl Codec for LowBit {
         bound: f64,
         sums: &mut NormSums,
     ) -> Result<(), DeltaError> {
-        let mut q = [0i8; BLOCK_LEN as usize];
+        let mut q = [0u8; BLOCK_LEN as usize];
         for (start, len, block) in blocks(self, first, params, bytes) {
             let b = start / BLOCK_LEN;
             let scale = read_scale(block, b, self.levels() as f64, bound)?;
@@ -140,7 +153,7 @@ impl Codec for LowBit {
                     index: start + j as u64,
                 })?;
             // At most 256 * 7^2: exact in i32.
-            let sum_q2: i32 = q[..len as usize].iter().map(|&v| v as i32 * v as i32).sum();
+            let sum_q2 = crate::kernels::int8_check(&q[..len as usize]).sum_sq;
             if !super::padding_is_zero(packed, len as usize, self.bits)
                 || (scale == 0.0 && sum_q2 != 0)
             {
@@ -154,21 +167,21 @@ impl Codec for LowBit {
 
     fn accumulate(&self, acc: &mut [i64], bytes: &[u8], weight: u64, frac_bits: u32) {
         let w = weight as i64;
-        let mut q = [0i8; BLOCK_LEN as usize];
+        let mut q = [0u8; BLOCK_LEN as usize];
         for (start, len, block) in blocks(self, 0, acc.len() as u64, bytes) {
             let scale = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
             let wf = w.wrapping_mul(int8_block_factor(scale, frac_bits));
             // Validated: no forbidden code.
             let _ = self.unpack(&block[4..], len as usize, &mut q);
             let a = &mut acc[start as usize..][..len as usize];
-            for (a, &q) in a.iter_mut().zip(&q) {
-                *a = a.wrapping_add(wf.wrapping_mul(q as i64));
-            }
+            crate::kernels::int8_mul_add(a, &q[..len as usize], wf);
         }
     }
 
     fn commit_instructions_per_param(&self) -> u64 {
-        80
+        // Measured 19 (unpacked to bytes, then the int8 kernels; docs/benchmarks.md,
+        // section 3b); twice that.
+        40
     }
 }
 
