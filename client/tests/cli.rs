@@ -429,6 +429,10 @@ fn train_with_top_k_keeps_its_residual_across_runs() {
     assert_eq!(first["encoding"], "topk:13/256,4");
     assert!(first["bytes_per_param"].as_f64().unwrap() < 0.12, "{first}");
     assert!(first["residual_norm"].as_f64().unwrap() > 0.0, "{first}");
+    // The embedded canister counts instructions, so execution cycles are known too.
+    assert!(first["instructions"].as_u64().unwrap() > 0, "{first}");
+    assert!(first["execution_cycles"].as_u64().unwrap() > first["instructions"].as_u64().unwrap());
+    assert!(first["ingress_cycles"].as_u64().unwrap() > 0);
     let kept = std::fs::read(&residual).expect("the residual is saved after the commit");
     // The second contributor closes round 1; the first trains round 2 with its residual.
     train(1);

@@ -10,6 +10,7 @@
 //! - [`hash`]: `sha256`, and hex for digests as text.
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`optimizers`]: server optimizers (SGD, momentum, Nesterov, Adagrad, Adam, Yogi).
+//! - [`privacy`]: the RDP accountant of the sampled Gaussian mechanism (not yet used by jobs).
 //! - [`rules`]: aggregation rules (FedAvg, median, trimmed mean, Krum, Multi-Krum) over the
 //!   same fixed point, exact and order-independent.
 //! - [`api`]: every Candid type of the canister interface.
@@ -52,6 +53,7 @@ pub mod kernels;
 pub mod merkle;
 pub mod model;
 pub mod optimizers;
+pub mod privacy;
 pub mod rules;
 pub mod sample;
 pub mod seeds;

@@ -228,6 +228,8 @@ fn record(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
     session.save()?;
+    let instructions = upload_instructions(&session.api.stats);
+    session.api.stats = Default::default();
     if let Some(r) = &prepared.residual {
         residuals
             .save(prepared.header.job_id, prepared.header.encoding, r)
@@ -236,7 +238,19 @@ fn record(
     journal.clear()?;
     receipts.add_pending(outcome.receipt.contribution_index)?;
     collect_receipts(receipts, &mut session.api, progress)?;
-    report(printer, prepared, outcome, json)
+    report(printer, prepared, outcome, instructions, json)
+}
+
+/// Instructions the canister executed for an upload's update calls, where the host
+/// reports them (the embedded IC does, a network does not). The commit that closes a
+/// round includes the close.
+fn upload_instructions(stats: &crate::api::CallStats) -> Option<u64> {
+    let n: u64 = ["begin_submission", "put_chunk", "commit_submission"]
+        .iter()
+        .filter_map(|m| stats.per_method.get(*m))
+        .map(|s| s.instructions)
+        .sum();
+    (n > 0).then_some(n)
 }
 
 /// Writes the receipts of earlier commits whose rounds have closed since.
@@ -258,16 +272,24 @@ fn report(
     printer: &Printer,
     prepared: &PreparedSubmission,
     outcome: &UploadOutcome,
+    instructions: Option<u64>,
     json: bool,
 ) -> anyhow::Result<()> {
     let r = &outcome.receipt;
     let encoding = prepared.header.encoding;
     let payload = prepared.payload.len() as u64;
     let per_param = payload as f64 / prepared.header.param_count.max(1) as f64;
-    // Ingress is most of what an upload costs the canister (docs/benchmarks.md).
-    let ingress_cycles =
-        crate::bench::fees::RoundCycles::new(0, 0, prepared.header.chunk_count as u64 + 2, payload)
-            .ingress;
+    // Ingress is most of what an upload costs the canister (docs/benchmarks.md); execution
+    // is known where the host counts instructions.
+    let messages = prepared.header.chunk_count as u64 + 2;
+    let cycles = crate::bench::fees::RoundCycles::new(
+        messages,
+        instructions.unwrap_or(0),
+        messages,
+        payload,
+    );
+    let ingress_cycles = cycles.ingress;
+    let execution_cycles = instructions.map(|_| cycles.execution);
     if json {
         Ok(printer.json(&serde_json::json!({
             "round": r.round,
@@ -284,6 +306,8 @@ fn report(
             "payload_bytes": payload,
             "bytes_per_param": per_param,
             "ingress_cycles": ingress_cycles,
+            "instructions": instructions,
+            "execution_cycles": execution_cycles,
             "shrink": prepared.shrink,
             "residual_norm": prepared.residual.as_ref().map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt()),
         }))?)
