@@ -11,6 +11,7 @@
 //! - [`fedavg`]: the exact integer FedAvg accumulator and finalisation.
 //! - [`optimizers`]: server optimizers (SGD, momentum, Nesterov, Adagrad, Adam, Yogi).
 //! - [`privacy`]: the RDP accountant of the sampled Gaussian mechanism (not yet used by jobs).
+//! - [`secagg`]: secure-aggregation masks over the accumulator and Shamir sharing of seeds (not yet used).
 //! - [`rules`]: aggregation rules (FedAvg, median, trimmed mean, Krum, Multi-Krum) over the
 //!   same fixed point, exact and order-independent.
 //! - [`api`]: every Candid type of the canister interface.
@@ -56,6 +57,7 @@ pub mod optimizers;
 pub mod privacy;
 pub mod rules;
 pub mod sample;
+pub mod secagg;
 pub mod seeds;
 pub mod submission;
 pub mod time;
