@@ -1024,3 +1024,32 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub output: OutputArgs,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_lists_keep_a_top_k_width_with_its_top_k() {
+        let list = |s: &str| parse_encoding_list(s).map(|l| l.0);
+        assert_eq!(
+            list("int8,topk:0.03,4").unwrap(),
+            [
+                DeltaEncoding::Int8Blocks,
+                DeltaEncoding::TopK { k: 8, bits: 4 }
+            ]
+        );
+        assert_eq!(
+            list("topk:3/256,int4, f32").unwrap(),
+            [
+                DeltaEncoding::TopK { k: 3, bits: 2 },
+                DeltaEncoding::LowBitBlocks { bits: 4 },
+                DeltaEncoding::F32
+            ]
+        );
+        // A bare number after anything but a top-k is an error, as is a second width.
+        assert!(list("int8,4").is_err());
+        assert!(list("topk:0.03,4,2").is_err());
+        assert!(parse_encoding("int3").unwrap_err().contains("topk:FRAC"));
+    }
+}

@@ -264,6 +264,11 @@ fn dashboard_in_chromium_shows_the_simulated_rounds() {
     );
     // The deadline countdown is there (the script keeps it ticking).
     assert!(dom.contains("class=\"countdown\">in "), "countdown");
+    // The job's encodings, each with its bytes per parameter.
+    assert!(
+        dom.contains("f32 (4.000 B/param), int8 blocks (1.016 B/param)"),
+        "the allowed encodings"
+    );
     // Every simulated round: a table row with its accuracy, a bar, a point on the chart.
     // The report counts rounds from 1; the canister's round r produced report round r + 1.
     for r in &report.rounds {
