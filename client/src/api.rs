@@ -78,6 +78,21 @@ impl CallStats {
         }
     }
 
+    /// The update calls that uploads make (`begin_submission`, `put_chunk`,
+    /// `commit_submission`), summed: calls, instructions and argument bytes, and the
+    /// largest single call.
+    pub fn submissions(&self) -> MethodStats {
+        ["begin_submission", "put_chunk", "commit_submission"]
+            .iter()
+            .filter_map(|m| self.per_method.get(*m))
+            .fold(MethodStats::default(), |a, s| MethodStats {
+                calls: a.calls + s.calls,
+                instructions: a.instructions + s.instructions,
+                max_instructions: a.max_instructions.max(s.max_instructions),
+                arg_bytes: a.arg_bytes + s.arg_bytes,
+            })
+    }
+
     pub fn total_instructions(&self) -> u64 {
         self.per_method.values().map(|s| s.instructions).sum()
     }

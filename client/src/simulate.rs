@@ -871,17 +871,14 @@ pub fn run(
                 eval.loss
             ));
         }
-        let submission_methods = ["begin_submission", "put_chunk", "commit_submission"];
-        let (calls, arg_bytes) = submission_methods
-            .iter()
-            .filter_map(|m| stats.per_method.get(*m))
-            .fold((0, 0), |(c, b), s| (c + s.calls, b + s.arg_bytes));
-        let instructions: u64 = submission_methods
-            .iter()
-            .filter_map(|m| stats.per_method.get(*m))
-            .map(|s| s.instructions)
-            .sum();
-        let cycles = crate::bench::fees::RoundCycles::new(calls, instructions, calls, arg_bytes);
+        let uploads = stats.submissions();
+        let instructions = uploads.instructions;
+        let cycles = crate::bench::fees::RoundCycles::new(
+            uploads.calls,
+            instructions,
+            uploads.calls,
+            uploads.arg_bytes,
+        );
         let report = RoundReport {
             round: r + 1,
             bytes_per_contribution: upload_bytes / n.max(1) as u64,

@@ -25,9 +25,6 @@ pub const CLOSE_SLICE_INSTRUCTIONS: u64 = UPDATE_INSTRUCTION_LIMIT / 2;
 
 /// Fixed cost of any update (decoding, checks, certified data, invariants).
 const FIXED: u64 = 10_000_000;
-/// `commit_submission` per parameter when no encoding is allowed: the `f32` codec's
-/// (each codec states its own, `Codec::commit_instructions_per_param`).
-const COMMIT_F32_PER_PARAM: u64 = 130;
 /// The close per parameter: apply the accumulator, write and hash the weights (measured
 /// 339-352).
 const CLOSE_PER_PARAM: u64 = 400;
@@ -123,7 +120,7 @@ impl WorstCase {
             .iter()
             .map(|e| e.codec().commit_instructions_per_param())
             .max()
-            .unwrap_or(COMMIT_F32_PER_PARAM);
+            .unwrap_or_else(|| DeltaEncoding::F32.codec().commit_instructions_per_param());
         let n = param_count;
         let k = max_clients as u64;
         Self {

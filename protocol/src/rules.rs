@@ -281,11 +281,6 @@ impl<T: AsRef<[u8]>> DeltaSource for &[T] {
 /// Parameters per window of the driver.
 pub const RULE_WINDOW_PARAMS: u64 = 1 << 14;
 
-/// The window of `encoding`'s bytes holding parameters `[first, first + count)`.
-pub fn window_of(encoding: DeltaEncoding, first: u64, count: u64) -> Window {
-    encoding.window(first, count)
-}
-
 /// Runs `rule` over validated contributions (all of `param_count` parameters), calling
 /// `sink(first_param, a)` for each window's integers in order. Returns the denominator.
 /// `contributions` may be in any order: the result does not depend on it. (One call of
@@ -651,7 +646,7 @@ fn read_window(
 ) {
     for (slot, &c) in order.iter().enumerate() {
         let enc = contributions[c].encoding;
-        source.read(c, &window_of(enc, w.first_param, w.param_count), buf);
+        source.read(c, &enc.window(w.first_param, w.param_count), buf);
         let v = &mut values[slot];
         v.clear();
         v.resize(w.param_count as usize, 0);

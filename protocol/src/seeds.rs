@@ -16,19 +16,7 @@ pub const SHUFFLE_SEED_TAG: &[u8] = b"flic/shuffle/v1";
 /// caller principal's bytes. Distinct per contributor and per round, the same on every
 /// machine.
 pub fn shuffle_seed(job_seed: u64, round: u64, contributor: &Principal) -> u64 {
-    let p = contributor.as_slice();
-    let digest = sha256_concat(&[
-        SHUFFLE_SEED_TAG,
-        &job_seed.to_le_bytes(),
-        &round.to_le_bytes(),
-        &[p.len() as u8],
-        p,
-    ]);
-    u64::from_le_bytes(
-        digest[..8]
-            .try_into()
-            .expect("a SHA-256 digest has 32 bytes"),
-    )
+    tagged_seed(SHUFFLE_SEED_TAG, job_seed, round, contributor)
 }
 
 /// Domain tag of [`quantize_seed`].
@@ -38,9 +26,14 @@ pub const QUANTIZE_SEED_TAG: &[u8] = b"flic/quantize/v1";
 /// [`shuffle_seed`] with the tag `flic/quantize/v1`, so that anyone who knows the job, the
 /// round and the contributor can re-encode a delta to the same bytes.
 pub fn quantize_seed(job_seed: u64, round: u64, contributor: &Principal) -> u64 {
+    tagged_seed(QUANTIZE_SEED_TAG, job_seed, round, contributor)
+}
+
+/// `sha256(tag || job_seed || round || len(contributor) || contributor)`, first 8 bytes LE.
+fn tagged_seed(tag: &[u8], job_seed: u64, round: u64, contributor: &Principal) -> u64 {
     let p = contributor.as_slice();
     let digest = sha256_concat(&[
-        QUANTIZE_SEED_TAG,
+        tag,
         &job_seed.to_le_bytes(),
         &round.to_le_bytes(),
         &[p.len() as u8],

@@ -21,6 +21,27 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// Runs `args` on the embedded canister with every delta retained, then has `flic verify
+/// lineage` recompute the last model version from them; `what` names the run in failures.
+fn simulate_and_verify_lineage(
+    args: SimulationConfig,
+    what: &str,
+) -> flic_client::simulate::SimulationReport {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let args = SimulationConfig {
+        state: Some(state.clone()),
+        retain_contributions: true,
+        ..args
+    };
+    let report = run(&args, &mut Silent).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let last = &report.rounds.last().unwrap().model_version;
+    let mut argv = vec!["verify", "lineage", "--version", last.as_str()];
+    argv.extend_from_slice(&["--network", "embedded", "--state", s(&state)]);
+    flic(&argv).unwrap_or_else(|e| panic!("lineage of {what}: {e:#}"));
+    report
+}
+
 #[test]
 fn receipts_lineage_and_samples_verify_and_tampering_fails() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,23 +181,15 @@ fn lineage_recomputes_every_aggregation_rule() {
         AggregationRule::CenteredClip { iters: 2 },
         AggregationRule::Bulyan { f: 0 },
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
         let args = SimulationConfig {
             clients: Some(5),
             rounds: 2,
             samples: 500,
             seed: 9,
-            state: Some(state.clone()),
-            retain_contributions: true,
             aggregation: rule,
             ..SimulationConfig::default()
         };
-        let report = run(&args, &mut Silent).unwrap_or_else(|e| panic!("{rule}: {e:#}"));
-        let last = &report.rounds.last().unwrap().model_version;
-        let mut argv = vec!["verify", "lineage", "--version", last.as_str()];
-        argv.extend_from_slice(&["--network", "embedded", "--state", s(&state)]);
-        flic(&argv).unwrap_or_else(|e| panic!("lineage of {rule}: {e:#}"));
+        simulate_and_verify_lineage(args, &rule.to_string());
     }
 }
 
@@ -194,15 +207,11 @@ fn lineage_recomputes_every_server_optimizer() {
         ("yogi", AggregationRule::FedAvg),
         ("adam", AggregationRule::Median),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
         let args = SimulationConfig {
             clients: Some(3),
             rounds: 3,
             samples: 300,
             seed: 11,
-            state: Some(state.clone()),
-            retain_contributions: true,
             aggregation: rule,
             server_optimizer: optimizer.parse().unwrap(),
             server_lr: if optimizer == "adam" || optimizer == "yogi" || optimizer == "adagrad" {
@@ -212,7 +221,7 @@ fn lineage_recomputes_every_server_optimizer() {
             },
             ..SimulationConfig::default()
         };
-        let report = run(&args, &mut Silent).unwrap_or_else(|e| panic!("{optimizer}: {e:#}"));
+        let report = simulate_and_verify_lineage(args, &format!("{optimizer} with {rule}"));
         let versions: std::collections::HashSet<&String> =
             report.rounds.iter().map(|r| &r.model_version).collect();
         assert_eq!(
@@ -220,10 +229,6 @@ fn lineage_recomputes_every_server_optimizer() {
             3,
             "{optimizer}: every round moves the model"
         );
-        let last = &report.rounds.last().unwrap().model_version;
-        let mut argv = vec!["verify", "lineage", "--version", last.as_str()];
-        argv.extend_from_slice(&["--network", "embedded", "--state", s(&state)]);
-        flic(&argv).unwrap_or_else(|e| panic!("lineage of {optimizer} with {rule}: {e:#}"));
     }
 }
 
@@ -243,29 +248,21 @@ fn lineage_recomputes_every_encoding() {
         ("topk:0.05,4", AggregationRule::Median),
         ("int4", AggregationRule::Median),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
         let encoding: DeltaEncoding = encoding.parse().unwrap();
         let args = SimulationConfig {
             clients: Some(3),
             rounds: 3,
             samples: 300,
             seed: 13,
-            state: Some(state.clone()),
-            retain_contributions: true,
             aggregation: rule,
             encoding,
             ..SimulationConfig::default()
         };
-        let report = run(&args, &mut Silent).unwrap_or_else(|e| panic!("{encoding}: {e:#}"));
+        let report = simulate_and_verify_lineage(args, &format!("{encoding} with {rule}"));
         let per_param = report.rounds[0].bytes_per_param;
         assert!(
             (per_param - encoding.bytes_per_param()).abs() < 0.05,
             "{encoding}: uploaded {per_param} bytes per parameter"
         );
-        let last = &report.rounds.last().unwrap().model_version;
-        let mut argv = vec!["verify", "lineage", "--version", last.as_str()];
-        argv.extend_from_slice(&["--network", "embedded", "--state", s(&state)]);
-        flic(&argv).unwrap_or_else(|e| panic!("lineage of {encoding} with {rule}: {e:#}"));
     }
 }

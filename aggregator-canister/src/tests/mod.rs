@@ -119,8 +119,12 @@ impl Harness {
 
     /// Configured, model uploaded (chunks out of order), started.
     fn running() -> Self {
+        Self::running_with(config())
+    }
+
+    fn running_with(config: JobConfig) -> Self {
         let mut h = Self::new();
-        h.state.configure_job(&h.admin(), config()).unwrap();
+        h.state.configure_job(&h.admin(), config).unwrap();
         let bytes = flic_protocol::model::weights_to_le_bytes(&initial_weights());
         let n = chunk_count(bytes.len() as u64, CHUNK) as u32;
         for i in (0..n).rev() {
@@ -597,6 +601,60 @@ fn upgrade_mid_round_loses_nothing_and_uploads_resume() {
     h.state.on_timer(h.now);
     h.check();
     assert_eq!(h.state.round_info().model_version.unwrap(), reference);
+}
+
+/// The stored records that gained variants (a job allowing top-k and int4, a committed
+/// top-k upload, a begun int4 upload) survive an upgrade: the job and the round read
+/// back the same, the int4 upload resumes, and the round closes on the model a run without
+/// upgrades makes.
+#[test]
+fn upgrade_keeps_compressed_encodings_and_their_uploads() {
+    const TOPK: DeltaEncoding = DeltaEncoding::TopK { k: 8, bits: 4 };
+    const INT4: DeltaEncoding = DeltaEncoding::LowBitBlocks { bits: 4 };
+    let job = JobConfig {
+        allowed_encodings: vec![DeltaEncoding::F32, TOPK, INT4],
+        ..config()
+    };
+    let bytes = |enc, seed| {
+        flic_protocol::encoding::encode_within(enc, &delta(seed), 1.0, seed)
+            .unwrap()
+            .bytes
+    };
+    let (topk, int4) = (bytes(TOPK, 1), bytes(INT4, 2));
+    let run = |upgrades: bool| {
+        let mut h = Harness::running_with(job.clone());
+        let (a, b) = (h.client(1, 1000), h.client(2, 1000));
+        let s = h.begin(&a, &topk, TOPK, 50);
+        h.put_all(&a, s.submission_id, &topk);
+        h.state
+            .commit_submission(&h.ctx(a.principal), s.submission_id)
+            .unwrap();
+        // Begun, no chunk stored yet (the whole int4 delta is one chunk).
+        let s = h.begin(&b, &int4, INT4, 70);
+        if upgrades {
+            let (info, cert) = (h.state.round_info(), h.state.certified_state());
+            h.upgrade();
+            assert_eq!(h.state.round_info(), info, "the job's encodings read back");
+            assert_eq!(h.state.certified_state(), cert);
+            let again = h.begin(&b, &int4, INT4, 70);
+            assert_eq!(
+                again.submission_id, s.submission_id,
+                "the int4 upload resumes"
+            );
+        }
+        h.put_all(&b, s.submission_id, &int4);
+        h.state
+            .commit_submission(&h.ctx(b.principal), s.submission_id)
+            .unwrap();
+        if upgrades {
+            h.upgrade();
+        }
+        h.now = h.state.timer_deadline();
+        h.state.on_timer(h.now);
+        h.check();
+        h.state.round_info().model_version.unwrap()
+    };
+    assert_eq!(run(true), run(false));
 }
 
 #[test]

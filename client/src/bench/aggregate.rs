@@ -384,7 +384,7 @@ pub fn run(
     Ok(AggregateReport {
         params: case.params,
         contributions: case.contributions,
-        encoding: encoding_name(case.encoding).into(),
+        encoding: case.encoding.name(),
         build: build.into(),
         wasm_sha256: hex::encode(sha256(wasm)),
         wasm_bytes: wasm.len() as u64,
@@ -414,10 +414,6 @@ pub fn run(
         heap_bytes,
         host_seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-pub fn encoding_name(e: DeltaEncoding) -> String {
-    e.name()
 }
 
 fn seed_bytes(k: u32) -> [u8; 32] {

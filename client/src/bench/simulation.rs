@@ -34,7 +34,7 @@ pub fn measure(
     let sum = |f: fn(&crate::simulate::RoundReport) -> f64| r.rounds.iter().map(f).sum::<f64>() / n;
     Ok(SimulationSpeed {
         model: args.model.clone(),
-        encoding: crate::bench::aggregate::encoding_name(args.encoding).into(),
+        encoding: args.encoding.name(),
         param_count: r.param_count,
         clients: r.clients,
         rounds: r.rounds.len(),

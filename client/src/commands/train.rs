@@ -228,7 +228,9 @@ fn record(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
     session.save()?;
-    let instructions = upload_instructions(&session.api.stats);
+    // Where the host counts instructions (the embedded IC does, a network does not); the
+    // commit that closes a round includes the close.
+    let instructions = Some(session.api.stats.submissions().instructions).filter(|&n| n > 0);
     session.api.stats = Default::default();
     if let Some(r) = &prepared.residual {
         residuals
@@ -239,18 +241,6 @@ fn record(
     receipts.add_pending(outcome.receipt.contribution_index)?;
     collect_receipts(receipts, &mut session.api, progress)?;
     report(printer, prepared, outcome, instructions, json)
-}
-
-/// Instructions the canister executed for an upload's update calls, where the host
-/// reports them (the embedded IC does, a network does not). The commit that closes a
-/// round includes the close.
-fn upload_instructions(stats: &crate::api::CallStats) -> Option<u64> {
-    let n: u64 = ["begin_submission", "put_chunk", "commit_submission"]
-        .iter()
-        .filter_map(|m| stats.per_method.get(*m))
-        .map(|s| s.instructions)
-        .sum();
-    (n > 0).then_some(n)
 }
 
 /// Writes the receipts of earlier commits whose rounds have closed since.

@@ -303,13 +303,6 @@ mod tests {
         }
     }
 
-    fn delta_strategy() -> impl Strategy<Value = Vec<f32>> {
-        prop::collection::vec(
-            prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],
-            1..1200,
-        )
-    }
-
     proptest! {
         /// |x - decode(encode(x))| <= scale / 2 + slack (less than INT8_FLUSH_BELOW in a block
         /// flushed to zeros). The slack covers three f32 roundings
@@ -317,7 +310,7 @@ mod tests {
         /// each within 2^-24 relative, so 127 * scale * 3 * 2^-24 < scale * 2^-15. The
         /// absolute MIN_POSITIVE term covers subnormal scales, where f32 precision is absolute.
         #[test]
-        fn int8_error_bound_per_element(x in delta_strategy()) {
+        fn int8_error_bound_per_element(x in super::super::tests::deltas(1200)) {
             let bytes = encode(DeltaEncoding::Int8Blocks, &x).unwrap();
             let y = decode(DeltaEncoding::Int8Blocks, &bytes, x.len() as u64).unwrap();
             for (b, (xb, yb)) in x.chunks(INT8_BLOCK_LEN).zip(y.chunks(INT8_BLOCK_LEN)).enumerate() {

@@ -302,17 +302,10 @@ mod tests {
         }
     }
 
-    fn delta() -> impl Strategy<Value = Vec<f32>> {
-        prop::collection::vec(
-            prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],
-            1..800,
-        )
-    }
-
     proptest! {
         /// Every element lands on one of the two levels around it: error below one scale.
         #[test]
-        fn error_below_one_level(x in delta(), seed in any::<u64>(), four in any::<bool>()) {
+        fn error_below_one_level(x in super::super::tests::deltas(800), seed in any::<u64>(), four in any::<bool>()) {
             let enc = if four { INT4 } else { INT2 };
             let bytes = encode_seeded(enc, &x, seed).unwrap();
             let y = decode(enc, &bytes, x.len() as u64).unwrap();
@@ -329,7 +322,7 @@ mod tests {
 
         /// What `encode_within` makes always passes, and decodes to what it reports.
         #[test]
-        fn encode_within_passes(mut x in delta(), clip in 1e-3f32..100f32, seed in any::<u64>(), four in any::<bool>()) {
+        fn encode_within_passes(mut x in super::super::tests::deltas(800), clip in 1e-3f32..100f32, seed in any::<u64>(), four in any::<bool>()) {
             let enc = if four { INT4 } else { INT2 };
             clip_l2(&mut x, clip);
             let e = encode_within(enc, &x, clip, seed).unwrap();

@@ -915,23 +915,24 @@ pub(crate) mod tests {
         ]
     }
 
-    fn delta_strategy() -> impl Strategy<Value = Vec<f32>> {
+    /// Deltas of 1 to `max_len - 1` values: zeros, large and tiny magnitudes mixed.
+    pub(crate) fn deltas(max_len: usize) -> impl Strategy<Value = Vec<f32>> {
         prop::collection::vec(
             prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],
-            1..1200,
+            1..max_len,
         )
     }
 
     proptest! {
         #[test]
-        fn f32_roundtrip_is_exact(x in delta_strategy()) {
+        fn f32_roundtrip_is_exact(x in deltas(1200)) {
             let bytes = encode(DeltaEncoding::F32, &x).unwrap();
             prop_assert_eq!(decode(DeltaEncoding::F32, &bytes, x.len() as u64).unwrap(), x);
         }
 
         /// A delta clipped by `clip_l2` always passes validation in both encodings.
         #[test]
-        fn clipped_deltas_pass(mut x in delta_strategy(), clip in 1e-3f32..100f32) {
+        fn clipped_deltas_pass(mut x in deltas(1200), clip in 1e-3f32..100f32) {
             clip_l2(&mut x, clip);
             for enc in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
                 let bytes = encode(enc, &x).unwrap();

@@ -450,13 +450,6 @@ mod tests {
         }
     }
 
-    fn delta() -> impl Strategy<Value = Vec<f32>> {
-        prop::collection::vec(
-            prop_oneof![Just(0.0f32), -1e3f32..1e3f32, -1e-3f32..1e-3f32],
-            1..900,
-        )
-    }
-
     fn encoding() -> impl Strategy<Value = DeltaEncoding> {
         (1u16..=256, prop::sample::select(vec![2u8, 4, 8])).prop_map(|(k, bits)| topk(k, bits))
     }
@@ -465,7 +458,7 @@ mod tests {
         /// The kept coordinates are the largest of their block, sorted; every other
         /// coordinate decodes to zero; values err by at most half a level (4, 8 bits).
         #[test]
-        fn keeps_the_largest(x in delta(), enc in encoding()) {
+        fn keeps_the_largest(x in super::super::tests::deltas(900), enc in encoding()) {
             let DeltaEncoding::TopK { k, bits } = enc else { unreachable!() };
             let bytes = encode(enc, &x).unwrap();
             let y = decode(enc, &bytes, x.len() as u64).unwrap();
@@ -493,7 +486,7 @@ mod tests {
         /// Error feedback conserves the delta: what is sent plus what is kept is what
         /// there was, to within the rounding of one `f32` subtraction.
         #[test]
-        fn sent_plus_kept_is_the_whole(mut x in delta(), enc in encoding(), clip in 1e-2f32..100f32) {
+        fn sent_plus_kept_is_the_whole(mut x in super::super::tests::deltas(900), enc in encoding(), clip in 1e-2f32..100f32) {
             clip_l2(&mut x, clip);
             let e = encode_within(enc, &x, clip, 0).unwrap();
             prop_assert!(validate(enc, &e.bytes, x.len() as u64, clip).is_ok());
@@ -507,7 +500,7 @@ mod tests {
         /// Accumulating a window gives the fixed point of the decoded values, parameter by
         /// parameter, to within the documented rounding.
         #[test]
-        fn accumulation_matches_decoding(mut x in delta(), enc in encoding()) {
+        fn accumulation_matches_decoding(mut x in super::super::tests::deltas(900), enc in encoding()) {
             clip_l2(&mut x, 5.0);
             let bytes = encode(enc, &x).unwrap();
             let y = decode(enc, &bytes, x.len() as u64).unwrap();
