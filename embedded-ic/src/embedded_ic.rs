@@ -13,7 +13,7 @@ use crate::certificate::{BlsCertificateIssuer, CertificateIssuer};
 use crate::error::CallError;
 use crate::host::SystemState;
 use crate::instance::{Exec, LiveInstance, Stop};
-use crate::message::{MessageContext, MessageKind, Response};
+use crate::message::{MessageContext, MessageKind, OutgoingCall, Response};
 use crate::module::{runtime, Prepared};
 use crate::stable::pages_for;
 
@@ -55,6 +55,10 @@ pub struct Config {
     pub initial_cycles: u128,
     /// Where compiled modules are cached across processes (`None`: memory only).
     pub module_cache_dir: Option<PathBuf>,
+    /// Seed of the bytes the management canister's `raw_rand` returns (`None`: drawn
+    /// from the operating system, unpredictable like the IC's). A seed makes a run
+    /// reproducible, and its randomness predictable to whoever knows the seed.
+    pub randomness_seed: Option<[u8; 32]>,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             start_time_ns: 1_735_689_600_000_000_000,
             initial_cycles: 100_000_000_000_000,
             module_cache_dir: None,
+            randomness_seed: None,
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct EmbeddedIc {
     pub(crate) issuer: Box<dyn CertificateIssuer>,
     /// Ids `create_canister` never hands out (a devnet's system canisters).
     pub(crate) reserved: std::collections::BTreeSet<Principal>,
+    /// `raw_rand`'s key and how many answers it has given.
+    pub(crate) randomness: ([u8; 32], u64),
 }
 
 impl Default for EmbeddedIc {
@@ -153,7 +160,9 @@ impl EmbeddedIc {
     }
 
     pub fn with_config(config: Config) -> Self {
+        let key = config.randomness_seed.unwrap_or_else(rand::random);
         EmbeddedIc {
+            randomness: (key, 0),
             time: config.start_time_ns,
             config,
             next_index: 0,
@@ -224,6 +233,7 @@ impl EmbeddedIc {
     /// has it run. A timer re-armed for a time already passed fires next round.
     pub fn tick(&mut self) -> Vec<TimerOutcome> {
         let mut outcomes = Vec::new();
+        let mut sent: Vec<(Principal, Vec<OutgoingCall>)> = Vec::new();
         let time = self.time;
         let limit = self.config.limits.update;
         for (&id, canister) in self.canisters.iter_mut() {
@@ -238,13 +248,14 @@ impl EmbeddedIc {
             if timer != 0 && timer <= time {
                 canister.sys.global_timer = 0;
                 if live.exports("canister_global_timer") {
-                    let result = run_system_task(
+                    let (result, calls) = run_system_task(
                         id,
                         live,
                         &mut canister.sys,
                         MessageKind::GlobalTimer,
                         limit,
                     );
+                    sent.push((id, calls));
                     outcomes.push(TimerOutcome {
                         canister: id,
                         task: SystemTask::GlobalTimer,
@@ -253,14 +264,18 @@ impl EmbeddedIc {
                 }
             }
             if live.exports("canister_heartbeat") {
-                let result =
+                let (result, calls) =
                     run_system_task(id, live, &mut canister.sys, MessageKind::Heartbeat, limit);
+                sent.push((id, calls));
                 outcomes.push(TimerOutcome {
                     canister: id,
                     task: SystemTask::Heartbeat,
                     result,
                 });
             }
+        }
+        for (id, calls) in sent {
+            self.deliver_calls(id, calls);
         }
         outcomes
     }
@@ -475,14 +490,115 @@ impl EmbeddedIc {
 
         let snapshot = live.snapshot(sys);
         let ctx = MessageContext::new(kind, sender, method, arg);
-        let exec = live.call(sys, &export, ctx, limits.update);
+        let mut exec = live.call(sys, &export, ctx, limits.update);
+        let mut calls = Vec::new();
         if exec.outcome.is_ok() && kind == MessageKind::Update {
             LiveInstance::commit(sys, snapshot);
             sys.version += 1;
+            calls = std::mem::take(&mut exec.ctx.calls);
         } else {
             live.rollback(sys, snapshot);
         }
-        finish(id, sys, kind, limits.update, exec)
+        let outcome = finish(id, sys, kind, limits.update, exec);
+        self.deliver_calls(id, calls);
+        outcome
+    }
+
+    /// Answers the calls a canister's committed message made, at once and in order, and
+    /// runs their callbacks (and the calls those make). The management canister's
+    /// `raw_rand` replies with 32 bytes; every other call is rejected, as a call to a
+    /// canister this host does not model. A callback that traps is rolled back and its
+    /// cleanup callback, if any, runs; failures are logged, as the IC does.
+    fn deliver_calls(&mut self, id: Principal, calls: Vec<OutgoingCall>) {
+        let limit = self.config.limits.update;
+        let mut queue: std::collections::VecDeque<OutgoingCall> = calls.into();
+        while let Some(call) = queue.pop_front() {
+            let answer = self.answer(&call);
+            let time = self.time;
+            let Some(canister) = self.canisters.get_mut(&id) else {
+                return;
+            };
+            canister.sys.time = time;
+            let (Some(live), sys) = (canister.live.as_mut(), &mut canister.sys) else {
+                return;
+            };
+            // What the call took from the balance comes back: the callee takes none.
+            sys.cycles += call.cycles;
+            let (kind, callback, arg, reject) = match answer {
+                Ok(reply) => (MessageKind::ReplyCallback, call.reply, reply, None),
+                Err(reject) => (
+                    MessageKind::RejectCallback,
+                    call.reject,
+                    Vec::new(),
+                    Some(reject),
+                ),
+            };
+            let mut ctx = MessageContext::new(kind, call.callee, "", arg);
+            ctx.reject = reject;
+            let snapshot = live.snapshot(sys);
+            let mut exec = live.call_callback(sys, callback, ctx, limit);
+            match exec.outcome {
+                Ok(()) => {
+                    LiveInstance::commit(sys, snapshot);
+                    sys.version += 1;
+                    queue.extend(std::mem::take(&mut exec.ctx.calls));
+                }
+                Err(stop) => {
+                    live.rollback(sys, snapshot);
+                    log_trap(sys, &format!("in the {}: {stop:?}", kind.name()));
+                    if let Some(cleanup) = call.cleanup {
+                        let ctx =
+                            MessageContext::new(MessageKind::Cleanup, call.callee, "", Vec::new());
+                        let snapshot = live.snapshot(sys);
+                        let exec = live.call_callback(sys, cleanup, ctx, limit);
+                        if let Err(stop) = exec.outcome {
+                            live.rollback(sys, snapshot);
+                            log_trap(sys, &format!("in the cleanup callback: {stop:?}"));
+                        } else {
+                            LiveInstance::commit(sys, snapshot);
+                            sys.version += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The callee's answer to `call`: reply bytes, or a reject code and message.
+    fn answer(&mut self, call: &OutgoingCall) -> Result<Vec<u8>, (u32, String)> {
+        /// The IC's reject codes: a destination that cannot be reached, a canister error.
+        const DESTINATION_INVALID: u32 = 3;
+        const CANISTER_ERROR: u32 = 5;
+        if call.callee != Principal::management_canister() {
+            return Err((
+                DESTINATION_INVALID,
+                format!(
+                    "the embedded IC models no inter-canister calls but the management canister's raw_rand (called {}.{})",
+                    call.callee, call.method
+                ),
+            ));
+        }
+        match call.method.as_str() {
+            "raw_rand" => {
+                if candid::decode_args::<()>(&call.arg).is_err() {
+                    return Err((CANISTER_ERROR, "raw_rand takes no arguments".into()));
+                }
+                let (key, counter) = &mut self.randomness;
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                h.update(b"flic/embedded-ic/raw_rand");
+                h.update(*key);
+                h.update(counter.to_le_bytes());
+                *counter += 1;
+                let bytes: [u8; 32] = h.finalize().into();
+                // `blob` on the wire is `vec nat8`.
+                Ok(candid::encode_one(bytes.to_vec()).expect("a blob encodes"))
+            }
+            other => Err((
+                DESTINATION_INVALID,
+                format!("the embedded IC's management canister answers raw_rand only, not {other}"),
+            )),
+        }
     }
 
     /// A query call: `canister_query <method>` (or a composite query, run without
@@ -728,19 +844,21 @@ fn run_system_task(
     sys: &mut SystemState,
     kind: MessageKind,
     limit: u64,
-) -> Result<CallOutcome, CallError> {
+) -> (Result<CallOutcome, CallError>, Vec<OutgoingCall>) {
     let export = kind.name();
     let snapshot = live.snapshot(sys);
     // System tasks are not sent by anyone; the caller is the management canister.
     let ctx = MessageContext::new(kind, Principal::management_canister(), "", Vec::new());
-    let exec = live.call(sys, export, ctx, limit);
+    let mut exec = live.call(sys, export, ctx, limit);
+    let mut calls = Vec::new();
     if exec.outcome.is_ok() {
         LiveInstance::commit(sys, snapshot);
         sys.version += 1;
+        calls = std::mem::take(&mut exec.ctx.calls);
     } else {
         live.rollback(sys, snapshot);
     }
-    finish(id, sys, kind, limit, exec)
+    (finish(id, sys, kind, limit, exec), calls)
 }
 
 fn stop_error(

@@ -12,6 +12,9 @@ use crate::stable::StableMemory;
 
 /// Name under which the rewritten module exports its memory.
 pub(crate) const MEMORY_EXPORT: &str = "__flic_memory";
+/// Name under which the rewritten module exports its first table (the callbacks of
+/// inter-canister calls are indices into it).
+pub(crate) const TABLE_EXPORT: &str = "__flic_table";
 /// Prefix of the names under which the rewritten module exports its mutable globals
 /// (followed by the global's index).
 pub(crate) const GLOBAL_EXPORT_PREFIX: &str = "__flic_global_";

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use wasmtime::{Memory, Store, Val};
 
-use crate::host::{Host, SystemState, MEMORY_EXPORT};
+use crate::host::{Host, SystemState, MEMORY_EXPORT, TABLE_EXPORT};
 use crate::message::MessageContext;
 use crate::module::{runtime, Prepared};
 use crate::system_api::HostStop;
@@ -77,13 +77,40 @@ impl LiveInstance {
         self.instance.get_memory(&mut self.store, MEMORY_EXPORT)
     }
 
+    /// Runs the callback at `fun` in the module's table with argument `env` (a reply,
+    /// reject or cleanup callback), with `ctx`, given `fuel` instructions.
+    pub fn call_callback(
+        &mut self,
+        sys: &mut SystemState,
+        (fun, env): (u32, u32),
+        ctx: MessageContext,
+        fuel: u64,
+    ) -> Exec {
+        let func = self
+            .instance
+            .get_table(&mut self.store, TABLE_EXPORT)
+            .and_then(|t| t.get(&mut self.store, u64::from(fun)))
+            .and_then(|r| r.as_func().flatten().copied())
+            .and_then(|f| f.typed::<i32, ()>(&self.store).ok());
+        let Some(func) = func else {
+            return Exec {
+                outcome: Err(Stop::Trap(format!(
+                    "the callback at table index {fun} is not a function of one i32"
+                ))),
+                ctx,
+                instructions: 0,
+            };
+        };
+        self.run(sys, ctx, fuel, |store| func.call(store, env as i32))
+    }
+
     /// Runs the exported function `export` with `ctx`, given `fuel` instructions.
     /// `sys` moves into the store for the call and back out after.
     pub fn call(
         &mut self,
         sys: &mut SystemState,
         export: &str,
-        mut ctx: MessageContext,
+        ctx: MessageContext,
         fuel: u64,
     ) -> Exec {
         let func = match self
@@ -101,12 +128,22 @@ impl LiveInstance {
                 }
             }
         };
+        self.run(sys, ctx, fuel, |store| func.call(store, ()))
+    }
+
+    fn run(
+        &mut self,
+        sys: &mut SystemState,
+        mut ctx: MessageContext,
+        fuel: u64,
+        body: impl FnOnce(&mut Store<Host>) -> wasmtime::Result<()>,
+    ) -> Exec {
         ctx.fuel_at_start = fuel;
         self.store.set_fuel(fuel).expect("fuel is enabled");
         let host = self.store.data_mut();
         host.sys = std::mem::take(sys);
         host.msg = Some(ctx);
-        let result = func.call(&mut self.store, ());
+        let result = body(&mut self.store);
         let left = self.store.get_fuel().expect("fuel is enabled");
         let host = self.store.data_mut();
         *sys = std::mem::take(&mut host.sys);

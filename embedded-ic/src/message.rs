@@ -16,6 +16,12 @@ pub(crate) enum MessageKind {
     InspectMessage,
     GlobalTimer,
     Heartbeat,
+    /// The reply callback of an inter-canister call this canister made.
+    ReplyCallback,
+    /// The reject callback of an inter-canister call this canister made.
+    RejectCallback,
+    /// The cleanup callback, after a reply or reject callback trapped.
+    Cleanup,
 }
 
 impl MessageKind {
@@ -30,6 +36,9 @@ impl MessageKind {
             MessageKind::InspectMessage => "canister_inspect_message",
             MessageKind::GlobalTimer => "canister_global_timer",
             MessageKind::Heartbeat => "canister_heartbeat",
+            MessageKind::ReplyCallback => "reply callback",
+            MessageKind::RejectCallback => "reject callback",
+            MessageKind::Cleanup => "cleanup callback",
         }
     }
     pub fn replicated(self) -> bool {
@@ -44,6 +53,25 @@ impl MessageKind {
                 | MessageKind::ReplicatedQuery
                 | MessageKind::Query
                 | MessageKind::InspectMessage
+                | MessageKind::ReplyCallback
+        )
+    }
+    /// May make inter-canister calls (`ic0.call_*`).
+    pub fn can_call(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Update
+                | MessageKind::GlobalTimer
+                | MessageKind::Heartbeat
+                | MessageKind::ReplyCallback
+                | MessageKind::RejectCallback
+        )
+    }
+    /// Sees the reject code of a call (0 in a reply callback).
+    pub fn is_callback(self) -> bool {
+        matches!(
+            self,
+            MessageKind::ReplyCallback | MessageKind::RejectCallback
         )
     }
     pub fn can_reply(self) -> bool {
@@ -63,6 +91,9 @@ impl MessageKind {
                 | MessageKind::Update
                 | MessageKind::GlobalTimer
                 | MessageKind::Heartbeat
+                | MessageKind::ReplyCallback
+                | MessageKind::RejectCallback
+                | MessageKind::Cleanup
         )
     }
 }
@@ -87,6 +118,25 @@ pub(crate) struct MessageContext {
     pub certificate: Option<Vec<u8>>,
     /// Fuel when the message started, for `performance_counter`.
     pub fuel_at_start: u64,
+    /// The call `ic0.call_new` started and `call_perform` has not sent yet.
+    pub pending_call: Option<OutgoingCall>,
+    /// Calls sent by `call_perform`: they go out only if the message commits.
+    pub calls: Vec<OutgoingCall>,
+    /// In a reject callback: the reject code and message.
+    pub reject: Option<(u32, String)>,
+}
+
+/// An inter-canister call, as `ic0.call_new` and its followers describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutgoingCall {
+    pub callee: Principal,
+    pub method: String,
+    pub arg: Vec<u8>,
+    /// Indices into the module's function table, and their environments.
+    pub reply: (u32, u32),
+    pub reject: (u32, u32),
+    pub cleanup: Option<(u32, u32)>,
+    pub cycles: u128,
 }
 
 impl MessageContext {
@@ -101,6 +151,9 @@ impl MessageContext {
             accepted: false,
             certificate: None,
             fuel_at_start: 0,
+            pending_call: None,
+            calls: Vec::new(),
+            reject: None,
         }
     }
 }

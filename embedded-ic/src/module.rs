@@ -4,7 +4,8 @@
 //! other global the toolchain keeps private) is not exported, and wasmtime only lets
 //! the host read exported globals. So, as the IC's own instrumentation does, the
 //! module is rewritten at load: each mutable global it defines is additionally
-//! exported as `__flic_global_<index>`, and its memory as `__flic_memory`. Only the
+//! exported as `__flic_global_<index>`, its memory as `__flic_memory`, and its first
+//! table (where the callbacks of inter-canister calls are) as `__flic_table`. Only the
 //! export section changes; code and data are copied byte for byte, so the
 //! instruction counts are those of the module as deployed. Re-instantiating from a
 //! snapshot instead would not help: a fresh instance starts from the globals'
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 use wasmparser::{Encoding, ExternalKind, Imports, Parser, Payload, TypeRef};
 
 use crate::error::CallError;
-use crate::host::{Host, GLOBAL_EXPORT_PREFIX, MEMORY_EXPORT};
+use crate::host::{Host, GLOBAL_EXPORT_PREFIX, MEMORY_EXPORT, TABLE_EXPORT};
 use crate::system_api;
 
 /// A module ready to instantiate: compiled, with what the host needs to know of it.
@@ -182,6 +183,8 @@ struct Scan {
     custom_sections: Vec<(String, Vec<u8>)>,
     mutable_globals: Vec<u32>,
     memories: u32,
+    /// Tables, imported or defined: the first holds the callbacks of inter-canister calls.
+    tables: u32,
     /// (section id, header start, body range) of every section, in order.
     sections: Vec<(u8, usize, std::ops::Range<usize>)>,
     export_section: Option<usize>,
@@ -218,6 +221,9 @@ fn scan(wasm: &[u8]) -> Result<Scan, CallError> {
                         if matches!(ty, TypeRef::Global(_)) {
                             imported_globals += 1;
                         }
+                        if matches!(ty, TypeRef::Table(_)) {
+                            scan.tables += 1;
+                        }
                         scan.imports.push((
                             module.to_string(),
                             name.to_string(),
@@ -241,6 +247,7 @@ fn scan(wasm: &[u8]) -> Result<Scan, CallError> {
                 }
             }
             Payload::MemorySection(reader) => scan.memories = reader.count(),
+            Payload::TableSection(reader) => scan.tables += reader.count(),
             Payload::GlobalSection(reader) => {
                 for (i, global) in reader.into_iter().enumerate() {
                     if global.map_err(invalid)?.ty.mutable {
@@ -321,6 +328,9 @@ fn rewrite_exports(wasm: &[u8], scan: &Scan) -> Vec<u8> {
         .collect();
     if scan.memories > 0 {
         extra.push((MEMORY_EXPORT.to_string(), 0x02, 0));
+    }
+    if scan.tables > 0 {
+        extra.push((TABLE_EXPORT.to_string(), 0x01, 0));
     }
     let mut entries = Vec::new();
     for (name, kind, index) in &extra {

@@ -202,8 +202,8 @@ fn argument_and_reply_bytes_round_trip() {
 fn missing_imports_are_listed_by_name_at_load() {
     let wasm = wat::parse_str(
         r#"(module
-            (import "ic0" "call_new" (func (param i32 i32 i32 i32 i32 i32 i32 i32)))
-            (import "ic0" "call_perform" (func (result i32)))
+            (import "ic0" "call_cycles_add" (func (param i64)))
+            (import "ic0" "mint_cycles" (func (param i64) (result i64)))
             (import "ic0" "msg_reply" (func))
             (import "ic0" "no_such_function" (func))
             (import "env" "foo" (func))
@@ -221,7 +221,7 @@ fn missing_imports_are_listed_by_name_at_load() {
             not_modelled,
         } => {
             assert_eq!(unknown, vec!["ic0.no_such_function", "env.foo"]);
-            assert_eq!(not_modelled, vec!["ic0.call_new", "ic0.call_perform"]);
+            assert_eq!(not_modelled, vec!["ic0.call_cycles_add", "ic0.mint_cycles"]);
         }
         other => panic!("expected missing imports, got {other:?}"),
     }
@@ -816,4 +816,148 @@ fn saves_replace_each_other_whole_and_the_layout_before_generations_loads() {
     // Its next save moves it to generations and removes the old file.
     old.save(dir.path()).unwrap();
     assert_eq!(files("stable"), vec![format!("{}.1.bin", id.to_text())]);
+}
+
+// --- inter-canister calls --------------------------------------------------------------
+
+/// Calls the management canister's `raw_rand` (or another canister) and records what its
+/// callbacks see: heap 100 replies, 104 rejects, 108 last reject code, 112 cleanups, 116
+/// reply length, 120.. the reply, 200 the env the reply callback got.
+const CALLER: &str = r#"(module
+  (import "ic0" "call_new" (func $call_new (param i32 i32 i32 i32 i32 i32 i32 i32)))
+  (import "ic0" "call_data_append" (func $call_data_append (param i32 i32)))
+  (import "ic0" "call_on_cleanup" (func $call_on_cleanup (param i32 i32)))
+  (import "ic0" "call_perform" (func $call_perform (result i32)))
+  (import "ic0" "msg_reject_code" (func $reject_code (result i32)))
+  (import "ic0" "msg_arg_data_size" (func $arg_size (result i32)))
+  (import "ic0" "msg_arg_data_copy" (func $arg_copy (param i32 i32 i32)))
+  (import "ic0" "msg_reply_data_append" (func $reply_append (param i32 i32)))
+  (import "ic0" "msg_reply" (func $msg_reply))
+  (import "ic0" "trap" (func $trap (param i32 i32)))
+  (memory 1)
+  (table 4 funcref)
+  (elem (i32.const 1) $on_reply $on_reject $on_cleanup)
+  (data (i32.const 16) "raw_rand")
+  (data (i32.const 32) "DIDL\00\00")
+  (data (i32.const 48) "\01\02")
+  (func $bump (param $at i32)
+    (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1))))
+  (func $on_reply (param $env i32)
+    (call $bump (i32.const 100))
+    (i32.store (i32.const 200) (local.get $env))
+    (i32.store (i32.const 108) (call $reject_code))
+    (i32.store (i32.const 116) (call $arg_size))
+    (call $arg_copy (i32.const 120) (i32.const 0) (call $arg_size))
+    (if (i32.eq (local.get $env) (i32.const 7))
+      (then (call $trap (i32.const 16) (i32.const 8)))))
+  (func $on_reject (param $env i32)
+    (call $bump (i32.const 104))
+    (i32.store (i32.const 108) (call $reject_code)))
+  (func $on_cleanup (param $env i32) (call $bump (i32.const 112)))
+  (func $call (param $callee i32) (param $callee_len i32) (param $env i32)
+    (call $call_new (local.get $callee) (local.get $callee_len) (i32.const 16) (i32.const 8)
+      (i32.const 1) (local.get $env) (i32.const 2) (local.get $env))
+    (call $call_on_cleanup (i32.const 3) (local.get $env))
+    (call $call_data_append (i32.const 32) (i32.const 6))
+    (drop (call $call_perform)))
+  (func (export "canister_update rand") (call $call (i32.const 0) (i32.const 0) (i32.const 5)) (call $msg_reply))
+  (func (export "canister_update rand_then_trap")
+    (call $call (i32.const 0) (i32.const 0) (i32.const 5))
+    (call $trap (i32.const 16) (i32.const 8)))
+  (func (export "canister_update rand_trapping_callback")
+    (call $call (i32.const 0) (i32.const 0) (i32.const 7)) (call $msg_reply))
+  (func (export "canister_update other") (call $call (i32.const 48) (i32.const 2) (i32.const 5)) (call $msg_reply))
+  (func (export "canister_query state") (call $reply_append (i32.const 100) (i32.const 104)) (call $msg_reply))
+  (func (export "canister_query call_in_query") (call $call (i32.const 0) (i32.const 0) (i32.const 5)) (call $msg_reply)))"#;
+
+/// (replies, rejects, last reject code, cleanups, env of the last reply, reply bytes).
+fn caller_state(ic: &mut EmbeddedIc, id: Principal) -> (u32, u32, u32, u32, u32, Vec<u8>) {
+    let v = ic.query(id, user(), "state", vec![]).unwrap().reply;
+    let word = |at: usize| u32::from_le_bytes(v[at..at + 4].try_into().unwrap());
+    let len = word(16) as usize;
+    (
+        word(0),
+        word(4),
+        word(8),
+        word(12),
+        word(100),
+        v[20..20 + len.min(80)].to_vec(),
+    )
+}
+
+fn caller(config: Config) -> (EmbeddedIc, Principal) {
+    let mut ic = EmbeddedIc::with_config(config);
+    let id = ic.create_canister(vec![admin()]);
+    let wasm = wat::parse_str(CALLER).unwrap();
+    ic.install_code(id, &wasm, vec![], InstallMode::Install, admin())
+        .unwrap();
+    (ic, id)
+}
+
+#[test]
+fn raw_rand_replies_to_the_reply_callback_with_32_fresh_bytes() {
+    let (mut ic, id) = caller(Config::default());
+    call(&mut ic, id, "rand", vec![]).unwrap();
+    let (replies, rejects, code, cleanups, env, reply) = caller_state(&mut ic, id);
+    assert_eq!((replies, rejects, code, cleanups, env), (1, 0, 0, 0, 5));
+    let first: Vec<u8> = candid::decode_one(&reply).expect("a candid blob");
+    assert_eq!(first.len(), 32);
+    call(&mut ic, id, "rand", vec![]).unwrap();
+    let second: Vec<u8> = candid::decode_one(&caller_state(&mut ic, id).5).unwrap();
+    assert_ne!(first, second, "every answer is fresh");
+    // A seed makes the answers reproducible; without one they are unpredictable.
+    let seeded = |seed| {
+        let (mut ic, id) = caller(Config {
+            randomness_seed: Some(seed),
+            ..Config::default()
+        });
+        call(&mut ic, id, "rand", vec![]).unwrap();
+        candid::decode_one::<Vec<u8>>(&caller_state(&mut ic, id).5).unwrap()
+    };
+    assert_eq!(seeded([1; 32]), seeded([1; 32]));
+    assert_ne!(seeded([1; 32]), seeded([2; 32]));
+    let (mut other, other_id) = caller(Config::default());
+    call(&mut other, other_id, "rand", vec![]).unwrap();
+    assert_ne!(
+        candid::decode_one::<Vec<u8>>(&caller_state(&mut other, other_id).5).unwrap(),
+        first
+    );
+}
+
+#[test]
+fn a_call_goes_out_only_if_its_message_commits() {
+    let (mut ic, id) = caller(Config::default());
+    assert!(matches!(
+        call(&mut ic, id, "rand_then_trap", vec![]),
+        Err(CallError::Trap { .. })
+    ));
+    assert_eq!(caller_state(&mut ic, id).0, 0, "no callback ran");
+    // Queries cannot call.
+    match ic.query(id, user(), "call_in_query", vec![]) {
+        Err(CallError::Trap { message, .. }) => {
+            assert!(
+                message.contains("ic0.call_new cannot be executed in query mode"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_trapping_callback_is_rolled_back_and_its_cleanup_runs() {
+    let (mut ic, id) = caller(Config::default());
+    call(&mut ic, id, "rand_trapping_callback", vec![]).unwrap();
+    let (replies, _, _, cleanups, _, _) = caller_state(&mut ic, id);
+    assert_eq!((replies, cleanups), (0, 1));
+    assert!(ic.logs(id).iter().any(|l| l.contains("reply callback")));
+}
+
+#[test]
+fn calls_to_canisters_not_modelled_are_rejected_to_the_reject_callback() {
+    let (mut ic, id) = caller(Config::default());
+    call(&mut ic, id, "other", vec![]).unwrap();
+    let (replies, rejects, code, cleanups, _, _) = caller_state(&mut ic, id);
+    // Reject code 3: destination invalid.
+    assert_eq!((replies, rejects, code, cleanups), (0, 1, 3, 0));
 }

@@ -3,7 +3,7 @@
 use wasmtime::Linker;
 
 use super::heap::write_u128;
-use super::{callback_only, charge, require, C, R};
+use super::{charge, require, C, R};
 use crate::fees;
 use crate::host::Host;
 use crate::message::MessageKind;
@@ -22,10 +22,12 @@ pub(super) fn define(l: &mut Linker<Host>) -> R<()> {
     l.func_wrap(
         "ic0",
         "msg_cycles_refunded128",
-        |mut c: C, _dst: u32| -> R<()> {
+        |mut c: C, dst: u32| -> R<()> {
             charge(&mut c, fees::SYSTEM_CALL, 0)?;
-            require(&c, "msg_cycles_refunded128", callback_only)?;
-            Ok(())
+            require(&c, "msg_cycles_refunded128", MessageKind::is_callback)?;
+            // Calls here carry no cycles to their callee (the management canister's
+            // `raw_rand` needs none), so nothing comes back.
+            write_u128(&mut c, dst, 0, "msg_cycles_refunded128")
         },
     )?;
     l.func_wrap(

@@ -6,7 +6,7 @@
 //! message's fuel before it acts.
 //!
 //! One file per group of the API, each with a `define` that links its functions:
-//! `args` (argument, caller, method name), `reply`, `cycles`, `canister` (ids, status,
+//! `args` (argument, caller, method name), `calls` (inter-canister calls), `reply`, `cycles`, `canister` (ids, status,
 //! controllers, root key), `stable_memory`, `certification`, `time` (clock and timer),
 //! `performance` (counters), `costs` (cycles prices), `env_vars`, `debug` (print and
 //! trap). What they share lives here (charging, the running message, context checks)
@@ -19,6 +19,7 @@ use crate::host::Host;
 use crate::message::{MessageContext, MessageKind};
 
 mod args;
+mod calls;
 mod canister;
 mod certification;
 mod costs;
@@ -64,6 +65,12 @@ pub(crate) const PROVIDED: &[&str] = &[
     "msg_method_name_size",
     "msg_method_name_copy",
     "accept_message",
+    "call_new",
+    "call_on_cleanup",
+    "call_data_append",
+    "call_with_best_effort_response",
+    "call_cycles_add128",
+    "call_perform",
     "stable64_size",
     "stable64_grow",
     "stable64_write",
@@ -99,17 +106,11 @@ pub(crate) const PROVIDED: &[&str] = &[
     "trap",
 ];
 
-/// System API functions of the IC that this host deliberately does not model:
-/// inter-canister calls (and with them ic-cdk-timers, which runs each timer as a
-/// self-call), the deprecated 64-bit cycles calls, and HTTPS outcall pricing v2.
+/// System API functions of the IC that this host deliberately does not model: the
+/// deprecated 64-bit cycles calls, and HTTPS outcall pricing v2. (Inter-canister calls
+/// are linked, but only the management canister's `raw_rand` answers: see `calls`.)
 pub(crate) const NOT_MODELLED: &[&str] = &[
-    "call_new",
-    "call_on_cleanup",
-    "call_data_append",
-    "call_with_best_effort_response",
     "call_cycles_add",
-    "call_cycles_add128",
-    "call_perform",
     "cost_http_request_v2",
     "mint_cycles",
     "mint_cycles128",
@@ -187,12 +188,6 @@ fn require(c: &C, api: &str, allowed: fn(MessageKind) -> bool) -> R<MessageKind>
     }
 }
 
-/// Reject codes, reject messages and refunds exist only in the reply and reject
-/// callbacks of inter-canister calls, which this host does not run.
-fn callback_only(_: MessageKind) -> bool {
-    false
-}
-
 /// Builds the linker with every function in [`PROVIDED`].
 pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
     let mut l = Linker::new(engine);
@@ -203,6 +198,7 @@ pub(crate) fn linker(engine: &Engine) -> Linker<Host> {
 /// Links every group of the API (each file defines its own functions).
 fn define(l: &mut Linker<Host>) -> R<()> {
     args::define(l)?;
+    calls::define(l)?;
     reply::define(l)?;
     cycles::define(l)?;
     canister::define(l)?;

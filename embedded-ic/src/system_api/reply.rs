@@ -1,9 +1,9 @@
-//! Replying and rejecting, and the reject details of callbacks (never available here).
+//! Replying and rejecting, and the reject details of callbacks.
 
 use wasmtime::Linker;
 
-use super::heap::{read_heap, utf8};
-use super::{callback_only, charge, msg_mut, require, trap, C, R};
+use super::heap::{copy_out, read_heap, utf8};
+use super::{charge, msg, msg_mut, require, trap, C, R};
 use crate::fees;
 use crate::host::Host;
 use crate::message::{MessageKind, Response};
@@ -81,22 +81,37 @@ pub(super) fn define(l: &mut Linker<Host>) -> R<()> {
     )?;
     l.func_wrap("ic0", "msg_reject_code", |mut c: C| -> R<u32> {
         charge(&mut c, fees::SYSTEM_CALL, 0)?;
-        require(&c, "msg_reject_code", callback_only)?;
-        Ok(0)
+        require(&c, "msg_reject_code", MessageKind::is_callback)?;
+        Ok(msg(&c, "msg_reject_code")?
+            .reject
+            .as_ref()
+            .map_or(0, |r| r.0))
     })?;
     l.func_wrap("ic0", "msg_reject_msg_size", |mut c: C| -> R<u32> {
         charge(&mut c, fees::SYSTEM_CALL, 0)?;
-        require(&c, "msg_reject_msg_size", callback_only)?;
-        Ok(0)
+        require(&c, "msg_reject_msg_size", reject_only)?;
+        Ok(msg(&c, "msg_reject_msg_size")?
+            .reject
+            .as_ref()
+            .map_or(0, |r| r.1.len() as u32))
     })?;
     l.func_wrap(
         "ic0",
         "msg_reject_msg_copy",
-        |mut c: C, _dst: u32, _offset: u32, size: u32| -> R<()> {
+        |mut c: C, dst: u32, offset: u32, size: u32| -> R<()> {
             charge(&mut c, fees::SYSTEM_CALL, u64::from(size))?;
-            require(&c, "msg_reject_msg_copy", callback_only)?;
-            Ok(())
+            require(&c, "msg_reject_msg_copy", reject_only)?;
+            let text = msg(&c, "msg_reject_msg_copy")?
+                .reject
+                .as_ref()
+                .map(|r| r.1.clone().into_bytes())
+                .unwrap_or_default();
+            copy_out(&mut c, dst, offset, size, &text, "msg_reject_msg_copy")
         },
     )?;
     Ok(())
+}
+
+fn reject_only(kind: MessageKind) -> bool {
+    kind == MessageKind::RejectCallback
 }
