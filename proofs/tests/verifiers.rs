@@ -169,6 +169,7 @@ fn world() -> World {
         opened_at_ns: NOW - 100,
         closed_at_ns: NOW - 5,
         extensions: 0,
+        epsilon_spent: None,
     };
     // A second (empty-bodied) record, so swapped rounds can be tested.
     let mut record1 = record0.clone();

@@ -13,6 +13,7 @@ use crate::fedavg::AggregationLimits;
 use crate::hash::to_hex;
 use crate::model::ModelSpec;
 use crate::optimizers::ServerOptimizer;
+use crate::privacy::DpConfig;
 use crate::rules::AggregationRule;
 use crate::submission::{SignatureError, SubmissionHeader};
 use crate::Hash;
@@ -125,6 +126,9 @@ pub struct JobConfig {
     /// How the update moves the model (`None`: SGD with `server_lr`). See
     /// [`crate::optimizers`].
     pub server_optimizer: Option<ServerOptimizer>,
+    /// Client-level differential privacy with a budget (`None`: none). See
+    /// [`crate::privacy`].
+    pub dp: Option<DpConfig>,
 }
 
 /// Who may take part in a job.
@@ -160,6 +164,7 @@ impl JobConfig {
             upload_stall_ns: None,
             aggregation: None,
             server_optimizer: None,
+            dp: None,
         }
     }
 
@@ -303,8 +308,22 @@ impl JobConfig {
             self.max_clients,
         )
         .with_optimizer(&self.server_optimizer(), self.model_spec.param_count())
+        .with_dp(self.dp.as_ref(), self.model_spec.param_count())
         .check()
         .map_err(|reason| AdminError::InvalidConfig { reason })?;
+        if let Some(dp) = &self.dp {
+            dp.check().map_err(|e| AdminError::InvalidConfig {
+                reason: format!("dp: {e}"),
+            })?;
+            // The noise is calibrated to the sum's sensitivity; a robust rule's output has
+            // another one, which this accountant does not bound.
+            if self.aggregation() != AggregationRule::FedAvg {
+                return bad(format!(
+                    "dp needs FedAvg aggregation: the noise is calibrated to the sensitivity of the round's sum, not to that of {}",
+                    self.aggregation()
+                ));
+            }
+        }
         self.limits()
             .safe_frac_bits()
             .map_err(|e| AdminError::InvalidConfig {
@@ -403,6 +422,12 @@ pub enum AdminError {
     SubmissionCommitted { submission_id: u64 },
     #[error("an allow-list change names {len} principals, the limit per call is {max}")]
     AllowListChangeTooLarge { len: u64, max: u64 },
+    #[error("the privacy budget is spent: {rounds} rounds used epsilon {epsilon_spent}, and one more would exceed the target {target_epsilon}")]
+    PrivacyBudgetSpent {
+        rounds: u64,
+        epsilon_spent: f64,
+        target_epsilon: f64,
+    },
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
@@ -706,6 +731,9 @@ pub struct RoundRecord {
     pub closed_at_ns: u64,
     /// How many times the deadline passed without quorum.
     pub extensions: u32,
+    /// In a job with DP: the epsilon spent by every round up to this one (at the job's
+    /// delta), recomputable from the job configuration (`flic verify privacy`).
+    pub epsilon_spent: Option<f64>,
 }
 
 impl RoundRecord {
@@ -731,6 +759,11 @@ impl RoundRecord {
         out.extend_from_slice(&self.opened_at_ns.to_le_bytes());
         out.extend_from_slice(&self.closed_at_ns.to_le_bytes());
         out.extend_from_slice(&self.extensions.to_le_bytes());
+        // Absent without DP: the records of jobs without it keep their bytes and hashes.
+        if let Some(eps) = self.epsilon_spent {
+            out.push(1);
+            out.extend_from_slice(&eps.to_le_bytes());
+        }
         out
     }
 

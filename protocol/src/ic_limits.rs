@@ -18,6 +18,9 @@ pub const UPDATE_INSTRUCTION_LIMIT: u64 = 40_000_000_000;
 pub const UPGRADE_INSTRUCTION_LIMIT: u64 = 300_000_000_000;
 /// Measured costs times this must fit the limits.
 pub const MARGIN: u64 = 2;
+/// Instructions per parameter to draw and add central DP's Gaussian noise (ChaCha20,
+/// Box-Muller through `libm`), an upper estimate of what `flic bench aggregate` measures.
+pub const NOISE_PER_PARAM: u64 = 400;
 /// Instructions a robust rule's close uses per message by default: it starts another
 /// window only while its estimated cost, times [`MARGIN`], keeps the message below this.
 /// Half the limit, so that the commit that starts a close has room for its own work.
@@ -149,6 +152,17 @@ impl WorstCase {
         let extra = param_count * STATE_PER_VECTOR * optimizer.state_vectors() as u64;
         self.close = self.close.saturating_add(extra);
         self.commit = self.commit.saturating_add(extra);
+        self
+    }
+
+    /// Central DP adds the noise to every parameter at the close (in the commit that
+    /// reaches `max_clients`, or the timer's close).
+    pub fn with_dp(mut self, dp: Option<&crate::privacy::DpConfig>, param_count: u64) -> Self {
+        if dp.is_some() {
+            let extra = param_count * NOISE_PER_PARAM;
+            self.close = self.close.saturating_add(extra);
+            self.commit = self.commit.saturating_add(extra);
+        }
         self
     }
 

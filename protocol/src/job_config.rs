@@ -27,10 +27,12 @@
 //! | 19 | `aggregation`: `0` when unset; `1` FedAvg; `2` median; `3` trimmed mean then `beta` (f32); `4` Krum then `f` (u32); `5` Multi-Krum then `f`, `m` (u32 each); `6` centered clipping then `iters` (u32); `7` Bulyan then `f` (u32) | 1 to 9 |
 //! | 20 | `server_optimizer`: `0` when unset; `1` SGD; `2` momentum then `beta`; `3` Nesterov then `beta`; `4` Adagrad then `tau`; `5` Adam then `beta1`, `beta2`, `tau`; `6` Yogi then `beta1`, `beta2`, `tau` (f32 each) | 1 to 13 |
 //! | 21 | `client.proximal_mu`: nothing when unset (the bytes of the release before it), else `1` then the f32 | 0 or 5 |
+//! | 22 | `dp`: nothing when unset, else `2`, the mode (`1` central, `2` distributed), then `noise_multiplier`, `target_epsilon`, `delta` (f64 each) | 0 or 26 |
 
 use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
 use crate::hash::sha256;
 use crate::optimizers::ServerOptimizer;
+use crate::privacy::DpMode;
 use crate::rules::AggregationRule;
 
 /// Domain tag that starts the canonical bytes of a job configuration.
@@ -64,6 +66,7 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         upload_stall_ns,
         aggregation,
         server_optimizer,
+        dp,
     } = config;
     let ClientHyperparameters {
         learning_rate,
@@ -155,6 +158,17 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
     if let Some(mu) = proximal_mu {
         out.push(1);
         out.extend_from_slice(&mu.to_le_bytes());
+    }
+    // Absent when unset too; its marker `2` differs from `proximal_mu`'s `1`.
+    if let Some(dp) = dp {
+        out.push(2);
+        out.push(match dp.mode {
+            DpMode::Central => 1,
+            DpMode::Distributed => 2,
+        });
+        for v in [dp.noise_multiplier, dp.target_epsilon, dp.delta] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
     }
     out
 }
@@ -283,6 +297,39 @@ mod tests {
         ] {
             let mut v = base.clone();
             v.server_optimizer = Some(opt.parse().unwrap());
+            variants.push(v);
+        }
+        let dp = crate::privacy::DpConfig {
+            mode: DpMode::Central,
+            noise_multiplier: 1.0,
+            target_epsilon: 8.0,
+            delta: 1e-5,
+        };
+        for d in [
+            dp,
+            crate::privacy::DpConfig {
+                noise_multiplier: 1.5,
+                ..dp
+            },
+            crate::privacy::DpConfig {
+                target_epsilon: 4.0,
+                ..dp
+            },
+            crate::privacy::DpConfig { delta: 1e-6, ..dp },
+            crate::privacy::DpConfig {
+                mode: DpMode::Distributed,
+                ..dp
+            },
+        ] {
+            let mut v = base.clone();
+            v.dp = Some(d);
+            // DP appends its 26 bytes, after FedProx's when both are set.
+            assert_eq!(
+                job_config_bytes(&v).len(),
+                job_config_bytes(&base).len() + 26
+            );
+            variants.push(v.clone());
+            v.client.proximal_mu = Some(0.1);
             variants.push(v);
         }
         for (i, v) in variants.iter().enumerate() {

@@ -17,9 +17,15 @@
 //! Only integer orders are used, so `epsilon` is at least what an accountant with
 //! fractional orders reports for the same run: an upper bound, never an underestimate.
 //!
-//! Not wired into jobs yet (issue 18): no noise is added anywhere, and nothing records a
-//! budget. The arithmetic is `f64` with `ln`/`exp`; a canister and its verifiers that must
-//! agree to the bit will need one `libm` for both.
+//! The arithmetic is `f64` through the `libm` crate (not the platform's maths library),
+//! so the canister's wasm and a native verifier compute the same bits: the epsilon a
+//! canister certifies after a round is recomputed exactly by `flic verify privacy`.
+//!
+//! Jobs with central DP ([`DpConfig`]) use it: the noise ([`add_gaussian_noise`]), its
+//! scale ([`noise_std_fixed`]), and the budget ([`DpConfig::epsilon_after`]).
+
+use candid::CandidType;
+use serde::{Deserialize, Serialize};
 
 /// The orders an accountant tracks by default: 2 to 256.
 pub const DEFAULT_ORDERS: std::ops::RangeInclusive<u32> = 2..=256;
@@ -75,7 +81,7 @@ impl SampledGaussian {
             // The Gaussian mechanism: a / (2 sigma^2).
             return Ok(af / (2.0 * s2));
         }
-        let (lq, l1q) = (q.ln(), (-q).ln_1p());
+        let (lq, l1q) = (libm::log(q), libm::log1p(-q));
         let terms: Vec<f64> = (0..=a)
             .map(|i| {
                 let i = i as f64;
@@ -92,7 +98,7 @@ fn ln_binomial(n: f64, k: f64) -> f64 {
 
 /// `ln(n!)` for whole `n` (at most the largest order), summed exactly enough in `f64`.
 fn ln_factorial(n: f64) -> f64 {
-    (2..=n as u64).map(|k| (k as f64).ln()).sum()
+    (2..=n as u64).map(|k| libm::log(k as f64)).sum()
 }
 
 fn log_sum_exp(xs: &[f64]) -> f64 {
@@ -100,7 +106,7 @@ fn log_sum_exp(xs: &[f64]) -> f64 {
     if m == f64::NEG_INFINITY {
         return m;
     }
-    m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+    m + libm::log(xs.iter().map(|x| libm::exp(x - m)).sum::<f64>())
 }
 
 /// How RDP becomes `(epsilon, delta)`.
@@ -156,7 +162,7 @@ impl RdpAccountant {
         if !(delta > 0.0 && delta < 1.0) {
             return Err(AccountantError::Delta(delta));
         }
-        let ld = delta.ln();
+        let ld = libm::log(delta);
         Ok(self
             .orders
             .iter()
@@ -165,7 +171,9 @@ impl RdpAccountant {
                 let af = a as f64;
                 let e = match conversion {
                     Conversion::Classic => r - ld / (af - 1.0),
-                    Conversion::Improved => r + (-1.0 / af).ln_1p() - (ld + af.ln()) / (af - 1.0),
+                    Conversion::Improved => {
+                        r + libm::log1p(-1.0 / af) - (ld + libm::log(af)) / (af - 1.0)
+                    }
                 };
                 (e.max(0.0), a)
             })
@@ -173,6 +181,233 @@ impl RdpAccountant {
                 (f64::INFINITY, 0),
                 |best, x| if x.0 < best.0 { x } else { best },
             ))
+    }
+}
+
+// ---------------------------------------------------------------- jobs with DP
+
+/// Where the noise of a DP job comes from.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpMode {
+    /// The canister adds Gaussian noise to the round's sum when it closes, from randomness
+    /// it asks the IC for (`raw_rand`) and erases after use: private against anyone who
+    /// reads the models, not against the nodes that run the canister.
+    Central,
+    /// Each client adds a share of the noise to a securely aggregated sum: private against
+    /// the nodes as well. Needs secure aggregation, which is not built yet: refused.
+    Distributed,
+}
+
+/// Client-level differential privacy of a job (DP-FedAvg, McMahan et al. 2018): every
+/// contribution is clipped to the job's `clip_norm` (the canister checks it), and each
+/// round's weighted sum gets Gaussian noise of `noise_multiplier` times its sensitivity.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct DpConfig {
+    pub mode: DpMode,
+    /// Noise standard deviation over the L2 sensitivity of one round's sum.
+    pub noise_multiplier: f64,
+    /// The budget: no round starts that would take the spent epsilon above it.
+    pub target_epsilon: f64,
+    pub delta: f64,
+}
+
+/// The most a noise multiplier may be: beyond it a model learns nothing anyway.
+pub const MAX_NOISE_MULTIPLIER: f64 = 1e4;
+
+/// Why a DP configuration is refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DpError {
+    #[error(
+        "distributed DP needs secure aggregation, which flic does not have yet: use central DP"
+    )]
+    DistributedUnsupported,
+    #[error("the noise multiplier must be in (0, {MAX_NOISE_MULTIPLIER}], got {0}")]
+    NoiseMultiplier(f64),
+    #[error("the target epsilon must be positive and finite, got {0}")]
+    Epsilon(f64),
+    #[error("delta must be in (0, 1), got {0}")]
+    Delta(f64),
+    #[error("one round with noise multiplier {noise_multiplier} already spends epsilon {one_round:.4}, above the target {target_epsilon}: raise the noise or the target")]
+    NoRoundFits {
+        noise_multiplier: f64,
+        one_round: f64,
+        target_epsilon: f64,
+    },
+    #[error("no noise multiplier up to {MAX_NOISE_MULTIPLIER} keeps {rounds} rounds within epsilon {target_epsilon} at delta {delta}")]
+    Unreachable {
+        rounds: u64,
+        target_epsilon: f64,
+        delta: f64,
+    },
+}
+
+impl DpConfig {
+    /// The mechanism of one round. Every contributor may take part in every round (the
+    /// canister does not sample them), so there is no amplification by sampling: `q = 1`.
+    pub fn mechanism(&self) -> SampledGaussian {
+        SampledGaussian {
+            sampling_rate: 1.0,
+            noise_multiplier: self.noise_multiplier,
+        }
+    }
+
+    /// Checks every field, and that at least one round fits the budget.
+    pub fn check(&self) -> Result<(), DpError> {
+        if self.mode == DpMode::Distributed {
+            return Err(DpError::DistributedUnsupported);
+        }
+        if !(self.noise_multiplier > 0.0 && self.noise_multiplier <= MAX_NOISE_MULTIPLIER) {
+            return Err(DpError::NoiseMultiplier(self.noise_multiplier));
+        }
+        if !(self.target_epsilon.is_finite() && self.target_epsilon > 0.0) {
+            return Err(DpError::Epsilon(self.target_epsilon));
+        }
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            return Err(DpError::Delta(self.delta));
+        }
+        let one_round = self.epsilon_after(1);
+        if one_round > self.target_epsilon {
+            return Err(DpError::NoRoundFits {
+                noise_multiplier: self.noise_multiplier,
+                one_round,
+                target_epsilon: self.target_epsilon,
+            });
+        }
+        Ok(())
+    }
+
+    /// The epsilon spent by `rounds` rounds at this job's delta (RDP over orders 2 to
+    /// 256, the improved conversion). 0 for no rounds. A checked configuration only.
+    pub fn epsilon_after(&self, rounds: u64) -> f64 {
+        epsilon_of_rounds(self.noise_multiplier, self.delta, rounds)
+    }
+
+    /// How many rounds fit the budget in all.
+    pub fn rounds_within_budget(&self) -> u64 {
+        // epsilon grows with the rounds: the largest n with epsilon_after(n) <= target.
+        let (mut lo, mut hi) = (0u64, 1u64);
+        while hi < 1 << 40 && self.epsilon_after(hi) <= self.target_epsilon {
+            lo = hi;
+            hi *= 2;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.epsilon_after(mid) <= self.target_epsilon {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Whether one more round after `rounds_done` stays within the budget.
+    pub fn allows_round(&self, rounds_done: u64) -> bool {
+        self.epsilon_after(rounds_done + 1) <= self.target_epsilon
+    }
+}
+
+fn epsilon_of_rounds(noise_multiplier: f64, delta: f64, rounds: u64) -> f64 {
+    if rounds == 0 {
+        return 0.0;
+    }
+    let mut acc = RdpAccountant::default();
+    let mechanism = SampledGaussian {
+        sampling_rate: 1.0,
+        noise_multiplier,
+    };
+    match acc
+        .compose(mechanism, rounds)
+        .and_then(|()| acc.epsilon(delta, Conversion::Improved))
+    {
+        Ok((eps, _)) => eps,
+        Err(_) => f64::INFINITY,
+    }
+}
+
+/// The smallest noise multiplier (to 1e-6 relative) with which `rounds` rounds spend at
+/// most `target_epsilon` at `delta`: what `--dp-epsilon` sets when no noise is given.
+pub fn noise_for_budget(target_epsilon: f64, delta: f64, rounds: u64) -> Result<f64, DpError> {
+    if !(target_epsilon.is_finite() && target_epsilon > 0.0) {
+        return Err(DpError::Epsilon(target_epsilon));
+    }
+    if !(delta > 0.0 && delta < 1.0) {
+        return Err(DpError::Delta(delta));
+    }
+    let fits = |z: f64| epsilon_of_rounds(z, delta, rounds.max(1)) <= target_epsilon;
+    if !fits(MAX_NOISE_MULTIPLIER) {
+        return Err(DpError::Unreachable {
+            rounds,
+            target_epsilon,
+            delta,
+        });
+    }
+    let (mut lo, mut hi) = (1e-3, MAX_NOISE_MULTIPLIER);
+    if fits(lo) {
+        return Ok(lo);
+    }
+    while hi / lo > 1.0 + 1e-6 {
+        let mid = libm::sqrt(lo * hi);
+        if fits(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}
+
+/// Bound on the L2 norm, in fixed-point units of `2^-frac_bits`, of one validated
+/// contribution's addition to the accumulator: `max_weight` times the clip bound (with the
+/// validator's tolerance) plus the rounding of each of `param_count` elements (at most
+/// [`crate::fedavg::ROUNDING_HEADROOM`] units each). The sum's sensitivity to adding or
+/// removing one contribution.
+pub fn sensitivity_fixed(clip_norm: f32, max_weight: u64, frac_bits: u32, param_count: u64) -> f64 {
+    let clip = clip_norm as f64 * (1.0 + crate::encoding::CLIP_TOLERANCE);
+    let rounding = crate::fedavg::ROUNDING_HEADROOM as f64 * libm::sqrt(param_count as f64);
+    max_weight as f64 * (clip * libm::exp2(frac_bits as f64) + rounding)
+}
+
+/// The noise's standard deviation in fixed-point units for `dp` on a job's limits.
+pub fn noise_std_fixed(
+    dp: &DpConfig,
+    clip_norm: f32,
+    max_weight: u64,
+    frac_bits: u32,
+    param_count: u64,
+) -> f64 {
+    dp.noise_multiplier * sensitivity_fixed(clip_norm, max_weight, frac_bits, param_count)
+}
+
+/// Domain tag of the noise stream's key.
+pub const NOISE_TAG: &[u8] = b"flic/dp-noise/v1";
+
+/// Adds Gaussian noise of standard deviation `std_fixed` to every element of `acc`,
+/// saturating at the `i64` range (a clamp of the noised value: post-processing, which
+/// costs no privacy). The normals come from ChaCha20 keyed by
+/// `sha256(NOISE_TAG || seed || round)` through Box-Muller, so the same secret seed gives
+/// the same noise on every replica; without the seed nobody can predict or remove it.
+pub fn add_gaussian_noise(acc: &mut [i64], seed: &[u8; 32], round: u64, std_fixed: f64) {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let key = crate::hash::sha256_concat(&[NOISE_TAG, seed, &round.to_le_bytes()]);
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(key);
+    let mut spare: Option<f64> = None;
+    for a in acc.iter_mut() {
+        let z = match spare.take() {
+            Some(z) => z,
+            None => {
+                // u1 in (0, 1] so its log is finite; u2 in [0, 1).
+                let u1 = ((rng.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+                let u2 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+                let r = libm::sqrt(-2.0 * libm::log(u1));
+                let t = 2.0 * std::f64::consts::PI * u2;
+                spare = Some(r * libm::sin(t));
+                r * libm::cos(t)
+            }
+        };
+        // In i128 (`as` saturates far beyond the i64 range), then clamped to i64.
+        let n = crate::fedavg::round_half_away(z * std_fixed) as i128;
+        *a = (*a as i128 + n).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
     }
 }
 
@@ -272,5 +507,163 @@ mod tests {
                 Err(AccountantError::Delta(_))
             ));
         }
+    }
+
+    fn central(noise_multiplier: f64, target_epsilon: f64) -> DpConfig {
+        DpConfig {
+            mode: DpMode::Central,
+            noise_multiplier,
+            target_epsilon,
+            delta: 1e-5,
+        }
+    }
+
+    /// Without sampling a round is the Gaussian mechanism: `T a / (2 sigma^2)` at order
+    /// `a`, so the classic conversion is a minimum computed here by hand.
+    #[test]
+    fn rounds_without_sampling_compose_as_gaussian_mechanisms() {
+        for (sigma, rounds) in [(1.0f64, 1u64), (2.0, 10), (0.8, 3)] {
+            let mut acc = RdpAccountant::default();
+            acc.compose(central(sigma, 1.0).mechanism(), rounds)
+                .unwrap();
+            let (eps, _) = acc.epsilon(1e-5, Conversion::Classic).unwrap();
+            let by_hand = (2..=256u32)
+                .map(|a| {
+                    let a = a as f64;
+                    rounds as f64 * a / (2.0 * sigma * sigma) + (1e5f64).ln() / (a - 1.0)
+                })
+                .fold(f64::INFINITY, f64::min);
+            assert!(
+                (eps - by_hand).abs() < 1e-9,
+                "{sigma} {rounds}: {eps} vs {by_hand}"
+            );
+        }
+        // sigma 1, one round, delta 1e-5: 5.30 by the classic conversion (order 6).
+        let mut acc = RdpAccountant::default();
+        acc.compose(central(1.0, 1.0).mechanism(), 1).unwrap();
+        let (eps, order) = acc.epsilon(1e-5, Conversion::Classic).unwrap();
+        assert_eq!(order, 6);
+        assert!((eps - (3.0 + (1e5f64).ln() / 5.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_budget_counts_rounds() {
+        let dp = central(1.5, 8.0);
+        dp.check().unwrap();
+        assert_eq!(dp.epsilon_after(0), 0.0);
+        let mut last = 0.0;
+        for r in 1..30 {
+            let e = dp.epsilon_after(r);
+            assert!(e > last, "round {r}");
+            last = e;
+        }
+        let n = dp.rounds_within_budget();
+        assert!(n >= 1);
+        assert!(dp.epsilon_after(n) <= 8.0 && dp.epsilon_after(n + 1) > 8.0);
+        assert!(dp.allows_round(n - 1) && !dp.allows_round(n));
+    }
+
+    #[test]
+    fn calibration_finds_the_least_noise_that_fits() {
+        for (eps, rounds) in [(1.0, 10u64), (8.0, 30), (50.0, 100), (3.0, 1)] {
+            let z = noise_for_budget(eps, 1e-5, rounds).unwrap();
+            let dp = central(z, eps);
+            assert!(dp.epsilon_after(rounds) <= eps, "{eps} {rounds}");
+            let less = central(z * (1.0 - 1e-4), eps);
+            assert!(
+                less.epsilon_after(rounds) > eps,
+                "{eps} {rounds}: {z} is not the least"
+            );
+            assert!(dp.rounds_within_budget() >= rounds);
+        }
+        assert!(matches!(
+            noise_for_budget(1e-9, 1e-5, 1_000_000),
+            Err(DpError::Unreachable { .. })
+        ));
+        assert_eq!(noise_for_budget(0.0, 1e-5, 1), Err(DpError::Epsilon(0.0)));
+        assert_eq!(noise_for_budget(1.0, 1.0, 1), Err(DpError::Delta(1.0)));
+    }
+
+    #[test]
+    fn bad_dp_configurations_are_typed_errors() {
+        let ok = central(1.0, 10.0);
+        ok.check().unwrap();
+        let with = |f: &dyn Fn(&mut DpConfig)| {
+            let mut c = ok;
+            f(&mut c);
+            c.check()
+        };
+        assert_eq!(
+            with(&|c| c.mode = DpMode::Distributed),
+            Err(DpError::DistributedUnsupported)
+        );
+        for z in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e4] {
+            assert!(matches!(
+                with(&|c| c.noise_multiplier = z),
+                Err(DpError::NoiseMultiplier(_))
+            ));
+        }
+        for e in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                with(&|c| c.target_epsilon = e),
+                Err(DpError::Epsilon(_))
+            ));
+        }
+        for d in [0.0, 1.0, f64::NAN] {
+            assert!(matches!(with(&|c| c.delta = d), Err(DpError::Delta(_))));
+        }
+        assert!(matches!(
+            with(&|c| c.target_epsilon = 0.5),
+            Err(DpError::NoRoundFits { .. })
+        ));
+    }
+
+    #[test]
+    fn the_noise_is_gaussian_seeded_and_saturating() {
+        let n = 200_000;
+        let std = 1000.0;
+        let mut acc = vec![0i64; n];
+        add_gaussian_noise(&mut acc, &[7; 32], 3, std);
+        let mean = acc.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+        let var = acc.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 5.0 * std / (n as f64).sqrt(), "mean {mean}");
+        assert!((var.sqrt() / std - 1.0).abs() < 0.01, "std {}", var.sqrt());
+        // Tails as a normal's: about 4.55% beyond two standard deviations.
+        let beyond = acc
+            .iter()
+            .filter(|&&x| (x as f64).abs() > 2.0 * std)
+            .count();
+        assert!(
+            (beyond as f64 / n as f64 - 0.0455).abs() < 0.003,
+            "{beyond}"
+        );
+        // The same seed and round give the same noise; another seed or round does not.
+        let mut again = vec![0i64; n];
+        add_gaussian_noise(&mut again, &[7; 32], 3, std);
+        assert_eq!(acc, again);
+        for (seed, round) in [([8u8; 32], 3u64), ([7; 32], 4)] {
+            let mut other = vec![0i64; 64];
+            add_gaussian_noise(&mut other, &seed, round, std);
+            assert_ne!(other, acc[..64]);
+        }
+        // It adds to what is there, and saturates instead of wrapping.
+        let mut edge = vec![i64::MAX, i64::MIN, 5];
+        add_gaussian_noise(&mut edge, &[1; 32], 0, 1e30);
+        assert!(
+            edge.iter().all(|&x| x == i64::MAX || x == i64::MIN),
+            "{edge:?}"
+        );
+    }
+
+    #[test]
+    fn the_sensitivity_bounds_a_contribution_in_fixed_point() {
+        // One element at the clip, weight 1: clip * 2^f, plus the rounding of each element.
+        let s = sensitivity_fixed(2.0, 1, 20, 100);
+        let expected =
+            2.0 * (1.0 + crate::encoding::CLIP_TOLERANCE) * (1u64 << 20) as f64 + 64.0 * 10.0;
+        assert!((s - expected).abs() < 1e-6);
+        assert_eq!(sensitivity_fixed(2.0, 3, 20, 100), 3.0 * s);
+        let dp = central(1.5, 10.0);
+        assert_eq!(noise_std_fixed(&dp, 2.0, 1, 20, 100), 1.5 * s);
     }
 }
