@@ -30,6 +30,12 @@ thread_local! {
     /// timer that would trap again (a loop burning cycles). An upgrade, which starts a
     /// fresh heap, arms it once more.
     static ARMED_DEADLINE: Cell<u64> = const { Cell::new(0) };
+    /// False while `init` and `post_upgrade` run: the IC allows no calls there, so the
+    /// noise seed is asked for by the next update or timer instead.
+    static CALLS_ALLOWED: Cell<bool> = const { Cell::new(true) };
+    /// `raw_rand` replies that were rejections in a row (a retry stops at 3, until the
+    /// next update or timer).
+    static SEED_REJECTIONS: Cell<u32> = const { Cell::new(0) };
 }
 
 fn read_state<R>(f: impl FnOnce(&State) -> R) -> R {
@@ -56,7 +62,7 @@ fn mutate_state<R>(f: impl FnOnce(&mut State, &CallContext) -> R) -> R {
 /// After every change: the O(1) invariants (a failure traps, so nothing the message wrote
 /// is kept), then certified data and the timer. The full `check_invariants` reads every
 /// open submission and is for tests.
-fn settle(state: &State) {
+fn settle(state: &mut State) {
     if let Err(broken) = state.check_cheap_invariants() {
         ic_cdk::trap(format!("invariant broken: {broken}"));
     }
@@ -96,7 +102,10 @@ fn context() -> CallContext {
     }
 }
 
-fn sync_runtime(state: &State) {
+fn sync_runtime(state: &mut State) {
+    if state.wants_noise_seed() && !state.seed_requested && CALLS_ALLOWED.get() {
+        state.seed_requested = request_noise_seed();
+    }
     ic_cdk::api::certified_data_set(state.certified_data());
     let deadline = state.timer_deadline();
     if ARMED_DEADLINE.replace(deadline) != deadline {
@@ -112,6 +121,7 @@ fn load() {
 
 #[ic_cdk::init]
 fn init(arg: InitArg) {
+    CALLS_ALLOWED.set(false);
     load();
     match arg {
         InitArg::Init(args) => {
@@ -133,6 +143,8 @@ fn init(arg: InitArg) {
         }
         InitArg::Upgrade(_) => ic_cdk::trap("install needs InitArg::Init, not Upgrade"),
     }
+    // The heap outlives this message: later ones may call.
+    CALLS_ALLOWED.set(true);
 }
 
 #[ic_cdk::pre_upgrade]
@@ -143,6 +155,7 @@ fn pre_upgrade() {
 
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<InitArg>) {
+    CALLS_ALLOWED.set(false);
     load();
     match arg {
         None | Some(InitArg::Upgrade(None)) => {}
@@ -152,6 +165,7 @@ fn post_upgrade(arg: Option<InitArg>) {
     }
     // Timers are cleared by an upgrade: re-arm from the stored deadline.
     mutate_state(|_, _| ());
+    CALLS_ALLOWED.set(true);
 }
 
 /// The deadline timer. The raw system export (not `ic-cdk-timers`, whose self-calls need
@@ -175,6 +189,73 @@ extern "C" fn canister_global_timer() {
                 bytes: 0,
                 instructions: ic_cdk::api::performance_counter(0),
             });
+        });
+    });
+}
+
+/// Asks the management canister for 32 random bytes, the open round's noise seed
+/// (central DP). Raw `ic0` calls with [`on_noise_seed`] as both callbacks: no future
+/// needs to outlive the message. Returns whether the call went out.
+#[cfg(target_family = "wasm")]
+fn request_noise_seed() -> bool {
+    let management = Principal::management_canister();
+    // SAFETY: `on_noise_seed` is an entry point taking the env (unused) the IC passes back.
+    unsafe {
+        ic0::call_new(
+            management.as_slice(),
+            "raw_rand",
+            on_noise_seed,
+            0,
+            on_noise_seed,
+            0,
+        );
+    }
+    ic0::call_data_append(&candid::encode_args(()).expect("an empty argument encodes"));
+    ic0::call_perform() == 0
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn request_noise_seed() -> bool {
+    false
+}
+
+/// `raw_rand`'s reply (or rejection).
+#[cfg(target_family = "wasm")]
+unsafe extern "C" fn on_noise_seed(_env: usize) {
+    let now = ic_cdk::api::time();
+    let reply: Option<[u8; 32]> = if ic0::msg_reject_code() == 0 {
+        candid::decode_one::<ByteBuf>(&ic_cdk::api::msg_arg_data())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+    } else {
+        None
+    };
+    STATE.with_borrow_mut(|s| {
+        let state = s.as_mut().expect("state is initialised");
+        match reply {
+            Some(seed) => {
+                SEED_REJECTIONS.set(0);
+                state.receive_noise_seed(seed, now);
+            }
+            None => {
+                state.seed_requested = false;
+                let n = SEED_REJECTIONS.get() + 1;
+                SEED_REJECTIONS.set(n);
+                // A few retries from here; then the next update or timer asks again.
+                if n >= 3 {
+                    SEED_REJECTIONS.set(0);
+                    CALLS_ALLOWED.set(false);
+                }
+            }
+        }
+        state.count_new_contributors(CONTRIBUTOR_COUNT_STEPS);
+        settle(state);
+        CALLS_ALLOWED.set(true);
+        state.record_call(CallRecord {
+            method: "raw_rand_reply",
+            rejection: reply.is_none().then_some("Rejected"),
+            bytes: 0,
+            instructions: ic_cdk::api::performance_counter(0),
         });
     });
 }

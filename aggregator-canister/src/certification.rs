@@ -731,6 +731,7 @@ mod tests {
                 opened_at_ns: 0,
                 closed_at_ns: 1,
                 extensions: 0,
+                epsilon_spent: None,
             })
             .collect();
         let mem = VectorMemory::default();

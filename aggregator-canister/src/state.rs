@@ -141,6 +141,14 @@ pub struct State {
     /// upgrade drops it, and the close starts again from the staged deltas, which stay in
     /// their slots until it ends.
     pub(crate) closing: Option<crate::rounds::Closing>,
+    /// Central DP: the open round's noise seed (see `rounds/privacy.rs`). Heap only.
+    pub(crate) noise_seed: Option<[u8; 32]>,
+    /// Central DP: when the close that waits for the seed was due. Heap only: after an
+    /// upgrade, a round at `max_clients` waits again ([`State::close_pending`]) and a
+    /// deadline's close comes back with the timer.
+    pub(crate) close_waiting: Option<u64>,
+    /// Set by the boundary while a `raw_rand` call is in flight. Heap only.
+    pub seed_requested: bool,
     /// Instructions the current message has used (`ic0.performance_counter`); tests
     /// outside wasm count none, so a close there never needs a second message.
     pub meter: fn() -> u64,
@@ -269,6 +277,9 @@ impl State {
             evaluations: StableBTreeMap::init(m.get(MEMORY_EVALUATIONS)),
             metrics: StableCell::init(m.get(MEMORY_METRICS), Stored(Metrics::default())),
             closing: None,
+            noise_seed: None,
+            close_waiting: None,
+            seed_requested: false,
             meter: || 0,
         }
     }
@@ -343,8 +354,14 @@ impl State {
         if self.job().job_state() != JobState::Running {
             0
         } else if self.close_pending() {
-            // As soon as possible: the close goes on in the next message.
-            1
+            if self.close_waits_for_seed() && self.seed_requested {
+                // The seed's arrival closes the round: no timer until then.
+                0
+            } else {
+                // As soon as possible: the close goes on (or asks for its seed) in the
+                // next message.
+                1
+            }
         } else {
             self.open_round().deadline_ns
         }
@@ -537,6 +554,14 @@ impl State {
             return Err(AdminError::WrongState {
                 state,
                 needed: "Paused".into(),
+            });
+        }
+        if let (Some(dp), false) = (self.dp(), self.budget_allows_open_round()) {
+            let (rounds, epsilon_spent) = self.privacy_spent();
+            return Err(AdminError::PrivacyBudgetSpent {
+                rounds,
+                epsilon_spent,
+                target_epsilon: dp.target_epsilon,
             });
         }
         let mut round = self.open_round().clone();

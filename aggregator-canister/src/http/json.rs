@@ -42,6 +42,7 @@ fn round_json(state: &State, r: &RoundRecord) -> Value {
         "opened_at_ns": r.opened_at_ns,
         "closed_at_ns": r.closed_at_ns,
         "extensions": r.extensions,
+        "epsilon_spent": r.epsilon_spent,
         "quality": quality_json(state.round_quality(r.round)),
     })
 }
@@ -112,6 +113,15 @@ pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
         "server_optimizer": info.config.as_ref().map(|c| c.server_optimizer().to_string()),
         "proximal_mu": info.config.as_ref().map(|c| c.client.proximal_mu()),
         "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
+        "privacy": info.config.as_ref().and_then(|c| c.dp).map(|dp| json!({
+            "mode": format!("{:?}", dp.mode).to_lowercase(),
+            "noise_multiplier": dp.noise_multiplier,
+            "delta": dp.delta,
+            "target_epsilon": dp.target_epsilon,
+            "epsilon_spent": dp.epsilon_after(info.round),
+            "rounds_closed": info.round,
+            "rounds_within_budget": dp.rounds_within_budget(),
+        })),
     })
 }
 

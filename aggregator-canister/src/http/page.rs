@@ -252,6 +252,23 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
         if c.client.proximal_mu() > 0.0 {
             stat(&mut h, &c.client.proximal_mu().to_string(), "FedProx mu");
         }
+        if let Some(dp) = &c.dp {
+            let spent = dp.epsilon_after(info.round);
+            stat(
+                &mut h,
+                &format!("ε {spent:.3} of {} (δ {:e})", dp.target_epsilon, dp.delta),
+                &format!(
+                    "privacy budget spent ({} DP)",
+                    format!("{:?}", dp.mode).to_lowercase()
+                ),
+            );
+            let total = dp.rounds_within_budget();
+            stat(
+                &mut h,
+                &format!("{} of {total}", total.saturating_sub(info.round)),
+                "rounds left in the budget",
+            );
+        }
     }
     h.push_str("</div>");
     if info.deadline_ns > 0 {

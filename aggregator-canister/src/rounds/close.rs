@@ -8,6 +8,7 @@ use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::Hash;
 
 use flic_protocol::ic_limits;
+use flic_protocol::privacy;
 use flic_protocol::rules::{RoundContribution, RuleProgress};
 
 use crate::aggregation;
@@ -40,6 +41,12 @@ impl State {
     /// this message and the following timer messages ([`State::continue_close`]) while
     /// the round refuses submissions.
     pub(super) fn close_round(&mut self, now: u64) {
+        if self.close_waits_for_seed() {
+            // Central DP: the noise needs this round's secret seed, which is on its way
+            // (`receive_noise_seed` closes the round); the round takes no submissions.
+            self.close_waiting.get_or_insert(now);
+            return;
+        }
         if self.job().config().aggregation().needs_all_deltas() {
             if self.closing.is_none() {
                 self.closing = Some(Closing {
@@ -51,20 +58,22 @@ impl State {
             }
             self.continue_close(now);
         } else {
-            self.finish_close(now, now, Update::Accumulated);
+            let closed_at = self.close_waiting.take().unwrap_or(now);
+            self.finish_close(closed_at, now, Update::Accumulated);
         }
     }
 
-    /// Whether the round is closing: a robust close under way, or one an upgrade
-    /// interrupted (the round reached `max_clients` and is still open), which the next
-    /// timer starts again. The round takes no submissions meanwhile.
+    /// Whether the round is closing: a robust close under way, a close waiting for its
+    /// noise seed (central DP), or one an upgrade interrupted (the round reached
+    /// `max_clients` and is still open), which the next timer starts again. The round
+    /// takes no submissions meanwhile.
     pub fn close_pending(&self) -> bool {
-        if self.closing.is_some() {
+        if self.closing.is_some() || self.close_waiting.is_some() {
             return true;
         }
         let job = self.job();
         job.job_state() == JobState::Running
-            && job.config().aggregation().needs_all_deltas()
+            && (job.config().aggregation().needs_all_deltas() || job.config().dp.is_some())
             && self.open_round().committed >= job.config().max_clients
     }
 
@@ -138,8 +147,30 @@ impl State {
             config.round_duration_ns,
         );
         let (frac_bits, spec_id) = (job.frac_bits, job.spec_id());
+        let round_index = self.open_round().round;
+        let dp = config.dp();
+        let param_count = job.param_count;
+        let (clip_norm, max_weight) = (config.clip_norm, config.max_weight);
+        let optimizer = config.server_optimizer();
+        // Central DP: Gaussian noise on the round's sum, from the round's secret seed
+        // (FedAvg only: jobs with DP refuse robust rules).
+        let epsilon_spent = match (dp, &update) {
+            (Some(dp), Update::Accumulated) => {
+                let seed = self
+                    .take_noise_seed()
+                    .expect("a DP round closes only with its seed (close_round waits)");
+                let std =
+                    privacy::noise_std_fixed(&dp, clip_norm, max_weight, frac_bits, param_count);
+                if self.acc.is_empty() {
+                    self.acc = vec![0; param_count as usize];
+                }
+                privacy::add_gaussian_noise(&mut self.acc, &seed, round_index, std);
+                Some(dp.epsilon_after(round_index + 1))
+            }
+            _ => None,
+        };
         let step = aggregation::ServerStep {
-            optimizer: config.server_optimizer(),
+            optimizer,
             server_lr,
             m: &self.optimizer_m,
             v: &self.optimizer_v,
@@ -180,6 +211,7 @@ impl State {
             opened_at_ns: round.opened_at_ns,
             closed_at_ns: closed_at,
             extensions: round.extensions,
+            epsilon_spent,
         };
         let mut history = self.history().frontier();
         history.push(record.history_leaf());
@@ -208,6 +240,18 @@ impl State {
         round.committed = 0;
         round.total_weight = 0;
         round.first_contribution = next_contribution;
+        if let Some(dp) = dp {
+            if !dp.allows_round(round.round) {
+                // The budget has no room for another round: the job pauses, and
+                // `resume_job` refuses while the budget is spent.
+                round.paused_remaining_ns = round.deadline_ns - now;
+                self.set_open_round(round);
+                let mut job = self.job().clone();
+                job.state = crate::storage::records::JobStateRecord::Paused;
+                self.set_job(job);
+                return;
+            }
+        }
         self.set_open_round(round);
     }
 

@@ -3,9 +3,11 @@
 //! - [`submission`]: `begin_submission`, `put_chunk`, `commit_submission`;
 //! - [`close`]: closing the round by quorum or deadline (`on_timer`), a robust rule's
 //!   close over as many messages as it needs;
-//! - [`queries`]: round, model and lineage queries and their certified forms.
+//! - [`queries`]: round, model and lineage queries and their certified forms;
+//! - [`privacy`]: central DP's noise seed and budget.
 
 mod close;
+mod privacy;
 mod queries;
 mod submission;
 

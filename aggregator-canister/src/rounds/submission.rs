@@ -600,8 +600,9 @@ impl State {
             index_in_round,
             header_hash: receipt_base.2,
             weight: receipt_base.3,
-            // A robust close may go on in later messages.
-            round_closed: close && self.closing.is_none(),
+            // A robust close may go on in later messages, and a DP close waits for its
+            // noise seed.
+            round_closed: close && self.open_round().round > receipt_base.1,
         })
     }
 }

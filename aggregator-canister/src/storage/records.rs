@@ -23,6 +23,7 @@ use flic_protocol::encoding::DeltaEncoding;
 use flic_protocol::merkle::MerkleFrontier;
 use flic_protocol::model::{ModelSpec, TensorSpec};
 use flic_protocol::optimizers::ServerOptimizer;
+use flic_protocol::privacy::{DpConfig, DpMode};
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::{Hash, SubmissionHeader};
 use serde::Deserialize;
@@ -134,6 +135,51 @@ pub struct JobConfigRecord {
     pub aggregation: Option<AggregationRuleRecord>,
     /// Added after version 1 was first written: `None` in older records (SGD).
     pub server_optimizer: Option<ServerOptimizerRecord>,
+    /// Added after version 1 was first written: `None` in older records (no DP).
+    pub dp: Option<DpConfigRecord>,
+}
+
+/// A job's differential privacy as stored (see [`DpConfig`]).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct DpConfigRecord {
+    pub mode: DpModeRecord,
+    pub noise_multiplier: f64,
+    pub target_epsilon: f64,
+    pub delta: f64,
+}
+
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpModeRecord {
+    Central,
+    Distributed,
+}
+
+impl From<DpConfig> for DpConfigRecord {
+    fn from(d: DpConfig) -> Self {
+        Self {
+            mode: match d.mode {
+                DpMode::Central => DpModeRecord::Central,
+                DpMode::Distributed => DpModeRecord::Distributed,
+            },
+            noise_multiplier: d.noise_multiplier,
+            target_epsilon: d.target_epsilon,
+            delta: d.delta,
+        }
+    }
+}
+
+impl From<DpConfigRecord> for DpConfig {
+    fn from(d: DpConfigRecord) -> Self {
+        Self {
+            mode: match d.mode {
+                DpModeRecord::Central => DpMode::Central,
+                DpModeRecord::Distributed => DpMode::Distributed,
+            },
+            noise_multiplier: d.noise_multiplier,
+            target_epsilon: d.target_epsilon,
+            delta: d.delta,
+        }
+    }
 }
 
 /// A server optimizer as stored (see [`ServerOptimizer`]).
@@ -255,6 +301,10 @@ impl JobConfigRecord {
         self.server_optimizer.map(Into::into).unwrap_or_default()
     }
 
+    pub fn dp(&self) -> Option<DpConfig> {
+        self.dp.map(Into::into)
+    }
+
     /// As [`JobConfig::upload_stall_ns`].
     pub fn upload_stall_ns(&self) -> u64 {
         flic_protocol::api::upload_stall_ns(self.upload_stall_ns, self.round_duration_ns)
@@ -292,6 +342,7 @@ impl From<JobConfig> for JobConfigRecord {
             upload_stall_ns: c.upload_stall_ns,
             aggregation: c.aggregation.map(Into::into),
             server_optimizer: c.server_optimizer.map(Into::into),
+            dp: c.dp.map(Into::into),
         }
     }
 }
@@ -314,6 +365,7 @@ impl From<JobConfigRecord> for JobConfig {
             upload_stall_ns: c.upload_stall_ns,
             aggregation: c.aggregation.map(Into::into),
             server_optimizer: c.server_optimizer.map(Into::into),
+            dp: c.dp.map(Into::into),
         }
     }
 }
@@ -732,6 +784,8 @@ pub struct ClosedRoundRecord {
     pub opened_at_ns: u64,
     pub closed_at_ns: u64,
     pub extensions: u32,
+    /// Added after version 1 was first written: `None` in older records (no DP).
+    pub epsilon_spent: Option<f64>,
 }
 
 impl StoredRecord for ClosedRoundRecord {
@@ -754,6 +808,7 @@ impl From<RoundRecord> for ClosedRoundRecord {
             opened_at_ns: r.opened_at_ns,
             closed_at_ns: r.closed_at_ns,
             extensions: r.extensions,
+            epsilon_spent: r.epsilon_spent,
         }
     }
 }
@@ -774,6 +829,7 @@ impl From<ClosedRoundRecord> for RoundRecord {
             opened_at_ns: r.opened_at_ns,
             closed_at_ns: r.closed_at_ns,
             extensions: r.extensions,
+            epsilon_spent: r.epsilon_spent,
         }
     }
 }

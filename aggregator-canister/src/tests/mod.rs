@@ -289,6 +289,9 @@ macro_rules! rejects {
     }};
 }
 
+// After `rejects!`, which it uses.
+mod privacy;
+
 #[test]
 fn full_round_closes_at_max_clients_with_verifiable_version() {
     let mut h = Harness::running();
