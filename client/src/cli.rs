@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use flic_protocol::api::Optimizer;
 use flic_protocol::optimizers::ServerOptimizer;
+use flic_protocol::privacy::{DpConfig, DpMode};
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::DeltaEncoding;
 
@@ -213,6 +214,15 @@ pub enum VerifyCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Recompute the privacy a job with differential privacy has spent: every certified
+    /// round's epsilon from the certified job configuration, and that no round went
+    /// beyond the budget. Exits 0 when it holds, 1 with the reason when it does not.
+    Privacy {
+        #[command(flatten)]
+        target: VerifierArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Check a sample membership proof (from `flic dataset prove`), and optionally that
     /// its root is the registered commitment of a dataset.
     Sample {
@@ -264,6 +274,10 @@ pub enum BenchCommand {
     /// parameter, accuracy per round against f32, and each encoding's commit instructions,
     /// cycles and USD per contribution at scale; writes an SVG plot.
     Compression(BenchCompressionArgs),
+    /// Central differential privacy on the same federation at several target epsilons:
+    /// accuracy per round against the same run without DP, the certified epsilon spent,
+    /// and the noise's instructions at the close; writes an SVG plot.
+    Privacy(BenchPrivacyArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -410,6 +424,22 @@ pub struct BenchLearningArgs {
     )]
     pub partitions_list: Vec<String>,
     /// Rewrite the learning section of this Markdown file (the SVG goes next to it).
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchPrivacyArgs {
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
+    /// Target epsilons, each a run whose noise spends exactly that over --rounds.
+    #[arg(long, value_delimiter = ',', default_value = "4,16,64")]
+    pub epsilons: Vec<f64>,
+    /// Clip norm of the DP runs [default: the mean norm of the no-DP run's first-round
+    /// deltas before clipping].
+    #[arg(long, value_name = "NORM")]
+    pub dp_clip: Option<f32>,
+    /// Rewrite the privacy section of this Markdown file (the SVG goes next to it).
     #[arg(long, value_name = "PATH")]
     pub doc: Option<PathBuf>,
 }
@@ -648,9 +678,10 @@ pub struct JobStartArgs {
     /// L2 bound of every delta.
     #[arg(long, default_value_t = 10.0)]
     pub clip_norm: f32,
-    /// Cap on a contribution's weight (its sample count).
-    #[arg(long, default_value_t = 100_000)]
-    pub max_weight: u64,
+    /// Cap on a contribution's weight (its sample count) [default: 100000, or 1 with
+    /// --dp, where every contribution counts alike and the noise scales with the cap].
+    #[arg(long)]
+    pub max_weight: Option<u64>,
     #[arg(long, default_value_t = 1.0)]
     pub server_lr: f32,
     /// Encodings clients may use: f32, int8, int4, int2, topk:FRAC[,BITS] (FRAC of every
@@ -662,6 +693,8 @@ pub struct JobStartArgs {
     pub retain_contributions: bool,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
     /// A permissioned federation: only principals added with `flic job allow` may
     /// register datasets and submit.
     #[arg(long)]
@@ -934,6 +967,8 @@ pub struct SimulateArgs {
     pub attack_adaptive: bool,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
 }
 
 /// How a job turns contributions into a model: `flic job start` and `flic simulate`.
@@ -953,10 +988,74 @@ pub struct StrategyArgs {
     pub server_optimizer: ServerOptimizer,
 }
 
+/// Client-level differential privacy: `flic job start` and `flic simulate`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct PrivacyArgs {
+    /// Differential privacy for every contributor: `central`, where the canister adds
+    /// Gaussian noise to each round's sum from randomness the IC gives it (private against
+    /// anyone reading the models, not against the nodes running the canister).
+    /// (`distributed` needs secure aggregation, which is not built yet.)
+    #[arg(long, value_enum, requires = "dp_epsilon")]
+    pub dp: Option<DpArg>,
+    /// The privacy budget: the canister starts no round that would spend more.
+    #[arg(long, value_name = "EPSILON", requires = "dp")]
+    pub dp_epsilon: Option<f64>,
+    /// Delta of the budget (a small multiple of 1/contributors at most).
+    #[arg(long, value_name = "DELTA", default_value_t = 1e-5)]
+    pub dp_delta: f64,
+    /// Noise standard deviation over the sensitivity [default: the least with which
+    /// --dp-rounds rounds fit the budget].
+    #[arg(long, value_name = "Z", requires = "dp")]
+    pub dp_noise: Option<f64>,
+    /// Rounds the budget must last when the noise is calibrated [default: --rounds for
+    /// simulate, 100 for job start].
+    #[arg(long, value_name = "N", requires = "dp", conflicts_with = "dp_noise")]
+    pub dp_rounds: Option<u64>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpArg {
+    Central,
+    Distributed,
+}
+
+impl PrivacyArgs {
+    /// The job's DP, the noise calibrated when not given (`default_rounds` without
+    /// --dp-rounds). `None` without --dp.
+    pub fn config(&self, default_rounds: u64) -> anyhow::Result<Option<DpConfig>> {
+        let Some(mode) = self.dp else {
+            return Ok(None);
+        };
+        let mode = match mode {
+            DpArg::Central => DpMode::Central,
+            DpArg::Distributed => DpMode::Distributed,
+        };
+        let target_epsilon = self
+            .dp_epsilon
+            .expect("clap requires --dp-epsilon with --dp");
+        let noise_multiplier = match self.dp_noise {
+            Some(z) => z,
+            None => flic_protocol::privacy::noise_for_budget(
+                target_epsilon,
+                self.dp_delta,
+                self.dp_rounds.unwrap_or(default_rounds),
+            )?,
+        };
+        let dp = DpConfig {
+            mode,
+            noise_multiplier,
+            target_epsilon,
+            delta: self.dp_delta,
+        };
+        dp.check()?;
+        Ok(Some(dp))
+    }
+}
+
 impl SimulateArgs {
     /// The library configuration these flags describe.
-    pub fn config(&self) -> SimulationConfig {
-        SimulationConfig {
+    pub fn config(&self) -> anyhow::Result<SimulationConfig> {
+        Ok(SimulationConfig {
             clients: self.clients,
             rounds: self.rounds,
             model: self.model.id().into(),
@@ -987,7 +1086,8 @@ impl SimulateArgs {
             attack_knowledge: self.attack_knowledge,
             attack_adaptive: self.attack_adaptive,
             proximal_mu: self.strategy.proximal_mu,
-        }
+            dp: self.privacy.config(self.rounds)?,
+        })
     }
 }
 

@@ -19,10 +19,11 @@ use flic_model_zoo::{
     Partitioner,
 };
 use flic_protocol::api::{
-    ClientHyperparameters, InitArg, InitArgs, JobConfig, Optimizer, RegisterDatasetArgs,
-    ReportEvaluationArgs,
+    ClientHyperparameters, InitArg, InitArgs, JobConfig, JobState, Optimizer, PageArgs,
+    RegisterDatasetArgs, ReportEvaluationArgs,
 };
 use flic_protocol::optimizers::ServerOptimizer;
+use flic_protocol::privacy::DpConfig;
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::{DeltaEncoding, Hash};
 
@@ -106,6 +107,9 @@ pub struct SimulationConfig {
     /// FedProx's proximal coefficient the job sets for every client.
     #[serde(default)]
     pub proximal_mu: Option<f32>,
+    /// Client-level differential privacy of the job (every contribution then weighs 1).
+    #[serde(default)]
+    pub dp: Option<DpConfig>,
 }
 
 impl Default for SimulationConfig {
@@ -141,6 +145,7 @@ impl Default for SimulationConfig {
             attack_knowledge: Knowledge::Omniscient,
             attack_adaptive: false,
             proximal_mu: None,
+            dp: None,
         }
     }
 }
@@ -181,6 +186,9 @@ pub struct RoundReport {
     /// The adaptive coalition's gain on its deviation in this round.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attack_gain: Option<f32>,
+    /// With DP: the epsilon spent by the rounds so far, as the round's record certifies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon_spent: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -484,7 +492,15 @@ fn deploy(
     let init = candid::encode_one(InitArg::Init(InitArgs::default()))?;
     let (host, canister) = match &args.network {
         None => {
-            let mut ic = EmbeddedIc::new();
+            // raw_rand (central DP's noise) seeded by the simulation's seed: the same
+            // seed ends on the same models. A simulation is private against nobody.
+            let mut ic = EmbeddedIc::with_config(flic_embedded_ic::Config {
+                randomness_seed: Some(flic_protocol::hash::sha256_concat(&[
+                    b"flic/simulate/raw_rand",
+                    &args.seed.to_le_bytes(),
+                ])),
+                ..Default::default()
+            });
             let canister = ic.create_canister(vec![admin.principal()]);
             ic.install_code(
                 canister,
@@ -518,11 +534,17 @@ fn deploy(
         min_clients: clients as u32,
         max_clients: clients as u32,
         clip_norm: args.clip_norm,
-        max_weight: max_samples.max(1),
+        // With DP every contribution weighs the same: the noise scales with the cap.
+        max_weight: if args.dp.is_some() {
+            1
+        } else {
+            max_samples.max(1)
+        },
         server_lr: args.server_lr,
         retain_contributions: args.retain_contributions,
         aggregation: Some(args.aggregation),
         server_optimizer: Some(args.server_optimizer),
+        dp: args.dp,
         ..JobConfig::new(spec, client_hyperparameters(args))
     };
     // The default allows f32 and int8; a simulation of another encoding allows it too.
@@ -687,6 +709,12 @@ pub fn run(
     let state_dir = args.state.as_deref().map(std::path::absolute).transpose()?;
     let mut rounds = Vec::new();
     for r in 0..args.rounds {
+        if args.dp.is_some() && clients[0].api.round_info()?.state == JobState::Paused {
+            progress.note(&format!(
+                "the privacy budget is spent after {r} round(s): the job paused (`flic verify privacy` recomputes it)"
+            ));
+            break;
+        }
         let total_samples: u64 = clients
             .iter()
             .map(|c| (c.data.len() * args.local_epochs) as u64)
@@ -816,6 +844,14 @@ pub fn run(
                 info.round
             );
         }
+        let epsilon_spent = match args.dp {
+            Some(_) => observer
+                .round_history(PageArgs { start: r, limit: 1 })?
+                .items
+                .first()
+                .and_then(|record| record.epsilon_spent),
+            None => None,
+        };
         let model = observer.download_model(&mut |_, _| {})?;
         let global = model.weights;
         if let (true, Some(sent)) = (args.attack_adaptive, crafted.get()) {
@@ -903,10 +939,15 @@ pub fn run(
             encode_seconds: encode_t.as_secs_f64(),
             canister_seconds: canister_t.as_secs_f64(),
             attack_gain: gain,
+            epsilon_spent,
         };
         progress.finish("");
+        let privacy = report
+            .epsilon_spent
+            .map(|e| format!("  epsilon {e:.3}"))
+            .unwrap_or_default();
         progress.note(&format!(
-            "round {}: test accuracy {:.2}%  loss {:.4}  {} contributors  {} uploaded ({:.3} B/param)  {:.1} M instructions  model {}",
+            "round {}: test accuracy {:.2}%  loss {:.4}  {} contributors  {} uploaded ({:.3} B/param)  {:.1} M instructions{privacy}  model {}",
             report.round,
             report.test_accuracy * 100.0,
             report.test_loss,

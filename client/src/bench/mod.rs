@@ -13,6 +13,7 @@ pub mod doc;
 pub mod fees;
 pub mod learning;
 pub mod plot;
+pub mod privacy;
 pub mod robust;
 pub mod scale;
 pub mod simulation;

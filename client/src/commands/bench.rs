@@ -4,11 +4,12 @@
 use anyhow::Context;
 
 use crate::bench::{
-    aggregate, compression, doc, invocation, learning, robust, scale, simulation, training, Machine,
+    aggregate, compression, doc, invocation, learning, privacy, robust, scale, simulation,
+    training, Machine,
 };
 use crate::cli::{
-    BenchAggregateArgs, BenchCommand, BenchCompressionArgs, BenchLearningArgs, BenchRobustArgs,
-    BenchScaleArgs, BenchSimulateArgs, BenchTrainArgs,
+    BenchAggregateArgs, BenchCommand, BenchCompressionArgs, BenchLearningArgs, BenchPrivacyArgs,
+    BenchRobustArgs, BenchScaleArgs, BenchSimulateArgs, BenchTrainArgs,
 };
 use crate::output::{Printer, Progress};
 use flic_protocol::optimizers::ServerOptimizer;
@@ -27,7 +28,73 @@ pub fn run(
         BenchCommand::Train(args) => run_train(printer, &args, progress),
         BenchCommand::Robust(args) => run_robust(printer, &args, progress),
         BenchCommand::Compression(args) => run_compression(printer, &args, progress),
+        BenchCommand::Privacy(args) => run_privacy(printer, &args, progress),
     }
+}
+
+/// Writes `svg` next to the document `path` (at `svg_rel` from it), then the section
+/// `name` rendered by `body` (which is given `svg_rel` to link the plot).
+fn write_section_with_svg(
+    printer: &Printer,
+    path: &std::path::Path,
+    name: &str,
+    svg_rel: &str,
+    svg: &str,
+    body: &str,
+) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let svg_path = dir.join(svg_rel);
+    std::fs::create_dir_all(svg_path.parent().expect("has a parent"))?;
+    std::fs::write(&svg_path, svg).with_context(|| format!("writing {}", svg_path.display()))?;
+    doc::write_section(
+        path,
+        name,
+        &doc::section_body(body, &Machine::detect(), &invocation()),
+    )?;
+    printer.info(format!(
+        "wrote the {name} section of {} and {}",
+        path.display(),
+        svg_path.display()
+    ));
+    Ok(())
+}
+
+fn run_privacy(
+    printer: &Printer,
+    args: &BenchPrivacyArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    let report = privacy::run(
+        &args.simulate.config()?,
+        &args.epsilons,
+        args.simulate.privacy.dp_delta,
+        args.dp_clip,
+        progress,
+    )?;
+    for r in &report.runs {
+        printer.out(format!(
+            "{}: accuracy {:.2}% at round {}{}",
+            r.label(),
+            r.accuracy.last().copied().unwrap_or(0.0) * 100.0,
+            r.accuracy.len(),
+            r.epsilon_spent
+                .last()
+                .map(|e| format!(", epsilon spent {e:.3}"))
+                .unwrap_or_default()
+        ))?;
+    }
+    if let Some(path) = &args.doc {
+        let svg_rel = "benchmarks/privacy.svg";
+        write_section_with_svg(
+            printer,
+            path,
+            "privacy",
+            svg_rel,
+            &privacy::svg(&report),
+            &privacy::render(&report, svg_rel),
+        )?;
+    }
+    Ok(())
 }
 
 fn run_compression(
@@ -37,7 +104,7 @@ fn run_compression(
 ) -> anyhow::Result<()> {
     let wasm = load_wasm(args.wasm.as_deref())?;
     let report = compression::run(
-        &args.simulate.config(),
+        &args.simulate.config()?,
         &args.encodings.0,
         &args.partitions_list,
         &compression::CostSetup {
@@ -71,26 +138,15 @@ fn run_compression(
         }
     }
     if let Some(path) = &args.doc {
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let svg_rel = "benchmarks/compression.svg";
-        let svg_path = dir.join(svg_rel);
-        std::fs::create_dir_all(svg_path.parent().expect("has a parent"))?;
-        std::fs::write(&svg_path, compression::svg(&report))
-            .with_context(|| format!("writing {}", svg_path.display()))?;
-        doc::write_section(
+        write_section_with_svg(
+            printer,
             path,
             "compression",
-            &doc::section_body(
-                &compression::render(&report, svg_rel),
-                &Machine::detect(),
-                &invocation(),
-            ),
+            svg_rel,
+            &compression::svg(&report),
+            &compression::render(&report, svg_rel),
         )?;
-        printer.info(format!(
-            "wrote the compression section of {} and {}",
-            path.display(),
-            svg_path.display()
-        ));
     }
     Ok(())
 }
@@ -121,7 +177,7 @@ fn run_robust(
     args: &BenchRobustArgs,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
-    let mut base = args.simulate.config();
+    let mut base = args.simulate.config()?;
     if base.partitions.is_none() {
         base.clients = base.clients.or(Some(10));
     }
@@ -311,7 +367,7 @@ fn run_learning(
     args: &BenchLearningArgs,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
-    let report = learning::run(&args.simulate.config(), &args.partitions_list, progress)?;
+    let report = learning::run(&args.simulate.config()?, &args.partitions_list, progress)?;
     for r in &report.results {
         printer.out(format!(
             "{}: final accuracy reference {:.2}%, canister f32 {:.2}%, canister int8 {:.2}% (max |f32 - ref| {:.2} pt, max |int8 - ref| {:.2} pt)",
@@ -324,26 +380,15 @@ fn run_learning(
         ))?;
     }
     if let Some(path) = &args.doc {
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let svg_rel = "benchmarks/learning.svg";
-        let svg_path = dir.join(svg_rel);
-        std::fs::create_dir_all(svg_path.parent().expect("has a parent"))?;
-        std::fs::write(&svg_path, learning::svg(&report))
-            .with_context(|| format!("writing {}", svg_path.display()))?;
-        doc::write_section(
+        write_section_with_svg(
+            printer,
             path,
             "learning",
-            &doc::section_body(
-                &learning::render(&report, svg_rel),
-                &Machine::detect(),
-                &invocation(),
-            ),
+            svg_rel,
+            &learning::svg(&report),
+            &learning::render(&report, svg_rel),
         )?;
-        printer.info(format!(
-            "wrote the learning section of {} and {}",
-            path.display(),
-            svg_path.display()
-        ));
     }
     Ok(())
 }
@@ -356,7 +401,7 @@ fn run_simulate(
     let mut rows = Vec::new();
     for &model in &args.models {
         for encoding in [DeltaEncoding::F32, DeltaEncoding::Int8Blocks] {
-            let mut a = args.simulate.config();
+            let mut a = args.simulate.config()?;
             a.model = model.id().into();
             a.encoding = encoding;
             a.clients = Some(a.clients.unwrap_or(10));

@@ -30,6 +30,14 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             "server_optimizer": info.config.as_ref().map(|c| c.server_optimizer().to_string()),
             "proximal_mu": info.config.as_ref().map(|c| c.client.proximal_mu()),
             "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
+            "privacy": info.config.as_ref().and_then(|c| c.dp).map(|dp| serde_json::json!({
+                "mode": format!("{:?}", dp.mode).to_lowercase(),
+                "noise_multiplier": dp.noise_multiplier,
+                "delta": dp.delta,
+                "target_epsilon": dp.target_epsilon,
+                "epsilon_spent": dp.epsilon_after(info.round),
+                "rounds_within_budget": dp.rounds_within_budget(),
+            })),
         }))?);
     }
     let mut rows = vec![
@@ -60,6 +68,21 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             rows.push(("FedProx mu".into(), c.client.proximal_mu().to_string()));
         }
         rows.push(("admission".into(), format!("{:?}", c.admission())));
+        if let Some(dp) = &c.dp {
+            rows.push((
+                "privacy".into(),
+                format!(
+                    "{} DP: epsilon {:.3} of {} spent at delta {} (noise multiplier {:.3}, {} of {} rounds left)",
+                    format!("{:?}", dp.mode).to_lowercase(),
+                    dp.epsilon_after(info.round),
+                    dp.target_epsilon,
+                    dp.delta,
+                    dp.noise_multiplier,
+                    dp.rounds_within_budget().saturating_sub(info.round),
+                    dp.rounds_within_budget()
+                ),
+            ));
+        }
         rows.push((
             "encodings".into(),
             c.allowed_encodings

@@ -8,6 +8,9 @@ use flic_protocol::api::{Admission, AllowListChange, ClientHyperparameters, JobC
 use crate::cli::ModelArg;
 use crate::cli::{JobStartArgs, TargetArgs};
 
+/// Rounds the budget lasts when `--dp` calibrates the noise without `--dp-rounds`.
+const DEFAULT_DP_ROUNDS: u64 = 100;
+
 pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
     let hidden: Vec<usize> = if args.model == ModelArg::Mlp {
         args.hidden.clone()
@@ -25,6 +28,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         seed: args.seed,
         proximal_mu: args.strategy.proximal_mu,
     };
+    let dp = args.privacy.config(DEFAULT_DP_ROUNDS)?;
     let job = JobConfig {
         min_clients: args.min_clients,
         max_clients: args.max_clients,
@@ -34,7 +38,9 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         },
         allowed_encodings: args.encodings.0.clone(),
         clip_norm: args.clip_norm,
-        max_weight: args.max_weight,
+        max_weight: args
+            .max_weight
+            .unwrap_or(if dp.is_some() { 1 } else { 100_000 }),
         server_lr: args.server_lr,
         retain_contributions: args.retain_contributions,
         admission: args.allow_list.then_some(Admission::AllowList),
@@ -44,6 +50,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
             .upload_stall_secs
             .map(|s| s.saturating_mul(1_000_000_000)),
         chunk_size: args.chunk_size,
+        dp,
         ..JobConfig::new(spec, client)
     };
     let mut session = super::connect(&args.target)?;

@@ -113,6 +113,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             version,
             output,
         }) => verify::lineage(p, &target, &version, output.json),
+        Command::Verify(VerifyCommand::Privacy { target, output }) => {
+            verify::privacy(p, &target, output.json)
+        }
         Command::Verify(VerifyCommand::Sample {
             file,
             dataset_id,

@@ -11,7 +11,7 @@ pub fn run(
     args: &SimulateArgs,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
-    let report = simulate(&args.config(), progress)?;
+    let report = simulate(&args.config()?, progress)?;
     printer.out(format!("{}", summary_table(&report)))?;
     printer.out(format!(
         "final test accuracy: {:.2}% (initial {:.2}%), {} clients, {} rounds, {:.1} s",

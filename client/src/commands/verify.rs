@@ -180,6 +180,9 @@ pub fn lineage(
     if !job.retain_contributions {
         bail!("this job does not retain contributions (retain_contributions is off): lineage cannot be recomputed");
     }
+    if job.dp.is_some() {
+        bail!("this job has differential privacy: every round adds noise from a secret seed, so no model can be recomputed from its contributions (`flic verify privacy` checks the budget, `flic verify receipt` each contribution)");
+    }
     let lineage = session.api.lineage(&LineageArgs {
         model_version: Hash::new(version),
         page: PageArgs { start: 0, limit: 1 },
@@ -277,6 +280,107 @@ pub fn lineage(
         last.contribution_count,
         short_hex(last.contributions_root.as_slice())
     ))?;
+    Ok(())
+}
+
+/// `flic verify privacy`: the certified job's DP and every certified round's epsilon,
+/// recomputed (the accountant's arithmetic is bit-identical natively and in the canister).
+pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::Result<()> {
+    use flic_proofs::lineage::LineageSource;
+    let mut session = connect_to_target(target)?;
+    // Certified: the job configuration (through its hash) and the rounds closed.
+    let info = session.api.round_info()?;
+    let job = info
+        .config
+        .clone()
+        .context("the canister has no job configured")?;
+    let Some(dp) = job.dp else {
+        return Err(not_verified(anyhow::anyhow!(
+            "job {} has no differential privacy: nothing bounds what its models reveal about a contributor",
+            info.job_id
+        )));
+    };
+    dp.check().map_err(|e| {
+        not_verified(anyhow::anyhow!(
+            "the job's DP configuration is invalid: {e}"
+        ))
+    })?;
+    let rounds = info.round;
+    let history = session
+        .api
+        .certified_history(rounds)
+        .context("reading the certified round history")?;
+    if history.len() as u64 != rounds {
+        bail!(
+            "read {} certified rounds, the job has closed {rounds}",
+            history.len()
+        );
+    }
+    let mut rows = Vec::new();
+    for record in &history {
+        let expected = dp.epsilon_after(record.round + 1);
+        match record.epsilon_spent {
+            Some(e) if e.to_bits() == expected.to_bits() => {}
+            Some(e) => {
+                return Err(not_verified(anyhow::anyhow!(
+                    "round {} certifies epsilon {e}, but {} rounds at noise multiplier {} and delta {} spend {expected}",
+                    record.round,
+                    record.round + 1,
+                    dp.noise_multiplier,
+                    dp.delta
+                )))
+            }
+            None => {
+                return Err(not_verified(anyhow::anyhow!(
+                    "round {} of a job with DP certifies no epsilon",
+                    record.round
+                )))
+            }
+        }
+        if expected > dp.target_epsilon {
+            return Err(not_verified(anyhow::anyhow!(
+                "round {} took the spent epsilon to {expected}, above the budget {}",
+                record.round,
+                dp.target_epsilon
+            )));
+        }
+        rows.push((record.round, record.contribution_count, expected));
+    }
+    let spent = dp.epsilon_after(rounds);
+    let total = dp.rounds_within_budget();
+    if json {
+        return Ok(printer.json(&serde_json::json!({
+            "verified": true,
+            "mode": format!("{:?}", dp.mode).to_lowercase(),
+            "noise_multiplier": dp.noise_multiplier,
+            "delta": dp.delta,
+            "target_epsilon": dp.target_epsilon,
+            "epsilon_spent": spent,
+            "rounds": rounds,
+            "rounds_within_budget": total,
+            "state": info.state.to_string(),
+            "history": rows.iter().map(|(round, count, eps)| serde_json::json!({
+                "round": round, "contributions": count, "epsilon_spent": eps,
+            })).collect::<Vec<_>>(),
+        }))?);
+    }
+    printer.out(format!(
+        "privacy verified: {rounds} certified round(s) spent epsilon {spent:.4} of {} at delta {} ({:?} DP, noise multiplier {:.4}); {} of {total} rounds left",
+        dp.target_epsilon,
+        dp.delta,
+        dp.mode,
+        dp.noise_multiplier,
+        total.saturating_sub(rounds)
+    ))?;
+    if !rows.is_empty() {
+        let lines = rows.iter().map(|(round, count, eps)| {
+            vec![round.to_string(), count.to_string(), format!("{eps:.4}")]
+        });
+        printer.out(format!(
+            "{}",
+            table(&["round", "contributions", "epsilon spent"], lines)
+        ))?;
+    }
     Ok(())
 }
 

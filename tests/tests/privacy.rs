@@ -1,0 +1,154 @@
+//! Central differential privacy end to end: a simulated federation on the canister's
+//! release wasm in the embedded IC, whose rounds take their noise seed from the management
+//! canister's `raw_rand`, certify the epsilon spent, and stop at the budget; `flic verify
+//! privacy` recomputes it.
+
+use std::path::Path;
+
+use clap::Parser;
+use flic_client::cli::Cli;
+use flic_client::commands::ExitStatus;
+use flic_client::output::Silent;
+use flic_client::simulate::{run, SimulationConfig};
+use flic_protocol::privacy::{noise_for_budget, DpConfig, DpMode};
+
+fn flic(args: &[&str]) -> anyhow::Result<()> {
+    let mut argv = vec!["flic", "--quiet"];
+    argv.extend_from_slice(args);
+    flic_client::commands::run(Cli::try_parse_from(argv)?)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn base(state: &Path) -> SimulationConfig {
+    SimulationConfig {
+        clients: Some(3),
+        rounds: 4,
+        samples: 600,
+        seed: 7,
+        state: Some(state.to_path_buf()),
+        retain_contributions: true,
+        ..SimulationConfig::default()
+    }
+}
+
+#[test]
+fn a_central_dp_federation_certifies_its_budget_and_stops_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Noise for exactly three rounds within epsilon 30; the simulation asks for four.
+    let dp = DpConfig {
+        mode: DpMode::Central,
+        noise_multiplier: noise_for_budget(30.0, 1e-5, 3).unwrap(),
+        target_epsilon: 30.0,
+        delta: 1e-5,
+    };
+    assert_eq!(dp.rounds_within_budget(), 3);
+    let state = dir.path().join("dp");
+    let args = SimulationConfig {
+        dp: Some(dp),
+        ..base(&state)
+    };
+    let report = run(&args, &mut Silent).expect("the DP simulation runs");
+    assert_eq!(report.rounds.len(), 3, "the budget stops the fourth round");
+    for (r, round) in report.rounds.iter().enumerate() {
+        assert_eq!(round.epsilon_spent, Some(dp.epsilon_after(r as u64 + 1)));
+    }
+    let embedded = ["--network", "embedded", "--state", s(&state)];
+    let mut argv = vec!["verify", "privacy"];
+    argv.extend_from_slice(&embedded);
+    flic(&argv).expect("the certified budget recomputes");
+    argv.push("--json");
+    flic(&argv).unwrap();
+
+    // Same seed, same noise (the embedded IC's raw_rand is seeded by the simulation's
+    // seed), so the same models; without DP, other models.
+    let again = run(
+        &SimulationConfig {
+            state: Some(dir.path().join("again")),
+            ..args.clone()
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    let versions = |r: &flic_client::simulate::SimulationReport| {
+        r.rounds
+            .iter()
+            .map(|x| x.model_version.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(versions(&report), versions(&again));
+    let plain_state = dir.path().join("plain");
+    let plain = run(
+        &SimulationConfig {
+            rounds: 3,
+            ..base(&plain_state)
+        },
+        &mut Silent,
+    )
+    .unwrap();
+    assert_ne!(versions(&plain)[0], versions(&report)[0]);
+
+    // A job without DP has no privacy to verify; a DP job's models cannot be recomputed.
+    let err = flic(&[
+        "verify",
+        "privacy",
+        "--network",
+        "embedded",
+        "--state",
+        s(&plain_state),
+    ])
+    .unwrap_err();
+    assert_eq!(ExitStatus::of(&err), ExitStatus::NotVerified, "{err:#}");
+    assert!(
+        format!("{err:#}").contains("no differential privacy"),
+        "{err:#}"
+    );
+    let last = report.rounds.last().unwrap().model_version.clone();
+    let mut lineage = vec!["verify", "lineage", "--version", last.as_str()];
+    lineage.extend_from_slice(&embedded);
+    let err = flic(&lineage).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("differential privacy"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn dp_flags_are_checked_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let simulate = |extra: &[&str]| {
+        let mut argv = vec![
+            "simulate",
+            "--rounds",
+            "1",
+            "--clients",
+            "2",
+            "--samples",
+            "200",
+        ];
+        argv.extend_from_slice(&["--state", s(&state)]);
+        argv.extend_from_slice(extra);
+        flic(&argv)
+    };
+    // --dp needs a budget; a budget needs --dp.
+    assert!(simulate(&["--dp", "central"]).is_err());
+    assert!(simulate(&["--dp-epsilon", "1"]).is_err());
+    let err = simulate(&["--dp", "distributed", "--dp-epsilon", "5"]).unwrap_err();
+    assert!(format!("{err:#}").contains("secure aggregation"), "{err:#}");
+    let err = simulate(&["--dp", "central", "--dp-epsilon", "1", "--dp-noise", "0.1"]).unwrap_err();
+    assert!(format!("{err:#}").contains("one round"), "{err:#}");
+    let err = simulate(&[
+        "--dp",
+        "central",
+        "--dp-epsilon",
+        "5",
+        "--aggregation",
+        "median",
+    ])
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("FedAvg"), "{err:#}");
+    assert!(!state.exists(), "nothing ran");
+}
