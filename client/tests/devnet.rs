@@ -383,6 +383,65 @@ fn simulate_against_the_devnet_ends_on_the_embedded_runs_model_versions() {
     );
 }
 
+/// Central DP over HTTP: each round's noise seed comes from the devnet's `raw_rand` (the
+/// operating system's randomness there), and `flic verify privacy` recomputes the certified
+/// budget through `ic-agent`.
+#[test]
+fn a_dp_federation_over_the_devnet_certifies_its_budget_through_ic_agent() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path();
+    let devnet = Devnet::start(&home.join("devnet-state"), home);
+    let report_path = home.join("dp.json");
+    run(
+        &[
+            "simulate",
+            "-q",
+            "--clients",
+            "3",
+            "--rounds",
+            "2",
+            "--samples",
+            "600",
+            "--dp",
+            "central",
+            "--dp-epsilon",
+            "30",
+            "--network",
+            &devnet.url,
+            "--json",
+            report_path.to_str().unwrap(),
+        ],
+        home,
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let spent: Vec<f64> = report["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epsilon_spent"].as_f64().expect("each round certifies epsilon"))
+        .collect();
+    assert_eq!(spent.len(), 2);
+    assert!(spent[0] < spent[1] && spent[1] <= 30.0, "{spent:?}");
+    let canister = report["canister_id"].as_str().unwrap();
+    let v = json(
+        &[
+            "verify",
+            "privacy",
+            "--network",
+            &devnet.url,
+            "--canister",
+            canister,
+            "--json",
+        ],
+        home,
+    );
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["rounds"], 2);
+    assert_eq!(v["epsilon_spent"].as_f64(), Some(spent[1]));
+    assert_eq!(v["history"].as_array().unwrap().len(), 2);
+}
+
 #[test]
 fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
     let root = tempfile::tempdir().unwrap();

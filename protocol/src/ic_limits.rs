@@ -18,9 +18,10 @@ pub const UPDATE_INSTRUCTION_LIMIT: u64 = 40_000_000_000;
 pub const UPGRADE_INSTRUCTION_LIMIT: u64 = 300_000_000_000;
 /// Measured costs times this must fit the limits.
 pub const MARGIN: u64 = 2;
-/// Instructions per parameter to draw and add central DP's Gaussian noise (ChaCha20,
-/// Box-Muller through `libm`), an upper estimate of what `flic bench aggregate` measures.
-pub const NOISE_PER_PARAM: u64 = 400;
+/// Instructions per parameter to draw and add central DP's Gaussian noise (ChaCha12, the
+/// polar method through `libm`): 674 measured on a 1.09e6-parameter close
+/// (docs/benchmarks.md, section 9), rounded up.
+pub const NOISE_PER_PARAM: u64 = 800;
 /// Instructions a robust rule's close uses per message by default: it starts another
 /// window only while its estimated cost, times [`MARGIN`], keeps the message below this.
 /// Half the limit, so that the commit that starts a close has room for its own work.

@@ -382,32 +382,54 @@ pub fn noise_std_fixed(
 /// Domain tag of the noise stream's key.
 pub const NOISE_TAG: &[u8] = b"flic/dp-noise/v1";
 
+/// 2^63 as an `f64`: the first magnitude outside the `i64` range.
+const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+
 /// Adds Gaussian noise of standard deviation `std_fixed` to every element of `acc`,
 /// saturating at the `i64` range (a clamp of the noised value: post-processing, which
-/// costs no privacy). The normals come from ChaCha20 keyed by
-/// `sha256(NOISE_TAG || seed || round)` through Box-Muller, so the same secret seed gives
+/// costs no privacy). The normals come from ChaCha12 keyed by
+/// `sha256(NOISE_TAG || seed || round)`, so the same secret seed gives
 /// the same noise on every replica; without the seed nobody can predict or remove it.
+/// The normals are drawn by Marsaglia's polar method.
 pub fn add_gaussian_noise(acc: &mut [i64], seed: &[u8; 32], round: u64, std_fixed: f64) {
     use rand_chacha::rand_core::{RngCore, SeedableRng};
     let key = crate::hash::sha256_concat(&[NOISE_TAG, seed, &round.to_le_bytes()]);
-    let mut rng = rand_chacha::ChaCha20Rng::from_seed(key);
+    // ChaCha12: the rounds `rand`'s `StdRng` uses, cryptographically strong and 40%
+    // cheaper than ChaCha20 in the canister, where the noise is most of a DP close.
+    let mut rng = rand_chacha::ChaCha12Rng::from_seed(key);
     let mut spare: Option<f64> = None;
     for a in acc.iter_mut() {
         let z = match spare.take() {
             Some(z) => z,
             None => {
-                // u1 in (0, 1] so its log is finite; u2 in [0, 1).
-                let u1 = ((rng.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-                let u2 = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-                let r = libm::sqrt(-2.0 * libm::log(u1));
-                let t = 2.0 * std::f64::consts::PI * u2;
-                spare = Some(r * libm::sin(t));
-                r * libm::cos(t)
+                // Marsaglia's polar method: a point uniform in the unit disc (53-bit
+                // coordinates in [-1, 1)), then two normals from one log and one square
+                // root (IEEE square roots are exact to the bit everywhere; `libm` gives the
+                // log). About 1.27 points per pair.
+                let unit = |x: u64| (x >> 11) as f64 * (1.0 / (1u64 << 52) as f64) - 1.0;
+                loop {
+                    let (u, v) = (unit(rng.next_u64()), unit(rng.next_u64()));
+                    let s = u * u + v * v;
+                    if s > 0.0 && s < 1.0 {
+                        let f = (-2.0 * libm::log(s) / s).sqrt();
+                        spare = Some(v * f);
+                        break u * f;
+                    }
+                }
             }
         };
-        // In i128 (`as` saturates far beyond the i64 range), then clamped to i64.
-        let n = crate::fedavg::round_half_away(z * std_fixed) as i128;
-        *a = (*a as i128 + n).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        let n = crate::fedavg::round_half_away(z * std_fixed);
+        *a = if n.abs() < TWO_63 {
+            // Both in the i64 range: saturating addition is the exact clamp of the sum.
+            a.saturating_add(n as i64)
+        } else {
+            // Noise beyond the i64 range (an absurd scale): the sum's sign is the noise's.
+            if n > 0.0 {
+                i64::MAX
+            } else {
+                i64::MIN
+            }
+        };
     }
 }
 
