@@ -419,7 +419,11 @@ fn a_dp_federation_over_the_devnet_certifies_its_budget_through_ic_agent() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["epsilon_spent"].as_f64().expect("each round certifies epsilon"))
+        .map(|r| {
+            r["epsilon_spent"]
+                .as_f64()
+                .expect("each round certifies epsilon")
+        })
         .collect();
     assert_eq!(spent.len(), 2);
     assert!(spent[0] < spent[1] && spent[1] <= 30.0, "{spent:?}");

@@ -34,7 +34,18 @@ pub fn line_panels(
 ) -> String {
     let (pw, ph, ml, mt, mb, gap) = (300.0, 220.0, 50.0, 30.0, 40.0, 20.0);
     let width = ml + panels.len() as f64 * (pw + gap) + 10.0;
-    let legend_h = 24.0;
+    // The legend wraps into as many rows as the width needs: (x, row) of each entry.
+    let mut places = Vec::new();
+    let (mut x, mut row) = (ml, 0usize);
+    for series in panels.first().map_or(&[][..], |p| &p.series[..]) {
+        let w = 30.0 + 7.0 * series.label.len() as f64;
+        if x > ml && x + w > width {
+            (x, row) = (ml, row + 1);
+        }
+        places.push((x, row));
+        x += w;
+    }
+    let legend_h = 24.0 + 16.0 * places.last().map_or(0, |p| p.1) as f64;
     let height = mt + ph + mb + legend_h;
     let mut s = String::new();
     let _ = write!(
@@ -115,9 +126,8 @@ pub fn line_panels(
         esc(y_label)
     );
     if let Some(first) = panels.first() {
-        let mut x = ml;
-        let y = mt + ph + mb + 12.0;
-        for (k, series) in first.series.iter().enumerate() {
+        for (k, (series, &(x, row))) in first.series.iter().zip(&places).enumerate() {
+            let y = mt + ph + mb + 12.0 + 16.0 * row as f64;
             let _ = writeln!(
                 s,
                 r#"<line x1="{x}" x2="{}" y1="{y}" y2="{y}" stroke="{}" stroke-width="2.5" {}/><text x="{}" y="{}">{}</text>"#,
@@ -132,7 +142,6 @@ pub fn line_panels(
                 y + 4.0,
                 esc(&series.label)
             );
-            x += 30.0 + 7.0 * series.label.len() as f64;
         }
     }
     s.push_str("</svg>\n");
@@ -166,5 +175,39 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 4);
         assert!(svg.contains("a&lt;b"));
         assert!(!svg.contains("a<b"));
+    }
+
+    #[test]
+    fn a_long_legend_wraps_inside_the_picture() {
+        let series = (0..6)
+            .map(|i| Series {
+                label: format!("a fairly long label number {i}"),
+                points: vec![(0.0, 0.1), (1.0, 0.5)],
+                dashed: false,
+            })
+            .collect();
+        let svg = line_panels(
+            &[Panel {
+                title: "one".into(),
+                series,
+            }],
+            "round",
+            "accuracy",
+            0.0,
+            1.0,
+        );
+        let width: f64 = svg
+            .split("width=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for x in svg.split("<text x=\"").skip(1) {
+            let x: f64 = x.split('"').next().unwrap().parse().unwrap();
+            assert!(x < width, "text at {x} beyond the width {width}");
+        }
     }
 }

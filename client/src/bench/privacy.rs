@@ -228,7 +228,7 @@ pub fn render(report: &PrivacyReport, svg_path: &str) -> String {
             "noise std per coordinate of the mean update",
             &format!("accuracy, round {}", b.rounds),
             "vs no DP at the same clip",
-            "noise instructions / parameter at the close",
+            "extra instructions / parameter at the close (noise and accounting)",
         ],
         &rows,
     ));
