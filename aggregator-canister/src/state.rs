@@ -143,10 +143,6 @@ pub struct State {
     pub(crate) closing: Option<crate::rounds::Closing>,
     /// Central DP: the open round's noise seed (see `rounds/privacy.rs`). Heap only.
     pub(crate) noise_seed: Option<[u8; 32]>,
-    /// Central DP: when the close that waits for the seed was due. Heap only: after an
-    /// upgrade, a round at `max_clients` waits again ([`State::close_pending`]) and a
-    /// deadline's close comes back with the timer.
-    pub(crate) close_waiting: Option<u64>,
     /// Set by the boundary while a `raw_rand` call is in flight. Heap only.
     pub seed_requested: bool,
     /// Instructions the current message has used (`ic0.performance_counter`); tests
@@ -278,7 +274,6 @@ impl State {
             metrics: StableCell::init(m.get(MEMORY_METRICS), Stored(Metrics::default())),
             closing: None,
             noise_seed: None,
-            close_waiting: None,
             seed_requested: false,
             meter: || 0,
         }
@@ -523,6 +518,7 @@ impl State {
             opened_at_ns: ctx.now,
             deadline_ns: ctx.now + round_duration_ns,
             first_contribution: self.allocators().next_contribution,
+            close_due_ns: None,
             ..self.open_round().clone()
         };
         self.set_open_round(round);

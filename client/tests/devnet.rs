@@ -444,6 +444,45 @@ fn a_dp_federation_over_the_devnet_certifies_its_budget_through_ic_agent() {
     assert_eq!(v["rounds"], 2);
     assert_eq!(v["epsilon_spent"].as_f64(), Some(spent[1]));
     assert_eq!(v["history"].as_array().unwrap().len(), 2);
+
+    // A controller's `flic job start --dp`: the noise calibrated so that exactly 10 rounds
+    // fit, every contribution weighing 1, and the budget in `flic status`.
+    let admin = home.join("admin");
+    run(&["keygen"], &admin);
+    let deployed = json(&["deploy", "--network", &devnet.url, "--json"], &admin);
+    let canister = deployed["canister"].as_str().unwrap().to_string();
+    let target = [
+        "--network",
+        devnet.url.as_str(),
+        "--canister",
+        canister.as_str(),
+    ];
+    let start = [
+        "job",
+        "start",
+        "--input-shape",
+        "16",
+        "--classes",
+        "4",
+        "--dp",
+        "central",
+        "--dp-epsilon",
+        "8",
+        "--dp-rounds",
+        "10",
+    ];
+    run(&[&start[..], &target].concat(), &admin);
+    let status = json(&[&["status", "--json"][..], &target].concat(), &admin);
+    let p = &status["privacy"];
+    assert_eq!(p["mode"], "central", "{status}");
+    assert_eq!(p["target_epsilon"].as_f64(), Some(8.0));
+    assert_eq!(p["rounds_within_budget"].as_u64(), Some(10));
+    assert_eq!(p["epsilon_spent"].as_f64(), Some(0.0));
+    // --dp needs a budget: a usage error (exit 2) before anything is sent.
+    let out = flic(&[&start[..8], &target].concat(), &admin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
 #[test]

@@ -257,6 +257,26 @@ fn submission_seeds(root: &Path) {
     extend.push(Op::Advance { amount: 16 });
     extend.extend([submit(1, 0, 10), submit(2, 1, 11)].concat());
     write(&dir, "deadline_extends", &program(shape | 8, &extend));
+    // Central DP (bit 4): the round at max_clients waits for its seed (an odd Advance),
+    // a second round's seed comes first, then the deadline path with a waiting close.
+    let mut dp: Vec<Op> = full.clone();
+    dp.push(Op::Advance { amount: 1 });
+    dp.push(Op::Advance { amount: 3 });
+    dp.extend([submit(1, 0, 14), submit(0, 1, 15), submit(2, 1, 16)].concat());
+    dp.extend(submit(0, 0, 17));
+    dp.push(Op::Advance { amount: 18 });
+    dp.push(Op::Upgrade);
+    dp.push(Op::Advance { amount: 2 });
+    dp.push(Op::Advance { amount: 5 });
+    write(&dir, "dp_rounds_wait_for_their_seed", &program(shape | 0x10, &dp));
+    // Rounds until the budget pauses the job, then a resume that must be refused.
+    let mut budget: Vec<Op> = Vec::new();
+    for r in 0..8u8 {
+        budget.push(Op::Advance { amount: 1 });
+        budget.extend(submit(r % 3, r & 1, 20 + r));
+    }
+    budget.push(Op::Admin { action: 1 });
+    write(&dir, "dp_budget_pauses", &program(0x10, &budget));
     // Every begin mutation, each followed by an honest upload attempt.
     for m in 1..BEGIN_MUTATIONS {
         let mut ops = vec![

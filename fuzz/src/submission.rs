@@ -3,7 +3,8 @@
 //! job and registered contributors holding real Ed25519 keys from fixed seeds.
 //!
 //! Input layout: byte 0 is the job shape (bit 0 `retain_contributions`, bits 1-2
-//! `max_clients - 1`, bit 3 `min_clients = max_clients` instead of 1); then operations, each
+//! `max_clients - 1`, bit 3 `min_clients = max_clients` instead of 1, bit 4 central
+//! differential privacy, whose noise seed an odd `Op::Advance` delivers); then operations, each
 //! an opcode byte and a fixed number of argument bytes (see [`Op::parse`]), at most
 //! [`MAX_OPS`].
 //!
@@ -16,7 +17,9 @@
 //! - a header or chunk the harness corrupted is rejected; a commit succeeds exactly when the
 //!   caller's upload is complete and its delta validates;
 //! - when a round closes, the new model version equals the one a verifier recomputes with
-//!   `fedavg::Accumulator` from the committed deltas (a reference model of the round);
+//!   `fedavg::Accumulator` from the committed deltas (a reference model of the round); with
+//!   DP, a round closes only with its noise seed, its record certifies the epsilon the
+//!   accountant gives, and the job pauses exactly when the budget has no room for a round;
 //! - an upgrade (`save_for_upgrade`, then `State::load` on the same memory) restores the
 //!   accumulator exactly, loading writes nothing, and no query changes.
 
@@ -37,6 +40,7 @@ use flic_protocol::encoding::{
 };
 use flic_protocol::fedavg::Accumulator;
 use flic_protocol::merkle;
+use flic_protocol::privacy::{DpConfig, DpMode};
 use flic_protocol::model::{model_version, weights_to_le_bytes, ModelSpec};
 use flic_protocol::submission::signing_key_from_seed;
 use flic_protocol::{Hash, SubmissionHeader};
@@ -70,6 +74,13 @@ pub fn config(shape: u8) -> JobConfig {
         max_weight: MAX_WEIGHT,
         retain_contributions: shape & 1 != 0,
         allowed_encodings: ENCODINGS.to_vec(),
+        // A budget of a few rounds, so that sequences reach the pause.
+        dp: (shape & 0x10 != 0).then_some(DpConfig {
+            mode: DpMode::Central,
+            noise_multiplier: 1.0,
+            target_epsilon: 11.0,
+            delta: 1e-5,
+        }),
         ..flic_test_fixtures::job(spec(), CHUNK)
     }
 }
@@ -327,7 +338,7 @@ fn prepare_memory(shape: u8) -> (DefaultMemoryImpl, Vec<u64>) {
 
 impl Harness {
     pub fn new(shape: u8) -> Self {
-        let shape = shape & 0x0f;
+        let shape = shape & 0x1f;
         let prepared = PREPARED.with_borrow_mut(|p| {
             p.entry(shape)
                 .or_insert_with(|| Rc::new(prepare(shape)))
@@ -369,7 +380,7 @@ impl Harness {
 
     /// For tests of the harness: every byte of the prepared memory built from scratch.
     pub fn fresh_bytes(shape: u8) -> Vec<u8> {
-        prepare_memory(shape & 0x0f).0.borrow().clone()
+        prepare_memory(shape & 0x1f).0.borrow().clone()
     }
 
     /// For tests of the harness: every byte of this harness's memory.
@@ -470,16 +481,33 @@ impl Harness {
             Op::Commit { who, which } => self.commit(who, which),
             Op::Advance { amount } => {
                 self.now += amount as u64 * (DURATION / 16);
+                let dp = self.config.dp.is_some();
+                if dp && amount & 1 == 1 {
+                    // raw_rand's reply: a close that waited for it happens now.
+                    let waiting = self.state.close_pending() && self.state.wants_noise_seed();
+                    self.state.receive_noise_seed([amount; 32], self.now);
+                    assert_eq!(self.round(), round_before + waiting as u64, "seed close");
+                    if waiting {
+                        self.round_closed();
+                        self.check_after(round_before, committed_before);
+                        return;
+                    }
+                }
                 let m = self.state.open_round().clone();
                 let due = m.deadline_ns != 0 && self.now >= m.deadline_ns;
                 let running =
                     self.state.job().job_state() == flic_protocol::api::JobState::Running;
+                // A DP round without its seed waits (and refuses submissions meanwhile).
+                let waits = dp && self.state.wants_noise_seed();
+                let pending = self.state.close_pending();
                 self.state.on_timer(self.now);
-                let closes = running && due && m.committed >= self.config.min_clients;
+                let closes = running
+                    && !waits
+                    && (pending || (due && m.committed >= self.config.min_clients));
                 assert_eq!(self.round(), round_before + closes as u64, "timer close");
                 if closes {
                     self.round_closed();
-                } else if running && due {
+                } else if running && due && !pending && m.committed < self.config.min_clients {
                     assert_eq!(self.state.open_round().extensions, m.extensions + 1);
                     assert_eq!(self.state.open_round().deadline_ns, self.now + DURATION);
                     // An extension drops the stalled uploads.
@@ -658,8 +686,15 @@ impl Harness {
             chunk_hashes,
         };
         let header_mutated = mutation >= 5 && mutation != 23;
+        // Mutation 16 names another encoding; when both encodings make as many chunks
+        // (top-k and int4 at this size: one each), begin cannot tell and accepts, and the
+        // chunks are refused later for their length.
+        let same_shape = mutation == 16
+            && chunk_count(args.header.encoding.encoded_len(PARAMS), CHUNK)
+                == chunk_count(encoding.encoded_len(PARAMS), CHUNK);
         // Whether the sample count fits the dataset (the latest one may be smaller).
         let registered = idx.and_then(|i| self.clients[i].datasets.last().copied());
+        let closing = self.state.close_pending();
         let r = self.guarded(
             "begin_submission",
             |s, c| s.begin_submission(c, args.clone()),
@@ -668,11 +703,15 @@ impl Harness {
         match r {
             Ok(status) => {
                 assert!(
-                    !header_mutated,
+                    !header_mutated || same_shape,
                     "begin_submission accepted header mutation {mutation}"
                 );
                 // A new upload may have pushed out a stalled one.
                 self.forget_dropped_uploads();
+                if same_shape {
+                    // An upload whose chunks cannot match: the harness does not own it.
+                    return;
+                }
                 let i = idx.expect("only contributors with a dataset can begin");
                 let (_, reg_samples, revoked) = registered.expect("a dataset");
                 assert!(!revoked && sample_count <= reg_samples);
@@ -714,8 +753,10 @@ impl Harness {
                     .map_or(0, |c| flic_aggregator::rounds::pending_limit(c.max_clients));
                 let full = matches!(e, SubmitError::TooManyPendingSubmissions { .. })
                     && info.pending >= limit;
+                // A round waiting for its close (central DP's seed) takes no uploads.
+                let closing = closing && matches!(e, SubmitError::RoundClosing { .. });
                 assert!(
-                    !honest || duplicate || full,
+                    !honest || duplicate || full || closing,
                     "honest begin_submission rejected: {e:?}"
                 );
             }
@@ -762,11 +803,12 @@ impl Harness {
             index: chunk_index,
             bytes: ByteBuf::from(bytes),
         };
+        let closing = self.state.close_pending();
         let r = self.guarded("put_chunk", |s, c| s.put_chunk(c, args), caller);
         match r {
             Ok(_) => assert!(!corrupted, "put_chunk accepted corruption {mutation}"),
             Err(e) => assert!(
-                corrupted || !running,
+                corrupted || !running || closing,
                 "an honest chunk of the caller's own upload was rejected: {e:?}"
             ),
         }
@@ -814,6 +856,7 @@ impl Harness {
             .is_some_and(|d| !d.2)
         });
         let round_before = self.round();
+        let closing = self.state.close_pending();
         let r = self.guarded(
             "commit_submission",
             |s, c| s.commit_submission(c, id),
@@ -854,7 +897,7 @@ impl Harness {
             Err(e) => {
                 let valid = upload.as_ref().is_some_and(|u| u.1);
                 assert!(
-                    !(valid && complete && running && live),
+                    !(valid && complete && running && live && !closing),
                     "a complete, valid upload was not committed: {e:?}"
                 );
                 if matches!(e, SubmitError::InvalidDelta(_)) {
@@ -887,17 +930,53 @@ impl Harness {
             .apply(&self.reference.weights, self.config.server_lr)
             .expect("a round closes with a contribution");
         let version = self.state.round_info().model_version.unwrap().into_array();
-        assert_eq!(
-            version,
-            model_version(&self.spec_id, &expected),
-            "new model differs from the reference FedAvg"
-        );
+        let expected = match self.config.dp {
+            None => {
+                assert_eq!(
+                    version,
+                    model_version(&self.spec_id, &expected),
+                    "new model differs from the reference FedAvg"
+                );
+                expected
+            }
+            Some(dp) => {
+                // Noise from a secret seed: the model is the canister's; its record
+                // certifies the budget, and the job pauses when the budget is spent.
+                let closed = self.round() - 1;
+                let record = self
+                    .state
+                    .round_history(flic_protocol::api::PageArgs {
+                        start: closed,
+                        limit: 1,
+                    })
+                    .items
+                    .remove(0);
+                assert_eq!(record.epsilon_spent, Some(dp.epsilon_after(closed + 1)));
+                assert!(record.epsilon_spent.unwrap() <= dp.target_epsilon);
+                let paused =
+                    self.state.job().job_state() == flic_protocol::api::JobState::Paused;
+                assert_eq!(paused, !dp.allows_round(closed + 1), "the budget's pause");
+                let weights = self.model_weights();
+                assert_eq!(version, model_version(&self.spec_id, &weights));
+                weights
+            }
+        };
         self.reference = fresh_reference(&self.config, expected);
         for c in &mut self.clients {
             // Uncommitted uploads of the closed round are discarded.
             c.upload = None;
         }
         assert_eq!(self.state.open_round().committed, 0);
+    }
+
+    /// The current model, downloaded as a client would.
+    fn model_weights(&self) -> Vec<f32> {
+        let info = self.state.model_info().expect("a model exists");
+        let mut bytes = Vec::new();
+        for i in 0..info.chunk_count {
+            bytes.extend_from_slice(&self.state.model_chunk(i).expect("in range").bytes);
+        }
+        flic_protocol::model::weights_from_le_bytes(&bytes).expect("whole f32 values")
     }
 
     fn dataset(&mut self, who: u8, action: u8, samples: u64) {

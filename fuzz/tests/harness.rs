@@ -7,7 +7,7 @@ use flic_fuzz::submission::{execute, run, Harness};
 #[test]
 fn restored_state_is_byte_identical_to_a_fresh_one() {
     let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/submission_path");
-    for shape in [0u8, 0b0101, 0b1111] {
+    for shape in [0u8, 0b0101, 0b1111, 0b1_0101] {
         let fresh = Harness::fresh_bytes(shape);
         // Dirty the working memory with whole rounds, then start over.
         for entry in std::fs::read_dir(&seeds).unwrap().take(6) {
@@ -65,4 +65,13 @@ fn seeds_reach_closed_rounds() {
     // A payload mutation is accepted at begin and rejected at commit.
     assert_eq!(progress("begin_mutation_02"), (0, 1));
     assert_eq!(progress("begin_mutation_23"), (0, 2));
+    // Central DP: three rounds close, each only with its seed (one across an upgrade).
+    assert_eq!(progress("dp_rounds_wait_for_their_seed"), (3, 7));
+    // Rounds of one contribution until the budget pauses the job; the resume is refused.
+    let budget = flic_fuzz::submission::config(0x10)
+        .dp
+        .unwrap()
+        .rounds_within_budget();
+    assert!((1..8).contains(&budget), "{budget}");
+    assert_eq!(progress("dp_budget_pauses"), (budget, budget));
 }

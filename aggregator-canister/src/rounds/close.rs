@@ -44,7 +44,11 @@ impl State {
         if self.close_waits_for_seed() {
             // Central DP: the noise needs this round's secret seed, which is on its way
             // (`receive_noise_seed` closes the round); the round takes no submissions.
-            self.close_waiting.get_or_insert(now);
+            if self.open_round().close_due_ns.is_none() {
+                let mut round = self.open_round().clone();
+                round.close_due_ns = Some(now);
+                self.set_open_round(round);
+            }
             return;
         }
         if self.job().config().aggregation().needs_all_deltas() {
@@ -58,7 +62,7 @@ impl State {
             }
             self.continue_close(now);
         } else {
-            let closed_at = self.close_waiting.take().unwrap_or(now);
+            let closed_at = self.open_round().close_due_ns.unwrap_or(now);
             self.finish_close(closed_at, now, Update::Accumulated);
         }
     }
@@ -68,7 +72,7 @@ impl State {
     /// `max_clients` and is still open), which the next timer starts again. The round
     /// takes no submissions meanwhile.
     pub fn close_pending(&self) -> bool {
-        if self.closing.is_some() || self.close_waiting.is_some() {
+        if self.closing.is_some() || self.open_round().close_due_ns.is_some() {
             return true;
         }
         let job = self.job();
@@ -237,6 +241,7 @@ impl State {
         round.opened_at_ns = now;
         round.deadline_ns = now + round_duration_ns;
         round.extensions = 0;
+        round.close_due_ns = None;
         round.committed = 0;
         round.total_weight = 0;
         round.first_contribution = next_contribution;

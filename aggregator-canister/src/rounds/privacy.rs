@@ -1,10 +1,11 @@
 //! Central differential privacy: the secret seed of each round's noise (from the IC's
 //! `raw_rand`, asked for by the `ic-cdk` boundary), and the budget.
 //!
-//! A round of a job with DP closes only with its seed: a close that finds none waits, and
-//! the seed's arrival closes it. The seed lives on the heap only and is overwritten when
-//! the close uses it, so no later read of the canister's memory can remove a past round's
-//! noise; an upgrade drops it and the boundary asks again.
+//! A round of a job with DP closes only with its seed: a close that finds none waits
+//! (recorded in the open round, so it survives upgrades), and the seed's arrival closes it.
+//! The seed lives on the heap only and is overwritten when the close uses it, so no later
+//! read of the canister's memory can remove a past round's noise; an upgrade drops it and
+//! the boundary asks again.
 
 use flic_protocol::api::JobState;
 use flic_protocol::privacy::DpConfig;

@@ -77,6 +77,7 @@ impl LegacyMeta {
                 committed: self.committed,
                 total_weight: self.total_weight,
                 first_contribution: self.first_contribution_of_round,
+                close_due_ns: None,
             },
             allocators: AllocatorsRecord {
                 next_contribution: self.next_contribution,

@@ -519,6 +519,10 @@ pub struct OpenRoundRecord {
     pub total_weight: u64,
     /// Global index of the round's first contribution.
     pub first_contribution: u64,
+    /// Central DP: when the round's close became due while it waited for its noise seed
+    /// (the round takes no submissions meanwhile). Added after version 1 was first
+    /// written: `None` in older records.
+    pub close_due_ns: Option<u64>,
 }
 
 impl StoredRecord for OpenRoundRecord {

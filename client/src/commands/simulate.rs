@@ -21,6 +21,15 @@ pub fn run(
         report.rounds.len(),
         report.wall_seconds
     ))?;
+    if let (Some(dp), Some(spent)) = (
+        &report.config.dp,
+        report.rounds.last().and_then(|r| r.epsilon_spent),
+    ) {
+        printer.out(format!(
+            "privacy: epsilon {spent:.3} of {} spent at delta {} (noise multiplier {:.3}), certified in every round record",
+            dp.target_epsilon, dp.delta, dp.noise_multiplier
+        ))?;
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;

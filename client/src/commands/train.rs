@@ -158,6 +158,17 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
                 .map(|v| hex::encode(v.as_slice()))
                 .unwrap_or_default()
         ));
+        if let Some((dp, job)) = info.config.as_ref().and_then(|c| c.dp.map(|d| (d, c))) {
+            progress.note(&format!(
+                "this job has {} differential privacy: your delta is clipped to {} and weighs at most {}; the models so far spent epsilon {:.3} of {} (delta {})",
+                format!("{:?}", dp.mode).to_lowercase(),
+                job.clip_norm,
+                job.max_weight,
+                dp.epsilon_after(info.round),
+                dp.target_epsilon,
+                dp.delta
+            ));
+        }
         let job = info
             .config
             .as_ref()
