@@ -174,8 +174,15 @@ fn an_upgrade_drops_the_seed_and_a_waiting_close_asks_again() {
     );
     commit_round(&mut h, &clients, 0);
     assert!(h.state.close_pending());
-    // An upgrade while the close waits: still closing, and the timer asks at once.
+    // The deadline passes too: the round still waits, with the deadline it had.
+    h.now += DURATION;
+    h.state.on_timer(h.now);
+    assert_eq!(h.state.round_info().round, 0);
+    // An upgrade while the close waits: still closing (the wait is in the open round's
+    // record), nothing a query shows changes, and the timer asks at once.
+    let before = h.state.round_info();
     h.upgrade();
+    assert_eq!(before, h.state.round_info());
     assert!(h.state.close_pending());
     assert_eq!(h.state.timer_deadline(), 1);
     h.state.on_timer(h.now);
