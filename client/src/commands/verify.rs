@@ -365,10 +365,10 @@ pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::
         }))?);
     }
     printer.out(format!(
-        "privacy verified: {rounds} certified round(s) spent epsilon {spent:.4} of {} at delta {} ({:?} DP, noise multiplier {:.4}); {} of {total} rounds left",
+        "privacy verified: {rounds} certified round(s) spent epsilon {spent:.4} of {} at delta {} ({} DP, noise multiplier {:.4}); {} of {total} rounds left",
         dp.target_epsilon,
         dp.delta,
-        dp.mode,
+        format!("{:?}", dp.mode).to_lowercase(),
         dp.noise_multiplier,
         total.saturating_sub(rounds)
     ))?;
