@@ -18,11 +18,14 @@
 //!
 //! Here: the mask stream ([`mask`]), masking ([`mask_into`]), unmasking
 //! ([`remove_masks`]), and `t`-of-`n` Shamir sharing of 32-byte seeds over the prime field
-//! `GF(2^61 - 1)` ([`share_seed`], [`reconstruct_seed`]). Not here yet: key agreement,
-//! encrypted share exchange through the canister, the phases on timers, and any
-//! canister or client code that uses them.
+//! `GF(2^61 - 1)` ([`share_seed`], [`reconstruct_seed`]); in [`keys`], the participants'
+//! signed X25519 keys, the seeds they agree on, and the encrypted envelopes that carry
+//! their shares to each other. Not here yet: the phases on the canister's timers, and
+//! any canister or client code that uses them.
 
 use crate::hash::sha256_concat;
+
+pub mod keys;
 
 /// Domain tag of the mask stream.
 pub const MASK_TAG: &[u8] = b"flic/secagg-mask/v1";
