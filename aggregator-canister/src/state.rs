@@ -568,7 +568,7 @@ impl State {
         Ok(())
     }
 
-    fn set_job_state(&mut self, state: JobStateRecord) {
+    pub(crate) fn set_job_state(&mut self, state: JobStateRecord) {
         let mut job = self.job().clone();
         job.state = state;
         self.set_job(job);

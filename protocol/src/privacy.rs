@@ -198,6 +198,16 @@ pub enum DpMode {
     Distributed,
 }
 
+impl DpMode {
+    /// `central` or `distributed`, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DpMode::Central => "central",
+            DpMode::Distributed => "distributed",
+        }
+    }
+}
+
 /// Client-level differential privacy of a job (DP-FedAvg, McMahan et al. 2018): every
 /// contribution is clipped to the job's `clip_norm` (the canister checks it), and each
 /// round's weighted sum gets Gaussian noise of `noise_multiplier` times its sensitivity.

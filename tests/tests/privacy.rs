@@ -3,24 +3,15 @@
 //! canister's `raw_rand`, certify the epsilon spent, and stop at the budget; `flic verify
 //! privacy` recomputes it.
 
+mod cli;
+use cli::{flic, s};
+
 use std::path::Path;
 
-use clap::Parser;
-use flic_client::cli::Cli;
 use flic_client::commands::ExitStatus;
 use flic_client::output::Silent;
 use flic_client::simulate::{run, SimulationConfig};
 use flic_protocol::privacy::{noise_for_budget, DpConfig, DpMode};
-
-fn flic(args: &[&str]) -> anyhow::Result<()> {
-    let mut argv = vec!["flic", "--quiet"];
-    argv.extend_from_slice(args);
-    flic_client::commands::run(Cli::try_parse_from(argv)?)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
 
 fn base(state: &Path) -> SimulationConfig {
     SimulationConfig {

@@ -3,23 +3,13 @@
 //! recomputes a model version's lineage bit for bit, and checks dataset sample proofs.
 //! Tampered files fail with the reason.
 
-use std::path::Path;
+mod cli;
+use cli::{flic, s};
 
-use clap::Parser;
-use flic_client::cli::Cli;
+
 use flic_client::commands::ExitStatus;
 use flic_client::output::Silent;
 use flic_client::simulate::{run, SimulationConfig};
-
-fn flic(args: &[&str]) -> anyhow::Result<()> {
-    let mut argv = vec!["flic", "--quiet"];
-    argv.extend_from_slice(args);
-    flic_client::commands::run(Cli::try_parse_from(argv)?)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
 
 /// Runs `args` on the embedded canister with every delta retained, then has `flic verify
 /// lineage` recompute the last model version from them; `what` names the run in failures.

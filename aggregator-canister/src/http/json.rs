@@ -114,7 +114,7 @@ pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
         "proximal_mu": info.config.as_ref().map(|c| c.client.proximal_mu()),
         "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
         "privacy": info.config.as_ref().and_then(|c| c.dp).map(|dp| json!({
-            "mode": format!("{:?}", dp.mode).to_lowercase(),
+            "mode": dp.mode.name(),
             "noise_multiplier": dp.noise_multiplier,
             "delta": dp.delta,
             "target_epsilon": dp.target_epsilon,

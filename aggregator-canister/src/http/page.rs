@@ -257,10 +257,7 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
             stat(
                 &mut h,
                 &format!("ε {spent:.3} of {} (δ {:e})", dp.target_epsilon, dp.delta),
-                &format!(
-                    "privacy budget spent ({} DP)",
-                    format!("{:?}", dp.mode).to_lowercase()
-                ),
+                &format!("privacy budget spent ({} DP)", dp.mode.name()),
             );
             let total = dp.rounds_within_budget();
             stat(

@@ -251,9 +251,7 @@ impl State {
                 // `resume_job` refuses while the budget is spent.
                 round.paused_remaining_ns = round.deadline_ns - now;
                 self.set_open_round(round);
-                let mut job = self.job().clone();
-                job.state = crate::storage::records::JobStateRecord::Paused;
-                self.set_job(job);
+                self.set_job_state(crate::storage::records::JobStateRecord::Paused);
                 return;
             }
         }

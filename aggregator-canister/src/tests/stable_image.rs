@@ -388,7 +388,21 @@ fn upgrade_from_release_images_loses_nothing() {
         assert_eq!(job.close_slice_instructions, None, "{release}");
         if let Some(c) = &job.config {
             assert_eq!(c.client.proximal_mu, None, "{release}");
+            assert_eq!(c.dp, None, "{release}: no differential privacy");
         }
+        assert_eq!(h.state.open_round().close_due_ns, None, "{release}");
+        assert!(
+            h.state
+                .round_history(all())
+                .items
+                .iter()
+                .all(|r| r.epsilon_spent.is_none()),
+            "{release}: no round record certifies an epsilon"
+        );
+        assert!(
+            !h.state.wants_noise_seed(),
+            "{release}: no seed is asked for"
+        );
         assert!(
             !h.state.close_pending(),
             "{release}: no robust close pending"

@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::bench::doc::table;
-use crate::bench::plot::{line_panels, Panel, Series};
+use crate::bench::plot::{from_round_zero, line_panels, Panel, Series};
 use crate::output::Progress;
 use crate::simulate::{run as simulate, SimulationConfig, SimulationReport};
 use flic_protocol::DeltaEncoding;
@@ -169,14 +169,7 @@ pub fn svg(report: &CompressionReport) -> String {
                 .filter(|r| &r.partition == p)
                 .map(|r| Series {
                     label: format!("{} ({:.3} B/param)", r.encoding, r.bytes_per_param),
-                    points: std::iter::once((0.0, *init))
-                        .chain(
-                            r.accuracy
-                                .iter()
-                                .enumerate()
-                                .map(|(i, &a)| ((i + 1) as f64, a)),
-                        )
-                        .collect(),
+                    points: from_round_zero(*init, &r.accuracy),
                     dashed: r.encoding != "f32",
                 })
                 .collect(),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::bench::doc::table;
-use crate::bench::plot::{line_panels, Panel, Series};
+use crate::bench::plot::{from_round_zero, line_panels, Panel, Series};
 use crate::output::Progress;
 use flic_protocol::api::Optimizer;
 use flic_protocol::DeltaEncoding;
@@ -90,11 +90,7 @@ pub fn svg(report: &LearningReport) -> String {
         .results
         .iter()
         .map(|r| {
-            let pts = |v: &[f64]| -> Vec<(f64, f64)> {
-                std::iter::once((0.0, r.initial_accuracy))
-                    .chain(v.iter().enumerate().map(|(i, &a)| ((i + 1) as f64, a)))
-                    .collect()
-            };
+            let pts = |v: &[f64]| from_round_zero(r.initial_accuracy, v);
             Panel {
                 title: r.partition.clone(),
                 series: vec![

@@ -9,6 +9,18 @@ pub struct Series {
     pub dashed: bool,
 }
 
+/// A per-round series as points: `(0, initial)`, then `(r, value of round r)` from 1.
+pub fn from_round_zero(initial: f64, per_round: &[f64]) -> Vec<(f64, f64)> {
+    std::iter::once((0.0, initial))
+        .chain(
+            per_round
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| ((i + 1) as f64, a)),
+        )
+        .collect()
+}
+
 pub struct Panel {
     pub title: String,
     pub series: Vec<Series>,

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::bench::doc::table;
-use crate::bench::plot::{line_panels, Panel, Series};
+use crate::bench::plot::{from_round_zero, line_panels, Panel, Series};
 use crate::output::Progress;
 use crate::simulate::{run as simulate, SimulationConfig, SimulationReport};
 use flic_protocol::privacy::{noise_for_budget, DpConfig, DpMode};
@@ -154,14 +154,7 @@ pub fn svg(report: &PrivacyReport) -> String {
             .iter()
             .map(|r| Series {
                 label: r.label(),
-                points: std::iter::once((0.0, report.initial_accuracy))
-                    .chain(
-                        r.accuracy
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &a)| ((i + 1) as f64, a)),
-                    )
-                    .collect(),
+                points: from_round_zero(report.initial_accuracy, &r.accuracy),
                 dashed: r.target_epsilon.is_some(),
             })
             .collect(),

@@ -31,7 +31,7 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             "proximal_mu": info.config.as_ref().map(|c| c.client.proximal_mu()),
             "admission": info.config.as_ref().map(|c| format!("{:?}", c.admission())),
             "privacy": info.config.as_ref().and_then(|c| c.dp).map(|dp| serde_json::json!({
-                "mode": format!("{:?}", dp.mode).to_lowercase(),
+                "mode": dp.mode.name(),
                 "noise_multiplier": dp.noise_multiplier,
                 "delta": dp.delta,
                 "target_epsilon": dp.target_epsilon,
@@ -69,17 +69,18 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
         }
         rows.push(("admission".into(), format!("{:?}", c.admission())));
         if let Some(dp) = &c.dp {
+            let total = dp.rounds_within_budget();
             rows.push((
                 "privacy".into(),
                 format!(
                     "{} DP: epsilon {:.3} of {} spent at delta {} (noise multiplier {:.3}, {} of {} rounds left)",
-                    format!("{:?}", dp.mode).to_lowercase(),
+                    dp.mode.name(),
                     dp.epsilon_after(info.round),
                     dp.target_epsilon,
                     dp.delta,
                     dp.noise_multiplier,
-                    dp.rounds_within_budget().saturating_sub(info.round),
-                    dp.rounds_within_budget()
+                    total.saturating_sub(info.round),
+                    total
                 ),
             ));
         }

@@ -161,7 +161,7 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
         if let Some((dp, job)) = info.config.as_ref().and_then(|c| c.dp.map(|d| (d, c))) {
             progress.note(&format!(
                 "this job has {} differential privacy: your delta is clipped to {} and weighs at most {}; the models so far spent epsilon {:.3} of {} (delta {})",
-                format!("{:?}", dp.mode).to_lowercase(),
+                dp.mode.name(),
                 job.clip_norm,
                 job.max_weight,
                 dp.epsilon_after(info.round),

@@ -351,7 +351,7 @@ pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::
     if json {
         return Ok(printer.json(&serde_json::json!({
             "verified": true,
-            "mode": format!("{:?}", dp.mode).to_lowercase(),
+            "mode": dp.mode.name(),
             "noise_multiplier": dp.noise_multiplier,
             "delta": dp.delta,
             "target_epsilon": dp.target_epsilon,
@@ -368,7 +368,7 @@ pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::
         "privacy verified: {rounds} certified round(s) spent epsilon {spent:.4} of {} at delta {} ({} DP, noise multiplier {:.4}); {} of {total} rounds left",
         dp.target_epsilon,
         dp.delta,
-        format!("{:?}", dp.mode).to_lowercase(),
+        dp.mode.name(),
         dp.noise_multiplier,
         total.saturating_sub(rounds)
     ))?;
