@@ -14,6 +14,7 @@ use crate::hash::to_hex;
 use crate::model::ModelSpec;
 use crate::optimizers::ServerOptimizer;
 use crate::privacy::DpConfig;
+use crate::secagg::SecAggConfig;
 use crate::rules::AggregationRule;
 use crate::submission::{SignatureError, SubmissionHeader};
 use crate::Hash;
@@ -129,6 +130,9 @@ pub struct JobConfig {
     /// Client-level differential privacy with a budget (`None`: none). See
     /// [`crate::privacy`].
     pub dp: Option<DpConfig>,
+    /// Secure aggregation (`None`: none): the canister only ever holds masked inputs and
+    /// their sum. See [`crate::secagg`].
+    pub secure_aggregation: Option<SecAggConfig>,
 }
 
 /// Who may take part in a job.
@@ -165,6 +169,7 @@ impl JobConfig {
             aggregation: None,
             server_optimizer: None,
             dp: None,
+            secure_aggregation: None,
         }
     }
 
@@ -309,6 +314,11 @@ impl JobConfig {
         )
         .with_optimizer(&self.server_optimizer(), self.model_spec.param_count())
         .with_dp(self.dp.as_ref(), self.model_spec.param_count())
+        .with_secagg(
+            self.secure_aggregation.as_ref(),
+            self.model_spec.param_count(),
+            self.max_clients,
+        )
         .check()
         .map_err(|reason| AdminError::InvalidConfig { reason })?;
         if let Some(dp) = &self.dp {
@@ -322,6 +332,30 @@ impl JobConfig {
                     "dp needs FedAvg aggregation: the noise is calibrated to the sensitivity of the round's sum, not to that of {}",
                     self.aggregation()
                 ));
+            }
+        }
+        let masked = self.allowed_encodings.contains(&DeltaEncoding::Masked);
+        match &self.secure_aggregation {
+            None if masked => {
+                return bad("the masked encoding is secure aggregation's: allow it only with secure_aggregation".into())
+            }
+            None => {}
+            Some(sa) => {
+                sa.check(self.min_clients, self.max_clients)
+                    .map_err(|e| AdminError::InvalidConfig {
+                        reason: format!("secure_aggregation: {e}"),
+                    })?;
+                if self.allowed_encodings != [DeltaEncoding::Masked] {
+                    return bad("secure aggregation takes masked inputs only: allowed_encodings must be [Masked]".into());
+                }
+                // The canister sees only masked inputs: nothing a rule could rank, nothing
+                // a verifier could re-check.
+                if self.aggregation() != AggregationRule::FedAvg {
+                    return bad(format!("secure aggregation needs FedAvg: {} reads every contribution, which masking hides (choose one: a robust rule or secure aggregation)", self.aggregation()));
+                }
+                if self.retain_contributions {
+                    return bad("secure aggregation cannot retain contributions: a masked input cannot be re-checked by anyone".into());
+                }
             }
         }
         self.limits()
@@ -502,6 +536,8 @@ pub enum SubmitError {
     NotAllowed { caller: Principal },
     #[error("round {round} is closing (its robust rule reads every delta over several messages): nothing changes until round {} opens, in a few seconds", round + 1)]
     RoundClosing { round: u64 },
+    #[error("secure aggregation: {reason}")]
+    SecureAggregation { reason: String },
     #[error("submission {submission_id} does not exist (a submission not committed before its round closed is discarded)")]
     UnknownSubmission { submission_id: u64 },
     #[error("submission {submission_id} belongs to another principal")]
@@ -651,6 +687,137 @@ pub struct CommitReceipt {
     pub weight: u64,
     /// Whether this commit closed the round (max_clients reached).
     pub round_closed: bool,
+}
+
+// ---------------------------------------------------------------- secure aggregation
+
+/// The phase of a secure-aggregation round; each lasts until every participant of the one
+/// before has acted or until its deadline.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecAggPhase {
+    /// Participants post their signed public keys (`secagg_advertise`), up to
+    /// `max_clients`; at the deadline with at least `min_clients` (or when full), the
+    /// round moves on.
+    AdvertiseKeys,
+    /// Every participant posts one sealed envelope of shares for each other participant
+    /// (`secagg_post_shares`).
+    ShareKeys,
+    /// Those that posted shares upload their masked inputs (`begin_submission` and the
+    /// rest, encoding `Masked`).
+    MaskedInput,
+    /// The survivors reveal their shares (`secagg_reveal`); with `threshold` of them the
+    /// canister removes the masks and closes the round.
+    Unmask,
+}
+
+impl SecAggPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecAggPhase::AdvertiseKeys => "advertise keys",
+            SecAggPhase::ShareKeys => "share keys",
+            SecAggPhase::MaskedInput => "masked input",
+            SecAggPhase::Unmask => "unmask",
+        }
+    }
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdvertiseKeysArgs {
+    pub round: u64,
+    /// The caller's raw 32-byte Ed25519 key (its self-authenticating principal).
+    pub public_key: ByteBuf,
+    pub c_public: ByteBuf,
+    pub s_public: ByteBuf,
+    pub self_seed_commitment: ByteBuf,
+    /// Over `secagg::keys::AdvertisedKeys::signing_bytes`.
+    pub signature: ByteBuf,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PostSharesArgs {
+    pub round: u64,
+    /// One sealed envelope for every other participant, in index order.
+    pub envelopes: Vec<ByteBuf>,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RevealSharesArgs {
+    pub round: u64,
+    /// One share per participant that posted shares, in index order: of its self-mask
+    /// seed if it committed a masked input, else of its mask secret.
+    pub shares: Vec<ByteBuf>,
+}
+
+/// One participant of a secure-aggregation round, as everyone may read it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecAggParticipant {
+    pub index: u32,
+    pub principal: Principal,
+    pub public_key: ByteBuf,
+    pub c_public: ByteBuf,
+    pub s_public: ByteBuf,
+    pub self_seed_commitment: ByteBuf,
+    pub signature: ByteBuf,
+    pub shared: bool,
+    pub masked: bool,
+    pub revealed: bool,
+}
+
+/// The open round's secure aggregation (`secagg_round`).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecAggRound {
+    pub round: u64,
+    pub phase: SecAggPhase,
+    pub phase_deadline_ns: u64,
+    /// Shares needed to rebuild a seed (fixed when the advertise phase ends; 0 before).
+    pub threshold: u32,
+    /// How often this round started over (too few participants left in a phase).
+    pub restarts: u32,
+    pub participants: Vec<SecAggParticipant>,
+}
+
+/// An envelope for the caller (`secagg_inbox`).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct InboxEnvelope {
+    pub from: u32,
+    pub ciphertext: ByteBuf,
+}
+
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SecAggCallError {
+    #[error("this job has no secure aggregation")]
+    NotSecureAggregation,
+    #[error("{0}")]
+    Submit(SubmitError),
+    #[error("the call is for round {got}, the open round is {current}")]
+    WrongRound { current: u64, got: u64 },
+    #[error("the round is in its {} phase, not {}", current.name(), expected.name())]
+    WrongPhase {
+        expected: SecAggPhase,
+        current: SecAggPhase,
+    },
+    #[error("the caller is not a participant of this round{}", if *late { " (it advertised no keys before the phase ended)" } else { "" })]
+    NotAParticipant { late: bool },
+    #[error("the caller already did this in this round")]
+    AlreadyDone,
+    #[error("the round already has its {max} participants (max_clients)")]
+    RoundFull { max: u32 },
+    #[error("the caller dropped out of this round before it started over, and may not take part again until it closes")]
+    DroppedBefore,
+    #[error("the caller owns no registered dataset that is not revoked: register one first")]
+    NoDataset,
+    #[error("bad keys: {0}")]
+    BadKeys(String),
+    #[error("{got} envelopes sent, the round has {expected} other participants")]
+    WrongEnvelopeCount { expected: u32, got: u32 },
+    #[error("envelope {position} is {got} bytes, a sealed pair of shares is {expected}")]
+    EnvelopeLength {
+        position: u32,
+        expected: u32,
+        got: u32,
+    },
+    #[error("bad reveal: {0}")]
+    Reveal(String),
 }
 
 // ---------------------------------------------------------------- queries

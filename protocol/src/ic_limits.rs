@@ -22,6 +22,12 @@ pub const MARGIN: u64 = 2;
 /// polar method through `libm`): 674 measured on a 1.09e6-parameter close
 /// (docs/benchmarks.md, section 9), rounded up.
 pub const NOISE_PER_PARAM: u64 = 800;
+/// Canister instructions per parameter to expand one mask stream (ChaCha12) and subtract
+/// it (secure aggregation's unmasking; `flic bench secagg` measures it).
+pub const MASK_PER_PARAM: u64 = 60;
+/// Canister instructions for one X25519 agreement and the reconstruction of its secret.
+pub const AGREEMENT_INSTRUCTIONS: u64 = 5_000_000;
+
 /// Instructions a robust rule's close uses per message by default: it starts another
 /// window only while its estimated cost, times [`MARGIN`], keeps the message below this.
 /// Half the limit, so that the commit that starts a close has room for its own work.
@@ -163,6 +169,26 @@ impl WorstCase {
             let extra = param_count * NOISE_PER_PARAM;
             self.close = self.close.saturating_add(extra);
             self.commit = self.commit.saturating_add(extra);
+        }
+        self
+    }
+
+    /// Secure aggregation removes the masks in the message that closes the round: one
+    /// mask stream over every parameter per seed (the worst case: the threshold survive,
+    /// and the rest dropped after sharing), and one X25519 agreement per dropped pair.
+    pub fn with_secagg(
+        mut self,
+        sa: Option<&crate::secagg::SecAggConfig>,
+        param_count: u64,
+        max_clients: u32,
+    ) -> Self {
+        if let Some(sa) = sa {
+            let seeds = sa.worst_case_seeds(max_clients);
+            let extra = seeds
+                .saturating_mul(param_count)
+                .saturating_mul(MASK_PER_PARAM)
+                .saturating_add(seeds.saturating_mul(AGREEMENT_INSTRUCTIONS));
+            self.close = self.close.saturating_add(extra);
         }
         self
     }

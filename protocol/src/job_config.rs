@@ -28,6 +28,7 @@
 //! | 20 | `server_optimizer`: `0` when unset; `1` SGD; `2` momentum then `beta`; `3` Nesterov then `beta`; `4` Adagrad then `tau`; `5` Adam then `beta1`, `beta2`, `tau`; `6` Yogi then `beta1`, `beta2`, `tau` (f32 each) | 1 to 13 |
 //! | 21 | `client.proximal_mu`: nothing when unset (the bytes of the release before it), else `1` then the f32 | 0 or 5 |
 //! | 22 | `dp`: nothing when unset, else `2`, the mode (`1` central, `2` distributed), then `noise_multiplier`, `target_epsilon`, `delta` (f64 each) | 0 or 26 |
+//! | 23 | `secure_aggregation`: nothing when unset, else `3`, `max_dropout_fraction` (f64), `phase_duration_ns` (u64) | 0 or 17 |
 
 use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
 use crate::hash::sha256;
@@ -67,6 +68,7 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         aggregation,
         server_optimizer,
         dp,
+        secure_aggregation,
     } = config;
     let ClientHyperparameters {
         learning_rate,
@@ -169,6 +171,12 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         for v in [dp.noise_multiplier, dp.target_epsilon, dp.delta] {
             out.extend_from_slice(&v.to_le_bytes());
         }
+    }
+    // Absent when unset; marker `3`.
+    if let Some(sa) = secure_aggregation {
+        out.push(3);
+        out.extend_from_slice(&sa.max_dropout_fraction.to_le_bytes());
+        out.extend_from_slice(&sa.phase_duration_ns.to_le_bytes());
     }
     out
 }
@@ -330,6 +338,31 @@ mod tests {
             );
             variants.push(v.clone());
             v.client.proximal_mu = Some(0.1);
+            variants.push(v);
+        }
+        let sa = crate::secagg::SecAggConfig {
+            max_dropout_fraction: 0.3,
+            phase_duration_ns: 60_000_000_000,
+        };
+        for s in [
+            sa,
+            crate::secagg::SecAggConfig {
+                max_dropout_fraction: 0.1,
+                ..sa
+            },
+            crate::secagg::SecAggConfig {
+                phase_duration_ns: 30_000_000_000,
+                ..sa
+            },
+        ] {
+            let mut v = base.clone();
+            v.secure_aggregation = Some(s);
+            assert_eq!(
+                job_config_bytes(&v).len(),
+                job_config_bytes(&base).len() + 17
+            );
+            variants.push(v.clone());
+            v.dp = Some(dp);
             variants.push(v);
         }
         for (i, v) in variants.iter().enumerate() {

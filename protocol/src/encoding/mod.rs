@@ -10,6 +10,7 @@
 //! | [`DeltaEncoding::Int8Blocks`] | `int8.rs` | 256 | 1.016 | round to nearest |
 //! | [`DeltaEncoding::LowBitBlocks`] (`int4`, `int2`) | `lowbit.rs` | 256 | 0.516, 0.266 | unbiased stochastic rounding |
 //! | [`DeltaEncoding::TopK`] (`topk:FRAC,BITS`) | `topk.rs` | 256 | `(4 + k + ceil(k*bits/8)) / 256` | sparse; clients keep the rest (error feedback) |
+//! | [`DeltaEncoding::Masked`] (secure aggregation only) | `masked.rs` | 1 | 8 | no (weighted fixed point, masked) |
 //!
 //! Every encoding is a sequence of blocks of the same layout (the last block may be
 //! shorter), so the bytes of any block-aligned range of parameters are at a known offset:
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 mod dense_f32;
 mod int8;
 mod lowbit;
+mod masked;
 mod topk;
 
 pub use int8::{
@@ -64,6 +66,9 @@ pub enum DeltaEncoding {
         k: u16,
         bits: u8,
     },
+    /// A secure-aggregation input: weighted fixed-point words plus masks, mod 2^64
+    /// (`masked.rs`). Jobs with secure aggregation take only this, others never.
+    Masked,
 }
 
 /// Why an encoding (or its text) is not one flic knows.
@@ -79,6 +84,7 @@ impl DeltaEncoding {
             DeltaEncoding::Int8Blocks => 2,
             DeltaEncoding::LowBitBlocks { .. } => 3,
             DeltaEncoding::TopK { .. } => 4,
+            DeltaEncoding::Masked => 5,
         }
     }
 
@@ -89,7 +95,7 @@ impl DeltaEncoding {
     pub fn descriptor(self) -> Vec<u8> {
         let mut out = vec![self.tag()];
         match self {
-            DeltaEncoding::F32 | DeltaEncoding::Int8Blocks => {}
+            DeltaEncoding::F32 | DeltaEncoding::Int8Blocks | DeltaEncoding::Masked => {}
             DeltaEncoding::LowBitBlocks { bits } => out.push(bits),
             DeltaEncoding::TopK { k, bits } => {
                 out.push(bits);
@@ -114,6 +120,7 @@ impl DeltaEncoding {
         match *bytes {
             [1, ..] => Some((DeltaEncoding::F32, 1)),
             [2, ..] => Some((DeltaEncoding::Int8Blocks, 1)),
+            [5, ..] => Some((DeltaEncoding::Masked, 1)),
             [3, bits, ..] => Some((DeltaEncoding::LowBitBlocks { bits }, 2)),
             [4, bits, k0, k1, ..] => Some((
                 DeltaEncoding::TopK {
@@ -130,7 +137,7 @@ impl DeltaEncoding {
     pub fn check(self) -> Result<(), EncodingParseError> {
         let bad = |m: String| Err(EncodingParseError(m));
         match self {
-            DeltaEncoding::F32 | DeltaEncoding::Int8Blocks => Ok(()),
+            DeltaEncoding::F32 | DeltaEncoding::Int8Blocks | DeltaEncoding::Masked => Ok(()),
             DeltaEncoding::LowBitBlocks { bits } if !lowbit::BITS.contains(&bits) => {
                 bad(format!("low-bit blocks have 2 or 4 bits, not {bits}"))
             }
@@ -151,6 +158,12 @@ impl DeltaEncoding {
         matches!(self, DeltaEncoding::TopK { .. })
     }
 
+    /// Whether this is secure aggregation's masked input, which no one can decode or
+    /// check on its own.
+    pub fn is_masked(self) -> bool {
+        self == DeltaEncoding::Masked
+    }
+
     /// The codec of this encoding. Unsupported parameters (see [`check`](Self::check))
     /// give a codec whose every length is `u64::MAX`, so nothing passes its length check.
     pub fn codec(self) -> AnyCodec {
@@ -162,6 +175,7 @@ impl DeltaEncoding {
             DeltaEncoding::Int8Blocks => AnyCodec::Int8(int8::Int8),
             DeltaEncoding::LowBitBlocks { bits } => AnyCodec::LowBit(lowbit::LowBit { bits }),
             DeltaEncoding::TopK { k, bits } => AnyCodec::TopK(topk::TopK { k, bits }),
+            DeltaEncoding::Masked => AnyCodec::Masked(masked::Masked),
         }
     }
 
@@ -246,6 +260,7 @@ impl std::fmt::Display for DeltaEncoding {
             DeltaEncoding::Int8Blocks => f.write_str("int8 blocks"),
             DeltaEncoding::LowBitBlocks { bits } => write!(f, "int{bits}"),
             DeltaEncoding::TopK { k, bits } => write!(f, "topk:{k}/{TOPK_BLOCK_LEN},{bits}"),
+            DeltaEncoding::Masked => f.write_str("masked"),
         }
     }
 }
@@ -383,6 +398,7 @@ pub enum AnyCodec {
     Int8(int8::Int8),
     LowBit(lowbit::LowBit),
     TopK(topk::TopK),
+    Masked(masked::Masked),
     Unsupported,
 }
 
@@ -394,6 +410,7 @@ impl std::ops::Deref for AnyCodec {
             AnyCodec::Int8(c) => c,
             AnyCodec::LowBit(c) => c,
             AnyCodec::TopK(c) => c,
+            AnyCodec::Masked(c) => c,
             AnyCodec::Unsupported => &Unsupported,
         }
     }

@@ -3,9 +3,12 @@
 //! one (`c`) to encrypt the Shamir shares it sends its peers, one (`s`) from which each
 //! pair of participants agrees on the seed of their pairwise mask.
 //!
-//! - [`AdvertisedKeys`]: the two public keys, signed with the participant's Ed25519 key
-//!   over `"flic/secagg-keys/v1" || round context || index || c_pk || s_pk`, so that the
-//!   canister, as the bulletin board, cannot substitute keys (a man in the middle).
+//! - [`AdvertisedKeys`]: the two public keys and the commitment to the self-mask seed,
+//!   signed with the participant's Ed25519 key over
+//!   `"flic/secagg-keys/v1" || round context || c_pk || s_pk || commitment`, so that the
+//!   canister, as the bulletin board, cannot substitute keys (a man in the middle). The
+//!   canister gives each participant its index (its Shamir point is `index + 1`) in the
+//!   order the keys arrive, and binds it to the participant's principal.
 //! - [`AgreementSecret::agree`]: X25519, then `sha256("flic/secagg-agree/v1" || round
 //!   context || the two public keys in ascending order || shared point)`: both sides get
 //!   the same 32 bytes, bound to the round. A low-order peer key (an all-zero shared
@@ -96,13 +99,13 @@ impl AgreementSecret {
     }
 }
 
-/// A participant's two public keys for a round, as it posts them.
+/// A participant's two public keys for a round, and the commitment to its self-mask seed
+/// ([`super::commit_self_seed`]), as it posts them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdvertisedKeys {
-    /// The participant's index in the round (its Shamir point is `index + 1`).
-    pub index: u32,
     pub c_public: [u8; 32],
     pub s_public: [u8; 32],
+    pub self_seed_commitment: [u8; 32],
 }
 
 impl AdvertisedKeys {
@@ -110,9 +113,9 @@ impl AdvertisedKeys {
         [
             KEYS_TAG,
             &ctx.bytes(),
-            &self.index.to_le_bytes(),
             &self.c_public,
             &self.s_public,
+            &self.self_seed_commitment,
         ]
         .concat()
     }
@@ -163,22 +166,42 @@ fn envelope_aad(ctx: &RoundContext, from: u32, to: u32) -> Vec<u8> {
 }
 
 fn share_bytes(s: &SeedShare, out: &mut Vec<u8>) {
-    out.extend_from_slice(&s.x.to_le_bytes());
-    for y in s.y {
-        out.extend_from_slice(&y.to_le_bytes());
-    }
+    out.extend_from_slice(&s.to_bytes());
 }
 
 fn share_from(bytes: &[u8]) -> SeedShare {
-    let word = |k: usize| u64::from_le_bytes(bytes[8 * k..8 * k + 8].try_into().expect("8 bytes"));
-    let mut y = [0u64; SEED_LIMBS];
-    for (l, v) in y.iter_mut().enumerate() {
-        *v = word(1 + l);
-    }
-    SeedShare { x: word(0), y }
+    SeedShare::from_bytes(bytes).expect("a share's length is checked before")
 }
 
-const SHARE_BYTES: usize = 8 * (1 + SEED_LIMBS);
+/// Bytes of a [`SeedShare`] on the wire: `x`, then the limbs, `u64` LE each.
+pub const SHARE_BYTES: usize = 8 * (1 + SEED_LIMBS);
+
+/// Bytes of a sealed [`SharePair`]: two shares and the 16-byte tag.
+pub const ENVELOPE_BYTES: usize = 2 * SHARE_BYTES + 16;
+
+impl SeedShare {
+    pub fn to_bytes(&self) -> [u8; SHARE_BYTES] {
+        let mut out = [0u8; SHARE_BYTES];
+        out[..8].copy_from_slice(&self.x.to_le_bytes());
+        for (l, y) in self.y.iter().enumerate() {
+            out[8 + 8 * l..16 + 8 * l].copy_from_slice(&y.to_le_bytes());
+        }
+        out
+    }
+
+    /// `None` unless `bytes` is exactly [`SHARE_BYTES`] long.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != SHARE_BYTES {
+            return None;
+        }
+        let word = |k: usize| u64::from_le_bytes(bytes[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+        let mut y = [0u64; SEED_LIMBS];
+        for (l, v) in y.iter_mut().enumerate() {
+            *v = word(1 + l);
+        }
+        Some(SeedShare { x: word(0), y })
+    }
+}
 
 /// The key `from` and `to` agree on from their `c` keys, as an AEAD key. Each pair seals
 /// one envelope per round under it, so a fixed nonce is never reused.
@@ -278,21 +301,24 @@ mod tests {
     fn advertised_keys_are_signed_by_their_participant() {
         let id = crate::submission::signing_key_from_seed([9; 32]);
         let keys = AdvertisedKeys {
-            index: 2,
             c_public: AgreementSecret::from_bytes([4; 32]).public(),
             s_public: AgreementSecret::from_bytes([5; 32]).public(),
+            self_seed_commitment: super::super::commit_self_seed(&[6; 32]),
         };
         let sig = keys.sign(&ctx(1), &id);
         let pk = id.verifying_key().to_bytes();
         keys.verify(&ctx(1), &pk, &sig).unwrap();
-        // Another round, another key, another index, a flipped bit: refused.
+        // Another round, another key, another commitment, a flipped bit: refused.
         assert_eq!(keys.verify(&ctx(2), &pk, &sig), Err(KeyError::BadSignature));
         let other = crate::submission::signing_key_from_seed([8; 32]).verifying_key();
         assert_eq!(
             keys.verify(&ctx(1), &other.to_bytes(), &sig),
             Err(KeyError::BadSignature)
         );
-        let moved = AdvertisedKeys { index: 3, ..keys };
+        let moved = AdvertisedKeys {
+            self_seed_commitment: [0; 32],
+            ..keys
+        };
         assert_eq!(
             moved.verify(&ctx(1), &pk, &sig),
             Err(KeyError::BadSignature)
@@ -366,7 +392,7 @@ mod tests {
             let b: Vec<[u8; 32]> = (0..n).map(|i| random("b", i as u64, seed)).collect();
             // 1. Advertise; everyone checks everyone's signature.
             let ids: Vec<SigningKey> = (0..n).map(|i| crate::submission::signing_key_from_seed(random("id", i as u64, seed))).collect();
-            let ads: Vec<AdvertisedKeys> = (0..n).map(|i| AdvertisedKeys { index: i as u32, c_public: c[i].public(), s_public: s[i].public() }).collect();
+            let ads: Vec<AdvertisedKeys> = (0..n).map(|i| AdvertisedKeys { c_public: c[i].public(), s_public: s[i].public(), self_seed_commitment: super::super::commit_self_seed(&b[i]) }).collect();
             for i in 0..n {
                 let sig = ads[i].sign(&ctx, &ids[i]);
                 ads[i].verify(&ctx, &ids[i].verifying_key().to_bytes(), &sig).unwrap();

@@ -16,45 +16,186 @@
 //! survivors (reconstructed from Shamir shares its peers hold). The sum is then the
 //! unmasked sum bit for bit, whatever the order.
 //!
-//! Here: the mask stream ([`mask`]), masking ([`mask_into`]), unmasking
+//! Here: the job option ([`SecAggConfig`]) and its threshold, the mask stream ([`mask`]),
+//! a client's masked input ([`masked_input`]), masking ([`mask_into`]), unmasking
 //! ([`remove_masks`]), and `t`-of-`n` Shamir sharing of 32-byte seeds over the prime field
 //! `GF(2^61 - 1)` ([`share_seed`], [`reconstruct_seed`]); in [`keys`], the participants'
 //! signed X25519 keys, the seeds they agree on, and the encrypted envelopes that carry
-//! their shares to each other. Not here yet: the phases on the canister's timers, and
-//! any canister or client code that uses them.
+//! their shares to each other; in [`unmask`], what the canister does with the shares the
+//! survivors reveal. The phases on the canister's timers are in the aggregator canister
+//! (`rounds/secagg.rs`), a client's side in the `flic` client (`secagg.rs`).
+//!
+//! The graph is complete (every pair of participants masks, as in Bonawitz et al.), and
+//! the server is honest but curious, which is what the IC's replicated execution gives
+//! against node providers who read memory but cannot change what the canister computes.
 
+use candid::CandidType;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::fedavg::{pow2, round_half_away};
 use crate::hash::sha256_concat;
 
 pub mod keys;
+pub mod participant;
+pub mod unmask;
+
+/// A job's secure aggregation: every round runs the four phases (advertise keys, share
+/// keys, masked input, unmask), each until all its participants have acted or until its
+/// deadline, and survives up to `max_dropout_fraction` of the participants dropping out.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct SecAggConfig {
+    /// The fraction of a round's participants that may drop out, in `[0, 0.5)`: the
+    /// Shamir threshold is `n - floor(n * fraction)`, and never below a majority.
+    pub max_dropout_fraction: f64,
+    /// How long each phase waits for its participants (the advertise phase waits for
+    /// `min_clients` beyond it, like a round without secure aggregation).
+    pub phase_duration_ns: u64,
+}
+
+/// Why a secure-aggregation configuration is refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SecAggError {
+    #[error("the dropout fraction must be in [0, 0.5), got {0}: at half or more, a minority of the participants could unmask")]
+    DropoutFraction(f64),
+    #[error("a phase lasts at least one second, got {0} ns")]
+    PhaseDuration(u64),
+    #[error("secure aggregation needs at least 3 participants per round (min_clients {0}): with 2, each learns the other's delta from the sum")]
+    TooFewClients(u32),
+    #[error("secure aggregation takes at most {MAX_PARTICIPANTS} participants per round, got max_clients {0}")]
+    TooManyClients(u32),
+    #[error("{dropouts} dropouts of {participants} participants: secure aggregation survives fewer than half dropping out")]
+    TooManyDropouts { dropouts: u32, participants: u32 },
+}
+
+/// The most participants a round with secure aggregation takes: the envelopes grow as
+/// `n^2` and the unmasking's seeds as `n` times the dropped.
+pub const MAX_PARTICIPANTS: u32 = 200;
+
+impl SecAggConfig {
+    /// The configuration that survives `dropouts` of `max_clients` participants dropping
+    /// out: the fraction is `(K + 1/2) / n`, so that `floor(n * fraction)` is exactly K.
+    pub fn tolerating(
+        dropouts: u32,
+        max_clients: u32,
+        phase_duration_ns: u64,
+    ) -> Result<Self, SecAggError> {
+        let n = max_clients.max(1) as f64;
+        let max_dropout_fraction = if dropouts == 0 {
+            0.0
+        } else {
+            (dropouts as f64 + 0.5) / n
+        };
+        if max_dropout_fraction >= 0.5 {
+            return Err(SecAggError::TooManyDropouts {
+                dropouts,
+                participants: max_clients,
+            });
+        }
+        Ok(Self {
+            max_dropout_fraction,
+            phase_duration_ns,
+        })
+    }
+
+    pub fn check(&self, min_clients: u32, max_clients: u32) -> Result<(), SecAggError> {
+        let f = self.max_dropout_fraction;
+        if !(0.0..0.5).contains(&f) {
+            return Err(SecAggError::DropoutFraction(f));
+        }
+        if self.phase_duration_ns < 1_000_000_000 {
+            return Err(SecAggError::PhaseDuration(self.phase_duration_ns));
+        }
+        if min_clients < 3 {
+            return Err(SecAggError::TooFewClients(min_clients));
+        }
+        if max_clients > MAX_PARTICIPANTS {
+            return Err(SecAggError::TooManyClients(max_clients));
+        }
+        Ok(())
+    }
+
+    /// The Shamir threshold of a round with `n` participants.
+    pub fn threshold(&self, n: u32) -> u32 {
+        threshold(n, self.max_dropout_fraction)
+    }
+
+    /// The most seeds an unmasking expands, at `n` participants: every survivor's self
+    /// mask and, for every dropped participant, its pairwise mask with every survivor.
+    pub fn worst_case_seeds(&self, n: u32) -> u64 {
+        let t = self.threshold(n) as u64;
+        let dropped = n as u64 - t;
+        // Survivors s >= t, dropped d = n - s <= n - t: s + s d is largest at s = t when
+        // d >= 1 (or at s = n with none dropped).
+        (n as u64).max(t + t * dropped)
+    }
+}
+
+/// `max(floor(n / 2) + 1, n - floor(n * fraction))`, at most `n`: the shares needed to
+/// rebuild a seed. A majority at least, so that the canister cannot get both of one
+/// participant's secrets from two disjoint sets of participants.
+pub fn threshold(n: u32, fraction: f64) -> u32 {
+    let tolerated = libm::floor(n as f64 * fraction.clamp(0.0, 1.0)) as u32;
+    (n / 2 + 1).max(n.saturating_sub(tolerated)).min(n)
+}
+
+/// Domain tag of the commitment to a self-mask seed.
+pub const SELF_SEED_TAG: &[u8] = b"flic/secagg-self-seed/v1";
+
+/// `sha256(SELF_SEED_TAG || b)`: what a participant publishes of its self-mask seed, so
+/// that the seed the canister rebuilds from shares can be checked (32 random bytes: the
+/// hash tells nothing of them).
+pub fn commit_self_seed(seed: &[u8; 32]) -> [u8; 32] {
+    sha256_concat(&[SELF_SEED_TAG, seed])
+}
+
+/// A participant's masked input: `weight * fixed(delta_k)` (exactly as the canister
+/// accumulates an `f32` delta), plus its masks (see [`masked`]). `delta` must already be
+/// clipped: nobody can check it afterwards.
+pub fn masked_input(
+    delta: &[f32],
+    weight: u64,
+    frac_bits: u32,
+    index: u32,
+    self_seed: &[u8; 32],
+    pairwise: &[(u32, [u8; 32])],
+) -> Vec<i64> {
+    let (w, scale) = (weight as i64, pow2(frac_bits));
+    let x: Vec<i64> = delta
+        .iter()
+        .map(|&d| w.wrapping_mul(round_half_away(d as f64 * scale) as i64))
+        .collect();
+    masked(&x, index, self_seed, pairwise)
+}
+
+/// The bytes of a masked input as it is uploaded (`DeltaEncoding::Masked`): `i64` LE.
+pub fn masked_bytes(words: &[i64]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
 
 /// Domain tag of the mask stream.
 pub const MASK_TAG: &[u8] = b"flic/secagg-mask/v1";
 
-/// The mask stream of `seed`: element `k` is the `u64` LE at bytes `8 (k mod 4)` of
-/// `sha256(MASK_TAG || seed || floor(k / 4) as u64 LE)`.
+/// The mask stream of `seed`: the `u64`s of ChaCha12 keyed by
+/// `sha256(MASK_TAG || seed)` (`rand_chacha`'s stream, whose output is fixed by its
+/// version: pinned in the workspace). ChaCha12 rather than a hash per block, since the
+/// canister expands one stream per survivor and per dropped pair over every parameter.
 pub fn mask(seed: &[u8; 32], len: usize) -> Vec<u64> {
-    let mut out = Vec::with_capacity(len);
-    let mut block = 0u64;
-    while out.len() < len {
-        let d = sha256_concat(&[MASK_TAG, seed, &block.to_le_bytes()]);
-        for c in d.chunks_exact(8) {
-            if out.len() < len {
-                out.push(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-            }
-        }
-        block += 1;
-    }
-    out
+    let mut rng = rand_chacha::ChaCha12Rng::from_seed(sha256_concat(&[MASK_TAG, seed]));
+    (0..len).map(|_| rng.next_u64()).collect()
 }
 
 /// Adds (`sign = 1`) or subtracts (`sign = -1`) the mask of `seed` into `values`, mod 2^64.
 pub fn mask_into(values: &mut [i64], seed: &[u8; 32], sign: i8) {
-    let stream = mask(seed, values.len());
-    for (v, m) in values.iter_mut().zip(stream) {
+    // Streamed: no vector of the mask is made (the canister's unmasking runs over every
+    // parameter once per seed).
+    let mut rng = rand_chacha::ChaCha12Rng::from_seed(sha256_concat(&[MASK_TAG, seed]));
+    for v in values.iter_mut() {
+        let m = rng.next_u64() as i64;
         *v = if sign >= 0 {
-            v.wrapping_add(m as i64)
+            v.wrapping_add(m)
         } else {
-            v.wrapping_sub(m as i64)
+            v.wrapping_sub(m)
         };
     }
 }
@@ -90,7 +231,7 @@ pub fn remove_masks(
 /// The Mersenne prime `2^61 - 1`.
 pub const FIELD_PRIME: u64 = (1 << 61) - 1;
 /// A seed is shared as this many field elements of 7 bytes each (35 >= 32).
-const SEED_LIMBS: usize = 5;
+pub const SEED_LIMBS: usize = 5;
 
 fn reduce(x: u128) -> u64 {
     let p = FIELD_PRIME as u128;
@@ -213,11 +354,11 @@ pub fn reconstruct_seed(shares: &[SeedShare], t: usize) -> Result<[u8; 32], Shar
             return Err(ShareError::BadPoint(s.x));
         }
     }
-    let mut padded = [0u8; 7 * SEED_LIMBS];
-    for l in 0..SEED_LIMBS {
-        let mut secret = 0u64;
-        for (k, s) in used.iter().enumerate() {
-            // The Lagrange basis at 0: prod_{m != k} x_m / (x_m - x_k).
+    // The Lagrange basis at 0, once for every limb: prod_{m != k} x_m / (x_m - x_k).
+    let basis: Vec<u64> = used
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
             let (num, den) = used
                 .iter()
                 .enumerate()
@@ -225,7 +366,14 @@ pub fn reconstruct_seed(shares: &[SeedShare], t: usize) -> Result<[u8; 32], Shar
                 .fold((1u64, 1u64), |(n, d), (_, o)| {
                     (mul(n, o.x), mul(d, sub(o.x, s.x)))
                 });
-            secret = add(secret, mul(s.y[l] % FIELD_PRIME, mul(num, inv(den))));
+            mul(num, inv(den))
+        })
+        .collect();
+    let mut padded = [0u8; 7 * SEED_LIMBS];
+    for l in 0..SEED_LIMBS {
+        let mut secret = 0u64;
+        for (s, &b) in used.iter().zip(&basis) {
+            secret = add(secret, mul(s.y[l] % FIELD_PRIME, b));
         }
         if secret >= 1 << 56 {
             return Err(ShareError::Inconsistent);
