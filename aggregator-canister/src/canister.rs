@@ -14,6 +14,10 @@ use flic_protocol::api::{
     PageArgs, PutChunkArgs, QueryError, RegisterDatasetArgs, ReportEvaluationArgs, RoundInfo,
     RoundPage, SubmissionStatus, SubmitError,
 };
+use flic_protocol::api::{
+    AdvertiseKeysArgs, InboxEnvelope, PostSharesArgs, RevealSharesArgs, SecAggCallError,
+    SecAggRound,
+};
 use ic_stable_structures::DefaultMemoryImpl;
 use serde_bytes::ByteBuf;
 
@@ -397,6 +401,42 @@ fn commit_submission(submission_id: u64) -> Result<CommitReceipt, SubmitError> {
     counted_update("commit_submission", 0, |s, ctx| {
         s.commit_submission(ctx, submission_id)
     })
+}
+
+// ---------------------------------------------------------------- secure aggregation
+
+/// Phase 1: the caller's signed keys; returns its index in the round.
+#[ic_cdk::update]
+fn secagg_advertise(args: AdvertiseKeysArgs) -> Result<u32, SecAggCallError> {
+    counted_update("secagg_advertise", 0, |s, ctx| s.secagg_advertise(ctx, args))
+}
+
+/// Phase 2: one sealed envelope of shares for every other participant.
+#[ic_cdk::update]
+fn secagg_post_shares(args: PostSharesArgs) -> Result<(), SecAggCallError> {
+    let bytes = args.envelopes.iter().map(|e| e.len() as u64).sum();
+    counted_update("secagg_post_shares", bytes, |s, ctx| {
+        s.secagg_post_shares(ctx, args)
+    })
+}
+
+/// Phase 4: the caller's shares for the unmasking.
+#[ic_cdk::update]
+fn secagg_reveal(args: RevealSharesArgs) -> Result<(), SecAggCallError> {
+    counted_update("secagg_reveal", 0, |s, ctx| s.secagg_reveal(ctx, args))
+}
+
+/// The open round's secure aggregation: phase, threshold and participants' keys.
+#[ic_cdk::query]
+fn secagg_round() -> Option<SecAggRound> {
+    read_state(|s| s.secagg_round())
+}
+
+/// The envelopes addressed to the caller in `round`.
+#[ic_cdk::query]
+fn secagg_inbox(round: u64) -> Vec<InboxEnvelope> {
+    let caller = ic_cdk::api::msg_caller();
+    read_state(|s| s.secagg_inbox(caller, round))
 }
 
 #[ic_cdk::query]

@@ -10,6 +10,7 @@
 use candid::Principal;
 use flic_protocol::api::{JobState, MAX_DATASET_NAME_LEN, MAX_DESCRIPTION_LEN, MAX_LICENSE_LEN};
 use flic_protocol::chunking::MAX_CHUNKS;
+use flic_protocol::secagg::keys::ENVELOPE_BYTES;
 
 use crate::state::State;
 
@@ -82,6 +83,12 @@ impl State {
                 (OVERHEAD + CHUNK_HASH_BYTES * chunks, true)
             }
             "put_chunk" => (OVERHEAD + chunk_size, true),
+            // Keys and signature; an envelope, or a share, per participant.
+            "secagg_advertise" => (OVERHEAD + 4 * 40 + 72, true),
+            "secagg_post_shares" | "secagg_reveal" => {
+                let n = job.config.as_ref().map_or(0, |c| c.max_clients) as u64;
+                (OVERHEAD + (ENVELOPE_BYTES as u64 + 8) * n, true)
+            }
             _ => return Err(Refusal::UnknownMethod),
         };
         if arg_len > max {

@@ -122,6 +122,8 @@ pub struct State {
     /// The server optimizer's state vectors (see `MEMORY_OPTIMIZER_M`, `_V`).
     pub(crate) optimizer_m: Mem,
     pub(crate) optimizer_v: Mem,
+    /// Secure aggregation's bulletin board for the open round (MemoryId 35).
+    pub(crate) secagg: Map<(u8, u32, u32), Vec<u8>>,
     pub(crate) datasets: Map<u64, Stored<DatasetRecord>>,
     pub(crate) datasets_by_owner: Map<(Principal, u64), ()>,
     pub(crate) submissions: Map<u64, Stored<SubmissionRecord>>,
@@ -259,6 +261,7 @@ impl State {
             commitments,
             optimizer_m: m.get(MEMORY_OPTIMIZER_M),
             optimizer_v: m.get(MEMORY_OPTIMIZER_V),
+            secagg: StableBTreeMap::init(m.get(MEMORY_SECAGG)),
             datasets,
             datasets_by_owner: StableBTreeMap::init(m.get(MEMORY_DATASETS_BY_OWNER)),
             submissions,
@@ -357,6 +360,8 @@ impl State {
                 // next message.
                 1
             }
+        } else if let Some(phase_deadline) = self.secagg_deadline() {
+            phase_deadline
         } else {
             self.open_round().deadline_ns
         }

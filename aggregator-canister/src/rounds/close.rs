@@ -78,6 +78,7 @@ impl State {
         let job = self.job();
         job.job_state() == JobState::Running
             && (job.config().aggregation().needs_all_deltas() || job.config().dp.is_some())
+            && job.config().secure_aggregation.is_none()
             && self.open_round().committed >= job.config().max_clients
     }
 
@@ -236,6 +237,7 @@ impl State {
             ids.staging_top = 0;
             self.set_allocators(ids);
         }
+        self.clear_secagg(&mut round);
         round.round += 1;
         round.model_version = Some(Hash::new(new_version));
         round.opened_at_ns = now;
@@ -268,6 +270,11 @@ impl State {
         }
         let job = self.job();
         let round = self.open_round();
+        if job.job_state() == JobState::Running && job.config().secure_aggregation.is_some() {
+            // Secure aggregation's phases have their own deadlines, and close by unmasking.
+            self.secagg_timer(now);
+            return;
+        }
         if job.job_state() != JobState::Running || round.deadline_ns == 0 || now < round.deadline_ns
         {
             return;

@@ -98,6 +98,10 @@ impl State {
         check_key_is_callers(ctx, &args.public_key)?;
         let h = &args.header;
         self.check_target(ctx, h)?;
+        self.check_secagg_upload(ctx.caller)
+            .map_err(|e| SubmitError::SecureAggregation {
+                reason: e.to_string(),
+            })?;
         let shape = self.check_shape(h, &args)?;
         self.check_dataset(ctx, h)?;
         let signing_bytes = h.signing_bytes();
@@ -586,10 +590,16 @@ impl State {
         self.by_dataset.insert((s.header.dataset_id, index), ());
         s.contribution = Some(index);
         let receipt_base = (s.id, s.round, s.header_hash, s.weight);
+        let receipt_base_caller = s.contributor;
         self.submissions.insert(s.id, Stored(s));
-        let close = round.committed >= max_clients;
+        // Secure aggregation closes when the masks are removed, never at a commit.
+        let secagg = self.secagg_config().is_some();
+        let close = round.committed >= max_clients && !secagg;
         self.set_open_round(round);
         self.set_allocators(ids);
+        if secagg {
+            self.secagg_committed(receipt_base_caller, ctx.now);
+        }
         if close {
             self.close_round(ctx.now);
         }
@@ -616,7 +626,7 @@ fn check_caller(ctx: &CallContext) -> Result<(), SubmitError> {
 
 /// The public key is 32 bytes and its self-authenticating principal is the caller (a hash,
 /// far cheaper than the signature, which is verified last).
-fn check_key_is_callers(ctx: &CallContext, public_key: &[u8]) -> Result<(), SubmitError> {
+pub(super) fn check_key_is_callers(ctx: &CallContext, public_key: &[u8]) -> Result<(), SubmitError> {
     let pk: [u8; 32] = public_key.try_into().map_err(|_| {
         SubmitError::Signature(flic_protocol::submission::SignatureError::PublicKeyLength {
             len: public_key.len() as u64,

@@ -78,6 +78,7 @@ impl LegacyMeta {
                 total_weight: self.total_weight,
                 first_contribution: self.first_contribution_of_round,
                 close_due_ns: None,
+                secagg: None,
             },
             allocators: AllocatorsRecord {
                 next_contribution: self.next_contribution,

@@ -93,6 +93,9 @@ pub const MEMORY_COMMITMENTS: MemoryId = MemoryId::new(32);
 pub const MEMORY_OPTIMIZER_M: MemoryId = MemoryId::new(33);
 /// Flat `f32` LE: Adam's and Yogi's second moment `v`.
 pub const MEMORY_OPTIMIZER_V: MemoryId = MemoryId::new(34);
+/// `(kind, a, b) -> bytes`: the open round's secure aggregation (see `rounds/secagg.rs`):
+/// participants' keys, sealed envelopes and revealed shares; cleared when it closes.
+pub const MEMORY_SECAGG: MemoryId = MemoryId::new(35);
 
 const WASM_PAGE: u64 = 65536;
 

@@ -24,6 +24,7 @@ use flic_protocol::merkle::MerkleFrontier;
 use flic_protocol::model::{ModelSpec, TensorSpec};
 use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::privacy::{DpConfig, DpMode};
+use flic_protocol::secagg::SecAggConfig;
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::{Hash, SubmissionHeader};
 use serde::Deserialize;
@@ -137,6 +138,34 @@ pub struct JobConfigRecord {
     pub server_optimizer: Option<ServerOptimizerRecord>,
     /// Added after version 1 was first written: `None` in older records (no DP).
     pub dp: Option<DpConfigRecord>,
+    /// Added after version 1 was first written: `None` in older records (no secure
+    /// aggregation).
+    pub secure_aggregation: Option<SecAggConfigRecord>,
+}
+
+/// A job's secure aggregation as stored (see [`SecAggConfig`]).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct SecAggConfigRecord {
+    pub max_dropout_fraction: f64,
+    pub phase_duration_ns: u64,
+}
+
+impl From<SecAggConfig> for SecAggConfigRecord {
+    fn from(c: SecAggConfig) -> Self {
+        Self {
+            max_dropout_fraction: c.max_dropout_fraction,
+            phase_duration_ns: c.phase_duration_ns,
+        }
+    }
+}
+
+impl From<SecAggConfigRecord> for SecAggConfig {
+    fn from(c: SecAggConfigRecord) -> Self {
+        Self {
+            max_dropout_fraction: c.max_dropout_fraction,
+            phase_duration_ns: c.phase_duration_ns,
+        }
+    }
 }
 
 /// A job's differential privacy as stored (see [`DpConfig`]).
@@ -305,6 +334,10 @@ impl JobConfigRecord {
         self.dp.map(Into::into)
     }
 
+    pub fn secure_aggregation(&self) -> Option<SecAggConfig> {
+        self.secure_aggregation.map(Into::into)
+    }
+
     /// As [`JobConfig::upload_stall_ns`].
     pub fn upload_stall_ns(&self) -> u64 {
         flic_protocol::api::upload_stall_ns(self.upload_stall_ns, self.round_duration_ns)
@@ -343,6 +376,7 @@ impl From<JobConfig> for JobConfigRecord {
             aggregation: c.aggregation.map(Into::into),
             server_optimizer: c.server_optimizer.map(Into::into),
             dp: c.dp.map(Into::into),
+            secure_aggregation: c.secure_aggregation.map(Into::into),
         }
     }
 }
@@ -366,6 +400,7 @@ impl From<JobConfigRecord> for JobConfig {
             aggregation: c.aggregation.map(Into::into),
             server_optimizer: c.server_optimizer.map(Into::into),
             dp: c.dp.map(Into::into),
+            secure_aggregation: c.secure_aggregation.map(Into::into),
         }
     }
 }
@@ -477,6 +512,7 @@ pub enum EncodingRecord {
     Int8Blocks,
     LowBitBlocks { bits: u8 },
     TopK { k: u16, bits: u8 },
+    Masked,
 }
 
 impl From<DeltaEncoding> for EncodingRecord {
@@ -486,6 +522,7 @@ impl From<DeltaEncoding> for EncodingRecord {
             DeltaEncoding::Int8Blocks => Self::Int8Blocks,
             DeltaEncoding::LowBitBlocks { bits } => Self::LowBitBlocks { bits },
             DeltaEncoding::TopK { k, bits } => Self::TopK { k, bits },
+            DeltaEncoding::Masked => Self::Masked,
         }
     }
 }
@@ -497,6 +534,7 @@ impl From<EncodingRecord> for DeltaEncoding {
             EncodingRecord::Int8Blocks => Self::Int8Blocks,
             EncodingRecord::LowBitBlocks { bits } => Self::LowBitBlocks { bits },
             EncodingRecord::TopK { k, bits } => Self::TopK { k, bits },
+            EncodingRecord::Masked => Self::Masked,
         }
     }
 }
@@ -523,6 +561,25 @@ pub struct OpenRoundRecord {
     /// (the round takes no submissions meanwhile). Added after version 1 was first
     /// written: `None` in older records.
     pub close_due_ns: Option<u64>,
+    /// Secure aggregation: the round's phase. Added after version 1 was first written:
+    /// `None` in older records, and in rounds whose phases have not started.
+    pub secagg: Option<SecAggRoundRecord>,
+}
+
+/// Where a secure-aggregation round stands (its keys, envelopes and shares are in
+/// `MEMORY_SECAGG`).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SecAggRoundRecord {
+    /// 0 advertise keys, 1 share keys, 2 masked input, 3 unmask.
+    pub phase: u8,
+    pub phase_deadline_ns: u64,
+    /// Fixed when the advertise phase ends.
+    pub threshold: u32,
+    pub restarts: u32,
+    /// One byte per participant, in index order: bit 0 shared, 1 masked, 2 revealed.
+    pub flags: ByteBuf,
+    /// Principals barred from this round after it started over without them.
+    pub benched: u32,
 }
 
 impl StoredRecord for OpenRoundRecord {

@@ -291,6 +291,7 @@ macro_rules! rejects {
 
 // After `rejects!`, which it uses.
 mod privacy;
+mod secagg;
 
 #[test]
 fn full_round_closes_at_max_clients_with_verifiable_version() {
