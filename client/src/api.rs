@@ -22,6 +22,10 @@ use flic_protocol::api::{
     Lineage, LineageArgs, ModelChunk, ModelInfo, PageArgs, PutChunkArgs, QueryError,
     RegisterDatasetArgs, ReportEvaluationArgs, RoundInfo, RoundPage, SubmissionStatus, SubmitError,
 };
+use flic_protocol::api::{
+    AdvertiseKeysArgs, InboxEnvelope, PostSharesArgs, RevealSharesArgs, SecAggCallError,
+    SecAggRound,
+};
 use flic_protocol::{model_version, ModelSpec, ModelVersionHasher};
 
 use crate::transport::{Transport, TransportError};
@@ -42,6 +46,8 @@ pub enum ApiError {
     Query(#[from] QueryError),
     #[error("{0}")]
     Evaluation(#[from] EvaluationError),
+    #[error("{0}")]
+    SecAgg(#[from] SecAggCallError),
     /// What the canister served does not match what it claims (hash, spec, size).
     #[error("verification failed: {0}")]
     Verification(String),
@@ -320,6 +326,30 @@ impl<T: Transport> AggregatorApi<T> {
             "submission_status",
             (submission_id,),
         )??)
+    }
+
+    // ------------------------------------------------------------ secure aggregation
+
+    pub fn secagg_advertise(&mut self, args: &AdvertiseKeysArgs) -> Result<u32, ApiError> {
+        Ok(self.update1::<_, Result<u32, SecAggCallError>>("secagg_advertise", (args,))??)
+    }
+
+    pub fn secagg_post_shares(&mut self, args: &PostSharesArgs) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), SecAggCallError>>("secagg_post_shares", (args,))??)
+    }
+
+    pub fn secagg_reveal(&mut self, args: &RevealSharesArgs) -> Result<(), ApiError> {
+        Ok(self.update1::<_, Result<(), SecAggCallError>>("secagg_reveal", (args,))??)
+    }
+
+    /// The open round's secure aggregation (`None` for a job without it). Not certified:
+    /// a participant checks every key's signature itself (see `crate::secagg`).
+    pub fn secagg_round(&mut self) -> Result<Option<SecAggRound>, ApiError> {
+        self.query1("secagg_round", ())
+    }
+
+    pub fn secagg_inbox(&mut self, round: u64) -> Result<Vec<InboxEnvelope>, ApiError> {
+        self.query1("secagg_inbox", (round,))
     }
 
     // ------------------------------------------------------------ model quality

@@ -10,6 +10,7 @@ use flic_protocol::api::Optimizer;
 use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::privacy::{DpConfig, DpMode};
 use flic_protocol::rules::AggregationRule;
+use flic_protocol::secagg::SecAggConfig;
 use flic_protocol::DeltaEncoding;
 
 use crate::attack::Knowledge;
@@ -695,6 +696,8 @@ pub struct JobStartArgs {
     pub strategy: StrategyArgs,
     #[command(flatten)]
     pub privacy: PrivacyArgs,
+    #[command(flatten)]
+    pub secagg: SecAggArgs,
     /// A permissioned federation: only principals added with `flic job allow` may
     /// register datasets and submit.
     #[arg(long)]
@@ -969,6 +972,8 @@ pub struct SimulateArgs {
     pub strategy: StrategyArgs,
     #[command(flatten)]
     pub privacy: PrivacyArgs,
+    #[command(flatten)]
+    pub secagg: SecAggArgs,
 }
 
 /// How a job turns contributions into a model: `flic job start` and `flic simulate`.
@@ -1011,6 +1016,39 @@ pub struct PrivacyArgs {
     /// simulate, 100 for job start].
     #[arg(long, value_name = "N", requires = "dp", conflicts_with = "dp_noise")]
     pub dp_rounds: Option<u64>,
+}
+
+/// Secure aggregation: `flic job start` and `flic simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct SecAggArgs {
+    /// Secure aggregation (Bonawitz et al. 2017): contributors mask their deltas so that
+    /// the canister (and the nodes running it) only ever hold masked inputs and their sum,
+    /// which is bit for bit the plain FedAvg sum. Takes FedAvg, no robust rule, and
+    /// contributions are not retained (docs/privacy.md).
+    #[arg(long)]
+    pub secure_aggregation: bool,
+    /// Dropouts per round the job survives, of --max-clients (at most just under half).
+    /// `flic simulate` also drops this many clients each round, spread over the phases.
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "secure_aggregation")]
+    pub dropouts: u32,
+    /// How long each of the four phases waits for its participants.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "secure_aggregation")]
+    pub secagg_phase_secs: u64,
+}
+
+impl SecAggArgs {
+    /// The job's secure aggregation for rounds of up to `max_clients`; `None` without
+    /// --secure-aggregation.
+    pub fn config(&self, max_clients: u32) -> anyhow::Result<Option<SecAggConfig>> {
+        if !self.secure_aggregation {
+            return Ok(None);
+        }
+        Ok(Some(SecAggConfig::tolerating(
+            self.dropouts,
+            max_clients,
+            self.secagg_phase_secs.saturating_mul(1_000_000_000),
+        )?))
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -1087,6 +1125,12 @@ impl SimulateArgs {
             attack_adaptive: self.attack_adaptive,
             proximal_mu: self.strategy.proximal_mu,
             dp: self.privacy.config(self.rounds)?,
+            // Its dropout fraction is set once the federation's size is known.
+            secure_aggregation: self.secagg.secure_aggregation.then(|| SecAggConfig {
+                max_dropout_fraction: 0.0,
+                phase_duration_ns: self.secagg.secagg_phase_secs.saturating_mul(1_000_000_000),
+            }),
+            dropouts: self.secagg.dropouts as usize,
         })
     }
 }

@@ -15,5 +15,6 @@ pub mod participant;
 pub mod receipts;
 pub mod residual;
 pub mod retry;
+pub mod secagg;
 pub mod simulate;
 pub mod transport;

@@ -66,7 +66,14 @@ pub struct StepOptions<'a> {
     /// added to this round's delta before it is encoded. The step's
     /// [`PreparedSubmission::residual`] is what to carry to the next round once it commits.
     pub residual: Option<&'a [f32]>,
+    /// Secure aggregation: makes the masked input from the clipped delta, its weight and
+    /// the job's fractional bits (see [`crate::secagg::Participation::masked_payload`]).
+    /// A job with secure aggregation needs it; others refuse it.
+    pub masker: Option<Masker<'a>>,
 }
+
+/// `(clipped delta, weight, frac_bits) -> masked input bytes`.
+pub type Masker<'a> = &'a dyn Fn(&[f32], u64, u32) -> anyhow::Result<Vec<u8>>;
 
 /// What a round step did.
 pub struct RoundStep {
@@ -162,17 +169,33 @@ pub fn contribute<T: Transport>(
 
     let t = Instant::now();
     let tampered = options.tamper.map(|f| f(&model.weights, &train.weights));
-    let prepared = prepare_submission(
-        contributor.identity,
-        api.canister_id(),
-        round,
-        contributor.dataset_id,
-        train.samples as u64,
-        &model.weights,
-        tampered.as_deref().unwrap_or(&train.weights),
-        encoding,
-        options.residual,
-    )?;
+    let trained = tampered.as_deref().unwrap_or(&train.weights);
+    let prepared = match (encoding.is_masked(), options.masker) {
+        (true, Some(masker)) => prepare_masked_submission(
+            contributor.identity,
+            api.canister_id(),
+            round,
+            contributor.dataset_id,
+            train.samples as u64,
+            &model.weights,
+            trained,
+            masker,
+        )?,
+        (true, None) => anyhow::bail!(
+            "the job uses secure aggregation: a masked input needs the round's keys (flic train and flic simulate run its phases)"
+        ),
+        (false, _) => prepare_submission(
+            contributor.identity,
+            api.canister_id(),
+            round,
+            contributor.dataset_id,
+            train.samples as u64,
+            &model.weights,
+            trained,
+            encoding,
+            options.residual,
+        )?,
+    };
     let encode_time = t.elapsed();
     if let Some(hook) = options.before_upload {
         hook(&prepared)?;
@@ -312,7 +335,7 @@ pub fn prepare_submission(
     residual: Option<&[f32]>,
 ) -> Result<PreparedSubmission, PrepareError> {
     let config = round.config.as_ref().ok_or(PrepareError::NoJob)?;
-    let base_version = round.model_version.ok_or(PrepareError::NoModel)?;
+    round.model_version.ok_or(PrepareError::NoModel)?;
     if base.len() != trained.len() || base.len() as u64 != round.param_count {
         return Err(PrepareError::WrongLength {
             expected: round.param_count as usize,
@@ -343,7 +366,77 @@ pub fn prepare_submission(
             .map(|(v, sent)| v - sent)
             .collect()
     });
-    let payload = encoded.bytes;
+    Ok(PreparedSubmission {
+        norm_before_clip,
+        residual,
+        shrink: encoded.shrink,
+        ..sign_payload(
+            identity,
+            canister_id,
+            round,
+            dataset_id,
+            sample_count,
+            encoding,
+            encoded.bytes,
+        )?
+    })
+}
+
+/// A secure-aggregation contribution: `trained - base` clipped to the job's bound (nobody
+/// can check it afterwards), masked by `masker` at the contribution's weight, chunked and
+/// signed.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_masked_submission(
+    identity: &Identity,
+    canister_id: Principal,
+    round: &RoundInfo,
+    dataset_id: u64,
+    sample_count: u64,
+    base: &[f32],
+    trained: &[f32],
+    masker: Masker,
+) -> anyhow::Result<PreparedSubmission> {
+    let config = round.config.as_ref().ok_or(PrepareError::NoJob)?;
+    if base.len() != trained.len() || base.len() as u64 != round.param_count {
+        return Err(PrepareError::WrongLength {
+            expected: round.param_count as usize,
+            got: trained.len(),
+        }
+        .into());
+    }
+    let mut delta: Vec<f32> = trained.iter().zip(base).map(|(t, b)| t - b).collect();
+    let norm_before_clip = clip_l2(&mut delta, config.clip_norm);
+    let frac_bits = config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the job's configuration: {e}"))?;
+    let weight = flic_protocol::fedavg::capped_weight(sample_count, config.max_weight);
+    let payload = masker(&delta, weight, frac_bits)?;
+    Ok(PreparedSubmission {
+        norm_before_clip,
+        ..sign_payload(
+            identity,
+            canister_id,
+            round,
+            dataset_id,
+            sample_count,
+            DeltaEncoding::Masked,
+            payload,
+        )?
+    })
+}
+
+/// Chunks, hashes and signs an encoded payload.
+fn sign_payload(
+    identity: &Identity,
+    canister_id: Principal,
+    round: &RoundInfo,
+    dataset_id: u64,
+    sample_count: u64,
+    encoding: DeltaEncoding,
+    payload: Vec<u8>,
+) -> Result<PreparedSubmission, PrepareError> {
+    let config = round.config.as_ref().ok_or(PrepareError::NoJob)?;
+    let base_version = round.model_version.ok_or(PrepareError::NoModel)?;
     let chunk_size = config.chunk_size();
     let hashes = chunking::chunk_hashes(&payload, chunk_size);
     let header = SubmissionHeader {
@@ -366,9 +459,9 @@ pub fn prepare_submission(
         chunk_hashes: hashes.into_iter().map(Hash::new).collect(),
         chunk_size,
         payload,
-        norm_before_clip,
-        residual,
-        shrink: encoded.shrink,
+        norm_before_clip: 0.0,
+        residual: None,
+        shrink: 1.0,
     })
 }
 

@@ -25,6 +25,8 @@ use flic_protocol::api::{
 use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::privacy::DpConfig;
 use flic_protocol::rules::AggregationRule;
+use flic_protocol::secagg::SecAggConfig;
+use flic_protocol::api::SecAggPhase;
 use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::api::{AggregatorApi, CallStats};
@@ -34,6 +36,7 @@ use crate::identity::Identity;
 use crate::output::Progress;
 use crate::participant::{contribute, train_params, Contributor, StepOptions, Tamper};
 use crate::receipts::{ReceiptFile, ReceiptOrigin};
+use crate::secagg::{self as sa, Participation};
 use crate::transport::agent::{AgentTransport, Management, Network};
 use crate::transport::embedded::{self, EmbeddedTransport, SharedIc};
 use crate::transport::Transport;
@@ -110,6 +113,14 @@ pub struct SimulationConfig {
     /// Client-level differential privacy of the job (every contribution then weighs 1).
     #[serde(default)]
     pub dp: Option<DpConfig>,
+    /// Secure aggregation (its dropout fraction is set from `dropouts` and the number of
+    /// clients).
+    #[serde(default)]
+    pub secure_aggregation: Option<SecAggConfig>,
+    /// With secure aggregation: how many clients drop out of each round, spread over its
+    /// phases (the job survives this many).
+    #[serde(default)]
+    pub dropouts: usize,
 }
 
 impl Default for SimulationConfig {
@@ -146,6 +157,8 @@ impl Default for SimulationConfig {
             attack_adaptive: false,
             proximal_mu: None,
             dp: None,
+            secure_aggregation: None,
+            dropouts: 0,
         }
     }
 }
@@ -479,6 +492,79 @@ impl Host {
     }
 }
 
+/// The job's secure aggregation for `clients` contributors, surviving `args.dropouts`.
+fn secure_aggregation(
+    args: &SimulationConfig,
+    clients: usize,
+) -> anyhow::Result<Option<SecAggConfig>> {
+    let Some(sa) = args.secure_aggregation else {
+        if args.dropouts > 0 {
+            bail!("--dropouts needs --secure-aggregation");
+        }
+        return Ok(None);
+    };
+    if args.retain_contributions {
+        bail!("--secure-aggregation with --retain-contributions: a masked input cannot be re-checked by anyone, so it is not retained");
+    }
+    if args.malicious > 0 {
+        bail!("--secure-aggregation with --malicious: the canister cannot see a masked input, so no rule can filter an attack (docs/threat-model.md)");
+    }
+    Ok(Some(SecAggConfig::tolerating(
+        args.dropouts as u32,
+        clients as u32,
+        sa.phase_duration_ns,
+    )?))
+}
+
+/// Where a client drops out of a secure-aggregation round: it skips this phase and the
+/// ones after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum DropAt {
+    Advertise,
+    Share,
+    Input,
+    Reveal,
+}
+
+/// Which clients drop out of round `r`, and where: `k` of `n`, drawn from the seed, the
+/// first at the masked input, then the shares, the unmasking and the keys in turn.
+fn dropout_plan(seed: u64, r: u64, n: usize, k: usize) -> Vec<Option<DropAt>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| sub_seed(seed, "dropout", r * 1_000_003 + i as u64));
+    let phases = [DropAt::Input, DropAt::Share, DropAt::Reveal, DropAt::Advertise];
+    let mut plan = vec![None; n];
+    for (j, &i) in order.iter().take(k).enumerate() {
+        plan[i] = Some(phases[j % phases.len()]);
+    }
+    plan
+}
+
+/// Waits out a secure-aggregation phase whose participants did not all act: on the
+/// embedded IC by moving its clock to the phase's deadline, on a network by waiting.
+fn end_phase(
+    host: &Host,
+    api: &mut AggregatorApi<Box<dyn Transport>>,
+    round: u64,
+    phase: SecAggPhase,
+) -> anyhow::Result<flic_protocol::api::SecAggRound> {
+    let v = sa::view(api)?;
+    let limit = Duration::from_nanos(v.phase_deadline_ns.saturating_sub(api.transport().now_ns()))
+        + CLOSE_WAIT;
+    let (poll, embedded) = match host {
+        Host::Embedded(ic) => (Duration::ZERO, Some(ic.clone())),
+        Host::Network(_) => (Duration::from_millis(500), None),
+    };
+    let after = sa::wait_for_phase(api, round, phase, limit, poll, &mut |v| {
+        if let Some(ic) = &embedded {
+            embedded::lock(ic).set_time(v.phase_deadline_ns);
+        }
+    })?;
+    if after.round == round && after.restarts > v.restarts {
+        bail!("round {round}'s secure aggregation started over in its {} phase: too few participants were left", phase.name());
+    }
+    Ok(after)
+}
+
 /// Installs the aggregator (in the embedded IC, or through the management canister of
 /// `--network`) and configures, uploads and starts the job.
 fn deploy(
@@ -545,11 +631,16 @@ fn deploy(
         aggregation: Some(args.aggregation),
         server_optimizer: Some(args.server_optimizer),
         dp: args.dp,
+        secure_aggregation: secure_aggregation(args, clients)?,
         ..JobConfig::new(spec, client_hyperparameters(args))
     };
     // The default allows f32 and int8; a simulation of another encoding allows it too.
     let mut job = job;
-    if !job.allowed_encodings.contains(&args.encoding) {
+    if job.secure_aggregation.is_some() {
+        job.allowed_encodings = vec![DeltaEncoding::Masked];
+        // Those who drop out before advertising leave fewer participants.
+        job.min_clients = (clients - args.dropouts).max(3) as u32;
+    } else if !job.allowed_encodings.contains(&args.encoding) {
         job.allowed_encodings.push(args.encoding);
     }
     api.launch_job(&job, weights)
@@ -754,8 +845,41 @@ pub fn run(
                 );
             }
         }
-        for (i, c) in clients.iter_mut().enumerate() {
+        for c in clients.iter_mut() {
             c.api.stats = CallStats::default();
+        }
+        // Secure aggregation's first two phases, before anyone trains.
+        let plan = dropout_plan(args.seed, r, n, args.dropouts);
+        let acts = |i: usize, phase: DropAt| plan[i].is_none_or(|d| d > phase);
+        let mut parts: Vec<Option<Participation>> = (0..n).map(|_| None).collect();
+        let mut masked_view = None;
+        if args.secure_aggregation.is_some() {
+            let job_id = clients[0].api.round_info()?.job_id;
+            for (i, c) in clients.iter_mut().enumerate() {
+                if acts(i, DropAt::Advertise) {
+                    parts[i] = Some(sa::advertise(&mut c.api, &c.identity, job_id, r)?);
+                }
+            }
+            if sa::view(&mut clients[0].api)?.phase == SecAggPhase::AdvertiseKeys {
+                end_phase(&host, &mut clients[0].api, r, SecAggPhase::AdvertiseKeys)?;
+            }
+            for (i, c) in clients.iter_mut().enumerate() {
+                if let (true, Some(p)) = (acts(i, DropAt::Share), parts[i].as_mut()) {
+                    sa::post_shares(&mut c.api, p)?;
+                }
+            }
+            let mut v = sa::view(&mut clients[0].api)?;
+            if v.phase == SecAggPhase::ShareKeys {
+                v = end_phase(&host, &mut clients[0].api, r, SecAggPhase::ShareKeys)?;
+            }
+            masked_view = Some(v);
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            let part = match (&masked_view, parts[i].as_ref()) {
+                (None, _) => None,
+                (Some(v), Some(p)) if acts(i, DropAt::Input) && v.participants[p.index as usize].shared => Some(p),
+                _ => continue, // dropped out
+            };
             let t = Instant::now();
             let info = c.api.round_info()?;
             if info.round != r {
@@ -799,14 +923,21 @@ pub fn run(
                 data: &c.data,
                 device: &device,
             };
+            let masker = |d: &[f32], w: u64, f: u32| {
+                let (Some(p), Some(v)) = (part, masked_view.as_ref()) else {
+                    bail!("no secure-aggregation round to mask for");
+                };
+                p.masked_payload(v, d, w, f)
+            };
             let step = contribute(
                 &mut c.api,
                 &contributor,
                 &info,
                 StepOptions {
-                    encoding: Some(encoding),
+                    encoding: Some(if part.is_some() { DeltaEncoding::Masked } else { encoding }),
                     tamper,
                     residual: c.residual.as_deref(),
+                    masker: part.is_some().then_some(&masker as _),
                     ..StepOptions::default()
                 },
                 &mut TrainingOnly::new(progress, done_before),
@@ -824,7 +955,23 @@ pub fn run(
             shrunk += usize::from(step.prepared.shrink < 1.0);
             let up = step.upload;
             upload_bytes += up.bytes_sent;
-            commits.push(up.receipt.contribution_index);
+            commits.push((i, up.receipt.contribution_index));
+        }
+        if masked_view.is_some() {
+            // The last two phases: the masked inputs' end, then the survivors' shares (the
+            // reveal that reaches the threshold unmasks and closes the round).
+            if sa::view(&mut clients[0].api)?.phase == SecAggPhase::MaskedInput {
+                end_phase(&host, &mut clients[0].api, r, SecAggPhase::MaskedInput)?;
+            }
+            let committed: Vec<usize> = commits.iter().map(|(i, _)| *i).collect();
+            for i in committed {
+                if let (true, Some(p)) = (acts(i, DropAt::Reveal), parts[i].as_ref()) {
+                    sa::reveal(&mut clients[i].api, p)?;
+                }
+            }
+        }
+        let contributed = commits.len();
+        for c in &clients {
             stats.merge(&c.api.stats);
         }
         // The last commit reached max_clients and closed the round inside the canister
@@ -872,10 +1019,10 @@ pub fn run(
         current.clone_from(&global);
         if let Some(dir) = &args.receipts {
             let round_dir = dir.join(format!("round-{r}"));
-            for (i, index) in commits.iter().enumerate() {
+            for &(i, index) in &commits {
                 let receipt = clients[i]
                     .api
-                    .receipt(*index)
+                    .receipt(index)
                     .with_context(|| format!("receipt of client {i} in round {r}"))?;
                 let path = round_dir.join(format!("client-{i}.json"));
                 let file = ReceiptFile {
@@ -917,9 +1064,10 @@ pub fn run(
         );
         let report = RoundReport {
             round: r + 1,
-            bytes_per_contribution: upload_bytes / n.max(1) as u64,
-            bytes_per_param: upload_bytes as f64 / (n.max(1) as f64 * spec.param_count() as f64),
-            cycles_per_contribution: cycles.total() / n.max(1) as u64,
+            bytes_per_contribution: upload_bytes / contributed.max(1) as u64,
+            bytes_per_param: upload_bytes as f64
+                / (contributed.max(1) as f64 * spec.param_count() as f64),
+            cycles_per_contribution: cycles.total() / contributed.max(1) as u64,
             usd: cycles.usd(),
             shrunk,
             commit_instructions: stats
@@ -928,12 +1076,12 @@ pub fn run(
                 .map_or(0, |s| s.instructions),
             test_accuracy: eval.accuracy,
             test_loss: eval.loss,
-            contributors: n,
+            contributors: contributed,
             upload_bytes,
             model_version: hex::encode(model.info.version.as_slice()),
             instructions,
             max_message_instructions: stats.max_instructions(),
-            mean_delta_norm: norm_sum / n as f64,
+            mean_delta_norm: norm_sum / contributed.max(1) as f64,
             clipped,
             train_seconds: train_t.as_secs_f64(),
             encode_seconds: encode_t.as_secs_f64(),

@@ -29,6 +29,10 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         proximal_mu: args.strategy.proximal_mu,
     };
     let dp = args.privacy.config(DEFAULT_DP_ROUNDS)?;
+    let secure_aggregation = args.secagg.config(args.max_clients)?;
+    if secure_aggregation.is_some() && args.retain_contributions {
+        anyhow::bail!("--secure-aggregation with --retain-contributions: a masked input cannot be re-checked by anyone, so it is not retained");
+    }
     let job = JobConfig {
         min_clients: args.min_clients,
         max_clients: args.max_clients,
@@ -36,7 +40,12 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
             Some(secs) => secs.saturating_mul(1_000_000_000),
             None => args.round_minutes.saturating_mul(60_000_000_000),
         },
-        allowed_encodings: args.encodings.0.clone(),
+        // Secure aggregation takes masked inputs only.
+        allowed_encodings: if secure_aggregation.is_some() {
+            vec![flic_protocol::DeltaEncoding::Masked]
+        } else {
+            args.encodings.0.clone()
+        },
         clip_norm: args.clip_norm,
         max_weight: args
             .max_weight
@@ -51,6 +60,7 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
             .map(|s| s.saturating_mul(1_000_000_000)),
         chunk_size: args.chunk_size,
         dp,
+        secure_aggregation,
         ..JobConfig::new(spec, client)
     };
     let mut session = super::connect(&args.target)?;
