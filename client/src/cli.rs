@@ -279,6 +279,23 @@ pub enum BenchCommand {
     /// accuracy per round against the same run without DP, the certified epsilon spent,
     /// and the noise's instructions at the close; writes an SVG plot.
     Privacy(BenchPrivacyArgs),
+    /// Secure aggregation on the same federation without it and with K clients dropping
+    /// out of each round: messages, bytes and instructions per client, the closing
+    /// message (the unmasking), and how long each round stays open.
+    Secagg(BenchSecAggArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchSecAggArgs {
+    /// The federation every run shares; --clients defaults to 10 here.
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
+    /// Dropouts per round, each a run.
+    #[arg(long = "dropouts-list", value_delimiter = ',', default_value = "0,1,2,3")]
+    pub dropouts_list: Vec<usize>,
+    /// Rewrite the secure-aggregation section of this Markdown file.
+    #[arg(long, value_name = "PATH")]
+    pub doc: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -202,6 +202,11 @@ pub struct RoundReport {
     /// With DP: the epsilon spent by the rounds so far, as the round's record certifies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epsilon_spent: Option<f64>,
+    /// How long the round was open on the canister's clock (its record's open to close;
+    /// on the embedded IC only deadlines move the clock).
+    pub open_seconds: f64,
+    /// Every contributor's calls this round, by method (instructions on the embedded IC).
+    pub calls: std::collections::BTreeMap<String, crate::api::MethodStats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -991,14 +996,15 @@ pub fn run(
                 info.round
             );
         }
-        let epsilon_spent = match args.dp {
-            Some(_) => observer
-                .round_history(PageArgs { start: r, limit: 1 })?
-                .items
-                .first()
-                .and_then(|record| record.epsilon_spent),
-            None => None,
-        };
+        let record = observer
+            .round_history(PageArgs { start: r, limit: 1 })?
+            .items
+            .into_iter()
+            .next()
+            .with_context(|| format!("round {r}'s record"))?;
+        let epsilon_spent = record.epsilon_spent;
+        let canister_seconds_open =
+            record.closed_at_ns.saturating_sub(record.opened_at_ns) as f64 / 1e9;
         let model = observer.download_model(&mut |_, _| {})?;
         let global = model.weights;
         if let (true, Some(sent)) = (args.attack_adaptive, crafted.get()) {
@@ -1088,6 +1094,8 @@ pub fn run(
             canister_seconds: canister_t.as_secs_f64(),
             attack_gain: gain,
             epsilon_spent,
+            open_seconds: canister_seconds_open,
+            calls: stats.per_method.clone(),
         };
         progress.finish("");
         let privacy = report

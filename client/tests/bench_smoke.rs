@@ -218,3 +218,28 @@ fn robust_report_covers_the_grid() {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
 }
+
+#[test]
+fn secagg_report_is_consistent() {
+    let args = SimulationConfig {
+        clients: Some(5),
+        rounds: 1,
+        samples: 400,
+        local_epochs: 1,
+        ..SimulationConfig::default()
+    };
+    let report = flic_client::bench::secagg::run(&args, &[0, 1], 30, &mut Silent).unwrap();
+    assert_eq!(report.runs.len(), 3);
+    let (plain, none, one) = (&report.runs[0], &report.runs[1], &report.runs[2]);
+    assert_eq!(none.model_version, plain.model_version, "masking changes nothing");
+    assert_eq!((none.contributors, one.contributors), (5, 4));
+    // Masked words are twice f32's bytes, and secure aggregation adds calls and a close.
+    assert!(none.bytes_per_client > 1.9 * plain.bytes_per_client);
+    assert!(none.messages_per_client > plain.messages_per_client);
+    assert!(none.close_instructions > plain.close_instructions);
+    assert_eq!((none.seeds, one.seeds), (5, 4 + 4));
+    // No phase waits without dropouts; the masked-input phase waits its 30 s with one.
+    assert_eq!((none.open_seconds, one.open_seconds), (0.0, 30.0));
+    let md = flic_client::bench::secagg::render(&report);
+    assert_eq!(md.matches("\n| secure aggregation, ").count(), 2);
+}

@@ -486,6 +486,51 @@ fn a_dp_federation_over_the_devnet_certifies_its_budget_through_ic_agent() {
 }
 
 #[test]
+fn secure_aggregation_over_the_devnet_ends_phases_on_its_timers_through_ic_agent() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path();
+    let devnet = Devnet::start(&home.join("devnet-state"), home);
+    let report_path = home.join("secagg.json");
+    // Five contributors through ic-agent; one drops out of each round before its masked
+    // input, so that phase ends on the canister's timer, in wall-clock time.
+    run(
+        &[
+            "simulate",
+            "-q",
+            "--clients",
+            "5",
+            "--rounds",
+            "2",
+            "--samples",
+            "500",
+            "--secure-aggregation",
+            "--dropouts",
+            "1",
+            "--secagg-phase-secs",
+            "8",
+            "--network",
+            &devnet.url,
+            "--json",
+            report_path.to_str().unwrap(),
+        ],
+        home,
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    for r in rounds {
+        assert_eq!(r["contributors"], 4, "{r}");
+        // The masked-input phase waited for its deadline.
+        assert!(r["open_seconds"].as_f64().unwrap() >= 8.0, "{r}");
+    }
+    let canister = report["canister_id"].as_str().unwrap();
+    let target = ["--network", devnet.url.as_str(), "--canister", canister];
+    let status = json(&[&["status", "--json"][..], &target].concat(), home);
+    assert_eq!(status["round"], 2, "{status}");
+}
+
+#[test]
 fn a_contributor_killed_mid_upload_resumes_against_the_restarted_devnet() {
     let root = tempfile::tempdir().unwrap();
     let state = root.path().join("devnet-state");

@@ -89,7 +89,11 @@ fn dataset_json(d: &Dataset) -> Value {
     })
 }
 
-pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
+pub(super) fn status_json(
+    info: &RoundInfo,
+    secagg: Option<&flic_protocol::api::SecAggRound>,
+    env: &HttpEnv,
+) -> Value {
     json!({
         "canister_id": env.canister_id.to_text(),
         "now_ns": env.now_ns,
@@ -121,6 +125,16 @@ pub(super) fn status_json(info: &RoundInfo, env: &HttpEnv) -> Value {
             "epsilon_spent": dp.epsilon_after(info.round),
             "rounds_closed": info.round,
             "rounds_within_budget": dp.rounds_within_budget(),
+        })),
+        "secure_aggregation": secagg.map(|v| json!({
+            "phase": v.phase.name(),
+            "phase_deadline_ns": v.phase_deadline_ns,
+            "threshold": v.threshold,
+            "restarts": v.restarts,
+            "participants": v.participants.len(),
+            "shared": v.participants.iter().filter(|p| p.shared).count(),
+            "masked": v.participants.iter().filter(|p| p.masked).count(),
+            "revealed": v.participants.iter().filter(|p| p.revealed).count(),
         })),
     })
 }

@@ -177,7 +177,10 @@ fn route(state: &State, req: &HttpRequest, env: &HttpEnv) -> HttpResponse {
     match segments.as_slice() {
         [""] | ["index.html"] => page::page(state, env),
         ["metrics"] => prometheus::metrics(state, env),
-        ["api", "status"] => json_response(200, &json::status_json(&state.round_info(), env)),
+        ["api", "status"] => json_response(
+            200,
+            &json::status_json(&state.round_info(), state.secagg_round().as_ref(), env),
+        ),
         ["api", "rounds"] => paged(&|p| json::rounds(state, p)),
         ["api", "rounds", n] => match n.parse::<u64>() {
             Ok(n) => json::round(state, n),

@@ -266,6 +266,11 @@ fn the_unmasked_sum_is_fedavg_of_the_survivors_at_0_10_and_30_percent_dropped() 
         assert!(h.state.secagg.is_empty());
         let next = h.state.secagg_round().unwrap();
         assert_eq!((next.round, next.phase, next.participants.len()), (1, SecAggPhase::AdvertiseKeys, 0));
+        let (code, status) = get_json(&h, "/api/status");
+        assert_eq!(code, 200);
+        assert_eq!(status["secure_aggregation"]["phase"], "advertise keys");
+        let (_, page) = get(&h, "GET", "/");
+        assert!(String::from_utf8_lossy(&page.body).contains("secure aggregation"));
     }
 }
 

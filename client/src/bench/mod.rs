@@ -16,6 +16,7 @@ pub mod plot;
 pub mod privacy;
 pub mod robust;
 pub mod scale;
+pub mod secagg;
 pub mod simulation;
 pub mod training;
 

@@ -4,12 +4,12 @@
 use anyhow::Context;
 
 use crate::bench::{
-    aggregate, compression, doc, invocation, learning, privacy, robust, scale, simulation,
+    aggregate, compression, doc, invocation, learning, privacy, robust, scale, secagg, simulation,
     training, Machine,
 };
 use crate::cli::{
     BenchAggregateArgs, BenchCommand, BenchCompressionArgs, BenchLearningArgs, BenchPrivacyArgs,
-    BenchRobustArgs, BenchScaleArgs, BenchSimulateArgs, BenchTrainArgs,
+    BenchRobustArgs, BenchScaleArgs, BenchSecAggArgs, BenchSimulateArgs, BenchTrainArgs,
 };
 use crate::output::{Printer, Progress};
 use flic_protocol::optimizers::ServerOptimizer;
@@ -29,7 +29,43 @@ pub fn run(
         BenchCommand::Robust(args) => run_robust(printer, &args, progress),
         BenchCommand::Compression(args) => run_compression(printer, &args, progress),
         BenchCommand::Privacy(args) => run_privacy(printer, &args, progress),
+        BenchCommand::Secagg(args) => run_secagg(printer, &args, progress),
     }
+}
+
+fn run_secagg(
+    printer: &Printer,
+    args: &BenchSecAggArgs,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    let mut base = args.simulate.config()?;
+    base.clients = base.clients.or(Some(10));
+    let report = secagg::run(
+        &base,
+        &args.dropouts_list,
+        args.simulate.secagg.secagg_phase_secs,
+        progress,
+    )?;
+    for r in &report.runs {
+        printer.out(format!(
+            "{}: {} contributions, {:.1} messages and {} per client, closing message {:.1} M instructions, round open {:.0} s",
+            r.label(),
+            r.contributors,
+            r.messages_per_client,
+            crate::output::human_bytes(r.bytes_per_client as u64),
+            r.close_instructions as f64 / 1e6,
+            r.open_seconds
+        ))?;
+    }
+    if let Some(path) = &args.doc {
+        doc::write_section(
+            path,
+            "secagg",
+            &doc::section_body(&secagg::render(&report), &Machine::detect(), &invocation()),
+        )?;
+        printer.info(format!("wrote the secagg section of {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Writes `svg` next to the document `path` (at `svg_rel` from it), then the section

@@ -8,6 +8,9 @@ use crate::output::{key_value_table, relative, short_hex, table, utc, Printer};
 pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Result<()> {
     let mut session = super::connect_reader(target)?;
     let info = session.api.round_info()?;
+    // Secure aggregation's phase (a job without it answers `None`, and so does a canister
+    // of a release before it, which has no such query).
+    let secagg = session.api.secagg_round().unwrap_or(None);
     let version = info
         .model_version
         .as_ref()
@@ -37,6 +40,16 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
                 "target_epsilon": dp.target_epsilon,
                 "epsilon_spent": dp.epsilon_after(info.round),
                 "rounds_within_budget": dp.rounds_within_budget(),
+            })),
+            "secure_aggregation": secagg.as_ref().map(|v| serde_json::json!({
+                "phase": v.phase.name(),
+                "phase_deadline_ns": v.phase_deadline_ns,
+                "threshold": v.threshold,
+                "restarts": v.restarts,
+                "participants": v.participants.len(),
+                "shared": v.participants.iter().filter(|p| p.shared).count(),
+                "masked": v.participants.iter().filter(|p| p.masked).count(),
+                "revealed": v.participants.iter().filter(|p| p.revealed).count(),
             })),
         }))?);
     }
@@ -81,6 +94,24 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
                     dp.noise_multiplier,
                     total.saturating_sub(info.round),
                     total
+                ),
+            ));
+        }
+        if let Some(v) = &secagg {
+            let count = |f: fn(&flic_protocol::api::SecAggParticipant) -> bool| {
+                v.participants.iter().filter(|p| f(p)).count()
+            };
+            rows.push((
+                "secure aggregation".into(),
+                format!(
+                    "{} phase: {} keys, {} shared, {} masked, {} revealed (threshold {}, {} restarts)",
+                    v.phase.name(),
+                    v.participants.len(),
+                    count(|p| p.shared),
+                    count(|p| p.masked),
+                    count(|p| p.revealed),
+                    v.threshold,
+                    v.restarts
                 ),
             ));
         }
