@@ -408,7 +408,9 @@ fn commit_submission(submission_id: u64) -> Result<CommitReceipt, SubmitError> {
 /// Phase 1: the caller's signed keys; returns its index in the round.
 #[ic_cdk::update]
 fn secagg_advertise(args: AdvertiseKeysArgs) -> Result<u32, SecAggCallError> {
-    counted_update("secagg_advertise", 0, |s, ctx| s.secagg_advertise(ctx, args))
+    counted_update("secagg_advertise", 0, |s, ctx| {
+        s.secagg_advertise(ctx, args)
+    })
 }
 
 /// Phase 2: one sealed envelope of shares for every other participant.

@@ -291,7 +291,11 @@ pub struct BenchSecAggArgs {
     #[command(flatten)]
     pub simulate: SimulateArgs,
     /// Dropouts per round, each a run.
-    #[arg(long = "dropouts-list", value_delimiter = ',', default_value = "0,1,2,3")]
+    #[arg(
+        long = "dropouts-list",
+        value_delimiter = ',',
+        default_value = "0,1,2,3"
+    )]
     pub dropouts_list: Vec<usize>,
     /// Rewrite the secure-aggregation section of this Markdown file.
     #[arg(long, value_name = "PATH")]
@@ -1046,10 +1050,20 @@ pub struct SecAggArgs {
     pub secure_aggregation: bool,
     /// Dropouts per round the job survives, of --max-clients (at most just under half).
     /// `flic simulate` also drops this many clients each round, spread over the phases.
-    #[arg(long, value_name = "K", default_value_t = 0, requires = "secure_aggregation")]
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 0,
+        requires = "secure_aggregation"
+    )]
     pub dropouts: u32,
     /// How long each of the four phases waits for its participants.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "secure_aggregation")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        requires = "secure_aggregation"
+    )]
     pub secagg_phase_secs: u64,
 }
 

@@ -146,7 +146,9 @@ pub fn reveal<T: Transport>(api: &mut AggregatorApi<T>, p: &Participation) -> an
         .into_iter()
         .map(|e| (e.from, e.ciphertext.into_vec()))
         .collect();
-    let shares = p.session.reveal(p.index, &list, &inbox, v.threshold.max(p.threshold))?;
+    let shares = p
+        .session
+        .reveal(p.index, &list, &inbox, v.threshold.max(p.threshold))?;
     match api.secagg_reveal(&RevealSharesArgs {
         round: p.round,
         shares: shares.into_iter().map(ByteBuf::from).collect(),

@@ -18,6 +18,7 @@ use flic_model_zoo::{
     evaluate, init_weights, model_spec, train_local, Backend, BackendRequest, ModelConfig,
     Partitioner,
 };
+use flic_protocol::api::SecAggPhase;
 use flic_protocol::api::{
     ClientHyperparameters, InitArg, InitArgs, JobConfig, JobState, Optimizer, PageArgs,
     RegisterDatasetArgs, ReportEvaluationArgs,
@@ -26,7 +27,6 @@ use flic_protocol::optimizers::ServerOptimizer;
 use flic_protocol::privacy::DpConfig;
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::secagg::SecAggConfig;
-use flic_protocol::api::SecAggPhase;
 use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::api::{AggregatorApi, CallStats};
@@ -536,7 +536,12 @@ enum DropAt {
 fn dropout_plan(seed: u64, r: u64, n: usize, k: usize) -> Vec<Option<DropAt>> {
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| sub_seed(seed, "dropout", r * 1_000_003 + i as u64));
-    let phases = [DropAt::Input, DropAt::Share, DropAt::Reveal, DropAt::Advertise];
+    let phases = [
+        DropAt::Input,
+        DropAt::Share,
+        DropAt::Reveal,
+        DropAt::Advertise,
+    ];
     let mut plan = vec![None; n];
     for (j, &i) in order.iter().take(k).enumerate() {
         plan[i] = Some(phases[j % phases.len()]);
@@ -882,7 +887,11 @@ pub fn run(
         for (i, c) in clients.iter_mut().enumerate() {
             let part = match (&masked_view, parts[i].as_ref()) {
                 (None, _) => None,
-                (Some(v), Some(p)) if acts(i, DropAt::Input) && v.participants[p.index as usize].shared => Some(p),
+                (Some(v), Some(p))
+                    if acts(i, DropAt::Input) && v.participants[p.index as usize].shared =>
+                {
+                    Some(p)
+                }
                 _ => continue, // dropped out
             };
             let t = Instant::now();
@@ -939,7 +948,11 @@ pub fn run(
                 &contributor,
                 &info,
                 StepOptions {
-                    encoding: Some(if part.is_some() { DeltaEncoding::Masked } else { encoding }),
+                    encoding: Some(if part.is_some() {
+                        DeltaEncoding::Masked
+                    } else {
+                        encoding
+                    }),
                     tamper,
                     residual: c.residual.as_deref(),
                     masker: part.is_some().then_some(&masker as _),

@@ -231,7 +231,10 @@ fn secagg_report_is_consistent() {
     let report = flic_client::bench::secagg::run(&args, &[0, 1], 30, &mut Silent).unwrap();
     assert_eq!(report.runs.len(), 3);
     let (plain, none, one) = (&report.runs[0], &report.runs[1], &report.runs[2]);
-    assert_eq!(none.model_version, plain.model_version, "masking changes nothing");
+    assert_eq!(
+        none.model_version, plain.model_version,
+        "masking changes nothing"
+    );
     assert_eq!((none.contributors, one.contributors), (5, 4));
     // Masked words are twice f32's bytes, and secure aggregation adds calls and a close.
     assert!(none.bytes_per_client > 1.9 * plain.bytes_per_client);

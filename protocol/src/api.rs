@@ -14,8 +14,8 @@ use crate::hash::to_hex;
 use crate::model::ModelSpec;
 use crate::optimizers::ServerOptimizer;
 use crate::privacy::DpConfig;
-use crate::secagg::SecAggConfig;
 use crate::rules::AggregationRule;
+use crate::secagg::SecAggConfig;
 use crate::submission::{SignatureError, SubmissionHeader};
 use crate::Hash;
 
@@ -774,6 +774,52 @@ pub struct SecAggRound {
     /// How often this round started over (too few participants left in a phase).
     pub restarts: u32,
     pub participants: Vec<SecAggParticipant>,
+}
+
+/// Where a secure-aggregation round stands, in counts (for status pages and `--json`).
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecAggSummary {
+    pub phase: &'static str,
+    pub phase_deadline_ns: u64,
+    pub threshold: u32,
+    pub restarts: u32,
+    pub participants: usize,
+    pub shared: usize,
+    pub masked: usize,
+    pub revealed: usize,
+}
+
+impl SecAggRound {
+    pub fn summary(&self) -> SecAggSummary {
+        let count =
+            |f: fn(&SecAggParticipant) -> bool| self.participants.iter().filter(|p| f(p)).count();
+        SecAggSummary {
+            phase: self.phase.name(),
+            phase_deadline_ns: self.phase_deadline_ns,
+            threshold: self.threshold,
+            restarts: self.restarts,
+            participants: self.participants.len(),
+            shared: count(|p| p.shared),
+            masked: count(|p| p.masked),
+            revealed: count(|p| p.revealed),
+        }
+    }
+}
+
+impl std::fmt::Display for SecAggSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} phase: {} keys, {} shared, {} masked, {} revealed (threshold {}, {} restarts)",
+            self.phase,
+            self.participants,
+            self.shared,
+            self.masked,
+            self.revealed,
+            self.threshold,
+            self.restarts
+        )
+    }
 }
 
 /// An envelope for the caller (`secagg_inbox`).

@@ -6,7 +6,6 @@
 mod cli;
 use cli::{flic, s};
 
-
 use flic_client::commands::ExitStatus;
 use flic_client::output::Silent;
 use flic_client::simulate::{run, SimulationConfig};

@@ -37,13 +37,22 @@ fn versions(r: &SimulationReport) -> Vec<String> {
 #[test]
 fn masking_changes_nothing_in_the_sum_same_seed_same_model_versions() {
     let plain = run(&base(), &mut flic_client::output::Silent).expect("plain FedAvg runs");
-    let masked = run(&secure(0), &mut flic_client::output::Silent).expect("secure aggregation runs");
+    let masked =
+        run(&secure(0), &mut flic_client::output::Silent).expect("secure aggregation runs");
     assert_eq!(masked.rounds.len(), 2);
-    assert_eq!(versions(&masked), versions(&plain), "bit for bit the same models");
+    assert_eq!(
+        versions(&masked),
+        versions(&plain),
+        "bit for bit the same models"
+    );
     for r in &masked.rounds {
         assert_eq!(r.contributors, 10);
         // 8 bytes per parameter: weighted fixed-point words.
-        assert!((r.bytes_per_param - 8.0).abs() < 0.01, "{}", r.bytes_per_param);
+        assert!(
+            (r.bytes_per_param - 8.0).abs() < 0.01,
+            "{}",
+            r.bytes_per_param
+        );
     }
     assert!(masked.final_accuracy > masked.initial_accuracy);
 }
@@ -61,8 +70,15 @@ fn a_federation_survives_10_and_30_percent_dropping_out_at_every_phase() {
             assert_eq!(r.contributors, contributors, "{k} dropouts");
             assert!(r.test_loss.is_finite());
         }
-        assert_ne!(versions(&report)[0], versions(&plain)[0], "fewer contributions, another model");
-        assert!(report.final_accuracy > report.initial_accuracy, "{k} dropouts");
+        assert_ne!(
+            versions(&report)[0],
+            versions(&plain)[0],
+            "fewer contributions, another model"
+        );
+        assert!(
+            report.final_accuracy > report.initial_accuracy,
+            "{k} dropouts"
+        );
     }
 }
 
@@ -71,12 +87,23 @@ fn secure_aggregation_flags_are_checked_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s");
     let simulate = |extra: &[&str]| {
-        let mut argv = vec!["simulate", "--rounds", "1", "--clients", "10", "--samples", "200"];
+        let mut argv = vec![
+            "simulate",
+            "--rounds",
+            "1",
+            "--clients",
+            "10",
+            "--samples",
+            "200",
+        ];
         argv.extend_from_slice(&["--state", s(&state)]);
         argv.extend_from_slice(extra);
         flic(&argv)
     };
-    assert!(simulate(&["--dropouts", "1"]).is_err(), "--dropouts needs --secure-aggregation");
+    assert!(
+        simulate(&["--dropouts", "1"]).is_err(),
+        "--dropouts needs --secure-aggregation"
+    );
     let err = simulate(&["--secure-aggregation", "--dropouts", "5"]).unwrap_err();
     assert!(format!("{err:#}").contains("fewer than half"), "{err:#}");
     let err = simulate(&["--secure-aggregation", "--retain-contributions"]).unwrap_err();

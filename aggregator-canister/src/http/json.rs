@@ -126,16 +126,7 @@ pub(super) fn status_json(
             "rounds_closed": info.round,
             "rounds_within_budget": dp.rounds_within_budget(),
         })),
-        "secure_aggregation": secagg.map(|v| json!({
-            "phase": v.phase.name(),
-            "phase_deadline_ns": v.phase_deadline_ns,
-            "threshold": v.threshold,
-            "restarts": v.restarts,
-            "participants": v.participants.len(),
-            "shared": v.participants.iter().filter(|p| p.shared).count(),
-            "masked": v.participants.iter().filter(|p| p.masked).count(),
-            "revealed": v.participants.iter().filter(|p| p.revealed).count(),
-        })),
+        "secure_aggregation": secagg.map(|v| v.summary()),
     })
 }
 

@@ -267,20 +267,9 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
             );
         }
         if let Some(v) = state.secagg_round() {
-            let count = |f: fn(&flic_protocol::api::SecAggParticipant) -> bool| {
-                v.participants.iter().filter(|p| f(p)).count()
-            };
             stat(
                 &mut h,
-                &format!(
-                    "{}: {} keys, {} shared, {} masked, {} revealed (threshold {})",
-                    v.phase.name(),
-                    v.participants.len(),
-                    count(|p| p.shared),
-                    count(|p| p.masked),
-                    count(|p| p.revealed),
-                    v.threshold
-                ),
+                &v.summary().to_string(),
                 "secure aggregation (the canister holds masked inputs only)",
             );
         }

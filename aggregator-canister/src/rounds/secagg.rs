@@ -26,8 +26,8 @@
 
 use candid::Principal;
 use flic_protocol::api::{
-    AdvertiseKeysArgs, InboxEnvelope, JobState, PostSharesArgs, RevealSharesArgs,
-    SecAggCallError, SecAggParticipant, SecAggPhase, SecAggRound,
+    AdvertiseKeysArgs, InboxEnvelope, JobState, PostSharesArgs, RevealSharesArgs, SecAggCallError,
+    SecAggParticipant, SecAggPhase, SecAggRound,
 };
 use flic_protocol::secagg::keys::{AdvertisedKeys, RoundContext, ENVELOPE_BYTES};
 use flic_protocol::secagg::unmask::{self, Participant};
@@ -88,7 +88,11 @@ impl StoredParticipant {
 
     fn from_bytes(b: &[u8]) -> Self {
         let l = b[0] as usize;
-        let at = |k: usize| -> [u8; 32] { b[1 + l + 32 * k..1 + l + 32 * (k + 1)].try_into().expect("32 bytes") };
+        let at = |k: usize| -> [u8; 32] {
+            b[1 + l + 32 * k..1 + l + 32 * (k + 1)]
+                .try_into()
+                .expect("32 bytes")
+        };
         Self {
             principal: Principal::from_slice(&b[1..1 + l]),
             public_key: at(0),
@@ -208,8 +212,9 @@ impl State {
         args: AdvertiseKeysArgs,
     ) -> Result<u32, SecAggCallError> {
         let mut record = self.secagg_call(ctx, args.round, SecAggPhase::AdvertiseKeys)?;
-        self.check_admitted(ctx.caller)
-            .map_err(|caller| SecAggCallError::Submit(flic_protocol::api::SubmitError::NotAllowed { caller }))?;
+        self.check_admitted(ctx.caller).map_err(|caller| {
+            SecAggCallError::Submit(flic_protocol::api::SubmitError::NotAllowed { caller })
+        })?;
         super::submission::check_key_is_callers(ctx, &args.public_key)
             .map_err(SecAggCallError::Submit)?;
         if self.participant_index(ctx.caller).is_some() {
@@ -241,9 +246,17 @@ impl State {
             self_seed_commitment: key32(&args.self_seed_commitment, "self_seed_commitment")?,
         };
         let public_key = key32(&args.public_key, "public_key")?;
-        keys.verify(&self.round_context(ctx.canister_id), &public_key, &args.signature)
-            .map_err(|e| SecAggCallError::BadKeys(e.to_string()))?;
-        let signature: [u8; 64] = args.signature.as_slice().try_into().expect("verified: 64 bytes");
+        keys.verify(
+            &self.round_context(ctx.canister_id),
+            &public_key,
+            &args.signature,
+        )
+        .map_err(|e| SecAggCallError::BadKeys(e.to_string()))?;
+        let signature: [u8; 64] = args
+            .signature
+            .as_slice()
+            .try_into()
+            .expect("verified: 64 bytes");
         let stored = StoredParticipant {
             principal: ctx.caller,
             public_key,
@@ -369,9 +382,7 @@ impl State {
         let mut record = self.secagg_record();
         let mut flags = record.flags.into_vec();
         flags[i as usize] |= MASKED;
-        let all = flags
-            .iter()
-            .all(|f| f & SHARED == 0 || f & MASKED != 0);
+        let all = flags.iter().all(|f| f & SHARED == 0 || f & MASKED != 0);
         record.flags = ByteBuf::from(flags);
         if all {
             self.advance_to_unmask(record, now);
@@ -456,7 +467,10 @@ impl State {
             .map(|(r, _)| {
                 let shares = (0..u1.len() as u32)
                     .map(|p| {
-                        let b = self.secagg.get(&(REVEAL, r as u32, p)).expect("revealed share");
+                        let b = self
+                            .secagg
+                            .get(&(REVEAL, r as u32, p))
+                            .expect("revealed share");
                         SeedShare::from_bytes(&b).expect("a stored share is checked")
                     })
                     .collect();
@@ -468,7 +482,13 @@ impl State {
         if self.acc.len() != n {
             self.acc = vec![0; n];
         }
-        match unmask::unmask(&mut self.acc, &ctx, &participants, &reveals, record.threshold) {
+        match unmask::unmask(
+            &mut self.acc,
+            &ctx,
+            &participants,
+            &reveals,
+            record.threshold,
+        ) {
             Ok(_) => self.close_round(now),
             Err(_) => {
                 // A wrong share (from a faulty or malicious revealer): the sum cannot be

@@ -626,7 +626,10 @@ fn check_caller(ctx: &CallContext) -> Result<(), SubmitError> {
 
 /// The public key is 32 bytes and its self-authenticating principal is the caller (a hash,
 /// far cheaper than the signature, which is verified last).
-pub(super) fn check_key_is_callers(ctx: &CallContext, public_key: &[u8]) -> Result<(), SubmitError> {
+pub(super) fn check_key_is_callers(
+    ctx: &CallContext,
+    public_key: &[u8],
+) -> Result<(), SubmitError> {
     let pk: [u8; 32] = public_key.try_into().map_err(|_| {
         SubmitError::Signature(flic_protocol::submission::SignatureError::PublicKeyLength {
             len: public_key.len() as u64,

@@ -4,7 +4,7 @@
 //! too many starts over without those that vanished, and nothing the canister stores holds
 //! a contribution in the clear.
 
-use flic_protocol::secagg::keys::RoundContext;
+use flic_protocol::secagg::keys::{AdvertisedKeys, RoundContext};
 use flic_protocol::secagg::participant::{Peer, Session};
 use flic_protocol::secagg::{masked_bytes, SecAggConfig};
 
@@ -42,6 +42,27 @@ struct Round {
     plain: Vec<(Vec<f32>, u64)>,
 }
 
+/// `c`'s advertisement of `keys` for `round` with `signature`.
+fn advertise_args(
+    c: &Client,
+    keys: AdvertisedKeys,
+    signature: [u8; 64],
+    round: u64,
+) -> AdvertiseKeysArgs {
+    AdvertiseKeysArgs {
+        round,
+        public_key: ByteBuf::from(c.key.verifying_key().to_bytes().to_vec()),
+        c_public: ByteBuf::from(keys.c_public.to_vec()),
+        s_public: ByteBuf::from(keys.s_public.to_vec()),
+        self_seed_commitment: ByteBuf::from(keys.self_seed_commitment.to_vec()),
+        signature: ByteBuf::from(signature.to_vec()),
+    }
+}
+
+fn advertise(c: &Client, s: &Session, round: u64) -> AdvertiseKeysArgs {
+    advertise_args(c, s.keys(), s.sign(&c.key), round)
+}
+
 fn peers(h: &Harness) -> (Vec<Peer>, SecAggRound) {
     let view = h.state.secagg_round().expect("secure aggregation");
     let peers = view
@@ -51,7 +72,7 @@ fn peers(h: &Harness) -> (Vec<Peer>, SecAggRound) {
             index: p.index,
             principal: p.principal,
             identity: p.public_key.as_slice().try_into().unwrap(),
-            keys: flic_protocol::secagg::keys::AdvertisedKeys {
+            keys: AdvertisedKeys {
                 c_public: p.c_public.as_slice().try_into().unwrap(),
                 s_public: p.s_public.as_slice().try_into().unwrap(),
                 self_seed_commitment: p.self_seed_commitment.as_slice().try_into().unwrap(),
@@ -92,16 +113,11 @@ fn run_round(
             sessions.push(None);
             continue;
         }
-        let s = Session::new(ctx.clone(), flic_protocol::hash::sha256_concat(&[&[k as u8], &salt.to_le_bytes()]));
-        let keys = s.keys();
-        let args = AdvertiseKeysArgs {
-            round: info.round,
-            public_key: ByteBuf::from(c.key.verifying_key().to_bytes().to_vec()),
-            c_public: ByteBuf::from(keys.c_public.to_vec()),
-            s_public: ByteBuf::from(keys.s_public.to_vec()),
-            self_seed_commitment: ByteBuf::from(keys.self_seed_commitment.to_vec()),
-            signature: ByteBuf::from(s.sign(&c.key).to_vec()),
-        };
+        let s = Session::new(
+            ctx.clone(),
+            flic_protocol::hash::sha256_concat(&[&[k as u8], &salt.to_le_bytes()]),
+        );
+        let args = advertise(c, &s, info.round);
         let index = h.state.secagg_advertise(&h.ctx(c.principal), args).unwrap();
         h.check();
         sessions.push(Some((index, s)));
@@ -109,7 +125,10 @@ fn run_round(
     if h.state.secagg_round().unwrap().phase == SecAggPhase::AdvertiseKeys {
         to_deadline(h);
     }
-    assert_eq!(h.state.secagg_round().unwrap().phase, SecAggPhase::ShareKeys);
+    assert_eq!(
+        h.state.secagg_round().unwrap().phase,
+        SecAggPhase::ShareKeys
+    );
     let (list, view) = peers(h);
     for (k, c) in clients.iter().enumerate() {
         if let (true, Some((me, s))) = (acts(k, Leave::Share), sessions[k].as_mut()) {
@@ -118,14 +137,19 @@ fn run_round(
                 round: info.round,
                 envelopes: envelopes.into_iter().map(ByteBuf::from).collect(),
             };
-            h.state.secagg_post_shares(&h.ctx(c.principal), args).unwrap();
+            h.state
+                .secagg_post_shares(&h.ctx(c.principal), args)
+                .unwrap();
             h.check();
         }
     }
     if h.state.secagg_round().unwrap().phase == SecAggPhase::ShareKeys {
         to_deadline(h);
     }
-    assert_eq!(h.state.secagg_round().unwrap().phase, SecAggPhase::MaskedInput);
+    assert_eq!(
+        h.state.secagg_round().unwrap().phase,
+        SecAggPhase::MaskedInput
+    );
     let (list, _) = peers(h);
     let frac_bits = h.state.job().frac_bits;
     let max_weight = h.state.job().config().max_weight;
@@ -150,7 +174,10 @@ fn run_round(
             .commit_submission(&h.ctx(c.principal), st.submission_id)
             .unwrap();
         h.check();
-        assert!(!receipt.round_closed, "a commit never closes a secure round");
+        assert!(
+            !receipt.round_closed,
+            "a commit never closes a secure round"
+        );
         survivors.push(k);
         plain.push((d, samples));
     }
@@ -184,7 +211,11 @@ fn run_round(
         h.state.secagg_reveal(&h.ctx(c.principal), args).unwrap();
         h.check();
     }
-    assert_eq!(h.state.round_info().round, info.round + 1, "the round closed");
+    assert_eq!(
+        h.state.round_info().round,
+        info.round + 1,
+        "the round closed"
+    );
     Round { survivors, plain }
 }
 
@@ -210,7 +241,8 @@ fn in_the_clear(plain: &[(Vec<f32>, u64)], frac_bits: u32, max_weight: u64) -> V
         let words: Vec<u8> = d
             .iter()
             .flat_map(|&x| {
-                let q = flic_protocol::fedavg::round_half_away(x as f64 * (frac_bits as f64).exp2()) as i64;
+                let q = flic_protocol::fedavg::round_half_away(x as f64 * (frac_bits as f64).exp2())
+                    as i64;
                 w.wrapping_mul(q).to_le_bytes()
             })
             .collect();
@@ -240,9 +272,27 @@ fn the_unmasked_sum_is_fedavg_of_the_survivors_at_0_10_and_30_percent_dropped() 
         (0.0, vec![None; 10]),
         (0.1, [vec![Some(Input)], vec![None; 9]].concat()),
         // 30 %: one at every phase after advertising.
-        (0.3, [vec![None, Some(Share), None, Some(Input), None, None, Some(Reveal)], vec![None; 3]].concat()),
+        (
+            0.3,
+            [
+                vec![
+                    None,
+                    Some(Share),
+                    None,
+                    Some(Input),
+                    None,
+                    None,
+                    Some(Reveal),
+                ],
+                vec![None; 3],
+            ]
+            .concat(),
+        ),
         // One never advertises: the phase ends at its deadline with nine.
-        (0.3, [vec![Some(Advertise), None, Some(Input)], vec![None; 7]].concat()),
+        (
+            0.3,
+            [vec![Some(Advertise), None, Some(Input)], vec![None; 7]].concat(),
+        ),
     ];
     for (fraction, drops) in cases {
         let cfg = sa_job(fraction, 10);
@@ -254,18 +304,31 @@ fn the_unmasked_sum_is_fedavg_of_the_survivors_at_0_10_and_30_percent_dropped() 
             .collect();
         assert_eq!(r.survivors, expected_survivors, "{fraction}");
         let got = h.weights();
-        assert_eq!(got, plain_fedavg(&cfg, &r.plain), "fraction {fraction}: bit for bit");
+        assert_eq!(
+            got,
+            plain_fedavg(&cfg, &r.plain),
+            "fraction {fraction}: bit for bit"
+        );
         let record = h.state.round_history(PageArgs { start: 0, limit: 1 }).items[0].clone();
         assert_eq!(record.contribution_count as usize, r.survivors.len());
         assert_eq!(
             record.total_weight,
-            r.plain.iter().map(|(_, s)| s.min(&cfg.max_weight)).sum::<u64>()
+            r.plain
+                .iter()
+                .map(|(_, s)| s.min(&cfg.max_weight))
+                .sum::<u64>()
         );
-        assert_eq!(record.new_version.into_array(), model_version(&spec().spec_id(), &got));
+        assert_eq!(
+            record.new_version.into_array(),
+            model_version(&spec().spec_id(), &got)
+        );
         // The bulletin board is gone with the round, and round 1 starts at phase 1.
         assert!(h.state.secagg.is_empty());
         let next = h.state.secagg_round().unwrap();
-        assert_eq!((next.round, next.phase, next.participants.len()), (1, SecAggPhase::AdvertiseKeys, 0));
+        assert_eq!(
+            (next.round, next.phase, next.participants.len()),
+            (1, SecAggPhase::AdvertiseKeys, 0)
+        );
         let (code, status) = get_json(&h, "/api/status");
         assert_eq!(code, 200);
         assert_eq!(status["secure_aggregation"]["phase"], "advertise keys");
@@ -293,9 +356,19 @@ fn nothing_stored_holds_a_contribution_in_the_clear_and_an_upgrade_mid_round_los
         scanned += 1;
     });
     assert_eq!(scanned, 1);
-    assert_eq!(h.weights(), plain_fedavg(&cfg, &r.plain), "the upgrade lost nothing");
+    assert_eq!(
+        h.weights(),
+        plain_fedavg(&cfg, &r.plain),
+        "the upgrade lost nothing"
+    );
     // After the close too: the model and the records, no delta.
-    assert_eq!(found(&h.snapshot(), &in_the_clear(&r.plain, frac_bits, max_weight)), 0);
+    assert_eq!(
+        found(
+            &h.snapshot(),
+            &in_the_clear(&r.plain, frac_bits, max_weight)
+        ),
+        0
+    );
 
     // The scan finds a delta where one is stored: a job without secure aggregation that
     // retains its contributions.
@@ -304,7 +377,10 @@ fn nothing_stored_holds_a_contribution_in_the_clear_and_an_upgrade_mid_round_los
     let d = delta(5);
     plain_job.submit(&c, &d, DeltaEncoding::F32, 100);
     let needles = in_the_clear(&[(d, 100)], plain_job.state.job().frac_bits, 500);
-    assert!(found(&plain_job.snapshot(), &needles) > 0, "the scan can find a stored delta");
+    assert!(
+        found(&plain_job.snapshot(), &needles) > 0,
+        "the scan can find a stored delta"
+    );
 }
 
 #[test]
@@ -318,83 +394,115 @@ fn a_round_that_loses_too_many_starts_over_without_them() {
         job_id: info.job_id,
         round: 0,
     };
-    let advertise = |h: &mut Harness, k: usize, s: &Session| {
-        let keys = s.keys();
-        let args = AdvertiseKeysArgs {
-            round: 0,
-            public_key: ByteBuf::from(clients[k].key.verifying_key().to_bytes().to_vec()),
-            c_public: ByteBuf::from(keys.c_public.to_vec()),
-            s_public: ByteBuf::from(keys.s_public.to_vec()),
-            self_seed_commitment: ByteBuf::from(keys.self_seed_commitment.to_vec()),
-            signature: ByteBuf::from(s.sign(&clients[k].key).to_vec()),
-        };
-        h.state.secagg_advertise(&h.ctx(clients[k].principal), args)
+    let advertise_as = |h: &mut Harness, k: usize, s: &Session| {
+        h.state
+            .secagg_advertise(&h.ctx(clients[k].principal), advertise(&clients[k], s, 0))
     };
     // Ten advertise (the round is full), then four vanish: 6 shares < the threshold 7.
-    let mut sessions: Vec<Session> = (0..10).map(|k| Session::new(ctx.clone(), [k as u8 + 40; 32])).collect();
+    let mut sessions: Vec<Session> = (0..10)
+        .map(|k| Session::new(ctx.clone(), [k as u8 + 40; 32]))
+        .collect();
     for (k, s) in sessions.iter().enumerate() {
-        advertise(&mut h, k, s).unwrap();
+        advertise_as(&mut h, k, s).unwrap();
     }
     // Full: an eleventh is refused, and so is a second advertisement.
     let late = h.client(99, 10);
-    let s = Session::new(ctx.clone(), [1; 32]);
-    let k = s.keys();
-    let late_args = AdvertiseKeysArgs {
-        round: 0,
-        public_key: ByteBuf::from(late.key.verifying_key().to_bytes().to_vec()),
-        c_public: ByteBuf::from(k.c_public.to_vec()),
-        s_public: ByteBuf::from(k.s_public.to_vec()),
-        self_seed_commitment: ByteBuf::from(k.self_seed_commitment.to_vec()),
-        signature: ByteBuf::from(s.sign(&late.key).to_vec()),
-    };
-    rejects!(h, h.state.secagg_advertise(&h.ctx(late.principal), late_args), SecAggCallError::WrongPhase { .. });
+    let late_args = advertise(&late, &Session::new(ctx.clone(), [1; 32]), 0);
+    rejects!(
+        h,
+        h.state.secagg_advertise(&h.ctx(late.principal), late_args),
+        SecAggCallError::WrongPhase { .. }
+    );
     let (list, view) = peers(&h);
     assert_eq!((view.phase, view.threshold), (SecAggPhase::ShareKeys, 7));
     for k in 4..10 {
         let envelopes = sessions[k].envelopes(k as u32, &list, 7).unwrap();
-        let args = PostSharesArgs { round: 0, envelopes: envelopes.into_iter().map(ByteBuf::from).collect() };
+        let args = PostSharesArgs {
+            round: 0,
+            envelopes: envelopes.into_iter().map(ByteBuf::from).collect(),
+        };
         if k == 4 {
             let mut short = args.clone();
             short.envelopes.pop();
-            rejects!(h, h.state.secagg_post_shares(&h.ctx(clients[k].principal), short), SecAggCallError::WrongEnvelopeCount { expected: 9, got: 8 });
+            rejects!(
+                h,
+                h.state
+                    .secagg_post_shares(&h.ctx(clients[k].principal), short),
+                SecAggCallError::WrongEnvelopeCount {
+                    expected: 9,
+                    got: 8
+                }
+            );
             let mut cut = args.clone();
             cut.envelopes[3] = ByteBuf::from(vec![0; 10]);
-            rejects!(h, h.state.secagg_post_shares(&h.ctx(clients[k].principal), cut), SecAggCallError::EnvelopeLength { position: 3, .. });
+            rejects!(
+                h,
+                h.state
+                    .secagg_post_shares(&h.ctx(clients[k].principal), cut),
+                SecAggCallError::EnvelopeLength { position: 3, .. }
+            );
         }
-        h.state.secagg_post_shares(&h.ctx(clients[k].principal), args.clone()).unwrap();
+        h.state
+            .secagg_post_shares(&h.ctx(clients[k].principal), args.clone())
+            .unwrap();
         if k == 4 {
-            rejects!(h, h.state.secagg_post_shares(&h.ctx(clients[k].principal), args), SecAggCallError::AlreadyDone);
+            rejects!(
+                h,
+                h.state
+                    .secagg_post_shares(&h.ctx(clients[k].principal), args),
+                SecAggCallError::AlreadyDone
+            );
         }
     }
     // Uploads wait for their phase.
     let bytes = masked_bytes(&vec![0i64; PARAMS as usize]);
     let header = h.header(&clients[5], DeltaEncoding::Masked, &bytes, 100);
     let args = h.args(&clients[5], header, &bytes);
-    rejects!(h, h.state.begin_submission(&h.ctx(clients[5].principal), args), SubmitError::SecureAggregation { .. });
+    rejects!(
+        h,
+        h.state.begin_submission(&h.ctx(clients[5].principal), args),
+        SubmitError::SecureAggregation { .. }
+    );
     to_deadline(&mut h);
     let view = h.state.secagg_round().unwrap();
-    assert_eq!((view.phase, view.restarts, view.participants.len()), (SecAggPhase::AdvertiseKeys, 1, 0));
-    assert!(h.state.secagg.iter().all(|e| e.key().0 == 4), "only the benched are left");
+    assert_eq!(
+        (view.phase, view.restarts, view.participants.len()),
+        (SecAggPhase::AdvertiseKeys, 1, 0)
+    );
+    assert!(
+        h.state.secagg.iter().all(|e| e.key().0 == 4),
+        "only the benched are left"
+    );
     // Those that vanished may not come back this round; the others start again.
-    let sessions2: Vec<Session> = (0..10).map(|k| Session::new(ctx.clone(), [k as u8 + 80; 32])).collect();
+    let sessions2: Vec<Session> = (0..10)
+        .map(|k| Session::new(ctx.clone(), [k as u8 + 80; 32]))
+        .collect();
     for k in 0..4 {
-        rejects!(h, advertise(&mut h, k, &sessions2[k]), SecAggCallError::DroppedBefore);
+        rejects!(
+            h,
+            advertise_as(&mut h, k, &sessions2[k]),
+            SecAggCallError::DroppedBefore
+        );
     }
     // A signature over other keys is refused.
     let mut forged = sessions2[4].keys();
     forged.s_public = sessions2[5].keys().s_public;
-    let args = AdvertiseKeysArgs {
-        round: 0,
-        public_key: ByteBuf::from(clients[4].key.verifying_key().to_bytes().to_vec()),
-        c_public: ByteBuf::from(forged.c_public.to_vec()),
-        s_public: ByteBuf::from(forged.s_public.to_vec()),
-        self_seed_commitment: ByteBuf::from(forged.self_seed_commitment.to_vec()),
-        signature: ByteBuf::from(sessions2[4].sign(&clients[4].key).to_vec()),
-    };
-    rejects!(h, h.state.secagg_advertise(&h.ctx(clients[4].principal), args), SecAggCallError::BadKeys(_));
+    let args = advertise_args(&clients[4], forged, sessions2[4].sign(&clients[4].key), 0);
+    rejects!(
+        h,
+        h.state.secagg_advertise(&h.ctx(clients[4].principal), args),
+        SecAggCallError::BadKeys(_)
+    );
     sessions.clear();
     // The six finish a round among themselves (n = 6, t = 5).
-    let rest: Vec<Client> = clients[4..].iter().map(|c| Client { key: c.key.clone(), principal: c.principal, dataset: c.dataset }).collect();
+    let rest: Vec<Client> = clients[4..]
+        .iter()
+        .map(|c| Client {
+            key: c.key.clone(),
+            principal: c.principal,
+            dataset: c.dataset,
+        })
+        .collect();
     let r = run_round(&mut h, &rest, &[None; 6], 3, &mut |_, _| {});
     assert_eq!(r.survivors.len(), 6);
     assert_eq!(h.weights(), plain_fedavg(&cfg, &r.plain));
@@ -410,33 +518,51 @@ fn masked_inputs_too_few_to_unmask_void_and_the_round_starts_over() {
     // n = 5, t = max(3, 5 - 0) = 5: one missing input is one too many.
     let drops = [vec![Some(Leave::Input)], vec![None; 4]].concat();
     let info = h.state.round_info();
-    let ctx = RoundContext { canister_id: h.canister.as_slice().to_vec(), job_id: info.job_id, round: 0 };
-    let sessions: Vec<Session> = (0..5).map(|k| Session::new(ctx.clone(), [k as u8; 32])).collect();
+    let ctx = RoundContext {
+        canister_id: h.canister.as_slice().to_vec(),
+        job_id: info.job_id,
+        round: 0,
+    };
+    let sessions: Vec<Session> = (0..5)
+        .map(|k| Session::new(ctx.clone(), [k as u8; 32]))
+        .collect();
     let mut sessions = sessions;
     for (k, s) in sessions.iter().enumerate() {
-        let keys = s.keys();
-        h.state.secagg_advertise(&h.ctx(clients[k].principal), AdvertiseKeysArgs {
-            round: 0,
-            public_key: ByteBuf::from(clients[k].key.verifying_key().to_bytes().to_vec()),
-            c_public: ByteBuf::from(keys.c_public.to_vec()),
-            s_public: ByteBuf::from(keys.s_public.to_vec()),
-            self_seed_commitment: ByteBuf::from(keys.self_seed_commitment.to_vec()),
-            signature: ByteBuf::from(s.sign(&clients[k].key).to_vec()),
-        }).unwrap();
+        h.state
+            .secagg_advertise(&h.ctx(clients[k].principal), advertise(&clients[k], s, 0))
+            .unwrap();
     }
     let (list, view) = peers(&h);
     assert_eq!(view.threshold, 5);
     for (k, s) in sessions.iter_mut().enumerate() {
         let e = s.envelopes(k as u32, &list, 5).unwrap();
-        h.state.secagg_post_shares(&h.ctx(clients[k].principal), PostSharesArgs { round: 0, envelopes: e.into_iter().map(ByteBuf::from).collect() }).unwrap();
+        h.state
+            .secagg_post_shares(
+                &h.ctx(clients[k].principal),
+                PostSharesArgs {
+                    round: 0,
+                    envelopes: e.into_iter().map(ByteBuf::from).collect(),
+                },
+            )
+            .unwrap();
     }
     let (list, _) = peers(&h);
     for k in 1..5 {
-        let words = sessions[k].masked_input(k as u32, &list, &delta(k as u64), 100, h.state.job().frac_bits).unwrap();
+        let words = sessions[k]
+            .masked_input(
+                k as u32,
+                &list,
+                &delta(k as u64),
+                100,
+                h.state.job().frac_bits,
+            )
+            .unwrap();
         let bytes = masked_bytes(&words);
         let st = h.begin(&clients[k], &bytes, DeltaEncoding::Masked, 100);
         h.put_all(&clients[k], st.submission_id, &bytes);
-        h.state.commit_submission(&h.ctx(clients[k].principal), st.submission_id).unwrap();
+        h.state
+            .commit_submission(&h.ctx(clients[k].principal), st.submission_id)
+            .unwrap();
     }
     assert_eq!(h.state.round_info().committed, 4);
     let _ = drops;
@@ -448,7 +574,14 @@ fn masked_inputs_too_few_to_unmask_void_and_the_round_starts_over() {
     assert!(h.state.accumulator().is_empty());
     assert_eq!(h.state.secagg_round().unwrap().restarts, 1);
     // The four left cannot reach t = 5 of 5 ... but four is a new round of n = 4 (t = 4).
-    let rest: Vec<Client> = clients[1..].iter().map(|c| Client { key: c.key.clone(), principal: c.principal, dataset: c.dataset }).collect();
+    let rest: Vec<Client> = clients[1..]
+        .iter()
+        .map(|c| Client {
+            key: c.key.clone(),
+            principal: c.principal,
+            dataset: c.dataset,
+        })
+        .collect();
     let r = run_round(&mut h, &rest, &[None; 4], 9, &mut |_, _| {});
     assert_eq!(h.weights(), plain_fedavg(&cfg, &r.plain));
 }
@@ -462,20 +595,48 @@ fn bad_secure_aggregation_configurations_are_refused() {
         assert!(matches!(r, Err(AdminError::InvalidConfig { .. })), "{r:?}");
     };
     let _ = h;
-    bad(JobConfig { allowed_encodings: vec![DeltaEncoding::Masked], ..config() });
-    bad(JobConfig { allowed_encodings: vec![DeltaEncoding::Masked, DeltaEncoding::F32], ..sa_job(0.3, 10) });
-    bad(JobConfig { aggregation: Some(flic_protocol::rules::AggregationRule::Median), ..sa_job(0.3, 10) });
-    bad(JobConfig { retain_contributions: true, ..sa_job(0.3, 10) });
-    bad(JobConfig { min_clients: 2, ..sa_job(0.3, 10) });
+    bad(JobConfig {
+        allowed_encodings: vec![DeltaEncoding::Masked],
+        ..config()
+    });
+    bad(JobConfig {
+        allowed_encodings: vec![DeltaEncoding::Masked, DeltaEncoding::F32],
+        ..sa_job(0.3, 10)
+    });
+    bad(JobConfig {
+        aggregation: Some(flic_protocol::rules::AggregationRule::Median),
+        ..sa_job(0.3, 10)
+    });
+    bad(JobConfig {
+        retain_contributions: true,
+        ..sa_job(0.3, 10)
+    });
+    bad(JobConfig {
+        min_clients: 2,
+        ..sa_job(0.3, 10)
+    });
     bad(sa_job(0.5, 10));
     bad(sa_job(-0.1, 10));
     bad(JobConfig {
-        secure_aggregation: Some(SecAggConfig { max_dropout_fraction: 0.3, phase_duration_ns: 10 }),
+        secure_aggregation: Some(SecAggConfig {
+            max_dropout_fraction: 0.3,
+            phase_duration_ns: 10,
+        }),
         ..sa_job(0.3, 10)
     });
     // A job without secure aggregation has none of its calls.
     let mut plain = Harness::running();
     let c = plain.client(1, 10);
-    rejects!(plain, plain.state.secagg_post_shares(&plain.ctx(c.principal), PostSharesArgs { round: 0, envelopes: vec![] }), SecAggCallError::NotSecureAggregation);
+    rejects!(
+        plain,
+        plain.state.secagg_post_shares(
+            &plain.ctx(c.principal),
+            PostSharesArgs {
+                round: 0,
+                envelopes: vec![]
+            }
+        ),
+        SecAggCallError::NotSecureAggregation
+    );
     assert!(plain.state.secagg_round().is_none());
 }

@@ -129,7 +129,10 @@ pub fn run(
     let plain = simulate(&base, progress)?;
     let clients = plain.clients;
     let last = |r: &crate::simulate::SimulationReport| {
-        r.rounds.last().cloned().ok_or_else(|| anyhow::anyhow!("no round ran"))
+        r.rounds
+            .last()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no round ran"))
     };
     let mut runs = vec![summarize(
         &last(&plain)?,
@@ -139,7 +142,9 @@ pub fn run(
         plain.rounds.len(),
     )];
     for &k in dropouts {
-        progress.note(&format!("secure aggregation: {k} of {clients} dropping out"));
+        progress.note(&format!(
+            "secure aggregation: {k} of {clients} dropping out"
+        ));
         let args = SimulationConfig {
             secure_aggregation: Some(SecAggConfig {
                 max_dropout_fraction: 0.0,
@@ -217,7 +222,11 @@ pub fn render(report: &SecAggReport) -> String {
                 crate::output::human_bytes(r.secagg_bytes_per_client as u64),
                 format!("{:.1} M", r.instructions_per_client / 1e6),
                 format!("{:.1} M", r.close_instructions as f64 / 1e6),
-                if r.seeds > 0 { r.seeds.to_string() } else { "-".into() },
+                if r.seeds > 0 {
+                    r.seeds.to_string()
+                } else {
+                    "-".into()
+                },
                 mask_per_param,
                 format!("{:.0} s", r.open_seconds),
                 format!("{:.2}%", r.accuracy * 100.0),

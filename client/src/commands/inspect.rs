@@ -41,16 +41,7 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
                 "epsilon_spent": dp.epsilon_after(info.round),
                 "rounds_within_budget": dp.rounds_within_budget(),
             })),
-            "secure_aggregation": secagg.as_ref().map(|v| serde_json::json!({
-                "phase": v.phase.name(),
-                "phase_deadline_ns": v.phase_deadline_ns,
-                "threshold": v.threshold,
-                "restarts": v.restarts,
-                "participants": v.participants.len(),
-                "shared": v.participants.iter().filter(|p| p.shared).count(),
-                "masked": v.participants.iter().filter(|p| p.masked).count(),
-                "revealed": v.participants.iter().filter(|p| p.revealed).count(),
-            })),
+            "secure_aggregation": secagg.as_ref().map(|v| v.summary()),
         }))?);
     }
     let mut rows = vec![
@@ -98,22 +89,7 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
             ));
         }
         if let Some(v) = &secagg {
-            let count = |f: fn(&flic_protocol::api::SecAggParticipant) -> bool| {
-                v.participants.iter().filter(|p| f(p)).count()
-            };
-            rows.push((
-                "secure aggregation".into(),
-                format!(
-                    "{} phase: {} keys, {} shared, {} masked, {} revealed (threshold {}, {} restarts)",
-                    v.phase.name(),
-                    v.participants.len(),
-                    count(|p| p.shared),
-                    count(|p| p.masked),
-                    count(|p| p.revealed),
-                    v.threshold,
-                    v.restarts
-                ),
-            ));
+            rows.push(("secure aggregation".into(), v.summary().to_string()));
         }
         rows.push((
             "encodings".into(),

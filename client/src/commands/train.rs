@@ -201,7 +201,14 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             if session.embedded_state().is_some() {
                 bail!("this job uses secure aggregation, whose phases need every participant online at once: train against a network (`flic devnet`, or the IC), or run the whole federation with `flic simulate --secure-aggregation`");
             }
-            contribute_securely(&mut session.api, &contributor, &info, sa.phase_duration_ns, args.max_upload_rate, progress)?
+            contribute_securely(
+                &mut session.api,
+                &contributor,
+                &info,
+                sa.phase_duration_ns,
+                args.max_upload_rate,
+                progress,
+            )?
         } else {
             contribute(
                 &mut session.api,
@@ -254,9 +261,18 @@ fn contribute_securely<T: crate::transport::Transport>(
         "round {round}: secure aggregation, participant {}; waiting for the others' keys",
         part.index
     ));
-    sa::wait_for_phase(api, round, SecAggPhase::AdvertiseKeys, limit, poll, &mut |_| {})?;
+    sa::wait_for_phase(
+        api,
+        round,
+        SecAggPhase::AdvertiseKeys,
+        limit,
+        poll,
+        &mut |_| {},
+    )?;
     sa::post_shares(api, &mut part)?;
-    progress.note(&format!("round {round}: shares sealed to every participant; waiting for theirs"));
+    progress.note(&format!(
+        "round {round}: shares sealed to every participant; waiting for theirs"
+    ));
     let v = sa::wait_for_phase(api, round, SecAggPhase::ShareKeys, limit, poll, &mut |_| {})?;
     if v.round != round || v.phase != SecAggPhase::MaskedInput {
         bail!("round {round} started over or moved on before the masked inputs ({} phase): try the next round", v.phase.name());
@@ -274,8 +290,17 @@ fn contribute_securely<T: crate::transport::Transport>(
         },
         progress,
     )?;
-    progress.note(&format!("round {round}: masked input committed; waiting for the others'"));
-    sa::wait_for_phase(api, round, SecAggPhase::MaskedInput, limit, poll, &mut |_| {})?;
+    progress.note(&format!(
+        "round {round}: masked input committed; waiting for the others'"
+    ));
+    sa::wait_for_phase(
+        api,
+        round,
+        SecAggPhase::MaskedInput,
+        limit,
+        poll,
+        &mut |_| {},
+    )?;
     sa::reveal(api, &part)?;
     progress.note(&format!("round {round}: shares revealed for the unmasking"));
     Ok(step)

@@ -194,7 +194,8 @@ impl SeedShare {
         if bytes.len() != SHARE_BYTES {
             return None;
         }
-        let word = |k: usize| u64::from_le_bytes(bytes[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+        let word =
+            |k: usize| u64::from_le_bytes(bytes[8 * k..8 * k + 8].try_into().expect("8 bytes"));
         let mut y = [0u64; SEED_LIMBS];
         for (l, v) in y.iter_mut().enumerate() {
             *v = word(1 + l);

@@ -170,7 +170,14 @@ impl Session {
             .filter(|p| p.shared && p.index != me)
             .map(|p| Ok((p.index, self.s.agree(&p.keys.s_public, &self.ctx)?)))
             .collect::<Result<Vec<_>, KeyError>>()?;
-        Ok(masked_input(delta, weight, frac_bits, me, &self.self_seed, &pairwise))
+        Ok(masked_input(
+            delta,
+            weight,
+            frac_bits,
+            me,
+            &self.self_seed,
+            &pairwise,
+        ))
     }
 
     /// Phase 4: one share per peer that posted its shares, in index order: of its

@@ -51,10 +51,7 @@ pub enum UnmaskError {
         source: ShareError,
     },
     #[error("participant {participant}'s pairwise seed: {source}")]
-    Agreement {
-        participant: u32,
-        source: KeyError,
-    },
+    Agreement { participant: u32, source: KeyError },
 }
 
 /// The indices of `U1`, ascending: the order of the shares a survivor reveals.
@@ -149,12 +146,13 @@ pub fn unmask(
     let mut pairs: Vec<(u32, u32, [u8; 32])> = Vec::new();
     for (position, &j) in u1.iter().enumerate() {
         let p = &participants[j as usize];
-        let secret = reconstruct_seed(&shares_of(position), threshold as usize).map_err(
-            |source| UnmaskError::Share {
-                participant: j,
-                source,
-            },
-        )?;
+        let secret =
+            reconstruct_seed(&shares_of(position), threshold as usize).map_err(|source| {
+                UnmaskError::Share {
+                    participant: j,
+                    source,
+                }
+            })?;
         if p.masked {
             if commit_self_seed(&secret) != p.keys.self_seed_commitment {
                 return Err(UnmaskError::SelfSeed(j));
@@ -195,7 +193,7 @@ pub fn erase(bytes: &mut [u8; 32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::keys::{SharePair, ShareEnvelope};
+    use super::super::keys::{ShareEnvelope, SharePair};
     use super::super::{masked_input, share_seed};
     use super::*;
     use crate::hash::sha256_concat;
@@ -207,37 +205,86 @@ mod tests {
 
     /// A round of `n` where `no_shares` never send shares and `no_input` send shares but
     /// no masked input; returns the unmasked sum and the plain sum of the survivors.
-    fn round(n: usize, no_shares: &[usize], no_input: &[usize], seed: u64, corrupt: bool) -> (Result<Vec<i64>, UnmaskError>, Vec<i64>) {
-        let ctx = RoundContext { canister_id: vec![1, 2, 3], job_id: 4, round: seed % 7 };
+    fn round(
+        n: usize,
+        no_shares: &[usize],
+        no_input: &[usize],
+        seed: u64,
+        corrupt: bool,
+    ) -> (Result<Vec<i64>, UnmaskError>, Vec<i64>) {
+        let ctx = RoundContext {
+            canister_id: vec![1, 2, 3],
+            job_id: 4,
+            round: seed % 7,
+        };
         let len = 33;
-        let c: Vec<AgreementSecret> = (0..n).map(|i| AgreementSecret::from_bytes(random("c", i as u64, seed))).collect();
-        let s: Vec<AgreementSecret> = (0..n).map(|i| AgreementSecret::from_bytes(random("s", i as u64, seed))).collect();
+        let c: Vec<AgreementSecret> = (0..n)
+            .map(|i| AgreementSecret::from_bytes(random("c", i as u64, seed)))
+            .collect();
+        let s: Vec<AgreementSecret> = (0..n)
+            .map(|i| AgreementSecret::from_bytes(random("s", i as u64, seed)))
+            .collect();
         let b: Vec<[u8; 32]> = (0..n).map(|i| random("b", i as u64, seed)).collect();
-        let mut parts: Vec<Participant> = (0..n).map(|i| Participant {
-            keys: AdvertisedKeys { c_public: c[i].public(), s_public: s[i].public(), self_seed_commitment: commit_self_seed(&b[i]) },
-            shared: !no_shares.contains(&i),
-            masked: false,
-        }).collect();
+        let mut parts: Vec<Participant> = (0..n)
+            .map(|i| Participant {
+                keys: AdvertisedKeys {
+                    c_public: c[i].public(),
+                    s_public: s[i].public(),
+                    self_seed_commitment: commit_self_seed(&b[i]),
+                },
+                shared: !no_shares.contains(&i),
+                masked: false,
+            })
+            .collect();
         let u1 = sharers(&parts);
         let t = threshold(n as u32, 0.3);
         // Shares of the sharers, sealed to every other sharer.
         let mut held: Vec<Vec<SharePair>> = vec![Vec::new(); n];
         for &i in &u1 {
-            let bs = share_seed(&b[i as usize], t as usize, n, &random("rb", i as u64, seed)).unwrap();
-            let ss = share_seed(&s[i as usize].to_bytes(), t as usize, n, &random("rs", i as u64, seed)).unwrap();
+            let bs =
+                share_seed(&b[i as usize], t as usize, n, &random("rb", i as u64, seed)).unwrap();
+            let ss = share_seed(
+                &s[i as usize].to_bytes(),
+                t as usize,
+                n,
+                &random("rs", i as u64, seed),
+            )
+            .unwrap();
             for &j in &u1 {
-                let pair = SharePair { self_seed: bs[j as usize].clone(), mask_secret: ss[j as usize].clone() };
-                let key = c[i as usize].agree(&parts[j as usize].keys.c_public, &ctx).unwrap();
+                let pair = SharePair {
+                    self_seed: bs[j as usize].clone(),
+                    mask_secret: ss[j as usize].clone(),
+                };
+                let key = c[i as usize]
+                    .agree(&parts[j as usize].keys.c_public, &ctx)
+                    .unwrap();
                 let env = ShareEnvelope::seal(&ctx, i, j, &key, &pair);
-                let back = c[j as usize].agree(&parts[i as usize].keys.c_public, &ctx).unwrap();
+                let back = c[j as usize]
+                    .agree(&parts[i as usize].keys.c_public, &ctx)
+                    .unwrap();
                 held[j as usize].push(env.open(&ctx, &back).unwrap());
             }
         }
         let mut sum = vec![0i64; len];
         let mut plain = vec![0i64; len];
         for &i in u1.iter().filter(|i| !no_input.contains(&(**i as usize))) {
-            let delta: Vec<f32> = (0..len).map(|k| (random("d", (i as usize * 100 + k) as u64, seed)[0] as f32 - 128.0) / 64.0).collect();
-            let pairwise: Vec<(u32, [u8; 32])> = u1.iter().filter(|&&j| j != i).map(|&j| (j, s[i as usize].agree(&parts[j as usize].keys.s_public, &ctx).unwrap())).collect();
+            let delta: Vec<f32> = (0..len)
+                .map(|k| {
+                    (random("d", (i as usize * 100 + k) as u64, seed)[0] as f32 - 128.0) / 64.0
+                })
+                .collect();
+            let pairwise: Vec<(u32, [u8; 32])> = u1
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| {
+                    (
+                        j,
+                        s[i as usize]
+                            .agree(&parts[j as usize].keys.s_public, &ctx)
+                            .unwrap(),
+                    )
+                })
+                .collect();
             let y = masked_input(&delta, 3, 20, i, &b[i as usize], &pairwise);
             let x = masked_input(&delta, 3, 20, i, &b[i as usize], &[]);
             let own = super::super::mask(&b[i as usize], len);
@@ -249,10 +296,18 @@ mod tests {
         }
         let mut reveals = Vec::new();
         for &r in u1.iter().filter(|&&r| parts[r as usize].masked) {
-            let bytes: Vec<Vec<u8>> = held[r as usize].iter().zip(&u1).map(|(pair, &j)| {
-                let share = if parts[j as usize].masked { &pair.self_seed } else { &pair.mask_secret };
-                share.to_bytes().to_vec()
-            }).collect();
+            let bytes: Vec<Vec<u8>> = held[r as usize]
+                .iter()
+                .zip(&u1)
+                .map(|(pair, &j)| {
+                    let share = if parts[j as usize].masked {
+                        &pair.self_seed
+                    } else {
+                        &pair.mask_secret
+                    };
+                    share.to_bytes().to_vec()
+                })
+                .collect();
             let mut shares = check_reveal(&parts, r, &bytes).unwrap();
             if corrupt && reveals.is_empty() {
                 shares[0].y[0] ^= 1;
@@ -287,26 +342,92 @@ mod tests {
     #[test]
     fn a_wrong_share_is_caught_and_changes_nothing() {
         let (got, _) = round(7, &[], &[2], 5, true);
-        assert!(matches!(got, Err(UnmaskError::SelfSeed(_) | UnmaskError::MaskSecret(_) | UnmaskError::Share { .. })), "{got:?}");
+        assert!(
+            matches!(
+                got,
+                Err(UnmaskError::SelfSeed(_)
+                    | UnmaskError::MaskSecret(_)
+                    | UnmaskError::Share { .. })
+            ),
+            "{got:?}"
+        );
     }
 
     #[test]
     fn reveals_are_checked() {
-        let k = AdvertisedKeys { c_public: [9; 32], s_public: [9; 32], self_seed_commitment: [0; 32] };
+        let k = AdvertisedKeys {
+            c_public: [9; 32],
+            s_public: [9; 32],
+            self_seed_commitment: [0; 32],
+        };
         let parts = vec![
-            Participant { keys: k, shared: true, masked: true },
-            Participant { keys: k, shared: true, masked: false },
-            Participant { keys: k, shared: false, masked: false },
+            Participant {
+                keys: k,
+                shared: true,
+                masked: true,
+            },
+            Participant {
+                keys: k,
+                shared: true,
+                masked: false,
+            },
+            Participant {
+                keys: k,
+                shared: false,
+                masked: false,
+            },
         ];
         let share = |x: u64| SeedShare { x, y: [1; 5] }.to_bytes().to_vec();
-        assert_eq!(check_reveal(&parts, 1, &[]), Err(RevealError::NotASurvivor(1)));
-        assert_eq!(check_reveal(&parts, 7, &[]), Err(RevealError::NotASurvivor(7)));
-        assert_eq!(check_reveal(&parts, 0, &[share(1)]), Err(RevealError::WrongCount { got: 1, expected: 2 }));
-        assert_eq!(check_reveal(&parts, 0, &[share(1), vec![0; 5]]), Err(RevealError::WrongLength { position: 1, got: 5 }));
-        assert!(matches!(check_reveal(&parts, 0, &[share(1), share(2)]), Err(RevealError::WrongPoint { position: 1, .. })));
-        assert_eq!(check_reveal(&parts, 0, &[share(1), share(1)]).unwrap().len(), 2);
+        assert_eq!(
+            check_reveal(&parts, 1, &[]),
+            Err(RevealError::NotASurvivor(1))
+        );
+        assert_eq!(
+            check_reveal(&parts, 7, &[]),
+            Err(RevealError::NotASurvivor(7))
+        );
+        assert_eq!(
+            check_reveal(&parts, 0, &[share(1)]),
+            Err(RevealError::WrongCount {
+                got: 1,
+                expected: 2
+            })
+        );
+        assert_eq!(
+            check_reveal(&parts, 0, &[share(1), vec![0; 5]]),
+            Err(RevealError::WrongLength {
+                position: 1,
+                got: 5
+            })
+        );
+        assert!(matches!(
+            check_reveal(&parts, 0, &[share(1), share(2)]),
+            Err(RevealError::WrongPoint { position: 1, .. })
+        ));
+        assert_eq!(
+            check_reveal(&parts, 0, &[share(1), share(1)])
+                .unwrap()
+                .len(),
+            2
+        );
         let mut sum = vec![0i64; 4];
-        assert_eq!(unmask(&mut sum, &RoundContext { canister_id: vec![], job_id: 0, round: 0 }, &parts, &[], 2), Err(UnmaskError::TooFewReveals { got: 0, threshold: 2 }));
+        assert_eq!(
+            unmask(
+                &mut sum,
+                &RoundContext {
+                    canister_id: vec![],
+                    job_id: 0,
+                    round: 0
+                },
+                &parts,
+                &[],
+                2
+            ),
+            Err(UnmaskError::TooFewReveals {
+                got: 0,
+                threshold: 2
+            })
+        );
     }
 
     #[test]
