@@ -4,7 +4,7 @@
 //! privacy` recomputes it.
 
 mod cli;
-use cli::{flic, s};
+use cli::{flic, s, simulate_one_round};
 
 use std::path::Path;
 
@@ -110,20 +110,7 @@ fn a_central_dp_federation_certifies_its_budget_and_stops_at_it() {
 fn dp_flags_are_checked_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s");
-    let simulate = |extra: &[&str]| {
-        let mut argv = vec![
-            "simulate",
-            "--rounds",
-            "1",
-            "--clients",
-            "2",
-            "--samples",
-            "200",
-        ];
-        argv.extend_from_slice(&["--state", s(&state)]);
-        argv.extend_from_slice(extra);
-        flic(&argv)
-    };
+    let simulate = |extra: &[&str]| simulate_one_round("2", &state, extra);
     // --dp needs a budget; a budget needs --dp.
     assert!(simulate(&["--dp", "central"]).is_err());
     assert!(simulate(&["--dp-epsilon", "1"]).is_err());

@@ -4,7 +4,7 @@
 //! canister's timers when some drop out.
 
 mod cli;
-use cli::{flic, s};
+use cli::simulate_one_round;
 
 use flic_client::simulate::{run, SimulationConfig, SimulationReport};
 use flic_protocol::secagg::SecAggConfig;
@@ -86,20 +86,7 @@ fn a_federation_survives_10_and_30_percent_dropping_out_at_every_phase() {
 fn secure_aggregation_flags_are_checked_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s");
-    let simulate = |extra: &[&str]| {
-        let mut argv = vec![
-            "simulate",
-            "--rounds",
-            "1",
-            "--clients",
-            "10",
-            "--samples",
-            "200",
-        ];
-        argv.extend_from_slice(&["--state", s(&state)]);
-        argv.extend_from_slice(extra);
-        flic(&argv)
-    };
+    let simulate = |extra: &[&str]| simulate_one_round("10", &state, extra);
     assert!(
         simulate(&["--dropouts", "1"]).is_err(),
         "--dropouts needs --secure-aggregation"

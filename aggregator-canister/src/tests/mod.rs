@@ -67,6 +67,7 @@ struct Harness {
     controller: Principal,
 }
 
+#[derive(Clone)]
 struct Client {
     key: SigningKey,
     principal: Principal,

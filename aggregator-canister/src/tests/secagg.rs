@@ -495,14 +495,7 @@ fn a_round_that_loses_too_many_starts_over_without_them() {
     );
     sessions.clear();
     // The six finish a round among themselves (n = 6, t = 5).
-    let rest: Vec<Client> = clients[4..]
-        .iter()
-        .map(|c| Client {
-            key: c.key.clone(),
-            principal: c.principal,
-            dataset: c.dataset,
-        })
-        .collect();
+    let rest: Vec<Client> = clients[4..].to_vec();
     let r = run_round(&mut h, &rest, &[None; 6], 3, &mut |_, _| {});
     assert_eq!(r.survivors.len(), 6);
     assert_eq!(h.weights(), plain_fedavg(&cfg, &r.plain));
@@ -574,14 +567,7 @@ fn masked_inputs_too_few_to_unmask_void_and_the_round_starts_over() {
     assert!(h.state.accumulator().is_empty());
     assert_eq!(h.state.secagg_round().unwrap().restarts, 1);
     // The four left cannot reach t = 5 of 5 ... but four is a new round of n = 4 (t = 4).
-    let rest: Vec<Client> = clients[1..]
-        .iter()
-        .map(|c| Client {
-            key: c.key.clone(),
-            principal: c.principal,
-            dataset: c.dataset,
-        })
-        .collect();
+    let rest: Vec<Client> = clients[1..].to_vec();
     let r = run_round(&mut h, &rest, &[None; 4], 9, &mut |_, _| {});
     assert_eq!(h.weights(), plain_fedavg(&cfg, &r.plain));
 }

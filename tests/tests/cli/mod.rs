@@ -16,3 +16,21 @@ pub fn flic(args: &[&str]) -> anyhow::Result<()> {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
+
+/// `flic simulate` for one round of `clients` clients on 200 samples each, saving to
+/// `state`, with `extra` flags: for tests of what a flag refuses before anything runs.
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub fn simulate_one_round(clients: &str, state: &Path, extra: &[&str]) -> anyhow::Result<()> {
+    let mut argv = vec![
+        "simulate",
+        "--rounds",
+        "1",
+        "--clients",
+        clients,
+        "--samples",
+        "200",
+    ];
+    argv.extend_from_slice(&["--state", s(state)]);
+    argv.extend_from_slice(extra);
+    flic(&argv)
+}
