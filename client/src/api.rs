@@ -73,6 +73,18 @@ pub struct MethodStats {
     pub arg_bytes: u64,
 }
 
+impl MethodStats {
+    /// Both together: calls, instructions and bytes summed, the larger single call.
+    pub fn plus(self, o: MethodStats) -> MethodStats {
+        MethodStats {
+            calls: self.calls + o.calls,
+            instructions: self.instructions + o.instructions,
+            max_instructions: self.max_instructions.max(o.max_instructions),
+            arg_bytes: self.arg_bytes + o.arg_bytes,
+        }
+    }
+}
+
 impl CallStats {
     fn record(&mut self, method: &str, arg_bytes: usize, instructions: Option<u64>) {
         let s = self.per_method.entry(method.to_string()).or_default();
@@ -91,12 +103,7 @@ impl CallStats {
         ["begin_submission", "put_chunk", "commit_submission"]
             .iter()
             .filter_map(|m| self.per_method.get(*m))
-            .fold(MethodStats::default(), |a, s| MethodStats {
-                calls: a.calls + s.calls,
-                instructions: a.instructions + s.instructions,
-                max_instructions: a.max_instructions.max(s.max_instructions),
-                arg_bytes: a.arg_bytes + s.arg_bytes,
-            })
+            .fold(MethodStats::default(), |a, s| a.plus(*s))
     }
 
     pub fn total_instructions(&self) -> u64 {
@@ -114,10 +121,7 @@ impl CallStats {
     pub fn merge(&mut self, other: &CallStats) {
         for (m, o) in &other.per_method {
             let s = self.per_method.entry(m.clone()).or_default();
-            s.calls += o.calls;
-            s.instructions += o.instructions;
-            s.max_instructions = s.max_instructions.max(o.max_instructions);
-            s.arg_bytes += o.arg_bytes;
+            *s = s.plus(*o);
         }
     }
 }

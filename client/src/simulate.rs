@@ -163,6 +163,14 @@ impl Default for SimulationConfig {
     }
 }
 
+/// A secure-aggregation round's participants: those that advertised keys, and of them
+/// those that posted their shares (the contributors are those that also committed).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SecAggCounts {
+    pub participants: usize,
+    pub sharers: usize,
+}
+
 /// One round's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoundReport {
@@ -205,6 +213,9 @@ pub struct RoundReport {
     /// How long the round was open on the canister's clock (its record's open to close;
     /// on the embedded IC only deadlines move the clock).
     pub open_seconds: f64,
+    /// Secure aggregation: who took part in the round's phases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secagg: Option<SecAggCounts>,
     /// Every contributor's calls this round, by method (instructions on the embedded IC).
     pub calls: std::collections::BTreeMap<String, crate::api::MethodStats>,
 }
@@ -1108,6 +1119,10 @@ pub fn run(
             attack_gain: gain,
             epsilon_spent,
             open_seconds: canister_seconds_open,
+            secagg: masked_view.as_ref().map(|v| SecAggCounts {
+                participants: v.participants.len(),
+                sharers: v.participants.iter().filter(|p| p.shared).count(),
+            }),
             calls: stats.per_method.clone(),
         };
         progress.finish("");

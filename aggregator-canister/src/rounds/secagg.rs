@@ -275,12 +275,18 @@ impl State {
         Ok(n)
     }
 
+    /// Starts `phase` (or, for the phase the round is in, its next stretch) at `now`.
+    fn enter_phase(&mut self, mut record: SecAggRoundRecord, phase: SecAggPhase, now: u64) {
+        let sa = self.secagg_config().expect("secure aggregation");
+        record.phase = phase_code(phase);
+        record.phase_deadline_ns = now + sa.phase_duration_ns;
+        self.set_secagg_record(record);
+    }
+
     fn advance_to_share_keys(&mut self, mut record: SecAggRoundRecord, now: u64) {
         let sa = self.secagg_config().expect("secure aggregation");
         record.threshold = sa.threshold(record.flags.len() as u32);
-        record.phase = phase_code(SecAggPhase::ShareKeys);
-        record.phase_deadline_ns = now + sa.phase_duration_ns;
-        self.set_secagg_record(record);
+        self.enter_phase(record, SecAggPhase::ShareKeys, now);
     }
 
     // ------------------------------------------------------------ phase 2
@@ -320,18 +326,11 @@ impl State {
         let all = flags.iter().all(|f| f & SHARED != 0);
         record.flags = ByteBuf::from(flags);
         if all {
-            self.advance_to_masked_input(record, ctx.now);
+            self.enter_phase(record, SecAggPhase::MaskedInput, ctx.now);
         } else {
             self.set_secagg_record(record);
         }
         Ok(())
-    }
-
-    fn advance_to_masked_input(&mut self, mut record: SecAggRoundRecord, now: u64) {
-        let sa = self.secagg_config().expect("secure aggregation");
-        record.phase = phase_code(SecAggPhase::MaskedInput);
-        record.phase_deadline_ns = now + sa.phase_duration_ns;
-        self.set_secagg_record(record);
     }
 
     /// The envelopes sent to the caller this round (sealed: only it can open them).
@@ -391,8 +390,7 @@ impl State {
         }
     }
 
-    fn advance_to_unmask(&mut self, mut record: SecAggRoundRecord, now: u64) {
-        let sa = self.secagg_config().expect("secure aggregation");
+    fn advance_to_unmask(&mut self, record: SecAggRoundRecord, now: u64) {
         // Uploads still in progress can no longer count.
         let pending: Vec<u64> = self
             .submissions
@@ -403,9 +401,7 @@ impl State {
         for id in pending {
             self.drop_upload(id);
         }
-        record.phase = phase_code(SecAggPhase::Unmask);
-        record.phase_deadline_ns = now + sa.phase_duration_ns;
-        self.set_secagg_record(record);
+        self.enter_phase(record, SecAggPhase::Unmask, now);
     }
 
     // ------------------------------------------------------------ phase 4
@@ -501,7 +497,7 @@ impl State {
 
     // ------------------------------------------------------------ the timer
 
-    /// The open round's phase deadline (for the timer), or 0.
+    /// The open round's phase deadline (for the timer); `None` without secure aggregation.
     pub(crate) fn secagg_deadline(&self) -> Option<u64> {
         self.secagg_config()?;
         Some(self.secagg_record().phase_deadline_ns)
@@ -509,11 +505,10 @@ impl State {
 
     /// At a phase's deadline: move on with those that acted, or start over.
     pub(super) fn secagg_timer(&mut self, now: u64) {
-        let mut record = self.secagg_record();
+        let record = self.secagg_record();
         if now < record.phase_deadline_ns {
             return;
         }
-        let sa = self.secagg_config().expect("secure aggregation");
         let (n, t) = (record.flags.len() as u32, record.threshold);
         let count = |bit: u8| record.flags.iter().filter(|f| *f & bit != 0).count() as u32;
         let lacking = |bit: u8, among: u8| -> Vec<u32> {
@@ -530,13 +525,13 @@ impl State {
                 if n >= self.job().config().min_clients {
                     self.advance_to_share_keys(record, now);
                 } else {
-                    record.phase_deadline_ns = now + sa.phase_duration_ns;
-                    self.set_secagg_record(record);
+                    // Not min_clients yet: the phase waits one more stretch.
+                    self.enter_phase(record, SecAggPhase::AdvertiseKeys, now);
                 }
             }
             SecAggPhase::ShareKeys => {
                 if count(SHARED) >= t {
-                    self.advance_to_masked_input(record, now);
+                    self.enter_phase(record, SecAggPhase::MaskedInput, now);
                 } else {
                     let bench = lacking(SHARED, 0);
                     self.restart_secagg(now, bench);
@@ -561,7 +556,6 @@ impl State {
     /// dropped, its keys, envelopes and shares erased; `bench` (indices of those that did
     /// not act) are barred from the round until it closes.
     fn restart_secagg(&mut self, now: u64, bench: Vec<u32>) {
-        let sa = self.secagg_config().expect("secure aggregation");
         let mut record = self.secagg_record();
         let benched: Vec<Principal> = bench
             .iter()
@@ -581,14 +575,12 @@ impl State {
         for k in keys {
             self.secagg.remove(&k);
         }
-        self.set_secagg_record(SecAggRoundRecord {
-            phase: 0,
-            phase_deadline_ns: now + sa.phase_duration_ns,
-            threshold: 0,
+        let fresh = SecAggRoundRecord {
             restarts: record.restarts + 1,
-            flags: ByteBuf::new(),
             benched: record.benched,
-        });
+            ..Default::default()
+        };
+        self.enter_phase(fresh, SecAggPhase::AdvertiseKeys, now);
     }
 
     /// Removes the open round's contributions and uploads, and zeroes its sum: a

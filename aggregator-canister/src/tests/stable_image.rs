@@ -389,8 +389,18 @@ fn upgrade_from_release_images_loses_nothing() {
         if let Some(c) = &job.config {
             assert_eq!(c.client.proximal_mu, None, "{release}");
             assert_eq!(c.dp, None, "{release}: no differential privacy");
+            assert_eq!(
+                c.secure_aggregation, None,
+                "{release}: no secure aggregation"
+            );
         }
         assert_eq!(h.state.open_round().close_due_ns, None, "{release}");
+        assert_eq!(h.state.open_round().secagg, None, "{release}");
+        assert!(h.state.secagg_round().is_none(), "{release}");
+        assert!(
+            h.state.secagg.is_empty(),
+            "{release}: the bulletin board's memory starts empty"
+        );
         assert!(
             h.state
                 .round_history(all())

@@ -63,12 +63,7 @@ fn sum(calls: &std::collections::BTreeMap<String, MethodStats>, only_secagg: boo
     calls
         .iter()
         .filter(|(m, _)| !only_secagg || SECAGG_METHODS.contains(&m.as_str()))
-        .fold(MethodStats::default(), |a, (_, s)| MethodStats {
-            calls: a.calls + s.calls,
-            instructions: a.instructions + s.instructions,
-            max_instructions: a.max_instructions.max(s.max_instructions),
-            arg_bytes: a.arg_bytes + s.arg_bytes,
-        })
+        .fold(MethodStats::default(), |a, (_, s)| a.plus(*s))
 }
 
 fn summarize(
@@ -79,11 +74,7 @@ fn summarize(
     rounds: usize,
 ) -> SecAggRun {
     // Those that took part in some phase: every client but those that never advertised.
-    let took_part = match dropouts {
-        // One in four of the dropouts leaves before advertising (`simulate::dropout_plan`).
-        Some(k) => clients - k / 4,
-        None => clients,
-    };
+    let took_part = r.secagg.map_or(clients, |c| c.participants);
     let all = sum(&r.calls, false);
     let secagg = sum(&r.calls, true);
     let close = match dropouts {
@@ -91,9 +82,10 @@ fn summarize(
         Some(_) => r.calls.get("secagg_reveal"),
     }
     .map_or(0, |s| s.max_instructions);
-    // Dropped after sharing: the first of every four dropouts leaves before its input.
-    let dropped_after_sharing = dropouts.map_or(0, |k| k.div_ceil(4)) as u64;
     let survivors = r.contributors as u64;
+    let dropped_after_sharing = r
+        .secagg
+        .map_or(0, |c| (c.sharers as u64).saturating_sub(survivors));
     SecAggRun {
         dropouts,
         contributors: r.contributors,
