@@ -457,6 +457,14 @@ pub struct BenchPrivacyArgs {
     /// Target epsilons, each a run whose noise spends exactly that over --rounds.
     #[arg(long, value_delimiter = ',', default_value = "4,16,64")]
     pub epsilons: Vec<f64>,
+    /// DP modes to run at each epsilon: central, distributed (over secure aggregation).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "central,distributed"
+    )]
+    pub dp_modes: Vec<DpArg>,
     /// Clip norm of the DP runs [default: the mean norm of the no-DP run's first-round
     /// deltas before clipping].
     #[arg(long, value_name = "NORM")]
@@ -1019,8 +1027,9 @@ pub struct StrategyArgs {
 pub struct PrivacyArgs {
     /// Differential privacy for every contributor: `central`, where the canister adds
     /// Gaussian noise to each round's sum from randomness the IC gives it (private against
-    /// anyone reading the models, not against the nodes running the canister).
-    /// (`distributed` needs secure aggregation, which is not built yet.)
+    /// anyone reading the models, not against the nodes running the canister), or
+    /// `distributed` (with --secure-aggregation), where each client adds discrete Gaussian
+    /// noise inside its masked input, so that the nodes never see a sum without it.
     #[arg(long, value_enum, requires = "dp_epsilon")]
     pub dp: Option<DpArg>,
     /// The privacy budget: the canister starts no round that would spend more.
@@ -1088,17 +1097,27 @@ pub enum DpArg {
     Distributed,
 }
 
+impl From<DpArg> for DpMode {
+    fn from(a: DpArg) -> Self {
+        match a {
+            DpArg::Central => DpMode::Central,
+            DpArg::Distributed => DpMode::Distributed,
+        }
+    }
+}
+
 impl PrivacyArgs {
     /// The job's DP, the noise calibrated when not given (`default_rounds` without
     /// --dp-rounds). `None` without --dp.
-    pub fn config(&self, default_rounds: u64) -> anyhow::Result<Option<DpConfig>> {
+    pub fn config(
+        &self,
+        default_rounds: u64,
+        secure_aggregation: bool,
+    ) -> anyhow::Result<Option<DpConfig>> {
         let Some(mode) = self.dp else {
             return Ok(None);
         };
-        let mode = match mode {
-            DpArg::Central => DpMode::Central,
-            DpArg::Distributed => DpMode::Distributed,
-        };
+        let mode = DpMode::from(mode);
         let target_epsilon = self
             .dp_epsilon
             .expect("clap requires --dp-epsilon with --dp");
@@ -1117,6 +1136,9 @@ impl PrivacyArgs {
             delta: self.dp_delta,
         };
         dp.check()?;
+        if mode == DpMode::Distributed && !secure_aggregation {
+            return Err(flic_protocol::privacy::DpError::DistributedNeedsSecureAggregation.into());
+        }
         Ok(Some(dp))
     }
 }
@@ -1155,7 +1177,9 @@ impl SimulateArgs {
             attack_knowledge: self.attack_knowledge,
             attack_adaptive: self.attack_adaptive,
             proximal_mu: self.strategy.proximal_mu,
-            dp: self.privacy.config(self.rounds)?,
+            dp: self
+                .privacy
+                .config(self.rounds, self.secagg.secure_aggregation)?,
             // Its dropout fraction is set once the federation's size is known.
             secure_aggregation: self.secagg.secure_aggregation.then(|| SecAggConfig {
                 max_dropout_fraction: 0.0,

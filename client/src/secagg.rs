@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use flic_protocol::api::{
-    AdvertiseKeysArgs, PostSharesArgs, RevealSharesArgs, SecAggPhase, SecAggRound,
+    AdvertiseKeysArgs, JobConfig, PostSharesArgs, RevealSharesArgs, SecAggPhase, SecAggRound,
 };
 use flic_protocol::secagg::keys::{AdvertisedKeys, RoundContext};
 use flic_protocol::secagg::masked_bytes;
@@ -64,15 +64,22 @@ pub fn view<T: Transport>(api: &mut AggregatorApi<T>) -> anyhow::Result<SecAggRo
         .context("the job has no secure aggregation")
 }
 
-/// Phase 1: fresh secrets from the operating system, keys signed and posted.
+/// 32 bytes from the operating system: a real participant's session randomness.
+pub fn fresh_randomness() -> [u8; 32] {
+    let mut randomness = [0u8; 32];
+    rand::rng().fill_bytes(&mut randomness);
+    randomness
+}
+
+/// Phase 1: the session's secrets from `randomness` (fresh for every attempt at a round:
+/// [`fresh_randomness`], or a simulation's seeded bytes), keys signed and posted.
 pub fn advertise<T: Transport>(
     api: &mut AggregatorApi<T>,
     identity: &Identity,
     job_id: u64,
     round: u64,
+    randomness: [u8; 32],
 ) -> anyhow::Result<Participation> {
-    let mut randomness = [0u8; 32];
-    rand::rng().fill_bytes(&mut randomness);
     let ctx = RoundContext {
         canister_id: api.canister_id().as_slice().to_vec(),
         job_id,
@@ -122,14 +129,20 @@ impl Participation {
     pub fn masked_payload(
         &self,
         view: &SecAggRound,
+        config: &JobConfig,
         delta: &[f32],
         weight: u64,
         frac_bits: u32,
     ) -> anyhow::Result<Vec<u8>> {
         let list = peers(view)?;
+        // Distributed DP: this client's share of the round's noise, for the threshold the
+        // canister fixed when the advertise phase ended.
+        let noise = config
+            .client_noise(frac_bits, view.threshold)
+            .map_err(|e| anyhow::anyhow!("the job's distributed DP: {e}"))?;
         let words = self
             .session
-            .masked_input(self.index, &list, delta, weight, frac_bits)?;
+            .masked_input(self.index, &list, delta, weight, frac_bits, noise)?;
         Ok(masked_bytes(&words))
     }
 }

@@ -878,7 +878,22 @@ pub fn run(
             let job_id = clients[0].api.round_info()?.job_id;
             for (i, c) in clients.iter_mut().enumerate() {
                 if acts(i, DropAt::Advertise) {
-                    parts[i] = Some(sa::advertise(&mut c.api, &c.identity, job_id, r)?);
+                    // Seeded like everything else in a simulation, so distributed DP's
+                    // noise (drawn from the session) repeats with the seed. A simulated
+                    // round advertises once: a round that starts over fails the run.
+                    let randomness = flic_protocol::hash::sha256_concat(&[
+                        b"flic/simulate/secagg-session",
+                        &args.seed.to_le_bytes(),
+                        &(i as u64).to_le_bytes(),
+                        &r.to_le_bytes(),
+                    ]);
+                    parts[i] = Some(sa::advertise(
+                        &mut c.api,
+                        &c.identity,
+                        job_id,
+                        r,
+                        randomness,
+                    )?);
                 }
             }
             if sa::view(&mut clients[0].api)?.phase == SecAggPhase::AdvertiseKeys {
@@ -949,10 +964,12 @@ pub fn run(
                 device: &device,
             };
             let masker = |d: &[f32], w: u64, f: u32| {
-                let (Some(p), Some(v)) = (part, masked_view.as_ref()) else {
+                let (Some(p), Some(v), Some(config)) =
+                    (part, masked_view.as_ref(), info.config.as_ref())
+                else {
                     bail!("no secure-aggregation round to mask for");
                 };
-                p.masked_payload(v, d, w, f)
+                p.masked_payload(v, config, d, w, f)
             };
             let step = contribute(
                 &mut c.api,

@@ -13,7 +13,7 @@ use crate::fedavg::AggregationLimits;
 use crate::hash::to_hex;
 use crate::model::ModelSpec;
 use crate::optimizers::ServerOptimizer;
-use crate::privacy::DpConfig;
+use crate::privacy::{distributed_frac_bits, DpConfig, DpError, DpMode};
 use crate::rules::AggregationRule;
 use crate::secagg::SecAggConfig;
 use crate::submission::{SignatureError, SubmissionHeader};
@@ -205,6 +205,27 @@ impl JobConfig {
         }
     }
 
+    /// The discrete Gaussian a client adds to its masked input in a secure round of
+    /// threshold `threshold` (distributed DP), or `None` when the job's clients add none.
+    pub fn client_noise(
+        &self,
+        frac_bits: u32,
+        threshold: u32,
+    ) -> Result<Option<crate::privacy::discrete_gaussian::Variance>, DpError> {
+        match &self.dp {
+            Some(dp) if dp.mode == DpMode::Distributed => crate::privacy::distributed_variance(
+                dp,
+                self.clip_norm,
+                self.max_weight,
+                frac_bits,
+                self.model_spec.param_count(),
+                threshold,
+            )
+            .map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Checks every field; returns the accumulator's fractional bits.
     pub fn validate(&self) -> Result<u32, AdminError> {
         let bad = |reason: String| Err(AdminError::InvalidConfig { reason });
@@ -358,11 +379,28 @@ impl JobConfig {
                 }
             }
         }
-        self.limits()
+        let safe = self
+            .limits()
             .safe_frac_bits()
             .map_err(|e| AdminError::InvalidConfig {
                 reason: e.to_string(),
-            })
+            })?;
+        match &self.dp {
+            Some(dp) if dp.mode == DpMode::Distributed => {
+                if self.secure_aggregation.is_none() {
+                    return bad(format!(
+                        "dp: {}",
+                        DpError::DistributedNeedsSecureAggregation
+                    ));
+                }
+                // Fewer fractional bits, so the clients' noise cannot wrap the sum.
+                distributed_frac_bits(dp, &self.limits(), self.model_spec.param_count(), safe)
+                    .map_err(|e| AdminError::InvalidConfig {
+                        reason: format!("dp: {e}"),
+                    })
+            }
+            _ => Ok(safe),
+        }
     }
 }
 

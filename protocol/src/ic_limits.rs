@@ -167,7 +167,8 @@ impl WorstCase {
     /// Central DP adds the noise to every parameter at the close (in the commit that
     /// reaches `max_clients`, or the timer's close).
     pub fn with_dp(mut self, dp: Option<&crate::privacy::DpConfig>, param_count: u64) -> Self {
-        if dp.is_some() {
+        // Distributed DP's noise comes from the clients: the canister pays nothing for it.
+        if dp.is_some_and(|dp| dp.mode == crate::privacy::DpMode::Central) {
             let extra = param_count * NOISE_PER_PARAM;
             self.close = self.close.saturating_add(extra);
             self.commit = self.commit.saturating_add(extra);

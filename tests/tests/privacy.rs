@@ -1,6 +1,7 @@
-//! Central differential privacy end to end: a simulated federation on the canister's
-//! release wasm in the embedded IC, whose rounds take their noise seed from the management
-//! canister's `raw_rand`, certify the epsilon spent, and stop at the budget; `flic verify
+//! Differential privacy end to end: simulated federations on the canister's release wasm
+//! in the embedded IC. Central DP's rounds take their noise seed from the management
+//! canister's `raw_rand`; distributed DP's clients add discrete Gaussian noise inside their
+//! masked inputs. Both certify the epsilon spent and stop at the budget; `flic verify
 //! privacy` recomputes it.
 
 mod cli;
@@ -104,6 +105,52 @@ fn a_central_dp_federation_certifies_its_budget_and_stops_at_it() {
         format!("{err:#}").contains("differential privacy"),
         "{err:#}"
     );
+}
+
+#[test]
+fn a_distributed_dp_federation_noises_inside_the_masks_and_stops_at_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let dp = DpConfig {
+        mode: DpMode::Distributed,
+        noise_multiplier: noise_for_budget(30.0, 1e-5, 2).unwrap(),
+        target_epsilon: 30.0,
+        delta: 1e-5,
+    };
+    let secure = |state: &str, dp: Option<DpConfig>| SimulationConfig {
+        clients: Some(5),
+        rounds: 3,
+        dp,
+        retain_contributions: false,
+        secure_aggregation: Some(flic_protocol::secagg::SecAggConfig {
+            max_dropout_fraction: 0.0,
+            phase_duration_ns: 60_000_000_000,
+        }),
+        dropouts: 1,
+        ..base(&dir.path().join(state))
+    };
+    let report = run(&secure("ddp", Some(dp)), &mut Silent).expect("distributed DP runs");
+    assert_eq!(report.rounds.len(), 2, "the budget stops the third round");
+    for (r, round) in report.rounds.iter().enumerate() {
+        assert_eq!(round.contributors, 4, "one drops out of each round");
+        assert_eq!(round.epsilon_spent, Some(dp.epsilon_after(r as u64 + 1)));
+    }
+    let state = dir.path().join("ddp");
+    flic(&[
+        "verify",
+        "privacy",
+        "--network",
+        "embedded",
+        "--state",
+        s(&state),
+    ])
+    .expect("the certified budget recomputes");
+    // The clients' noise is seeded by their session randomness (from the simulation's
+    // seed here): same seed, same models; without DP, other models.
+    let again = run(&secure("again", Some(dp)), &mut Silent).unwrap();
+    let plain = run(&secure("plain", None), &mut Silent).unwrap();
+    let first = |r: &flic_client::simulate::SimulationReport| r.rounds[0].model_version.clone();
+    assert_eq!(first(&report), first(&again));
+    assert_ne!(first(&report), first(&plain));
 }
 
 #[test]

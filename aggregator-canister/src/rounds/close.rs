@@ -8,7 +8,7 @@ use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::Hash;
 
 use flic_protocol::ic_limits;
-use flic_protocol::privacy;
+use flic_protocol::privacy::{self, DpMode};
 use flic_protocol::rules::{RoundContribution, RuleProgress};
 
 use crate::aggregation;
@@ -158,8 +158,12 @@ impl State {
         let (clip_norm, max_weight) = (config.clip_norm, config.max_weight);
         let optimizer = config.server_optimizer();
         // Central DP: Gaussian noise on the round's sum, from the round's secret seed
-        // (FedAvg only: jobs with DP refuse robust rules).
+        // (FedAvg only: jobs with DP refuse robust rules). Distributed DP: the unmasked
+        // sum carries the clients' noise already.
         let epsilon_spent = match (dp, &update) {
+            (Some(dp), Update::Accumulated) if dp.mode == DpMode::Distributed => {
+                Some(dp.epsilon_after(round_index + 1))
+            }
             (Some(dp), Update::Accumulated) => {
                 let seed = self
                     .take_noise_seed()

@@ -1,5 +1,7 @@
-//! Central differential privacy: the secret seed of each round's noise (from the IC's
-//! `raw_rand`, asked for by the `ic-cdk` boundary), and the budget.
+//! Differential privacy: the secret seed of each round's noise under central DP (from the
+//! IC's `raw_rand`, asked for by the `ic-cdk` boundary), and the budget of either mode.
+//! Under distributed DP the clients add the noise inside their masked inputs, and the
+//! canister neither draws nor adds any.
 //!
 //! A round of a job with DP closes only with its seed: a close that finds none waits
 //! (recorded in the open round, so it survives upgrades), and the seed's arrival closes it.
@@ -8,7 +10,7 @@
 //! the boundary asks again.
 
 use flic_protocol::api::JobState;
-use flic_protocol::privacy::DpConfig;
+use flic_protocol::privacy::{DpConfig, DpMode};
 
 use crate::state::State;
 
@@ -18,16 +20,21 @@ impl State {
         self.job().config.as_ref().and_then(|c| c.dp())
     }
 
+    /// The job's DP if the canister adds its noise (central DP).
+    pub(crate) fn central_dp(&self) -> Option<DpConfig> {
+        self.dp().filter(|dp| dp.mode == DpMode::Central)
+    }
+
     /// Whether the open round still needs the seed of its noise.
     pub fn wants_noise_seed(&self) -> bool {
-        self.dp().is_some()
+        self.central_dp().is_some()
             && self.job().job_state() == JobState::Running
             && self.noise_seed.is_none()
     }
 
     /// A close that waits for the seed (see [`State::close_pending`]).
     pub(crate) fn close_waits_for_seed(&self) -> bool {
-        self.dp().is_some() && self.noise_seed.is_none()
+        self.central_dp().is_some() && self.noise_seed.is_none()
     }
 
     /// `raw_rand`'s reply. A close that was waiting goes ahead now.

@@ -165,7 +165,17 @@ fn run_round(
         let d = delta(salt + k as u64);
         let samples = 50 + 10 * k as u64;
         let weight = samples.min(max_weight);
-        let words = s.masked_input(*me, &list, &d, weight, frac_bits).unwrap();
+        // Distributed DP: the client's share of the noise, for the round's threshold.
+        let noise = h
+            .state
+            .round_info()
+            .config
+            .unwrap()
+            .client_noise(frac_bits, h.state.secagg_round().unwrap().threshold)
+            .unwrap();
+        let words = s
+            .masked_input(*me, &list, &d, weight, frac_bits, noise)
+            .unwrap();
         let bytes = masked_bytes(&words);
         let st = h.begin(c, &bytes, DeltaEncoding::Masked, samples);
         h.put_all(c, st.submission_id, &bytes);
@@ -222,7 +232,7 @@ fn run_round(
 /// FedAvg of `plain` (f32 deltas and sample counts) without masking, from the initial
 /// weights.
 fn plain_fedavg(cfg: &JobConfig, plain: &[(Vec<f32>, u64)]) -> Vec<f32> {
-    let frac_bits = cfg.limits().safe_frac_bits().unwrap();
+    let frac_bits = cfg.validate().unwrap();
     let mut acc = Accumulator::new(PARAMS as usize, cfg.limits(), frac_bits).unwrap();
     for (d, samples) in plain {
         let bytes = encode(DeltaEncoding::F32, d).unwrap();
@@ -335,6 +345,71 @@ fn the_unmasked_sum_is_fedavg_of_the_survivors_at_0_10_and_30_percent_dropped() 
         let (_, page) = get(&h, "GET", "/");
         assert!(String::from_utf8_lossy(&page.body).contains("secure aggregation"));
     }
+}
+
+#[test]
+fn distributed_dp_noise_comes_from_the_clients_inside_the_masks() {
+    use flic_protocol::privacy::{DpConfig, DpMode};
+    let dp = DpConfig {
+        mode: DpMode::Distributed,
+        noise_multiplier: 1.0,
+        target_epsilon: 50.0,
+        delta: 1e-5,
+    };
+    let cfg = JobConfig {
+        dp: Some(dp),
+        max_weight: 1,
+        ..sa_job(0.1, 10)
+    };
+    let mut h = Harness::running_with(cfg.clone());
+    let clients: Vec<Client> = (1..=10).map(|i| h.client(i, 1000)).collect();
+    // One drops out after sharing: nine noised inputs, each with 1/t of the variance.
+    let drops = [vec![Some(Leave::Input)], vec![None; 9]].concat();
+    let r = run_round(&mut h, &clients, &drops, 11, &mut |h, _| {
+        assert!(!h.state.wants_noise_seed(), "the canister adds no noise");
+    });
+    assert_eq!(r.survivors.len(), 9);
+    let frac_bits = h.state.job().frac_bits;
+    let threshold = 9; // max(10/2 + 1, 10 - floor(10 * 0.1))
+    let var = cfg.client_noise(frac_bits, threshold).unwrap().unwrap();
+    // The model is FedAvg of the survivors plus the sum of their noise over the total
+    // weight: its spread is that of nine discrete Gaussians.
+    let plain = plain_fedavg(&cfg, &r.plain);
+    let got = h.weights();
+    let scale = (frac_bits as f64).exp2() * r.plain.len() as f64 / cfg.server_lr as f64;
+    let noise: Vec<f64> = got
+        .iter()
+        .zip(&plain)
+        .map(|(g, p)| (*g as f64 - *p as f64) * scale)
+        .collect();
+    let n = noise.len() as f64;
+    let mean = noise.iter().sum::<f64>() / n;
+    let spread = (noise.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let expected = (9.0 * var.num as f64).sqrt();
+    assert!(
+        (spread / expected - 1.0).abs() < 0.2,
+        "noise spread {spread:.3e}, expected {expected:.3e}"
+    );
+    // The round's noise is at least the configured one, whoever dropped out.
+    let round_std =
+        flic_protocol::privacy::noise_std_fixed(&dp, cfg.clip_norm, 1, frac_bits, PARAMS);
+    assert!(9.0 * var.num as f64 >= round_std * round_std);
+    let record = h.state.round_history(PageArgs { start: 0, limit: 1 }).items[0].clone();
+    assert_eq!(record.epsilon_spent, Some(dp.epsilon_after(1)));
+    assert_eq!(h.state.privacy_spent(), (1, dp.epsilon_after(1)));
+    // Without secure aggregation, distributed DP is refused.
+    let mut h = Harness::new();
+    let admin = h.admin();
+    let plain_job = JobConfig {
+        dp: Some(dp),
+        max_weight: 1,
+        ..config()
+    };
+    rejects!(
+        h,
+        h.state.configure_job(&admin, plain_job),
+        AdminError::InvalidConfig { .. }
+    );
 }
 
 #[test]
@@ -548,6 +623,7 @@ fn masked_inputs_too_few_to_unmask_void_and_the_round_starts_over() {
                 &delta(k as u64),
                 100,
                 h.state.job().frac_bits,
+                None,
             )
             .unwrap();
         let bytes = masked_bytes(&words);

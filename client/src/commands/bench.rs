@@ -103,6 +103,11 @@ fn run_privacy(
     let report = privacy::run(
         &args.simulate.config()?,
         &args.epsilons,
+        &args
+            .dp_modes
+            .iter()
+            .map(|m| (*m).into())
+            .collect::<Vec<_>>(),
         args.simulate.privacy.dp_delta,
         args.dp_clip,
         progress,
@@ -117,6 +122,12 @@ fn run_privacy(
                 .last()
                 .map(|e| format!(", epsilon spent {e:.3}"))
                 .unwrap_or_default()
+        ))?;
+    }
+    if let (Some(noise), Some(mask)) = (report.client_noise_ns_per_param, report.mask_ns_per_param)
+    {
+        printer.out(format!(
+            "distributed DP on the client: {noise:.0} ns per parameter of discrete Gaussian, {mask:.1} ns of one mask stream"
         ))?;
     }
     if let Some(path) = &args.doc {

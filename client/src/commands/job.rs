@@ -28,7 +28,9 @@ pub fn start(printer: &Printer, args: &JobStartArgs) -> anyhow::Result<()> {
         seed: args.seed,
         proximal_mu: args.strategy.proximal_mu,
     };
-    let dp = args.privacy.config(DEFAULT_DP_ROUNDS)?;
+    let dp = args
+        .privacy
+        .config(DEFAULT_DP_ROUNDS, args.secagg.secure_aggregation)?;
     let secure_aggregation = args.secagg.config(args.max_clients)?;
     if secure_aggregation.is_some() && args.retain_contributions {
         anyhow::bail!("--secure-aggregation with --retain-contributions: a masked input cannot be re-checked by anyone, so it is not retained");

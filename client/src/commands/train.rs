@@ -256,7 +256,13 @@ fn contribute_securely<T: crate::transport::Transport>(
     let (round, poll) = (info.round, Duration::from_secs(2));
     // The advertise phase waits for min_clients beyond its deadline.
     let limit = Duration::from_nanos(phase_ns.saturating_mul(10)) + Duration::from_secs(60);
-    let mut part = sa::advertise(api, contributor.identity, info.job_id, round)?;
+    let mut part = sa::advertise(
+        api,
+        contributor.identity,
+        info.job_id,
+        round,
+        sa::fresh_randomness(),
+    )?;
     progress.note(&format!(
         "round {round}: secure aggregation, participant {}; waiting for the others' keys",
         part.index
@@ -277,7 +283,11 @@ fn contribute_securely<T: crate::transport::Transport>(
     if v.round != round || v.phase != SecAggPhase::MaskedInput {
         bail!("round {round} started over or moved on before the masked inputs ({} phase): try the next round", v.phase.name());
     }
-    let masker = |d: &[f32], w: u64, f: u32| part.masked_payload(&v, d, w, f);
+    let config = info
+        .config
+        .as_ref()
+        .context("the job has no configuration")?;
+    let masker = |d: &[f32], w: u64, f: u32| part.masked_payload(&v, config, d, w, f);
     let step = contribute(
         api,
         contributor,

@@ -181,7 +181,7 @@ pub fn lineage(
         bail!("this job does not retain contributions (retain_contributions is off): lineage cannot be recomputed");
     }
     if job.dp.is_some() {
-        bail!("this job has differential privacy: every round adds noise from a secret seed, so no model can be recomputed from its contributions (`flic verify privacy` checks the budget, `flic verify receipt` each contribution)");
+        bail!("this job has differential privacy: every round's sum carries noise from secret seeds (the canister's under central DP, the clients' under distributed DP), so no model can be recomputed from its contributions (`flic verify privacy` checks the budget, `flic verify receipt` each contribution)");
     }
     let lineage = session.api.lineage(&LineageArgs {
         model_version: Hash::new(version),

@@ -160,12 +160,22 @@ pub fn masked_input(
     self_seed: &[u8; 32],
     pairwise: &[(u32, [u8; 32])],
 ) -> Vec<i64> {
+    masked(
+        &weighted_fixed(delta, weight, frac_bits),
+        index,
+        self_seed,
+        pairwise,
+    )
+}
+
+/// The integers a masked input hides: `weight * fixed(delta)`, what a plain upload adds to
+/// the accumulator.
+pub fn weighted_fixed(delta: &[f32], weight: u64, frac_bits: u32) -> Vec<i64> {
     let (w, scale) = (weight as i64, pow2(frac_bits));
-    let x: Vec<i64> = delta
+    delta
         .iter()
         .map(|&d| w.wrapping_mul(round_half_away(d as f64 * scale) as i64))
-        .collect();
-    masked(&x, index, self_seed, pairwise)
+        .collect()
 }
 
 /// The bytes of a masked input as it is uploaded (`DeltaEncoding::Masked`): `i64` LE.

@@ -13,8 +13,12 @@ use ed25519_dalek::SigningKey;
 use super::keys::{
     AdvertisedKeys, AgreementSecret, KeyError, RoundContext, ShareEnvelope, SharePair,
 };
-use super::{commit_self_seed, masked_input, share_seed, ShareError};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+
+use super::{commit_self_seed, masked, share_seed, weighted_fixed, ShareError};
 use crate::hash::sha256_concat;
+use crate::privacy::discrete_gaussian::{self, Variance};
 use crate::submission::principal_of_ed25519;
 
 /// A peer as the canister lists it.
@@ -56,6 +60,9 @@ pub struct Session {
     s: AgreementSecret,
     self_seed: [u8; 32],
     dealer: [u8; 32],
+    /// Key of distributed DP's noise: secret like the masks, or the sum's noise is
+    /// removable by whoever knows it.
+    noise: [u8; 32],
     own: Option<SharePair>,
 }
 
@@ -63,6 +70,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         super::unmask::erase(&mut self.self_seed);
         super::unmask::erase(&mut self.dealer);
+        super::unmask::erase(&mut self.noise);
     }
 }
 
@@ -80,6 +88,7 @@ impl Session {
             s: AgreementSecret::from_bytes(derive(&randomness, b"s")),
             self_seed: derive(&randomness, b"b"),
             dealer: derive(&randomness, b"dealer"),
+            noise: derive(&randomness, b"noise"),
             ctx,
             own: None,
         }
@@ -163,6 +172,7 @@ impl Session {
         delta: &[f32],
         weight: u64,
         frac_bits: u32,
+        noise: Option<Variance>,
     ) -> Result<Vec<i64>, ParticipantError> {
         self.check_peers(me, peers)?;
         let pairwise = peers
@@ -170,14 +180,14 @@ impl Session {
             .filter(|p| p.shared && p.index != me)
             .map(|p| Ok((p.index, self.s.agree(&p.keys.s_public, &self.ctx)?)))
             .collect::<Result<Vec<_>, KeyError>>()?;
-        Ok(masked_input(
-            delta,
-            weight,
-            frac_bits,
-            me,
-            &self.self_seed,
-            &pairwise,
-        ))
+        let mut x = weighted_fixed(delta, weight, frac_bits);
+        if let Some(variance) = noise {
+            // Distributed DP: this participant's share of the round's noise, inside the
+            // mask, so nobody ever sees the input without it.
+            let mut rng = ChaCha12Rng::from_seed(self.noise);
+            discrete_gaussian::add_noise(&mut x, variance, &mut rng);
+        }
+        Ok(masked(&x, me, &self.self_seed, &pairwise))
     }
 
     /// Phase 4: one share per peer that posted its shares, in index order: of its

@@ -21,8 +21,12 @@
 //! so the canister's wasm and a native verifier compute the same bits: the epsilon a
 //! canister certifies after a round is recomputed exactly by `flic verify privacy`.
 //!
-//! Jobs with central DP ([`DpConfig`]) use it: the noise ([`add_gaussian_noise`]), its
-//! scale ([`noise_std_fixed`]), and the budget ([`DpConfig::epsilon_after`]).
+//! Jobs with DP ([`DpConfig`]) use it: central DP's noise ([`add_gaussian_noise`]), its
+//! scale ([`noise_std_fixed`]), distributed DP's share of it per client
+//! ([`distributed_variance`], sampled by [`discrete_gaussian`]), and the budget
+//! ([`DpConfig::epsilon_after`]).
+
+pub mod discrete_gaussian;
 
 use candid::CandidType;
 use serde::{Deserialize, Serialize};
@@ -193,8 +197,9 @@ pub enum DpMode {
     /// it asks the IC for (`raw_rand`) and erases after use: private against anyone who
     /// reads the models, not against the nodes that run the canister.
     Central,
-    /// Each client adds a share of the noise to a securely aggregated sum: private against
-    /// the nodes as well. Needs secure aggregation, which is not built yet: refused.
+    /// Each client adds discrete Gaussian noise to its masked input, so that the securely
+    /// aggregated sum of the survivors carries the round's noise (Kairouz, Liu and Steinke
+    /// 2021): private against the nodes as well. Needs secure aggregation.
     Distributed,
 }
 
@@ -227,10 +232,12 @@ pub const MAX_NOISE_MULTIPLIER: f64 = 1e4;
 /// Why a DP configuration is refused.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum DpError {
-    #[error(
-        "distributed DP needs secure aggregation, which flic does not have yet: use central DP"
-    )]
-    DistributedUnsupported,
+    #[error("distributed DP needs secure aggregation: its noise comes from the clients and is only private inside a masked sum (add secure aggregation, or use central DP)")]
+    DistributedNeedsSecureAggregation,
+    #[error("distributed DP's noise of {sigma:.3e} fixed-point units does not fit the i64 sum at any fractional bits from {min_frac_bits}: lower max_clients, max_weight, clip_norm or the noise")]
+    DistributedRange { sigma: f64, min_frac_bits: u32 },
+    #[error("distributed DP's noise per client is {client_std:.2} fixed-point units, below {MIN_CLIENT_STD}: the sum of discrete Gaussians would drift from the Gaussian the accountant counts; raise the noise, max_weight or clip_norm")]
+    DistributedTooFine { client_std: f64 },
     #[error("the noise multiplier must be in (0, {MAX_NOISE_MULTIPLIER}], got {0}")]
     NoiseMultiplier(f64),
     #[error("the target epsilon must be positive and finite, got {0}")]
@@ -263,9 +270,6 @@ impl DpConfig {
 
     /// Checks every field, and that at least one round fits the budget.
     pub fn check(&self) -> Result<(), DpError> {
-        if self.mode == DpMode::Distributed {
-            return Err(DpError::DistributedUnsupported);
-        }
         if !(self.noise_multiplier > 0.0 && self.noise_multiplier <= MAX_NOISE_MULTIPLIER) {
             return Err(DpError::NoiseMultiplier(self.noise_multiplier));
         }
@@ -387,6 +391,103 @@ pub fn noise_std_fixed(
     param_count: u64,
 ) -> f64 {
     dp.noise_multiplier * sensitivity_fixed(clip_norm, max_weight, frac_bits, param_count)
+}
+
+// ---------------------------------------------------------------- distributed DP
+
+/// The least standard deviation, in fixed-point units, of one client's discrete Gaussian
+/// in distributed DP. The sum of `n` discrete Gaussians of variance `s^2` is not one
+/// discrete Gaussian; Kairouz, Liu and Steinke 2021 (Proposition 14) bound its RDP at order
+/// `a` by `a D^2 / (2 n s^2) + tau d` ([`distributed_tau`]). At `s >= 9` every term of
+/// `tau` is below `e^-799`, under the smallest positive `f64`: the correction is exactly 0
+/// in the accountant's arithmetic and adding it could not change one bit of an epsilon, so
+/// distributed rounds are accounted as the Gaussian mechanism's, like central ones.
+pub const MIN_CLIENT_STD: f64 = 9.0;
+
+/// Standard deviations of the round's noise that a distributed job's accumulator keeps
+/// room for beyond its worst-case sum: the chance that a sum of discrete Gaussians passes
+/// 64 of them is below `2 exp(-64^2 / 4)`, about 2^-1476 (the sum's variance is at most
+/// twice the round's; see [`distributed_variance`]).
+pub const NOISE_TAIL_SIGMAS: f64 = 64.0;
+
+/// Kairouz et al.'s `tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 s^2 k / (k + 1))` for `n`
+/// summands of variance `s^2` (fixed-point units squared).
+pub fn distributed_tau(client_variance: f64, clients: u32) -> f64 {
+    let c = 2.0 * core::f64::consts::PI * core::f64::consts::PI * client_variance;
+    10.0 * (1..clients.max(1))
+        .map(|k| libm::exp(-c * k as f64 / (k as f64 + 1.0)))
+        .sum::<f64>()
+}
+
+/// The variance, in fixed-point units squared, of the discrete Gaussian each client adds
+/// to its masked input in a secure round of threshold `threshold`: the round's noise
+/// variance over `t`, rounded up. A secure sum has at least `t` masked inputs (a round
+/// with fewer starts over), so the sum's noise variance is at least the round's, whoever
+/// drops out; it is below twice the round's, since `t > n / 2`.
+pub fn distributed_variance(
+    dp: &DpConfig,
+    clip_norm: f32,
+    max_weight: u64,
+    frac_bits: u32,
+    param_count: u64,
+    threshold: u32,
+) -> Result<discrete_gaussian::Variance, DpError> {
+    let round = noise_std_fixed(dp, clip_norm, max_weight, frac_bits, param_count);
+    let per_client = (round * round / threshold.max(1) as f64).ceil();
+    if !(per_client.is_finite() && per_client >= MIN_CLIENT_STD * MIN_CLIENT_STD) {
+        return Err(DpError::DistributedTooFine {
+            client_std: libm::sqrt(per_client),
+        });
+    }
+    discrete_gaussian::Variance::integer(per_client as u128).map_err(|_| {
+        DpError::DistributedRange {
+            sigma: round,
+            min_frac_bits: frac_bits,
+        }
+    })
+}
+
+/// The fractional bits of a distributed-DP job: the largest at most `safe` (the limits'
+/// own, [`crate::fedavg::AggregationLimits::safe_frac_bits`]) at which the worst-case sum
+/// plus [`NOISE_TAIL_SIGMAS`] of its noise stays inside `i64`, and each client's noise is
+/// at least [`MIN_CLIENT_STD`] units at `max_clients` participants.
+pub fn distributed_frac_bits(
+    dp: &DpConfig,
+    limits: &crate::fedavg::AggregationLimits,
+    param_count: u64,
+    safe: u32,
+) -> Result<u32, DpError> {
+    let fits = |f: u32| {
+        let sigma = noise_std_fixed(dp, limits.clip_norm, limits.max_weight, f, param_count);
+        let room =
+            limits.worst_case(f) as f64 + NOISE_TAIL_SIGMAS * core::f64::consts::SQRT_2 * sigma;
+        // 2^62: half the i64 range, a margin for the f64 arithmetic of the bound itself.
+        room < libm::exp2(62.0)
+    };
+    let f = (crate::fedavg::MIN_FRAC_BITS..=safe)
+        .rev()
+        .find(|&f| fits(f))
+        .ok_or(DpError::DistributedRange {
+            sigma: noise_std_fixed(
+                dp,
+                limits.clip_norm,
+                limits.max_weight,
+                crate::fedavg::MIN_FRAC_BITS,
+                param_count,
+            ),
+            min_frac_bits: crate::fedavg::MIN_FRAC_BITS,
+        })?;
+    // The finest noise is that of the most participants (the threshold grows with them).
+    let most = limits.max_clients.min(u32::MAX as u64) as u32;
+    distributed_variance(
+        dp,
+        limits.clip_norm,
+        limits.max_weight,
+        f,
+        param_count,
+        most,
+    )?;
+    Ok(f)
 }
 
 /// Domain tag of the noise stream's key.
@@ -617,6 +718,91 @@ mod tests {
     }
 
     #[test]
+    fn distributed_noise_splits_the_rounds_variance_over_the_threshold() {
+        let dp = DpConfig {
+            mode: DpMode::Distributed,
+            ..central(1.0, 10.0)
+        };
+        let round = noise_std_fixed(&dp, 1.0, 1, 24, 10_000);
+        for t in [2, 6, 101] {
+            let v = distributed_variance(&dp, 1.0, 1, 24, 10_000, t).unwrap();
+            assert_eq!(v.den, 1);
+            // Rounded up: t clients' noise is never below the round's.
+            assert!(t as f64 * v.num as f64 >= round * round);
+            assert!((t as f64 * (v.num - 1) as f64) < round * round * (1.0 + 1e-12));
+        }
+        // Noise finer than MIN_CLIENT_STD units per client is refused.
+        assert!(matches!(
+            distributed_variance(&dp, 1e-30, 1, 16, 1, 200),
+            Err(DpError::DistributedTooFine { .. })
+        ));
+    }
+
+    #[test]
+    fn the_discrete_sums_correction_vanishes_above_the_floor() {
+        // Kairouz et al.'s tau: positive for small per-client noise, and exactly 0 in
+        // f64 from MIN_CLIENT_STD on, for any number of clients.
+        assert!(distributed_tau(0.25, 10) > 1e-3);
+        assert!(distributed_tau(1.0, 200) > 0.0);
+        assert_eq!(
+            distributed_tau(MIN_CLIENT_STD * MIN_CLIENT_STD, 1_000_000),
+            0.0
+        );
+        assert_eq!(
+            distributed_tau(1.0, 1),
+            0.0,
+            "one summand is one discrete Gaussian"
+        );
+    }
+
+    #[test]
+    fn distributed_jobs_lower_their_fractional_bits_to_fit_the_noise() {
+        use crate::fedavg::AggregationLimits;
+        let dp = DpConfig {
+            mode: DpMode::Distributed,
+            ..central(1.0, 10.0)
+        };
+        let limits = AggregationLimits {
+            max_clients: 10,
+            max_weight: 1,
+            clip_norm: 1.0,
+        };
+        let safe = limits.safe_frac_bits().unwrap();
+        assert_eq!(distributed_frac_bits(&dp, &limits, 1000, safe), Ok(safe));
+        // A weight cap that leaves the sum room but not the noise: fewer bits.
+        let heavy = AggregationLimits {
+            max_weight: 100_000,
+            ..limits
+        };
+        let safe = heavy.safe_frac_bits().unwrap();
+        let loud = DpConfig {
+            noise_multiplier: 100.0,
+            ..dp
+        };
+        let f = distributed_frac_bits(&loud, &heavy, 1000, safe).unwrap();
+        assert!(f < safe, "{f} < {safe}");
+        let sigma = noise_std_fixed(&loud, 1.0, 100_000, f, 1000);
+        assert!(
+            heavy.worst_case(f) as f64 + NOISE_TAIL_SIGMAS * 2f64.sqrt() * sigma < 2f64.powi(62)
+        );
+        // Nothing fits at all: a typed error.
+        let deafening = DpConfig {
+            noise_multiplier: MAX_NOISE_MULTIPLIER,
+            ..dp
+        };
+        let huge = AggregationLimits {
+            max_clients: 200,
+            max_weight: 100_000_000,
+            clip_norm: 1.0,
+        };
+        let safe = huge.safe_frac_bits().unwrap();
+        assert!(matches!(
+            distributed_frac_bits(&deafening, &huge, 1000, safe),
+            Err(DpError::DistributedRange { .. })
+        ));
+    }
+
+    #[test]
     fn bad_dp_configurations_are_typed_errors() {
         let ok = central(1.0, 10.0);
         ok.check().unwrap();
@@ -625,10 +811,9 @@ mod tests {
             f(&mut c);
             c.check()
         };
-        assert_eq!(
-            with(&|c| c.mode = DpMode::Distributed),
-            Err(DpError::DistributedUnsupported)
-        );
+        // Distributed DP checks the same fields (what it needs of the job, its
+        // validation checks).
+        assert_eq!(with(&|c| c.mode = DpMode::Distributed), Ok(()));
         for z in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e4] {
             assert!(matches!(
                 with(&|c| c.noise_multiplier = z),
