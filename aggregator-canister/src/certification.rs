@@ -732,6 +732,7 @@ mod tests {
                 closed_at_ns: 1,
                 extensions: 0,
                 epsilon_spent: None,
+                adaptive_clip: None,
             })
             .collect();
         let mem = VectorMemory::default();

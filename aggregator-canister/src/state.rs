@@ -524,6 +524,9 @@ impl State {
             deadline_ns: ctx.now + round_duration_ns,
             first_contribution: self.allocators().next_contribution,
             close_due_ns: None,
+            // Adaptive clipping starts at the job's clip_norm.
+            clip_norm: None,
+            below_clip: None,
             ..self.open_round().clone()
         };
         self.set_open_round(round);
@@ -779,6 +782,10 @@ impl State {
         ensure(
             committed == round.committed,
             "committed count matches the committed submissions",
+        )?;
+        ensure(
+            round.below_clip.unwrap_or(0) <= round.committed,
+            "no more commits below the clip than commits",
         )?;
         let round_weight: u64 = (round.first_contribution..ids.next_contribution)
             .map(|i| {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use flic_protocol::api::Optimizer;
 use flic_protocol::optimizers::ServerOptimizer;
-use flic_protocol::privacy::{DpConfig, DpMode};
+use flic_protocol::privacy::{AdaptiveClip, DpConfig, DpMode};
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::secagg::SecAggConfig;
 use flic_protocol::DeltaEncoding;
@@ -469,6 +469,10 @@ pub struct BenchPrivacyArgs {
     /// deltas before clipping].
     #[arg(long, value_name = "NORM")]
     pub dp_clip: Option<f32>,
+    /// Also run central DP with adaptive clipping to this quantile of the update norms at
+    /// each epsilon, the clip starting at --clip-norm.
+    #[arg(long, value_name = "Q")]
+    pub adaptive_clip: Option<f64>,
     /// Rewrite the privacy section of this Markdown file (the SVG goes next to it).
     #[arg(long, value_name = "PATH")]
     pub doc: Option<PathBuf>,
@@ -1046,6 +1050,20 @@ pub struct PrivacyArgs {
     /// simulate, 100 for job start].
     #[arg(long, value_name = "N", requires = "dp", conflicts_with = "dp_noise")]
     pub dp_rounds: Option<u64>,
+    /// Adaptive clipping (Andrew et al. 2021, central DP only): the clip follows the Q-th
+    /// quantile of the contributors' update norms, starting from --clip-norm, which stays
+    /// its ceiling. Each contributor reports whether its norm was below the clip; the count
+    /// is noised and takes a tenth of each round's privacy.
+    #[arg(long, value_name = "Q", requires = "dp")]
+    pub dp_adaptive_clip: Option<f64>,
+    /// The adaptive clip's learning rate (the geometric step per round).
+    #[arg(
+        long,
+        value_name = "ETA",
+        default_value_t = flic_protocol::privacy::adaptive_clip::DEFAULT_LEARNING_RATE,
+        requires = "dp_adaptive_clip"
+    )]
+    pub dp_clip_lr: f64,
 }
 
 /// Secure aggregation: `flic job start` and `flic simulate`.
@@ -1134,8 +1152,15 @@ impl PrivacyArgs {
             noise_multiplier,
             target_epsilon,
             delta: self.dp_delta,
+            adaptive_clip: self.dp_adaptive_clip.map(|q| AdaptiveClip {
+                learning_rate: self.dp_clip_lr,
+                ..AdaptiveClip::new(q, noise_multiplier)
+            }),
         };
         dp.check()?;
+        if dp.adaptive_clip.is_some() && secure_aggregation {
+            return Err(flic_protocol::privacy::DpError::AdaptiveClipWithSecureAggregation.into());
+        }
         if mode == DpMode::Distributed && !secure_aggregation {
             return Err(flic_protocol::privacy::DpError::DistributedNeedsSecureAggregation.into());
         }

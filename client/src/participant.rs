@@ -268,6 +268,10 @@ pub struct PreparedSubmission {
     /// (1: not at all).
     #[serde(default = "one")]
     pub shrink: f64,
+    /// Adaptive clipping: whether `norm_before_clip` was at most the round's clip (sent
+    /// beside the header, not in it). Absent in journals of earlier releases.
+    #[serde(default)]
+    pub below_clip: Option<bool>,
 }
 
 fn one() -> f64 {
@@ -287,6 +291,7 @@ impl PreparedSubmission {
             public_key: self.public_key.clone(),
             signature: self.signature.clone(),
             chunk_hashes: self.chunk_hashes.clone(),
+            below_clip: self.below_clip,
         }
     }
 }
@@ -349,7 +354,9 @@ pub fn prepare_submission(
         });
     }
     let mut delta: Vec<f32> = trained.iter().zip(base).map(|(t, b)| t - b).collect();
-    let norm_before_clip = clip_l2(&mut delta, config.clip_norm);
+    // The round's clip: the job's, or under adaptive clipping this round's.
+    let clip_norm = round.clip_norm().ok_or(PrepareError::NoJob)?;
+    let norm_before_clip = clip_l2(&mut delta, clip_norm);
     let feedback = encoding.wants_error_feedback();
     if let (true, Some(r)) = (feedback, residual) {
         if r.len() == delta.len() {
@@ -358,7 +365,7 @@ pub fn prepare_submission(
     }
     let seed =
         flic_protocol::seeds::quantize_seed(config.client.seed, round.round, &identity.principal());
-    let encoded = encoding::encode_within(encoding, &delta, config.clip_norm, seed)?;
+    let encoded = encoding::encode_within(encoding, &delta, clip_norm, seed)?;
     let residual = feedback.then(|| {
         delta
             .iter()
@@ -370,6 +377,9 @@ pub fn prepare_submission(
         norm_before_clip,
         residual,
         shrink: encoded.shrink,
+        below_clip: round
+            .adaptive_clip()
+            .then_some(norm_before_clip <= clip_norm as f64),
         ..sign_payload(
             identity,
             canister_id,
@@ -462,6 +472,7 @@ fn sign_payload(
         norm_before_clip: 0.0,
         residual: None,
         shrink: 1.0,
+        below_clip: None,
     })
 }
 

@@ -210,6 +210,10 @@ pub struct RoundReport {
     /// With DP: the epsilon spent by the rounds so far, as the round's record certifies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epsilon_spent: Option<f64>,
+    /// With adaptive clipping: the round's clip, and the noised count of deltas at or below
+    /// it, as the round's record certifies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_clip: Option<flic_protocol::api::RoundClip>,
     /// How long the round was open on the canister's clock (its record's open to close;
     /// on the embedded IC only deadlines move the clock).
     pub open_seconds: f64,
@@ -994,7 +998,8 @@ pub fn run(
             encode_t += step.encode_time;
             canister_t += step.canister_time;
             norm_sum += step.prepared.norm_before_clip;
-            clipped += usize::from(step.prepared.norm_before_clip > job.clip_norm as f64);
+            let round_clip = info.clip_norm().unwrap_or(job.clip_norm) as f64;
+            clipped += usize::from(step.prepared.norm_before_clip > round_clip);
             if step.prepared.residual.is_some() {
                 c.residual = step.prepared.residual;
             }
@@ -1043,7 +1048,7 @@ pub fn run(
             .into_iter()
             .next()
             .with_context(|| format!("round {r}'s record"))?;
-        let epsilon_spent = record.epsilon_spent;
+        let (epsilon_spent, adaptive_clip) = (record.epsilon_spent, record.adaptive_clip);
         let canister_seconds_open =
             record.closed_at_ns.saturating_sub(record.opened_at_ns) as f64 / 1e9;
         let model = observer.download_model(&mut |_, _| {})?;
@@ -1135,6 +1140,7 @@ pub fn run(
             canister_seconds: canister_t.as_secs_f64(),
             attack_gain: gain,
             epsilon_spent,
+            adaptive_clip,
             open_seconds: canister_seconds_open,
             secagg: masked_view.as_ref().map(|v| SecAggCounts {
                 participants: v.participants.len(),
@@ -1143,10 +1149,16 @@ pub fn run(
             calls: stats.per_method.clone(),
         };
         progress.finish("");
-        let privacy = report
+        let mut privacy = report
             .epsilon_spent
             .map(|e| format!("  epsilon {e:.3}"))
             .unwrap_or_default();
+        if let Some(c) = report.adaptive_clip {
+            privacy += &format!(
+                "  clip {:.4} ({:.1} of {} below)",
+                c.clip_norm, c.noised_count, report.contributors
+            );
+        }
         progress.note(&format!(
             "round {}: test accuracy {:.2}%  loss {:.4}  {} contributors  {} uploaded ({:.3} B/param)  {:.1} M instructions{privacy}  model {}",
             report.round,

@@ -59,6 +59,7 @@ fn begin_args() -> BeginSubmissionArgs {
             .into_iter()
             .map(Hash::new)
             .collect(),
+        below_clip: None,
     }
 }
 

@@ -80,6 +80,7 @@ pub fn config(shape: u8) -> JobConfig {
             noise_multiplier: 1.0,
             target_epsilon: 11.0,
             delta: 1e-5,
+            adaptive_clip: None,
         }),
         ..flic_test_fixtures::job(spec(), CHUNK)
     }
@@ -684,6 +685,7 @@ impl Harness {
             public_key: ByteBuf::from(public_key),
             signature: ByteBuf::from(signature),
             chunk_hashes,
+            below_clip: None,
         };
         let header_mutated = mutation >= 5 && mutation != 23;
         // Mutation 16 names another encoding; when both encodings make as many chunks

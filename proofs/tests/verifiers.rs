@@ -170,6 +170,7 @@ fn world() -> World {
         closed_at_ns: NOW - 5,
         extensions: 0,
         epsilon_spent: None,
+        adaptive_clip: None,
     };
     // A second (empty-bodied) record, so swapped rounds can be tested.
     let mut record1 = record0.clone();
@@ -229,6 +230,7 @@ impl World {
                 pending: 0,
                 frac_bits: 30,
                 config: Some(self.config.clone()),
+                round_clip_norm: None,
             },
             certification: self.certification(HistoryWitness::Pruned, NOW - 1),
         }

@@ -386,6 +386,9 @@ impl JobConfig {
                 reason: e.to_string(),
             })?;
         match &self.dp {
+            Some(dp) if dp.adaptive_clip.is_some() && self.secure_aggregation.is_some() => bad(
+                format!("dp: {}", DpError::AdaptiveClipWithSecureAggregation),
+            ),
             Some(dp) if dp.mode == DpMode::Distributed => {
                 if self.secure_aggregation.is_none() {
                     return bad(format!(
@@ -541,6 +544,8 @@ pub enum SubmitError {
     ZeroSampleCount,
     #[error("encoding {encoding} is not allowed by this job")]
     EncodingNotAllowed { encoding: DeltaEncoding },
+    #[error("{}", if *expected { "this job clips adaptively: set below_clip, whether the delta's norm before clipping was at most the round's clip (round_info's round_clip_norm)" } else { "this job has no adaptive clipping: leave below_clip unset" })]
+    ClipBit { expected: bool },
     #[error("header has {got} parameters, the model has {expected}")]
     WrongParamCount { expected: u64, got: u64 },
     #[error("header has {got} chunks, a {encoding} delta of this model in chunks of the job's size has {expected}")]
@@ -690,6 +695,11 @@ pub struct BeginSubmissionArgs {
     pub signature: ByteBuf,
     /// Leaf hash of every chunk, in order; their Merkle root must be `header.chunk_root`.
     pub chunk_hashes: Vec<Hash>,
+    /// Adaptive clipping (a job with `dp.adaptive_clip`): whether the update's norm before
+    /// clipping was at most the round's clip. Needed by such jobs, refused by others. Not
+    /// in the signed header, which is public: only the round's noised count of these bits
+    /// is published.
+    pub below_clip: Option<bool>,
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -922,6 +932,30 @@ pub struct RoundInfo {
     pub pending: u32,
     pub frac_bits: u32,
     pub config: Option<JobConfig>,
+    /// Adaptive clipping: the open round's clip (`None`: the job's `clip_norm`). Not
+    /// certified; clients take at most the certified `clip_norm` ([`RoundInfo::clip_norm`]),
+    /// and every round's clip is in its certified record.
+    pub round_clip_norm: Option<f32>,
+}
+
+impl RoundInfo {
+    /// The L2 bound of this round's deltas: the job's `clip_norm`, or under adaptive
+    /// clipping the round's clip, never above `clip_norm`. `None` without a job.
+    pub fn clip_norm(&self) -> Option<f32> {
+        let max = self.config.as_ref()?.clip_norm;
+        Some(match self.round_clip_norm {
+            Some(c) if c > 0.0 && c < max => c,
+            _ => max,
+        })
+    }
+
+    /// Whether contributions report [`BeginSubmissionArgs::below_clip`].
+    pub fn adaptive_clip(&self) -> bool {
+        self.config
+            .as_ref()
+            .and_then(|c| c.dp)
+            .is_some_and(|dp| dp.adaptive_clip.is_some())
+    }
 }
 
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -985,6 +1019,18 @@ pub struct RoundRecord {
     /// In a job with DP: the epsilon spent by every round up to this one (at the job's
     /// delta), recomputable from the job configuration (`flic verify privacy`).
     pub epsilon_spent: Option<f64>,
+    /// In a job with adaptive clipping: the round's clip and its noised count.
+    pub adaptive_clip: Option<RoundClip>,
+}
+
+/// One round of adaptive clipping, as its record publishes it: the next round's clip is
+/// [`crate::privacy::AdaptiveClip::next_clip`] of these and the round's contribution count.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct RoundClip {
+    /// The L2 bound of the round's deltas.
+    pub clip_norm: f32,
+    /// How many contributions were at or below it before clipping, plus Gaussian noise.
+    pub noised_count: f64,
 }
 
 impl RoundRecord {
@@ -1014,6 +1060,12 @@ impl RoundRecord {
         if let Some(eps) = self.epsilon_spent {
             out.push(1);
             out.extend_from_slice(&eps.to_le_bytes());
+        }
+        // Absent without adaptive clipping; marker `2`.
+        if let Some(clip) = self.adaptive_clip {
+            out.push(2);
+            out.extend_from_slice(&clip.clip_norm.to_le_bytes());
+            out.extend_from_slice(&clip.noised_count.to_le_bytes());
         }
         out
     }

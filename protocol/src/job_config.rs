@@ -29,6 +29,7 @@
 //! | 21 | `client.proximal_mu`: nothing when unset (the bytes of the release before it), else `1` then the f32 | 0 or 5 |
 //! | 22 | `dp`: nothing when unset, else `2`, the mode (`1` central, `2` distributed), then `noise_multiplier`, `target_epsilon`, `delta` (f64 each) | 0 or 26 |
 //! | 23 | `secure_aggregation`: nothing when unset, else `3`, `max_dropout_fraction` (f64), `phase_duration_ns` (u64) | 0 or 17 |
+//! | 24 | `dp.adaptive_clip`: nothing when unset, else `4`, `target_quantile`, `learning_rate`, `count_noise_std` (f64 each) | 0 or 25 |
 
 use crate::api::{Admission, ClientHyperparameters, JobConfig, Optimizer};
 use crate::hash::sha256;
@@ -178,6 +179,18 @@ pub fn job_config_bytes(config: &JobConfig) -> Vec<u8> {
         out.extend_from_slice(&sa.max_dropout_fraction.to_le_bytes());
         out.extend_from_slice(&sa.phase_duration_ns.to_le_bytes());
     }
+    // Absent when unset; marker `4`. After secure aggregation's, so that the fields before
+    // it keep their bytes.
+    if let Some(clip) = dp.as_ref().and_then(|dp| dp.adaptive_clip) {
+        out.push(4);
+        for v in [
+            clip.target_quantile,
+            clip.learning_rate,
+            clip.count_noise_std,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
     out
 }
 
@@ -312,6 +325,7 @@ mod tests {
             noise_multiplier: 1.0,
             target_epsilon: 8.0,
             delta: 1e-5,
+            adaptive_clip: None,
         };
         for d in [
             dp,

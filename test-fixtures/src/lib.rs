@@ -155,6 +155,7 @@ impl Upload {
             public_key: ByteBuf::from(key.verifying_key().to_bytes().to_vec()),
             signature: ByteBuf::from(self.header.sign(key).to_vec()),
             chunk_hashes: self.chunk_hashes.clone(),
+            below_clip: None,
         }
     }
 

@@ -35,6 +35,7 @@ fn a_central_dp_federation_certifies_its_budget_and_stops_at_it() {
         noise_multiplier: noise_for_budget(30.0, 1e-5, 3).unwrap(),
         target_epsilon: 30.0,
         delta: 1e-5,
+        adaptive_clip: None,
     };
     assert_eq!(dp.rounds_within_budget(), 3);
     let state = dir.path().join("dp");
@@ -115,6 +116,7 @@ fn a_distributed_dp_federation_noises_inside_the_masks_and_stops_at_its_budget()
         noise_multiplier: noise_for_budget(30.0, 1e-5, 2).unwrap(),
         target_epsilon: 30.0,
         delta: 1e-5,
+        adaptive_clip: None,
     };
     let secure = |state: &str, dp: Option<DpConfig>| SimulationConfig {
         clients: Some(5),
@@ -153,6 +155,81 @@ fn a_distributed_dp_federation_noises_inside_the_masks_and_stops_at_its_budget()
     assert_ne!(first(&report), first(&plain));
 }
 
+/// `--dp-adaptive-clip Q` through the CLI: every round's record publishes the clip it used
+/// and its noised count, the clip moves the way the count says, and `flic verify privacy`
+/// recomputes the whole chain.
+#[test]
+fn an_adaptive_clip_follows_the_noised_counts_and_verifies() {
+    use flic_protocol::privacy::AdaptiveClip;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("adaptive");
+    let json = dir.path().join("report.json");
+    flic(&[
+        "simulate",
+        "--clients",
+        "4",
+        "--rounds",
+        "4",
+        "--samples",
+        "600",
+        "--seed",
+        "11",
+        "--clip-norm",
+        "5",
+        "--dp",
+        "central",
+        "--dp-epsilon",
+        "60",
+        "--dp-adaptive-clip",
+        "0.5",
+        "--dp-clip-lr",
+        "0.5",
+        "--state",
+        s(&state),
+        "--json",
+        s(&json),
+    ])
+    .expect("an adaptive-clip simulation runs");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let dp: DpConfig = serde_json::from_value(report["config"]["dp"].clone()).unwrap();
+    let clip: AdaptiveClip = dp.adaptive_clip.expect("the flag sets adaptive clipping");
+    assert_eq!((clip.target_quantile, clip.learning_rate), (0.5, 0.5));
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 4);
+    let mut expected = 5.0f32;
+    for r in rounds {
+        let c: flic_protocol::api::RoundClip =
+            serde_json::from_value(r["adaptive_clip"].clone()).unwrap();
+        assert_eq!(c.clip_norm, expected, "round {}", r["round"]);
+        // The count is the contributions at or below the clip, plus noise of its scale.
+        let m = r["contributors"].as_u64().unwrap() as f64;
+        let below = m - r["clipped"].as_u64().unwrap() as f64;
+        assert!(
+            (c.noised_count - below).abs() < 8.0 * clip.count_noise_std,
+            "{c:?} for {below} below"
+        );
+        let next = clip.next_clip(c.clip_norm, c.noised_count, m as u32, 5.0);
+        // Above the quantile the clip shrinks, below it grows (up to the ceiling).
+        if c.noised_count / m > 0.5 {
+            assert!(next < c.clip_norm);
+        } else {
+            assert!(next >= c.clip_norm);
+        }
+        expected = next;
+    }
+    let mut argv = vec![
+        "verify",
+        "privacy",
+        "--network",
+        "embedded",
+        "--state",
+        s(&state),
+    ];
+    flic(&argv).expect("every clip and epsilon recomputes");
+    argv.push("--json");
+    flic(&argv).unwrap();
+}
+
 #[test]
 fn dp_flags_are_checked_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,5 +252,31 @@ fn dp_flags_are_checked_before_anything_runs() {
     ])
     .unwrap_err();
     assert!(format!("{err:#}").contains("FedAvg"), "{err:#}");
+    // Adaptive clipping: a quantile in (0, 1), central DP, no secure aggregation.
+    let err = simulate(&[
+        "--dp",
+        "central",
+        "--dp-epsilon",
+        "50",
+        "--dp-adaptive-clip",
+        "1.5",
+    ])
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("quantile"), "{err:#}");
+    assert!(
+        simulate(&["--dp-adaptive-clip", "0.5"]).is_err(),
+        "needs --dp"
+    );
+    let err = simulate(&[
+        "--dp",
+        "central",
+        "--dp-epsilon",
+        "50",
+        "--dp-adaptive-clip",
+        "0.5",
+        "--secure-aggregation",
+    ])
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("secure aggregation"), "{err:#}");
     assert!(!state.exists(), "nothing ran");
 }

@@ -43,6 +43,8 @@ fn round_json(state: &State, r: &RoundRecord) -> Value {
         "closed_at_ns": r.closed_at_ns,
         "extensions": r.extensions,
         "epsilon_spent": r.epsilon_spent,
+        "clip_norm": r.adaptive_clip.map(|c| c.clip_norm),
+        "clip_noised_count": r.adaptive_clip.map(|c| c.noised_count),
         "quality": quality_json(state.round_quality(r.round)),
     })
 }
@@ -125,6 +127,11 @@ pub(super) fn status_json(
             "epsilon_spent": dp.epsilon_after(info.round),
             "rounds_closed": info.round,
             "rounds_within_budget": dp.rounds_within_budget(),
+            "adaptive_clip": dp.adaptive_clip.map(|c| json!({
+                "target_quantile": c.target_quantile,
+                "learning_rate": c.learning_rate,
+                "round_clip_norm": info.clip_norm(),
+            })),
         })),
         "secure_aggregation": secagg.map(|v| v.summary()),
     })

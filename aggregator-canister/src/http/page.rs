@@ -265,6 +265,16 @@ pub(super) fn page(state: &State, env: &HttpEnv) -> HttpResponse {
                 &format!("{} of {total}", total.saturating_sub(info.round)),
                 "rounds left in the budget",
             );
+            if let (Some(a), Some(clip)) = (dp.adaptive_clip, info.clip_norm()) {
+                stat(
+                    &mut h,
+                    &format!("{clip:.4} (of at most {})", c.clip_norm),
+                    &format!(
+                        "this round's clip (adaptive, tracking the {} quantile of update norms)",
+                        a.target_quantile
+                    ),
+                );
+            }
         }
         if let Some(v) = state.secagg_round() {
             stat(

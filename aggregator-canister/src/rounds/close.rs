@@ -3,7 +3,7 @@
 //! `w_{r+1}`, appends the round record to the history, indexes the new version and opens
 //! round `r + 1`.
 
-use flic_protocol::api::{Contribution, JobState, RoundRecord};
+use flic_protocol::api::{Contribution, JobState, RoundClip, RoundRecord};
 use flic_protocol::merkle::{self, leaf_hash};
 use flic_protocol::Hash;
 
@@ -155,11 +155,15 @@ impl State {
         let round_index = self.open_round().round;
         let dp = config.dp();
         let param_count = job.param_count;
-        let (clip_norm, max_weight) = (config.clip_norm, config.max_weight);
+        let (max_clip, max_weight) = (config.clip_norm, config.max_weight);
+        let clip_norm = self.round_clip_norm();
         let optimizer = config.server_optimizer();
+        let mut round = self.open_round().clone();
         // Central DP: Gaussian noise on the round's sum, from the round's secret seed
-        // (FedAvg only: jobs with DP refuse robust rules). Distributed DP: the unmasked
-        // sum carries the clients' noise already.
+        // (FedAvg only: jobs with DP refuse robust rules), and with adaptive clipping on
+        // the count of contributions at or below the clip, which moves the clip.
+        // Distributed DP: the unmasked sum carries the clients' noise already.
+        let mut adaptive_clip = None;
         let epsilon_spent = match (dp, &update) {
             (Some(dp), Update::Accumulated) if dp.mode == DpMode::Distributed => {
                 Some(dp.epsilon_after(round_index + 1))
@@ -174,6 +178,18 @@ impl State {
                     self.acc = vec![0; param_count as usize];
                 }
                 privacy::add_gaussian_noise(&mut self.acc, &seed, round_index, std);
+                if let Some(clip) = dp.adaptive_clip {
+                    let below = round.below_clip.unwrap_or(0) as f64;
+                    let noise = privacy::adaptive_clip::count_noise(
+                        &seed,
+                        round_index,
+                        clip.count_noise_std,
+                    );
+                    adaptive_clip = Some(RoundClip {
+                        clip_norm,
+                        noised_count: below + noise,
+                    });
+                }
                 Some(dp.epsilon_after(round_index + 1))
             }
             _ => None,
@@ -184,7 +200,6 @@ impl State {
             m: &self.optimizer_m,
             v: &self.optimizer_v,
         };
-        let mut round = self.open_round().clone();
         let new_version = match update {
             Update::Rule(integers, d) => {
                 aggregation::finalize(&self.weights, integers, d, frac_bits, &step, &spec_id)
@@ -221,6 +236,7 @@ impl State {
             closed_at_ns: closed_at,
             extensions: round.extensions,
             epsilon_spent,
+            adaptive_clip,
         };
         let mut history = self.history().frontier();
         history.push(record.history_leaf());
@@ -251,6 +267,15 @@ impl State {
         round.committed = 0;
         round.total_weight = 0;
         round.first_contribution = next_contribution;
+        round.below_clip = None;
+        if let (Some(rc), Some(clip)) = (adaptive_clip, dp.and_then(|d| d.adaptive_clip)) {
+            round.clip_norm = Some(clip.next_clip(
+                rc.clip_norm,
+                rc.noised_count,
+                contributions.len() as u32,
+                max_clip,
+            ));
+        }
         if let Some(dp) = dp {
             if !dp.allows_round(round.round) {
                 // The budget has no room for another round: the job pauses, and

@@ -10,7 +10,7 @@
 //! the boundary asks again.
 
 use flic_protocol::api::JobState;
-use flic_protocol::privacy::{DpConfig, DpMode};
+use flic_protocol::privacy::{AdaptiveClip, DpConfig, DpMode};
 
 use crate::state::State;
 
@@ -23,6 +23,21 @@ impl State {
     /// The job's DP if the canister adds its noise (central DP).
     pub(crate) fn central_dp(&self) -> Option<DpConfig> {
         self.dp().filter(|dp| dp.mode == DpMode::Central)
+    }
+
+    /// The job's adaptive clipping, if any.
+    pub fn adaptive_clip(&self) -> Option<AdaptiveClip> {
+        self.dp().and_then(|dp| dp.adaptive_clip)
+    }
+
+    /// The L2 bound of the open round's deltas: the job's `clip_norm`, or under adaptive
+    /// clipping the round's clip.
+    pub fn round_clip_norm(&self) -> f32 {
+        let fixed = self.job().config().clip_norm;
+        match self.adaptive_clip() {
+            Some(_) => self.open_round().clip_norm.unwrap_or(fixed),
+            None => fixed,
+        }
     }
 
     /// Whether the open round still needs the seed of its noise.

@@ -33,6 +33,7 @@ impl State {
             pending: self.submissions.len() as u32 - round.committed,
             frac_bits: job.frac_bits,
             config: job.config.clone().map(Into::into),
+            round_clip_norm: self.adaptive_clip().map(|_| self.round_clip_norm()),
         }
     }
 

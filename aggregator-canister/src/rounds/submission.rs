@@ -103,6 +103,7 @@ impl State {
                 reason: e.to_string(),
             })?;
         let shape = self.check_shape(h, &args)?;
+        self.check_clip_bit(&args)?;
         self.check_dataset(ctx, h)?;
         let signing_bytes = h.signing_bytes();
         let header_hash = Hash::new(sha256(&signing_bytes));
@@ -146,6 +147,7 @@ impl State {
             contribution: None,
             slot: Some(slot),
             last_progress_ns: Some(ctx.now),
+            below_clip: args.below_clip,
         };
         let status = Self::status_of(&submission);
         self.uploads_by_progress.insert((ctx.now, id), ());
@@ -257,6 +259,15 @@ impl State {
                 expected: current,
                 got: h.base_model_version,
             });
+        }
+        Ok(())
+    }
+
+    /// The adaptive-clipping bit is there exactly when the job clips adaptively.
+    fn check_clip_bit(&self, args: &BeginSubmissionArgs) -> Result<(), SubmitError> {
+        let expected = self.adaptive_clip().is_some();
+        if args.below_clip.is_some() != expected {
+            return Err(SubmitError::ClipBit { expected });
         }
         Ok(())
     }
@@ -514,7 +525,7 @@ impl State {
             s.staging_offset,
             encoding,
             param_count,
-            config.clip_norm,
+            self.round_clip_norm(),
         )
         .map_err(SubmitError::InvalidDelta)?;
         // Validated: from here on nothing can fail. FedAvg adds the delta now; a rule that
@@ -540,6 +551,9 @@ impl State {
         ids.next_contribution += 1;
         round.committed += 1;
         round.total_weight += s.weight;
+        if s.below_clip == Some(true) {
+            round.below_clip = Some(round.below_clip.unwrap_or(0) + 1);
+        }
         let contribution = PublicContribution {
             index,
             round: round.round,

@@ -79,6 +79,8 @@ impl LegacyMeta {
                 first_contribution: self.first_contribution_of_round,
                 close_due_ns: None,
                 secagg: None,
+                clip_norm: None,
+                below_clip: None,
             },
             allocators: AllocatorsRecord {
                 next_contribution: self.next_contribution,

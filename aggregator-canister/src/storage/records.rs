@@ -16,14 +16,14 @@
 use candid::{CandidType, Principal};
 use flic_protocol::api::{
     Admission, ClientHyperparameters, Contribution, Dataset, Evaluation, JobConfig, JobState,
-    Optimizer, RoundRecord,
+    Optimizer, RoundClip, RoundRecord,
 };
 use flic_protocol::chunking::DEFAULT_CHUNK_SIZE;
 use flic_protocol::encoding::DeltaEncoding;
 use flic_protocol::merkle::MerkleFrontier;
 use flic_protocol::model::{ModelSpec, TensorSpec};
 use flic_protocol::optimizers::ServerOptimizer;
-use flic_protocol::privacy::{DpConfig, DpMode};
+use flic_protocol::privacy::{AdaptiveClip, DpConfig, DpMode};
 use flic_protocol::rules::AggregationRule;
 use flic_protocol::secagg::SecAggConfig;
 use flic_protocol::{Hash, SubmissionHeader};
@@ -175,6 +175,36 @@ pub struct DpConfigRecord {
     pub noise_multiplier: f64,
     pub target_epsilon: f64,
     pub delta: f64,
+    /// Added after version 1 was first written: `None` in older records (a fixed clip).
+    pub adaptive_clip: Option<AdaptiveClipRecord>,
+}
+
+/// Adaptive clipping as stored (see [`AdaptiveClip`]).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveClipRecord {
+    pub target_quantile: f64,
+    pub learning_rate: f64,
+    pub count_noise_std: f64,
+}
+
+impl From<AdaptiveClip> for AdaptiveClipRecord {
+    fn from(c: AdaptiveClip) -> Self {
+        Self {
+            target_quantile: c.target_quantile,
+            learning_rate: c.learning_rate,
+            count_noise_std: c.count_noise_std,
+        }
+    }
+}
+
+impl From<AdaptiveClipRecord> for AdaptiveClip {
+    fn from(c: AdaptiveClipRecord) -> Self {
+        Self {
+            target_quantile: c.target_quantile,
+            learning_rate: c.learning_rate,
+            count_noise_std: c.count_noise_std,
+        }
+    }
 }
 
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +223,7 @@ impl From<DpConfig> for DpConfigRecord {
             noise_multiplier: d.noise_multiplier,
             target_epsilon: d.target_epsilon,
             delta: d.delta,
+            adaptive_clip: d.adaptive_clip.map(Into::into),
         }
     }
 }
@@ -207,6 +238,7 @@ impl From<DpConfigRecord> for DpConfig {
             noise_multiplier: d.noise_multiplier,
             target_epsilon: d.target_epsilon,
             delta: d.delta,
+            adaptive_clip: d.adaptive_clip.map(Into::into),
         }
     }
 }
@@ -564,6 +596,12 @@ pub struct OpenRoundRecord {
     /// Secure aggregation: the round's phase. Added after version 1 was first written:
     /// `None` in older records, and in rounds whose phases have not started.
     pub secagg: Option<SecAggRoundRecord>,
+    /// Adaptive clipping: the round's clip (`None`: the job's `clip_norm`, and in records
+    /// written before the field).
+    pub clip_norm: Option<f32>,
+    /// Adaptive clipping: the round's commits whose norm before clipping was at most the
+    /// clip (`None` in records written before the field: none).
+    pub below_clip: Option<u32>,
 }
 
 /// Where a secure-aggregation round stands (its keys, envelopes and shares are in
@@ -762,6 +800,10 @@ pub struct SubmissionRecord {
     /// When the upload last stored a new chunk, or began (`None` in older records: it
     /// counts as the most stalled).
     pub last_progress_ns: Option<u64>,
+    /// Adaptive clipping: the contributor's bit (see
+    /// [`flic_protocol::api::BeginSubmissionArgs::below_clip`]); `None` in other jobs and
+    /// in older records.
+    pub below_clip: Option<bool>,
 }
 
 impl SubmissionRecord {
@@ -847,6 +889,15 @@ pub struct ClosedRoundRecord {
     pub extensions: u32,
     /// Added after version 1 was first written: `None` in older records (no DP).
     pub epsilon_spent: Option<f64>,
+    /// Added after version 1 was first written: `None` in older records (a fixed clip).
+    pub adaptive_clip: Option<RoundClipRecord>,
+}
+
+/// A round's adaptive clip as stored (see [`RoundClip`]).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct RoundClipRecord {
+    pub clip_norm: f32,
+    pub noised_count: f64,
 }
 
 impl StoredRecord for ClosedRoundRecord {
@@ -870,6 +921,10 @@ impl From<RoundRecord> for ClosedRoundRecord {
             closed_at_ns: r.closed_at_ns,
             extensions: r.extensions,
             epsilon_spent: r.epsilon_spent,
+            adaptive_clip: r.adaptive_clip.map(|c| RoundClipRecord {
+                clip_norm: c.clip_norm,
+                noised_count: c.noised_count,
+            }),
         }
     }
 }
@@ -891,6 +946,10 @@ impl From<ClosedRoundRecord> for RoundRecord {
             closed_at_ns: r.closed_at_ns,
             extensions: r.extensions,
             epsilon_spent: r.epsilon_spent,
+            adaptive_clip: r.adaptive_clip.map(|c| RoundClip {
+                clip_norm: c.clip_norm,
+                noised_count: c.noised_count,
+            }),
         }
     }
 }

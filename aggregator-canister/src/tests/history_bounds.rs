@@ -41,6 +41,7 @@ fn push_rounds(h: &mut Harness, contributors: &[u64]) {
             closed_at_ns: round * 10 + 5,
             extensions: 0,
             epsilon_spent: None,
+            adaptive_clip: None,
         };
         next_principal += n;
         let mut history = h.state.history().frontier();

@@ -186,6 +186,7 @@ impl Harness {
                 .into_iter()
                 .map(Hash::new)
                 .collect(),
+            below_clip: None,
         }
     }
 

@@ -12,6 +12,7 @@ fn dp(noise_multiplier: f64, target_epsilon: f64) -> DpConfig {
         noise_multiplier,
         target_epsilon,
         delta: 1e-5,
+        adaptive_clip: None,
     }
 }
 
@@ -218,6 +219,24 @@ fn dp_configurations_are_checked() {
             delta: 0.0,
             ..dp(1.0, 50.0)
         }),
+        // Adaptive clipping: a quantile outside (0, 1), a count noise that leaves the
+        // update nothing, and distributed DP.
+        dp_job(DpConfig {
+            adaptive_clip: Some(privacy::AdaptiveClip::new(1.0, 1.0)),
+            ..dp(1.0, 50.0)
+        }),
+        dp_job(DpConfig {
+            adaptive_clip: Some(privacy::AdaptiveClip {
+                count_noise_std: 0.4,
+                ..privacy::AdaptiveClip::new(0.5, 1.0)
+            }),
+            ..dp(1.0, 50.0)
+        }),
+        dp_job(DpConfig {
+            mode: DpMode::Distributed,
+            adaptive_clip: Some(privacy::AdaptiveClip::new(0.5, 1.0)),
+            ..dp(1.0, 50.0)
+        }),
     ];
     for config in bad {
         rejects!(
@@ -230,4 +249,149 @@ fn dp_configurations_are_checked() {
         .configure_job(&admin, dp_job(dp(1.0, 50.0)))
         .unwrap();
     h.check();
+}
+
+/// Begins, uploads and commits `d` with the adaptive-clipping bit `below_clip`.
+fn submit_with_bit(
+    h: &mut Harness,
+    c: &Client,
+    d: &[f32],
+    below_clip: Option<bool>,
+) -> Result<CommitReceipt, SubmitError> {
+    let bytes = encode(DeltaEncoding::F32, d).unwrap();
+    let header = h.header(c, DeltaEncoding::F32, &bytes, 100);
+    let args = BeginSubmissionArgs {
+        below_clip,
+        ..h.args(c, header, &bytes)
+    };
+    let s = h.state.begin_submission(&h.ctx(c.principal), args)?;
+    h.put_all(c, s.submission_id, &bytes);
+    let receipt = h
+        .state
+        .commit_submission(&h.ctx(c.principal), s.submission_id);
+    h.check();
+    receipt
+}
+
+fn scaled(d: &[f32], norm: f32) -> Vec<f32> {
+    let now = d.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    d.iter()
+        .map(|x| (*x as f64 * norm as f64 / now) as f32)
+        .collect()
+}
+
+#[test]
+fn adaptive_clipping_moves_the_clip_by_the_noised_count_and_every_record_chains() {
+    use flic_protocol::privacy::adaptive_clip::{count_noise, ClipChain};
+    use flic_protocol::privacy::AdaptiveClip;
+    let clip = AdaptiveClip::new(0.5, 1.0);
+    let d = DpConfig {
+        adaptive_clip: Some(clip),
+        ..dp(1.0, 50.0)
+    };
+    let cfg = dp_job(d);
+    let mut h = Harness::running_with(cfg.clone());
+    let max_clip = cfg.clip_norm;
+    assert_eq!(h.state.round_info().round_clip_norm, Some(max_clip));
+    let clients: Vec<Client> = (1..=3).map(|i| h.client(i, 100)).collect();
+    // The bit is required, and only by jobs that clip adaptively.
+    let bytes = encode(DeltaEncoding::F32, &delta(1)).unwrap();
+    let header = h.header(&clients[0], DeltaEncoding::F32, &bytes, 100);
+    let args = h.args(&clients[0], header, &bytes);
+    let ctx = h.ctx(clients[0].principal);
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, args),
+        SubmitError::ClipBit { expected: true }
+    );
+
+    // Round 0 clips to the job's clip_norm; every norm is at it, so every bit is set.
+    h.state.receive_noise_seed([1; 32], h.now);
+    for (i, c) in clients.iter().enumerate() {
+        submit_with_bit(&mut h, c, &delta(10 + i as u64), Some(true)).unwrap();
+    }
+    assert_eq!(h.state.round_info().round, 1);
+    let r0 = h.state.round_history(PageArgs { start: 0, limit: 1 }).items[0].clone();
+    let rc = r0.adaptive_clip.expect("the record publishes the clip");
+    assert_eq!(rc.clip_norm, max_clip);
+    assert_eq!(
+        rc.noised_count,
+        3.0 + count_noise(&[1; 32], 0, clip.count_noise_std),
+        "the count plus the noise from the round's seed"
+    );
+    let c1 = clip.next_clip(max_clip, rc.noised_count, 3, max_clip);
+    assert_eq!(h.state.round_info().round_clip_norm, Some(c1));
+    assert_eq!(h.state.round_info().clip_norm(), Some(c1));
+
+    // Round 1 refuses a delta above its clip (the canister checks the round's, not the
+    // job's), and keeps its count across an upgrade.
+    h.state.receive_noise_seed([2; 32], h.now);
+    assert!(
+        c1 < max_clip,
+        "this seed's count is above the quantile: {rc:?}"
+    );
+    let other = h.client(4, 100);
+    let err = submit_with_bit(&mut h, &other, &scaled(&delta(20), max_clip), Some(false));
+    assert!(matches!(err, Err(SubmitError::InvalidDelta(_))), "{err:?}");
+    submit_with_bit(&mut h, &clients[0], &scaled(&delta(21), c1), Some(false)).unwrap();
+    let before = h.state.round_info();
+    h.upgrade();
+    assert_eq!(before, h.state.round_info());
+    h.state.receive_noise_seed([2; 32], h.now);
+    for (i, c) in clients.iter().enumerate().skip(1) {
+        submit_with_bit(&mut h, c, &scaled(&delta(22 + i as u64), c1), Some(i == 2)).unwrap();
+    }
+    let records = h
+        .state
+        .round_history(PageArgs {
+            start: 0,
+            limit: 10,
+        })
+        .items;
+    assert_eq!(records.len(), 2);
+    let r1 = records[1].adaptive_clip.unwrap();
+    assert_eq!(r1.clip_norm, c1);
+    assert_eq!(
+        r1.noised_count,
+        1.0 + count_noise(&[2; 32], 1, clip.count_noise_std)
+    );
+    // Anyone recomputes the chain from the records, and a forged clip breaks it.
+    let mut chain = ClipChain::new(clip, max_clip);
+    for r in &records {
+        let c = r.adaptive_clip.unwrap();
+        chain
+            .step(c.clip_norm, c.noised_count, r.contribution_count)
+            .unwrap();
+    }
+    assert_eq!(Some(chain.expected()), h.state.round_info().round_clip_norm);
+    let mut forged = ClipChain::new(clip, max_clip);
+    assert!(forged.step(max_clip * 0.5, 3.0, 3).is_err());
+    // The epsilon is the job's: the count's noise is inside the round's multiplier.
+    assert_eq!(records[1].epsilon_spent, Some(d.epsilon_after(2)));
+    let (_, rounds) = get_json(&h, "/api/rounds");
+    assert_eq!(rounds["items"][1]["clip_norm"].as_f64(), Some(c1 as f64));
+    let (_, status) = get_json(&h, "/api/status");
+    assert_eq!(
+        status["privacy"]["adaptive_clip"]["round_clip_norm"].as_f64(),
+        h.state.round_info().round_clip_norm.map(f64::from)
+    );
+}
+
+#[test]
+fn a_job_without_adaptive_clipping_refuses_the_bit() {
+    let mut h = Harness::running_with(dp_job(dp(1.0, 50.0)));
+    assert_eq!(h.state.round_info().round_clip_norm, None);
+    let c = h.client(1, 100);
+    let bytes = encode(DeltaEncoding::F32, &delta(1)).unwrap();
+    let header = h.header(&c, DeltaEncoding::F32, &bytes, 100);
+    let args = BeginSubmissionArgs {
+        below_clip: Some(true),
+        ..h.args(&c, header, &bytes)
+    };
+    let ctx = h.ctx(c.principal);
+    rejects!(
+        h,
+        h.state.begin_submission(&ctx, args),
+        SubmitError::ClipBit { expected: false }
+    );
 }

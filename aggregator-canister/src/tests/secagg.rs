@@ -355,6 +355,7 @@ fn distributed_dp_noise_comes_from_the_clients_inside_the_masks() {
         noise_multiplier: 1.0,
         target_epsilon: 50.0,
         delta: 1e-5,
+        adaptive_clip: None,
     };
     let cfg = JobConfig {
         dp: Some(dp),

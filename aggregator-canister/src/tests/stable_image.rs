@@ -396,6 +396,16 @@ fn upgrade_from_release_images_loses_nothing() {
         }
         assert_eq!(h.state.open_round().close_due_ns, None, "{release}");
         assert_eq!(h.state.open_round().secagg, None, "{release}");
+        assert_eq!(h.state.open_round().clip_norm, None, "{release}");
+        assert_eq!(h.state.open_round().below_clip, None, "{release}");
+        assert_eq!(h.state.round_info().round_clip_norm, None, "{release}");
+        assert!(
+            h.state
+                .submissions
+                .iter()
+                .all(|e| e.value().0.below_clip.is_none()),
+            "{release}: no upload carries a clip bit"
+        );
         assert!(h.state.secagg_round().is_none(), "{release}");
         assert!(
             h.state.secagg.is_empty(),
@@ -406,8 +416,8 @@ fn upgrade_from_release_images_loses_nothing() {
                 .round_history(all())
                 .items
                 .iter()
-                .all(|r| r.epsilon_spent.is_none()),
-            "{release}: no round record certifies an epsilon"
+                .all(|r| r.epsilon_spent.is_none() && r.adaptive_clip.is_none()),
+            "{release}: no round record certifies an epsilon or a clip"
         );
         assert!(
             !h.state.wants_noise_seed(),

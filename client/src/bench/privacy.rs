@@ -6,7 +6,9 @@
 //! noise calibrated so that the run's rounds spend exactly the budget. The close's
 //! instructions with and without noise give the canister's cost per parameter; the
 //! client's cost of distributed DP (its discrete Gaussian samples) is timed against the
-//! mask stream it expands anyway, in the same process.
+//! mask stream it expands anyway, in the same process. With an adaptive-clip quantile,
+//! central DP also runs at each epsilon with the clip starting at the base clip norm and
+//! moving to that quantile of the update norms (Andrew et al. 2021), privately.
 
 use serde::Serialize;
 
@@ -14,7 +16,7 @@ use crate::bench::doc::table;
 use crate::bench::plot::{from_round_zero, line_panels, Panel, Series};
 use crate::output::Progress;
 use crate::simulate::{run as simulate, SimulationConfig, SimulationReport};
-use flic_protocol::privacy::{noise_for_budget, DpConfig, DpMode};
+use flic_protocol::privacy::{noise_for_budget, AdaptiveClip, DpConfig, DpMode};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PrivacyRun {
@@ -23,7 +25,13 @@ pub struct PrivacyRun {
     /// `central` or `distributed`; `None` without DP.
     pub mode: Option<&'static str>,
     pub noise_multiplier: Option<f64>,
+    /// The clip (with adaptive clipping: the last round's, as its record certifies).
     pub clip_norm: f32,
+    /// Adaptive clipping's target quantile, if the run clips adaptively.
+    pub adaptive_quantile: Option<f64>,
+    /// The noise multiplier of the update (above the job's with adaptive clipping, whose
+    /// count takes a share of each round's privacy).
+    pub update_noise_multiplier: Option<f64>,
     pub accuracy: Vec<f64>,
     /// The epsilon each round's record certifies.
     pub epsilon_spent: Vec<f64>,
@@ -50,11 +58,14 @@ pub struct PrivacyReport {
 }
 
 fn summarize(r: &SimulationReport, dp: Option<&DpConfig>, clip_norm: f32) -> PrivacyRun {
+    let last_clip = r.rounds.last().and_then(|x| x.adaptive_clip);
     PrivacyRun {
         target_epsilon: dp.map(|d| d.target_epsilon),
         mode: dp.map(|d| d.mode.name()),
         noise_multiplier: dp.map(|d| d.noise_multiplier),
-        clip_norm,
+        clip_norm: last_clip.map_or(clip_norm, |c| c.clip_norm),
+        adaptive_quantile: dp.and_then(|d| d.adaptive_clip).map(|c| c.target_quantile),
+        update_noise_multiplier: dp.map(|d| d.update_noise_multiplier()),
         accuracy: r.rounds.iter().map(|x| x.test_accuracy).collect(),
         epsilon_spent: r.rounds.iter().filter_map(|x| x.epsilon_spent).collect(),
         close_instructions: r.rounds.last().map_or(0, |x| x.max_message_instructions),
@@ -68,14 +79,16 @@ fn summarize(r: &SimulationReport, dp: Option<&DpConfig>, clip_norm: f32) -> Pri
 
 /// Runs `base` without DP, then with DP in each of `modes` at each of `epsilons` (at
 /// `delta`). The DP runs clip at `clip` or, without it, at the mean norm of the no-DP
-/// run's first-round deltas before clipping (a stand-in for adaptive clipping, which is
-/// not built; that choice reads the deltas, so it is not itself private).
+/// run's first-round deltas before clipping (that choice reads the deltas, so it is not
+/// itself private: the runs with `adaptive` = `Some(quantile)` are the private way, their
+/// clip starting at the base clip norm).
 pub fn run(
     base: &SimulationConfig,
     epsilons: &[f64],
     modes: &[DpMode],
     delta: f64,
     clip: Option<f32>,
+    adaptive: Option<f64>,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<PrivacyReport> {
     let mut base = base.clone();
@@ -113,6 +126,7 @@ pub fn run(
                 noise_multiplier: noise_for_budget(epsilon, delta, base.rounds)?,
                 target_epsilon: epsilon,
                 delta,
+                adaptive_clip: None,
             };
             progress.note(&format!(
                 "privacy: epsilon {epsilon}, {} (noise multiplier {:.3})",
@@ -128,6 +142,29 @@ pub fn run(
                 timing = Some(time_client_noise(&dp, clip_norm, &report)?);
             }
             runs.push(summarize(&report, Some(&dp), clip_norm));
+        }
+        if let Some(quantile) = adaptive {
+            let z = noise_for_budget(epsilon, delta, base.rounds)?;
+            let dp = DpConfig {
+                mode: DpMode::Central,
+                noise_multiplier: z,
+                target_epsilon: epsilon,
+                delta,
+                adaptive_clip: Some(AdaptiveClip::new(quantile, z)),
+            };
+            progress.note(&format!(
+                "privacy: epsilon {epsilon}, central, adaptive clip to the {quantile} quantile from {}",
+                base.clip_norm
+            ));
+            let args = SimulationConfig {
+                dp: Some(dp),
+                ..base.clone()
+            };
+            runs.push(summarize(
+                &simulate(&args, progress)?,
+                Some(&dp),
+                base.clip_norm,
+            ));
         }
     }
     Ok(PrivacyReport {
@@ -205,7 +242,10 @@ fn time_client_noise(
 impl PrivacyRun {
     pub fn label(&self) -> String {
         match self.target_epsilon {
-            Some(e) => format!("epsilon {e}, {}", self.mode.unwrap_or("central")),
+            Some(e) => match self.adaptive_quantile {
+                Some(q) => format!("epsilon {e}, central, adaptive clip q={q}"),
+                None => format!("epsilon {e}, {}", self.mode.unwrap_or("central")),
+            },
             None => format!("no DP, clip {:.3}", self.clip_norm),
         }
     }
@@ -249,7 +289,11 @@ pub fn render(report: &PrivacyReport, svg_path: &str) -> String {
          DP), {} rounds, {} local epochs (lr {}, batch {}), partition {}, synthetic clusters \
          ({} samples), seed {}. DP runs clip at {}; their noise is calibrated so that {} \
          rounds spend exactly the target epsilon at delta {} (no amplification by sampling: \
-         every contributor may take part in every round).\n\n![test accuracy per round, with \
+         every contributor may take part in every round). Runs with an adaptive clip start \
+         at the base clip norm {} and move it each round to the target quantile of the \
+         update norms from a noised count (Andrew et al. 2021), inside the same budget; \
+         their table row shows the last round's clip, and their noise per coordinate is \
+         that of the update's multiplier at that clip.\n\n![test accuracy per round, with \
          and without DP]({svg_path})\n\n",
         b.model,
         report.param_count,
@@ -264,6 +308,7 @@ pub fn render(report: &PrivacyReport, svg_path: &str) -> String {
         report.clip_rule,
         b.rounds,
         report.delta,
+        b.clip_norm,
     );
     let clipped = report.clipped().and_then(|r| r.accuracy.last().copied());
     let rows: Vec<Vec<String>> = report
@@ -274,13 +319,16 @@ pub fn render(report: &PrivacyReport, svg_path: &str) -> String {
             let k = report.clients.max(1) as f64;
             vec![
                 r.target_epsilon.map_or("none".into(), |e| format!("{e}")),
-                r.mode.unwrap_or("-").into(),
+                match r.adaptive_quantile {
+                    Some(q) => format!("{}, adaptive clip q={q}", r.mode.unwrap_or("central")),
+                    None => r.mode.unwrap_or("-").into(),
+                },
                 r.epsilon_spent
                     .last()
                     .map_or("-".into(), |e| format!("{e:.3}")),
                 r.noise_multiplier.map_or("-".into(), |z| format!("{z:.3}")),
                 format!("{:.4}", r.clip_norm),
-                r.noise_multiplier
+                r.update_noise_multiplier
                     .map_or("-".into(), |z| format!("{:.4}", z * r.clip_norm as f64 / k)),
                 format!("{:.2}%", last * 100.0),
                 match (r.target_epsilon, clipped) {
@@ -299,7 +347,7 @@ pub fn render(report: &PrivacyReport, svg_path: &str) -> String {
             "DP",
             "epsilon spent (certified)",
             "noise multiplier",
-            "clip norm",
+            "clip norm (adaptive: last round's)",
             "noise std per coordinate of the mean update",
             &format!("accuracy, round {}", b.rounds),
             "vs no DP at the same clip",

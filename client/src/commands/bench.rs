@@ -110,6 +110,7 @@ fn run_privacy(
             .collect::<Vec<_>>(),
         args.simulate.privacy.dp_delta,
         args.dp_clip,
+        args.adaptive_clip,
         progress,
     )?;
     for r in &report.runs {

@@ -40,6 +40,11 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
                 "target_epsilon": dp.target_epsilon,
                 "epsilon_spent": dp.epsilon_after(info.round),
                 "rounds_within_budget": dp.rounds_within_budget(),
+                "adaptive_clip": dp.adaptive_clip.map(|c| serde_json::json!({
+                    "target_quantile": c.target_quantile,
+                    "learning_rate": c.learning_rate,
+                    "round_clip_norm": info.clip_norm(),
+                })),
             })),
             "secure_aggregation": secagg.as_ref().map(|v| v.summary()),
         }))?);
@@ -87,6 +92,15 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
                     total
                 ),
             ));
+            if let (Some(a), Some(clip)) = (dp.adaptive_clip, info.clip_norm()) {
+                rows.push((
+                    "adaptive clip".into(),
+                    format!(
+                        "this round clips to {clip} (tracking the {} quantile of update norms, at most {})",
+                        a.target_quantile, c.clip_norm
+                    ),
+                ));
+            }
         }
         if let Some(v) = &secagg {
             rows.push(("secure aggregation".into(), v.summary().to_string()));

@@ -160,9 +160,10 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
         ));
         if let Some((dp, job)) = info.config.as_ref().and_then(|c| c.dp.map(|d| (d, c))) {
             progress.note(&format!(
-                "this job has {} differential privacy: your delta is clipped to {} and weighs at most {}; the models so far spent epsilon {:.3} of {} (delta {})",
+                "this job has {} differential privacy: your delta is clipped to {}{} and weighs at most {}; the models so far spent epsilon {:.3} of {} (delta {})",
                 dp.mode.name(),
-                job.clip_norm,
+                info.clip_norm().unwrap_or(job.clip_norm),
+                if dp.adaptive_clip.is_some() { " (this round's adaptive clip)" } else { "" },
                 job.max_weight,
                 dp.epsilon_after(info.round),
                 dp.target_epsilon,

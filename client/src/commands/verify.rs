@@ -317,7 +317,38 @@ pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::
         );
     }
     let mut rows = Vec::new();
+    // Adaptive clipping: every round's clip recomputed from the records before it.
+    let mut chain = dp
+        .adaptive_clip
+        .map(|c| flic_protocol::privacy::adaptive_clip::ClipChain::new(c, job.clip_norm));
     for record in &history {
+        let clip = match (&mut chain, record.adaptive_clip) {
+            (None, None) => None,
+            (Some(chain), Some(c)) => {
+                chain
+                    .step(c.clip_norm, c.noised_count, record.contribution_count)
+                    .map_err(|expected| {
+                        not_verified(anyhow::anyhow!(
+                            "round {} certifies clip {}, but the records before it give {expected}",
+                            record.round,
+                            c.clip_norm
+                        ))
+                    })?;
+                Some(c.clip_norm)
+            }
+            (Some(_), None) => {
+                return Err(not_verified(anyhow::anyhow!(
+                    "round {} of a job with adaptive clipping certifies no clip",
+                    record.round
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(not_verified(anyhow::anyhow!(
+                    "round {} certifies an adaptive clip, but the job clips to a fixed norm",
+                    record.round
+                )))
+            }
+        };
         let expected = dp.epsilon_after(record.round + 1);
         match record.epsilon_spent {
             Some(e) if e.to_bits() == expected.to_bits() => {}
@@ -344,7 +375,7 @@ pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::
                 dp.target_epsilon
             )));
         }
-        rows.push((record.round, record.contribution_count, expected));
+        rows.push((record.round, record.contribution_count, expected, clip));
     }
     let spent = dp.epsilon_after(rounds);
     let total = dp.rounds_within_budget();
@@ -359,8 +390,14 @@ pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::
             "rounds": rounds,
             "rounds_within_budget": total,
             "state": info.state.to_string(),
-            "history": rows.iter().map(|(round, count, eps)| serde_json::json!({
-                "round": round, "contributions": count, "epsilon_spent": eps,
+            "adaptive_clip": dp.adaptive_clip.map(|c| serde_json::json!({
+                "target_quantile": c.target_quantile,
+                "learning_rate": c.learning_rate,
+                "count_noise_std": c.count_noise_std,
+                "next_clip": chain.map(|c| c.expected()),
+            })),
+            "history": rows.iter().map(|(round, count, eps, clip)| serde_json::json!({
+                "round": round, "contributions": count, "epsilon_spent": eps, "clip_norm": clip,
             })).collect::<Vec<_>>(),
         }))?);
     }
@@ -372,14 +409,28 @@ pub fn privacy(printer: &Printer, target: &VerifierArgs, json: bool) -> anyhow::
         dp.noise_multiplier,
         total.saturating_sub(rounds)
     ))?;
-    if !rows.is_empty() {
-        let lines = rows.iter().map(|(round, count, eps)| {
-            vec![round.to_string(), count.to_string(), format!("{eps:.4}")]
-        });
+    if let (Some(c), Some(chain)) = (dp.adaptive_clip, chain) {
         printer.out(format!(
-            "{}",
-            table(&["round", "contributions", "epsilon spent"], lines)
+            "adaptive clip verified: every round's clip follows from the records before it (quantile {}, learning rate {}, count noise {:.4}); the next round clips to {}",
+            c.target_quantile,
+            c.learning_rate,
+            c.count_noise_std,
+            chain.expected()
         ))?;
+    }
+    if !rows.is_empty() {
+        let lines = rows.iter().map(|(round, count, eps, clip)| {
+            let mut row = vec![round.to_string(), count.to_string(), format!("{eps:.4}")];
+            if chain.is_some() {
+                row.push(clip.map(|c| c.to_string()).unwrap_or_default());
+            }
+            row
+        });
+        let mut headers = vec!["round", "contributions", "epsilon spent"];
+        if chain.is_some() {
+            headers.push("clip");
+        }
+        printer.out(format!("{}", table(&headers, lines)))?;
     }
     Ok(())
 }

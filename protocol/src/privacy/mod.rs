@@ -26,7 +26,10 @@
 //! ([`distributed_variance`], sampled by [`discrete_gaussian`]), and the budget
 //! ([`DpConfig::epsilon_after`]).
 
+pub mod adaptive_clip;
 pub mod discrete_gaussian;
+
+pub use adaptive_clip::AdaptiveClip;
 
 use candid::CandidType;
 use serde::{Deserialize, Serialize};
@@ -224,6 +227,9 @@ pub struct DpConfig {
     /// The budget: no round starts that would take the spent epsilon above it.
     pub target_epsilon: f64,
     pub delta: f64,
+    /// Adaptive clipping to a quantile of the update norms (`None`: the clip is the job's
+    /// `clip_norm` in every round). Central DP only. See [`adaptive_clip`].
+    pub adaptive_clip: Option<AdaptiveClip>,
 }
 
 /// The most a noise multiplier may be: beyond it a model learns nothing anyway.
@@ -238,6 +244,19 @@ pub enum DpError {
     DistributedRange { sigma: f64, min_frac_bits: u32 },
     #[error("distributed DP's noise per client is {client_std:.2} fixed-point units, below {MIN_CLIENT_STD}: the sum of discrete Gaussians would drift from the Gaussian the accountant counts; raise the noise, max_weight or clip_norm")]
     DistributedTooFine { client_std: f64 },
+    #[error("adaptive clipping needs central DP: each client's bit would have to be summed inside the masks with its own noise, which is not built (use --dp central, or a fixed clip)")]
+    AdaptiveClipNeedsCentral,
+    #[error("adaptive clipping does not work with secure aggregation yet: the canister would see each client's bit in the clear (drop one of them)")]
+    AdaptiveClipWithSecureAggregation,
+    #[error("the clip's target quantile must be in (0, 1), got {0}")]
+    ClipQuantile(f64),
+    #[error("the clip's learning rate must be in (0, 10], got {0}")]
+    ClipLearningRate(f64),
+    #[error("the clip count's noise {count_noise_std} must be above half the noise multiplier {noise_multiplier}: at or below it the count spends the whole round's privacy")]
+    ClipCountNoise {
+        count_noise_std: f64,
+        noise_multiplier: f64,
+    },
     #[error("the noise multiplier must be in (0, {MAX_NOISE_MULTIPLIER}], got {0}")]
     NoiseMultiplier(f64),
     #[error("the target epsilon must be positive and finite, got {0}")]
@@ -279,6 +298,12 @@ impl DpConfig {
         if !(self.delta > 0.0 && self.delta < 1.0) {
             return Err(DpError::Delta(self.delta));
         }
+        if let Some(clip) = &self.adaptive_clip {
+            if self.mode != DpMode::Central {
+                return Err(DpError::AdaptiveClipNeedsCentral);
+            }
+            clip.check(self.noise_multiplier)?;
+        }
         let one_round = self.epsilon_after(1);
         if one_round > self.target_epsilon {
             return Err(DpError::NoRoundFits {
@@ -288,6 +313,16 @@ impl DpConfig {
             });
         }
         Ok(())
+    }
+
+    /// The noise multiplier of the round's update: the job's, or with adaptive clipping
+    /// the larger one that leaves room for the count's noise
+    /// ([`AdaptiveClip::update_noise_multiplier`]).
+    pub fn update_noise_multiplier(&self) -> f64 {
+        match &self.adaptive_clip {
+            Some(clip) => clip.update_noise_multiplier(self.noise_multiplier),
+            None => self.noise_multiplier,
+        }
     }
 
     /// The epsilon spent by `rounds` rounds at this job's delta (RDP over orders 2 to
@@ -382,7 +417,8 @@ pub fn sensitivity_fixed(clip_norm: f32, max_weight: u64, frac_bits: u32, param_
     max_weight as f64 * (clip * libm::exp2(frac_bits as f64) + rounding)
 }
 
-/// The noise's standard deviation in fixed-point units for `dp` on a job's limits.
+/// The update noise's standard deviation in fixed-point units for `dp` on a job's limits
+/// (`clip_norm` is the round's clip).
 pub fn noise_std_fixed(
     dp: &DpConfig,
     clip_norm: f32,
@@ -390,7 +426,7 @@ pub fn noise_std_fixed(
     frac_bits: u32,
     param_count: u64,
 ) -> f64 {
-    dp.noise_multiplier * sensitivity_fixed(clip_norm, max_weight, frac_bits, param_count)
+    dp.update_noise_multiplier() * sensitivity_fixed(clip_norm, max_weight, frac_bits, param_count)
 }
 
 // ---------------------------------------------------------------- distributed DP
@@ -503,33 +539,13 @@ const TWO_63: f64 = 9_223_372_036_854_775_808.0;
 /// the same noise on every replica; without the seed nobody can predict or remove it.
 /// The normals are drawn by Marsaglia's polar method.
 pub fn add_gaussian_noise(acc: &mut [i64], seed: &[u8; 32], round: u64, std_fixed: f64) {
-    use rand_chacha::rand_core::{RngCore, SeedableRng};
-    let key = crate::hash::sha256_concat(&[NOISE_TAG, seed, &round.to_le_bytes()]);
-    // ChaCha12: the rounds `rand`'s `StdRng` uses, cryptographically strong and 40%
-    // cheaper than ChaCha20 in the canister, where the noise is most of a DP close.
-    let mut rng = rand_chacha::ChaCha12Rng::from_seed(key);
-    let mut spare: Option<f64> = None;
+    let mut normals = Normals::new(crate::hash::sha256_concat(&[
+        NOISE_TAG,
+        seed,
+        &round.to_le_bytes(),
+    ]));
     for a in acc.iter_mut() {
-        let z = match spare.take() {
-            Some(z) => z,
-            None => {
-                // Marsaglia's polar method: a point uniform in the unit disc (53-bit
-                // coordinates in [-1, 1)), then two normals from one log and one square
-                // root (IEEE square roots are exact to the bit everywhere; `libm` gives the
-                // log). About 1.27 points per pair.
-                let unit = |x: u64| (x >> 11) as f64 * (1.0 / (1u64 << 52) as f64) - 1.0;
-                loop {
-                    let (u, v) = (unit(rng.next_u64()), unit(rng.next_u64()));
-                    let s = u * u + v * v;
-                    if s > 0.0 && s < 1.0 {
-                        let f = (-2.0 * libm::log(s) / s).sqrt();
-                        spare = Some(v * f);
-                        break u * f;
-                    }
-                }
-            }
-        };
-        let n = crate::fedavg::round_half_away(z * std_fixed);
+        let n = crate::fedavg::round_half_away(normals.next_normal() * std_fixed);
         *a = if n.abs() < TWO_63 {
             // Both in the i64 range: saturating addition is the exact clamp of the sum.
             a.saturating_add(n as i64)
@@ -541,6 +557,44 @@ pub fn add_gaussian_noise(acc: &mut [i64], seed: &[u8; 32], round: u64, std_fixe
                 i64::MIN
             }
         };
+    }
+}
+
+/// Standard normals from ChaCha12 keyed by `key`, by Marsaglia's polar method.
+pub(crate) struct Normals {
+    rng: rand_chacha::ChaCha12Rng,
+    spare: Option<f64>,
+}
+
+impl Normals {
+    pub(crate) fn new(key: [u8; 32]) -> Self {
+        use rand_chacha::rand_core::SeedableRng;
+        // ChaCha12: the rounds `rand`'s `StdRng` uses, cryptographically strong and 40%
+        // cheaper than ChaCha20 in the canister, where the noise is most of a DP close.
+        Self {
+            rng: rand_chacha::ChaCha12Rng::from_seed(key),
+            spare: None,
+        }
+    }
+
+    pub(crate) fn next_normal(&mut self) -> f64 {
+        use rand_chacha::rand_core::RngCore;
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        // A point uniform in the unit disc (53-bit coordinates in [-1, 1)), then two
+        // normals from one log and one square root (IEEE square roots are exact to the bit
+        // everywhere; `libm` gives the log). About 1.27 points per pair.
+        let unit = |x: u64| (x >> 11) as f64 * (1.0 / (1u64 << 52) as f64) - 1.0;
+        loop {
+            let (u, v) = (unit(self.rng.next_u64()), unit(self.rng.next_u64()));
+            let s = u * u + v * v;
+            if s > 0.0 && s < 1.0 {
+                let f = (-2.0 * libm::log(s) / s).sqrt();
+                self.spare = Some(v * f);
+                return u * f;
+            }
+        }
     }
 }
 
@@ -648,6 +702,7 @@ mod tests {
             noise_multiplier,
             target_epsilon,
             delta: 1e-5,
+            adaptive_clip: None,
         }
     }
 
