@@ -14,6 +14,22 @@ use flic_client::output::Silent;
 use flic_client::simulate::{run, SimulationConfig};
 use flic_protocol::privacy::{noise_for_budget, DpConfig, DpMode};
 
+/// `flic verify privacy` on the saved embedded federation at `state`, `--json` if asked.
+fn verify_privacy(state: &Path, json: bool) -> anyhow::Result<()> {
+    let mut argv = vec![
+        "verify",
+        "privacy",
+        "--network",
+        "embedded",
+        "--state",
+        s(state),
+    ];
+    if json {
+        argv.push("--json");
+    }
+    flic(&argv)
+}
+
 fn base(state: &Path) -> SimulationConfig {
     SimulationConfig {
         clients: Some(3),
@@ -49,11 +65,8 @@ fn a_central_dp_federation_certifies_its_budget_and_stops_at_it() {
         assert_eq!(round.epsilon_spent, Some(dp.epsilon_after(r as u64 + 1)));
     }
     let embedded = ["--network", "embedded", "--state", s(&state)];
-    let mut argv = vec!["verify", "privacy"];
-    argv.extend_from_slice(&embedded);
-    flic(&argv).expect("the certified budget recomputes");
-    argv.push("--json");
-    flic(&argv).unwrap();
+    verify_privacy(&state, false).expect("the certified budget recomputes");
+    verify_privacy(&state, true).unwrap();
 
     // Same seed, same noise (the embedded IC's raw_rand is seeded by the simulation's
     // seed), so the same models; without DP, other models.
@@ -84,15 +97,7 @@ fn a_central_dp_federation_certifies_its_budget_and_stops_at_it() {
     assert_ne!(versions(&plain)[0], versions(&report)[0]);
 
     // A job without DP has no privacy to verify; a DP job's models cannot be recomputed.
-    let err = flic(&[
-        "verify",
-        "privacy",
-        "--network",
-        "embedded",
-        "--state",
-        s(&plain_state),
-    ])
-    .unwrap_err();
+    let err = verify_privacy(&plain_state, false).unwrap_err();
     assert_eq!(ExitStatus::of(&err), ExitStatus::NotVerified, "{err:#}");
     assert!(
         format!("{err:#}").contains("no differential privacy"),
@@ -137,15 +142,7 @@ fn a_distributed_dp_federation_noises_inside_the_masks_and_stops_at_its_budget()
         assert_eq!(round.epsilon_spent, Some(dp.epsilon_after(r as u64 + 1)));
     }
     let state = dir.path().join("ddp");
-    flic(&[
-        "verify",
-        "privacy",
-        "--network",
-        "embedded",
-        "--state",
-        s(&state),
-    ])
-    .expect("the certified budget recomputes");
+    verify_privacy(&state, false).expect("the certified budget recomputes");
     // The clients' noise is seeded by their session randomness (from the simulation's
     // seed here): same seed, same models; without DP, other models.
     let again = run(&secure("again", Some(dp)), &mut Silent).unwrap();
@@ -217,17 +214,8 @@ fn an_adaptive_clip_follows_the_noised_counts_and_verifies() {
         }
         expected = next;
     }
-    let mut argv = vec![
-        "verify",
-        "privacy",
-        "--network",
-        "embedded",
-        "--state",
-        s(&state),
-    ];
-    flic(&argv).expect("every clip and epsilon recomputes");
-    argv.push("--json");
-    flic(&argv).unwrap();
+    verify_privacy(&state, false).expect("every clip and epsilon recomputes");
+    verify_privacy(&state, true).unwrap();
 }
 
 #[test]

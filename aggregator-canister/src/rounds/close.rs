@@ -163,7 +163,9 @@ impl State {
         // (FedAvg only: jobs with DP refuse robust rules), and with adaptive clipping on
         // the count of contributions at or below the clip, which moves the clip.
         // Distributed DP: the unmasked sum carries the clients' noise already.
+        // With adaptive clipping: this round's clip and noised count, and the next clip.
         let mut adaptive_clip = None;
+        let mut next_clip = None;
         let epsilon_spent = match (dp, &update) {
             (Some(dp), Update::Accumulated) if dp.mode == DpMode::Distributed => {
                 Some(dp.epsilon_after(round_index + 1))
@@ -185,10 +187,13 @@ impl State {
                         round_index,
                         clip.count_noise_std,
                     );
+                    let noised_count = below + noise;
                     adaptive_clip = Some(RoundClip {
                         clip_norm,
-                        noised_count: below + noise,
+                        noised_count,
                     });
+                    next_clip =
+                        Some(clip.next_clip(clip_norm, noised_count, round.committed, max_clip));
                 }
                 Some(dp.epsilon_after(round_index + 1))
             }
@@ -268,13 +273,8 @@ impl State {
         round.total_weight = 0;
         round.first_contribution = next_contribution;
         round.below_clip = None;
-        if let (Some(rc), Some(clip)) = (adaptive_clip, dp.and_then(|d| d.adaptive_clip)) {
-            round.clip_norm = Some(clip.next_clip(
-                rc.clip_norm,
-                rc.noised_count,
-                contributions.len() as u32,
-                max_clip,
-            ));
+        if next_clip.is_some() {
+            round.clip_norm = next_clip;
         }
         if let Some(dp) = dp {
             if !dp.allows_round(round.round) {

@@ -239,6 +239,16 @@ impl Harness {
         r
     }
 
+    /// Every closed round's record (one page of the most a page holds).
+    fn records(&self) -> Vec<RoundRecord> {
+        self.state
+            .round_history(PageArgs {
+                start: 0,
+                limit: MAX_PAGE_LEN,
+            })
+            .items
+    }
+
     fn weights(&self) -> Vec<f32> {
         let info = self.state.model_info().unwrap();
         let mut bytes = Vec::new();

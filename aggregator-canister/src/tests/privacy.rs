@@ -127,13 +127,7 @@ fn the_budget_pauses_the_job_and_resume_refuses_to_spend_more() {
     let info = h.state.round_info();
     assert_eq!((info.round, info.state), (2, JobState::Paused));
     assert!(!h.state.wants_noise_seed());
-    let records = h
-        .state
-        .round_history(PageArgs {
-            start: 0,
-            limit: 10,
-        })
-        .items;
+    let records = h.records();
     let spent: Vec<f64> = records.iter().map(|r| r.epsilon_spent.unwrap()).collect();
     assert_eq!(spent, vec![d.epsilon_after(1), d.epsilon_after(2)]);
     assert!(spent[1] <= 10.0 && d.epsilon_after(3) > 10.0);
@@ -341,13 +335,7 @@ fn adaptive_clipping_moves_the_clip_by_the_noised_count_and_every_record_chains(
     for (i, c) in clients.iter().enumerate().skip(1) {
         submit_with_bit(&mut h, c, &scaled(&delta(22 + i as u64), c1), Some(i == 2)).unwrap();
     }
-    let records = h
-        .state
-        .round_history(PageArgs {
-            start: 0,
-            limit: 10,
-        })
-        .items;
+    let records = h.records();
     assert_eq!(records.len(), 2);
     let r1 = records[1].adaptive_clip.unwrap();
     assert_eq!(r1.clip_norm, c1);
@@ -394,4 +382,38 @@ fn a_job_without_adaptive_clipping_refuses_the_bit() {
         h.state.begin_submission(&ctx, args),
         SubmitError::ClipBit { expected: false }
     );
+}
+
+/// The release before adaptive clipping stored DP configurations without its field (no
+/// stable-memory image holds one: v2 predates DP); they decode as a fixed clip.
+#[test]
+fn a_dp_configuration_of_the_previous_release_decodes_with_a_fixed_clip() {
+    use crate::storage::records::{DpConfigRecord, DpModeRecord};
+    use candid::{CandidType, Decode, Deserialize, Encode};
+    #[derive(CandidType)]
+    struct Before {
+        mode: DpModeRecord,
+        noise_multiplier: f64,
+        target_epsilon: f64,
+        delta: f64,
+    }
+    #[derive(CandidType)]
+    struct JobBefore {
+        dp: Option<Before>,
+    }
+    #[derive(CandidType, Deserialize)]
+    struct JobNow {
+        dp: Option<DpConfigRecord>,
+    }
+    let written = Encode!(&JobBefore {
+        dp: Some(Before {
+            mode: DpModeRecord::Central,
+            noise_multiplier: 1.5,
+            target_epsilon: 9.0,
+            delta: 1e-5,
+        }),
+    })
+    .unwrap();
+    let read = Decode!(&written, JobNow).unwrap();
+    assert_eq!(read.dp.map(DpConfig::from), Some(dp(1.5, 9.0)));
 }

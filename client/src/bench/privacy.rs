@@ -120,10 +120,11 @@ pub fn run(
     runs.push(summarize(&simulate(&clipped, progress)?, None, clip_norm));
     let mut timing = None;
     for &epsilon in epsilons {
+        let z = noise_for_budget(epsilon, delta, base.rounds)?;
         for &mode in modes {
             let dp = DpConfig {
                 mode,
-                noise_multiplier: noise_for_budget(epsilon, delta, base.rounds)?,
+                noise_multiplier: z,
                 target_epsilon: epsilon,
                 delta,
                 adaptive_clip: None,
@@ -144,7 +145,6 @@ pub fn run(
             runs.push(summarize(&report, Some(&dp), clip_norm));
         }
         if let Some(quantile) = adaptive {
-            let z = noise_for_budget(epsilon, delta, base.rounds)?;
             let dp = DpConfig {
                 mode: DpMode::Central,
                 noise_multiplier: z,
