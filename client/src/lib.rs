@@ -17,4 +17,5 @@ pub mod residual;
 pub mod retry;
 pub mod secagg;
 pub mod simulate;
+pub mod training;
 pub mod transport;

@@ -19,6 +19,11 @@ pub trait Progress {
     fn finish(&mut self, summary: &str);
     /// A line of information outside any bar.
     fn note(&mut self, line: &str);
+    /// The loss of a training batch, after `samples` samples of the phase (drawn as a
+    /// curve by the desktop app; terminals show the mean at the end).
+    fn loss(&mut self, samples: u64, loss: f32) {
+        let _ = (samples, loss);
+    }
 }
 
 /// Where every message of a command goes, by the global `--quiet` and `--no-progress`

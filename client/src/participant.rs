@@ -158,7 +158,10 @@ pub fn contribute<T: Transport>(
         contributor.data,
         &params,
         contributor.device,
-        &mut |p| progress.set(p.samples_done as u64),
+        &mut |p| {
+            progress.set(p.samples_done as u64);
+            progress.loss(p.samples_done as u64, p.loss);
+        },
     )
     .with_context(|| format!("training in round {}", round.round))?;
     progress.finish(&format!(

@@ -7,77 +7,42 @@
 //! With a top-k encoding, what each upload leaves unsent is kept in the work directory
 //! (`residual.bin`) and added to the next round's delta (error feedback).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use flic_protocol::api::JobState;
 
-use crate::api::ApiError;
 use crate::cli::TrainArgs;
 use crate::output::{Printer, Progress};
 use crate::participant::{
-    contribute, preferred_encoding, upload_with_retry, Contributor, PreparedSubmission,
-    StepOptions, UploadJournal, UploadOutcome,
+    contribute, preferred_encoding, Contributor, PreparedSubmission, StepOptions,
 };
-use crate::receipts::{ReceiptOrigin, ReceiptStore};
-use crate::residual::{ResidualStore, Unused};
-use crate::retry::Backoff;
-
-/// Retries transient failures with exponential backoff, saying so.
-fn with_retry<T>(
-    what: &str,
-    progress: &mut dyn Progress,
-    f: impl FnMut(&mut dyn Progress) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
-    Backoff::default().run(what, progress, f)
-}
+use crate::receipts::ReceiptOrigin;
+use crate::training::{
+    check_dataset, default_work_dir, is_convolutional, with_retry, Committed, WorkDir,
+};
 
 pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
     let data = crate::data::load(&args.data.data, args.data.format.into())?;
     let mut session = super::connect(&args.target)?;
     let identity = session.identity.take().expect("connect loads the identity");
-    let me = identity.principal();
-
-    let dataset = with_retry("reading the dataset", progress, |_| {
-        session.api.get_dataset(args.dataset_id)
-    })?
-    .with_context(|| {
-        format!(
-            "dataset {} is not registered; use `flic dataset register`",
-            args.dataset_id
-        )
-    })?;
-    if dataset.owner != me {
-        bail!(
-            "dataset {} belongs to {}, not to you ({me})",
-            dataset.id,
-            dataset.owner
-        );
-    }
-    let commitment = crate::data::registered_commitment(&data, args.data.salt()?.as_ref());
-    if commitment != *dataset.commitment {
-        bail!(
-            "{} does not match dataset {}'s registered commitment ({} here, {} registered)",
-            args.data.data.display(),
-            dataset.id,
-            hex::encode(commitment),
-            hex::encode(dataset.commitment.as_slice())
-        );
-    }
+    let dataset = check_dataset(
+        &mut session.api,
+        identity.principal(),
+        args.dataset_id,
+        &data,
+        args.data.salt()?.as_ref(),
+        &args.data.data,
+        progress,
+    )?;
 
     // The job's architecture decides the CPU backend `auto` falls back to.
     let first = with_retry("reading the round", progress, |_| session.api.round_info())?;
-    let convolutional = first
-        .config
-        .as_ref()
-        .is_some_and(|job| flic_model_zoo::model::is_convolutional(&job.model_spec.architecture));
-    let device =
-        crate::compute::start(args.backend, convolutional, &mut |n| progress.note(n))?.device;
+    let device = crate::compute::start(args.backend, is_convolutional(&first), &mut |n| {
+        progress.note(n)
+    })?
+    .device;
 
-    let work_dir = args.work_dir.clone().unwrap_or_else(default_work_dir);
-    let journal = UploadJournal::new(&work_dir);
-    let residuals = ResidualStore::new(&work_dir);
     let origin = ReceiptOrigin {
         network: args.target.network.clone(),
         state: args
@@ -87,41 +52,18 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             .map(std::path::absolute)
             .transpose()?,
     };
-    let receipts = ReceiptStore::new(&work_dir.join("receipts"), Some(origin));
-    collect_receipts(&receipts, &mut session.api, progress)?;
+    let work = WorkDir::new(
+        &args.work_dir.clone().unwrap_or_else(default_work_dir),
+        origin,
+    );
+    work.collect_receipts(&mut session.api, progress)?;
     let mut done_rounds = 0u64;
     let mut last_round = None;
 
-    if let Some(pending) = journal.load()? {
-        let info = with_retry("reading the round", progress, |_| session.api.round_info())?;
-        if info.round == pending.header.round
-            && info.model_version == Some(pending.header.base_model_version)
-        {
-            progress.note(&format!(
-                "resuming the upload for round {} from {}",
-                info.round,
-                work_dir.display()
-            ));
-            let outcome =
-                upload_with_retry(&mut session.api, &pending, args.max_upload_rate, progress)?;
-            record(
-                printer,
-                &mut session,
-                (&journal, &residuals),
-                &receipts,
-                (&pending, &outcome),
-                args.output.json,
-                progress,
-            )?;
-            done_rounds += 1;
-            last_round = Some(info.round);
-        } else {
-            progress.note(&format!(
-                "discarding a pending upload for round {}: that round is over",
-                pending.header.round
-            ));
-            journal.clear()?;
-        }
+    if let Some(committed) = work.resume(&mut session, args.max_upload_rate, progress)? {
+        last_round = Some(committed.prepared.header.round);
+        report(printer, &committed, args.output.json)?;
+        done_rounds += 1;
     }
 
     while done_rounds < args.rounds {
@@ -146,11 +88,7 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             data: &data,
             device: &device,
         };
-        let mut journal_it = |prepared: &PreparedSubmission| -> anyhow::Result<()> {
-            journal
-                .save(prepared)
-                .with_context(|| format!("journaling the upload in {}", work_dir.display()))
-        };
+        let mut journal_it = |prepared: &PreparedSubmission| work.journal(prepared);
         progress.note(&format!(
             "round {}: training on model {}",
             info.round,
@@ -177,27 +115,7 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
         let encoding = args
             .encoding
             .unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
-        let residual = if encoding.wants_error_feedback() {
-            match residuals.load(info.job_id, encoding, info.param_count)? {
-                Ok(r) => {
-                    progress.note(&format!(
-                        "adding what earlier {encoding} uploads left unsent (from {})",
-                        residuals.path().display()
-                    ));
-                    Some(r)
-                }
-                Err(Unused::Damaged) => {
-                    progress.note(&format!(
-                        "ignoring {}: it is damaged; starting error feedback afresh",
-                        residuals.path().display()
-                    ));
-                    None
-                }
-                Err(_) => None,
-            }
-        } else {
-            None
-        };
+        let residual = work.residual(&info, encoding, progress)?;
         let step = if let Some(sa) = job.secure_aggregation {
             if session.embedded_state().is_some() {
                 bail!("this job uses secure aggregation, whose phases need every participant online at once: train against a network (`flic devnet`, or the IC), or run the whole federation with `flic simulate --secure-aggregation`");
@@ -225,15 +143,8 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
                 progress,
             )?
         };
-        record(
-            printer,
-            &mut session,
-            (&journal, &residuals),
-            &receipts,
-            (&step.prepared, &step.upload),
-            args.output.json,
-            progress,
-        )?;
+        let committed = work.record(&mut session, step.prepared, step.upload, progress)?;
+        report(printer, &committed, args.output.json)?;
         done_rounds += 1;
         last_round = Some(info.round);
     }
@@ -317,57 +228,12 @@ fn contribute_securely<T: crate::transport::Transport>(
     Ok(step)
 }
 
-/// After a commit: saves the state, clears the journal, remembers the receipt to collect
-/// once its round closes, collects those that can be, and reports the commit.
-/// The error-feedback residual the commit leaves is saved before the journal is cleared:
-/// a crash in between resumes the journaled upload and saves it then.
-fn record(
-    printer: &Printer,
-    session: &mut super::Session,
-    (journal, residuals): (&UploadJournal, &ResidualStore),
-    receipts: &ReceiptStore,
-    (prepared, outcome): (&PreparedSubmission, &UploadOutcome),
-    json: bool,
-    progress: &mut dyn Progress,
-) -> anyhow::Result<()> {
-    session.save()?;
-    // Where the host counts instructions (the embedded IC does, a network does not); the
-    // commit that closes a round includes the close.
-    let instructions = Some(session.api.stats.submissions().instructions).filter(|&n| n > 0);
-    session.api.stats = Default::default();
-    if let Some(r) = &prepared.residual {
-        residuals
-            .save(prepared.header.job_id, prepared.header.encoding, r)
-            .with_context(|| format!("saving {}", residuals.path().display()))?;
-    }
-    journal.clear()?;
-    receipts.add_pending(outcome.receipt.contribution_index)?;
-    collect_receipts(receipts, &mut session.api, progress)?;
-    report(printer, prepared, outcome, instructions, json)
-}
-
-/// Writes the receipts of earlier commits whose rounds have closed since.
-fn collect_receipts<T: crate::transport::Transport>(
-    store: &ReceiptStore,
-    api: &mut crate::api::AggregatorApi<T>,
-    progress: &mut dyn Progress,
-) -> anyhow::Result<()> {
-    for path in store.collect(api)? {
-        progress.note(&format!(
-            "receipt verified and written to {}",
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-fn report(
-    printer: &Printer,
-    prepared: &PreparedSubmission,
-    outcome: &UploadOutcome,
-    instructions: Option<u64>,
-    json: bool,
-) -> anyhow::Result<()> {
+fn report(printer: &Printer, committed: &Committed, json: bool) -> anyhow::Result<()> {
+    let (prepared, outcome, instructions) = (
+        &committed.prepared,
+        &committed.outcome,
+        committed.instructions,
+    );
     let r = &outcome.receipt;
     let encoding = prepared.header.encoding;
     let payload = prepared.payload.len() as u64;
@@ -424,11 +290,4 @@ fn report(
         ))?;
         Ok(())
     }
-}
-
-fn default_work_dir() -> PathBuf {
-    crate::identity::default_identity_path()
-        .parent()
-        .map(|p| p.join("work"))
-        .unwrap_or_else(|| PathBuf::from(".flic"))
 }

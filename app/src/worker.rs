@@ -1,0 +1,778 @@
+//! Everything the app does that takes time or touches the network, files or the model
+//! runs here, on one thread off the UI: the UI sends [`Request`]s and draws the
+//! [`Event`]s that come back, so the window never freezes. The worker only calls the
+//! client library (`flic-client`), the same code the `flic` CLI runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flic_client::cli::{IdentityArgs, TargetArgs};
+use flic_client::commands::{self, Session};
+use flic_client::data::DataFormat;
+use flic_client::identity::Identity;
+use flic_client::output::Progress;
+use flic_client::participant::{contribute, preferred_encoding, Contributor, StepOptions};
+use flic_client::receipts::ReceiptOrigin;
+use flic_client::training::{self, WorkDir};
+use flic_model_zoo::backend::BackendRequest;
+use flic_protocol::api::{
+    Contribution, Dataset, JobState, PageArgs, RegisterDatasetArgs, RoundInfo, RoundRecord,
+};
+use flic_protocol::Hash;
+
+use crate::failure::Failure;
+
+/// Where the contributor's files live and which canister to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `embedded`, `local`, `ic` or a URL.
+    pub network: String,
+    pub canister: Option<String>,
+    /// A saved embedded IC (`flic simulate --state DIR`), for `embedded`.
+    pub state: Option<PathBuf>,
+}
+
+/// A local data file or folder, as the CLI's `--data`, `--format` and `--salt-file` name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    pub path: PathBuf,
+    pub format: DataFormat,
+    pub salt_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Loads the identity file, if it exists.
+    LoadIdentity,
+    /// Creates a new identity file (mode 0600), as `flic keygen` does.
+    CreateIdentity,
+    /// Copies a PEM identity into the identity file after checking it loads.
+    ImportIdentity(PathBuf),
+    Connect(Target),
+    /// Reads the job, my datasets, contributions and receipts again.
+    Refresh,
+    Preview(DataSource),
+    Register {
+        source: DataSource,
+        name: String,
+        license: String,
+        description: String,
+        /// Writes a fresh salt beside the data and commits to the salted root.
+        salted: bool,
+    },
+    Revoke(u64),
+    /// Trains the open round (and every later one with `every_round`, until stopped).
+    Train {
+        source: DataSource,
+        dataset_id: u64,
+        backend: BackendRequest,
+        every_round: bool,
+    },
+    /// Writes the current, verified model as safetensors.
+    Export(PathBuf),
+}
+
+/// The identity the app signs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityView {
+    pub path: PathBuf,
+    pub principal: String,
+}
+
+/// What a local dataset looks like, before it is registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataPreview {
+    pub source: DataSource,
+    pub samples: usize,
+    pub feature_shape: Vec<usize>,
+    pub num_classes: usize,
+    /// Samples per label, `0..num_classes`.
+    pub label_counts: Vec<usize>,
+    /// The first few samples: label and features scaled to 0..=255 (drawn as images
+    /// where the shape is one).
+    pub first: Vec<(u32, Vec<u8>)>,
+    /// The unsalted commitment (what registering without a salt commits to).
+    pub commitment: [u8; 32],
+}
+
+/// One receipt in the work directory, checked against the canister's root key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptView {
+    pub path: PathBuf,
+    pub round: u64,
+    pub contribution_index: u64,
+    /// `Ok` when its certificate and proofs verify; why not otherwise.
+    pub verified: Result<(), String>,
+}
+
+/// What the app shows about the federation and my part in it; every field of the job
+/// and the history comes from certificate-checked reads.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub canister: String,
+    pub network: String,
+    pub me: String,
+    pub info: RoundInfo,
+    /// The verifier's clock when read (for deadlines).
+    pub now_ns: u64,
+    pub datasets: Vec<Dataset>,
+    pub contributions: Vec<Contribution>,
+    /// The certified history of closed rounds.
+    pub rounds: Vec<RoundRecord>,
+    pub receipts: Vec<ReceiptView>,
+    /// What `--backend auto` picks for this job's model, and why.
+    pub auto_backend: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitView {
+    pub round: u64,
+    pub contribution_index: u64,
+    pub weight: u64,
+    pub round_closed: bool,
+    pub chunks_sent: u32,
+    pub chunks_resumed: u32,
+    pub mean_loss: Option<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// `None`: no identity file yet.
+    Identity(Result<Option<IdentityView>, String>),
+    Connected(Result<Box<Overview>, Failure>),
+    Overview(Result<Box<Overview>, Failure>),
+    Preview(Result<DataPreview, String>),
+    Registered(Result<u64, Failure>),
+    Revoked(Result<u64, Failure>),
+    /// A phase of long work starts (`training` in samples, `uploading` in chunks, ...).
+    Phase {
+        label: String,
+        total: u64,
+    },
+    PhaseDone(u64),
+    PhaseFinished(String),
+    Loss {
+        samples: u64,
+        loss: f32,
+    },
+    Note(String),
+    /// The backend training runs on, as the library started it.
+    Backend(String),
+    Committed(CommitView),
+    /// Training stopped: `Ok` with why it stopped by itself, or the failure.
+    TrainingEnded(Result<String, Failure>),
+    Exported(Result<String, Failure>),
+}
+
+/// The UI's handle on the worker thread.
+pub struct Worker {
+    requests: Sender<Request>,
+    pub events: Receiver<Event>,
+    /// Set to stop training after the current round step.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// Starts the worker; `wake` is called after every event (the UI repaints).
+    pub fn spawn(
+        identity_path: PathBuf,
+        work_dir: PathBuf,
+        wake: impl Fn() + Send + 'static,
+    ) -> Self {
+        let (requests, inbox) = channel();
+        let (outbox, events) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("flic-app-worker".into())
+            .spawn(move || {
+                // Built on this thread: a session's transport stays on the thread that made it.
+                let mut state = WorkerState {
+                    identity_path,
+                    work_dir,
+                    session: None,
+                    target: None,
+                    out: Outbox {
+                        tx: outbox,
+                        wake: Box::new(wake),
+                    },
+                    stop: worker_stop,
+                };
+                while let Ok(request) = inbox.recv() {
+                    state.handle(request);
+                }
+            })
+            .expect("spawning the worker thread");
+        Self {
+            requests,
+            events,
+            stop,
+        }
+    }
+
+    pub fn send(&self, request: Request) {
+        // The worker lives as long as the app; a send after it ended has no one to do it.
+        let _ = self.requests.send(request);
+    }
+}
+
+struct Outbox {
+    tx: Sender<Event>,
+    wake: Box<dyn Fn() + Send>,
+}
+
+impl Outbox {
+    fn send(&self, event: Event) {
+        let _ = self.tx.send(event);
+        (self.wake)();
+    }
+}
+
+/// The library's progress, as events.
+impl Progress for Outbox {
+    fn start(&mut self, label: &str, total: u64) {
+        self.send(Event::Phase {
+            label: label.into(),
+            total,
+        });
+    }
+    fn set(&mut self, done: u64) {
+        self.send(Event::PhaseDone(done));
+    }
+    fn finish(&mut self, summary: &str) {
+        self.send(Event::PhaseFinished(summary.into()));
+    }
+    fn note(&mut self, line: &str) {
+        self.send(Event::Note(line.into()));
+    }
+    fn loss(&mut self, samples: u64, loss: f32) {
+        self.send(Event::Loss { samples, loss });
+    }
+}
+
+struct WorkerState {
+    identity_path: PathBuf,
+    work_dir: PathBuf,
+    session: Option<Session>,
+    target: Option<Target>,
+    out: Outbox,
+    stop: Arc<AtomicBool>,
+}
+
+impl WorkerState {
+    fn handle(&mut self, request: Request) {
+        match request {
+            Request::LoadIdentity => {
+                let r = if self.identity_path.exists() {
+                    self.identity().map(Some)
+                } else {
+                    Ok(None)
+                };
+                self.out
+                    .send(Event::Identity(r.map_err(|e| format!("{e:#}"))));
+            }
+            Request::CreateIdentity => {
+                let r = Identity::generate()
+                    .write_new(&self.identity_path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| self.identity());
+                self.out
+                    .send(Event::Identity(r.map(Some).map_err(|e| format!("{e:#}"))));
+            }
+            Request::ImportIdentity(from) => {
+                let r = Identity::load(&from)
+                    .with_context(|| format!("{} is not an identity file", from.display()))
+                    .and_then(|id| Ok(id.write_new(&self.identity_path)?))
+                    .and_then(|()| self.identity());
+                self.out
+                    .send(Event::Identity(r.map(Some).map_err(|e| format!("{e:#}"))));
+            }
+            Request::Connect(target) => {
+                let r = self.connect(&target).map(Box::new).map_err(Failure::from);
+                self.out.send(Event::Connected(r));
+            }
+            Request::Refresh => {
+                let r = self.overview().map(Box::new).map_err(Failure::from);
+                self.out.send(Event::Overview(r));
+            }
+            Request::Preview(source) => {
+                let r = preview(&source).map_err(|e| format!("{e:#}"));
+                self.out.send(Event::Preview(r));
+            }
+            Request::Register {
+                source,
+                name,
+                license,
+                description,
+                salted,
+            } => {
+                let r = self
+                    .register(&source, name, license, description, salted)
+                    .map_err(Failure::from);
+                self.out.send(Event::Registered(r));
+                self.refresh();
+            }
+            Request::Revoke(id) => {
+                let r = self.revoke(id).map(|()| id).map_err(Failure::from);
+                self.out.send(Event::Revoked(r));
+                self.refresh();
+            }
+            Request::Train {
+                source,
+                dataset_id,
+                backend,
+                every_round,
+            } => {
+                self.stop.store(false, Ordering::SeqCst);
+                let r = self
+                    .train(&source, dataset_id, backend, every_round)
+                    .map_err(Failure::from);
+                self.out.send(Event::TrainingEnded(r));
+                self.refresh();
+            }
+            Request::Export(path) => {
+                let r = self.export(&path).map_err(Failure::from);
+                self.out.send(Event::Exported(r));
+            }
+        }
+    }
+
+    fn identity(&self) -> anyhow::Result<IdentityView> {
+        let id = Identity::load(&self.identity_path)?;
+        Ok(IdentityView {
+            path: self.identity_path.clone(),
+            principal: id.principal().to_text(),
+        })
+    }
+
+    fn target_args(&self, target: &Target) -> TargetArgs {
+        TargetArgs {
+            identity: IdentityArgs {
+                identity: Some(self.identity_path.clone()),
+            },
+            network: target.network.clone(),
+            canister: target.canister.clone(),
+            state: target.state.clone(),
+        }
+    }
+
+    fn connect(&mut self, target: &Target) -> anyhow::Result<Overview> {
+        self.session = None;
+        let session = commands::connect(&self.target_args(target))?;
+        self.session = Some(session);
+        self.target = Some(target.clone());
+        self.overview()
+    }
+
+    fn session(&mut self) -> anyhow::Result<&mut Session> {
+        self.session
+            .as_mut()
+            .context("not connected: connect to a federation first")
+    }
+
+    fn refresh(&mut self) {
+        if self.session.is_some() {
+            let r = self.overview().map(Box::new).map_err(Failure::from);
+            self.out.send(Event::Overview(r));
+        }
+    }
+
+    fn origin(&self) -> ReceiptOrigin {
+        let target = self.target.clone().unwrap_or(Target {
+            network: "local".into(),
+            canister: None,
+            state: None,
+        });
+        ReceiptOrigin {
+            network: target.network,
+            state: target
+                .state
+                .as_deref()
+                .and_then(|p| std::path::absolute(p).ok()),
+        }
+    }
+
+    fn work(&self) -> WorkDir {
+        WorkDir::new(&self.work_dir, self.origin())
+    }
+
+    fn overview(&mut self) -> anyhow::Result<Overview> {
+        let work = self.work();
+        let network = self
+            .target
+            .as_ref()
+            .map(|t| t.network.clone())
+            .unwrap_or_default();
+        let session = self.session()?;
+        let me = session.identity()?.principal();
+        let info = session.api.round_info()?;
+        let now_ns = flic_client::transport::Transport::now_ns(session.api.transport());
+        let mut datasets = Vec::new();
+        let mut start = 0;
+        loop {
+            let page = session.api.list_datasets(PageArgs { start, limit: 100 })?;
+            datasets.extend(page.items.into_iter().filter(|d| d.owner == me));
+            match page.next {
+                Some(next) => start = next,
+                None => break,
+            }
+        }
+        let mut contributions = Vec::new();
+        let mut start = 0;
+        loop {
+            let page = session
+                .api
+                .contributions_by_contributor(me, PageArgs { start, limit: 100 })?;
+            contributions.extend(page.items);
+            match page.next {
+                Some(next) => start = next,
+                None => break,
+            }
+        }
+        let mut rounds = Vec::new();
+        let mut start = 0;
+        loop {
+            let page = session.api.round_history(PageArgs { start, limit: 50 })?;
+            let n = page.items.len();
+            rounds.extend(page.items);
+            match page.next {
+                Some(next) if n > 0 => start = next,
+                _ => break,
+            }
+        }
+        // Receipts of rounds that closed since the last look.
+        let mut quiet = flic_client::output::Silent;
+        work.collect_receipts(&mut session.api, &mut quiet)?;
+        let receipts = receipts(&work.dir.join("receipts"), session);
+        let found = flic_model_zoo::hardware::discover();
+        let auto_backend = match flic_model_zoo::backend::plan(
+            BackendRequest::Auto,
+            training::is_convolutional(&info),
+            &found,
+        ) {
+            Ok(plan) => format!("{} ({})", plan.backend, plan.reason),
+            Err(e) => format!("none: {e}"),
+        };
+        Ok(Overview {
+            canister: session.api.canister_id().to_text(),
+            network,
+            me: me.to_text(),
+            info,
+            now_ns,
+            datasets,
+            contributions,
+            rounds,
+            receipts,
+            auto_backend,
+        })
+    }
+
+    fn register(
+        &mut self,
+        source: &DataSource,
+        name: String,
+        license: String,
+        description: String,
+        salted: bool,
+    ) -> anyhow::Result<u64> {
+        self.out.send(Event::Phase {
+            label: "computing the commitment".into(),
+            total: 0,
+        });
+        let data = flic_client::data::load(&source.path, source.format)?;
+        let salt = if salted {
+            let path = source
+                .salt_file
+                .clone()
+                .unwrap_or_else(|| salt_path(&source.path));
+            let salt = flic_client::data::write_new_salt(&path)?;
+            self.out.send(Event::Note(format!(
+                "wrote the commitment's salt to {} (keep it: training needs it)",
+                path.display()
+            )));
+            Some(salt)
+        } else {
+            source
+                .salt_file
+                .as_deref()
+                .map(flic_client::data::read_salt)
+                .transpose()?
+        };
+        let commitment = flic_client::data::registered_commitment(&data, salt.as_ref());
+        self.out.send(Event::PhaseFinished(format!(
+            "commitment {}",
+            hex::encode(commitment)
+        )));
+        let session = self.session()?;
+        let id = session
+            .api
+            .register_dataset(&RegisterDatasetArgs {
+                name,
+                commitment: Hash::new(commitment),
+                sample_count: data.len() as u64,
+                license,
+                description,
+            })
+            .context("registering the dataset")?;
+        session.save()?;
+        Ok(id)
+    }
+
+    fn revoke(&mut self, id: u64) -> anyhow::Result<()> {
+        let session = self.session()?;
+        session
+            .api
+            .revoke_dataset(id)
+            .with_context(|| format!("revoking dataset {id}"))?;
+        session.save()
+    }
+
+    fn train(
+        &mut self,
+        source: &DataSource,
+        dataset_id: u64,
+        backend: BackendRequest,
+        every_round: bool,
+    ) -> anyhow::Result<String> {
+        let work = self.work();
+        let stop = self.stop.clone();
+        let identity = Identity::load(&self.identity_path)?;
+        let out = &mut self.out;
+        let session = self
+            .session
+            .as_mut()
+            .context("not connected: connect to a federation first")?;
+        let data = flic_client::data::load(&source.path, source.format)?;
+        let salt = source
+            .salt_file
+            .as_deref()
+            .map(flic_client::data::read_salt)
+            .transpose()?;
+        let dataset = training::check_dataset(
+            &mut session.api,
+            identity.principal(),
+            dataset_id,
+            &data,
+            salt.as_ref(),
+            &source.path,
+            out,
+        )?;
+        let first = training::with_retry("reading the round", out, |_| session.api.round_info())?;
+        let started =
+            flic_client::compute::start(backend, training::is_convolutional(&first), &mut |n| {
+                out.note(n)
+            })?;
+        out.send(Event::Backend(format!(
+            "{} ({})",
+            started.plan.backend, started.plan.reason
+        )));
+        let device = started.device;
+        let mut last_round = None;
+        if let Some(c) = work.resume(session, None, out)? {
+            last_round = Some(c.prepared.header.round);
+            out.send(Event::Committed(commit_view(&c, None)));
+            if !every_round {
+                return Ok("resumed and committed the interrupted upload".into());
+            }
+        }
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok("stopped".into());
+            }
+            let info =
+                training::with_retry("reading the round", out, |_| session.api.round_info())?;
+            if info.state != JobState::Running {
+                anyhow::bail!(
+                    "the job is {}, not running; try again when the controller starts it",
+                    info.state
+                );
+            }
+            if last_round == Some(info.round) {
+                if !every_round {
+                    break;
+                }
+                if session.embedded_state().is_some() {
+                    return Ok(format!(
+                        "round {} is still open, waiting for other contributors: train again once it closes",
+                        info.round
+                    ));
+                }
+                // Poll in short sleeps so that Stop is prompt.
+                for _ in 0..25 {
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok("stopped".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                continue;
+            }
+            let job = info
+                .config
+                .as_ref()
+                .context("the canister has no job configured")?;
+            if job.secure_aggregation.is_some() {
+                anyhow::bail!("this job uses secure aggregation, whose phases need every participant online at once: the app does not run them yet; use `flic train`");
+            }
+            let encoding = preferred_encoding(&job.allowed_encodings);
+            let residual = work.residual(&info, encoding, out)?;
+            out.note(&format!("round {}: training", info.round));
+            let contributor = Contributor {
+                identity: &identity,
+                dataset_id: dataset.id,
+                data: &data,
+                device: &device,
+            };
+            let mut journal = |p: &flic_client::participant::PreparedSubmission| work.journal(p);
+            let step = contribute(
+                &mut session.api,
+                &contributor,
+                &info,
+                StepOptions {
+                    encoding: Some(encoding),
+                    before_upload: Some(&mut journal),
+                    residual: residual.as_deref(),
+                    ..StepOptions::default()
+                },
+                out,
+            )?;
+            let mean_loss = Some(step.train.mean_loss);
+            let committed = work.record(session, step.prepared, step.upload, out)?;
+            out.send(Event::Committed(commit_view(&committed, mean_loss)));
+            last_round = Some(info.round);
+            if !every_round {
+                break;
+            }
+        }
+        Ok("committed".into())
+    }
+
+    fn export(&mut self, path: &Path) -> anyhow::Result<String> {
+        let out = &mut self.out;
+        let session = self
+            .session
+            .as_mut()
+            .context("not connected: connect to a federation first")?;
+        let mut started = false;
+        let model = session.api.download_model(&mut |done, total| {
+            if !started {
+                out.start("downloading the model", total as u64);
+                started = true;
+            }
+            out.set(done as u64);
+        })?;
+        out.finish("");
+        let bytes = flic_model_zoo::export_safetensors(&model.spec, &model.weights)?;
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        Ok(format!(
+            "wrote {} ({}, {} parameters, version {}, verified)",
+            path.display(),
+            model.spec.architecture,
+            model.weights.len(),
+            hex::encode(model.info.version.as_slice())
+        ))
+    }
+}
+
+fn commit_view(c: &training::Committed, mean_loss: Option<f32>) -> CommitView {
+    let r = &c.outcome.receipt;
+    CommitView {
+        round: r.round,
+        contribution_index: r.contribution_index,
+        weight: r.weight,
+        round_closed: r.round_closed,
+        chunks_sent: c.outcome.chunks_sent,
+        chunks_resumed: c.outcome.chunks_resumed,
+        mean_loss,
+    }
+}
+
+/// Where `--salted` registration writes the salt: beside the data.
+pub fn salt_path(data: &Path) -> PathBuf {
+    let mut p = data.as_os_str().to_owned();
+    p.push(".salt");
+    p.into()
+}
+
+/// How many samples a preview shows.
+pub const PREVIEW_SAMPLES: usize = 8;
+
+fn preview(source: &DataSource) -> anyhow::Result<DataPreview> {
+    let data = flic_client::data::load(&source.path, source.format)?;
+    let mut label_counts = vec![0usize; data.num_classes];
+    for &l in &data.labels {
+        if let Some(c) = label_counts.get_mut(l as usize) {
+            *c += 1;
+        }
+    }
+    let dim: usize = data.feature_shape.iter().product();
+    let first = (0..data.len().min(PREVIEW_SAMPLES))
+        .map(|i| {
+            let x = &data.features[i * dim..(i + 1) * dim];
+            let (lo, hi) = x
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
+            let span = (hi - lo).max(f32::EPSILON);
+            let bytes = x
+                .iter()
+                .map(|&v| (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8)
+                .collect();
+            (data.labels[i], bytes)
+        })
+        .collect();
+    Ok(DataPreview {
+        source: source.clone(),
+        samples: data.len(),
+        feature_shape: data.feature_shape.clone(),
+        num_classes: data.num_classes,
+        label_counts,
+        first,
+        commitment: flic_client::data::dataset_commitment(&data),
+    })
+}
+
+/// The receipts in `dir`, each verified against the connection's root key.
+fn receipts(dir: &Path, session: &Session) -> Vec<ReceiptView> {
+    use flic_proofs::certificate::Freshness;
+    use flic_proofs::certified::Trust;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("receipt-") && n.ends_with(".json"))
+        })
+        .collect();
+    paths.sort();
+    let root_key_der = flic_client::transport::Transport::root_key(session.api.transport());
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let file = flic_client::receipts::read_receipt(&path).ok()?;
+            let r = file.receipt;
+            let trust = Trust {
+                root_key_der: root_key_der.clone(),
+                canister: r.canister_id,
+                // A receipt's certificate is as old as its round: the history is append-only.
+                freshness: Freshness::AnyTime,
+            };
+            let verified = flic_proofs::receipt::verify_receipt(&r, &trust)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            Some(ReceiptView {
+                path,
+                round: r.round,
+                contribution_index: r.contribution_index,
+                verified,
+            })
+        })
+        .collect()
+}
