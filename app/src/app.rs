@@ -546,10 +546,8 @@ impl FlicApp {
 
     fn identity_page(&mut self, ui: &mut Ui) {
         ui.heading("Your identity");
-        ui.label(format!(
-            "flic signs every contribution with an Ed25519 key kept in {} (the file `flic keygen` writes; only you can read it).",
-            self.config.identity_path.display()
-        ));
+        ui.label("flic signs every contribution with an Ed25519 key kept in this file (the one `flic keygen` writes; only you can read it):");
+        ui.monospace(self.config.identity_path.display().to_string());
         ui.add_space(8.0);
         match &self.identity {
             IdentityState::Loading => {
