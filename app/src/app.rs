@@ -184,8 +184,8 @@ pub struct FlicApp {
 
     /// Informational lines from the library, newest last.
     pub notes: VecDeque<String>,
-    /// Requests sent and not yet answered (the UI stays usable; buttons that would race
-    /// are disabled).
+    /// Requests sent and not yet done (the UI stays usable; buttons that would race are
+    /// disabled).
     pub busy: u32,
 }
 
@@ -327,21 +327,6 @@ impl FlicApp {
 
     /// Applies one event from the worker.
     pub fn apply(&mut self, event: Event) {
-        let answers = !matches!(
-            event,
-            Event::Phase { .. }
-                | Event::PhaseDone(_)
-                | Event::PhaseFinished(_)
-                | Event::Loss { .. }
-                | Event::Note(_)
-                | Event::Backend(_)
-                | Event::Committed(_)
-        );
-        // A register, revoke or train also sends a fresh overview, unasked.
-        let unasked = matches!(event, Event::Overview(_)) && self.busy == 0;
-        if answers && !unasked {
-            self.busy = self.busy.saturating_sub(1);
-        }
         match event {
             Event::Identity(Ok(Some(id))) => {
                 self.identity = IdentityState::Loaded(id);
@@ -448,6 +433,7 @@ impl FlicApp {
                 self.phase = None;
                 self.exported = Some(r);
             }
+            Event::Done => self.busy = self.busy.saturating_sub(1),
         }
     }
 

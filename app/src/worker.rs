@@ -166,6 +166,8 @@ pub enum Event {
     /// Training stopped: `Ok` with why it stopped by itself, or the failure.
     TrainingEnded(Result<String, Failure>),
     Exported(Result<String, Failure>),
+    /// The request is finished (after its answer, and the fresh overview some send).
+    Done,
 }
 
 /// The UI's handle on the worker thread.
@@ -204,6 +206,7 @@ impl Worker {
                 };
                 while let Ok(request) = inbox.recv() {
                     state.handle(request);
+                    state.out.send(Event::Done);
                 }
             })
             .expect("spawning the worker thread");

@@ -25,11 +25,11 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
 
     // First start: no identity yet, so the app offers to create one.
     wait(&mut h, "the identity check", |a| {
-        a.identity == IdentityState::Missing
+        a.identity == IdentityState::Missing && idle(a)
     });
     click(&mut h, "Create a new identity");
     wait(&mut h, "the new identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_))
+        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
     });
     let pem = home.path().join("identity.pem");
     let me = flic_client::identity::Identity::load(&pem)
@@ -228,7 +228,7 @@ fn an_unreachable_network_is_a_clear_state_and_changes_nothing() {
         .unwrap();
     let mut h = harness(config(home.path()));
     wait(&mut h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_))
+        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
     });
     click(&mut h, "Gateway URL");
     // Port 9 (discard) on loopback: nothing listens there.
@@ -255,7 +255,7 @@ fn a_missing_state_folder_says_what_to_do() {
         .unwrap();
     let mut h = harness(config(home.path()));
     wait(&mut h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_))
+        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
     });
     type_into(
         &mut h,
@@ -278,7 +278,7 @@ fn importing_an_identity_copies_it_with_owner_only_access() {
     id.write_new(&elsewhere).unwrap();
     let mut h = harness(config(home.path()));
     wait(&mut h, "the identity check", |a| {
-        a.identity == IdentityState::Missing
+        a.identity == IdentityState::Missing && idle(a)
     });
     // A file that is not an identity is refused, and nothing is written.
     let junk = home.path().join("junk.pem");
@@ -293,7 +293,7 @@ fn importing_an_identity_copies_it_with_owner_only_access() {
     type_into(&mut h, "Import a PEM file:", elsewhere.to_str().unwrap());
     click(&mut h, "Import");
     wait(&mut h, "the import", |a| {
-        matches!(a.identity, IdentityState::Loaded(_))
+        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
     });
     let IdentityState::Loaded(v) = &h.state().identity else {
         unreachable!()
@@ -309,7 +309,7 @@ fn keyboard_alone_reaches_the_connect_button() {
         .unwrap();
     let mut h = harness(config(home.path()));
     wait(&mut h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_))
+        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
     });
     h.run();
     // Tab moves focus through every widget; Connect is among them.

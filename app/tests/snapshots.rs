@@ -68,7 +68,7 @@ fn mask_node(h: &mut Harness<'_, FlicApp>, label: &str) {
 
 fn connected(h: &mut Harness<'_, FlicApp>, state: &Path) {
     wait(h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_))
+        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
     });
     type_into(h, "State folder", state.to_str().unwrap());
     click(h, "Connect");
@@ -97,7 +97,7 @@ fn first_start_offers_to_create_or_import_an_identity() {
     let home = tempfile::tempdir().unwrap();
     let mut h = rendering_harness(config(home.path()), egui::vec2(900.0, 360.0), 1.0);
     wait(&mut h, "the identity check", |a| {
-        a.identity == IdentityState::Missing
+        a.identity == IdentityState::Missing && idle(a)
     });
     h.run();
     mask_node(&mut h, home.path().join("identity.pem").to_str().unwrap());
