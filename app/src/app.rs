@@ -787,9 +787,8 @@ impl FlicApp {
             .strong(),
         );
         ui.label(format!("unsalted commitment {}", hex::encode(p.commitment)));
-        let image = image_shape(&p.feature_shape);
-        if image.is_some() && self.previews.is_empty() {
-            let (c, h, w) = image.expect("checked");
+        let image = image_shape(&p.feature_shape).filter(|_| self.previews.is_empty());
+        if let Some((c, h, w)) = image {
             for (i, (_, bytes)) in p.first.iter().enumerate() {
                 let img = if c == 1 {
                     egui::ColorImage::from_gray([w, h], bytes)

@@ -198,6 +198,7 @@ impl Worker {
                     work_dir,
                     session: None,
                     target: None,
+                    auto_backend: None,
                     out: Outbox {
                         tx: outbox,
                         wake: Box::new(wake),
@@ -262,6 +263,8 @@ struct WorkerState {
     work_dir: PathBuf,
     session: Option<Session>,
     target: Option<Target>,
+    /// What `auto` picks for this connection's job (discovery loads drivers: once).
+    auto_backend: Option<String>,
     out: Outbox,
     stop: Arc<AtomicBool>,
 }
@@ -365,6 +368,7 @@ impl WorkerState {
 
     fn connect(&mut self, target: &Target) -> anyhow::Result<Overview> {
         self.session = None;
+        self.auto_backend = None;
         let session = commands::connect(&self.target_args(target))?;
         self.session = Some(session);
         self.target = Some(target.clone());
@@ -410,7 +414,10 @@ impl WorkerState {
             .as_ref()
             .map(|t| t.network.clone())
             .unwrap_or_default();
-        let session = self.session()?;
+        let session = self
+            .session
+            .as_mut()
+            .context("not connected: connect to a federation first")?;
         let me = session.identity()?.principal();
         let info = session.api.round_info()?;
         let now_ns = flic_client::transport::Transport::now_ns(session.api.transport());
@@ -451,17 +458,13 @@ impl WorkerState {
         let mut quiet = flic_client::output::Silent;
         work.collect_receipts(&mut session.api, &mut quiet)?;
         let receipts = receipts(&work.dir.join("receipts"), session);
-        let found = flic_model_zoo::hardware::discover();
-        let auto_backend = match flic_model_zoo::backend::plan(
-            BackendRequest::Auto,
-            training::is_convolutional(&info),
-            &found,
-        ) {
-            Ok(plan) => format!("{} ({})", plan.backend, plan.reason),
-            Err(e) => format!("none: {e}"),
-        };
+        let canister = session.api.canister_id().to_text();
+        let auto_backend = self
+            .auto_backend
+            .get_or_insert_with(|| auto_backend(&info))
+            .clone();
         Ok(Overview {
-            canister: session.api.canister_id().to_text(),
+            canister,
             network,
             me: me.to_text(),
             info,
@@ -677,6 +680,19 @@ impl WorkerState {
             model.weights.len(),
             hex::encode(model.info.version.as_slice())
         ))
+    }
+}
+
+/// What `--backend auto` picks for the job's model here, and why.
+fn auto_backend(info: &RoundInfo) -> String {
+    let found = flic_model_zoo::hardware::discover();
+    match flic_model_zoo::backend::plan(
+        BackendRequest::Auto,
+        training::is_convolutional(info),
+        &found,
+    ) {
+        Ok(plan) => format!("{} ({})", plan.backend, plan.reason),
+        Err(e) => format!("none: {e}"),
     }
 }
 

@@ -140,7 +140,7 @@ fn write_images(dir: &Path) -> std::path::PathBuf {
         labels.push(label);
         for y in 0..side {
             for x in 0..side {
-                let on = (x + y * (label as usize + 1) + i) % (label as usize + 3) == 0;
+                let on = (x + y * (label as usize + 1) + i).is_multiple_of(label as usize + 3);
                 images.push(if on { 255 } else { 0 });
             }
         }
