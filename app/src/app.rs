@@ -13,7 +13,8 @@ use flic_model_zoo::backend::{Backend, BackendRequest};
 
 use crate::failure::Failure;
 use crate::worker::{
-    CommitView, DataPreview, DataSource, Event, IdentityView, Overview, Request, Target, Worker,
+    CommitView, DataPreview, DataSource, Event, IdentityView, Overview, Request, Target,
+    TrainOptions, Worker,
 };
 
 /// How the app starts: where its files are, and a federation to connect to at once.
@@ -169,6 +170,10 @@ pub struct FlicApp {
     pub train_dataset: Option<u64>,
     pub backend: BackendRequest,
     pub every_round: bool,
+    /// `None`: the job's preferred encoding.
+    pub encoding: Option<flic_protocol::DeltaEncoding>,
+    /// KiB/s; empty for no limit.
+    pub upload_limit: String,
     pub training: bool,
     pub phase: Option<Phase>,
     /// `(samples trained in this app session, batch loss)`.
@@ -259,6 +264,8 @@ impl FlicApp {
             train_dataset: None,
             backend: BackendRequest::Auto,
             every_round: false,
+            encoding: None,
+            upload_limit: String::new(),
             training: false,
             phase: None,
             losses: Vec::new(),
@@ -980,6 +987,11 @@ impl FlicApp {
             return;
         }
         let auto = o.auto_backend.clone();
+        let allowed = info
+            .config
+            .as_ref()
+            .map(|c| c.allowed_encodings.clone())
+            .unwrap_or_default();
         egui::Grid::new("train").num_columns(2).show(ui, |ui| {
             let l = ui.label("Dataset");
             let selected = active
@@ -1022,13 +1034,48 @@ impl FlicApp {
                 .response
                 .labelled_by(l.id);
             ui.end_row();
+            let l = ui.label("Encoding");
+            let preferred = flic_client::participant::preferred_encoding(&allowed);
+            let text = |e: Option<flic_protocol::DeltaEncoding>| match e {
+                None => format!("the job's preferred: {preferred}"),
+                Some(e) => e.to_string(),
+            };
+            egui::ComboBox::from_id_salt("encoding")
+                .selected_text(text(self.encoding))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.encoding, None, text(None));
+                    for e in &allowed {
+                        ui.selectable_value(&mut self.encoding, Some(*e), text(Some(*e)));
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            ui.end_row();
+            let l = ui.label("Upload limit (KiB/s)");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.upload_limit)
+                    .hint_text("no limit")
+                    .desired_width(120.0),
+            )
+            .labelled_by(l.id)
+            .on_hover_text("for a shared or metered link; empty for no limit");
+            ui.end_row();
         });
+        let bad_limit =
+            !self.upload_limit.trim().is_empty() && upload_rate(&self.upload_limit).is_none();
+        if bad_limit {
+            ui.colored_label(
+                err_color(ui),
+                "The upload limit is a whole number of KiB/s, at least 1.",
+            );
+        }
         ui.checkbox(
             &mut self.every_round,
             "Keep contributing to every round while the app runs",
         );
         ui.horizontal(|ui| {
             let ready = !self.training
+                && !bad_limit
                 && self.busy == 0
                 && self.train_dataset.is_some()
                 && !self.data_path.trim().is_empty();
@@ -1042,8 +1089,12 @@ impl FlicApp {
                 let request = Request::Train {
                     source: self.data_source(),
                     dataset_id: self.train_dataset.expect("checked"),
-                    backend: self.backend,
-                    every_round: self.every_round,
+                    options: TrainOptions {
+                        backend: self.backend,
+                        every_round: self.every_round,
+                        encoding: self.encoding,
+                        max_upload_rate: upload_rate(&self.upload_limit),
+                    },
                 };
                 self.send(request);
             }
@@ -1336,6 +1387,17 @@ pub fn job_rows(o: &Overview) -> Vec<(String, String)> {
     }
     rows.push(("closed rounds".into(), o.rounds.len().to_string()));
     rows
+}
+
+/// An upload limit in KiB/s as bytes per second; `None` when empty or not a positive
+/// whole number.
+pub fn upload_rate(kib_per_s: &str) -> Option<u64> {
+    kib_per_s
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&k| k > 0)
+        .and_then(|k| k.checked_mul(1024))
 }
 
 fn format_label(f: DataFormat) -> &'static str {

@@ -22,7 +22,7 @@ use flic_model_zoo::backend::BackendRequest;
 use flic_protocol::api::{
     Contribution, Dataset, JobState, PageArgs, RegisterDatasetArgs, RoundInfo, RoundRecord,
 };
-use flic_protocol::Hash;
+use flic_protocol::{DeltaEncoding, Hash};
 
 use crate::failure::Failure;
 
@@ -69,8 +69,7 @@ pub enum Request {
     Train {
         source: DataSource,
         dataset_id: u64,
-        backend: BackendRequest,
-        every_round: bool,
+        options: TrainOptions,
     },
     /// Writes the current, verified model as safetensors.
     Export(PathBuf),
@@ -81,6 +80,18 @@ pub enum Request {
 pub struct IdentityView {
     pub path: PathBuf,
     pub principal: String,
+}
+
+/// The contributor's own choices for training, as `flic train`'s flags make them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainOptions {
+    pub backend: BackendRequest,
+    /// Keep contributing to every round until stopped.
+    pub every_round: bool,
+    /// `--encoding` [default: the job's preferred, int8 where allowed].
+    pub encoding: Option<DeltaEncoding>,
+    /// `--max-upload-rate`, bytes per second.
+    pub max_upload_rate: Option<u64>,
 }
 
 /// What a local dataset looks like, before it is registered.
@@ -330,12 +341,11 @@ impl WorkerState {
             Request::Train {
                 source,
                 dataset_id,
-                backend,
-                every_round,
+                options,
             } => {
                 self.stop.store(false, Ordering::SeqCst);
                 let r = self
-                    .train(&source, dataset_id, backend, every_round)
+                    .train(&source, dataset_id, options)
                     .map_err(Failure::from);
                 self.out.send(Event::TrainingEnded(r));
                 self.refresh();
@@ -541,9 +551,14 @@ impl WorkerState {
         &mut self,
         source: &DataSource,
         dataset_id: u64,
-        backend: BackendRequest,
-        every_round: bool,
+        options: TrainOptions,
     ) -> anyhow::Result<String> {
+        let TrainOptions {
+            backend,
+            every_round,
+            encoding,
+            max_upload_rate,
+        } = options;
         let work = self.work();
         let stop = self.stop.clone();
         let identity = Identity::load(&self.identity_path)?;
@@ -578,7 +593,7 @@ impl WorkerState {
         )));
         let device = started.device;
         let mut last_round = None;
-        if let Some(c) = work.resume(session, None, out)? {
+        if let Some(c) = work.resume(session, max_upload_rate, out)? {
             last_round = Some(c.prepared.header.round);
             out.send(Event::Committed(commit_view(&c, None)));
             if !every_round {
@@ -623,7 +638,7 @@ impl WorkerState {
             if job.secure_aggregation.is_some() {
                 anyhow::bail!("this job uses secure aggregation, whose phases need every participant online at once: the app does not run them yet; use `flic train`");
             }
-            let encoding = preferred_encoding(&job.allowed_encodings);
+            let encoding = encoding.unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
             let residual = work.residual(&info, encoding, out)?;
             out.note(&format!("round {}: training", info.round));
             let contributor = Contributor {
@@ -640,6 +655,7 @@ impl WorkerState {
                 StepOptions {
                     encoding: Some(encoding),
                     before_upload: Some(&mut journal),
+                    max_upload_rate,
                     residual: residual.as_deref(),
                     ..StepOptions::default()
                 },

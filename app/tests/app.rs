@@ -118,6 +118,22 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
         Some(format!("auto: {auto}").as_str()),
         "auto's pick is shown: {backend:?}"
     );
+    let preferred = h.get_by_label("Encoding").value().unwrap_or_default();
+    assert!(
+        preferred.starts_with("the job's preferred: "),
+        "{preferred}"
+    );
+    // A bad upload limit is caught before anything starts.
+    type_into(&mut h, "Upload limit (KiB/s)", "fast");
+    assert!(h
+        .query_by_label("The upload limit is a whole number of KiB/s, at least 1.")
+        .is_some());
+    h.state_mut().upload_limit.clear();
+    type_into(&mut h, "Upload limit (KiB/s)", "4096");
+    assert_eq!(
+        flic_app::app::upload_rate(&h.state().upload_limit),
+        Some(4096 * 1024)
+    );
     click(&mut h, "Train this round");
     assert!(h.state().training);
     let mut saw_progress = false;
