@@ -904,14 +904,11 @@ impl FlicApp {
             return;
         }
         let mut revoke = None;
-        egui::Grid::new("datasets")
-            .num_columns(6)
-            .striped(true)
-            .show(ui, |ui| {
-                for h in ["id", "name", "samples", "license", "commitment", ""] {
-                    ui.label(RichText::new(h).strong());
-                }
-                ui.end_row();
+        table(
+            ui,
+            "datasets",
+            &["id", "name", "samples", "license", "commitment", ""],
+            |ui| {
                 for d in &o.datasets {
                     ui.label(d.id.to_string());
                     ui.label(&d.name);
@@ -943,7 +940,8 @@ impl FlicApp {
                     }
                     ui.end_row();
                 }
-            });
+            },
+        );
         if let Some(id) = revoke {
             self.revoke_confirm = None;
             self.send(Request::Revoke(id));
@@ -1159,14 +1157,11 @@ impl FlicApp {
         if o.contributions.is_empty() {
             ui.label("none yet");
         } else {
-            egui::Grid::new("contributions")
-                .num_columns(5)
-                .striped(true)
-                .show(ui, |ui| {
-                    for h in ["contribution", "round", "dataset", "weight", "receipt"] {
-                        ui.label(RichText::new(h).strong());
-                    }
-                    ui.end_row();
+            table(
+                ui,
+                "contributions",
+                &["contribution", "round", "dataset", "weight", "receipt"],
+                |ui| {
                     for c in &o.contributions {
                         ui.label(c.index.to_string());
                         ui.label(c.round.to_string());
@@ -1186,7 +1181,8 @@ impl FlicApp {
                         };
                         ui.end_row();
                     }
-                });
+                },
+            );
         }
         ui.add_space(8.0);
         ui.label(RichText::new("Model versions my data shaped").strong());
@@ -1194,14 +1190,11 @@ impl FlicApp {
         if shaped.is_empty() {
             ui.label("none yet: a version is built when a round with your contribution closes");
         } else {
-            egui::Grid::new("versions")
-                .num_columns(4)
-                .striped(true)
-                .show(ui, |ui| {
-                    for h in ["round", "new model version", "my weight", "my share"] {
-                        ui.label(RichText::new(h).strong());
-                    }
-                    ui.end_row();
+            table(
+                ui,
+                "versions",
+                &["round", "new model version", "my weight", "my share"],
+                |ui| {
                     for v in &shaped {
                         ui.label(v.round.to_string());
                         ui.monospace(short_hex(&v.version));
@@ -1213,7 +1206,8 @@ impl FlicApp {
                         );
                         ui.end_row();
                     }
-                });
+                },
+            );
             ui.label(RichText::new(
                 "Every later version descends from these: `flic verify lineage VERSION` recomputes a version from its certified history.",
             ).weak());
@@ -1369,11 +1363,7 @@ pub fn job_rows(o: &Overview) -> Vec<(String, String)> {
         ));
         rows.push((
             "encodings".into(),
-            c.allowed_encodings
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            flic_client::output::comma_list(&c.allowed_encodings),
         ));
         rows.push((
             "contributions retained".into(),
@@ -1447,6 +1437,20 @@ fn ok_color(ui: &Ui) -> Color32 {
 
 fn err_color(ui: &Ui) -> Color32 {
     ui.visuals().error_fg_color
+}
+
+/// A striped grid with a bold header row; `rows` ends each of its rows.
+fn table(ui: &mut Ui, id: &str, headers: &[&str], rows: impl FnOnce(&mut Ui)) {
+    egui::Grid::new(id)
+        .num_columns(headers.len())
+        .striped(true)
+        .show(ui, |ui| {
+            for h in headers {
+                ui.label(RichText::new(*h).strong());
+            }
+            ui.end_row();
+            rows(ui);
+        });
 }
 
 /// A failure: what happened, what to do, and the library's message.

@@ -20,7 +20,7 @@ use flic_client::receipts::ReceiptOrigin;
 use flic_client::training::{self, WorkDir};
 use flic_model_zoo::backend::BackendRequest;
 use flic_protocol::api::{
-    Contribution, Dataset, JobState, PageArgs, RegisterDatasetArgs, RoundInfo, RoundRecord,
+    Contribution, Dataset, JobState, RegisterDatasetArgs, RoundInfo, RoundRecord,
 };
 use flic_protocol::{DeltaEncoding, Hash};
 
@@ -431,39 +431,14 @@ impl WorkerState {
         let me = session.identity()?.principal();
         let info = session.api.round_info()?;
         let now_ns = flic_client::transport::Transport::now_ns(session.api.transport());
-        let mut datasets = Vec::new();
-        let mut start = 0;
-        loop {
-            let page = session.api.list_datasets(PageArgs { start, limit: 100 })?;
-            datasets.extend(page.items.into_iter().filter(|d| d.owner == me));
-            match page.next {
-                Some(next) => start = next,
-                None => break,
-            }
-        }
-        let mut contributions = Vec::new();
-        let mut start = 0;
-        loop {
-            let page = session
-                .api
-                .contributions_by_contributor(me, PageArgs { start, limit: 100 })?;
-            contributions.extend(page.items);
-            match page.next {
-                Some(next) => start = next,
-                None => break,
-            }
-        }
-        let mut rounds = Vec::new();
-        let mut start = 0;
-        loop {
-            let page = session.api.round_history(PageArgs { start, limit: 50 })?;
-            let n = page.items.len();
-            rounds.extend(page.items);
-            match page.next {
-                Some(next) if n > 0 => start = next,
-                _ => break,
-            }
-        }
+        let datasets: Vec<Dataset> = session
+            .api
+            .all_datasets()?
+            .into_iter()
+            .filter(|d| d.owner == me)
+            .collect();
+        let contributions = session.api.all_contributions_by_contributor(me)?;
+        let rounds = session.api.all_round_history()?;
         // Receipts of rounds that closed since the last look.
         let mut quiet = flic_client::output::Silent;
         work.collect_receipts(&mut session.api, &mut quiet)?;
@@ -500,24 +475,17 @@ impl WorkerState {
             total: 0,
         });
         let data = flic_client::data::load(&source.path, source.format)?;
-        let salt = if salted {
-            let path = source
-                .salt_file
-                .clone()
-                .unwrap_or_else(|| salt_path(&source.path));
-            let salt = flic_client::data::write_new_salt(&path)?;
+        let (salt, written) = flic_client::data::registration_salt(
+            &source.path,
+            source.salt_file.as_deref(),
+            salted,
+        )?;
+        if let Some(path) = written {
             self.out.send(Event::Note(format!(
                 "wrote the commitment's salt to {} (keep it: training needs it)",
                 path.display()
             )));
-            Some(salt)
-        } else {
-            source
-                .salt_file
-                .as_deref()
-                .map(flic_client::data::read_salt)
-                .transpose()?
-        };
+        }
         let commitment = flic_client::data::registered_commitment(&data, salt.as_ref());
         self.out.send(Event::PhaseFinished(format!(
             "commitment {}",
@@ -678,24 +646,8 @@ impl WorkerState {
             .session
             .as_mut()
             .context("not connected: connect to a federation first")?;
-        let mut started = false;
-        let model = session.api.download_model(&mut |done, total| {
-            if !started {
-                out.start("downloading the model", total as u64);
-                started = true;
-            }
-            out.set(done as u64);
-        })?;
-        out.finish("");
-        let bytes = flic_model_zoo::export_safetensors(&model.spec, &model.weights)?;
-        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        Ok(format!(
-            "wrote {} ({}, {} parameters, version {}, verified)",
-            path.display(),
-            model.spec.architecture,
-            model.weights.len(),
-            hex::encode(model.info.version.as_slice())
-        ))
+        let exported = flic_client::model_file::export_current_model(&mut session.api, path, out)?;
+        Ok(exported.to_string())
     }
 }
 
@@ -723,13 +675,6 @@ fn commit_view(c: &training::Committed, mean_loss: Option<f32>) -> CommitView {
         chunks_resumed: c.outcome.chunks_resumed,
         mean_loss,
     }
-}
-
-/// Where `--salted` registration writes the salt: beside the data.
-pub fn salt_path(data: &Path) -> PathBuf {
-    let mut p = data.as_os_str().to_owned();
-    p.push(".salt");
-    p.into()
 }
 
 /// How many samples a preview shows.

@@ -8,7 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{click, config, harness, idle, settle, simulated_state, type_into, wait};
+use common::{
+    click, config, harness, idle, seeded_home, settle, simulated_state, type_into, wait,
+    wait_for_identity,
+};
 use egui_kittest::kittest::Queryable;
 use flic_app::app::{IdentityState, NetworkChoice};
 use flic_app::failure::FailureKind;
@@ -238,14 +241,9 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
 
 #[test]
 fn an_unreachable_network_is_a_clear_state_and_changes_nothing() {
-    let home = tempfile::tempdir().unwrap();
-    flic_client::identity::Identity::from_seed([3; 32])
-        .write_new(&home.path().join("identity.pem"))
-        .unwrap();
+    let home = seeded_home(3);
     let mut h = harness(config(home.path()));
-    wait(&mut h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
-    });
+    wait_for_identity(&mut h);
     click(&mut h, "Gateway URL");
     // Port 9 (discard) on loopback: nothing listens there.
     type_into(&mut h, "URL", "http://127.0.0.1:9");
@@ -265,14 +263,9 @@ fn an_unreachable_network_is_a_clear_state_and_changes_nothing() {
 
 #[test]
 fn a_missing_state_folder_says_what_to_do() {
-    let home = tempfile::tempdir().unwrap();
-    flic_client::identity::Identity::from_seed([4; 32])
-        .write_new(&home.path().join("identity.pem"))
-        .unwrap();
+    let home = seeded_home(4);
     let mut h = harness(config(home.path()));
-    wait(&mut h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
-    });
+    wait_for_identity(&mut h);
     type_into(
         &mut h,
         "State folder",
@@ -319,14 +312,9 @@ fn importing_an_identity_copies_it_with_owner_only_access() {
 
 #[test]
 fn keyboard_alone_reaches_the_connect_button() {
-    let home = tempfile::tempdir().unwrap();
-    flic_client::identity::Identity::from_seed([6; 32])
-        .write_new(&home.path().join("identity.pem"))
-        .unwrap();
+    let home = seeded_home(6);
     let mut h = harness(config(home.path()));
-    wait(&mut h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
-    });
+    wait_for_identity(&mut h);
     h.run();
     // Tab moves focus through every widget; Connect is among them.
     let mut reached = false;

@@ -13,12 +13,13 @@ mod common;
 
 use std::path::Path;
 
-use common::{click, config, idle, simulated_state, type_into, wait};
+use common::{
+    click, config, idle, seeded_home, simulated_state, type_into, wait, wait_for_identity,
+};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use flic_app::app::IdentityState;
 use flic_app::{Config, FlicApp, Page};
-use flic_client::identity::Identity;
 use flic_model_zoo::backend::Backend;
 
 const LAVAPIPE: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
@@ -52,24 +53,13 @@ fn rendering_harness(config: Config, size: egui::Vec2, scale: f32) -> Harness<'s
         .build_ui_state(|ui, app: &mut FlicApp| app.show(ui), FlicApp::new(config))
 }
 
-/// A fixed identity, so the principal in the title bar is the same everywhere.
-fn seeded_home() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    Identity::from_seed([42; 32])
-        .write_new(&home.path().join("identity.pem"))
-        .unwrap();
-    home
-}
-
 fn mask_node(h: &mut Harness<'_, FlicApp>, label: &str) {
     let rect = h.get_by_label(label).rect();
     h.mask(rect);
 }
 
 fn connected(h: &mut Harness<'_, FlicApp>, state: &Path) {
-    wait(h, "the identity", |a| {
-        matches!(a.identity, IdentityState::Loaded(_)) && idle(a)
-    });
+    wait_for_identity(h);
     type_into(h, "State folder", state.to_str().unwrap());
     click(h, "Connect");
     wait(h, "the connection", |a| a.overview.is_some() && idle(a));
@@ -104,30 +94,28 @@ fn first_start_offers_to_create_or_import_an_identity() {
     h.snapshot("identity");
 }
 
-#[test]
-fn the_federation_page_shows_the_verified_job() {
-    if !renderer_available("federation") {
+/// The Federation page once connected, at `scale` (the window grows with it).
+fn federation_snapshot(name: &str, size: egui::Vec2, scale: f32) {
+    if !renderer_available(name) {
         return;
     }
-    let home = seeded_home();
+    // A fixed identity: the principal in the title bar is the same everywhere.
+    let home = seeded_home(42);
     let state = simulated_state(home.path());
-    let mut h = rendering_harness(config(home.path()), egui::vec2(1000.0, 720.0), 1.0);
+    let mut h = rendering_harness(config(home.path()), size, scale);
     connected(&mut h, &state);
     mask_federation(&mut h);
-    h.snapshot("federation");
+    h.snapshot(name);
+}
+
+#[test]
+fn the_federation_page_shows_the_verified_job() {
+    federation_snapshot("federation", egui::vec2(1000.0, 720.0), 1.0);
 }
 
 #[test]
 fn the_federation_page_reads_at_125_percent() {
-    if !renderer_available("federation_125") {
-        return;
-    }
-    let home = seeded_home();
-    let state = simulated_state(home.path());
-    let mut h = rendering_harness(config(home.path()), egui::vec2(1000.0, 760.0), 1.25);
-    connected(&mut h, &state);
-    mask_federation(&mut h);
-    h.snapshot("federation_125");
+    federation_snapshot("federation_125", egui::vec2(1000.0, 760.0), 1.25);
 }
 
 /// 28x28 images with a pattern per label: the same bytes on every machine.
@@ -164,7 +152,7 @@ fn my_data_previews_images_and_label_counts() {
     if !renderer_available("my_data") {
         return;
     }
-    let home = seeded_home();
+    let home = seeded_home(42);
     let state = simulated_state(home.path());
     let images = write_images(home.path());
     let mut h = rendering_harness(config(home.path()), egui::vec2(1000.0, 900.0), 1.0);

@@ -78,12 +78,9 @@ fn the_real_window_renders_the_connected_app_under_xvfb() {
     let Some(x) = xvfb() else {
         return;
     };
-    let home = tempfile::tempdir().unwrap();
+    let home = common::seeded_home(42);
     let state = common::simulated_state(home.path());
     let identity = home.path().join("identity.pem");
-    flic_client::identity::Identity::from_seed([42; 32])
-        .write_new(&identity)
-        .unwrap();
     let keep = std::env::var_os("FLIC_APP_SCREENSHOT_DIR").map(PathBuf::from);
     for page in ["federation", "built"] {
         let shot = home.path().join(format!("window-{page}.png"));

@@ -275,12 +275,28 @@ impl<T: Transport> AggregatorApi<T> {
         self.query1("list_datasets", (page,))
     }
 
+    /// Every registered dataset, page after page.
+    pub fn all_datasets(&mut self) -> Result<Vec<Dataset>, ApiError> {
+        all_pages(|page| self.list_datasets(page).map(|p| (p.items, p.next)))
+    }
+
     pub fn contributions_by_contributor(
         &mut self,
         who: Principal,
         page: PageArgs,
     ) -> Result<ContributionPage, ApiError> {
         self.query1("contributions_by_contributor", (who, page))
+    }
+
+    /// Every contribution `who` committed, page after page.
+    pub fn all_contributions_by_contributor(
+        &mut self,
+        who: Principal,
+    ) -> Result<Vec<Contribution>, ApiError> {
+        all_pages(|page| {
+            self.contributions_by_contributor(who, page)
+                .map(|p| (p.items, p.next))
+        })
     }
 
     pub fn contributions_by_dataset(
@@ -417,6 +433,11 @@ impl<T: Transport> AggregatorApi<T> {
         Ok(reply.page)
     }
 
+    /// Every closed round's record, each checked against the certified history.
+    pub fn all_round_history(&mut self) -> Result<Vec<flic_protocol::api::RoundRecord>, ApiError> {
+        all_pages(|page| self.round_history(page).map(|p| (p.items, p.next)))
+    }
+
     /// The current model's info; its version and round are checked against a certificate.
     pub fn model_info(&mut self) -> Result<ModelInfo, ApiError> {
         const M: &str = "model_info_certified";
@@ -530,6 +551,22 @@ impl<T: Transport> AggregatorApi<T> {
         Err(ApiError::Verification(format!(
             "the model changed during {ATTEMPTS} download attempts in a row"
         )))
+    }
+}
+
+/// Every item of a paged query, from the start to the last page. A page whose cursor does
+/// not move on ends the walk, so a faulty reply cannot make it loop.
+fn all_pages<I>(
+    mut fetch: impl FnMut(PageArgs) -> Result<(Vec<I>, Option<u64>), ApiError>,
+) -> Result<Vec<I>, ApiError> {
+    let (mut all, mut start) = (Vec::new(), 0);
+    loop {
+        let (items, next) = fetch(PageArgs { start, limit: 100 })?;
+        all.extend(items);
+        match next {
+            Some(next) if next > start => start = next,
+            _ => return Ok(all),
+        }
     }
 }
 

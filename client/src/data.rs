@@ -106,6 +106,28 @@ pub fn write_new_salt(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     Ok(salt)
 }
 
+/// The salt a registration commits with. With `fresh`, a new salt is written to `salt_file`
+/// (default: `DATA.salt` beside the data) and its path returned; otherwise the salt in
+/// `salt_file`, if one is named.
+pub fn registration_salt(
+    data: &std::path::Path,
+    salt_file: Option<&std::path::Path>,
+    fresh: bool,
+) -> anyhow::Result<(Option<[u8; 32]>, Option<std::path::PathBuf>)> {
+    if !fresh {
+        return Ok((salt_file.map(read_salt).transpose()?, None));
+    }
+    let path = salt_file
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| {
+            let mut p = data.as_os_str().to_owned();
+            p.push(".salt");
+            p.into()
+        });
+    let salt = write_new_salt(&path)?;
+    Ok((Some(salt), Some(path)))
+}
+
 /// A membership proof of sample `index` in the dataset's commitment.
 pub fn sample_proof(data: &Dataset, index: u64) -> anyhow::Result<SampleProof> {
     let leaves = sample_leaves(data);

@@ -233,6 +233,15 @@ pub fn relative(to_ns: u64, now_ns: u64) -> String {
     }
 }
 
+/// `a, b, c`: items as they display, comma-separated.
+pub fn comma_list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// First 12 hex characters of a hash, as shown in tables.
 pub fn short_hex(bytes: &[u8]) -> String {
     let full = hex::encode(bytes);

@@ -36,6 +36,22 @@ pub fn simulated_state(dir: &Path) -> PathBuf {
     state
 }
 
+/// A home folder holding an identity made from `seed` (the same principal every run).
+pub fn seeded_home(seed: u8) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    flic_client::identity::Identity::from_seed([seed; 32])
+        .write_new(&home.path().join("identity.pem"))
+        .unwrap();
+    home
+}
+
+/// Waits until the app has loaded its identity and has nothing in flight.
+pub fn wait_for_identity(h: &mut Harness<'_, FlicApp>) {
+    wait(h, "the identity", |a| {
+        matches!(a.identity, flic_app::app::IdentityState::Loaded(_)) && idle(a)
+    });
+}
+
 pub fn config(dir: &Path) -> Config {
     Config {
         identity_path: dir.join("identity.pem"),

@@ -1,7 +1,7 @@
 //! `flic dataset register` and `flic dataset list`.
 
 use anyhow::Context;
-use flic_protocol::api::{PageArgs, RegisterDatasetArgs};
+use flic_protocol::api::RegisterDatasetArgs;
 use flic_protocol::Hash;
 
 use crate::cli::{DataArgs, TargetArgs};
@@ -23,21 +23,14 @@ pub fn register(
     json: bool,
 ) -> anyhow::Result<()> {
     let dataset = crate::data::load(&data.data, data.format.into())?;
-    let salt = if registration.salted {
-        let path = data.salt_file.clone().unwrap_or_else(|| {
-            let mut p = data.data.clone().into_os_string();
-            p.push(".salt");
-            p.into()
-        });
-        let salt = crate::data::write_new_salt(&path)?;
+    let (salt, written) =
+        crate::data::registration_salt(&data.data, data.salt_file.as_deref(), registration.salted)?;
+    if let Some(path) = written {
         printer.info(format!(
             "wrote the commitment's salt to {} (keep it: `--salt-file` for train and prove)",
             path.display()
         ));
-        Some(salt)
-    } else {
-        data.salt()?
-    };
+    }
     let commitment = crate::data::registered_commitment(&dataset, salt.as_ref());
     let mut session = super::connect(target)?;
     let args = RegisterDatasetArgs {
@@ -94,16 +87,7 @@ pub fn prove(
 
 pub fn list(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Result<()> {
     let mut session = super::connect_reader(target)?;
-    let mut all = Vec::new();
-    let mut start = 0;
-    loop {
-        let page = session.api.list_datasets(PageArgs { start, limit: 100 })?;
-        all.extend(page.items);
-        match page.next {
-            Some(next) => start = next,
-            None => break,
-        }
-    }
+    let all = session.api.all_datasets()?;
     if json {
         let rows: Vec<_> = all
             .iter()

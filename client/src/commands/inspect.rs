@@ -3,7 +3,7 @@
 use flic_protocol::api::PageArgs;
 
 use crate::cli::TargetArgs;
-use crate::output::{key_value_table, relative, short_hex, table, utc, Printer};
+use crate::output::{comma_list, key_value_table, relative, short_hex, table, utc, Printer};
 
 pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Result<()> {
     let mut session = super::connect_reader(target)?;
@@ -105,14 +105,7 @@ pub fn status(printer: &Printer, target: &TargetArgs, json: bool) -> anyhow::Res
         if let Some(v) = &secagg {
             rows.push(("secure aggregation".into(), v.summary().to_string()));
         }
-        rows.push((
-            "encodings".into(),
-            c.allowed_encodings
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ));
+        rows.push(("encodings".into(), comma_list(&c.allowed_encodings)));
     }
     if info.deadline_ns > 0 {
         let now = crate::transport::Transport::now_ns(session.api.transport());
