@@ -139,7 +139,6 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
     );
     click(&mut h, "Train this round");
     assert!(h.state().training);
-    let mut saw_progress = false;
     let start = Instant::now();
     while h.state().training || !idle(h.state()) {
         assert!(
@@ -148,7 +147,6 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
         );
         // The window keeps drawing while the worker trains.
         h.step();
-        saw_progress |= h.state().phase.is_some();
         std::thread::sleep(Duration::from_millis(5));
     }
     settle(&mut h);
@@ -156,7 +154,16 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
         Some(Ok(_)) => {}
         other => panic!("training failed: {other:?}; notes {:?}", h.state().notes),
     }
-    assert!(saw_progress, "a progress phase was shown");
+    // The phases can start and end between two frames on a fast machine, so what is checked
+    // is what every phase leaves behind: its summary in the activity log.
+    assert!(
+        h.state()
+            .notes
+            .iter()
+            .any(|n| n.starts_with("trained 200 samples")),
+        "the training phase reported: {:?}",
+        h.state().notes
+    );
     let app = h.state();
     assert!(app.backend_used.is_some());
     assert_eq!(app.commits.len(), 1);
