@@ -1354,12 +1354,14 @@ pub fn job_rows(o: &Overview) -> Vec<(String, String)> {
         ));
         rows.push((
             "secure aggregation".into(),
-            if c.secure_aggregation.is_some() {
-                "yes"
-            } else {
-                "no"
-            }
-            .into(),
+            match &c.secure_aggregation {
+                Some(sa) => format!(
+                    "yes: the canister sees only the sum; phases of {:.0} s, up to {:.0} % may drop out",
+                    sa.phase_duration_ns as f64 / 1e9,
+                    sa.max_dropout_fraction * 100.0
+                ),
+                None => "no".into(),
+            },
         ));
         rows.push((
             "encodings".into(),

@@ -603,32 +603,50 @@ impl WorkerState {
                 .config
                 .as_ref()
                 .context("the canister has no job configured")?;
-            if job.secure_aggregation.is_some() {
-                anyhow::bail!("this job uses secure aggregation, whose phases need every participant online at once: the app does not run them yet; use `flic train`");
-            }
-            let encoding = encoding.unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
-            let residual = work.residual(&info, encoding, out)?;
-            out.note(&format!("round {}: training", info.round));
             let contributor = Contributor {
                 identity: &identity,
                 dataset_id: dataset.id,
                 data: &data,
                 device: &device,
             };
-            let mut journal = |p: &flic_client::participant::PreparedSubmission| work.journal(p);
-            let step = contribute(
-                &mut session.api,
-                &contributor,
-                &info,
-                StepOptions {
-                    encoding: Some(encoding),
-                    before_upload: Some(&mut journal),
+            let step = if let Some(sa) = job.secure_aggregation {
+                if session.embedded_state().is_some() {
+                    anyhow::bail!("this job uses secure aggregation, whose phases need every participant online at once: connect to a network (`flic devnet`, or the IC), not to a saved state");
+                }
+                out.note(&format!(
+                    "round {}: secure aggregation: the canister sees only the sum of the masked inputs",
+                    info.round
+                ));
+                training::contribute_securely(
+                    &mut session.api,
+                    &contributor,
+                    &info,
+                    sa.phase_duration_ns,
                     max_upload_rate,
-                    residual: residual.as_deref(),
-                    ..StepOptions::default()
-                },
-                out,
-            )?;
+                    &|| stop.load(Ordering::SeqCst),
+                    out,
+                )?
+            } else {
+                let encoding =
+                    encoding.unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
+                let residual = work.residual(&info, encoding, out)?;
+                out.note(&format!("round {}: training", info.round));
+                let mut journal =
+                    |p: &flic_client::participant::PreparedSubmission| work.journal(p);
+                contribute(
+                    &mut session.api,
+                    &contributor,
+                    &info,
+                    StepOptions {
+                        encoding: Some(encoding),
+                        before_upload: Some(&mut journal),
+                        max_upload_rate,
+                        residual: residual.as_deref(),
+                        ..StepOptions::default()
+                    },
+                    out,
+                )?
+            };
             let mean_loss = Some(step.train.mean_loss);
             let committed = work.record(session, step.prepared, step.upload, out)?;
             out.send(Event::Committed(commit_view(&committed, mean_loss)));

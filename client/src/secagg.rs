@@ -183,7 +183,7 @@ pub fn wait_for_phase<T: Transport>(
     phase: SecAggPhase,
     limit: Duration,
     poll: Duration,
-    nudge: &mut dyn FnMut(&SecAggRound),
+    nudge: &mut dyn FnMut(&SecAggRound) -> anyhow::Result<()>,
 ) -> anyhow::Result<SecAggRound> {
     let started = Instant::now();
     loop {
@@ -198,7 +198,7 @@ pub fn wait_for_phase<T: Transport>(
                 limit.as_secs_f64()
             );
         }
-        nudge(&v);
+        nudge(&v)?;
         std::thread::sleep(poll);
     }
 }

@@ -583,6 +583,7 @@ fn end_phase(
         if let Some(ic) = &embedded {
             embedded::lock(ic).set_time(v.phase_deadline_ns);
         }
+        Ok(())
     })?;
     if after.round == round && after.restarts > v.restarts {
         bail!("round {round}'s secure aggregation started over in its {} phase: too few participants were left", phase.name());

@@ -1,8 +1,10 @@
 //! A contributor's standing state between rounds, shared by `flic train` and the desktop
 //! app: the registered dataset checked against the local data, and the work directory
-//! that survives restarts (the upload journal, the error-feedback residual, receipts).
+//! that survives restarts (the upload journal, the error-feedback residual, receipts), and
+//! a round of a job with secure aggregation.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use candid::Principal;
@@ -12,7 +14,10 @@ use flic_protocol::DeltaEncoding;
 use crate::api::{AggregatorApi, ApiError};
 use crate::commands::Session;
 use crate::output::Progress;
-use crate::participant::{upload_with_retry, PreparedSubmission, UploadJournal, UploadOutcome};
+use crate::participant::{
+    contribute, upload_with_retry, Contributor, PreparedSubmission, RoundStep, StepOptions,
+    UploadJournal, UploadOutcome,
+};
 use crate::receipts::{ReceiptOrigin, ReceiptStore};
 use crate::residual::{ResidualStore, Unused};
 use crate::retry::Backoff;
@@ -235,4 +240,98 @@ impl WorkDir {
         }
         Ok(written)
     }
+}
+
+/// One round of a job with secure aggregation: keys advertised and shares posted as its
+/// first phases end, then training and the masked upload, then this contributor's shares
+/// for the unmasking. Not journaled: the round's secrets live in memory only, so a client
+/// that stops mid-round drops out of it (the round survives the job's dropout fraction).
+pub fn contribute_securely<T: Transport>(
+    api: &mut AggregatorApi<T>,
+    contributor: &Contributor,
+    info: &flic_protocol::api::RoundInfo,
+    phase_ns: u64,
+    max_upload_rate: Option<u64>,
+    stop: &dyn Fn() -> bool,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<RoundStep> {
+    use crate::secagg as sa;
+    use flic_protocol::api::SecAggPhase;
+    let (round, poll) = (info.round, Duration::from_secs(1));
+    // `stop` is heeded while waiting for the others' keys, before this contributor has
+    // sealed shares to anyone; after that, leaving would make it a dropout of the round.
+    let mut until_stopped = |_: &flic_protocol::api::SecAggRound| {
+        if stop() {
+            bail!("stopped while waiting for round {round}'s other participants");
+        }
+        Ok(())
+    };
+    let mut waiting = |_: &flic_protocol::api::SecAggRound| Ok(());
+    // The advertise phase waits for min_clients beyond its deadline.
+    let limit = Duration::from_nanos(phase_ns.saturating_mul(10)) + Duration::from_secs(60);
+    let mut part = sa::advertise(
+        api,
+        contributor.identity,
+        info.job_id,
+        round,
+        sa::fresh_randomness(),
+    )?;
+    progress.note(&format!(
+        "round {round}: secure aggregation, participant {}; waiting for the others' keys",
+        part.index
+    ));
+    sa::wait_for_phase(
+        api,
+        round,
+        SecAggPhase::AdvertiseKeys,
+        limit,
+        poll,
+        &mut until_stopped,
+    )?;
+    sa::post_shares(api, &mut part)?;
+    progress.note(&format!(
+        "round {round}: shares sealed to every participant; waiting for theirs"
+    ));
+    let v = sa::wait_for_phase(
+        api,
+        round,
+        SecAggPhase::ShareKeys,
+        limit,
+        poll,
+        &mut waiting,
+    )?;
+    if v.round != round || v.phase != SecAggPhase::MaskedInput {
+        bail!("round {round} started over or moved on before the masked inputs ({} phase): try the next round", v.phase.name());
+    }
+    let config = info
+        .config
+        .as_ref()
+        .context("the job has no configuration")?;
+    let masker = |d: &[f32], w: u64, f: u32| part.masked_payload(&v, config, d, w, f);
+    let step = contribute(
+        api,
+        contributor,
+        info,
+        StepOptions {
+            encoding: Some(flic_protocol::DeltaEncoding::Masked),
+            max_upload_rate,
+            masker: Some(&masker),
+            ..StepOptions::default()
+        },
+        progress,
+    )?;
+    progress.note(&format!(
+        "round {round}: masked input committed; waiting for the others'"
+    ));
+    sa::wait_for_phase(
+        api,
+        round,
+        SecAggPhase::MaskedInput,
+        limit,
+        poll,
+        &mut waiting,
+    )?;
+    sa::reveal(api, &part)?;
+    progress.note(&format!("round {round}: shares revealed for the unmasking"));
+    Ok(step)
 }

@@ -158,3 +158,78 @@ fn to_response(reply: HttpReply) -> Response<Full<Bytes>> {
                 .expect("a plain response builds")
         })
 }
+
+/// A devnet serving on a loopback port from its own thread and runtime until dropped: for
+/// tests and for programs that embed a local network (the state is saved on drop).
+pub struct Background {
+    addr: SocketAddr,
+    devnet: SharedDevnet,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Background {
+    /// Starts serving `devnet` on `addr` (port 0 picks a free one).
+    pub fn start(devnet: Devnet, addr: SocketAddr) -> std::io::Result<Background> {
+        let devnet: SharedDevnet = Arc::new(Mutex::new(devnet));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let shared = devnet.clone();
+        let thread = std::thread::Builder::new()
+            .name("devnet".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = match bind(addr).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    let _ = bound_tx.send(listener.local_addr());
+                    let log: Logger = Arc::new(|_, _| {});
+                    serve(shared, listener, log, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                })
+            })?;
+        let addr = bound_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the devnet thread ended before it listened"))??;
+        Ok(Background {
+            addr,
+            devnet,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, as `--network` takes it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn devnet(&self) -> &SharedDevnet {
+        &self.devnet
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

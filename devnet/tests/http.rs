@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
 
 use candid::{Encode, Nat, Principal};
 use ed25519_dalek::Signer;
@@ -23,46 +22,25 @@ const COUNTER: &str = include_str!("../../embedded-ic/tests/canisters/counter.wa
 
 /// A devnet serving on a free port from a background thread, stopped on drop.
 struct Running {
+    server: server::Background,
     addr: SocketAddr,
     devnet: SharedDevnet,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
     fn start(config: DevnetConfig) -> Running {
         let devnet = Devnet::start(config, server::wall_clock_ns()).expect("the devnet starts");
-        let devnet: SharedDevnet = Arc::new(Mutex::new(devnet));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let shared = devnet.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let log: server::Logger = Arc::new(|_, _| {});
-                server::serve(shared, listener, log, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let server = server::Background::start(devnet, "127.0.0.1:0".parse().unwrap())
+            .expect("the devnet listens");
         Running {
-            addr: rx.recv().unwrap(),
-            devnet,
-            stop: Some(stop),
-            thread: Some(thread),
+            addr: server.addr(),
+            devnet: server.devnet().clone(),
+            server,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn agent(&self, identity: impl Identity + 'static) -> (tokio::runtime::Runtime, Agent) {
@@ -81,17 +59,6 @@ impl Running {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Devnet> {
         server::lock(&self.devnet)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -19,7 +19,8 @@ use crate::participant::{
 };
 use crate::receipts::ReceiptOrigin;
 use crate::training::{
-    check_dataset, default_work_dir, is_convolutional, with_retry, Committed, WorkDir,
+    check_dataset, contribute_securely, default_work_dir, is_convolutional, with_retry, Committed,
+    WorkDir,
 };
 
 pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
@@ -126,6 +127,7 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
                 &info,
                 sa.phase_duration_ns,
                 args.max_upload_rate,
+                &|| false,
                 progress,
             )?
         } else {
@@ -149,83 +151,6 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
         last_round = Some(info.round);
     }
     Ok(())
-}
-
-/// One round of a job with secure aggregation: keys advertised and shares posted as its
-/// first phases end, then training and the masked upload, then this contributor's shares
-/// for the unmasking. Not journaled: the round's secrets live in memory only, so a client
-/// that stops mid-round drops out of it (the round survives the job's dropout fraction).
-fn contribute_securely<T: crate::transport::Transport>(
-    api: &mut crate::api::AggregatorApi<T>,
-    contributor: &Contributor,
-    info: &flic_protocol::api::RoundInfo,
-    phase_ns: u64,
-    max_upload_rate: Option<u64>,
-    progress: &mut dyn Progress,
-) -> anyhow::Result<crate::participant::RoundStep> {
-    use crate::secagg as sa;
-    use flic_protocol::api::SecAggPhase;
-    let (round, poll) = (info.round, Duration::from_secs(2));
-    // The advertise phase waits for min_clients beyond its deadline.
-    let limit = Duration::from_nanos(phase_ns.saturating_mul(10)) + Duration::from_secs(60);
-    let mut part = sa::advertise(
-        api,
-        contributor.identity,
-        info.job_id,
-        round,
-        sa::fresh_randomness(),
-    )?;
-    progress.note(&format!(
-        "round {round}: secure aggregation, participant {}; waiting for the others' keys",
-        part.index
-    ));
-    sa::wait_for_phase(
-        api,
-        round,
-        SecAggPhase::AdvertiseKeys,
-        limit,
-        poll,
-        &mut |_| {},
-    )?;
-    sa::post_shares(api, &mut part)?;
-    progress.note(&format!(
-        "round {round}: shares sealed to every participant; waiting for theirs"
-    ));
-    let v = sa::wait_for_phase(api, round, SecAggPhase::ShareKeys, limit, poll, &mut |_| {})?;
-    if v.round != round || v.phase != SecAggPhase::MaskedInput {
-        bail!("round {round} started over or moved on before the masked inputs ({} phase): try the next round", v.phase.name());
-    }
-    let config = info
-        .config
-        .as_ref()
-        .context("the job has no configuration")?;
-    let masker = |d: &[f32], w: u64, f: u32| part.masked_payload(&v, config, d, w, f);
-    let step = contribute(
-        api,
-        contributor,
-        info,
-        StepOptions {
-            encoding: Some(flic_protocol::DeltaEncoding::Masked),
-            max_upload_rate,
-            masker: Some(&masker),
-            ..StepOptions::default()
-        },
-        progress,
-    )?;
-    progress.note(&format!(
-        "round {round}: masked input committed; waiting for the others'"
-    ));
-    sa::wait_for_phase(
-        api,
-        round,
-        SecAggPhase::MaskedInput,
-        limit,
-        poll,
-        &mut |_| {},
-    )?;
-    sa::reveal(api, &part)?;
-    progress.note(&format!("round {round}: shares revealed for the unmasking"));
-    Ok(step)
 }
 
 fn report(printer: &Printer, committed: &Committed, json: bool) -> anyhow::Result<()> {
