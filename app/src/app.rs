@@ -3,7 +3,7 @@
 //! [`Worker`] and comes back as events, applied in [`FlicApp::apply`].
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use egui::{Color32, RichText, Ui};
@@ -187,6 +187,17 @@ pub struct FlicApp {
     pub export_path: String,
     pub exported: Option<Result<String, Failure>>,
 
+    /// The sample to prove, as typed.
+    pub prove_index: String,
+    /// Where the proof goes; empty: beside the data.
+    pub proof_path: String,
+    pub proved: Option<Result<String, Failure>>,
+    /// A sample proof file to check.
+    pub check_path: String,
+    pub proof_checked: Option<Result<String, Failure>>,
+    /// The current model recomputed from its lineage, in a sentence.
+    pub recomputed: Option<Result<String, Failure>>,
+
     /// Informational lines from the library, newest last.
     pub notes: VecDeque<String>,
     /// Requests sent and not yet done (the UI stays usable; buttons that would race are
@@ -276,6 +287,12 @@ impl FlicApp {
             train_result: None,
             export_path: "model.safetensors".into(),
             exported: None,
+            prove_index: "0".into(),
+            proof_path: String::new(),
+            proved: None,
+            check_path: String::new(),
+            proof_checked: None,
+            recomputed: None,
             notes: VecDeque::new(),
             busy: 0,
         }
@@ -440,6 +457,9 @@ impl FlicApp {
                 self.phase = None;
                 self.exported = Some(r);
             }
+            Event::Proved(r) => self.proved = Some(r),
+            Event::SampleProofChecked(r) => self.proof_checked = Some(r),
+            Event::Recomputed(r) => self.recomputed = Some(r),
             Event::Done => self.busy = self.busy.saturating_sub(1),
         }
     }
@@ -730,6 +750,79 @@ impl FlicApp {
         }
         ui.separator();
         self.datasets_ui(ui);
+        ui.separator();
+        self.sample_proofs_ui(ui);
+    }
+
+    /// `flic dataset prove` and `flic verify sample`: show someone that one sample is in
+    /// a registered dataset without showing them the rest.
+    fn sample_proofs_ui(&mut self, ui: &mut Ui) {
+        ui.heading("Sample proofs");
+        ui.label("Prove that one sample is in a registered dataset, without disclosing the others (the proof holds that sample, and the salt of a salted commitment).");
+        let index = parse_sample_index(&self.prove_index);
+        let has_data = !self.data_path.trim().is_empty();
+        egui::Grid::new("prove").num_columns(2).show(ui, |ui| {
+            let l = ui.label("Sample number");
+            ui.add(egui::TextEdit::singleline(&mut self.prove_index).desired_width(120.0))
+                .labelled_by(l.id)
+                .on_hover_text("counting from 0, in the order the data file lists them");
+            ui.end_row();
+            let l = ui.label("Proof file");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.proof_path)
+                    .hint_text("beside the data")
+                    .desired_width(360.0),
+            )
+            .labelled_by(l.id);
+            ui.end_row();
+        });
+        if index.is_none() {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                "The sample number is a whole number, 0 or more.",
+            );
+        }
+        if ui
+            .add_enabled(
+                self.busy == 0 && has_data && index.is_some(),
+                egui::Button::new("Write sample proof"),
+            )
+            .on_disabled_hover_text("choose the data file above first")
+            .clicked()
+        {
+            if let Some(index) = index {
+                let source = self.data_source();
+                let out = match self.proof_path.trim() {
+                    "" => default_proof_path(&source.path, index),
+                    p => PathBuf::from(p),
+                };
+                self.proved = None;
+                self.send(Request::ProveSample { source, index, out });
+            }
+        }
+        proof_outcome(ui, &self.proved);
+        ui.add_space(6.0);
+        egui::Grid::new("check-proof")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let l = ui.label("Proof to check");
+                ui.add(egui::TextEdit::singleline(&mut self.check_path).desired_width(360.0))
+                    .labelled_by(l.id);
+                ui.end_row();
+            });
+        if ui
+            .add_enabled(
+                self.busy == 0 && !self.check_path.trim().is_empty(),
+                egui::Button::new("Check sample proof"),
+            )
+            .clicked()
+        {
+            self.proof_checked = None;
+            self.send(Request::CheckSampleProof(PathBuf::from(
+                self.check_path.trim(),
+            )));
+        }
+        proof_outcome(ui, &self.proof_checked);
     }
 
     fn browser_ui(&mut self, ui: &mut Ui) {
@@ -1208,9 +1301,41 @@ impl FlicApp {
                     }
                 },
             );
-            ui.label(RichText::new(
-                "Every later version descends from these: `flic verify lineage VERSION` recomputes a version from its certified history.",
-            ).weak());
+            ui.label(RichText::new("Every later version descends from these.").weak());
+        }
+        ui.add_space(8.0);
+        ui.label(RichText::new("Recompute the current model").strong());
+        let why_not = o.info.config.as_ref().and_then(|c| {
+            if !c.retain_contributions {
+                Some("This job does not retain its contributions, so its models cannot be recomputed; your share above is the certified one.")
+            } else if c.dp.is_some() {
+                Some("This job adds differential-privacy noise from secret seeds, so its models cannot be recomputed; your share above is the certified one.")
+            } else {
+                None
+            }
+        });
+        let version = o.info.model_version;
+        if let Some(why) = why_not {
+            ui.label(RichText::new(why).weak());
+        } else if let Some(v) = version {
+            ui.label("Replays every certified round from the initial model, as `flic verify lineage` does: the result must hash to the current version, bit for bit.");
+            if ui
+                .add_enabled(
+                    self.busy == 0,
+                    egui::Button::new("Recompute from the lineage"),
+                )
+                .clicked()
+            {
+                self.recomputed = None;
+                self.send(Request::Recompute(v.into_array()));
+            }
+        }
+        match &self.recomputed {
+            Some(Ok(line)) => {
+                ui.colored_label(ok_color(ui), line);
+            }
+            Some(Err(f)) => failure_box(ui, f.kind.title(), f.kind.advice(), &f.message),
+            None => {}
         }
         ui.add_space(8.0);
         ui.label(RichText::new("Export the current model").strong());
@@ -1276,6 +1401,36 @@ pub fn shaped_versions(o: &Overview) -> Vec<Shaped> {
             })
         })
         .collect()
+}
+
+/// A sample number as typed: a whole number, 0 or more.
+pub fn parse_sample_index(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// `DATA.sample-N.json`, beside the data file or folder.
+pub fn default_proof_path(data: &Path, index: u64) -> PathBuf {
+    let mut p = data.as_os_str().to_owned();
+    p.push(format!(".sample-{index}.json"));
+    p.into()
+}
+
+fn proof_outcome(ui: &mut Ui, outcome: &Option<Result<String, Failure>>) {
+    match outcome {
+        Some(Ok(line)) => {
+            ui.colored_label(ok_color(ui), line);
+        }
+        Some(Err(f)) if f.kind == crate::failure::FailureKind::NetworkDown => {
+            failure_box(ui, f.kind.title(), f.kind.advice(), &f.message)
+        }
+        Some(Err(f)) => failure_box(
+            ui,
+            "The sample proof does not hold",
+            "Check that the file, data and salt file are the ones registered.",
+            &f.message,
+        ),
+        None => {}
+    }
 }
 
 /// The job's facts, as the Federation page lists them.

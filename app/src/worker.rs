@@ -14,7 +14,7 @@ use flic_client::cli::{IdentityArgs, TargetArgs};
 use flic_client::commands::{self, Session};
 use flic_client::data::DataFormat;
 use flic_client::identity::Identity;
-use flic_client::output::Progress;
+use flic_client::output::{short_hex, Progress};
 use flic_client::participant::{contribute, preferred_encoding, Contributor, StepOptions};
 use flic_client::receipts::ReceiptOrigin;
 use flic_client::training::{self, WorkDir};
@@ -73,6 +73,17 @@ pub enum Request {
     },
     /// Writes the current, verified model as safetensors.
     Export(PathBuf),
+    /// Writes a membership proof of one sample (`flic dataset prove`).
+    ProveSample {
+        source: DataSource,
+        index: u64,
+        out: PathBuf,
+    },
+    /// Checks a sample proof file against the datasets registered here
+    /// (`flic verify sample`).
+    CheckSampleProof(PathBuf),
+    /// Recomputes a model version from its certified history (`flic verify lineage`).
+    Recompute([u8; 32]),
 }
 
 /// The identity the app signs with.
@@ -177,6 +188,12 @@ pub enum Event {
     /// Training stopped: `Ok` with why it stopped by itself, or the failure.
     TrainingEnded(Result<String, Failure>),
     Exported(Result<String, Failure>),
+    /// What a written sample proof proves, in a sentence.
+    Proved(Result<String, Failure>),
+    /// Which dataset a checked sample proof is about, in a sentence.
+    SampleProofChecked(Result<String, Failure>),
+    /// What recomputing a version showed, in a sentence.
+    Recomputed(Result<String, Failure>),
     /// The request is finished (after its answer, and the fresh overview some send).
     Done,
 }
@@ -353,6 +370,18 @@ impl WorkerState {
             Request::Export(path) => {
                 let r = self.export(&path).map_err(Failure::from);
                 self.out.send(Event::Exported(r));
+            }
+            Request::ProveSample { source, index, out } => {
+                let r = self.prove(&source, index, &out).map_err(Failure::from);
+                self.out.send(Event::Proved(r));
+            }
+            Request::CheckSampleProof(file) => {
+                let r = self.check_sample_proof(&file).map_err(Failure::from);
+                self.out.send(Event::SampleProofChecked(r));
+            }
+            Request::Recompute(version) => {
+                let r = self.recompute(version).map_err(Failure::from);
+                self.out.send(Event::Recomputed(r));
             }
         }
     }
@@ -656,6 +685,115 @@ impl WorkerState {
             }
         }
         Ok("committed".into())
+    }
+
+    fn prove(&mut self, source: &DataSource, index: u64, out: &Path) -> anyhow::Result<String> {
+        let data = flic_client::data::load(&source.path, source.format)?;
+        let salt = source
+            .salt_file
+            .as_deref()
+            .map(flic_client::data::read_salt)
+            .transpose()?;
+        let proof = flic_client::data::write_sample_proof(&data, index, salt, out)?;
+        let me = Identity::load(&self.identity_path)?.principal();
+        let commitment = proof.commitment();
+        let mine = self
+            .session()?
+            .api
+            .all_datasets()
+            .context("reading the registered datasets")?
+            .into_iter()
+            .find(|d| d.owner == me && *d.commitment == commitment);
+        let disclosed = if proof.salt.is_some() {
+            "; it discloses the salt"
+        } else {
+            ""
+        };
+        Ok(match mine {
+            Some(d) => {
+                flic_proofs::sample::verify_sample_in_dataset(&proof, &commitment, d.sample_count)?;
+                format!(
+                    "wrote {}: sample {index} of {} is in your dataset {} (`{}`){disclosed}",
+                    out.display(),
+                    proof.sample_count,
+                    d.id,
+                    d.name
+                )
+            }
+            None => format!(
+                "wrote {}: sample {index} of {} under commitment {}, which none of your registered datasets has (register this data, with the same salt file, for the proof to point at one){disclosed}",
+                out.display(),
+                proof.sample_count,
+                hex::encode(commitment)
+            ),
+        })
+    }
+
+    fn check_sample_proof(&mut self, file: &Path) -> anyhow::Result<String> {
+        let proof = flic_client::data::read_sample_proof(file)?;
+        let root = flic_proofs::sample::verify_sample(&proof)
+            .with_context(|| format!("{} does not verify", file.display()))?;
+        let commitment = proof.commitment();
+        let datasets = self
+            .session()?
+            .api
+            .all_datasets()
+            .context("reading the registered datasets")?;
+        let d = datasets
+            .iter()
+            .find(|d| *d.commitment == commitment)
+            .with_context(|| {
+                format!(
+                "the proof holds for commitment {}, but no dataset on this canister registered it",
+                hex::encode(commitment)
+            )
+            })?;
+        flic_proofs::sample::verify_sample_in_dataset(&proof, &commitment, d.sample_count)
+            .with_context(|| format!("the proof is not for dataset {}", d.id))?;
+        Ok(format!(
+            "sample proof OK: sample {} is in dataset {} (`{}`, owner {}{}), root {}",
+            proof.index,
+            d.id,
+            d.name,
+            d.owner,
+            if d.revoked_at_ns.is_some() {
+                ", revoked"
+            } else {
+                ""
+            },
+            hex::encode(root)
+        ))
+    }
+
+    fn recompute(&mut self, version: [u8; 32]) -> anyhow::Result<String> {
+        self.out.send(Event::Phase {
+            label: "recomputing the lineage".into(),
+            total: 0,
+        });
+        let me = Identity::load(&self.identity_path)?.principal();
+        let api = &mut self.session()?.api;
+        let replayed = flic_client::lineage::recompute(api, version).and_then(|r| {
+            r.with_context(|| {
+                format!(
+                    "model {} does not recompute from its certified history",
+                    hex::encode(version)
+                )
+            })
+        });
+        self.out.send(Event::PhaseFinished(String::new()));
+        let replayed = replayed?;
+        let shares = flic_client::lineage::by_dataset(&replayed.shapers);
+        let total: u64 = shares.values().map(|d| d.weight).sum();
+        let (mine, contributions) = shares
+            .values()
+            .filter(|d| d.owner == me)
+            .fold((0, 0), |(w, n), d| (w + d.weight, n + d.contributions));
+        Ok(format!(
+            "recomputed model {} bit for bit through {} certified round(s); your data weighs {mine} of {total} ({:.1} %) in {contributions} contribution(s)",
+            short_hex(&version),
+            replayed.rounds,
+            mine as f64 * 100.0 / total.max(1) as f64
+        ))
     }
 
     fn export(&mut self, path: &Path) -> anyhow::Result<String> {

@@ -112,6 +112,62 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
     assert_eq!(mine.len(), 1, "only my datasets are listed");
     assert_eq!(*mine[0].commitment, expected);
 
+    // Sample proofs: one sample proven in the registered dataset, the proof checked, and a
+    // tampered copy refused.
+    type_into(&mut h, "Sample number", "many");
+    assert!(h
+        .query_by_label("The sample number is a whole number, 0 or more.")
+        .is_some());
+    h.state_mut().prove_index.clear();
+    type_into(&mut h, "Sample number", "3");
+    click(&mut h, "Write sample proof");
+    wait(&mut h, "the sample proof", |a| {
+        a.proved.is_some() && idle(a)
+    });
+    let proved = h
+        .state()
+        .proved
+        .clone()
+        .unwrap()
+        .expect("the proof is written");
+    assert!(
+        proved.contains(&format!("sample 3 of 200 is in your dataset {id}")),
+        "{proved}"
+    );
+    let proof_file = flic_app::app::default_proof_path(&csv, 3);
+    let proof = flic_client::data::read_sample_proof(&proof_file).unwrap();
+    flic_proofs::sample::verify_sample_in_dataset(&proof, &expected, 200).unwrap();
+    type_into(&mut h, "Proof to check", proof_file.to_str().unwrap());
+    click(&mut h, "Check sample proof");
+    wait(&mut h, "the proof check", |a| {
+        a.proof_checked.is_some() && idle(a)
+    });
+    let checked = h
+        .state()
+        .proof_checked
+        .clone()
+        .unwrap()
+        .expect("the proof holds");
+    assert!(
+        checked.contains(&format!(
+            "sample 3 is in dataset {id} (`clinic`, owner {me})"
+        )),
+        "{checked}"
+    );
+    let mut tampered = proof.clone();
+    tampered.sample[0] ^= 1;
+    std::fs::write(&proof_file, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    click(&mut h, "Check sample proof");
+    wait(&mut h, "the tampered proof check", |a| {
+        a.proof_checked.is_some() && idle(a)
+    });
+    assert!(
+        matches!(&h.state().proof_checked, Some(Err(f)) if f.message.contains("does not verify")),
+        "{:?}",
+        h.state().proof_checked
+    );
+    assert!(h.query_by_label("The sample proof does not hold").is_some());
+
     // Contribute: train the open round, with progress and a loss curve, off the UI thread.
     click(&mut h, "Contribute");
     let auto = h.state().overview.as_ref().unwrap().auto_backend.clone();
@@ -205,6 +261,27 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
         o.info.model_version.unwrap().as_slice().to_vec()
     );
     assert!(h.query_by_label("100.0 %").is_some());
+
+    // Recompute the current model from its lineage: the simulation's round, then mine.
+    click(&mut h, "Recompute from the lineage");
+    wait(&mut h, "the recomputation", |a| {
+        a.recomputed.is_some() && idle(a)
+    });
+    let recomputed = h
+        .state()
+        .recomputed
+        .clone()
+        .unwrap()
+        .expect("it recomputes");
+    let total: u64 = o.rounds.iter().map(|r| r.total_weight).sum();
+    assert!(
+        recomputed.contains(&format!(
+            "through {} certified round(s); your data weighs 200 of {total}",
+            o.rounds.len()
+        )),
+        "{recomputed}"
+    );
+    assert!(total > 200, "the simulation's contributor weighs in too");
 
     // Export the current model; it reads back as the certified version.
     let out = home.path().join("exported.safetensors");

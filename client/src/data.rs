@@ -145,6 +145,28 @@ pub fn sample_proof(data: &Dataset, index: u64) -> anyhow::Result<SampleProof> {
     })
 }
 
+/// Proves sample `index` of `data` (committed with `salt`, which the proof then
+/// discloses) and writes the proof to `out` as JSON: `flic dataset prove`.
+pub fn write_sample_proof(
+    data: &Dataset,
+    index: u64,
+    salt: Option<[u8; 32]>,
+    out: &Path,
+) -> anyhow::Result<SampleProof> {
+    let mut proof = sample_proof(data, index)?;
+    proof.salt = salt.map(Hash::new);
+    let json = serde_json::to_vec_pretty(&proof)?;
+    std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+    Ok(proof)
+}
+
+/// Reads a sample proof file (it is checked by `flic_proofs::sample`, not here).
+pub fn read_sample_proof(file: &Path) -> anyhow::Result<SampleProof> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a flic sample proof", file.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

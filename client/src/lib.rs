@@ -10,6 +10,7 @@ pub mod commands;
 pub mod compute;
 pub mod data;
 pub mod identity;
+pub mod lineage;
 pub mod model_file;
 pub mod output;
 pub mod participant;

@@ -78,3 +78,23 @@ pub fn verify_sample_against(p: &SampleProof, commitment: &[u8; 32]) -> Result<(
     }
     Ok(())
 }
+
+/// Checks a proof against a registered dataset: its commitment and its sample count (a
+/// proof over a tree of another size is not about that dataset). Returns the root.
+pub fn verify_sample_in_dataset(
+    p: &SampleProof,
+    commitment: &[u8; 32],
+    sample_count: u64,
+) -> Result<[u8; 32], ProofError> {
+    verify_sample_against(p, commitment)?;
+    if p.sample_count != sample_count {
+        return Err(ProofError::Inconsistent {
+            what: "sample count".into(),
+            detail: format!(
+                "the dataset registered {sample_count} samples, the proof's tree has {}",
+                p.sample_count
+            ),
+        });
+    }
+    Ok(p.root.into_array())
+}

@@ -7,7 +7,10 @@ use flic_embedded_ic::{certificate_tree, BlsCertificateIssuer};
 use flic_proofs::certified::{check_model_info, verify_round_info, verify_round_page};
 use flic_proofs::lineage::{recompute_round, RetainedContribution, RoundInputs};
 use flic_proofs::receipt::{verify_receipt, Receipt, RECEIPT_FORMAT};
-use flic_proofs::sample::{verify_sample, verify_sample_against, SampleProof, SAMPLE_PROOF_FORMAT};
+use flic_proofs::sample::{
+    verify_sample, verify_sample_against, verify_sample_in_dataset, SampleProof,
+    SAMPLE_PROOF_FORMAT,
+};
 use flic_proofs::{CertifiedView, Freshness, ProofError, Trust};
 use flic_protocol::api::{
     Certification, CertifiedRoundInfo, CertifiedRoundPage, CertifiedState, ClientHyperparameters,
@@ -931,6 +934,20 @@ fn salted_sample_proofs_verify_against_the_salted_commitment_only() {
     assert_eq!(serde_json::from_str::<SampleProof>(&json).unwrap(), p);
     let (plain, _) = sample_proof();
     assert!(!serde_json::to_string(&plain).unwrap().contains("salt"));
+}
+
+#[test]
+fn a_sample_proof_is_about_a_dataset_only_with_its_commitment_and_size() {
+    let (p, root) = sample_proof();
+    assert_eq!(verify_sample_in_dataset(&p, &root, 11).unwrap(), root);
+    assert!(matches!(
+        verify_sample_in_dataset(&p, &root, 12).unwrap_err(),
+        ProofError::Inconsistent { what, .. } if what == "sample count"
+    ));
+    assert!(matches!(
+        verify_sample_in_dataset(&p, &[0; 32], 11).unwrap_err(),
+        ProofError::Mismatch { .. }
+    ));
 }
 
 #[test]

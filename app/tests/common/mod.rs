@@ -12,7 +12,8 @@ use flic_client::cli::{Cli, Command};
 
 /// A saved embedded IC with one open round that one contribution closes (a simulation's
 /// rounds close at as many commits as it has clients): a linear model
-/// over 32 features and 10 classes, as `flic simulate` makes it.
+/// over 32 features and 10 classes, as `flic simulate` makes it, retaining contributions
+/// so that its models can be recomputed.
 pub fn simulated_state(dir: &Path) -> PathBuf {
     use clap::Parser;
     let state = dir.join("state");
@@ -25,6 +26,7 @@ pub fn simulated_state(dir: &Path) -> PathBuf {
         "1",
         "--samples",
         "300",
+        "--retain-contributions",
         "--state",
         state.to_str().unwrap(),
     ]);

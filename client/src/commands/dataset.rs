@@ -72,10 +72,7 @@ pub fn prove(
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let dataset = crate::data::load(&data.data, data.format.into())?;
-    let mut proof = crate::data::sample_proof(&dataset, sample)?;
-    proof.salt = data.salt()?.map(Hash::new);
-    let json = serde_json::to_vec_pretty(&proof)?;
-    std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?;
+    let proof = crate::data::write_sample_proof(&dataset, sample, data.salt()?, out)?;
     printer.out(format!(
         "wrote {}: sample {sample} of {} under commitment {}",
         out.display(),

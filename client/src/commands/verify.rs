@@ -8,13 +8,11 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use candid::Principal;
-use flic_proofs::lineage::replay_lineage;
 use flic_proofs::receipt::verify_receipt;
-use flic_proofs::sample::{verify_sample, verify_sample_against, SampleProof};
+use flic_proofs::sample::{verify_sample, verify_sample_in_dataset};
 use flic_proofs::{Freshness, Trust};
-use flic_protocol::api::{LineageArgs, PageArgs};
+use flic_protocol::api::PageArgs;
 use flic_protocol::certified::IC_MAINNET_ROOT_KEY_DER;
-use flic_protocol::Hash;
 
 use super::{NotVerified, Session};
 use crate::cli::{IdentityArgs, TargetArgs, VerifierArgs};
@@ -172,46 +170,14 @@ pub fn lineage(
 ) -> anyhow::Result<()> {
     let version = parse_hash(version)?;
     let mut session = connect_to_target(target)?;
-    let info = session.api.round_info()?;
-    let job = info
-        .config
-        .clone()
-        .context("the canister has no job configured")?;
-    if !job.retain_contributions {
-        bail!("this job does not retain contributions (retain_contributions is off): lineage cannot be recomputed");
-    }
-    if job.dp.is_some() {
-        bail!("this job has differential privacy: every round's sum carries noise from secret seeds (the canister's under central DP, the clients' under distributed DP), so no model can be recomputed from its contributions (`flic verify privacy` checks the budget, `flic verify receipt` each contribution)");
-    }
-    let lineage = session.api.lineage(&LineageArgs {
-        model_version: Hash::new(version),
-        page: PageArgs { start: 0, limit: 1 },
+    let replayed = crate::lineage::recompute(&mut session.api, version)?.map_err(|e| {
+        not_verified(anyhow::Error::new(e).context(format!(
+            "model {} does not recompute from its certified history",
+            hex::encode(version)
+        )))
     })?;
-    let rounds = lineage.round;
-    let replayed = match replay_lineage(&mut session.api, &job, version, rounds) {
-        Ok(r) => r,
-        // Not being able to read is an error; reading data that does not add up is a
-        // lineage that does not verify.
-        Err(e @ flic_proofs::ProofError::Fetch { .. }) => {
-            return Err(anyhow::Error::new(e).context("recomputing the lineage"))
-        }
-        Err(e) => {
-            return Err(not_verified(anyhow::Error::new(e).context(format!(
-                "model {} does not recompute from its certified history",
-                hex::encode(version)
-            ))))
-        }
-    };
-    let shapers = &replayed.shapers;
-    // By dataset: total weight over the rounds.
-    let mut by_dataset: BTreeMap<u64, (Principal, u64, u64)> = BTreeMap::new();
-    for (_, s) in shapers {
-        let e = by_dataset
-            .entry(s.dataset_id)
-            .or_insert((s.contributor, 0, 0));
-        e.1 += s.weight;
-        e.2 += 1;
-    }
+    let (rounds, shapers) = (replayed.rounds, &replayed.shapers);
+    let by_dataset = crate::lineage::by_dataset(shapers);
     let mut names = BTreeMap::new();
     for id in by_dataset.keys() {
         let name = session
@@ -231,9 +197,9 @@ pub fn lineage(
                 "dataset_id": s.dataset_id, "owner": s.contributor.to_text(),
                 "sample_count": s.sample_count, "weight": s.weight,
             })).collect::<Vec<_>>(),
-            "datasets": by_dataset.iter().map(|(id, (owner, w, n))| serde_json::json!({
-                "dataset_id": id, "name": names[id], "owner": owner.to_text(),
-                "total_weight": w, "contributions": n,
+            "datasets": by_dataset.iter().map(|(id, d)| serde_json::json!({
+                "dataset_id": id, "name": names[id], "owner": d.owner.to_text(),
+                "total_weight": d.weight, "contributions": d.contributions,
             })).collect::<Vec<_>>(),
         }))?);
     }
@@ -248,15 +214,15 @@ pub fn lineage(
         "recomputed model {} bit for bit from the initial model through {rounds} certified round(s)",
         hex::encode(version)
     ))?;
-    let total: u64 = by_dataset.values().map(|v| v.1).sum();
-    let rows = by_dataset.iter().map(|(id, (owner, w, n))| {
+    let total: u64 = by_dataset.values().map(|d| d.weight).sum();
+    let rows = by_dataset.iter().map(|(id, d)| {
         vec![
             id.to_string(),
             names[id].clone(),
-            owner.to_text(),
-            n.to_string(),
-            w.to_string(),
-            format!("{:.1}%", *w as f64 * 100.0 / total.max(1) as f64),
+            d.owner.to_text(),
+            d.contributions.to_string(),
+            d.weight.to_string(),
+            format!("{:.1}%", d.weight as f64 * 100.0 / total.max(1) as f64),
         ]
     });
     printer.out(format!(
@@ -441,9 +407,7 @@ pub fn sample(
     dataset_id: Option<u64>,
     target: &VerifierArgs,
 ) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let proof: SampleProof = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a flic sample proof", file.display()))?;
+    let proof = crate::data::read_sample_proof(file)?;
     let root = verify_sample(&proof)
         .with_context(|| format!("{} does not verify", file.display()))
         .map_err(not_verified)?;
@@ -460,16 +424,13 @@ pub fn sample(
                 .api
                 .get_dataset(id)?
                 .with_context(|| format!("dataset {id} is not registered"))?;
-            verify_sample_against(&proof, &dataset.commitment.into_array())
-                .with_context(|| format!("the proof is not for dataset {id}"))
-                .map_err(not_verified)?;
-            if dataset.sample_count != proof.sample_count {
-                return Err(not_verified(anyhow::anyhow!(
-                    "dataset {id} registered {} samples, the proof's tree has {}",
-                    dataset.sample_count,
-                    proof.sample_count
-                )));
-            }
+            verify_sample_in_dataset(
+                &proof,
+                &dataset.commitment.into_array(),
+                dataset.sample_count,
+            )
+            .with_context(|| format!("the proof is not for dataset {id}"))
+            .map_err(not_verified)?;
             printer.out(format!(
                 "sample proof OK: sample {} is in dataset {id} (`{}`, owner {}), commitment {}",
                 proof.index,
