@@ -500,7 +500,7 @@ impl WorkerState {
         salted: bool,
     ) -> anyhow::Result<u64> {
         self.out.send(Event::Phase {
-            label: "computing the commitment".into(),
+            label: "loading the data".into(),
             total: 0,
         });
         let data = flic_client::data::load(&source.path, source.format)?;
@@ -515,11 +515,11 @@ impl WorkerState {
                 path.display()
             )));
         }
-        let commitment = flic_client::data::registered_commitment(&data, salt.as_ref());
-        self.out.send(Event::PhaseFinished(format!(
-            "commitment {}",
-            hex::encode(commitment)
-        )));
+        let commitment = flic_client::data::registered_commitment_with_progress(
+            &data,
+            salt.as_ref(),
+            &mut self.out,
+        );
         let session = self.session()?;
         let id = session
             .api

@@ -111,6 +111,14 @@ fn a_contributor_joins_registers_trains_and_sees_what_the_data_built() {
     let mine = h.state().overview.as_ref().unwrap().datasets.clone();
     assert_eq!(mine.len(), 1, "only my datasets are listed");
     assert_eq!(*mine[0].commitment, expected);
+    assert!(
+        h.state()
+            .notes
+            .iter()
+            .any(|n| *n == format!("commitment {} over 200 samples", hex::encode(expected))),
+        "the commitment phase reported: {:?}",
+        h.state().notes
+    );
 
     // Sample proofs: one sample proven in the registered dataset, the proof checked, and a
     // tampered copy refused.

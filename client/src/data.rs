@@ -73,6 +73,35 @@ pub fn registered_commitment(data: &Dataset, salt: Option<&[u8; 32]>) -> [u8; 32
     }
 }
 
+/// [`registered_commitment`], reporting the samples hashed as a `commitment` phase (a
+/// large dataset takes a while).
+pub fn registered_commitment_with_progress(
+    data: &Dataset,
+    salt: Option<&[u8; 32]>,
+    progress: &mut dyn crate::output::Progress,
+) -> [u8; 32] {
+    let n = data.len() as u64;
+    progress.start("commitment", n);
+    // About a hundred updates, whatever the size.
+    let step = (n / 100).max(1);
+    let root = flic_protocol::sample::dataset_commitment((0..data.len()).map(|i| {
+        if i as u64 % step == 0 {
+            progress.set(i as u64);
+        }
+        (data.labels[i], data.sample(i))
+    }));
+    progress.set(n);
+    let commitment = match salt {
+        Some(salt) => flic_protocol::sample::salted_commitment(salt, &root),
+        None => root,
+    };
+    progress.finish(&format!(
+        "commitment {} over {n} samples",
+        hex::encode(commitment)
+    ));
+    commitment
+}
+
 /// Reads a salt file: 64 hex digits (what `flic dataset register --salted` writes).
 pub fn read_salt(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     let text = std::fs::read_to_string(path)
@@ -170,6 +199,30 @@ pub fn read_sample_proof(file: &Path) -> anyhow::Result<SampleProof> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_commitment_with_progress_is_the_commitment() {
+        let data = dataset::synthetic_clusters(250, 4, 3, 1);
+        let salt = [7u8; 32];
+        for salt in [None, Some(&salt)] {
+            let mut seen = Vec::new();
+            struct Record<'a>(&'a mut Vec<u64>);
+            impl crate::output::Progress for Record<'_> {
+                fn start(&mut self, _: &str, total: u64) {
+                    assert_eq!(total, 250);
+                }
+                fn set(&mut self, done: u64) {
+                    self.0.push(done);
+                }
+                fn finish(&mut self, _: &str) {}
+                fn note(&mut self, _: &str) {}
+            }
+            let c = registered_commitment_with_progress(&data, salt, &mut Record(&mut seen));
+            assert_eq!(c, registered_commitment(&data, salt));
+            assert_eq!(seen.last(), Some(&250));
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        }
+    }
 
     #[test]
     fn commitment_binds_every_sample() {

@@ -31,7 +31,11 @@ pub fn register(
             path.display()
         ));
     }
-    let commitment = crate::data::registered_commitment(&dataset, salt.as_ref());
+    let commitment = crate::data::registered_commitment_with_progress(
+        &dataset,
+        salt.as_ref(),
+        printer.progress().as_mut(),
+    );
     let mut session = super::connect(target)?;
     let args = RegisterDatasetArgs {
         name: registration.name,
