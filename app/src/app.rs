@@ -658,7 +658,7 @@ impl FlicApp {
             }
         });
         if let Some(f) = &self.connection_error {
-            failure_box(ui, f.kind.title(), f.kind.advice(), &f.message);
+            show_failure(ui, f);
         }
         let Some(o) = &self.overview else {
             return;
@@ -982,7 +982,7 @@ impl FlicApp {
             Some(Ok(id)) => {
                 ui.colored_label(ok_color(ui), format!("Registered as dataset {id}"));
             }
-            Some(Err(f)) => failure_box(ui, f.kind.title(), f.kind.advice(), &f.message),
+            Some(Err(f)) => show_failure(ui, f),
             None => {}
         }
     }
@@ -1040,7 +1040,7 @@ impl FlicApp {
             self.send(Request::Revoke(id));
         }
         if let Some(Err(f)) = &self.revoked {
-            failure_box(ui, f.kind.title(), f.kind.advice(), &f.message);
+            show_failure(ui, f);
         }
     }
 
@@ -1215,7 +1215,7 @@ impl FlicApp {
             Some(Ok(why)) => {
                 ui.colored_label(ok_color(ui), format!("Done: {why}"));
             }
-            Some(Err(f)) => failure_box(ui, f.kind.title(), f.kind.advice(), &f.message),
+            Some(Err(f)) => show_failure(ui, f),
             None => {}
         }
         if !self.commits.is_empty() {
@@ -1330,13 +1330,7 @@ impl FlicApp {
                 self.send(Request::Recompute(v.into_array()));
             }
         }
-        match &self.recomputed {
-            Some(Ok(line)) => {
-                ui.colored_label(ok_color(ui), line);
-            }
-            Some(Err(f)) => failure_box(ui, f.kind.title(), f.kind.advice(), &f.message),
-            None => {}
-        }
+        outcome(ui, &self.recomputed);
         ui.add_space(8.0);
         ui.label(RichText::new("Export the current model").strong());
         ui.horizontal(|ui| {
@@ -1355,13 +1349,7 @@ impl FlicApp {
                 self.send(Request::Export(p));
             }
         });
-        match &self.exported {
-            Some(Ok(what)) => {
-                ui.colored_label(ok_color(ui), what.clone());
-            }
-            Some(Err(f)) => failure_box(ui, f.kind.title(), f.kind.advice(), &f.message),
-            None => {}
-        }
+        outcome(ui, &self.exported);
     }
 }
 
@@ -1415,21 +1403,27 @@ pub fn default_proof_path(data: &Path, index: u64) -> PathBuf {
     p.into()
 }
 
-fn proof_outcome(ui: &mut Ui, outcome: &Option<Result<String, Failure>>) {
+/// What a finished request said: its sentence, or its failure state.
+fn outcome(ui: &mut Ui, outcome: &Option<Result<String, Failure>>) {
     match outcome {
         Some(Ok(line)) => {
             ui.colored_label(ok_color(ui), line);
         }
-        Some(Err(f)) if f.kind == crate::failure::FailureKind::NetworkDown => {
-            failure_box(ui, f.kind.title(), f.kind.advice(), &f.message)
-        }
-        Some(Err(f)) => failure_box(
+        Some(Err(f)) => show_failure(ui, f),
+        None => {}
+    }
+}
+
+/// [`outcome`], where any failure but an unreachable network means the proof is bad.
+fn proof_outcome(ui: &mut Ui, result: &Option<Result<String, Failure>>) {
+    match result {
+        Some(Err(f)) if f.kind != crate::failure::FailureKind::NetworkDown => failure_box(
             ui,
             "The sample proof does not hold",
             "Check that the file, data and salt file are the ones registered.",
             &f.message,
         ),
-        None => {}
+        _ => outcome(ui, result),
     }
 }
 
@@ -1611,6 +1605,11 @@ fn table(ui: &mut Ui, id: &str, headers: &[&str], rows: impl FnOnce(&mut Ui)) {
 }
 
 /// A failure: what happened, what to do, and the library's message.
+/// A failure's state: its kind's title and advice, and the library's message.
+fn show_failure(ui: &mut Ui, f: &Failure) {
+    failure_box(ui, f.kind.title(), f.kind.advice(), &f.message)
+}
+
 fn failure_box(ui: &mut Ui, title: &str, advice: &str, message: &str) {
     egui::Frame::group(ui.style())
         .stroke(egui::Stroke::new(1.0, err_color(ui)))

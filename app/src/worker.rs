@@ -15,7 +15,7 @@ use flic_client::commands::{self, Session};
 use flic_client::data::DataFormat;
 use flic_client::identity::Identity;
 use flic_client::output::{short_hex, Progress};
-use flic_client::participant::{contribute, preferred_encoding, Contributor, StepOptions};
+use flic_client::participant::Contributor;
 use flic_client::receipts::ReceiptOrigin;
 use flic_client::training::{self, WorkDir};
 use flic_model_zoo::backend::BackendRequest;
@@ -42,6 +42,19 @@ pub struct DataSource {
     pub path: PathBuf,
     pub format: DataFormat,
     pub salt_file: Option<PathBuf>,
+}
+
+impl DataSource {
+    /// The data, and the salt of its commitment if a salt file is named.
+    fn load(&self) -> anyhow::Result<(flic_model_zoo::dataset::Dataset, Option<[u8; 32]>)> {
+        let data = flic_client::data::load(&self.path, self.format)?;
+        let salt = self
+            .salt_file
+            .as_deref()
+            .map(flic_client::data::read_salt)
+            .transpose()?;
+        Ok((data, salt))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -460,12 +473,7 @@ impl WorkerState {
         let me = session.identity()?.principal();
         let info = session.api.round_info()?;
         let now_ns = flic_client::transport::Transport::now_ns(session.api.transport());
-        let datasets: Vec<Dataset> = session
-            .api
-            .all_datasets()?
-            .into_iter()
-            .filter(|d| d.owner == me)
-            .collect();
+        let datasets = session.api.all_datasets_of(me)?;
         let contributions = session.api.all_contributions_by_contributor(me)?;
         let rounds = session.api.all_round_history()?;
         // Receipts of rounds that closed since the last look.
@@ -564,12 +572,7 @@ impl WorkerState {
             .session
             .as_mut()
             .context("not connected: connect to a federation first")?;
-        let data = flic_client::data::load(&source.path, source.format)?;
-        let salt = source
-            .salt_file
-            .as_deref()
-            .map(flic_client::data::read_salt)
-            .transpose()?;
+        let (data, salt) = source.load()?;
         let dataset = training::check_dataset(
             &mut session.api,
             identity.principal(),
@@ -589,6 +592,12 @@ impl WorkerState {
             started.plan.backend, started.plan.reason
         )));
         let device = started.device;
+        let stopped = || stop.load(Ordering::SeqCst);
+        let choices = training::RoundChoices {
+            encoding,
+            max_upload_rate,
+            stop: &stopped,
+        };
         let mut last_round = None;
         if let Some(c) = work.resume(session, max_upload_rate, out)? {
             last_round = Some(c.prepared.header.round);
@@ -628,54 +637,14 @@ impl WorkerState {
                 }
                 continue;
             }
-            let job = info
-                .config
-                .as_ref()
-                .context("the canister has no job configured")?;
             let contributor = Contributor {
                 identity: &identity,
                 dataset_id: dataset.id,
                 data: &data,
                 device: &device,
             };
-            let step = if let Some(sa) = job.secure_aggregation {
-                if session.embedded_state().is_some() {
-                    anyhow::bail!("this job uses secure aggregation, whose phases need every participant online at once: connect to a network (`flic devnet`, or the IC), not to a saved state");
-                }
-                out.note(&format!(
-                    "round {}: secure aggregation: the canister sees only the sum of the masked inputs",
-                    info.round
-                ));
-                training::contribute_securely(
-                    &mut session.api,
-                    &contributor,
-                    &info,
-                    sa.phase_duration_ns,
-                    max_upload_rate,
-                    &|| stop.load(Ordering::SeqCst),
-                    out,
-                )?
-            } else {
-                let encoding =
-                    encoding.unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
-                let residual = work.residual(&info, encoding, out)?;
-                out.note(&format!("round {}: training", info.round));
-                let mut journal =
-                    |p: &flic_client::participant::PreparedSubmission| work.journal(p);
-                contribute(
-                    &mut session.api,
-                    &contributor,
-                    &info,
-                    StepOptions {
-                        encoding: Some(encoding),
-                        before_upload: Some(&mut journal),
-                        max_upload_rate,
-                        residual: residual.as_deref(),
-                        ..StepOptions::default()
-                    },
-                    out,
-                )?
-            };
+            out.note(&format!("round {}: training", info.round));
+            let step = work.contribute_round(session, &contributor, &info, &choices, out)?;
             let mean_loss = Some(step.train.mean_loss);
             let committed = work.record(session, step.prepared, step.upload, out)?;
             out.send(Event::Committed(commit_view(&committed, mean_loss)));
@@ -688,22 +657,17 @@ impl WorkerState {
     }
 
     fn prove(&mut self, source: &DataSource, index: u64, out: &Path) -> anyhow::Result<String> {
-        let data = flic_client::data::load(&source.path, source.format)?;
-        let salt = source
-            .salt_file
-            .as_deref()
-            .map(flic_client::data::read_salt)
-            .transpose()?;
+        let (data, salt) = source.load()?;
         let proof = flic_client::data::write_sample_proof(&data, index, salt, out)?;
-        let me = Identity::load(&self.identity_path)?.principal();
         let commitment = proof.commitment();
-        let mine = self
-            .session()?
+        let session = self.session()?;
+        let me = session.identity()?.principal();
+        let mine = session
             .api
-            .all_datasets()
-            .context("reading the registered datasets")?
+            .all_datasets_of(me)
+            .context("reading your registered datasets")?
             .into_iter()
-            .find(|d| d.owner == me && *d.commitment == commitment);
+            .find(|d| *d.commitment == commitment);
         let disclosed = if proof.salt.is_some() {
             "; it discloses the salt"
         } else {
@@ -770,8 +734,9 @@ impl WorkerState {
             label: "recomputing the lineage".into(),
             total: 0,
         });
-        let me = Identity::load(&self.identity_path)?.principal();
-        let api = &mut self.session()?.api;
+        let session = self.session()?;
+        let me = session.identity()?.principal();
+        let api = &mut session.api;
         let replayed = flic_client::lineage::recompute(api, version).and_then(|r| {
             r.with_context(|| {
                 format!(

@@ -280,6 +280,13 @@ impl<T: Transport> AggregatorApi<T> {
         all_pages(|page| self.list_datasets(page).map(|p| (p.items, p.next)))
     }
 
+    /// Every dataset `owner` registered, in registration order.
+    pub fn all_datasets_of(&mut self, owner: Principal) -> Result<Vec<Dataset>, ApiError> {
+        let mut all = self.all_datasets()?;
+        all.retain(|d| d.owner == owner);
+        Ok(all)
+    }
+
     pub fn contributions_by_contributor(
         &mut self,
         who: Principal,

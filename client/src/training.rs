@@ -15,8 +15,8 @@ use crate::api::{AggregatorApi, ApiError};
 use crate::commands::Session;
 use crate::output::Progress;
 use crate::participant::{
-    contribute, upload_with_retry, Contributor, PreparedSubmission, RoundStep, StepOptions,
-    UploadJournal, UploadOutcome,
+    contribute, preferred_encoding, upload_with_retry, Contributor, PreparedSubmission, RoundStep,
+    StepOptions, UploadJournal, UploadOutcome,
 };
 use crate::receipts::{ReceiptOrigin, ReceiptStore};
 use crate::residual::{ResidualStore, Unused};
@@ -239,6 +239,66 @@ impl WorkDir {
             ));
         }
         Ok(written)
+    }
+}
+
+/// What a contributor chooses for its rounds, as `flic train`'s flags say.
+pub struct RoundChoices<'a> {
+    /// `None`: the job's preferred encoding (a secure round is always masked).
+    pub encoding: Option<DeltaEncoding>,
+    pub max_upload_rate: Option<u64>,
+    /// Heeded while a secure round waits for the others' keys ([`contribute_securely`]).
+    pub stop: &'a dyn Fn() -> bool,
+}
+
+impl WorkDir {
+    /// One round's step for `contributor`: the phases of secure aggregation where the job
+    /// has it; otherwise training and the upload, journaled here first, in the chosen
+    /// encoding with what earlier uploads of it left unsent.
+    pub fn contribute_round(
+        &self,
+        session: &mut Session,
+        contributor: &Contributor,
+        info: &RoundInfo,
+        choices: &RoundChoices,
+        progress: &mut dyn Progress,
+    ) -> anyhow::Result<RoundStep> {
+        let job = info
+            .config
+            .as_ref()
+            .context("the canister has no job configured")?;
+        if let Some(sa) = job.secure_aggregation {
+            if session.embedded_state().is_some() {
+                bail!("this job uses secure aggregation, whose phases need every participant online at once: contribute over a network (`flic devnet`, or the IC), not to a saved embedded state, or run the whole federation with `flic simulate --secure-aggregation`");
+            }
+            return contribute_securely(
+                &mut session.api,
+                contributor,
+                info,
+                sa.phase_duration_ns,
+                choices.max_upload_rate,
+                choices.stop,
+                progress,
+            );
+        }
+        let encoding = choices
+            .encoding
+            .unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
+        let residual = self.residual(info, encoding, progress)?;
+        let mut journal = |prepared: &PreparedSubmission| self.journal(prepared);
+        contribute(
+            &mut session.api,
+            contributor,
+            info,
+            StepOptions {
+                encoding: Some(encoding),
+                before_upload: Some(&mut journal),
+                max_upload_rate: choices.max_upload_rate,
+                residual: residual.as_deref(),
+                ..StepOptions::default()
+            },
+            progress,
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use candid::{Encode, Nat, Principal};
 use ed25519_dalek::Signer;
-use flic_devnet::server::{self, SharedDevnet};
+use flic_devnet::server;
 use flic_devnet::{Devnet, DevnetConfig};
 use ic_agent::agent::RejectCode;
 use ic_agent::identity::{BasicIdentity, DelegatedIdentity, Secp256k1Identity};
@@ -23,8 +23,6 @@ const COUNTER: &str = include_str!("../../embedded-ic/tests/canisters/counter.wa
 /// A devnet serving on a free port from a background thread, stopped on drop.
 struct Running {
     server: server::Background,
-    addr: SocketAddr,
-    devnet: SharedDevnet,
 }
 
 impl Running {
@@ -32,11 +30,11 @@ impl Running {
         let devnet = Devnet::start(config, server::wall_clock_ns()).expect("the devnet starts");
         let server = server::Background::start(devnet, "127.0.0.1:0".parse().unwrap())
             .expect("the devnet listens");
-        Running {
-            addr: server.addr(),
-            devnet: server.devnet().clone(),
-            server,
-        }
+        Running { server }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.addr()
     }
 
     fn url(&self) -> String {
@@ -58,7 +56,7 @@ impl Running {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Devnet> {
-        server::lock(&self.devnet)
+        server::lock(self.server.devnet())
     }
 }
 
@@ -474,7 +472,7 @@ fn malformed_traffic_gets_the_right_status_and_changes_nothing() {
         ),
     ];
     for (what, path, body, status, needle) in cases {
-        let (got, reply) = post(devnet.addr, &path, &body);
+        let (got, reply) = post(devnet.addr(), &path, &body);
         let text = String::from_utf8_lossy(&reply);
         assert_eq!(got, status, "{what}: {text}");
         assert!(
@@ -487,7 +485,7 @@ fn malformed_traffic_gets_the_right_status_and_changes_nothing() {
 
     // The valid envelope runs once; the same request id again is answered, not run.
     for _ in 0..3 {
-        let (status, reply) = post(devnet.addr, &call_path, &valid);
+        let (status, reply) = post(devnet.addr(), &call_path, &valid);
         assert_eq!(status, 200);
         let v: serde_cbor::Value = serde_cbor::from_slice(&reply).unwrap();
         let serde_cbor::Value::Map(m) = v else {
@@ -536,15 +534,15 @@ fn the_gateway_serves_http_request_by_host_or_canister_id() {
     // The counter has no http_request: the gateway says so with a 502, by either form.
     for (host, path) in [
         (
-            format!("{id}.localhost:{}", devnet.addr.port()),
+            format!("{id}.localhost:{}", devnet.addr().port()),
             "/".to_string(),
         ),
         (
-            devnet.addr.to_string(),
+            devnet.addr().to_string(),
             format!("/index.html?canisterId={id}"),
         ),
     ] {
-        let mut s = TcpStream::connect(devnet.addr).unwrap();
+        let mut s = TcpStream::connect(devnet.addr()).unwrap();
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
@@ -555,7 +553,7 @@ fn the_gateway_serves_http_request_by_host_or_canister_id() {
         assert!(out.starts_with("HTTP/1.1 502"), "{out}");
         assert!(out.contains("http_request"), "{out}");
     }
-    let (status, body) = post(devnet.addr, "/elsewhere", b"");
+    let (status, body) = post(devnet.addr(), "/elsewhere", b"");
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
 }
 
@@ -643,7 +641,7 @@ fn a_v2_call_is_accepted_then_polled_and_only_its_sender_reads_its_status() {
     let (envelope, content) =
         signed_call(&key, id, "inc", server::wall_clock_ns() + 120_000_000_000);
     let (status, _) = post(
-        devnet.addr,
+        devnet.addr(),
         &format!("/api/v2/canister/{id}/call"),
         &envelope,
     );

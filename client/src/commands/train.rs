@@ -9,18 +9,15 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use flic_protocol::api::JobState;
 
 use crate::cli::TrainArgs;
 use crate::output::{Printer, Progress};
-use crate::participant::{
-    contribute, preferred_encoding, Contributor, PreparedSubmission, StepOptions,
-};
+use crate::participant::Contributor;
 use crate::receipts::ReceiptOrigin;
 use crate::training::{
-    check_dataset, contribute_securely, default_work_dir, is_convolutional, with_retry, Committed,
-    WorkDir,
+    check_dataset, default_work_dir, is_convolutional, with_retry, Committed, RoundChoices, WorkDir,
 };
 
 pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> anyhow::Result<()> {
@@ -89,7 +86,6 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
             data: &data,
             device: &device,
         };
-        let mut journal_it = |prepared: &PreparedSubmission| work.journal(prepared);
         progress.note(&format!(
             "round {}: training on model {}",
             info.round,
@@ -109,42 +105,12 @@ pub fn run(printer: &Printer, args: &TrainArgs, progress: &mut dyn Progress) -> 
                 dp.delta
             ));
         }
-        let job = info
-            .config
-            .as_ref()
-            .context("the canister has no job configured")?;
-        let encoding = args
-            .encoding
-            .unwrap_or_else(|| preferred_encoding(&job.allowed_encodings));
-        let residual = work.residual(&info, encoding, progress)?;
-        let step = if let Some(sa) = job.secure_aggregation {
-            if session.embedded_state().is_some() {
-                bail!("this job uses secure aggregation, whose phases need every participant online at once: train against a network (`flic devnet`, or the IC), or run the whole federation with `flic simulate --secure-aggregation`");
-            }
-            contribute_securely(
-                &mut session.api,
-                &contributor,
-                &info,
-                sa.phase_duration_ns,
-                args.max_upload_rate,
-                &|| false,
-                progress,
-            )?
-        } else {
-            contribute(
-                &mut session.api,
-                &contributor,
-                &info,
-                StepOptions {
-                    encoding: Some(encoding),
-                    before_upload: Some(&mut journal_it),
-                    max_upload_rate: args.max_upload_rate,
-                    residual: residual.as_deref(),
-                    ..StepOptions::default()
-                },
-                progress,
-            )?
+        let choices = RoundChoices {
+            encoding: args.encoding,
+            max_upload_rate: args.max_upload_rate,
+            stop: &|| false,
         };
+        let step = work.contribute_round(&mut session, &contributor, &info, &choices, progress)?;
         let committed = work.record(&mut session, step.prepared, step.upload, progress)?;
         report(printer, &committed, args.output.json)?;
         done_rounds += 1;
